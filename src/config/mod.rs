@@ -1,0 +1,148 @@
+//! Gateway configuration: where it comes from, what it means once checked.
+//!
+//! A config is read from the file given on the command line, else from `GATEWAY_CONFIG_FILE`,
+//! else the built-in local default is used (one route on 127.0.0.1:19092 in front of a Kafka on
+//! 127.0.0.1:9092). Loading checks the whole file at once and turns it into [`GatewayConfig`],
+//! whose parts the rest of the gateway can trust: every route names an existing domain, every
+//! endpoint parses, no two listeners share a port. Every error names the file, the field, and
+//! what to change.
+
+mod schema;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::routing::PortMap;
+
+pub use validate::ConfigError;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "GATEWAY_CONFIG_FILE";
+
+/// The configuration used when neither `--config` nor `GATEWAY_CONFIG_FILE` names a file.
+pub const BUILT_IN_DEFAULT: &str = include_str!("default.yaml");
+
+/// A checked configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where it came from, for messages: a path or `<built-in default>`.
+    pub source: String,
+    pub domains: Vec<DomainConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub proxy: ProxySettings,
+}
+
+/// A backend Kafka cluster.
+#[derive(Debug, Clone)]
+pub struct DomainConfig {
+    pub name: String,
+    pub cluster_name: String,
+    pub bootstrap_servers: Vec<BootstrapServer>,
+    pub node_id_ranges: Vec<NodeIdRange>,
+}
+
+/// One named listener of a domain's brokers, with the addresses to bootstrap from.
+#[derive(Debug, Clone)]
+pub struct BootstrapServer {
+    pub id: String,
+    pub addresses: Vec<HostPort>,
+}
+
+/// Node ids `start..=end` that a route serves, each on a port of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdRange {
+    pub name: String,
+    pub start: i32,
+    pub end: i32,
+}
+
+/// A client-facing endpoint bound to one domain.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// What clients bootstrap from, and the host advertised for every broker.
+    pub endpoint: HostPort,
+    /// The address every listener of the route binds to.
+    pub bind_ip: std::net::IpAddr,
+    pub domain: String,
+    /// The bootstrap addresses of the chosen listener of the domain, tried in order.
+    pub upstream_bootstrap: Vec<HostPort>,
+    pub port_map: PortMap,
+}
+
+impl RouteConfig {
+    pub fn bootstrap_listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind_ip, self.endpoint.port)
+    }
+}
+
+/// Limits and timeouts that apply to every connection.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub max_frame_bytes: usize,
+    pub max_in_flight_requests: usize,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub metadata_refresh_interval: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            // Kafka's own socket.request.max.bytes default.
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_in_flight_requests: 1024,
+            // Kafka's connections.max.idle.ms default.
+            idle_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            metadata_refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `host:port` as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which file to read: `--config`, else `GATEWAY_CONFIG_FILE`, else none (built-in default).
+pub fn resolve_path(cli: Option<PathBuf>) -> Option<PathBuf> {
+    cli.or_else(|| std::env::var_os(CONFIG_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// Read and check a config file, or the built-in default when `path` is `None`.
+pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
+    match path {
+        Some(path) => {
+            let source = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(&source, "", format!("cannot read the file: {e}"), "check the path given by --config or GATEWAY_CONFIG_FILE")
+            })?;
+            parse(&source, &text)
+        }
+        None => parse("<built-in default>", BUILT_IN_DEFAULT),
+    }
+}
+
+/// Check config text; `source` names it in errors.
+pub fn parse(source: &str, text: &str) -> Result<GatewayConfig, ConfigError> {
+    let raw = validate::deserialize(source, text)?;
+    validate::resolve(source, raw)
+}

@@ -1,0 +1,93 @@
+//! The YAML schema, as users write it.
+//!
+//! Field names follow Confluent Gateway's configuration (`streamingDomains`, `routes`,
+//! `nodeIdRanges`, `brokerIdentificationStrategy`) so an existing file carries over. Unknown
+//! fields are refused: a typo must never silently fall back to a default. Everything here is
+//! plain data; checking that the pieces fit together happens in [`super::validate`].
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub streaming_domains: Vec<RawStreamingDomain>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub proxy: RawProxySettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawStreamingDomain {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub kafka_cluster: RawKafkaCluster,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawKafkaCluster {
+    pub name: String,
+    pub bootstrap_servers: Vec<RawBootstrapServer>,
+    #[serde(default)]
+    pub node_id_ranges: Option<Vec<RawNodeIdRange>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawBootstrapServer {
+    pub id: String,
+    /// One `host:port`, or several separated by commas.
+    pub endpoint: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawNodeIdRange {
+    pub name: String,
+    pub start: i32,
+    pub end: i32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: String,
+    pub endpoint: String,
+    /// Address the listeners bind to; defaults to the endpoint's host.
+    #[serde(default)]
+    pub bind_address: Option<String>,
+    #[serde(default)]
+    pub broker_identification_strategy: Option<RawBrokerIdentification>,
+    pub streaming_domain: RawRouteDomain,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawBrokerIdentification {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawRouteDomain {
+    pub name: String,
+    #[serde(default)]
+    pub bootstrap_server_id: Option<String>,
+}
+
+/// Connection limits and timeouts shared by every route. All optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawProxySettings {
+    pub max_frame_bytes: Option<u64>,
+    pub max_in_flight_requests: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
+    pub metadata_refresh_interval_ms: Option<u64>,
+}

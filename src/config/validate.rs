@@ -1,0 +1,298 @@
+//! Turning the raw YAML into a [`GatewayConfig`] the gateway can trust.
+//!
+//! Each check produces a [`ConfigError`] that says which file, which field (as a path such as
+//! `routes[1].streamingDomain.name`), what is wrong and how to fix it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
+use super::{BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig};
+use crate::routing::PortMap;
+
+/// A config problem, with everything a user needs to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(source: &str, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        ConfigError { source: source.to_string(), field: field.into(), problem: problem.into(), fix: fix.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}. Fix: {}", self.source, self.problem, self.fix)
+        } else {
+            write!(f, "{}: field `{}`: {}. Fix: {}", self.source, self.field, self.problem, self.fix)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The node ids served when a domain lists no `nodeIdRanges`.
+pub const DEFAULT_NODE_ID_RANGE: (i32, i32) = (0, 31);
+
+/// Parse YAML text into the raw schema, accepting a top-level `gateway:` wrapper.
+pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| ConfigError::new(source, "", format!("not valid YAML: {e}"), "correct the YAML syntax at the position shown"))?;
+    let mut prefix = "";
+    if let Some(inner) = value.as_mapping_mut().and_then(|m| m.remove("gateway")) {
+        value = inner;
+        prefix = "gateway.";
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = format!("{prefix}{}", e.path());
+        ConfigError::new(source, field, e.inner().to_string(), "see docs/configuration.md for the fields and their types")
+    })
+}
+
+/// Check that the parts fit together and resolve defaults.
+pub(crate) fn resolve(source: &str, raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
+    let checker = Checker { source };
+    let domains = checker.domains(raw.streaming_domains)?;
+    let routes = checker.routes(raw.routes, &domains)?;
+    checker.no_port_clash(&routes)?;
+    let proxy = checker.proxy(raw.proxy)?;
+    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy })
+}
+
+struct Checker<'a> {
+    source: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.source, field, problem, fix)
+    }
+
+    fn domains(&self, raw: Vec<RawStreamingDomain>) -> Result<Vec<DomainConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err("streamingDomains", "no streaming domain is defined", "add at least one entry with name, type: kafka and kafkaCluster.bootstrapServers"));
+        }
+        let mut names = HashSet::new();
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let at = format!("streamingDomains[{i}]");
+                self.non_empty(&format!("{at}.name"), &d.name)?;
+                if !names.insert(d.name.clone()) {
+                    return Err(self.err(format!("{at}.name"), format!("domain name `{}` is used twice", d.name), "give every streaming domain a unique name"));
+                }
+                if d.kind != "kafka" {
+                    return Err(self.err(format!("{at}.type"), format!("unsupported type `{}`", d.kind), "set `type: kafka`"));
+                }
+                self.cluster(&format!("{at}.kafkaCluster"), d.name, d.kafka_cluster)
+            })
+            .collect()
+    }
+
+    fn cluster(&self, at: &str, name: String, raw: RawKafkaCluster) -> Result<DomainConfig, ConfigError> {
+        if raw.bootstrap_servers.is_empty() {
+            return Err(self.err(format!("{at}.bootstrapServers"), "no bootstrap server is listed", "add an entry with an id and an endpoint such as `kafka-1:9092`"));
+        }
+        let mut ids = HashSet::new();
+        let mut bootstrap_servers = Vec::new();
+        for (i, server) in raw.bootstrap_servers.into_iter().enumerate() {
+            let field = format!("{at}.bootstrapServers[{i}]");
+            self.non_empty(&format!("{field}.id"), &server.id)?;
+            if !ids.insert(server.id.clone()) {
+                return Err(self.err(format!("{field}.id"), format!("bootstrap server id `{}` is used twice", server.id), "give every bootstrap server of a domain a unique id"));
+            }
+            let addresses = server
+                .endpoint
+                .split(',')
+                .map(|part| self.host_port(&format!("{field}.endpoint"), part.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            bootstrap_servers.push(BootstrapServer { id: server.id, addresses });
+        }
+        let node_id_ranges = self.node_id_ranges(&format!("{at}.nodeIdRanges"), raw.node_id_ranges)?;
+        Ok(DomainConfig { name, cluster_name: raw.name, bootstrap_servers, node_id_ranges })
+    }
+
+    fn node_id_ranges(&self, at: &str, raw: Option<Vec<RawNodeIdRange>>) -> Result<Vec<NodeIdRange>, ConfigError> {
+        let Some(raw) = raw else {
+            let (start, end) = DEFAULT_NODE_ID_RANGE;
+            return Ok(vec![NodeIdRange { name: "default".into(), start, end }]);
+        };
+        if raw.is_empty() {
+            return Err(self.err(at, "the list is empty", "list at least one range, or remove the key to use the default 0-31"));
+        }
+        let mut ranges: Vec<NodeIdRange> = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let field = format!("{at}[{i}]");
+            if r.start < 0 || r.end < r.start {
+                return Err(self.err(field, format!("range {}-{} is not valid", r.start, r.end), "use 0 <= start <= end"));
+            }
+            if let Some(other) = ranges.iter().find(|o| o.start <= r.end && r.start <= o.end) {
+                return Err(self.err(field, format!("range `{}` ({}-{}) overlaps range `{}` ({}-{})", r.name, r.start, r.end, other.name, other.start, other.end), "make the ranges disjoint"));
+            }
+            if ranges.iter().any(|o| o.name == r.name) {
+                return Err(self.err(format!("{field}.name"), format!("range name `{}` is used twice", r.name), "give every range a unique name"));
+            }
+            ranges.push(NodeIdRange { name: r.name, start: r.start, end: r.end });
+        }
+        Ok(ranges)
+    }
+
+    fn routes(&self, raw: Vec<RawRoute>, domains: &[DomainConfig]) -> Result<Vec<RouteConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err("routes", "no route is defined", "add a route with a name, an endpoint and a streamingDomain"));
+        }
+        let mut names = HashSet::new();
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let at = format!("routes[{i}]");
+                self.non_empty(&format!("{at}.name"), &r.name)?;
+                if !names.insert(r.name.clone()) {
+                    return Err(self.err(format!("{at}.name"), format!("route name `{}` is used twice", r.name), "give every route a unique name"));
+                }
+                self.route(&at, r, domains)
+            })
+            .collect()
+    }
+
+    fn route(&self, at: &str, r: RawRoute, domains: &[DomainConfig]) -> Result<RouteConfig, ConfigError> {
+        let endpoint = self.host_port(&format!("{at}.endpoint"), &r.endpoint)?;
+        let bind_ip = match &r.bind_address {
+            Some(addr) => self.ip(&format!("{at}.bindAddress"), addr)?,
+            None => self.ip(&format!("{at}.endpoint"), &endpoint.host)?,
+        };
+        if let Some(strategy) = &r.broker_identification_strategy {
+            if strategy.kind != "port" {
+                return Err(self.err(format!("{at}.brokerIdentificationStrategy.type"), format!("`{}` is not supported", strategy.kind), "use `type: port`"));
+            }
+        }
+        let domain_field = format!("{at}.streamingDomain.name");
+        let domain = domains.iter().find(|d| d.name == r.streaming_domain.name).ok_or_else(|| {
+            let known: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+            self.err(&domain_field, format!("unknown streaming domain `{}`", r.streaming_domain.name), format!("use one of: {}", known.join(", ")))
+        })?;
+        let upstream_bootstrap = self.bootstrap_for(at, domain, r.streaming_domain.bootstrap_server_id.as_deref())?;
+        let port_map = PortMap::new(endpoint.port, &domain.node_id_ranges).map_err(|problem| {
+            self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domain's nodeIdRanges")
+        })?;
+        Ok(RouteConfig { name: r.name, endpoint, bind_ip, domain: domain.name.clone(), upstream_bootstrap, port_map })
+    }
+
+    fn bootstrap_for(&self, at: &str, domain: &DomainConfig, id: Option<&str>) -> Result<Vec<HostPort>, ConfigError> {
+        let Some(id) = id else {
+            return Ok(domain.bootstrap_servers[0].addresses.clone());
+        };
+        let server = domain.bootstrap_servers.iter().find(|s| s.id == id).ok_or_else(|| {
+            let known: Vec<&str> = domain.bootstrap_servers.iter().map(|s| s.id.as_str()).collect();
+            self.err(
+                format!("{at}.streamingDomain.bootstrapServerId"),
+                format!("domain `{}` has no bootstrap server `{id}`", domain.name),
+                format!("use one of: {}", known.join(", ")),
+            )
+        })?;
+        Ok(server.addresses.clone())
+    }
+
+    fn no_port_clash(&self, routes: &[RouteConfig]) -> Result<(), ConfigError> {
+        for (j, later) in routes.iter().enumerate() {
+            for earlier in &routes[..j] {
+                let same_ip = earlier.bind_ip == later.bind_ip || earlier.bind_ip.is_unspecified() || later.bind_ip.is_unspecified();
+                let (a, b) = (earlier.port_map.port_span(), later.port_map.port_span());
+                if same_ip && a.0 <= b.1 && b.0 <= a.1 {
+                    return Err(self.err(
+                        format!("routes[{j}].endpoint"),
+                        format!(
+                            "route `{}` needs ports {}-{} on {}, which clash with ports {}-{} of route `{}`",
+                            later.name, b.0, b.1, later.bind_ip, a.0, a.1, earlier.name
+                        ),
+                        "move one route's endpoint port so the ranges do not overlap (each route uses its endpoint port plus one port per node id)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn proxy(&self, raw: RawProxySettings) -> Result<ProxySettings, ConfigError> {
+        let d = ProxySettings::default();
+        let ms = |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                Some(0) => Err(self.err(format!("proxy.{field}"), "must be greater than 0", "use a positive number of milliseconds or remove the key")),
+                Some(v) => Ok(Duration::from_millis(v)),
+                None => Ok(default),
+            }
+        };
+        let count = |field: &str, v: Option<u64>, default: usize, min: u64| -> Result<usize, ConfigError> {
+            match v {
+                Some(v) if v < min => Err(self.err(format!("proxy.{field}"), format!("must be at least {min}"), "raise it or remove the key")),
+                Some(v) => Ok(v as usize),
+                None => Ok(default),
+            }
+        };
+        Ok(ProxySettings {
+            max_frame_bytes: count("maxFrameBytes", raw.max_frame_bytes, d.max_frame_bytes, 1024)?,
+            max_in_flight_requests: count("maxInFlightRequests", raw.max_in_flight_requests, d.max_in_flight_requests, 1)?,
+            idle_timeout: ms("idleTimeoutMs", raw.idle_timeout_ms, d.idle_timeout)?,
+            connect_timeout: ms("connectTimeoutMs", raw.connect_timeout_ms, d.connect_timeout)?,
+            drain_timeout: ms("drainTimeoutMs", raw.drain_timeout_ms, d.drain_timeout)?,
+            metadata_refresh_interval: ms("metadataRefreshIntervalMs", raw.metadata_refresh_interval_ms, d.metadata_refresh_interval)?,
+        })
+    }
+
+    fn non_empty(&self, field: &str, value: &str) -> Result<(), ConfigError> {
+        if value.trim().is_empty() {
+            return Err(self.err(field, "is empty", "give it a non-empty value"));
+        }
+        Ok(())
+    }
+
+    fn host_port(&self, field: &str, text: &str) -> Result<HostPort, ConfigError> {
+        parse_host_port(text).ok_or_else(|| self.err(field, format!("`{text}` is not host:port"), "write it as host:port with a port from 1 to 65535, e.g. `kafka-1:9092`"))
+    }
+
+    fn ip(&self, field: &str, host: &str) -> Result<IpAddr, ConfigError> {
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(ip);
+        }
+        (host, 0)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(|a| a.ip())
+            .ok_or_else(|| self.err(field, format!("host `{host}` does not resolve to an address to listen on"), "use an IP address or a resolvable name, or set the route's bindAddress (e.g. 0.0.0.0)"))
+    }
+}
+
+/// `host:port` or `[v6]:port`, with a port from 1 to 65535.
+pub(crate) fn parse_host_port(text: &str) -> Option<HostPort> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(HostPort { host: host.to_string(), port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(parse_host_port("kafka-1:9092"), Some(HostPort { host: "kafka-1".into(), port: 9092 }));
+        assert_eq!(parse_host_port("[::1]:9092"), Some(HostPort { host: "::1".into(), port: 9092 }));
+        assert_eq!(parse_host_port("kafka-1"), None);
+        assert_eq!(parse_host_port("kafka-1:0"), None);
+        assert_eq!(parse_host_port(":9092"), None);
+        assert_eq!(parse_host_port("kafka-1:99999"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Switchyard: a Kafka-protocol-aware gateway.
+//!
+//! Clients connect only to the gateway's routes; each route forwards to one streaming domain (a
+//! backend Kafka cluster) and rewrites every broker address in responses so clients keep
+//! talking through it. The layers, from the wire up:
+//!
+//! - [`protocol`]: framing, request headers, the in-flight bookkeeping;
+//! - [`rewrite`]: the few responses that are decoded (ApiVersions, and those carrying broker
+//!   addresses) and how they change;
+//! - [`routing`]: routes, port maps, and each route's live view of its cluster;
+//! - [`proxy`]: listeners and the per-connection frame pump;
+//! - [`config`]: the YAML schema and its validation;
+//! - [`gateway`]: all of the above running together; [`cli`]: the command line.
+
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod protocol;
+pub mod proxy;
+pub mod rewrite;
+pub mod routing;

@@ -1,0 +1,53 @@
+//! The record kept for each request between forwarding it and seeing its response.
+//!
+//! Kafka answers the requests of one connection in order, so a FIFO of these entries is all it
+//! takes to know, for each response, which API and version produced it, and whether it carries
+//! broker addresses that must be rewritten.
+
+use kafka_protocol::messages::ApiKey;
+
+/// A forwarded request whose response has not been seen yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    pub correlation_id: i32,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub handling: ResponseHandling,
+    /// False only for Produce with `acks=0`, which the broker never answers.
+    pub expects_response: bool,
+}
+
+/// What the gateway does with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseHandling {
+    /// Forward the bytes as they are.
+    Opaque,
+    /// Decode to clamp the advertised API versions.
+    ClampApiVersions,
+    /// Decode to replace broker addresses with gateway addresses.
+    RewriteAddresses,
+}
+
+/// Produce carries leader endpoints from v10 on, Fetch from v16 (KIP-951).
+const PRODUCE_NODE_ENDPOINTS_SINCE: i16 = 10;
+const FETCH_NODE_ENDPOINTS_SINCE: i16 = 16;
+
+impl ResponseHandling {
+    pub fn for_request(api_key: ApiKey, api_version: i16) -> ResponseHandling {
+        match api_key {
+            ApiKey::ApiVersions => ResponseHandling::ClampApiVersions,
+            ApiKey::Metadata
+            | ApiKey::FindCoordinator
+            | ApiKey::DescribeCluster
+            | ApiKey::ShareFetch
+            | ApiKey::ShareAcknowledge => ResponseHandling::RewriteAddresses,
+            ApiKey::Produce if api_version >= PRODUCE_NODE_ENDPOINTS_SINCE => ResponseHandling::RewriteAddresses,
+            ApiKey::Fetch if api_version >= FETCH_NODE_ENDPOINTS_SINCE => ResponseHandling::RewriteAddresses,
+            _ => ResponseHandling::Opaque,
+        }
+    }
+
+    pub fn decodes_response(self) -> bool {
+        self != ResponseHandling::Opaque
+    }
+}

@@ -1,0 +1,286 @@
+//! One client connection and its upstream connection, pumped in both directions.
+//!
+//! Requests flow client -> broker as they arrive: the proxy finds frame boundaries in its read
+//! buffer, notes each request in the in-flight queue, and writes every complete frame of a read
+//! with one write, straight from the buffer. Responses flow back the same way; each one is
+//! checked against the head of the queue (Kafka answers in order), and only those whose API
+//! carries broker addresses are decoded and rewritten. The queue is bounded: when a client has
+//! `maxInFlightRequests` outstanding, the proxy stops reading from it until answers come back.
+//!
+//! Anything a well-behaved peer would not send ends this connection, and only this one, with a
+//! [`CloseReason`] that is logged with the client address and route.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ProxySettings;
+use crate::protocol::{
+    frame_at, peek_request, response_correlation_id, FrameError, FrameLimits, FrameStatus, InFlight, RequestError,
+    MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+};
+use crate::rewrite::{rewrite_response, RewriteError};
+use crate::routing::Route;
+
+/// Read at least this much at a time: large reads mean fewer syscalls.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum CloseReason {
+    ClientClosed,
+    ClientClosedMidFrame { received: usize },
+    ClientError(io::Error),
+    BadRequestFrame(FrameError),
+    BadRequest(RequestError),
+    IdleTimeout,
+    UpstreamClosed,
+    UpstreamClosedMidFrame { received: usize },
+    UpstreamError(io::Error),
+    BadResponseFrame(FrameError),
+    UnexpectedResponse { correlation_id: i32, expected: Option<i32> },
+    BadResponse(RewriteError),
+    Shutdown,
+    DrainTimeout,
+}
+
+impl CloseReason {
+    /// Whether the close was expected (logged quietly) rather than a problem worth a warning.
+    pub fn is_normal(&self) -> bool {
+        matches!(self, CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::IdleTimeout)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ClientClosed => write!(f, "client closed the connection"),
+            CloseReason::ClientClosedMidFrame { received } => {
+                write!(f, "client disconnected in the middle of a request frame ({received} bytes of it received)")
+            }
+            CloseReason::ClientError(e) => write!(f, "client connection error: {e}"),
+            CloseReason::BadRequestFrame(e) => write!(f, "malformed request frame: {e}"),
+            CloseReason::BadRequest(e) => write!(f, "refused request: {e}"),
+            CloseReason::IdleTimeout => write!(f, "idle for longer than proxy.idleTimeoutMs"),
+            CloseReason::UpstreamClosed => write!(f, "broker closed the connection"),
+            CloseReason::UpstreamClosedMidFrame { received } => {
+                write!(f, "broker disconnected in the middle of a response frame ({received} bytes of it received)")
+            }
+            CloseReason::UpstreamError(e) => write!(f, "broker connection error: {e}"),
+            CloseReason::BadResponseFrame(e) => write!(f, "malformed response frame from the broker: {e}"),
+            CloseReason::UnexpectedResponse { correlation_id, expected: Some(expected) } => write!(
+                f,
+                "broker answered correlation id {correlation_id} while {expected} was next: responses out of order"
+            ),
+            CloseReason::UnexpectedResponse { correlation_id, expected: None } => {
+                write!(f, "broker sent a response (correlation id {correlation_id}) to no outstanding request")
+            }
+            CloseReason::BadResponse(e) => write!(f, "{e}"),
+            CloseReason::Shutdown => write!(f, "gateway shutting down, all in-flight requests answered"),
+            CloseReason::DrainTimeout => write!(f, "gateway shutting down, requests still unanswered after proxy.drainTimeoutMs"),
+        }
+    }
+}
+
+/// Everything a connection needs to know about where it lives.
+pub struct ConnectionContext {
+    pub route: Arc<Route>,
+    pub settings: Arc<ProxySettings>,
+    pub client_addr: SocketAddr,
+}
+
+/// How the client-to-broker half ended.
+enum RequestsEnd {
+    /// Stop reading and let outstanding responses finish: shutdown or a client half-close.
+    Drain(CloseReason),
+    Failed(CloseReason),
+}
+
+/// Pump both directions until one ends; returns why the connection closed.
+pub async fn pump(client: TcpStream, upstream: TcpStream, ctx: &ConnectionContext, shutdown: &CancellationToken) -> CloseReason {
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let (in_flight_tx, in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
+    let requests_done = CancellationToken::new();
+
+    let mut requests = pin!(forward_requests(client_read, upstream_write, in_flight_tx, &ctx.settings, shutdown));
+    let mut responses = pin!(forward_responses(upstream_read, client_write, in_flight_rx, ctx, &requests_done));
+
+    tokio::select! {
+        end = &mut requests => match end {
+            RequestsEnd::Failed(reason) => reason,
+            RequestsEnd::Drain(reason) => {
+                requests_done.cancel();
+                match tokio::time::timeout(ctx.settings.drain_timeout, &mut responses).await {
+                    Ok(Ok(())) => reason,
+                    Ok(Err(reason)) => reason,
+                    Err(_) => CloseReason::DrainTimeout,
+                }
+            }
+        },
+        end = &mut responses => end.err().unwrap_or(CloseReason::UpstreamClosed),
+    }
+}
+
+async fn forward_requests(
+    mut client: OwnedReadHalf,
+    mut upstream: OwnedWriteHalf,
+    in_flight: mpsc::Sender<InFlight>,
+    settings: &ProxySettings,
+    shutdown: &CancellationToken,
+) -> RequestsEnd {
+    let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: settings.max_frame_bytes };
+    let mut buf = BytesMut::new();
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return RequestsEnd::Drain(CloseReason::Shutdown),
+            read = tokio::time::timeout(settings.idle_timeout, client.read_buf(&mut buf)) => read,
+        };
+        match read {
+            Err(_elapsed) if in_flight.capacity() == in_flight.max_capacity() => return RequestsEnd::Failed(CloseReason::IdleTimeout),
+            Err(_elapsed) => continue,
+            Ok(Err(e)) => return RequestsEnd::Failed(CloseReason::ClientError(e)),
+            Ok(Ok(0)) if buf.is_empty() => return RequestsEnd::Drain(CloseReason::ClientClosed),
+            Ok(Ok(0)) => return RequestsEnd::Failed(CloseReason::ClientClosedMidFrame { received: buf.len() }),
+            Ok(Ok(_)) => {}
+        }
+        let (complete, next_total) = match scan_requests(&buf, limits, &in_flight).await {
+            Ok(found) => found,
+            Err(end) => return end,
+        };
+        if complete > 0 {
+            if let Err(e) = upstream.write_all(&buf[..complete]).await {
+                return RequestsEnd::Failed(CloseReason::UpstreamError(e));
+            }
+            buf.advance(complete);
+        }
+        reserve_for_next(&mut buf, next_total);
+    }
+}
+
+/// Note every complete request at the front of `buf` as in flight. Returns the bytes they span
+/// and, when a partial frame follows, its full length.
+async fn scan_requests(
+    buf: &[u8],
+    limits: FrameLimits,
+    in_flight: &mpsc::Sender<InFlight>,
+) -> Result<(usize, Option<usize>), RequestsEnd> {
+    let mut end = 0;
+    loop {
+        match frame_at(&buf[end..], limits) {
+            Ok(FrameStatus::Complete(len)) => {
+                let request = peek_request(&buf[end + SIZE_PREFIX..end + len])
+                    .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+                if request.expects_response && in_flight.send(request).await.is_err() {
+                    // The response half has ended; it reports why.
+                    return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+                }
+                end += len;
+            }
+            Ok(FrameStatus::Incomplete { total }) => return Ok((end, total)),
+            Err(e) => return Err(RequestsEnd::Failed(CloseReason::BadRequestFrame(e))),
+        }
+    }
+}
+
+/// Forward responses until the broker side ends. When the request half has finished (`done`),
+/// returns `Ok(())` as soon as every outstanding request is answered.
+async fn forward_responses(
+    mut upstream: OwnedReadHalf,
+    mut client: OwnedWriteHalf,
+    mut in_flight: mpsc::Receiver<InFlight>,
+    ctx: &ConnectionContext,
+    done: &CancellationToken,
+) -> Result<(), CloseReason> {
+    let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: ctx.settings.max_frame_bytes };
+    let mut buf = BytesMut::new();
+    let mut requests_finished = false;
+    loop {
+        if requests_finished && in_flight.is_empty() {
+            let _ = client.shutdown().await;
+            return Ok(());
+        }
+        let read = tokio::select! {
+            biased;
+            read = upstream.read_buf(&mut buf) => read,
+            _ = done.cancelled(), if !requests_finished => {
+                requests_finished = true;
+                continue;
+            }
+        };
+        match read {
+            Err(e) => return Err(CloseReason::UpstreamError(e)),
+            Ok(0) if buf.is_empty() => return Err(CloseReason::UpstreamClosed),
+            Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
+            Ok(_) => {}
+        }
+        let next_total = forward_complete_responses(&mut buf, limits, &mut in_flight, &mut client, &ctx.route).await?;
+        reserve_for_next(&mut buf, next_total);
+    }
+}
+
+/// Send every complete response at the front of `buf` to the client, opaque runs in one write
+/// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
+async fn forward_complete_responses(
+    buf: &mut BytesMut,
+    limits: FrameLimits,
+    in_flight: &mut mpsc::Receiver<InFlight>,
+    client: &mut OwnedWriteHalf,
+    route: &Route,
+) -> Result<Option<usize>, CloseReason> {
+    let mut run_end = 0;
+    loop {
+        let len = match frame_at(&buf[run_end..], limits).map_err(CloseReason::BadResponseFrame)? {
+            FrameStatus::Complete(len) => len,
+            FrameStatus::Incomplete { total } => {
+                write_run(buf, run_end, client).await?;
+                return Ok(total);
+            }
+        };
+        let request = match_request(&buf[run_end + SIZE_PREFIX..], in_flight)?;
+        if !request.handling.decodes_response() {
+            run_end += len;
+            continue;
+        }
+        write_run(buf, run_end, client).await?;
+        run_end = 0;
+        let frame = buf.split_to(len).freeze();
+        let out = rewrite_response(route, &request, frame).map_err(CloseReason::BadResponse)?;
+        client.write_all(&out).await.map_err(CloseReason::ClientError)?;
+    }
+}
+
+/// The in-flight request this response answers, which must be the oldest one.
+fn match_request(body: &[u8], in_flight: &mut mpsc::Receiver<InFlight>) -> Result<InFlight, CloseReason> {
+    let correlation_id = response_correlation_id(body);
+    match in_flight.try_recv() {
+        Ok(request) if request.correlation_id == correlation_id => Ok(request),
+        Ok(request) => Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) }),
+        Err(_) => Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
+    }
+}
+
+/// Write `buf[..len]` to the client and drop it from the buffer.
+async fn write_run(buf: &mut BytesMut, len: usize, client: &mut OwnedWriteHalf) -> Result<(), CloseReason> {
+    if len > 0 {
+        client.write_all(&buf[..len]).await.map_err(CloseReason::ClientError)?;
+        buf.advance(len);
+    }
+    Ok(())
+}
+
+/// Make room for the rest of a partial frame, and for a large next read.
+fn reserve_for_next(buf: &mut BytesMut, next_total: Option<usize>) {
+    let wanted = next_total.map_or(0, |total| total.saturating_sub(buf.len())).max(READ_CHUNK);
+    buf.reserve(wanted);
+}

@@ -1,0 +1,60 @@
+//! Opening the broker-side connection for a client connection.
+//!
+//! The bootstrap port may reach any broker, so the route's bootstrap addresses are tried in
+//! turn until one answers. A broker port must reach exactly its broker, at the address the
+//! route's topology knows for that node id.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::config::HostPort;
+use crate::routing::{Route, Target};
+
+/// No broker connection could be opened.
+#[derive(Debug)]
+pub enum UpstreamError {
+    UnknownNode(i32),
+    Unreachable(Vec<(HostPort, String)>),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::UnknownNode(id) => {
+                write!(f, "broker {id} is not in the cluster's metadata (it may have left the cluster); the client will refresh metadata")
+            }
+            UpstreamError::Unreachable(attempts) => {
+                let tried: Vec<String> = attempts.iter().map(|(addr, e)| format!("{addr} ({e})")).collect();
+                write!(f, "no broker reachable: {}", tried.join(", "))
+            }
+        }
+    }
+}
+
+/// Connect to the broker `target` names, returning the stream and the address used.
+pub async fn connect(route: &Route, target: Target, timeout: Duration) -> Result<(TcpStream, HostPort), UpstreamError> {
+    let candidates = match target {
+        Target::Bootstrap => route.upstream_bootstrap.clone(),
+        Target::Node(id) => vec![route.topology.resolve(id, timeout).await.ok_or(UpstreamError::UnknownNode(id))?],
+    };
+    let mut attempts = Vec::new();
+    for addr in candidates {
+        match connect_one(&addr, timeout).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => attempts.push((addr, e)),
+        }
+    }
+    Err(UpstreamError::Unreachable(attempts))
+}
+
+async fn connect_one(addr: &HostPort, timeout: Duration) -> Result<TcpStream, String> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    // Kafka requests are small and latency-bound; never let Nagle hold one back.
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}

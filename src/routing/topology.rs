@@ -1,0 +1,116 @@
+//! Where each broker of a route's cluster really is.
+//!
+//! A client that connects to a broker port must be forwarded to that broker's real address.
+//! The view is fed two ways: from every Metadata and DescribeCluster answer that passes through
+//! the gateway anyway, and by a refresh that asks the cluster itself with the gateway's own Kafka
+//! client (librdkafka), periodically and whenever a client asks for a node the view lacks (for
+//! instance right after a gateway restart, when clients still hold old metadata). Addresses are
+//! only ever added or updated, never dropped: a broker that is briefly absent from metadata
+//! keeps its address so its port keeps working when it returns.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::HostPort;
+
+/// The known brokers of one upstream cluster listener.
+pub struct Topology {
+    domain: String,
+    brokers: RwLock<HashMap<i32, HostPort>>,
+    client: BaseConsumer,
+    /// Serialises refreshes so a burst of connections to an unknown node triggers one.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Topology {
+    /// `bootstrap` are the addresses of the listener the route uses.
+    pub fn new(domain: &str, bootstrap: &[HostPort]) -> anyhow::Result<Arc<Topology>> {
+        let servers: Vec<String> = bootstrap.iter().map(ToString::to_string).collect();
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", servers.join(","))
+            .set("client.id", format!("switchyard-topology-{domain}"))
+            .set("socket.keepalive.enable", "true")
+            .create()?;
+        Ok(Arc::new(Topology {
+            domain: domain.to_string(),
+            brokers: RwLock::new(HashMap::new()),
+            client,
+            refreshing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn address_of(&self, node_id: i32) -> Option<HostPort> {
+        self.brokers.read().unwrap_or_else(|e| e.into_inner()).get(&node_id).cloned()
+    }
+
+    /// Known `(node id, real address)` pairs, sorted by node id.
+    pub fn snapshot(&self) -> Vec<(i32, HostPort)> {
+        let mut all: Vec<_> =
+            self.brokers.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Record addresses seen in a response; takes the write lock only when something changed.
+    pub fn learn(&self, brokers: impl Iterator<Item = (i32, HostPort)>) {
+        let seen: Vec<(i32, HostPort)> = {
+            let known = self.brokers.read().unwrap_or_else(|e| e.into_inner());
+            brokers.filter(|(id, addr)| known.get(id) != Some(addr)).collect()
+        };
+        if seen.is_empty() {
+            return;
+        }
+        let mut known = self.brokers.write().unwrap_or_else(|e| e.into_inner());
+        for (id, addr) in seen {
+            tracing::info!(domain = %self.domain, node_id = id, address = %addr, "learned broker address");
+            known.insert(id, addr);
+        }
+    }
+
+    /// Ask the cluster for its brokers now.
+    pub async fn refresh(self: &Arc<Self>, timeout: Duration) -> anyhow::Result<usize> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let this = Arc::clone(self);
+        let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, HostPort)>> {
+            let metadata = this.client.fetch_metadata(None, timeout)?;
+            Ok(metadata
+                .brokers()
+                .iter()
+                .filter_map(|b| Some((b.id(), HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? })))
+                .collect())
+        })
+        .await??;
+        let count = brokers.len();
+        self.learn(brokers.into_iter());
+        Ok(count)
+    }
+
+    /// The real address of `node_id`, refreshing once from the cluster when it is unknown.
+    pub async fn resolve(self: &Arc<Self>, node_id: i32, timeout: Duration) -> Option<HostPort> {
+        if let Some(addr) = self.address_of(node_id) {
+            return Some(addr);
+        }
+        if let Err(e) = self.refresh(timeout).await {
+            tracing::warn!(domain = %self.domain, node_id, "cannot refresh cluster metadata: {e}");
+        }
+        self.address_of(node_id)
+    }
+
+    /// Keep the view fresh until `stop` fires.
+    pub async fn refresh_periodically(self: Arc<Self>, every: Duration, timeout: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.refresh(timeout).await {
+                Ok(count) => tracing::debug!(domain = %self.domain, brokers = count, "refreshed cluster metadata"),
+                Err(e) => tracing::warn!(domain = %self.domain, "cannot refresh cluster metadata (will retry in {every:?}): {e}"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
