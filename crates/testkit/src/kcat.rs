@@ -1,0 +1,58 @@
+//! librdkafka clients through the Debian `kcat` binary.
+//!
+//! librdkafka is the other major Kafka client implementation (and the core of most non-Java
+//! clients), with its own ideas about metadata, bootstrap handling and group protocol, so the
+//! gateway is checked against it too. Every call has a hard timeout; failures carry kcat's output.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::process::{self, CommandOutput};
+
+const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a runnable `kcat` is on `PATH`.
+pub fn kcat_available() -> bool {
+    Command::new("kcat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn kcat(bootstrap: &str, args: &[&str], stdin: Option<Vec<u8>>, timeout: Duration, what: &str) -> Result<CommandOutput> {
+    let mut cmd = Command::new("kcat");
+    cmd.args(["-b", bootstrap]).args(args);
+    process::run(cmd, stdin, timeout)?.ensure_success(&format!("kcat {what}"))
+}
+
+/// `kcat -L`: brokers, topics and partitions as text.
+pub fn metadata(bootstrap: &str) -> Result<String> {
+    Ok(kcat(bootstrap, &["-L", "-m", "15"], None, KCAT_TIMEOUT, "metadata")?.stdout)
+}
+
+/// Produces one record per line with `acks=all`.
+pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
+    let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let args = ["-P", "-t", topic, "-X", "acks=all"];
+    kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
+}
+
+/// Reads up to `count` record values from the beginning of every partition of `topic`, stopping
+/// early at the end of the partitions (no consumer group).
+pub fn consume(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
+    let count = count.to_string();
+    let args = ["-C", "-t", topic, "-o", "beginning", "-c", &count, "-e", "-q"];
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("consume from {topic}"))?.stdout_lines())
+}
+
+/// Reads `count` record values as a member of consumer group `group` (offsets reset to earliest,
+/// commits as librdkafka does). Fails if fewer arrive within `timeout`.
+pub fn consume_group(bootstrap: &str, group: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
+    let count = count.to_string();
+    let args = ["-G", group, topic, "-c", &count, "-q", "-X", "auto.offset.reset=earliest"];
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("group {group} consume from {topic}"))?.stdout_lines())
+}

@@ -1,0 +1,33 @@
+//! Test support for Switchyard: real Apache Kafka, real clients, the real gateway binary.
+//!
+//! Integration tests and the xtask use this crate to run genuine Kafka 4.1.1 brokers (KRaft,
+//! from Maven Central jars, see [`KafkaJars`]) and genuine clients on loopback, so the gateway is
+//! tested against the behaviour it must proxy rather than against a model of it:
+//!
+//! - [`kafka`]: jar cache and [`KafkaCluster`] (1..n combined broker+controller nodes);
+//! - [`java`]: Kafka's Java tools (topics, console and perf clients, groups) and small Java
+//!   programs from `crates/testkit/java/`;
+//! - [`kcat`]: librdkafka clients through `kcat`;
+//! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
+//! - [`gateway`]: the Switchyard binary as a child process;
+//! - [`process`], [`ports`], [`poll`]: the plumbing (processes that die with the test, free
+//!   ports, waiting by polling).
+//!
+//! Everything is blocking (std threads and sockets) and every process started is stopped on
+//! drop, or killed by the kernel if the test process dies.
+
+pub mod gateway;
+pub mod java;
+pub mod kafka;
+pub mod kcat;
+pub mod poll;
+pub mod ports;
+pub mod process;
+pub mod wire;
+
+pub use gateway::GatewayProcess;
+pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
+pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
+pub use ports::{free_port, free_port_block};
+pub use process::{ChildGuard, CommandOutput};
+pub use wire::{fetch_metadata, KafkaWire};

@@ -1,0 +1,131 @@
+//! Support shared by the integration test binaries: a gateway in front of a test cluster, and
+//! the harness glue that runs every test of a binary against one shared cluster.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use switchyard_testkit::{free_port_block, GatewayProcess, KafkaCluster};
+
+/// The gateway binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// A running gateway with one route, `main`, in front of a test cluster.
+pub struct TestGateway {
+    pub process: GatewayProcess,
+    pub base_port: u16,
+    pub node_ids: (i32, i32),
+}
+
+impl TestGateway {
+    /// The route's bootstrap address, as clients are given it.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.base_port)
+    }
+
+    pub fn bootstrap_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.base_port))
+    }
+
+    /// Every port this gateway's route serves, bootstrap included.
+    pub fn ports(&self) -> Vec<u16> {
+        let count = (self.node_ids.1 - self.node_ids.0 + 1) as u16;
+        (self.base_port..=self.base_port + count).collect()
+    }
+
+    /// The port the gateway serves `node_id` on.
+    pub fn port_of(&self, node_id: i32) -> u16 {
+        self.base_port + 1 + (node_id - self.node_ids.0) as u16
+    }
+}
+
+/// The YAML of a one-route gateway; `extra` is appended at the top level.
+pub fn gateway_yaml(base_port: u16, upstream_bootstrap: &str, node_ids: (i32, i32), extra: &str) -> String {
+    format!(
+        r#"gateway:
+  streamingDomains:
+    - name: test-kafka
+      type: kafka
+      kafkaCluster:
+        name: test-cluster
+        bootstrapServers:
+          - id: plaintext
+            endpoint: "{upstream_bootstrap}"
+        nodeIdRanges:
+          - name: brokers
+            start: {first}
+            end: {last}
+  routes:
+    - name: main
+      endpoint: "127.0.0.1:{base_port}"
+      brokerIdentificationStrategy:
+        type: port
+      streamingDomain:
+        name: test-kafka
+        bootstrapServerId: plaintext
+{extra}"#,
+        first = node_ids.0,
+        last = node_ids.1,
+    )
+}
+
+/// Start a gateway in front of `cluster`, serving node ids `first..first+n`.
+pub fn start_gateway(cluster: &KafkaCluster, extra_yaml: &str) -> anyhow::Result<TestGateway> {
+    let brokers = cluster.brokers();
+    let first = brokers.iter().map(|(id, _)| *id).min().unwrap_or(1);
+    let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
+    let base_port = free_port_block((last - first + 2) as u16);
+    let yaml = gateway_yaml(base_port, &cluster.bootstrap(), (first, last), extra_yaml);
+    let process = GatewayProcess::start(&binary(), &yaml, &[SocketAddr::from(([127, 0, 0, 1], base_port))])?;
+    Ok(TestGateway { process, base_port, node_ids: (first, last) })
+}
+
+/// A test of a binary: a name and a body that gets the binary's shared environment.
+pub type TestFn<E> = fn(&E) -> anyhow::Result<()>;
+
+/// Run `tests` against one environment built by `setup`, one test at a time unless
+/// `--test-threads` says otherwise; the environment is dropped (its processes stopped) before
+/// the process exits.
+pub fn run_suite<E: Send + Sync + 'static>(tests: &[(&'static str, TestFn<E>)], setup: impl FnOnce() -> anyhow::Result<E>) {
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let selected = tests.iter().any(|(name, _)| is_selected(&args, name));
+    let env = if selected && !args.list {
+        match setup() {
+            Ok(env) => Some(Arc::new(env)),
+            Err(e) => {
+                eprintln!("test environment failed to start: {e:#}");
+                std::process::exit(101);
+            }
+        }
+    } else {
+        None
+    };
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            let env = env.clone();
+            Trial::test(name, move || {
+                let env = env.expect("environment is set up whenever a test runs");
+                test(&env).map_err(|e| Failed::from(format!("{e:#}")))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(env);
+    conclusion.exit();
+}
+
+fn is_selected(args: &Arguments, name: &str) -> bool {
+    match &args.filter {
+        None => true,
+        Some(filter) if args.exact => name == filter,
+        Some(filter) => name.contains(filter.as_str()),
+    }
+}
