@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::{run_suite, start_gateway, TestGateway};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use switchyard_testkit::{java, kcat, poll, ClusterSpec, ConsumeOptions, KafkaCluster, KafkaWire, ProducerPerfOptions};
 
@@ -33,6 +34,7 @@ fn main() {
             ("transactional_producer_commits", transactional_producer_commits),
             ("admin_creates_and_deletes_topics", admin_creates_and_deletes_topics),
             ("no_real_broker_address_reaches_clients", no_real_broker_address_reaches_clients),
+            ("sigterm_answers_in_flight_requests_then_exits_0", sigterm_answers_in_flight_requests_then_exits_0),
             ("zz_broker_stopped_under_load", zz_broker_stopped_under_load),
         ],
         || {
@@ -199,6 +201,40 @@ fn no_real_broker_address_reaches_clients(env: &Env) -> Result<()> {
             found.1
         );
     }
+    Ok(())
+}
+
+/// A long-poll Fetch is in flight when the gateway gets SIGTERM: the client still gets its
+/// answer, new connections are refused at once, and the gateway exits 0.
+fn sigterm_answers_in_flight_requests_then_exits_0(env: &Env) -> Result<()> {
+    create_rf3_topic(env, "drain", 1)?;
+    let cluster = env.cluster.lock().unwrap();
+    let mut gateway = common::start_gateway(&cluster, "proxy:\n  drainTimeoutMs: 20000\n")?;
+    drop(cluster);
+    let leader = poll::try_poll_until(WAIT, || {
+        let metadata = switchyard_testkit::fetch_metadata(gateway.bootstrap_addr(), WAIT)?;
+        Ok(metadata.topics.iter().flat_map(|t| &t.partitions).map(|p| p.leader_id.0).find(|id| *id >= 0))
+    })?;
+    let leader_addr = std::net::SocketAddr::from(([127, 0, 0, 1], gateway.port_of(leader)));
+    let mut wire = KafkaWire::connect(leader_addr, WAIT)?;
+    let wait_ms = 4_000;
+    let fetch = FetchRequest::default().with_max_wait_ms(wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("drain"))).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
+    let long_poll = std::thread::spawn(move || wire.send(&fetch, 12));
+    std::thread::sleep(Duration::from_millis(500)); // the Fetch is now parked at the broker
+    let started = std::time::Instant::now();
+    let exited = std::thread::spawn(move || (gateway.process.terminate(Duration::from_secs(30)), gateway));
+
+    poll::poll_until(WAIT, || std::net::TcpStream::connect(leader_addr).is_err().then_some(()))
+        .context("the gateway still accepts connections after SIGTERM")?;
+    let answer = long_poll.join().expect("fetch thread").context("the in-flight Fetch was not answered")?;
+    ensure!(answer.responses.len() == 1, "unexpected Fetch answer {answer:?}");
+    let (status, gateway) = exited.join().expect("terminate thread");
+    ensure!(status.is_some_and(|s| s.success()), "gateway exit status {status:?}; log:\n{}", gateway.process.log_tail());
+    ensure!(started.elapsed() < Duration::from_secs(20), "shutdown took {:?}", started.elapsed());
     Ok(())
 }
 

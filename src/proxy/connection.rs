@@ -42,7 +42,7 @@ pub enum CloseReason {
     ClientError(io::Error),
     BadRequestFrame(FrameError),
     BadRequest(RequestError),
-    IdleTimeout,
+    IdleTimeout { partial_frame_bytes: usize },
     UpstreamClosed,
     UpstreamClosedMidFrame { received: usize },
     UpstreamError(io::Error),
@@ -54,9 +54,13 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// Whether the close was expected (logged quietly) rather than a problem worth a warning.
-    pub fn is_normal(&self) -> bool {
-        matches!(self, CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::IdleTimeout)
+    /// How much the close matters to an operator.
+    pub fn severity(&self) -> Severity {
+        match self {
+            CloseReason::ClientClosed | CloseReason::Shutdown => Severity::Routine,
+            CloseReason::IdleTimeout { .. } => Severity::Notable,
+            _ => Severity::Problem,
+        }
     }
 }
 
@@ -70,7 +74,11 @@ impl fmt::Display for CloseReason {
             CloseReason::ClientError(e) => write!(f, "client connection error: {e}"),
             CloseReason::BadRequestFrame(e) => write!(f, "malformed request frame: {e}"),
             CloseReason::BadRequest(e) => write!(f, "refused request: {e}"),
-            CloseReason::IdleTimeout => write!(f, "idle for longer than proxy.idleTimeoutMs"),
+            CloseReason::IdleTimeout { partial_frame_bytes: 0 } => write!(f, "idle for longer than proxy.idleTimeoutMs"),
+            CloseReason::IdleTimeout { partial_frame_bytes } => write!(
+                f,
+                "idle for longer than proxy.idleTimeoutMs in the middle of a request frame ({partial_frame_bytes} bytes of it received)"
+            ),
             CloseReason::UpstreamClosed => write!(f, "broker closed the connection"),
             CloseReason::UpstreamClosedMidFrame { received } => {
                 write!(f, "broker disconnected in the middle of a response frame ({received} bytes of it received)")
@@ -91,6 +99,17 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// How loudly a close is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Expected: debug.
+    Routine,
+    /// Worth knowing: info.
+    Notable,
+    /// Something misbehaved: warn.
+    Problem,
+}
+
 /// Everything a connection needs to know about where it lives.
 pub struct ConnectionContext {
     pub route: Arc<Route>,
@@ -107,13 +126,15 @@ enum RequestsEnd {
 
 /// Pump both directions until one ends; returns why the connection closed.
 pub async fn pump(client: TcpStream, upstream: TcpStream, ctx: &ConnectionContext, shutdown: &CancellationToken) -> CloseReason {
-    let (client_read, client_write) = client.into_split();
-    let (upstream_read, upstream_write) = upstream.into_split();
+    // The halves live here, not in the two pumps: dropping a write half sends FIN, and a broker
+    // that sees FIN drops the answers a draining connection is still waiting for.
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let (in_flight_tx, in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let requests_done = CancellationToken::new();
 
-    let mut requests = pin!(forward_requests(client_read, upstream_write, in_flight_tx, &ctx.settings, shutdown));
-    let mut responses = pin!(forward_responses(upstream_read, client_write, in_flight_rx, ctx, &requests_done));
+    let mut requests = pin!(forward_requests(&mut client_read, &mut upstream_write, in_flight_tx, &ctx.settings, shutdown));
+    let mut responses = pin!(forward_responses(&mut upstream_read, &mut client_write, in_flight_rx, ctx, &requests_done));
 
     tokio::select! {
         end = &mut requests => match end {
@@ -132,8 +153,8 @@ pub async fn pump(client: TcpStream, upstream: TcpStream, ctx: &ConnectionContex
 }
 
 async fn forward_requests(
-    mut client: OwnedReadHalf,
-    mut upstream: OwnedWriteHalf,
+    client: &mut OwnedReadHalf,
+    upstream: &mut OwnedWriteHalf,
     in_flight: mpsc::Sender<InFlight>,
     settings: &ProxySettings,
     shutdown: &CancellationToken,
@@ -147,7 +168,9 @@ async fn forward_requests(
             read = tokio::time::timeout(settings.idle_timeout, client.read_buf(&mut buf)) => read,
         };
         match read {
-            Err(_elapsed) if in_flight.capacity() == in_flight.max_capacity() => return RequestsEnd::Failed(CloseReason::IdleTimeout),
+            Err(_elapsed) if in_flight.capacity() == in_flight.max_capacity() => {
+                return RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() })
+            }
             Err(_elapsed) => continue,
             Ok(Err(e)) => return RequestsEnd::Failed(CloseReason::ClientError(e)),
             Ok(Ok(0)) if buf.is_empty() => return RequestsEnd::Drain(CloseReason::ClientClosed),
@@ -196,8 +219,8 @@ async fn scan_requests(
 /// Forward responses until the broker side ends. When the request half has finished (`done`),
 /// returns `Ok(())` as soon as every outstanding request is answered.
 async fn forward_responses(
-    mut upstream: OwnedReadHalf,
-    mut client: OwnedWriteHalf,
+    upstream: &mut OwnedReadHalf,
+    client: &mut OwnedWriteHalf,
     mut in_flight: mpsc::Receiver<InFlight>,
     ctx: &ConnectionContext,
     done: &CancellationToken,
@@ -224,7 +247,7 @@ async fn forward_responses(
             Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
             Ok(_) => {}
         }
-        let next_total = forward_complete_responses(&mut buf, limits, &mut in_flight, &mut client, &ctx.route).await?;
+        let next_total = forward_complete_responses(&mut buf, limits, &mut in_flight, client, &ctx.route).await?;
         reserve_for_next(&mut buf, next_total);
     }
 }

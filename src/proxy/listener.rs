@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{pump, ConnectionContext};
+use super::connection::{pump, ConnectionContext, Severity};
 use super::upstream;
 use crate::config::ProxySettings;
 use crate::routing::{Route, Target};
@@ -92,9 +92,9 @@ async fn serve(client: TcpStream, target: Target, ctx: ConnectionContext, shutdo
     tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened");
     let reason = pump(client, upstream, &ctx, &shutdown).await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    if reason.is_normal() {
-        tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}");
-    } else {
-        tracing::warn!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}");
+    match reason.severity() {
+        Severity::Routine => tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
+        Severity::Notable => tracing::info!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
+        Severity::Problem => tracing::warn!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
     }
 }

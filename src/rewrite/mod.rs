@@ -33,7 +33,9 @@ pub struct RewriteError {
 
 impl fmt::Display for RewriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot decode the broker's {:?} v{} response: {}", self.api_key, self.api_version, self.cause)
+        // One line: the cause's own text may end in a newline.
+        let cause = format!("{:#}", self.cause);
+        write!(f, "cannot decode the broker's {:?} v{} response: {}", self.api_key, self.api_version, cause.trim_end())
     }
 }
 

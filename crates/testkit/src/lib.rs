@@ -25,8 +25,14 @@ pub mod ports;
 pub mod process;
 pub mod wire;
 
+/// The protocol crate the [`wire`] client speaks, re-exported so tests build requests with the
+/// same version.
+pub use kafka_protocol;
+
 pub use gateway::GatewayProcess;
-pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
+pub use java::{
+    ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary,
+};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
 pub use ports::{free_port, free_port_block};
 pub use process::{ChildGuard, CommandOutput};

@@ -23,7 +23,10 @@ pub fn free_port() -> u16 {
 ///
 /// Panics if no such block is found after many random tries.
 pub fn free_port_block(n: u16) -> u16 {
-    assert!(n > 0 && n < RANGE_END - RANGE_START, "bad port block size {n}");
+    assert!(
+        n > 0 && n < RANGE_END - RANGE_START,
+        "bad port block size {n}"
+    );
     let span = u64::from(RANGE_END - RANGE_START - n);
     (0..ATTEMPTS)
         .map(|_| RANGE_START + (random_u64() % span) as u16)

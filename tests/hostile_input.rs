@@ -1,0 +1,298 @@
+//! Hostile and broken input, from clients and from brokers.
+//!
+//! Each case sends what no well-behaved peer sends and checks what a user would observe: the
+//! one offending connection is closed, the gateway logs why (with the client address), and a
+//! healthy connection opened beforehand keeps working, as does a new one. Client-side cases run
+//! against a real single-broker Kafka. Broker-side cases need a broker that misbehaves on
+//! purpose, which real Kafka never does, so a second route points at a small hostile server in
+//! this file that answers with garbage of a chosen kind.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use common::run_suite;
+use kafka_protocol::messages::{ApiKey, MetadataRequest};
+use switchyard_testkit::{free_port_block, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+
+const MAX_FRAME: usize = 1024 * 1024;
+const IDLE_MS: u64 = 2_000;
+const WAIT: Duration = Duration::from_secs(15);
+/// The client id that makes the hostile broker misbehave; anyone else is hung up on.
+const HOSTILE_CLIENT: &str = "hostile-test";
+
+struct Env {
+    _cluster: KafkaCluster,
+    gateway: GatewayProcess,
+    main_port: u16,
+    hostile_port: u16,
+    _hostile_broker: std::thread::JoinHandle<()>,
+}
+
+fn main() {
+    run_suite(
+        &[
+            ("oversized_frame_is_refused", oversized_frame_is_refused),
+            ("negative_frame_size_is_refused", negative_frame_size_is_refused),
+            ("frame_too_short_for_a_header_is_refused", frame_too_short_for_a_header_is_refused),
+            ("unknown_api_key_is_refused", unknown_api_key_is_refused),
+            ("truncated_produce_header_is_refused", truncated_produce_header_is_refused),
+            ("http_request_is_refused", http_request_is_refused),
+            ("client_disconnecting_mid_frame_is_logged", client_disconnecting_mid_frame_is_logged),
+            ("client_stalling_mid_frame_times_out", client_stalling_mid_frame_times_out),
+            ("broker_garbage_bytes_close_the_connection", broker_garbage_bytes_close_the_connection),
+            ("broker_undecodable_metadata_closes_the_connection", broker_undecodable_metadata_closes_the_connection),
+            ("broker_wrong_correlation_id_closes_the_connection", broker_wrong_correlation_id_closes_the_connection),
+            ("broker_closing_mid_response_closes_the_connection", broker_closing_mid_response_closes_the_connection),
+        ],
+        setup,
+    );
+}
+
+fn setup() -> Result<Env> {
+    let cluster = KafkaCluster::start(ClusterSpec::single())?;
+    let hostile = TcpListener::bind("127.0.0.1:0")?;
+    let hostile_addr = hostile.local_addr()?;
+    let hostile_broker = std::thread::spawn(move || serve_hostile_broker(hostile));
+    let main_port = free_port_block(2);
+    let hostile_port = free_port_block(2);
+    let yaml = two_route_yaml(&cluster.bootstrap(), main_port, hostile_addr, hostile_port);
+    let main_addr = SocketAddr::from(([127, 0, 0, 1], main_port));
+    let gateway = GatewayProcess::start(&common::binary(), &yaml, &[main_addr])?;
+    Ok(Env { _cluster: cluster, gateway, main_port, hostile_port, _hostile_broker: hostile_broker })
+}
+
+fn two_route_yaml(kafka: &str, main_port: u16, hostile: SocketAddr, hostile_port: u16) -> String {
+    format!(
+        r#"streamingDomains:
+  - name: kafka
+    type: kafka
+    kafkaCluster:
+      name: real
+      bootstrapServers: [{{id: plain, endpoint: "{kafka}"}}]
+      nodeIdRanges: [{{name: only, start: 1, end: 1}}]
+  - name: hostile
+    type: kafka
+    kafkaCluster:
+      name: hostile
+      bootstrapServers: [{{id: plain, endpoint: "{hostile}"}}]
+      nodeIdRanges: [{{name: only, start: 1, end: 1}}]
+routes:
+  - name: main
+    endpoint: "127.0.0.1:{main_port}"
+    streamingDomain: {{name: kafka, bootstrapServerId: plain}}
+  - name: hostile
+    endpoint: "127.0.0.1:{hostile_port}"
+    streamingDomain: {{name: hostile, bootstrapServerId: plain}}
+proxy:
+  maxFrameBytes: {MAX_FRAME}
+  idleTimeoutMs: {IDLE_MS}
+"#
+    )
+}
+
+// ---- client-side cases -------------------------------------------------------------------
+
+fn oversized_frame_is_refused(env: &Env) -> Result<()> {
+    let mut frame = ((MAX_FRAME + 1) as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&request_header(ApiKey::Produce as i16, 9, 1));
+    refused(env, &frame, "exceeds the maximum")
+}
+
+fn negative_frame_size_is_refused(env: &Env) -> Result<()> {
+    refused(env, &(-5i32).to_be_bytes(), "negative frame size")
+}
+
+fn frame_too_short_for_a_header_is_refused(env: &Env) -> Result<()> {
+    refused(env, &[0, 0, 0, 3, 0, 18, 0], "shorter than the")
+}
+
+fn unknown_api_key_is_refused(env: &Env) -> Result<()> {
+    refused(env, &framed(&request_header(999, 0, 1)), "unknown api key 999")
+}
+
+fn truncated_produce_header_is_refused(env: &Env) -> Result<()> {
+    // Produce v9 whose client id claims 500 bytes in a 12-byte frame.
+    let mut body = request_header(ApiKey::Produce as i16, 9, 7);
+    body.truncate(8);
+    body.extend_from_slice(&500i16.to_be_bytes());
+    body.extend_from_slice(b"ab");
+    refused(env, &framed(&body), "request ends inside its client id")
+}
+
+fn http_request_is_refused(env: &Env) -> Result<()> {
+    refused(env, b"GET / HTTP/1.1\r\nHost: kafka\r\n\r\n", "malformed request frame")
+}
+
+fn client_disconnecting_mid_frame_is_logged(env: &Env) -> Result<()> {
+    let healthy = healthy_connection(env)?;
+    let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
+    let client = bad.local_addr()?;
+    let mut partial = 100i32.to_be_bytes().to_vec();
+    partial.extend_from_slice(&request_header(ApiKey::Metadata as i16, 12, 3));
+    bad.write_all(&partial)?;
+    drop(bad);
+    expect_log(env, &client, "client disconnected in the middle of a request frame")?;
+    still_serving(env, healthy)
+}
+
+fn client_stalling_mid_frame_times_out(env: &Env) -> Result<()> {
+    // No healthy connection is held across this case: idle ones are closed too, by design.
+    let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
+    bad.write_all(&100i32.to_be_bytes())?;
+    expect_closed(&mut bad, Duration::from_millis(IDLE_MS * 5)).context("a stalled half-frame must not hold the connection forever")?;
+    expect_log(env, &bad.local_addr()?, "idle for longer than proxy.idleTimeoutMs in the middle of a request frame")?;
+    healthy_connection(env).map(drop)
+}
+
+// ---- broker-side cases -------------------------------------------------------------------
+
+/// What the hostile broker does with a request, chosen by its correlation id.
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    GarbageBytes = 1,
+    UndecodableBody = 2,
+    WrongCorrelationId = 3,
+    CloseMidResponse = 4,
+}
+
+fn broker_garbage_bytes_close_the_connection(env: &Env) -> Result<()> {
+    broker_misbehaves(env, Misbehaviour::GarbageBytes, "malformed response frame from the broker")
+}
+
+fn broker_undecodable_metadata_closes_the_connection(env: &Env) -> Result<()> {
+    broker_misbehaves(env, Misbehaviour::UndecodableBody, "cannot decode the broker's Metadata v12 response")
+}
+
+fn broker_wrong_correlation_id_closes_the_connection(env: &Env) -> Result<()> {
+    broker_misbehaves(env, Misbehaviour::WrongCorrelationId, "responses out of order")
+}
+
+fn broker_closing_mid_response_closes_the_connection(env: &Env) -> Result<()> {
+    broker_misbehaves(env, Misbehaviour::CloseMidResponse, "broker disconnected in the middle of a response frame")
+}
+
+fn broker_misbehaves(env: &Env, how: Misbehaviour, reason: &str) -> Result<()> {
+    let healthy = healthy_connection(env)?;
+    let mut client = TcpStream::connect(("127.0.0.1", env.hostile_port))?;
+    let mut body = request_header(ApiKey::Metadata as i16, 12, how as i32);
+    body.extend_from_slice(&[0, 0]); // topics: null; allow_auto_topic_creation etc. are not read by the hostile broker
+    client.write_all(&framed(&body))?;
+    expect_closed(&mut client, WAIT)?;
+    expect_log(env, &client.local_addr()?, reason)?;
+    still_serving(env, healthy)
+}
+
+fn serve_hostile_broker(listener: TcpListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { return };
+        std::thread::spawn(move || {
+            let _ = answer_badly(stream);
+        });
+    }
+}
+
+fn answer_badly(mut stream: TcpStream) -> Result<()> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut body = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 20) as usize];
+    stream.read_exact(&mut body)?;
+    let correlation_id = i32::from_be_bytes(body[4..8].try_into()?);
+    let client_id_len = i16::from_be_bytes(body[8..10].try_into()?).max(0) as usize;
+    if body.get(10..10 + client_id_len) != Some(HOSTILE_CLIENT.as_bytes()) {
+        return Ok(()); // the gateway's own metadata client: hang up
+    }
+    let reply: Vec<u8> = match correlation_id {
+        1 => vec![0xff; 64],
+        2 => {
+            // Right correlation id, then a body claiming 2^31-1 brokers.
+            let mut body = correlation_id.to_be_bytes().to_vec();
+            body.push(0); // response header tagged fields
+            body.extend_from_slice(&[0, 0, 0, 0]); // throttle time
+            body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]); // brokers: compact length 2^32-1
+            body.extend_from_slice(&[0x13; 16]);
+            framed(&body)
+        }
+        3 => framed(&(correlation_id + 1000).to_be_bytes()),
+        _ => {
+            let mut partial = 500i32.to_be_bytes().to_vec();
+            partial.extend_from_slice(&correlation_id.to_be_bytes());
+            partial
+        }
+    };
+    stream.write_all(&reply)?;
+    Ok(())
+}
+
+// ---- helpers -----------------------------------------------------------------------------
+
+/// api key, version, correlation id, then the client id.
+fn request_header(api_key: i16, version: i16, correlation_id: i32) -> Vec<u8> {
+    let mut header = Vec::new();
+    header.extend_from_slice(&api_key.to_be_bytes());
+    header.extend_from_slice(&version.to_be_bytes());
+    header.extend_from_slice(&correlation_id.to_be_bytes());
+    header.extend_from_slice(&(HOSTILE_CLIENT.len() as i16).to_be_bytes());
+    header.extend_from_slice(HOSTILE_CLIENT.as_bytes());
+    if version >= 9 {
+        header.push(0); // Metadata and Produce headers are flexible from v9: no tagged fields
+    }
+    header
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Send `bytes` on a new connection; it must be closed and the reason logged, while a healthy
+/// connection carries on.
+fn refused(env: &Env, bytes: &[u8], reason: &str) -> Result<()> {
+    let healthy = healthy_connection(env)?;
+    let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
+    bad.write_all(bytes)?;
+    expect_closed(&mut bad, WAIT)?;
+    expect_log(env, &bad.local_addr()?, reason)?;
+    still_serving(env, healthy)
+}
+
+fn healthy_connection(env: &Env) -> Result<KafkaWire> {
+    let mut wire = KafkaWire::connect(SocketAddr::from(([127, 0, 0, 1], env.main_port)), WAIT)?;
+    wire.send(&MetadataRequest::default(), 12)?;
+    Ok(wire)
+}
+
+/// The connection opened before the bad input still works, and so does a new one.
+fn still_serving(env: &Env, mut healthy: KafkaWire) -> Result<()> {
+    let answer = healthy.send(&MetadataRequest::default(), 12).context("a healthy connection was harmed")?;
+    ensure!(answer.brokers.len() == 1, "healthy connection got {answer:?}");
+    healthy_connection(env).context("a new connection was refused")?;
+    Ok(())
+}
+
+fn expect_closed(stream: &mut TcpStream, within: Duration) -> Result<()> {
+    stream.set_read_timeout(Some(within))?;
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue, // an answer to something sent before the bad bytes
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                bail!("the gateway kept the connection open for {within:?}")
+            }
+            Err(_) => return Ok(()), // reset
+        }
+    }
+}
+
+fn expect_log(env: &Env, client: &SocketAddr, reason: &str) -> Result<()> {
+    let client = client.to_string();
+    poll::poll_until(WAIT, || {
+        env.gateway.log_contents().lines().any(|line| line.contains(&client) && line.contains(reason)).then_some(())
+    })
+    .with_context(|| format!("no log line naming client {client} and `{reason}`:\n{}", env.gateway.log_tail()))
+}
