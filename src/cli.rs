@@ -9,7 +9,11 @@ use crate::config::{self, GatewayConfig};
 use crate::gateway::Gateway;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "A Kafka gateway: routes clients to Kafka clusters through one stable endpoint")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A Kafka gateway: routes clients to Kafka clusters through one stable endpoint"
+)]
 pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "GATEWAY_LOG_JSON")]

@@ -56,7 +56,13 @@ impl Gateway {
                 shutdown.clone(),
             ));
             for port in ports {
-                background.spawn(accept_loop(port, Arc::clone(&route), Arc::clone(&settings), shutdown.clone(), connections.clone()));
+                background.spawn(accept_loop(
+                    port,
+                    Arc::clone(&route),
+                    Arc::clone(&settings),
+                    shutdown.clone(),
+                    connections.clone(),
+                ));
             }
         }
         Ok(Gateway { shutdown, connections, background, drain_timeout: config.proxy.drain_timeout, listening })
@@ -74,7 +80,8 @@ impl Gateway {
         self.background.close();
         self.connections.close();
         // Connections enforce the drain timeout themselves; the margin covers their last writes.
-        let drained = tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), self.connections.wait()).await.is_ok();
+        let drained =
+            tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), self.connections.wait()).await.is_ok();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drained
     }

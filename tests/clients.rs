@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::{run_suite, start_gateway, TestGateway};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use switchyard_testkit::{java, kcat, poll, ClusterSpec, ConsumeOptions, KafkaCluster, KafkaWire, ProducerPerfOptions};
 
@@ -97,7 +99,12 @@ fn librdkafka_and_java_interoperate(env: &Env) -> Result<()> {
     let by_java = java::console_consume(&gw, "interop", None, everything.len(), WAIT)?;
     ensure!(sorted(&by_java) == everything, "the Java consumer read {} of {} records", by_java.len(), everything.len());
     let by_kcat_group = kcat::consume_group(&gw, "interop-kcat-group", "interop", everything.len(), WAIT)?;
-    ensure!(sorted(&by_kcat_group) == everything, "a kcat group member read {} of {} records", by_kcat_group.len(), everything.len());
+    ensure!(
+        sorted(&by_kcat_group) == everything,
+        "a kcat group member read {} of {} records",
+        by_kcat_group.len(),
+        everything.len()
+    );
     Ok(())
 }
 
@@ -113,9 +120,13 @@ fn consumer_group_commits_leaves_and_rejoins(env: &Env) -> Result<()> {
     ensure!(first == sent[..20], "first member read {first:?}");
 
     let described = java::describe_group(&gw, "rejoin-group")?;
-    ensure!(described.contains("group-rejoin") && described.contains(" 20 "), "group offsets after leaving:\n{described}");
+    ensure!(
+        described.contains("group-rejoin") && described.contains(" 20 "),
+        "group offsets after leaving:\n{described}"
+    );
 
-    let rejoined = java::console_consume_with(&gw, "group-rejoin", &ConsumeOptions::new(20, WAIT).group("rejoin-group"))?;
+    let rejoined =
+        java::console_consume_with(&gw, "group-rejoin", &ConsumeOptions::new(20, WAIT).group("rejoin-group"))?;
     ensure!(rejoined == sent[20..], "after rejoining the group read {rejoined:?}, expected the last 20 records only");
     Ok(())
 }
@@ -151,7 +162,10 @@ fn no_real_broker_address_reaches_clients(env: &Env) -> Result<()> {
     let brokers: Vec<&str> = listing.lines().filter(|l| l.trim_start().starts_with("broker ")).collect();
     ensure!(brokers.len() == 3, "kcat -L listed {} brokers:\n{listing}", brokers.len());
     for port in env.gateway.ports().iter().skip(1) {
-        ensure!(listing.contains(&format!("127.0.0.1:{port}")), "kcat -L does not list gateway port {port}:\n{listing}");
+        ensure!(
+            listing.contains(&format!("127.0.0.1:{port}")),
+            "kcat -L does not list gateway port {port}:\n{listing}"
+        );
     }
     assert_no_broker_port(env, "kcat -L", &listing)?;
 
@@ -171,7 +185,9 @@ fn no_real_broker_address_reaches_clients(env: &Env) -> Result<()> {
     let mut wire = KafkaWire::connect(env.gateway.bootstrap_addr(), WAIT)?;
     let versions = wire.send(&ApiVersionsRequest::default(), 3)?;
     for api in &versions.api_keys {
-        if let Ok(key @ (ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::Fetch | ApiKey::Produce)) = ApiKey::try_from(api.api_key) {
+        if let Ok(key @ (ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::Fetch | ApiKey::Produce)) =
+            ApiKey::try_from(api.api_key)
+        {
             ensure!(api.max_version <= key.valid_versions().max, "{key:?} advertised up to v{}", api.max_version);
         }
     }
@@ -218,11 +234,12 @@ fn sigterm_answers_in_flight_requests_then_exits_0(env: &Env) -> Result<()> {
     let leader_addr = std::net::SocketAddr::from(([127, 0, 0, 1], gateway.port_of(leader)));
     let mut wire = KafkaWire::connect(leader_addr, WAIT)?;
     let wait_ms = 4_000;
-    let fetch = FetchRequest::default().with_max_wait_ms(wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
-        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("drain"))).with_partitions(vec![
-            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-        ]),
-    ]);
+    let fetch =
+        FetchRequest::default().with_max_wait_ms(wait_ms).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("drain"))).with_partitions(vec![
+                FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+            ]),
+        ]);
     let long_poll = std::thread::spawn(move || wire.send(&fetch, 12));
     std::thread::sleep(Duration::from_millis(500)); // the Fetch is now parked at the broker
     let started = std::time::Instant::now();
@@ -233,7 +250,11 @@ fn sigterm_answers_in_flight_requests_then_exits_0(env: &Env) -> Result<()> {
     let answer = long_poll.join().expect("fetch thread").context("the in-flight Fetch was not answered")?;
     ensure!(answer.responses.len() == 1, "unexpected Fetch answer {answer:?}");
     let (status, gateway) = exited.join().expect("terminate thread");
-    ensure!(status.is_some_and(|s| s.success()), "gateway exit status {status:?}; log:\n{}", gateway.process.log_tail());
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "gateway exit status {status:?}; log:\n{}",
+        gateway.process.log_tail()
+    );
     ensure!(started.elapsed() < Duration::from_secs(20), "shutdown took {:?}", started.elapsed());
     Ok(())
 }
@@ -251,11 +272,19 @@ fn zz_broker_stopped_under_load(env: &Env) -> Result<()> {
     let victim = 1;
     env.cluster.lock().unwrap().stop_broker(victim)?;
     let during = java::console_consume(&gw, "failover", Some("failover-live"), 100, WAIT)?;
-    ensure!(during.len() == 100, "a new consumer read {} records through the gateway with broker {victim} down", during.len());
+    ensure!(
+        during.len() == 100,
+        "a new consumer read {} records through the gateway with broker {victim} down",
+        during.len()
+    );
 
     let produced = load.wait()?;
     env.cluster.lock().unwrap().start_broker(victim)?;
-    ensure!(produced.records == records, "producer completed {} of {records} records across the broker stop", produced.records);
+    ensure!(
+        produced.records == records,
+        "producer completed {} of {records} records across the broker stop",
+        produced.records
+    );
     let consumed = java::consumer_perf(&gw, "failover", records, "failover-check", WAIT)?;
     ensure!(consumed.messages >= records, "read back {} of {records} acknowledged records", consumed.messages);
     Ok(())

@@ -143,7 +143,8 @@ fn client_stalling_mid_frame_times_out(env: &Env) -> Result<()> {
     // No healthy connection is held across this case: idle ones are closed too, by design.
     let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
     bad.write_all(&100i32.to_be_bytes())?;
-    expect_closed(&mut bad, Duration::from_millis(IDLE_MS * 5)).context("a stalled half-frame must not hold the connection forever")?;
+    expect_closed(&mut bad, Duration::from_millis(IDLE_MS * 5))
+        .context("a stalled half-frame must not hold the connection forever")?;
     expect_log(env, &bad.local_addr()?, "idle for longer than proxy.idleTimeoutMs in the middle of a request frame")?;
     healthy_connection(env).map(drop)
 }

@@ -133,7 +133,12 @@ pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
         Some(path) => {
             let source = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(&source, "", format!("cannot read the file: {e}"), "check the path given by --config or GATEWAY_CONFIG_FILE")
+                ConfigError::new(
+                    &source,
+                    "",
+                    format!("cannot read the file: {e}"),
+                    "check the path given by --config or GATEWAY_CONFIG_FILE",
+                )
             })?;
             parse(&source, &text)
         }

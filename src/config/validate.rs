@@ -22,7 +22,12 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(source: &str, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        source: &str,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         ConfigError { source: source.to_string(), field: field.into(), problem: problem.into(), fix: fix.into() }
     }
 }
@@ -44,8 +49,9 @@ pub const DEFAULT_NODE_ID_RANGE: (i32, i32) = (0, 31);
 
 /// Parse YAML text into the raw schema, accepting a top-level `gateway:` wrapper.
 pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigError> {
-    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| ConfigError::new(source, "", format!("not valid YAML: {e}"), "correct the YAML syntax at the position shown"))?;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        ConfigError::new(source, "", format!("not valid YAML: {e}"), "correct the YAML syntax at the position shown")
+    })?;
     let mut prefix = "";
     if let Some(inner) = value.as_mapping_mut().and_then(|m| m.remove("gateway")) {
         value = inner;
@@ -53,7 +59,12 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = format!("{prefix}{}", e.path());
-        ConfigError::new(source, field, e.inner().to_string(), "see docs/configuration.md for the fields and their types")
+        ConfigError::new(
+            source,
+            field,
+            e.inner().to_string(),
+            "see docs/configuration.md for the fields and their types",
+        )
     })
 }
 
@@ -78,7 +89,11 @@ impl Checker<'_> {
 
     fn domains(&self, raw: Vec<RawStreamingDomain>) -> Result<Vec<DomainConfig>, ConfigError> {
         if raw.is_empty() {
-            return Err(self.err("streamingDomains", "no streaming domain is defined", "add at least one entry with name, type: kafka and kafkaCluster.bootstrapServers"));
+            return Err(self.err(
+                "streamingDomains",
+                "no streaming domain is defined",
+                "add at least one entry with name, type: kafka and kafkaCluster.bootstrapServers",
+            ));
         }
         let mut names = HashSet::new();
         raw.into_iter()
@@ -87,10 +102,18 @@ impl Checker<'_> {
                 let at = format!("streamingDomains[{i}]");
                 self.non_empty(&format!("{at}.name"), &d.name)?;
                 if !names.insert(d.name.clone()) {
-                    return Err(self.err(format!("{at}.name"), format!("domain name `{}` is used twice", d.name), "give every streaming domain a unique name"));
+                    return Err(self.err(
+                        format!("{at}.name"),
+                        format!("domain name `{}` is used twice", d.name),
+                        "give every streaming domain a unique name",
+                    ));
                 }
                 if d.kind != "kafka" {
-                    return Err(self.err(format!("{at}.type"), format!("unsupported type `{}`", d.kind), "set `type: kafka`"));
+                    return Err(self.err(
+                        format!("{at}.type"),
+                        format!("unsupported type `{}`", d.kind),
+                        "set `type: kafka`",
+                    ));
                 }
                 self.cluster(&format!("{at}.kafkaCluster"), d.name, d.kafka_cluster)
             })
@@ -99,7 +122,11 @@ impl Checker<'_> {
 
     fn cluster(&self, at: &str, name: String, raw: RawKafkaCluster) -> Result<DomainConfig, ConfigError> {
         if raw.bootstrap_servers.is_empty() {
-            return Err(self.err(format!("{at}.bootstrapServers"), "no bootstrap server is listed", "add an entry with an id and an endpoint such as `kafka-1:9092`"));
+            return Err(self.err(
+                format!("{at}.bootstrapServers"),
+                "no bootstrap server is listed",
+                "add an entry with an id and an endpoint such as `kafka-1:9092`",
+            ));
         }
         let mut ids = HashSet::new();
         let mut bootstrap_servers = Vec::new();
@@ -107,7 +134,11 @@ impl Checker<'_> {
             let field = format!("{at}.bootstrapServers[{i}]");
             self.non_empty(&format!("{field}.id"), &server.id)?;
             if !ids.insert(server.id.clone()) {
-                return Err(self.err(format!("{field}.id"), format!("bootstrap server id `{}` is used twice", server.id), "give every bootstrap server of a domain a unique id"));
+                return Err(self.err(
+                    format!("{field}.id"),
+                    format!("bootstrap server id `{}` is used twice", server.id),
+                    "give every bootstrap server of a domain a unique id",
+                ));
             }
             let addresses = server
                 .endpoint
@@ -126,19 +157,38 @@ impl Checker<'_> {
             return Ok(vec![NodeIdRange { name: "default".into(), start, end }]);
         };
         if raw.is_empty() {
-            return Err(self.err(at, "the list is empty", "list at least one range, or remove the key to use the default 0-31"));
+            return Err(self.err(
+                at,
+                "the list is empty",
+                "list at least one range, or remove the key to use the default 0-31",
+            ));
         }
         let mut ranges: Vec<NodeIdRange> = Vec::new();
         for (i, r) in raw.into_iter().enumerate() {
             let field = format!("{at}[{i}]");
             if r.start < 0 || r.end < r.start {
-                return Err(self.err(field, format!("range {}-{} is not valid", r.start, r.end), "use 0 <= start <= end"));
+                return Err(self.err(
+                    field,
+                    format!("range {}-{} is not valid", r.start, r.end),
+                    "use 0 <= start <= end",
+                ));
             }
             if let Some(other) = ranges.iter().find(|o| o.start <= r.end && r.start <= o.end) {
-                return Err(self.err(field, format!("range `{}` ({}-{}) overlaps range `{}` ({}-{})", r.name, r.start, r.end, other.name, other.start, other.end), "make the ranges disjoint"));
+                return Err(self.err(
+                    field,
+                    format!(
+                        "range `{}` ({}-{}) overlaps range `{}` ({}-{})",
+                        r.name, r.start, r.end, other.name, other.start, other.end
+                    ),
+                    "make the ranges disjoint",
+                ));
             }
             if ranges.iter().any(|o| o.name == r.name) {
-                return Err(self.err(format!("{field}.name"), format!("range name `{}` is used twice", r.name), "give every range a unique name"));
+                return Err(self.err(
+                    format!("{field}.name"),
+                    format!("range name `{}` is used twice", r.name),
+                    "give every range a unique name",
+                ));
             }
             ranges.push(NodeIdRange { name: r.name, start: r.start, end: r.end });
         }
@@ -147,7 +197,11 @@ impl Checker<'_> {
 
     fn routes(&self, raw: Vec<RawRoute>, domains: &[DomainConfig]) -> Result<Vec<RouteConfig>, ConfigError> {
         if raw.is_empty() {
-            return Err(self.err("routes", "no route is defined", "add a route with a name, an endpoint and a streamingDomain"));
+            return Err(self.err(
+                "routes",
+                "no route is defined",
+                "add a route with a name, an endpoint and a streamingDomain",
+            ));
         }
         let mut names = HashSet::new();
         raw.into_iter()
@@ -156,7 +210,11 @@ impl Checker<'_> {
                 let at = format!("routes[{i}]");
                 self.non_empty(&format!("{at}.name"), &r.name)?;
                 if !names.insert(r.name.clone()) {
-                    return Err(self.err(format!("{at}.name"), format!("route name `{}` is used twice", r.name), "give every route a unique name"));
+                    return Err(self.err(
+                        format!("{at}.name"),
+                        format!("route name `{}` is used twice", r.name),
+                        "give every route a unique name",
+                    ));
                 }
                 self.route(&at, r, domains)
             })
@@ -171,13 +229,21 @@ impl Checker<'_> {
         };
         if let Some(strategy) = &r.broker_identification_strategy {
             if strategy.kind != "port" {
-                return Err(self.err(format!("{at}.brokerIdentificationStrategy.type"), format!("`{}` is not supported", strategy.kind), "use `type: port`"));
+                return Err(self.err(
+                    format!("{at}.brokerIdentificationStrategy.type"),
+                    format!("`{}` is not supported", strategy.kind),
+                    "use `type: port`",
+                ));
             }
         }
         let domain_field = format!("{at}.streamingDomain.name");
         let domain = domains.iter().find(|d| d.name == r.streaming_domain.name).ok_or_else(|| {
             let known: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
-            self.err(&domain_field, format!("unknown streaming domain `{}`", r.streaming_domain.name), format!("use one of: {}", known.join(", ")))
+            self.err(
+                &domain_field,
+                format!("unknown streaming domain `{}`", r.streaming_domain.name),
+                format!("use one of: {}", known.join(", ")),
+            )
         })?;
         let upstream_bootstrap = self.bootstrap_for(at, domain, r.streaming_domain.bootstrap_server_id.as_deref())?;
         let port_map = PortMap::new(endpoint.port, &domain.node_id_ranges).map_err(|problem| {
@@ -204,7 +270,9 @@ impl Checker<'_> {
     fn no_port_clash(&self, routes: &[RouteConfig]) -> Result<(), ConfigError> {
         for (j, later) in routes.iter().enumerate() {
             for earlier in &routes[..j] {
-                let same_ip = earlier.bind_ip == later.bind_ip || earlier.bind_ip.is_unspecified() || later.bind_ip.is_unspecified();
+                let same_ip = earlier.bind_ip == later.bind_ip
+                    || earlier.bind_ip.is_unspecified()
+                    || later.bind_ip.is_unspecified();
                 let (a, b) = (earlier.port_map.port_span(), later.port_map.port_span());
                 if same_ip && a.0 <= b.1 && b.0 <= a.1 {
                     return Err(self.err(
@@ -225,25 +293,42 @@ impl Checker<'_> {
         let d = ProxySettings::default();
         let ms = |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
             match v {
-                Some(0) => Err(self.err(format!("proxy.{field}"), "must be greater than 0", "use a positive number of milliseconds or remove the key")),
+                Some(0) => Err(self.err(
+                    format!("proxy.{field}"),
+                    "must be greater than 0",
+                    "use a positive number of milliseconds or remove the key",
+                )),
                 Some(v) => Ok(Duration::from_millis(v)),
                 None => Ok(default),
             }
         };
         let count = |field: &str, v: Option<u64>, default: usize, min: u64| -> Result<usize, ConfigError> {
             match v {
-                Some(v) if v < min => Err(self.err(format!("proxy.{field}"), format!("must be at least {min}"), "raise it or remove the key")),
+                Some(v) if v < min => Err(self.err(
+                    format!("proxy.{field}"),
+                    format!("must be at least {min}"),
+                    "raise it or remove the key",
+                )),
                 Some(v) => Ok(v as usize),
                 None => Ok(default),
             }
         };
         Ok(ProxySettings {
             max_frame_bytes: count("maxFrameBytes", raw.max_frame_bytes, d.max_frame_bytes, 1024)?,
-            max_in_flight_requests: count("maxInFlightRequests", raw.max_in_flight_requests, d.max_in_flight_requests, 1)?,
+            max_in_flight_requests: count(
+                "maxInFlightRequests",
+                raw.max_in_flight_requests,
+                d.max_in_flight_requests,
+                1,
+            )?,
             idle_timeout: ms("idleTimeoutMs", raw.idle_timeout_ms, d.idle_timeout)?,
             connect_timeout: ms("connectTimeoutMs", raw.connect_timeout_ms, d.connect_timeout)?,
             drain_timeout: ms("drainTimeoutMs", raw.drain_timeout_ms, d.drain_timeout)?,
-            metadata_refresh_interval: ms("metadataRefreshIntervalMs", raw.metadata_refresh_interval_ms, d.metadata_refresh_interval)?,
+            metadata_refresh_interval: ms(
+                "metadataRefreshIntervalMs",
+                raw.metadata_refresh_interval_ms,
+                d.metadata_refresh_interval,
+            )?,
         })
     }
 
@@ -255,19 +340,26 @@ impl Checker<'_> {
     }
 
     fn host_port(&self, field: &str, text: &str) -> Result<HostPort, ConfigError> {
-        parse_host_port(text).ok_or_else(|| self.err(field, format!("`{text}` is not host:port"), "write it as host:port with a port from 1 to 65535, e.g. `kafka-1:9092`"))
+        parse_host_port(text).ok_or_else(|| {
+            self.err(
+                field,
+                format!("`{text}` is not host:port"),
+                "write it as host:port with a port from 1 to 65535, e.g. `kafka-1:9092`",
+            )
+        })
     }
 
     fn ip(&self, field: &str, host: &str) -> Result<IpAddr, ConfigError> {
         if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
             return Ok(ip);
         }
-        (host, 0)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .map(|a| a.ip())
-            .ok_or_else(|| self.err(field, format!("host `{host}` does not resolve to an address to listen on"), "use an IP address or a resolvable name, or set the route's bindAddress (e.g. 0.0.0.0)"))
+        (host, 0).to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).map(|a| a.ip()).ok_or_else(|| {
+            self.err(
+                field,
+                format!("host `{host}` does not resolve to an address to listen on"),
+                "use an IP address or a resolvable name, or set the route's bindAddress (e.g. 0.0.0.0)",
+            )
+        })
     }
 }
 

@@ -31,8 +31,12 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Negative(size) => write!(f, "negative frame size {size}"),
-            FrameError::TooSmall { size, min } => write!(f, "frame of {size} bytes is shorter than the {min}-byte header"),
-            FrameError::TooLarge { size, max } => write!(f, "frame of {size} bytes exceeds the maximum of {max} bytes (proxy.maxFrameBytes)"),
+            FrameError::TooSmall { size, min } => {
+                write!(f, "frame of {size} bytes is shorter than the {min}-byte header")
+            }
+            FrameError::TooLarge { size, max } => {
+                write!(f, "frame of {size} bytes exceeds the maximum of {max} bytes (proxy.maxFrameBytes)")
+            }
         }
     }
 }

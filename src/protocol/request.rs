@@ -21,7 +21,12 @@ pub const MIN_REQUEST_BODY: usize = 10;
 pub enum RequestError {
     UnknownApiKey(i16),
     /// A version of an API whose responses are rewritten that the gateway cannot decode.
-    UndecodableVersion { api_key: ApiKey, version: i16, min: i16, max: i16 },
+    UndecodableVersion {
+        api_key: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
     Truncated(&'static str),
 }
 
@@ -49,7 +54,12 @@ pub fn peek_request(body: &[u8]) -> Result<InFlight, RequestError> {
     if handling.decodes_response() {
         let range = api_key.valid_versions();
         if api_version < range.min || api_version > range.max {
-            return Err(RequestError::UndecodableVersion { api_key, version: api_version, min: range.min, max: range.max });
+            return Err(RequestError::UndecodableVersion {
+                api_key,
+                version: api_version,
+                min: range.min,
+                max: range.max,
+            });
         }
     }
     let expects_response = api_key != ApiKey::Produce || produce_acks(&mut cursor, api_key, api_version)? != 0;

@@ -125,7 +125,12 @@ enum RequestsEnd {
 }
 
 /// Pump both directions until one ends; returns why the connection closed.
-pub async fn pump(client: TcpStream, upstream: TcpStream, ctx: &ConnectionContext, shutdown: &CancellationToken) -> CloseReason {
+pub async fn pump(
+    client: TcpStream,
+    upstream: TcpStream,
+    ctx: &ConnectionContext,
+    shutdown: &CancellationToken,
+) -> CloseReason {
     // The halves live here, not in the two pumps: dropping a write half sends FIN, and a broker
     // that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_split();
@@ -133,8 +138,10 @@ pub async fn pump(client: TcpStream, upstream: TcpStream, ctx: &ConnectionContex
     let (in_flight_tx, in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let requests_done = CancellationToken::new();
 
-    let mut requests = pin!(forward_requests(&mut client_read, &mut upstream_write, in_flight_tx, &ctx.settings, shutdown));
-    let mut responses = pin!(forward_responses(&mut upstream_read, &mut client_write, in_flight_rx, ctx, &requests_done));
+    let mut requests =
+        pin!(forward_requests(&mut client_read, &mut upstream_write, in_flight_tx, &ctx.settings, shutdown));
+    let mut responses =
+        pin!(forward_responses(&mut upstream_read, &mut client_write, in_flight_rx, ctx, &requests_done));
 
     tokio::select! {
         end = &mut requests => match end {

@@ -93,8 +93,14 @@ async fn serve(client: TcpStream, target: Target, ctx: ConnectionContext, shutdo
     let reason = pump(client, upstream, &ctx, &shutdown).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     match reason.severity() {
-        Severity::Routine => tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
-        Severity::Notable => tracing::info!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
-        Severity::Problem => tracing::warn!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}"),
+        Severity::Routine => {
+            tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+        }
+        Severity::Notable => {
+            tracing::info!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+        }
+        Severity::Problem => {
+            tracing::warn!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+        }
     }
 }

@@ -132,7 +132,8 @@ fn learn<T: BrokerAddress>(route: &Route, brokers: &[T]) {
 }
 
 fn log_unmapped(route: &Route, node_id: i32) {
-    let ranges: Vec<String> = route.port_map.ranges().iter().map(|r| format!("{} {}-{}", r.name, r.start, r.end)).collect();
+    let ranges: Vec<String> =
+        route.port_map.ranges().iter().map(|r| format!("{} {}-{}", r.name, r.start, r.end)).collect();
     tracing::error!(
         route = %route.name,
         domain = %route.domain,

@@ -55,21 +55,33 @@ pub fn rewrite_response(route: &Route, request: &InFlight, frame: Bytes) -> Resu
         }
         ResponseHandling::RewriteAddresses => rewrite_addresses(route, request, &frame),
     };
-    result
-        .map(|changed| changed.unwrap_or(frame))
-        .map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
+    result.map(|changed| changed.unwrap_or(frame)).map_err(|cause| RewriteError {
+        api_key: request.api_key,
+        api_version: request.api_version,
+        cause,
+    })
 }
 
 fn rewrite_addresses(route: &Route, request: &InFlight, frame: &Bytes) -> anyhow::Result<Option<Bytes>> {
     let version = request.api_version;
     match request.api_key {
         ApiKey::Metadata => edit::<MetadataResponse>(request, frame, |r| addresses::metadata(route, r)),
-        ApiKey::DescribeCluster => edit::<DescribeClusterResponse>(request, frame, |r| addresses::describe_cluster(route, r)),
-        ApiKey::FindCoordinator => edit::<FindCoordinatorResponse>(request, frame, |r| addresses::find_coordinator(route, version, r)),
-        ApiKey::Produce => edit::<ProduceResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints)),
+        ApiKey::DescribeCluster => {
+            edit::<DescribeClusterResponse>(request, frame, |r| addresses::describe_cluster(route, r))
+        }
+        ApiKey::FindCoordinator => {
+            edit::<FindCoordinatorResponse>(request, frame, |r| addresses::find_coordinator(route, version, r))
+        }
+        ApiKey::Produce => {
+            edit::<ProduceResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
+        }
         ApiKey::Fetch => edit::<FetchResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints)),
-        ApiKey::ShareFetch => edit::<ShareFetchResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints)),
-        ApiKey::ShareAcknowledge => edit::<ShareAcknowledgeResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints)),
+        ApiKey::ShareFetch => {
+            edit::<ShareFetchResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
+        }
+        ApiKey::ShareAcknowledge => {
+            edit::<ShareAcknowledgeResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
+        }
         other => anyhow::bail!("{other:?} responses carry no broker address"),
     }
 }

@@ -80,7 +80,9 @@ impl Topology {
             Ok(metadata
                 .brokers()
                 .iter()
-                .filter_map(|b| Some((b.id(), HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? })))
+                .filter_map(|b| {
+                    Some((b.id(), HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? }))
+                })
                 .collect())
         })
         .await??;
@@ -101,11 +103,18 @@ impl Topology {
     }
 
     /// Keep the view fresh until `stop` fires.
-    pub async fn refresh_periodically(self: Arc<Self>, every: Duration, timeout: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn refresh_periodically(
+        self: Arc<Self>,
+        every: Duration,
+        timeout: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             match self.refresh(timeout).await {
                 Ok(count) => tracing::debug!(domain = %self.domain, brokers = count, "refreshed cluster metadata"),
-                Err(e) => tracing::warn!(domain = %self.domain, "cannot refresh cluster metadata (will retry in {every:?}): {e}"),
+                Err(e) => {
+                    tracing::warn!(domain = %self.domain, "cannot refresh cluster metadata (will retry in {every:?}): {e}")
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,

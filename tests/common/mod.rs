@@ -90,7 +90,10 @@ pub type TestFn<E> = fn(&E) -> anyhow::Result<()>;
 /// Run `tests` against one environment built by `setup`, one test at a time unless
 /// `--test-threads` says otherwise; the environment is dropped (its processes stopped) before
 /// the process exits.
-pub fn run_suite<E: Send + Sync + 'static>(tests: &[(&'static str, TestFn<E>)], setup: impl FnOnce() -> anyhow::Result<E>) {
+pub fn run_suite<E: Send + Sync + 'static>(
+    tests: &[(&'static str, TestFn<E>)],
+    setup: impl FnOnce() -> anyhow::Result<E>,
+) {
     let mut args = Arguments::from_args();
     if args.test_threads.is_none() {
         args.test_threads = Some(1);

@@ -1,1 +1,164 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `demo`: start a local Kafka 4.1 on 127.0.0.1:9092, the gateway in front of it on its
+//!   built-in default config, and show messages and metadata going through it.
+//! - `test`: install what the tests need and run the whole suite.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use switchyard_testkit::{java, kcat, poll, ChildGuard, ClusterSpec, KafkaCluster, KafkaJars};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask demo | cargo xtask test [cargo test args]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+// ---- test --------------------------------------------------------------------------------
+
+fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
+    ensure_kcat()?;
+    step("fetching the Kafka 4.1.1 jars (cached after the first run)");
+    let jars = KafkaJars::ensure()?;
+    println!("    {}", jars.display());
+    step("cargo test --workspace");
+    let status = cargo().args(["test", "--workspace"]).args(cargo_test_args).status()?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The librdkafka client tests need `kcat`; install it from the distribution when we may.
+fn ensure_kcat() -> Result<()> {
+    if kcat::kcat_available() {
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    if !is_root {
+        bail!("the tests need kcat (librdkafka's CLI): install it with `sudo apt-get install -y kcat`, then rerun");
+    }
+    step("installing kcat (librdkafka's CLI) with apt-get");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "kcat"][..]] {
+        let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+        if !status.success() {
+            bail!("apt-get {} failed: install kcat by hand, then rerun", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+// ---- demo --------------------------------------------------------------------------------
+
+/// The built-in default route: clients bootstrap here.
+const GATEWAY: &str = "127.0.0.1:19092";
+/// The built-in default's upstream Kafka.
+const KAFKA_PORT: u16 = 9092;
+const TOPIC: &str = "switchyard-demo";
+
+fn demo() -> Result<ExitCode> {
+    step("building the gateway (release)");
+    let status = cargo().args(["build", "--release", "--quiet", "-p", "switchyard", "--bin", "switchyard"]).status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+    let binary = target_dir().join("release/switchyard");
+    ensure_free(KAFKA_PORT, "the demo's Kafka")?;
+    ensure_free(19092, "the gateway's default route")?;
+
+    step("fetching the Kafka 4.1.1 jars (cached after the first run)");
+    KafkaJars::ensure()?;
+    step("starting a single-node Kafka 4.1 (KRaft) on 127.0.0.1:9092");
+    let kafka = KafkaCluster::start(ClusterSpec { listener_ports: Some(vec![KAFKA_PORT]), ..ClusterSpec::single() })?;
+
+    step("the gateway's built-in default config (`switchyard check`)");
+    let check = Command::new(&binary).arg("check").env_remove("GATEWAY_CONFIG_FILE").output()?;
+    print!("{}", String::from_utf8_lossy(&check.stdout));
+
+    step(&format!("starting the gateway with no config file: clients now bootstrap from {GATEWAY}"));
+    let log = std::env::temp_dir().join(format!("switchyard-demo-{}.log", std::process::id()));
+    let mut run = Command::new(&binary);
+    run.arg("run").env_remove("GATEWAY_CONFIG_FILE").env("RUST_LOG", "info");
+    let mut gateway = ChildGuard::spawn_logged(run, &log)?;
+    let gateway_addr: SocketAddr = GATEWAY.parse()?;
+    poll::poll_until(Duration::from_secs(30), || TcpStream::connect(gateway_addr).is_ok().then_some(()))
+        .with_context(|| format!("the gateway did not start:\n{}", gateway.log_contents()))?;
+
+    show_traffic()?;
+
+    step("stopping the gateway (SIGTERM) and Kafka");
+    let exit = gateway.terminate(Duration::from_secs(40));
+    println!("    gateway exited with {exit:?}; its log was {}", log.display());
+    drop(kafka);
+    println!("\nDone: every byte above went through the gateway, and clients only ever saw gateway addresses.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_traffic() -> Result<()> {
+    step(&format!("creating topic `{TOPIC}` through the gateway"));
+    java::create_topic(GATEWAY, TOPIC, 3, 1)?;
+
+    let messages: Vec<String> = (1..=5).map(|i| format!("hello through switchyard #{i}")).collect();
+    step("producing 5 messages through the gateway (Kafka's console producer)");
+    java::console_produce(GATEWAY, TOPIC, &messages, &[])?;
+
+    step("consuming them back through the gateway (Kafka's console consumer)");
+    let received =
+        java::console_consume(GATEWAY, TOPIC, Some("switchyard-demo-group"), messages.len(), Duration::from_secs(30))?;
+    for line in &received {
+        println!("    received: {line}");
+    }
+    if received.len() != messages.len() {
+        bail!("received {} of {} messages", received.len(), messages.len());
+    }
+
+    step("the cluster as a client sees it through the gateway");
+    let metadata = switchyard_testkit::fetch_metadata(GATEWAY.parse()?, Duration::from_secs(10))?;
+    for broker in &metadata.brokers {
+        println!(
+            "    broker {} at {}:{} (the real broker is on 127.0.0.1:{KAFKA_PORT})",
+            broker.node_id.0,
+            broker.host.as_str(),
+            broker.port
+        );
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn ensure_free(port: u16, what: &str) -> Result<()> {
+    TcpListener::bind(("127.0.0.1", port))
+        .map(drop)
+        .with_context(|| format!("port {port} ({what}) is in use: stop whatever listens there and rerun"))
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}

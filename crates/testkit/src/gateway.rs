@@ -33,9 +33,7 @@ impl GatewayProcess {
     /// `RUST_LOG=info` (unless `RUST_LOG` is already set) and waits up to 30 s until every
     /// address in `wait_for` accepts TCP connections.
     pub fn start(binary: &Path, config_yaml: &str, wait_for: &[SocketAddr]) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("switchyard-gateway-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("switchyard-gateway-").tempdir()?;
         let config_path = dir.path().join("switchyard.yaml");
         fs::write(&config_path, config_yaml)?;
         let mut cmd = Command::new(binary);
@@ -45,11 +43,7 @@ impl GatewayProcess {
         }
         let child = ChildGuard::spawn_logged(cmd, &dir.path().join("gateway.log"))
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut gateway = Self {
-            child,
-            config_path,
-            _dir: dir,
-        };
+        let mut gateway = Self { child, config_path, _dir: dir };
         gateway.wait_for_listeners(wait_for)?;
         Ok(gateway)
     }
@@ -60,17 +54,10 @@ impl GatewayProcess {
             if let Some(status) = child.try_status() {
                 bail!("gateway exited during startup ({status})");
             }
-            Ok(addrs
-                .iter()
-                .all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok())
-                .then_some(()))
+            Ok(addrs.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()).then_some(()))
         });
-        result.map_err(|e| {
-            anyhow!(
-                "gateway not listening on {addrs:?}: {e:#}\n--- gateway log ---\n{}",
-                self.log_tail()
-            )
-        })
+        result
+            .map_err(|e| anyhow!("gateway not listening on {addrs:?}: {e:#}\n--- gateway log ---\n{}", self.log_tail()))
     }
 
     pub fn pid(&self) -> u32 {

@@ -30,12 +30,7 @@ fn tool_with(main_class: &str, jvm_opts: &[&str]) -> Result<Command> {
     Ok(cmd)
 }
 
-fn run_tool(
-    cmd: Command,
-    stdin: Option<Vec<u8>>,
-    timeout: Duration,
-    what: &str,
-) -> Result<CommandOutput> {
+fn run_tool(cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration, what: &str) -> Result<CommandOutput> {
     process::run(cmd, stdin, timeout)?.ensure_success(what)
 }
 
@@ -46,33 +41,15 @@ fn topic_command(bootstrap: &str, args: &[&str], what: &str) -> Result<CommandOu
 }
 
 /// `kafka-topics --create`.
-pub fn create_topic(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    replication_factor: i16,
-) -> Result<()> {
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, replication_factor: i16) -> Result<()> {
     let (partitions, replication_factor) = (partitions.to_string(), replication_factor.to_string());
-    let args = [
-        "--create",
-        "--topic",
-        topic,
-        "--partitions",
-        &partitions,
-        "--replication-factor",
-        &replication_factor,
-    ];
+    let args = ["--create", "--topic", topic, "--partitions", &partitions, "--replication-factor", &replication_factor];
     topic_command(bootstrap, &args, &format!("creating topic {topic}")).map(drop)
 }
 
 /// `kafka-topics --delete`.
 pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
-    topic_command(
-        bootstrap,
-        &["--delete", "--topic", topic],
-        &format!("deleting topic {topic}"),
-    )
-    .map(drop)
+    topic_command(bootstrap, &["--delete", "--topic", topic], &format!("deleting topic {topic}")).map(drop)
 }
 
 /// `kafka-topics --list` (internal topics included).
@@ -82,25 +59,14 @@ pub fn list_topics(bootstrap: &str) -> Result<Vec<String>> {
 
 /// Produces one record per line with the console producer (`acks=all` unless `props` say
 /// otherwise; `props` are producer configs).
-pub fn console_produce(
-    bootstrap: &str,
-    topic: &str,
-    lines: &[String],
-    props: &[(&str, &str)],
-) -> Result<()> {
+pub fn console_produce(bootstrap: &str, topic: &str, lines: &[String], props: &[(&str, &str)]) -> Result<()> {
     let mut cmd = tool("org.apache.kafka.tools.ConsoleProducer")?;
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic]);
     for (key, value) in [("acks", "all")].iter().chain(props) {
         cmd.arg("--producer-property").arg(format!("{key}={value}"));
     }
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    run_tool(
-        cmd,
-        Some(stdin.into_bytes()),
-        TOOL_TIMEOUT,
-        &format!("console producer to {topic}"),
-    )
-    .map(drop)
+    run_tool(cmd, Some(stdin.into_bytes()), TOOL_TIMEOUT, &format!("console producer to {topic}")).map(drop)
 }
 
 /// How [`console_consume_with`] reads a topic.
@@ -122,13 +88,7 @@ pub struct ConsumeOptions {
 
 impl ConsumeOptions {
     pub fn new(max_messages: usize, timeout: Duration) -> Self {
-        Self {
-            group: None,
-            max_messages,
-            timeout,
-            isolation_level: None,
-            properties: Vec::new(),
-        }
+        Self { group: None, max_messages, timeout, isolation_level: None, properties: Vec::new() }
     }
 
     pub fn group(mut self, group: impl Into<String>) -> Self {
@@ -163,23 +123,13 @@ pub fn console_consume(
 }
 
 /// [`console_consume`] with every option.
-pub fn console_consume_with(
-    bootstrap: &str,
-    topic: &str,
-    opts: &ConsumeOptions,
-) -> Result<Vec<String>> {
+pub fn console_consume_with(bootstrap: &str, topic: &str, opts: &ConsumeOptions) -> Result<Vec<String>> {
     let mut cmd = tool("org.apache.kafka.tools.consumer.ConsoleConsumer")?;
-    cmd.args([
-        "--bootstrap-server",
-        bootstrap,
-        "--topic",
-        topic,
-        "--from-beginning",
-    ])
-    .arg("--max-messages")
-    .arg(opts.max_messages.to_string())
-    .arg("--timeout-ms")
-    .arg(opts.timeout.as_millis().to_string());
+    cmd.args(["--bootstrap-server", bootstrap, "--topic", topic, "--from-beginning"])
+        .arg("--max-messages")
+        .arg(opts.max_messages.to_string())
+        .arg("--timeout-ms")
+        .arg(opts.timeout.as_millis().to_string());
     if let Some(group) = &opts.group {
         cmd.args(["--group", group]);
     }
@@ -239,8 +189,7 @@ impl ProducerPerfOptions {
         if let Some(ms) = self.transaction_duration_ms {
             cmd.args(["--transaction-duration-ms", &ms.to_string()]);
         }
-        cmd.arg("--producer-props")
-            .arg(format!("bootstrap.servers={}", self.bootstrap));
+        cmd.arg("--producer-props").arg(format!("bootstrap.servers={}", self.bootstrap));
         cmd.args(self.producer_props.iter().map(|(k, v)| format!("{k}={v}")));
         Ok(cmd)
     }
@@ -287,12 +236,7 @@ impl ProducerPerfSummary {
             .lines()
             .rev()
             .find_map(Self::parse_line)
-            .with_context(|| {
-                format!(
-                    "no ProducerPerformance summary line:\n{}",
-                    output.describe()
-                )
-            })
+            .with_context(|| format!("no ProducerPerformance summary line:\n{}", output.describe()))
     }
 }
 
@@ -305,10 +249,7 @@ pub fn producer_perf(opts: &ProducerPerfOptions) -> Result<ProducerPerfSummary> 
 /// runs. The JVM is killed if the handle is dropped.
 pub fn producer_perf_background(opts: &ProducerPerfOptions) -> Result<ProducerPerfRun> {
     let child = CapturedChild::spawn(opts.command()?, None)?;
-    Ok(ProducerPerfRun {
-        child,
-        timeout: opts.timeout,
-    })
+    Ok(ProducerPerfRun { child, timeout: opts.timeout })
 }
 
 /// A running `ProducerPerformance`.
@@ -325,10 +266,7 @@ impl ProducerPerfRun {
 
     /// Waits for the run to finish (within the options' timeout) and parses its summary.
     pub fn wait(self) -> Result<ProducerPerfSummary> {
-        let output = self
-            .child
-            .wait(self.timeout)?
-            .ensure_success("ProducerPerformance")?;
+        let output = self.child.wait(self.timeout)?.ensure_success("ProducerPerformance")?;
         ProducerPerfSummary::from_output(&output)
     }
 }
@@ -370,16 +308,9 @@ pub fn consumer_perf(
     timeout: Duration,
 ) -> Result<ConsumerPerfSummary> {
     let mut cmd = tool_with("org.apache.kafka.tools.ConsumerPerformance", PERF_JVM_OPTS)?;
-    cmd.args([
-        "--bootstrap-server",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        group,
-    ])
-    .args(["--messages", &messages.to_string()])
-    .args(["--timeout", &timeout.as_millis().to_string()]);
+    cmd.args(["--bootstrap-server", bootstrap, "--topic", topic, "--group", group])
+        .args(["--messages", &messages.to_string()])
+        .args(["--timeout", &timeout.as_millis().to_string()]);
     let output = run_tool(cmd, None, timeout + JVM_MARGIN, "ConsumerPerformance")?;
     output
         .stdout
@@ -396,12 +327,8 @@ fn consumer_group_command(bootstrap: &str, args: &[&str], what: &str) -> Result<
 
 /// `kafka-consumer-groups --describe --group G`, as printed.
 pub fn describe_group(bootstrap: &str, group: &str) -> Result<String> {
-    Ok(consumer_group_command(
-        bootstrap,
-        &["--describe", "--group", group],
-        &format!("describing group {group}"),
-    )?
-    .stdout)
+    Ok(consumer_group_command(bootstrap, &["--describe", "--group", group], &format!("describing group {group}"))?
+        .stdout)
 }
 
 /// `kafka-consumer-groups --list`.
@@ -445,27 +372,18 @@ impl DescribedCluster {
     /// Parses `DescribeCluster.java` output: `cluster_id <id>`, `node <id> <host> <port> <rack|null>`
     /// lines and `controller <id> <host> <port>` (or `controller none`).
     pub fn parse(output: &str) -> Result<Self> {
-        let mut cluster = Self {
-            cluster_id: String::new(),
-            nodes: Vec::new(),
-            controller: None,
-        };
+        let mut cluster = Self { cluster_id: String::new(), nodes: Vec::new(), controller: None };
         for line in output.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
                 ["cluster_id", id] => cluster.cluster_id = (*id).to_owned(),
-                ["node", rest @ ..] => cluster
-                    .nodes
-                    .push(parse_node(rest).with_context(|| format!("bad line {line:?}"))?),
+                ["node", rest @ ..] => {
+                    cluster.nodes.push(parse_node(rest).with_context(|| format!("bad line {line:?}"))?)
+                }
                 ["controller", "none"] => {}
                 ["controller", rest @ ..] => {
-                    let mut controller =
-                        parse_node(rest).with_context(|| format!("bad line {line:?}"))?;
-                    controller.rack = cluster
-                        .nodes
-                        .iter()
-                        .find(|n| n.id == controller.id)
-                        .and_then(|n| n.rack.clone());
+                    let mut controller = parse_node(rest).with_context(|| format!("bad line {line:?}"))?;
+                    controller.rack = cluster.nodes.iter().find(|n| n.id == controller.id).and_then(|n| n.rack.clone());
                     cluster.controller = Some(controller);
                 }
                 _ => {}
@@ -479,25 +397,18 @@ impl DescribedCluster {
 }
 
 fn parse_node(fields: &[&str]) -> Result<DescribedNode> {
-    let [id, host, port, rack @ ..] = fields else {
-        bail!("expected <id> <host> <port> [rack]")
-    };
+    let [id, host, port, rack @ ..] = fields else { bail!("expected <id> <host> <port> [rack]") };
     Ok(DescribedNode {
         id: id.parse()?,
         host: (*host).to_owned(),
         port: port.parse()?,
-        rack: rack
-            .first()
-            .filter(|r| **r != "null")
-            .map(|r| (*r).to_owned()),
+        rack: rack.first().filter(|r| **r != "null").map(|r| (*r).to_owned()),
     })
 }
 
 /// `Admin.describeCluster()` through `DescribeCluster.java`.
 pub fn describe_cluster(bootstrap: &str) -> Result<DescribedCluster> {
-    DescribedCluster::parse(
-        &run_program("DescribeCluster.java", &[bootstrap], TOOL_TIMEOUT)?.stdout,
-    )
+    DescribedCluster::parse(&run_program("DescribeCluster.java", &[bootstrap], TOOL_TIMEOUT)?.stdout)
 }
 
 fn first_number(text: &str) -> Option<f64> {

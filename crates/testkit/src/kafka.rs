@@ -24,16 +24,10 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 
 /// Short-lived tool JVMs. Every JVM needs `-Xmx` (the default is a quarter of RAM); C1-only JIT
 /// and the serial GC halve startup on a busy 2-core machine (about 1.2 s instead of 2-4 s).
-pub(crate) const TOOL_JVM_OPTS: &[&str] =
-    &["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"];
+pub(crate) const TOOL_JVM_OPTS: &[&str] = &["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"];
 /// Tools that measure throughput keep the full JIT.
 pub(crate) const PERF_JVM_OPTS: &[&str] = &["-Xmx256m"];
-const BROKER_JVM_OPTS: &[&str] = &[
-    "-Xms256m",
-    "-Xmx768m",
-    "-XX:+UseG1GC",
-    "-XX:+ExitOnOutOfMemoryError",
-];
+const BROKER_JVM_OPTS: &[&str] = &["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError"];
 
 const MAVEN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const STORAGE_TOOL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -111,22 +105,17 @@ fn cache_dir() -> Result<PathBuf> {
     }
     let cache = match std::env::var_os("XDG_CACHE_HOME") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(
-            std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?,
-        )
-        .join(".cache"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache")
+        }
     };
-    Ok(cache
-        .join("switchyard")
-        .join(format!("kafka-{KAFKA_VERSION}")))
+    Ok(cache.join("switchyard").join(format!("kafka-{KAFKA_VERSION}")))
 }
 
 fn download_into(dir: &Path) -> Result<()> {
     let parent = dir.parent().context("jar directory has no parent")?;
     fs::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".kafka-jars-")
-        .tempdir_in(parent)?;
+    let staging = tempfile::Builder::new().prefix(".kafka-jars-").tempdir_in(parent)?;
     let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/pom.xml");
     let mut mvn = Command::new("mvn");
     mvn.arg("-B")
@@ -147,9 +136,7 @@ fn download_into(dir: &Path) -> Result<()> {
         }
         // Another process finished first; our staging copy is dropped.
         Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
-        Err(e) => {
-            Err(e).with_context(|| format!("{} exists but is incomplete: delete it", dir.display()))
-        }
+        Err(e) => Err(e).with_context(|| format!("{} exists but is incomplete: delete it", dir.display())),
     }
 }
 
@@ -173,6 +160,8 @@ pub struct ClusterSpec {
     pub racks: Option<Vec<String>>,
     /// Extra `server.properties` entries, applied to every node after the defaults.
     pub extra_props: Vec<(String, String)>,
+    /// Client listener port per node, in node order; free ports when `None`.
+    pub listener_ports: Option<Vec<u16>>,
 }
 
 impl ClusterSpec {
@@ -185,12 +174,7 @@ impl ClusterSpec {
     }
 
     pub fn with_brokers(brokers: usize) -> Self {
-        Self {
-            brokers,
-            first_node_id: 1,
-            racks: None,
-            extra_props: Vec::new(),
-        }
+        Self { brokers, first_node_id: 1, racks: None, extra_props: Vec::new(), listener_ports: None }
     }
 
     /// Adds a `server.properties` entry for every node.
@@ -245,11 +229,7 @@ impl Node {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        ensure!(
-            self.process.is_none(),
-            "node {} is already running",
-            self.id
-        );
+        ensure!(self.process.is_none(), "node {} is already running", self.id);
         let mut cmd = java_command(BROKER_JVM_OPTS)?;
         cmd.arg("kafka.Kafka").arg(self.config_path());
         self.log_offset = fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
@@ -259,10 +239,7 @@ impl Node {
 
     /// Whether the current process has logged [`STARTED_MARKER`]; an error if it has exited.
     fn started(&mut self) -> Result<bool> {
-        let process = self
-            .process
-            .as_mut()
-            .with_context(|| format!("node {} is not running", self.id))?;
+        let process = self.process.as_mut().with_context(|| format!("node {} is not running", self.id))?;
         if let Some(status) = process.try_status() {
             bail!("node {} exited during startup ({status})", self.id);
         }
@@ -275,11 +252,8 @@ impl Node {
 
     /// Whether this node's metadata lists every id in `expected`.
     fn sees_brokers(&self, expected: &[i32]) -> bool {
-        fetch_metadata(self.listener, METADATA_TIMEOUT).is_ok_and(|metadata| {
-            expected
-                .iter()
-                .all(|id| metadata.brokers.iter().any(|b| b.node_id.0 == *id))
-        })
+        fetch_metadata(self.listener, METADATA_TIMEOUT)
+            .is_ok_and(|metadata| expected.iter().all(|id| metadata.brokers.iter().any(|b| b.node_id.0 == *id)))
     }
 }
 
@@ -289,24 +263,13 @@ impl KafkaCluster {
     pub fn start(spec: ClusterSpec) -> Result<Self> {
         ensure!(spec.brokers > 0, "a cluster needs at least one broker");
         if let Some(racks) = &spec.racks {
-            ensure!(
-                racks.len() == spec.brokers,
-                "{} racks for {} brokers",
-                racks.len(),
-                spec.brokers
-            );
+            ensure!(racks.len() == spec.brokers, "{} racks for {} brokers", racks.len(), spec.brokers);
         }
-        let dir = tempfile::Builder::new()
-            .prefix("switchyard-kafka-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("switchyard-kafka-").tempdir()?;
         let nodes = configure_nodes(&spec, dir.path())?;
         let cluster_id = random_cluster_id()?;
         format_storage(&cluster_id, &nodes)?;
-        let mut cluster = Self {
-            cluster_id,
-            nodes,
-            _dir: dir,
-        };
+        let mut cluster = Self { cluster_id, nodes, _dir: dir };
         for node in &mut cluster.nodes {
             node.spawn()?;
         }
@@ -317,11 +280,7 @@ impl KafkaCluster {
 
     /// `127.0.0.1:p1,127.0.0.1:p2,…` for every node, running or not.
     pub fn bootstrap(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| n.listener.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.nodes.iter().map(|n| n.listener.to_string()).collect::<Vec<_>>().join(",")
     }
 
     /// The first node's client listener.
@@ -342,10 +301,7 @@ impl KafkaCluster {
     /// does not exit in time is killed and reported as an error.
     pub fn stop_broker(&mut self, node_id: i32) -> Result<()> {
         let node = self.node_mut(node_id)?;
-        let mut process = node
-            .process
-            .take()
-            .with_context(|| format!("node {node_id} is not running"))?;
+        let mut process = node.process.take().with_context(|| format!("node {node_id} is not running"))?;
         if process.terminate(STOP_TIMEOUT).is_none() {
             process.kill();
             bail!(
@@ -359,10 +315,7 @@ impl KafkaCluster {
     /// Kills a node with SIGKILL (a crash, without controlled shutdown).
     pub fn kill_broker(&mut self, node_id: i32) -> Result<()> {
         let node = self.node_mut(node_id)?;
-        node.process
-            .take()
-            .with_context(|| format!("node {node_id} is not running"))?
-            .kill();
+        node.process.take().with_context(|| format!("node {node_id} is not running"))?.kill();
         Ok(())
     }
 
@@ -375,22 +328,13 @@ impl KafkaCluster {
 
     /// Everything a node has logged, across restarts.
     pub fn node_log(&self, node_id: i32) -> String {
-        self.nodes
-            .iter()
-            .find(|n| n.id == node_id)
-            .map(Node::log)
-            .unwrap_or_default()
+        self.nodes.iter().find(|n| n.id == node_id).map(Node::log).unwrap_or_default()
     }
 
     /// Waits until every running node reports `topic` with `partitions` partitions, all with a
     /// leader: after that, clients anywhere in the cluster can use it without retries.
     pub fn wait_for_topic(&self, topic: &str, partitions: usize) -> Result<()> {
-        let addrs: Vec<SocketAddr> = self
-            .nodes
-            .iter()
-            .filter(|n| n.process.is_some())
-            .map(|n| n.listener)
-            .collect();
+        let addrs: Vec<SocketAddr> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.listener).collect();
         let ready = |addr: &SocketAddr| {
             fetch_metadata(*addr, METADATA_TIMEOUT).is_ok_and(|metadata| {
                 metadata.topics.iter().any(|t| {
@@ -400,26 +344,18 @@ impl KafkaCluster {
                 })
             })
         };
-        poll_until(START_TIMEOUT, || addrs.iter().all(ready).then_some(())).with_context(|| {
-            format!("topic {topic} never got {partitions} partitions with leaders")
-        })
+        poll_until(START_TIMEOUT, || addrs.iter().all(ready).then_some(()))
+            .with_context(|| format!("topic {topic} never got {partitions} partitions with leaders"))
     }
 
     fn node_mut(&mut self, node_id: i32) -> Result<&mut Node> {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.id == node_id)
-            .ok_or_else(|| anyhow!("no node {node_id}"))
+        self.nodes.iter_mut().find(|n| n.id == node_id).ok_or_else(|| anyhow!("no node {node_id}"))
     }
 
     /// Waits until each of `ids` has logged its start and lists every running node in metadata.
     fn wait_until_ready(&mut self, ids: &[i32]) -> Result<()> {
         let result = try_poll_until(START_TIMEOUT, || {
-            let running: Vec<i32> = self
-                .nodes
-                .iter_mut()
-                .filter_map(|n| n.is_running().then_some(n.id))
-                .collect();
+            let running: Vec<i32> = self.nodes.iter_mut().filter_map(|n| n.is_running().then_some(n.id)).collect();
             for node in self.nodes.iter_mut().filter(|n| ids.contains(&n.id)) {
                 if !node.started()? || !node.sees_brokers(&running) {
                     return Ok(None);
@@ -427,12 +363,7 @@ impl KafkaCluster {
             }
             Ok(Some(()))
         });
-        result.map_err(|e| {
-            anyhow!(
-                "Kafka nodes {ids:?} did not become ready: {e:#}\n{}",
-                self.log_tails(ids)
-            )
-        })
+        result.map_err(|e| anyhow!("Kafka nodes {ids:?} did not become ready: {e:#}\n{}", self.log_tails(ids)))
     }
 
     fn log_tails(&self, ids: &[i32]) -> String {
@@ -467,7 +398,10 @@ impl Drop for KafkaCluster {
 fn configure_nodes(spec: &ClusterSpec, root: &Path) -> Result<Vec<Node>> {
     let count = spec.brokers;
     let base = crate::ports::free_port_block(2 * u16::try_from(count)?);
-    let listener_port = |index: usize| base + index as u16;
+    let listener_port = |index: usize| match &spec.listener_ports {
+        Some(ports) => ports[index],
+        None => base + index as u16,
+    };
     let controller_port = |index: usize| base + (count + index) as u16;
     let ids: Vec<i32> = (spec.first_node_id..).take(count).collect();
     let voters = ids
@@ -488,10 +422,7 @@ fn configure_nodes(spec: &ClusterSpec, root: &Path) -> Result<Vec<Node>> {
             };
             fs::create_dir_all(node.dir.join("data"))?;
             let rack = spec.racks.as_ref().map(|racks| racks[index].as_str());
-            fs::write(
-                node.config_path(),
-                server_properties(spec, &node, controller_port(index), &voters, rack),
-            )?;
+            fs::write(node.config_path(), server_properties(spec, &node, controller_port(index), &voters, rack))?;
             Ok(node)
         })
         .collect()
@@ -510,32 +441,15 @@ fn server_properties(
         ("process.roles", "broker,controller".to_owned()),
         ("node.id", node.id.to_string()),
         ("controller.quorum.voters", voters.to_owned()),
-        (
-            "listeners",
-            format!(
-                "PLAINTEXT://127.0.0.1:{listener_port},CONTROLLER://127.0.0.1:{controller_port}"
-            ),
-        ),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://127.0.0.1:{listener_port}"),
-        ),
+        ("listeners", format!("PLAINTEXT://127.0.0.1:{listener_port},CONTROLLER://127.0.0.1:{controller_port}")),
+        ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{listener_port}")),
         ("controller.listener.names", "CONTROLLER".to_owned()),
         ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-        (
-            "listener.security.protocol.map",
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_owned(),
-        ),
+        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_owned()),
         ("log.dirs", node.dir.join("data").display().to_string()),
         ("offsets.topic.replication.factor", replication.clone()),
-        (
-            "transaction.state.log.replication.factor",
-            replication.clone(),
-        ),
-        (
-            "share.coordinator.state.topic.replication.factor",
-            replication,
-        ),
+        ("transaction.state.log.replication.factor", replication.clone()),
+        ("share.coordinator.state.topic.replication.factor", replication),
         ("min.insync.replicas", "1".to_owned()),
         ("transaction.state.log.min.isr", "1".to_owned()),
         ("share.coordinator.state.topic.min.isr", "1".to_owned()),
@@ -558,12 +472,8 @@ fn server_properties(
 fn random_cluster_id() -> Result<String> {
     let mut cmd = java_command(TOOL_JVM_OPTS)?;
     cmd.args(["kafka.tools.StorageTool", "random-uuid"]);
-    let output =
-        process::run(cmd, None, STORAGE_TOOL_TIMEOUT)?.ensure_success("StorageTool random-uuid")?;
-    output
-        .stdout_lines()
-        .pop()
-        .context("StorageTool random-uuid printed nothing")
+    let output = process::run(cmd, None, STORAGE_TOOL_TIMEOUT)?.ensure_success("StorageTool random-uuid")?;
+    output.stdout_lines().pop().context("StorageTool random-uuid printed nothing")
 }
 
 /// Formats every node's log dir with the same cluster id, all nodes at once.
@@ -572,22 +482,13 @@ fn format_storage(cluster_id: &str, nodes: &[Node]) -> Result<()> {
         .iter()
         .map(|node| {
             let mut cmd = java_command(TOOL_JVM_OPTS)?;
-            cmd.args([
-                "kafka.tools.StorageTool",
-                "format",
-                "--ignore-formatted",
-                "-t",
-                cluster_id,
-                "-c",
-            ])
-            .arg(node.config_path());
+            cmd.args(["kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", cluster_id, "-c"])
+                .arg(node.config_path());
             CapturedChild::spawn(cmd, None)
         })
         .collect::<Result<Vec<_>>>()?;
     for (format, node) in formats.into_iter().zip(nodes) {
-        format
-            .wait(STORAGE_TOOL_TIMEOUT)?
-            .ensure_success(&format!("formatting node {}", node.id))?;
+        format.wait(STORAGE_TOOL_TIMEOUT)?.ensure_success(&format!("formatting node {}", node.id))?;
     }
     Ok(())
 }

@@ -37,58 +37,22 @@ fn kcat(
 
 /// `kcat -L`: brokers, topics and partitions as text.
 pub fn metadata(bootstrap: &str) -> Result<String> {
-    Ok(kcat(
-        bootstrap,
-        &["-L", "-m", "15"],
-        None,
-        KCAT_TIMEOUT,
-        "metadata",
-    )?
-    .stdout)
+    Ok(kcat(bootstrap, &["-L", "-m", "15"], None, KCAT_TIMEOUT, "metadata")?.stdout)
 }
 
 /// Produces one record per line with `acks=all`.
 pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
     let args = ["-P", "-t", topic, "-X", "acks=all"];
-    kcat(
-        bootstrap,
-        &args,
-        Some(stdin.into_bytes()),
-        KCAT_TIMEOUT,
-        &format!("produce to {topic}"),
-    )
-    .map(drop)
+    kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
 }
 
 /// Reads up to `count` record values from the beginning of every partition of `topic`, stopping
 /// early at the end of the partitions (no consumer group).
-pub fn consume(
-    bootstrap: &str,
-    topic: &str,
-    count: usize,
-    timeout: Duration,
-) -> Result<Vec<String>> {
+pub fn consume(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
     let count = count.to_string();
-    let args = [
-        "-C",
-        "-t",
-        topic,
-        "-o",
-        "beginning",
-        "-c",
-        &count,
-        "-e",
-        "-q",
-    ];
-    Ok(kcat(
-        bootstrap,
-        &args,
-        None,
-        timeout,
-        &format!("consume from {topic}"),
-    )?
-    .stdout_lines())
+    let args = ["-C", "-t", topic, "-o", "beginning", "-c", &count, "-e", "-q"];
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("consume from {topic}"))?.stdout_lines())
 }
 
 /// Reads `count` record values as a member of consumer group `group` (offsets reset to earliest,
@@ -101,22 +65,6 @@ pub fn consume_group(
     timeout: Duration,
 ) -> Result<Vec<String>> {
     let count = count.to_string();
-    let args = [
-        "-G",
-        group,
-        topic,
-        "-c",
-        &count,
-        "-q",
-        "-X",
-        "auto.offset.reset=earliest",
-    ];
-    Ok(kcat(
-        bootstrap,
-        &args,
-        None,
-        timeout,
-        &format!("group {group} consume from {topic}"),
-    )?
-    .stdout_lines())
+    let args = ["-G", group, topic, "-c", &count, "-q", "-X", "auto.offset.reset=earliest"];
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("group {group} consume from {topic}"))?.stdout_lines())
 }

@@ -30,9 +30,7 @@ pub mod wire;
 pub use kafka_protocol;
 
 pub use gateway::GatewayProcess;
-pub use java::{
-    ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary,
-};
+pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
 pub use ports::{free_port, free_port_block};
 pub use process::{ChildGuard, CommandOutput};

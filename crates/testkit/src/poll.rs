@@ -17,10 +17,7 @@ pub fn poll_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
 
 /// Like [`poll_until`], but an `Err` from `check` ends the wait at once (for example when the
 /// process being waited for has died).
-pub fn try_poll_until<T>(
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
+pub fn try_poll_until<T>(timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + timeout;
     let mut interval = FIRST_INTERVAL;
     loop {

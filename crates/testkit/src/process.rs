@@ -40,11 +40,7 @@ impl ChildGuard {
         let program = format!("{:?}", cmd.get_program());
         prepare(&mut cmd);
         let child = spawn_on_spawner_thread(cmd).with_context(|| format!("spawning {program}"))?;
-        Ok(Self {
-            child,
-            exit: None,
-            log_path: None,
-        })
+        Ok(Self { child, exit: None, log_path: None })
     }
 
     /// Spawns `cmd` with stdin closed and stdout+stderr appended to `log_path`.
@@ -54,9 +50,7 @@ impl ChildGuard {
             .append(true)
             .open(log_path)
             .with_context(|| format!("opening log {}", log_path.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let mut guard = Self::spawn(cmd)?;
         guard.log_path = Some(log_path.to_path_buf());
         Ok(guard)
@@ -149,11 +143,7 @@ impl CommandOutput {
 
     /// stdout and stderr, labelled, for error messages.
     pub fn describe(&self) -> String {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
+        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout.trim_end(), self.stderr.trim_end())
     }
 
     /// stdout split into lines.
@@ -179,22 +169,13 @@ impl CapturedChild {
         let stdout = tempfile::tempfile()?;
         let stderr = tempfile::tempfile()?;
         cmd.stdout(stdout.try_clone()?).stderr(stderr.try_clone()?);
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         let mut guard = ChildGuard::spawn(cmd)?;
         if let (Some(data), Some(mut pipe)) = (stdin, guard.child.stdin.take()) {
             // A child that exits early closes the pipe; the write error is then irrelevant.
             std::thread::spawn(move || pipe.write_all(&data));
         }
-        Ok(Self {
-            guard,
-            stdout,
-            stderr,
-            description,
-        })
+        Ok(Self { guard, stdout, stderr, description })
     }
 
     pub fn pid(&self) -> u32 {
@@ -214,11 +195,7 @@ impl CapturedChild {
             stderr: read_from_start(&mut self.stderr)?,
         };
         if status.is_none() {
-            bail!(
-                "`{}` timed out after {timeout:?}:\n{}",
-                self.description,
-                output.describe()
-            );
+            bail!("`{}` timed out after {timeout:?}:\n{}", self.description, output.describe());
         }
         Ok(output)
     }
@@ -238,9 +215,7 @@ pub fn tail(text: &str, lines: usize) -> String {
 
 /// Reads a file as UTF-8 (lossily); empty if it cannot be read.
 pub(crate) fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn read_from_start(file: &mut File) -> Result<String> {
@@ -251,11 +226,7 @@ fn read_from_start(file: &mut File) -> Result<String> {
 }
 
 fn describe_command(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|s| s.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 /// Own process group, and death with the parent process.
@@ -295,10 +266,6 @@ fn spawn_on_spawner_thread(cmd: Command) -> io::Result<Child> {
         tx
     });
     let (reply_tx, reply_rx) = mpsc::channel();
-    spawner
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread is gone"))?
+    spawner.send((cmd, reply_tx)).map_err(|_| io::Error::other("spawner thread is gone"))?;
+    reply_rx.recv().map_err(|_| io::Error::other("spawner thread is gone"))?
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 /// Responses larger than this are treated as garbage rather than allocated.
@@ -29,15 +27,11 @@ pub struct KafkaWire {
 impl KafkaWire {
     /// Connects with `timeout`, which also bounds every later read and write.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("connecting to {addr}"))?;
+        let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            next_correlation_id: 1,
-        })
+        Ok(Self { stream, next_correlation_id: 1 })
     }
 
     /// The underlying socket (for timeouts, half-closes, peer address).
@@ -47,8 +41,7 @@ impl KafkaWire {
 
     /// Sends `req` as `version` and decodes the matching response.
     pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
-        let api_key =
-            ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+        let api_key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
         ensure!(
             (R::VERSIONS.min..=R::VERSIONS.max).contains(&version),
             "{api_key:?} v{version} is outside the supported {}",
@@ -67,17 +60,15 @@ impl KafkaWire {
         req.encode(&mut body, version)?;
         self.send_raw(&body)?;
 
-        let mut frame = self
-            .read_raw_frame()?
-            .with_context(|| format!("connection closed before the {api_key:?} response"))?;
+        let mut frame =
+            self.read_raw_frame()?.with_context(|| format!("connection closed before the {api_key:?} response"))?;
         let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))?;
         ensure!(
             header.correlation_id == correlation_id,
             "{api_key:?} response has correlation id {}, expected {correlation_id}",
             header.correlation_id
         );
-        R::Response::decode(&mut frame, version)
-            .with_context(|| format!("decoding {api_key:?} v{version} response"))
+        R::Response::decode(&mut frame, version).with_context(|| format!("decoding {api_key:?} v{version} response"))
     }
 
     /// Writes `frame_body` behind a length prefix, whatever it contains.
@@ -99,26 +90,20 @@ impl KafkaWire {
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(None),
             Err(e) => return Err(e).context("reading frame length"),
         }
-        self.stream
-            .read_exact(&mut len[1..])
-            .context("reading frame length")?;
+        self.stream.read_exact(&mut len[1..]).context("reading frame length")?;
         let len = i32::from_be_bytes(len);
         let len = usize::try_from(len).map_err(|_| anyhow!("negative frame length {len}"))?;
         if len > MAX_FRAME {
             bail!("frame length {len} exceeds {MAX_FRAME}");
         }
         let mut body = vec![0u8; len];
-        self.stream
-            .read_exact(&mut body)
-            .context("reading frame body")?;
+        self.stream.read_exact(&mut body).context("reading frame body")?;
         Ok(Some(Bytes::from(body)))
     }
 }
 
 /// One Metadata v12 round trip for all topics.
 pub fn fetch_metadata(addr: SocketAddr, timeout: Duration) -> Result<MetadataResponse> {
-    let request = MetadataRequest::default()
-        .with_topics(None)
-        .with_allow_auto_topic_creation(false);
+    let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
     KafkaWire::connect(addr, timeout)?.send(&request, 12)
 }

@@ -18,8 +18,7 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn broker_ids(cluster: &KafkaCluster) -> Vec<i32> {
-    let metadata =
-        fetch_metadata(cluster.first_bootstrap(), Duration::from_secs(5)).expect("metadata");
+    let metadata = fetch_metadata(cluster.first_bootstrap(), Duration::from_secs(5)).expect("metadata");
     let mut ids: Vec<i32> = metadata.brokers.iter().map(|b| b.node_id.0).collect();
     ids.sort();
     ids
@@ -35,10 +34,7 @@ fn check_wire(cluster: &KafkaCluster) {
         .with_client_software_version(StrBytes::from_static_str("1"));
     let response = wire.send(&request, 3).unwrap();
     assert_eq!(response.error_code, 0);
-    assert!(response
-        .api_keys
-        .iter()
-        .any(|k| k.api_key == ApiKey::Metadata as i16));
+    assert!(response.api_keys.iter().any(|k| k.api_key == ApiKey::Metadata as i16));
 
     let mut garbage = KafkaWire::connect(cluster.first_bootstrap(), timeout).unwrap();
     garbage.send_raw(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]).unwrap();
@@ -47,68 +43,38 @@ fn check_wire(cluster: &KafkaCluster) {
 
 #[test]
 fn single_node_cluster_serves_every_client() {
-    let cluster = timed("start single-node cluster", || {
-        KafkaCluster::start(ClusterSpec::single())
-    })
-    .unwrap();
+    let cluster = timed("start single-node cluster", || KafkaCluster::start(ClusterSpec::single())).unwrap();
     let bootstrap = cluster.bootstrap();
     assert_eq!(broker_ids(&cluster), vec![1]);
 
     check_wire(&cluster);
 
-    timed("create topic", || {
-        java::create_topic(&bootstrap, "smoke", 3, 1)
-    })
-    .unwrap();
+    timed("create topic", || java::create_topic(&bootstrap, "smoke", 3, 1)).unwrap();
     cluster.wait_for_topic("smoke", 3).unwrap();
-    assert!(java::list_topics(&bootstrap)
-        .unwrap()
-        .contains(&"smoke".to_owned()));
+    assert!(java::list_topics(&bootstrap).unwrap().contains(&"smoke".to_owned()));
 
     let lines: Vec<String> = (1..=5).map(|i| format!("line-{i}")).collect();
-    timed("console produce", || {
-        java::console_produce(&bootstrap, "smoke", &lines, &[])
-    })
-    .unwrap();
+    timed("console produce", || java::console_produce(&bootstrap, "smoke", &lines, &[])).unwrap();
     let mut consumed = timed("console consume", || {
-        java::console_consume(
-            &bootstrap,
-            "smoke",
-            Some("smoke-group"),
-            5,
-            Duration::from_secs(20),
-        )
+        java::console_consume(&bootstrap, "smoke", Some("smoke-group"), 5, Duration::from_secs(20))
     })
     .unwrap();
     consumed.sort();
     assert_eq!(consumed, lines);
     let group = java::describe_group(&bootstrap, "smoke-group").unwrap();
     assert!(group.contains("smoke"), "{group}");
-    assert!(java::list_groups(&bootstrap)
-        .unwrap()
-        .contains(&"smoke-group".to_owned()));
+    assert!(java::list_groups(&bootstrap).unwrap().contains(&"smoke-group".to_owned()));
 
     if kcat::kcat_available() {
         let metadata = timed("kcat metadata", || kcat::metadata(&bootstrap)).unwrap();
         assert!(metadata.contains("topic \"smoke\""), "{metadata}");
         let kcat_lines: Vec<String> = (1..=3).map(|i| format!("kcat-{i}")).collect();
-        timed("kcat produce", || {
-            kcat::produce(&bootstrap, "kcat-smoke", &kcat_lines)
-        })
-        .unwrap();
-        let read = timed("kcat consume", || {
-            kcat::consume(&bootstrap, "kcat-smoke", 3, Duration::from_secs(30))
-        })
-        .unwrap();
+        timed("kcat produce", || kcat::produce(&bootstrap, "kcat-smoke", &kcat_lines)).unwrap();
+        let read =
+            timed("kcat consume", || kcat::consume(&bootstrap, "kcat-smoke", 3, Duration::from_secs(30))).unwrap();
         assert_eq!(read, kcat_lines);
         let read = timed("kcat group consume", || {
-            kcat::consume_group(
-                &bootstrap,
-                "kcat-group",
-                "kcat-smoke",
-                3,
-                Duration::from_secs(60),
-            )
+            kcat::consume_group(&bootstrap, "kcat-group", "kcat-smoke", 3, Duration::from_secs(60))
         })
         .unwrap();
         assert_eq!(read, kcat_lines);
@@ -116,20 +82,12 @@ fn single_node_cluster_serves_every_client() {
         eprintln!("[smoke] kcat not installed: skipping librdkafka checks");
     }
 
-    let perf = timed("producer perf 2000", || {
-        java::producer_perf(&ProducerPerfOptions::new(&bootstrap, "perf", 2000))
-    })
-    .unwrap();
+    let perf = timed("producer perf 2000", || java::producer_perf(&ProducerPerfOptions::new(&bootstrap, "perf", 2000)))
+        .unwrap();
     eprintln!("[smoke] {perf:?}");
     assert_eq!(perf.records, 2000);
     let consumed = timed("consumer perf 2000", || {
-        java::consumer_perf(
-            &bootstrap,
-            "perf",
-            2000,
-            "perf-group",
-            Duration::from_secs(30),
-        )
+        java::consumer_perf(&bootstrap, "perf", 2000, "perf-group", Duration::from_secs(30))
     })
     .unwrap();
     eprintln!("[smoke] {consumed:?}");
@@ -143,18 +101,13 @@ fn single_node_cluster_serves_every_client() {
 
 #[test]
 fn three_node_cluster_survives_a_broker_restart() {
-    let spec = ClusterSpec {
-        racks: Some(vec!["a".into(), "b".into(), "c".into()]),
-        ..ClusterSpec::three()
-    };
+    let spec = ClusterSpec { racks: Some(vec!["a".into(), "b".into(), "c".into()]), ..ClusterSpec::three() };
     let mut cluster = timed("start three-node cluster", || KafkaCluster::start(spec)).unwrap();
     assert_eq!(broker_ids(&cluster), vec![1, 2, 3]);
 
     timed("stop broker 2", || cluster.stop_broker(2)).unwrap();
     timed("broker 2 leaves metadata", || {
-        switchyard_testkit::poll::poll_until(Duration::from_secs(30), || {
-            (broker_ids(&cluster) == [1, 3]).then_some(())
-        })
+        switchyard_testkit::poll::poll_until(Duration::from_secs(30), || (broker_ids(&cluster) == [1, 3]).then_some(()))
     })
     .unwrap();
     timed("restart broker 2", || cluster.start_broker(2)).unwrap();
