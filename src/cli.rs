@@ -28,6 +28,12 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate a config and print the routes and their port maps, without starting anything.
     Check(ConfigArg),
+    /// Show a running gateway's routes and domains, from its admin API.
+    Status {
+        /// The admin API's base URL; defaults to http://$GATEWAY_ADMIN_ADDRESS, else http://127.0.0.1:9190.
+        #[arg(long)]
+        admin: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +55,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(arg) => check(&arg),
         Command::Run(arg) => run(&arg),
+        Command::Status { admin } => status(admin),
     }
 }
 
@@ -98,6 +105,19 @@ pub fn describe(config: &GatewayConfig) -> String {
         }
     }
     out
+}
+
+fn status(admin: Option<String>) -> ExitCode {
+    match crate::admin::status::render(&admin.unwrap_or_else(crate::admin::status::default_admin_url)) {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(arg: &ConfigArg) -> ExitCode {

@@ -8,10 +8,12 @@
 //! - [`rewrite`]: the few responses that are decoded (ApiVersions, and those carrying broker
 //!   addresses) and how they change;
 //! - [`routing`]: routes, port maps, and each route's live view of its cluster;
-//! - [`proxy`]: listeners and the per-connection frame pump;
+//! - [`proxy`]: listeners, the PROXY protocol and the per-connection frame pump;
 //! - [`config`]: the YAML schema and its validation;
+//! - [`admin`]: the admin HTTP API, Prometheus metrics and the audit log;
 //! - [`gateway`]: all of the above running together; [`cli`]: the command line.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod gateway;

@@ -90,7 +90,10 @@ routes:
 proxy:
   maxFrameBytes: {MAX_FRAME}
   idleTimeoutMs: {IDLE_MS}
-"#
+admin:
+  address: 127.0.0.1:{admin_port}
+"#,
+        admin_port = free_port_block(1)
     )
 }
 

@@ -7,6 +7,7 @@
 //! endpoint parses, no two listeners share a port. Every error names the file, the field, and
 //! what to change.
 
+mod operability;
 mod schema;
 mod validate;
 
@@ -17,6 +18,10 @@ use std::time::Duration;
 
 use crate::routing::PortMap;
 
+pub use operability::{
+    AdminSettings, AuditSink, EnvLookup, ProxyProtocolSettings, DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS,
+    ENV_ADMIN_TOKEN, ENV_AUDIT_FILE, ENV_HAPROXY_PROTOCOL, ENV_TRUSTED_NETWORKS,
+};
 pub use validate::ConfigError;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -33,6 +38,9 @@ pub struct GatewayConfig {
     pub domains: Vec<DomainConfig>,
     pub routes: Vec<RouteConfig>,
     pub proxy: ProxySettings,
+    pub proxy_protocol: ProxyProtocolSettings,
+    pub admin: AdminSettings,
+    pub audit: Option<AuditSink>,
 }
 
 /// A backend Kafka cluster.
@@ -146,8 +154,13 @@ pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
     }
 }
 
-/// Check config text; `source` names it in errors.
+/// Check config text against the process environment; `source` names it in errors.
 pub fn parse(source: &str, text: &str) -> Result<GatewayConfig, ConfigError> {
+    parse_with_env(source, text, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment given explicitly.
+pub fn parse_with_env(source: &str, text: &str, env: EnvLookup) -> Result<GatewayConfig, ConfigError> {
     let raw = validate::deserialize(source, text)?;
-    validate::resolve(source, raw)
+    validate::resolve(source, raw, env)
 }

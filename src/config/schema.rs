@@ -16,6 +16,12 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub proxy: RawProxySettings,
+    #[serde(default)]
+    pub proxy_protocol: RawProxyProtocol,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,4 +96,29 @@ pub(crate) struct RawProxySettings {
     pub connect_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub metadata_refresh_interval_ms: Option<u64>,
+}
+
+/// HAProxy's PROXY protocol on client connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawProxyProtocol {
+    pub enabled: Option<bool>,
+    pub trusted_networks: Option<Vec<String>>,
+    pub header_timeout_ms: Option<u64>,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub address: Option<String>,
+    pub token: Option<String>,
+}
+
+/// The audit log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    /// A file path, or `stdout`.
+    pub file: Option<String>,
 }

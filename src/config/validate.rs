@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use super::operability::{self, EnvLookup};
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
 use super::{BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig};
 use crate::routing::PortMap;
@@ -53,9 +54,20 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
         ConfigError::new(source, "", format!("not valid YAML: {e}"), "correct the YAML syntax at the position shown")
     })?;
     let mut prefix = "";
-    if let Some(inner) = value.as_mapping_mut().and_then(|m| m.remove("gateway")) {
-        value = inner;
-        prefix = "gateway.";
+    if let Some(mapping) = value.as_mapping_mut() {
+        if let Some(inner) = mapping.remove("gateway") {
+            if let Some(other) = mapping.keys().next() {
+                let other = serde_yaml_ng::to_string(other).unwrap_or_default();
+                return Err(ConfigError::new(
+                    source,
+                    other.trim(),
+                    "is outside the top-level `gateway:` block and would be ignored",
+                    "indent it under `gateway:`, or drop the `gateway:` wrapper and keep every key at the top level",
+                ));
+            }
+            value = inner;
+            prefix = "gateway.";
+        }
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = format!("{prefix}{}", e.path());
@@ -69,13 +81,16 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
 }
 
 /// Check that the parts fit together and resolve defaults.
-pub(crate) fn resolve(source: &str, raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
+pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup) -> Result<GatewayConfig, ConfigError> {
     let checker = Checker { source };
     let domains = checker.domains(raw.streaming_domains)?;
     let routes = checker.routes(raw.routes, &domains)?;
     checker.no_port_clash(&routes)?;
     let proxy = checker.proxy(raw.proxy)?;
-    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy })
+    let proxy_protocol = operability::proxy_protocol(source, raw.proxy_protocol, env)?;
+    let admin = operability::admin(source, raw.admin, env)?;
+    let audit = operability::audit(raw.audit, env);
+    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy, proxy_protocol, admin, audit })
 }
 
 struct Checker<'a> {

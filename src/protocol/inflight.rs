@@ -4,6 +4,8 @@
 //! takes to know, for each response, which API and version produced it, and whether it carries
 //! broker addresses that must be rewritten.
 
+use std::time::Instant;
+
 use kafka_protocol::messages::ApiKey;
 
 /// A forwarded request whose response has not been seen yet.
@@ -15,6 +17,8 @@ pub struct InFlight {
     pub handling: ResponseHandling,
     /// False only for Produce with `acks=0`, which the broker never answers.
     pub expects_response: bool,
+    /// When the gateway read the request, for the upstream latency metric.
+    pub sent_at: Instant,
 }
 
 /// What the gateway does with a response.

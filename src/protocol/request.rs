@@ -8,6 +8,7 @@
 //! record data is touched.
 
 use std::fmt;
+use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
 
@@ -43,8 +44,8 @@ impl fmt::Display for RequestError {
     }
 }
 
-/// Read the header of a request body (the frame without its size prefix).
-pub fn peek_request(body: &[u8]) -> Result<InFlight, RequestError> {
+/// Read the header of a request body (the frame without its size prefix), read at `read_at`.
+pub fn peek_request(body: &[u8], read_at: Instant) -> Result<InFlight, RequestError> {
     let mut cursor = Cursor { buf: body, pos: 0 };
     let raw_key = cursor.i16("header")?;
     let api_version = cursor.i16("header")?;
@@ -63,7 +64,7 @@ pub fn peek_request(body: &[u8]) -> Result<InFlight, RequestError> {
         }
     }
     let expects_response = api_key != ApiKey::Produce || produce_acks(&mut cursor, api_key, api_version)? != 0;
-    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response })
+    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response, sent_at: read_at })
 }
 
 /// Skip the rest of the request header and the transactional id to read a Produce's `acks`.
@@ -168,7 +169,7 @@ mod tests {
     fn reads_acks_of_every_produce_version() {
         for version in 3..=13 {
             for (acks, txn) in [(0, None), (1, None), (-1, Some("txn-1")), (0, Some("t"))] {
-                let peek = peek_request(&encode_produce(version, acks, txn)).unwrap();
+                let peek = peek_request(&encode_produce(version, acks, txn), Instant::now()).unwrap();
                 assert_eq!(peek.correlation_id, 42);
                 assert_eq!(peek.expects_response, acks != 0, "v{version} acks={acks}");
             }
@@ -177,15 +178,18 @@ mod tests {
 
     #[test]
     fn refuses_unknown_keys_and_truncation() {
-        assert_eq!(peek_request(&[0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0]), Err(RequestError::UnknownApiKey(0x7f00)));
-        assert_eq!(peek_request(&[0, 3, 0]), Err(RequestError::Truncated("header")));
+        assert_eq!(
+            peek_request(&[0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0, 0], Instant::now()),
+            Err(RequestError::UnknownApiKey(0x7f00))
+        );
+        assert_eq!(peek_request(&[0, 3, 0], Instant::now()), Err(RequestError::Truncated("header")));
         let full = encode_produce(9, 1, Some("txn"));
-        assert!(matches!(peek_request(&full[..14]), Err(RequestError::Truncated(_))));
+        assert!(matches!(peek_request(&full[..14], Instant::now()), Err(RequestError::Truncated(_))));
     }
 
     #[test]
     fn refuses_versions_the_rewriter_cannot_decode() {
         let metadata_v99 = [0, 3, 0, 99, 0, 0, 0, 7, 0, 0];
-        assert!(matches!(peek_request(&metadata_v99), Err(RequestError::UndecodableVersion { .. })));
+        assert!(matches!(peek_request(&metadata_v99, Instant::now()), Err(RequestError::UndecodableVersion { .. })));
     }
 }

@@ -12,9 +12,10 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::proxy_protocol;
 use crate::config::ProxySettings;
 use crate::protocol::{
     frame_at, peek_request, response_correlation_id, FrameError, FrameLimits, FrameStatus, InFlight, RequestError,
@@ -42,6 +44,7 @@ pub enum CloseReason {
     ClientError(io::Error),
     BadRequestFrame(FrameError),
     BadRequest(RequestError),
+    UnexpectedProxyHeader,
     IdleTimeout { partial_frame_bytes: usize },
     UpstreamClosed,
     UpstreamClosedMidFrame { received: usize },
@@ -50,7 +53,19 @@ pub enum CloseReason {
     UnexpectedResponse { correlation_id: i32, expected: Option<i32> },
     BadResponse(RewriteError),
     Shutdown,
+    RouteReset,
     DrainTimeout,
+}
+
+/// How loudly a close is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Expected: debug.
+    Routine,
+    /// Worth knowing: info.
+    Notable,
+    /// Something misbehaved: warn.
+    Problem,
 }
 
 impl CloseReason {
@@ -58,9 +73,44 @@ impl CloseReason {
     pub fn severity(&self) -> Severity {
         match self {
             CloseReason::ClientClosed | CloseReason::Shutdown => Severity::Routine,
-            CloseReason::IdleTimeout { .. } => Severity::Notable,
+            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset => Severity::Notable,
             _ => Severity::Problem,
         }
+    }
+
+    /// A short, stable name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::ClientClosedMidFrame { .. } => "client_closed_mid_frame",
+            CloseReason::ClientError(_) => "client_error",
+            CloseReason::BadRequestFrame(_) => "malformed_request_frame",
+            CloseReason::BadRequest(_) => "refused_request",
+            CloseReason::UnexpectedProxyHeader => "unexpected_proxy_header",
+            CloseReason::IdleTimeout { .. } => "idle_timeout",
+            CloseReason::UpstreamClosed => "broker_closed",
+            CloseReason::UpstreamClosedMidFrame { .. } => "broker_closed_mid_frame",
+            CloseReason::UpstreamError(_) => "broker_error",
+            CloseReason::BadResponseFrame(_) => "malformed_response_frame",
+            CloseReason::UnexpectedResponse { .. } => "unexpected_response",
+            CloseReason::BadResponse(_) => "undecodable_response",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::RouteReset => "route_reset",
+            CloseReason::DrainTimeout => "drain_timeout",
+        }
+    }
+
+    /// Whether a peer sent something malformed or hostile.
+    pub fn rejected_input(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::BadRequestFrame(_)
+                | CloseReason::BadRequest(_)
+                | CloseReason::UnexpectedProxyHeader
+                | CloseReason::BadResponseFrame(_)
+                | CloseReason::UnexpectedResponse { .. }
+                | CloseReason::BadResponse(_)
+        )
     }
 }
 
@@ -74,6 +124,11 @@ impl fmt::Display for CloseReason {
             CloseReason::ClientError(e) => write!(f, "client connection error: {e}"),
             CloseReason::BadRequestFrame(e) => write!(f, "malformed request frame: {e}"),
             CloseReason::BadRequest(e) => write!(f, "refused request: {e}"),
+            CloseReason::UnexpectedProxyHeader => write!(
+                f,
+                "malformed request frame: a PROXY protocol header arrived but the feature is off \
+                 (set GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL=true or proxyProtocol.enabled)"
+            ),
             CloseReason::IdleTimeout { partial_frame_bytes: 0 } => write!(f, "idle for longer than proxy.idleTimeoutMs"),
             CloseReason::IdleTimeout { partial_frame_bytes } => write!(
                 f,
@@ -94,61 +149,100 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::BadResponse(e) => write!(f, "{e}"),
             CloseReason::Shutdown => write!(f, "gateway shutting down, all in-flight requests answered"),
-            CloseReason::DrainTimeout => write!(f, "gateway shutting down, requests still unanswered after proxy.drainTimeoutMs"),
+            CloseReason::RouteReset => write!(f, "route reset by an operator, all in-flight requests answered"),
+            CloseReason::DrainTimeout => {
+                write!(f, "gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")
+            }
         }
     }
-}
-
-/// How loudly a close is logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Expected: debug.
-    Routine,
-    /// Worth knowing: info.
-    Notable,
-    /// Something misbehaved: warn.
-    Problem,
 }
 
 /// Everything a connection needs to know about where it lives.
 pub struct ConnectionContext {
     pub route: Arc<Route>,
     pub settings: Arc<ProxySettings>,
-    pub client_addr: SocketAddr,
+}
+
+/// What makes a connection stop taking requests and drain.
+#[derive(Clone, Copy)]
+pub struct StopSignals<'a> {
+    /// The gateway is shutting down.
+    pub gateway: &'a CancellationToken,
+    /// The connection's route was reset; also cancelled when the gateway shuts down.
+    pub route: &'a CancellationToken,
+}
+
+/// How a connection ended and what it carried.
+pub struct ConnectionSummary {
+    pub reason: CloseReason,
+    pub bytes_from_client: u64,
+    pub bytes_to_client: u64,
+}
+
+/// Bytes moved each way, shared by the two directions of one connection.
+#[derive(Default)]
+struct Traffic {
+    from_client: AtomicU64,
+    to_client: AtomicU64,
 }
 
 /// How the client-to-broker half ended.
 enum RequestsEnd {
-    /// Stop reading and let outstanding responses finish: shutdown or a client half-close.
+    /// Stop reading and let outstanding responses finish: shutdown, reset, or a client half-close.
     Drain(CloseReason),
     Failed(CloseReason),
 }
 
-/// Pump both directions until one ends; returns why the connection closed.
+/// Pump both directions until one ends. `initial` holds client bytes already read (after a
+/// PROXY header).
 pub async fn pump(
     client: TcpStream,
+    initial: BytesMut,
     upstream: TcpStream,
     ctx: &ConnectionContext,
-    shutdown: &CancellationToken,
+    stop: StopSignals<'_>,
+) -> ConnectionSummary {
+    let traffic = Traffic::default();
+    let (in_flight_tx, mut in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
+    let requests = Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, stop };
+    let reason = run(client, initial, upstream, requests, &mut in_flight_rx).await;
+    if reason.severity() == Severity::Problem {
+        while let Ok(lost) = in_flight_rx.try_recv() {
+            ctx.route.metrics.request_failed(lost.api_key);
+        }
+    }
+    ConnectionSummary {
+        reason,
+        bytes_from_client: traffic.from_client.load(Ordering::Relaxed),
+        bytes_to_client: traffic.to_client.load(Ordering::Relaxed),
+    }
+}
+
+async fn run(
+    client: TcpStream,
+    initial: BytesMut,
+    upstream: TcpStream,
+    requests: Requests<'_>,
+    in_flight: &mut mpsc::Receiver<InFlight>,
 ) -> CloseReason {
-    // The halves live here, not in the two pumps: dropping a write half sends FIN, and a broker
-    // that sees FIN drops the answers a draining connection is still waiting for.
+    // The halves live here, not in the two directions: dropping a write half sends FIN, and a
+    // broker that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
-    let (in_flight_tx, in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let requests_done = CancellationToken::new();
+    let (ctx, traffic) = (requests.ctx, requests.traffic);
+    let drain_timeout = ctx.settings.drain_timeout;
 
-    let mut requests =
-        pin!(forward_requests(&mut client_read, &mut upstream_write, in_flight_tx, &ctx.settings, shutdown));
-    let mut responses =
-        pin!(forward_responses(&mut upstream_read, &mut client_write, in_flight_rx, ctx, &requests_done));
+    let mut requests = pin!(requests.forward(&mut client_read, &mut upstream_write, initial));
+    let responses = Responses { ctx, traffic, done: &requests_done };
+    let mut responses = pin!(responses.forward(&mut upstream_read, &mut client_write, in_flight));
 
     tokio::select! {
         end = &mut requests => match end {
             RequestsEnd::Failed(reason) => reason,
             RequestsEnd::Drain(reason) => {
                 requests_done.cancel();
-                match tokio::time::timeout(ctx.settings.drain_timeout, &mut responses).await {
+                match tokio::time::timeout(drain_timeout, &mut responses).await {
                     Ok(Ok(())) => reason,
                     Ok(Err(reason)) => reason,
                     Err(_) => CloseReason::DrainTimeout,
@@ -159,103 +253,155 @@ pub async fn pump(
     }
 }
 
-async fn forward_requests(
-    client: &mut OwnedReadHalf,
-    upstream: &mut OwnedWriteHalf,
+/// The client-to-broker direction of one connection.
+struct Requests<'a> {
+    ctx: &'a ConnectionContext,
     in_flight: mpsc::Sender<InFlight>,
-    settings: &ProxySettings,
-    shutdown: &CancellationToken,
-) -> RequestsEnd {
-    let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: settings.max_frame_bytes };
-    let mut buf = BytesMut::new();
-    loop {
-        let read = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return RequestsEnd::Drain(CloseReason::Shutdown),
-            read = tokio::time::timeout(settings.idle_timeout, client.read_buf(&mut buf)) => read,
-        };
-        match read {
-            Err(_elapsed) if in_flight.capacity() == in_flight.max_capacity() => {
-                return RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() })
-            }
-            Err(_elapsed) => continue,
-            Ok(Err(e)) => return RequestsEnd::Failed(CloseReason::ClientError(e)),
-            Ok(Ok(0)) if buf.is_empty() => return RequestsEnd::Drain(CloseReason::ClientClosed),
-            Ok(Ok(0)) => return RequestsEnd::Failed(CloseReason::ClientClosedMidFrame { received: buf.len() }),
-            Ok(Ok(_)) => {}
-        }
-        let (complete, next_total) = match scan_requests(&buf, limits, &in_flight).await {
-            Ok(found) => found,
-            Err(end) => return end,
-        };
-        if complete > 0 {
-            if let Err(e) = upstream.write_all(&buf[..complete]).await {
-                return RequestsEnd::Failed(CloseReason::UpstreamError(e));
-            }
-            buf.advance(complete);
-        }
-        reserve_for_next(&mut buf, next_total);
-    }
+    traffic: &'a Traffic,
+    stop: StopSignals<'a>,
 }
 
-/// Note every complete request at the front of `buf` as in flight. Returns the bytes they span
-/// and, when a partial frame follows, its full length.
-async fn scan_requests(
-    buf: &[u8],
-    limits: FrameLimits,
-    in_flight: &mpsc::Sender<InFlight>,
-) -> Result<(usize, Option<usize>), RequestsEnd> {
-    let mut end = 0;
-    loop {
-        match frame_at(&buf[end..], limits) {
-            Ok(FrameStatus::Complete(len)) => {
-                let request = peek_request(&buf[end + SIZE_PREFIX..end + len])
-                    .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
-                if request.expects_response && in_flight.send(request).await.is_err() {
-                    // The response half has ended; it reports why.
-                    return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+impl Requests<'_> {
+    async fn forward(
+        self,
+        client: &mut OwnedReadHalf,
+        upstream: &mut OwnedWriteHalf,
+        mut buf: BytesMut,
+    ) -> RequestsEnd {
+        let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
+        let metrics = &self.ctx.route.metrics;
+        let mut already_read = !buf.is_empty();
+        loop {
+            if !already_read {
+                if let Err(end) = self.read(client, &mut buf).await {
+                    return end;
                 }
-                end += len;
             }
-            Ok(FrameStatus::Incomplete { total }) => return Ok((end, total)),
-            Err(e) => return Err(RequestsEnd::Failed(CloseReason::BadRequestFrame(e))),
+            already_read = false;
+            let read_at = Instant::now();
+            let (complete, next_total) = match self.scan(&buf, limits, read_at).await {
+                Ok(found) => found,
+                Err(end) => return end,
+            };
+            if complete > 0 {
+                if let Err(e) = upstream.write_all(&buf[..complete]).await {
+                    return RequestsEnd::Failed(CloseReason::UpstreamError(e));
+                }
+                buf.advance(complete);
+                self.traffic.from_client.fetch_add(complete as u64, Ordering::Relaxed);
+                metrics.bytes_from_client.inc_by(complete as u64);
+                metrics.gateway_request_time.observe(read_at.elapsed());
+            }
+            reserve_for_next(&mut buf, next_total);
+        }
+    }
+
+    /// Wait for client bytes, a stop signal, or the idle timeout.
+    async fn read(&self, client: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), RequestsEnd> {
+        let settings = &self.ctx.settings;
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = self.stop.route.cancelled() => {
+                    let reason = if self.stop.gateway.is_cancelled() { CloseReason::Shutdown } else { CloseReason::RouteReset };
+                    return Err(RequestsEnd::Drain(reason));
+                }
+                read = tokio::time::timeout(settings.idle_timeout, client.read_buf(buf)) => read,
+            };
+            return match read {
+                Err(_elapsed) if self.in_flight.capacity() == self.in_flight.max_capacity() => {
+                    Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() }))
+                }
+                Err(_elapsed) => continue,
+                Ok(Err(e)) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
+                Ok(Ok(0)) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
+                Ok(Ok(0)) => Err(RequestsEnd::Failed(CloseReason::ClientClosedMidFrame { received: buf.len() })),
+                Ok(Ok(_)) => Ok(()),
+            };
+        }
+    }
+
+    /// Note every complete request at the front of `buf` as in flight. Returns the bytes they
+    /// span and, when a partial frame follows, its full length.
+    async fn scan(
+        &self,
+        buf: &[u8],
+        limits: FrameLimits,
+        read_at: Instant,
+    ) -> Result<(usize, Option<usize>), RequestsEnd> {
+        let mut end = 0;
+        loop {
+            match frame_at(&buf[end..], limits) {
+                Ok(FrameStatus::Complete(len)) => {
+                    let request = peek_request(&buf[end + SIZE_PREFIX..end + len], read_at)
+                        .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+                    self.ctx.route.metrics.request(request.api_key);
+                    if request.expects_response && self.in_flight.send(request).await.is_err() {
+                        // The response half has ended; it reports why.
+                        return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+                    }
+                    end += len;
+                }
+                Ok(FrameStatus::Incomplete { total }) => return Ok((end, total)),
+                Err(_) if proxy_protocol::looks_like_header(&buf[end..]) => {
+                    return Err(RequestsEnd::Failed(CloseReason::UnexpectedProxyHeader))
+                }
+                Err(e) => return Err(RequestsEnd::Failed(CloseReason::BadRequestFrame(e))),
+            }
         }
     }
 }
 
-/// Forward responses until the broker side ends. When the request half has finished (`done`),
-/// returns `Ok(())` as soon as every outstanding request is answered.
-async fn forward_responses(
-    upstream: &mut OwnedReadHalf,
-    client: &mut OwnedWriteHalf,
-    mut in_flight: mpsc::Receiver<InFlight>,
-    ctx: &ConnectionContext,
-    done: &CancellationToken,
-) -> Result<(), CloseReason> {
-    let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: ctx.settings.max_frame_bytes };
-    let mut buf = BytesMut::new();
-    let mut requests_finished = false;
-    loop {
-        if requests_finished && in_flight.is_empty() {
-            let _ = client.shutdown().await;
-            return Ok(());
-        }
-        let read = tokio::select! {
-            biased;
-            read = upstream.read_buf(&mut buf) => read,
-            _ = done.cancelled(), if !requests_finished => {
-                requests_finished = true;
-                continue;
+/// The broker-to-client direction of one connection.
+struct Responses<'a> {
+    ctx: &'a ConnectionContext,
+    traffic: &'a Traffic,
+    /// Cancelled when the request direction has finished and is draining.
+    done: &'a CancellationToken,
+}
+
+impl Responses<'_> {
+    /// Forward responses until the broker side ends. Once the request direction has finished,
+    /// returns `Ok(())` as soon as every outstanding request is answered.
+    async fn forward(
+        self,
+        upstream: &mut OwnedReadHalf,
+        client: &mut OwnedWriteHalf,
+        in_flight: &mut mpsc::Receiver<InFlight>,
+    ) -> Result<(), CloseReason> {
+        let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
+        let metrics = &self.ctx.route.metrics;
+        let mut buf = BytesMut::new();
+        let mut requests_finished = false;
+        loop {
+            if requests_finished && in_flight.is_empty() {
+                let _ = client.shutdown().await;
+                return Ok(());
             }
-        };
-        match read {
-            Err(e) => return Err(CloseReason::UpstreamError(e)),
-            Ok(0) if buf.is_empty() => return Err(CloseReason::UpstreamClosed),
-            Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
-            Ok(_) => {}
+            let read = tokio::select! {
+                biased;
+                read = upstream.read_buf(&mut buf) => read,
+                _ = self.done.cancelled(), if !requests_finished => {
+                    requests_finished = true;
+                    continue;
+                }
+            };
+            match read {
+                Err(e) => return Err(CloseReason::UpstreamError(e)),
+                Ok(0) if buf.is_empty() => return Err(CloseReason::UpstreamClosed),
+                Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
+                Ok(_) => {}
+            }
+            let read_at = Instant::now();
+            let before = buf.len();
+            let next_total =
+                forward_complete_responses(&mut buf, limits, in_flight, client, &self.ctx.route, read_at).await?;
+            let forwarded = (before - buf.len()) as u64;
+            self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
+            metrics.bytes_to_client.inc_by(forwarded);
+            metrics.gateway_response_time.observe(read_at.elapsed());
+            reserve_for_next(&mut buf, next_total);
         }
-        let next_total = forward_complete_responses(&mut buf, limits, &mut in_flight, client, &ctx.route).await?;
-        reserve_for_next(&mut buf, next_total);
     }
 }
 
@@ -267,6 +413,7 @@ async fn forward_complete_responses(
     in_flight: &mut mpsc::Receiver<InFlight>,
     client: &mut OwnedWriteHalf,
     route: &Route,
+    read_at: Instant,
 ) -> Result<Option<usize>, CloseReason> {
     let mut run_end = 0;
     loop {
@@ -278,6 +425,7 @@ async fn forward_complete_responses(
             }
         };
         let request = match_request(&buf[run_end + SIZE_PREFIX..], in_flight)?;
+        route.metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
         if !request.handling.decodes_response() {
             run_end += len;
             continue;

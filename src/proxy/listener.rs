@@ -2,26 +2,39 @@
 //!
 //! All of a route's ports are bound up front, so a port already taken is reported at start
 //! naming the route and port, and the port map never changes while the gateway runs. Each
-//! accepted connection becomes a task that opens its broker connection and pumps frames until
-//! either side ends; its end is logged with the client address, route and reason.
+//! accepted connection becomes a task that reads the PROXY header when the feature is on, opens
+//! its broker connection and pumps frames until either side ends; its end is logged, counted and
+//! audited with the client address, route and reason.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection::{pump, ConnectionContext, Severity};
+use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
+use super::proxy_protocol::{self, ProxiedAddresses};
 use super::upstream;
-use crate::config::ProxySettings;
+use crate::admin::{AuditEvent, AuditLog, ConnectionEvent};
+use crate::config::{ProxyProtocolSettings, ProxySettings};
 use crate::routing::{Route, Target};
 
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {
     pub listener: TcpListener,
     pub target: Target,
+}
+
+/// What every connection of a gateway shares.
+pub struct ListenerContext {
+    pub settings: Arc<ProxySettings>,
+    pub proxy_protocol: ProxyProtocolSettings,
+    pub audit: Arc<AuditLog>,
+    pub shutdown: CancellationToken,
+    pub connections: TaskTracker,
 }
 
 /// Bind every port of a route.
@@ -50,23 +63,22 @@ fn describe_target(target: Target) -> String {
     }
 }
 
-/// Accept connections on one port until `shutdown` fires.
-pub async fn accept_loop(
-    port: BoundPort,
-    route: Arc<Route>,
-    settings: Arc<ProxySettings>,
-    shutdown: CancellationToken,
-    connections: TaskTracker,
-) {
+/// Accept connections on one port until shutdown.
+pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<ListenerContext>) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
             accepted = port.listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, client_addr)) => {
-                let ctx = ConnectionContext { route: Arc::clone(&route), settings: Arc::clone(&settings), client_addr };
-                connections.spawn(serve(stream, port.target, ctx, shutdown.clone()));
+                let connection = Connection {
+                    route: Arc::clone(&route),
+                    shared: Arc::clone(&shared),
+                    target: port.target,
+                    client_addr,
+                };
+                shared.connections.spawn(connection.serve(stream));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off rather than spin.
@@ -77,30 +89,125 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve(client: TcpStream, target: Target, ctx: ConnectionContext, shutdown: CancellationToken) {
-    let started = Instant::now();
-    let route = ctx.route.name.as_str();
-    let client_addr = ctx.client_addr;
-    let _ = client.set_nodelay(true);
-    let (upstream, upstream_addr) = match upstream::connect(&ctx.route, target, ctx.settings.connect_timeout).await {
-        Ok(connected) => connected,
-        Err(e) => {
-            tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}");
-            return;
+/// One accepted client connection, from accept to close.
+struct Connection {
+    route: Arc<Route>,
+    shared: Arc<ListenerContext>,
+    target: Target,
+    client_addr: SocketAddr,
+}
+
+impl Connection {
+    async fn serve(self, mut client: TcpStream) {
+        let started = Instant::now();
+        let metrics = &self.route.metrics;
+        metrics.client_connections_total.inc();
+        metrics.client_connections_active.inc();
+        let _ = client.set_nodelay(true);
+        let session = self.route.session();
+        if let Some((proxied, initial)) = self.proxy_header(&mut client).await {
+            self.audit_open(proxied);
+            self.proxy(client, initial, proxied, &session, started).await;
         }
-    };
-    tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened");
-    let reason = pump(client, upstream, &ctx, &shutdown).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    match reason.severity() {
-        Severity::Routine => {
-            tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+        metrics.client_connections_active.dec();
+    }
+
+    /// The PROXY header's addresses and the bytes after it; `None` if the connection was refused.
+    async fn proxy_header(&self, client: &mut TcpStream) -> Option<(Option<ProxiedAddresses>, BytesMut)> {
+        if !self.shared.proxy_protocol.enabled {
+            return Some((None, BytesMut::new()));
         }
-        Severity::Notable => {
-            tracing::info!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+        match proxy_protocol::read_header(client, self.client_addr, &self.shared.proxy_protocol).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::warn!(client_addr = %self.client_addr, route = %self.route.name, "closing client connection: {e}");
+                self.route.metrics.connection_closed("bad_proxy_header", true);
+                None
+            }
         }
-        Severity::Problem => {
-            tracing::warn!(%client_addr, route, ?target, upstream = %upstream_addr, duration_ms, "connection closed: {reason}")
+    }
+
+    async fn proxy(
+        &self,
+        client: TcpStream,
+        initial: BytesMut,
+        proxied: Option<ProxiedAddresses>,
+        session: &CancellationToken,
+        started: Instant,
+    ) {
+        let (route, metrics) = (self.route.name.as_str(), &self.route.metrics);
+        let (client_addr, target) = (self.client_addr, self.target);
+        let origin = proxied.map(|p| format!(" {p}")).unwrap_or_default();
+        let (upstream, upstream_addr) =
+            match upstream::connect(&self.route, target, self.shared.settings.connect_timeout).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}{origin}");
+                    metrics.upstream_connect_failures.inc();
+                    self.audit_close(proxied, None, &e.to_string(), started, None);
+                    return;
+                }
+            };
+        tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened{origin}");
+        metrics.upstream_connections_active.inc();
+        let ctx = ConnectionContext { route: Arc::clone(&self.route), settings: Arc::clone(&self.shared.settings) };
+        let stop = StopSignals { gateway: &self.shared.shutdown, route: session };
+        let summary = pump(client, initial, upstream, &ctx, stop).await;
+        metrics.upstream_connections_active.dec();
+        let reason = &summary.reason;
+        metrics.connection_closed(reason.label(), reason.rejected_input());
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let upstream = upstream_addr.to_string();
+        match reason.severity() {
+            Severity::Routine => {
+                tracing::debug!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+            }
+            Severity::Notable => {
+                tracing::info!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+            }
+            Severity::Problem => {
+                tracing::warn!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+            }
+        }
+        self.audit_close(proxied, Some(upstream), &reason.to_string(), started, Some(&summary));
+    }
+
+    fn audit_open(&self, proxied: Option<ProxiedAddresses>) {
+        self.shared.audit.record(AuditEvent::Connection(self.event(proxied)));
+    }
+
+    fn audit_close(
+        &self,
+        proxied: Option<ProxiedAddresses>,
+        upstream: Option<String>,
+        reason: &str,
+        started: Instant,
+        summary: Option<&ConnectionSummary>,
+    ) {
+        self.shared.audit.record(AuditEvent::Connection(ConnectionEvent {
+            event: "close",
+            upstream_address: upstream,
+            bytes_from_client: summary.map(|s| s.bytes_from_client),
+            bytes_to_client: summary.map(|s| s.bytes_to_client),
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            close_reason: Some(reason.to_string()),
+            ..self.event(proxied)
+        }));
+    }
+
+    /// The `open` event; `close` events fill in the rest.
+    fn event(&self, proxied: Option<ProxiedAddresses>) -> ConnectionEvent {
+        ConnectionEvent {
+            event: "open",
+            route: self.route.name.clone(),
+            client_address: self.client_addr,
+            proxy_source_address: proxied.map(|p| p.source),
+            proxy_destination_address: proxied.map(|p| p.destination),
+            upstream_address: None,
+            bytes_from_client: None,
+            bytes_to_client: None,
+            duration_ms: None,
+            close_reason: None,
         }
     }
 }

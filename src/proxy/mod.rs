@@ -1,8 +1,11 @@
-//! Proxying: client-facing listeners, broker connections, and the frame pump between them.
+//! Proxying: client-facing listeners, the PROXY protocol, broker connections, and the frame
+//! pump between them.
 
 mod connection;
 mod listener;
+mod proxy_protocol;
 mod upstream;
 
 pub use connection::CloseReason;
-pub use listener::{accept_loop, bind_route, BoundPort};
+pub use listener::{accept_loop, bind_route, BoundPort, ListenerContext};
+pub use proxy_protocol::ProxiedAddresses;

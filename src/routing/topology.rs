@@ -9,6 +9,7 @@
 //! keeps its address so its port keeps working when it returns.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Topology {
     client: BaseConsumer,
     /// Serialises refreshes so a burst of connections to an unknown node triggers one.
     refreshing: tokio::sync::Mutex<()>,
+    /// Whether the last refresh reached the cluster.
+    reachable: AtomicBool,
 }
 
 impl Topology {
@@ -40,7 +43,13 @@ impl Topology {
             brokers: RwLock::new(HashMap::new()),
             client,
             refreshing: tokio::sync::Mutex::new(()),
+            reachable: AtomicBool::new(false),
         }))
+    }
+
+    /// Whether the last metadata refresh reached the cluster.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     pub fn address_of(&self, node_id: i32) -> Option<HostPort> {
@@ -85,7 +94,9 @@ impl Topology {
                 })
                 .collect())
         })
-        .await??;
+        .await?;
+        self.reachable.store(brokers.is_ok(), Ordering::Relaxed);
+        let brokers = brokers?;
         let count = brokers.len();
         self.learn(brokers.into_iter());
         Ok(count)
@@ -110,7 +121,11 @@ impl Topology {
         stop: tokio_util::sync::CancellationToken,
     ) {
         loop {
-            match self.refresh(timeout).await {
+            let refreshed = tokio::select! {
+                _ = stop.cancelled() => return,
+                refreshed = self.refresh(timeout) => refreshed,
+            };
+            match refreshed {
                 Ok(count) => tracing::debug!(domain = %self.domain, brokers = count, "refreshed cluster metadata"),
                 Err(e) => {
                     tracing::warn!(domain = %self.domain, "cannot refresh cluster metadata (will retry in {every:?}): {e}")

@@ -18,6 +18,7 @@ pub fn binary() -> PathBuf {
 pub struct TestGateway {
     pub process: GatewayProcess,
     pub base_port: u16,
+    pub admin_port: u16,
     pub node_ids: (i32, i32),
 }
 
@@ -70,18 +71,37 @@ pub fn gateway_yaml(base_port: u16, upstream_bootstrap: &str, node_ids: (i32, i3
 {extra}"#,
         first = node_ids.0,
         last = node_ids.1,
+        extra = indent(extra),
     )
 }
 
-/// Start a gateway in front of `cluster`, serving node ids `first..first+n`.
+/// Indent top-level YAML to sit under the `gateway:` wrapper.
+fn indent(yaml: &str) -> String {
+    yaml.lines().map(|line| format!("  {line}\n")).collect()
+}
+
+/// Start a gateway in front of `cluster`, serving node ids `first..first+n`, with its admin API
+/// on a free port.
 pub fn start_gateway(cluster: &KafkaCluster, extra_yaml: &str) -> anyhow::Result<TestGateway> {
+    start_gateway_with_token(cluster, extra_yaml, None)
+}
+
+/// [`start_gateway`] with an admin token, so the admin API accepts changes.
+pub fn start_gateway_with_token(
+    cluster: &KafkaCluster,
+    extra_yaml: &str,
+    token: Option<&str>,
+) -> anyhow::Result<TestGateway> {
     let brokers = cluster.brokers();
     let first = brokers.iter().map(|(id, _)| *id).min().unwrap_or(1);
     let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
     let base_port = free_port_block((last - first + 2) as u16);
-    let yaml = gateway_yaml(base_port, &cluster.bootstrap(), (first, last), extra_yaml);
+    let admin_port = free_port_block(1);
+    let token = token.map(|t| format!("  token: {t}\n")).unwrap_or_default();
+    let extra = format!("{extra_yaml}admin:\n  address: 127.0.0.1:{admin_port}\n{token}");
+    let yaml = gateway_yaml(base_port, &cluster.bootstrap(), (first, last), &extra);
     let process = GatewayProcess::start(&binary(), &yaml, &[SocketAddr::from(([127, 0, 0, 1], base_port))])?;
-    Ok(TestGateway { process, base_port, node_ids: (first, last) })
+    Ok(TestGateway { process, base_port, admin_port, node_ids: (first, last) })
 }
 
 /// A test of a binary: a name and a body that gets the binary's shared environment.

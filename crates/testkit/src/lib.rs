@@ -10,6 +10,7 @@
 //! - [`kcat`]: librdkafka clients through `kcat`;
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process;
+//! - [`haproxy`]: HAProxy in front of gateway nodes, optionally sending PROXY protocol headers;
 //! - [`process`], [`ports`], [`poll`]: the plumbing (processes that die with the test, free
 //!   ports, waiting by polling).
 //!
@@ -17,6 +18,7 @@
 //! drop, or killed by the kernel if the test process dies.
 
 pub mod gateway;
+pub mod haproxy;
 pub mod java;
 pub mod kafka;
 pub mod kcat;
@@ -30,6 +32,7 @@ pub mod wire;
 pub use kafka_protocol;
 
 pub use gateway::GatewayProcess;
+pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
 pub use ports::{free_port, free_port_block};

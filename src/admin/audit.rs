@@ -1,0 +1,135 @@
+//! The audit log: one JSON object per line, to a file or stdout.
+//!
+//! Connections hand events to a bounded queue and move on; a single writer task serialises and
+//! appends them. If the writer falls behind, events are dropped and counted rather than
+//! slowing client traffic, and the drop is logged.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AuditSink;
+
+/// Events waiting to be written; beyond this they are dropped.
+const QUEUE: usize = 16 * 1024;
+
+/// An audit event; `type` names its kind on the wire.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum AuditEvent {
+    #[serde(rename = "CONNECTION")]
+    Connection(ConnectionEvent),
+}
+
+/// A client connection opened or closed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionEvent {
+    /// `open` or `close`.
+    pub event: &'static str,
+    pub route: String,
+    /// The TCP peer: the client, or the load balancer in front of it.
+    pub client_address: SocketAddr,
+    /// From the PROXY protocol header: the real client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_source_address: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_destination_address: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_from_client: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_to_client: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    timestamp: String,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
+
+enum Message {
+    Event(AuditEvent),
+    Close(oneshot::Sender<()>),
+}
+
+/// Where connections send audit events; does nothing when no sink is configured.
+pub struct AuditLog {
+    queue: Option<mpsc::Sender<Message>>,
+    dropped: AtomicU64,
+}
+
+impl AuditLog {
+    pub fn disabled() -> Arc<AuditLog> {
+        Arc::new(AuditLog { queue: None, dropped: AtomicU64::new(0) })
+    }
+
+    /// Open the sink and start the writer task.
+    pub async fn start(sink: &AuditSink) -> std::io::Result<Arc<AuditLog>> {
+        let out: Box<dyn AsyncWrite + Send + Unpin> = match sink {
+            AuditSink::Stdout => Box::new(tokio::io::stdout()),
+            AuditSink::File(path) => {
+                Box::new(tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?)
+            }
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_events(rx, out));
+        Ok(Arc::new(AuditLog { queue: Some(tx), dropped: AtomicU64::new(0) }))
+    }
+
+    pub fn record(&self, event: AuditEvent) {
+        let Some(queue) = &self.queue else { return };
+        if queue.try_send(Message::Event(event)).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "audit log writer is behind: events dropped");
+            }
+        }
+    }
+
+    /// Write out everything queued so far.
+    pub async fn flush(&self) {
+        let Some(queue) = &self.queue else { return };
+        let (done, flushed) = oneshot::channel();
+        if queue.send(Message::Close(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+async fn write_events(mut rx: mpsc::Receiver<Message>, mut out: Box<dyn AsyncWrite + Send + Unpin>) {
+    let mut line = Vec::with_capacity(512);
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Event(event) => {
+                line.clear();
+                let timestamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+                if serde_json::to_writer(&mut line, &Line { timestamp, event: &event }).is_err() {
+                    continue;
+                }
+                line.push(b'\n');
+                if let Err(e) = out.write_all(&line).await {
+                    tracing::error!("cannot write the audit log: {e}");
+                }
+                if rx.is_empty() {
+                    let _ = out.flush().await;
+                }
+            }
+            Message::Close(done) => {
+                let _ = out.flush().await;
+                let _ = done.send(());
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Prometheus metrics.
+//!
+//! Everything a connection touches per request is resolved once per route when the route
+//! starts ([`RouteMetrics`]): counters are shared atomics, so counting a request is one atomic
+//! add, never a map lookup or a lock. Latency histograms use atomic buckets for the same reason
+//! (the client library's own histogram takes a lock per observation).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub route: String,
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub route: String,
+    /// `client_to_broker` or `broker_to_client`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub route: String,
+    pub reason: &'static str,
+}
+
+pub const CLIENT_TO_BROKER: &str = "client_to_broker";
+pub const BROKER_TO_CLIENT: &str = "broker_to_client";
+
+/// Upper bounds, in seconds, of the latency buckets: 50 µs to 10 s.
+const LATENCY_BOUNDS: [f64; 17] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A histogram whose observations are lock-free.
+#[derive(Clone, Debug, Default)]
+pub struct AtomicHistogram(Arc<HistogramCells>);
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// One per bound, plus the overflow bucket.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl AtomicHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let index = LATENCY_BOUNDS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BOUNDS.len());
+        self.0.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_nanos.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Every metric family the gateway exports, and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    client_connections_active: Family<RouteLabels, Gauge>,
+    client_connections_total: Family<RouteLabels, Counter>,
+    upstream_connections_active: Family<RouteLabels, Gauge>,
+    upstream_connect_failures: Family<RouteLabels, Counter>,
+    requests: Family<ApiLabels, Counter>,
+    request_failures: Family<ApiLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    connections_closed: Family<ReasonLabels, Counter>,
+    frames_rejected: Family<ReasonLabels, Counter>,
+    upstream_time: Family<RouteLabels, AtomicHistogram>,
+    gateway_time: Family<DirectionLabels, AtomicHistogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("switchyard");
+        let metrics = Metrics {
+            client_connections_active: Family::default(),
+            client_connections_total: Family::default(),
+            upstream_connections_active: Family::default(),
+            upstream_connect_failures: Family::default(),
+            requests: Family::default(),
+            request_failures: Family::default(),
+            bytes: Family::default(),
+            connections_closed: Family::default(),
+            frames_rejected: Family::default(),
+            upstream_time: Family::default(),
+            gateway_time: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("client_connections_active", "Open client connections", metrics.client_connections_active.clone());
+        r.register("client_connections", "Client connections accepted", metrics.client_connections_total.clone());
+        r.register(
+            "upstream_connections_active",
+            "Open broker connections",
+            metrics.upstream_connections_active.clone(),
+        );
+        r.register(
+            "upstream_connect_failures",
+            "Broker connections that could not be opened",
+            metrics.upstream_connect_failures.clone(),
+        );
+        r.register("requests", "Requests forwarded, by API", metrics.requests.clone());
+        r.register(
+            "request_failures",
+            "Requests left unanswered because their connection failed, by API",
+            metrics.request_failures.clone(),
+        );
+        r.register("bytes", "Bytes proxied, by direction", metrics.bytes.clone());
+        r.register("connections_closed", "Client connections closed, by reason", metrics.connections_closed.clone());
+        r.register(
+            "frames_rejected",
+            "Frames refused as malformed or hostile, by reason",
+            metrics.frames_rejected.clone(),
+        );
+        r.register(
+            "upstream_time_seconds",
+            "Time from forwarding a request to receiving its response",
+            metrics.upstream_time.clone(),
+        );
+        r.register(
+            "gateway_time_seconds",
+            "Time the gateway spends on a read batch before it is written on, by direction",
+            metrics.gateway_time.clone(),
+        );
+        Arc::new(Metrics { registry, ..metrics })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The handles one route's connections use.
+    pub fn for_route(self: &Arc<Self>, route: &str) -> RouteMetrics {
+        let labels = RouteLabels { route: route.to_string() };
+        let direction = |direction| DirectionLabels { route: route.to_string(), direction };
+        let max_key = ApiKey::iter().map(|k| k as i16).max().unwrap_or(0);
+        let requests = (0..=max_key)
+            .map(|key| {
+                let api = ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string());
+                self.requests.get_or_create(&ApiLabels { route: route.to_string(), api }).clone()
+            })
+            .collect();
+        // One statement per handle: `get_or_create` returns a read guard that lives to the end of
+        // its statement, and creating a second series of the same family needs the write lock.
+        let client_connections_active = self.client_connections_active.get_or_create(&labels).clone();
+        let client_connections_total = self.client_connections_total.get_or_create(&labels).clone();
+        let upstream_connections_active = self.upstream_connections_active.get_or_create(&labels).clone();
+        let upstream_connect_failures = self.upstream_connect_failures.get_or_create(&labels).clone();
+        let bytes_from_client = self.bytes.get_or_create(&direction(CLIENT_TO_BROKER)).clone();
+        let bytes_to_client = self.bytes.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
+        let upstream_time = self.upstream_time.get_or_create(&labels).clone();
+        let gateway_request_time = self.gateway_time.get_or_create(&direction(CLIENT_TO_BROKER)).clone();
+        let gateway_response_time = self.gateway_time.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
+        RouteMetrics {
+            route: route.to_string(),
+            client_connections_active,
+            client_connections_total,
+            upstream_connections_active,
+            upstream_connect_failures,
+            requests,
+            bytes_from_client,
+            bytes_to_client,
+            upstream_time,
+            gateway_request_time,
+            gateway_response_time,
+            all: Arc::clone(self),
+        }
+    }
+}
+
+/// One route's metric handles, shared by its connections.
+pub struct RouteMetrics {
+    route: String,
+    pub client_connections_active: Gauge,
+    pub client_connections_total: Counter,
+    pub upstream_connections_active: Gauge,
+    pub upstream_connect_failures: Counter,
+    /// Indexed by api key.
+    requests: Vec<Counter>,
+    pub bytes_from_client: Counter,
+    pub bytes_to_client: Counter,
+    pub upstream_time: AtomicHistogram,
+    pub gateway_request_time: AtomicHistogram,
+    pub gateway_response_time: AtomicHistogram,
+    all: Arc<Metrics>,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, api_key: ApiKey) {
+        if let Some(counter) = self.requests.get(api_key as usize) {
+            counter.inc();
+        }
+    }
+
+    /// A request whose answer was lost with its connection (rare: takes the family's lock).
+    pub fn request_failed(&self, api_key: ApiKey) {
+        self.all
+            .request_failures
+            .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {
+        let labels = ReasonLabels { route: self.route.clone(), reason };
+        self.all.connections_closed.get_or_create(&labels).inc();
+        if rejected_input {
+            self.all.frames_rejected.get_or_create(&labels).inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let metrics = Metrics::new();
+        let route = metrics.for_route("orders");
+        route.request(ApiKey::Produce);
+        route.request(ApiKey::Produce);
+        route.upstream_time.observe(Duration::from_micros(700));
+        route.connection_closed("malformed_request_frame", true);
+        let text = metrics.render();
+        assert!(text.contains(r#"switchyard_requests_total{route="orders",api="Produce"} 2"#), "{text}");
+        assert!(text.contains(r#"switchyard_upstream_time_seconds_bucket{le="0.001",route="orders"} 1"#), "{text}");
+        assert!(text.contains(r#"switchyard_upstream_time_seconds_bucket{le="0.0005",route="orders"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"switchyard_frames_rejected_total{route="orders",reason="malformed_request_frame"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The admin HTTP server: probes, metrics, and the operator's view of routes and domains.
+//!
+//! Reads are open; anything that changes the gateway needs the bearer token from `admin.token`
+//! or `GATEWAY_ADMIN_TOKEN`. A gateway with no token configured refuses every change and says
+//! how to set one, so an admin port exposed by mistake cannot be used to disturb traffic.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::Metrics;
+use crate::config::{GatewayConfig, ENV_ADMIN_TOKEN};
+use crate::routing::Route;
+
+/// What the admin server reads.
+pub struct AdminState {
+    pub config: GatewayConfig,
+    pub routes: Vec<Arc<Route>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serve the admin API on `listener` until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    let app = Router::new()
+        .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/admin/v1/routes", get(routes))
+        .route("/admin/v1/domains", get(domains))
+        .route("/admin/v1/routes/{name}/reset", post(reset_route))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        tracing::error!("admin server stopped: {e}");
+    }
+}
+
+async fn ready(State(state): State<Arc<AdminState>>) -> Response {
+    let unreachable: Vec<String> = state
+        .routes
+        .iter()
+        .filter(|r| !r.topology.reachable())
+        .map(|r| format!("route `{}`: domain `{}` has not answered a metadata request", r.name, r.domain))
+        .collect();
+    if unreachable.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reasons": unreachable}))).into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
+        .into_response()
+}
+
+async fn routes(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    let configs = &state.config.routes;
+    Json(Value::Array(
+        state
+            .routes
+            .iter()
+            .zip(configs)
+            .map(|(route, config)| {
+                let (first, last) = route.port_map.port_span();
+                let brokers: Vec<Value> = route
+                    .topology
+                    .snapshot()
+                    .into_iter()
+                    .map(|(id, upstream)| json!({"nodeId": id, "port": route.port_map.port_for(id), "upstream": upstream.to_string()}))
+                    .collect();
+                json!({
+                    "name": route.name,
+                    "endpoint": config.endpoint.to_string(),
+                    "bindAddress": config.bind_ip.to_string(),
+                    "domain": route.domain,
+                    "upstreamBootstrap": route.upstream_bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "ports": {"bootstrap": first, "first": first, "last": last},
+                    "domainReachable": route.topology.reachable(),
+                    "brokers": brokers,
+                })
+            })
+            .collect(),
+    ))
+}
+
+async fn domains(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    Json(Value::Array(
+        state
+            .config
+            .domains
+            .iter()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "clusterName": d.cluster_name,
+                    "bootstrapServers": d.bootstrap_servers.iter().map(|s| json!({
+                        "id": s.id,
+                        "endpoint": s.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    })).collect::<Vec<_>>(),
+                    "nodeIdRanges": d.node_id_ranges.iter().map(|r| json!({"name": r.name, "start": r.start, "end": r.end})).collect::<Vec<_>>(),
+                    "routes": state.config.routes.iter().filter(|r| r.domain == d.name).map(|r| r.name.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Make every client of a route drain its in-flight requests and reconnect.
+async fn reset_route(State(state): State<Arc<AdminState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = authorize(&state, &headers) {
+        return refusal;
+    }
+    let Some(route) = state.routes.iter().find(|r| r.name == name) else {
+        let known: Vec<&str> = state.routes.iter().map(|r| r.name.as_str()).collect();
+        return error(StatusCode::NOT_FOUND, format!("no route `{name}`; routes are: {}", known.join(", ")));
+    };
+    route.reset_connections();
+    tracing::info!(route = %name, "route reset by the admin API: its clients will reconnect");
+    Json(json!({"route": name, "reset": true})).into_response()
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &state.config.admin.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!("changes are disabled: no admin token is configured. Set admin.token in the config or {ENV_ADMIN_TOKEN}, then send it as `Authorization: Bearer <token>`"),
+        ));
+    };
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(unauthorized("the bearer token is wrong")),
+        None => Err(unauthorized("send the admin token as `Authorization: Bearer <token>`")),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, message.to_string());
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// Compare without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,163 @@
+//! The settings around the proxy rather than in it: the admin server, the audit log, and the
+//! PROXY protocol. Each YAML field has an environment variable that overrides it, so a
+//! container can be configured without editing the file.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::schema::{RawAdmin, RawAudit, RawProxyProtocol};
+use super::ConfigError;
+
+pub const ENV_ADMIN_ADDRESS: &str = "GATEWAY_ADMIN_ADDRESS";
+pub const ENV_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
+pub const ENV_AUDIT_FILE: &str = "GATEWAY_AUDIT_LOG";
+pub const ENV_HAPROXY_PROTOCOL: &str = "GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL";
+pub const ENV_TRUSTED_NETWORKS: &str = "GATEWAY_PROXY_PROTOCOL_TRUSTED_NETWORKS";
+
+/// Where the admin server listens when nothing says otherwise: loopback only.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9190";
+
+/// The admin HTTP server.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub address: SocketAddr,
+    /// Bearer token mutating endpoints require; without one they are refused.
+    pub token: Option<String>,
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSink {
+    Stdout,
+    File(PathBuf),
+}
+
+/// PROXY protocol on client connections.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyProtocolSettings {
+    pub enabled: bool,
+    /// Peers allowed to send a header; empty means any peer.
+    pub trusted_networks: Vec<IpNet>,
+    pub header_timeout: Duration,
+}
+
+/// Reads environment variables; a parameter so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(crate) fn admin(source: &str, raw: RawAdmin, env: EnvLookup) -> Result<AdminSettings, ConfigError> {
+    let (field, text) = overridden("admin.address", raw.address, ENV_ADMIN_ADDRESS, env);
+    let text = text.unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_string());
+    let address = text.parse().map_err(|_| {
+        ConfigError::new(source, field, format!("`{text}` is not ip:port"), "write an address such as 127.0.0.1:9190")
+    })?;
+    let (_, token) = overridden("admin.token", raw.token, ENV_ADMIN_TOKEN, env);
+    Ok(AdminSettings { address, token: token.filter(|t| !t.is_empty()) })
+}
+
+pub(crate) fn audit(raw: RawAudit, env: EnvLookup) -> Option<AuditSink> {
+    let (_, file) = overridden("audit.file", raw.file, ENV_AUDIT_FILE, env);
+    file.filter(|f| !f.is_empty()).map(|f| if f == "stdout" { AuditSink::Stdout } else { AuditSink::File(f.into()) })
+}
+
+pub(crate) fn proxy_protocol(
+    source: &str,
+    raw: RawProxyProtocol,
+    env: EnvLookup,
+) -> Result<ProxyProtocolSettings, ConfigError> {
+    let enabled = match env(ENV_HAPROXY_PROTOCOL) {
+        Some(value) => parse_flag(&value).ok_or_else(|| {
+            ConfigError::new(
+                source,
+                format!("${ENV_HAPROXY_PROTOCOL}"),
+                format!("`{value}` is not a boolean"),
+                "set it to true or false",
+            )
+        })?,
+        None => raw.enabled.unwrap_or(false),
+    };
+    let (field, networks) = match env(ENV_TRUSTED_NETWORKS) {
+        Some(list) => (
+            format!("${ENV_TRUSTED_NETWORKS}"),
+            list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        ),
+        None => ("proxyProtocol.trustedNetworks".to_string(), raw.trusted_networks.unwrap_or_default()),
+    };
+    let trusted_networks = networks
+        .iter()
+        .map(|n| {
+            parse_network(n).ok_or_else(|| {
+                ConfigError::new(
+                    source,
+                    &field,
+                    format!("`{n}` is not a network"),
+                    "use CIDR notation such as 10.0.0.0/8, or a single address",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header_timeout = match raw.header_timeout_ms {
+        Some(0) => {
+            return Err(ConfigError::new(
+                source,
+                "proxyProtocol.headerTimeoutMs",
+                "must be greater than 0",
+                "use a positive number of milliseconds",
+            ))
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => Duration::from_secs(5),
+    };
+    Ok(ProxyProtocolSettings { enabled, trusted_networks, header_timeout })
+}
+
+/// The environment variable's value if set, else the YAML value, with the name to blame.
+fn overridden(field: &str, yaml: Option<String>, var: &str, env: EnvLookup) -> (String, Option<String>) {
+    match env(var) {
+        Some(value) => (format!("${var}"), Some(value)),
+        None => (field.to_string(), yaml),
+    }
+}
+
+fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_network(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>().ok().or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn environment_overrides_yaml() {
+        let env = env_of(&[(ENV_HAPROXY_PROTOCOL, "TRUE"), (ENV_TRUSTED_NETWORKS, "10.0.0.0/8, 192.168.1.7")]);
+        let raw = RawProxyProtocol { enabled: Some(false), trusted_networks: None, header_timeout_ms: None };
+        let settings = proxy_protocol("f.yaml", raw, &env).unwrap();
+        assert!(settings.enabled);
+        assert_eq!(settings.trusted_networks.len(), 2);
+        assert!(settings.trusted_networks[1].contains(&"192.168.1.7".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let env = env_of(&[(ENV_HAPROXY_PROTOCOL, "perhaps")]);
+        let err = proxy_protocol("f.yaml", RawProxyProtocol::default(), &env).unwrap_err();
+        assert_eq!(err.field, "$GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL");
+        let env = env_of(&[(ENV_ADMIN_ADDRESS, "localhost")]);
+        let err = admin("f.yaml", RawAdmin::default(), &env).unwrap_err();
+        assert_eq!(err.field, "$GATEWAY_ADMIN_ADDRESS");
+    }
+}
