@@ -8,21 +8,34 @@
 //! promise.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use switchyard_testkit::{free_port, free_port_block, ChildGuard, GatewayProcess};
+use switchyard_testkit::poll::poll_until;
+use switchyard_testkit::{free_port, free_port_block, ChildGuard};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchyard");
 /// The exit status for a configuration the gateway refuses.
 const CONFIG_ERROR_STATUS: i32 = 2;
 /// How long `run` may take to give up on a port that is taken.
 const FAIL_FAST: Duration = Duration::from_secs(5);
+/// How long `run` may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `run` may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Environment variables that would override the config files these tests write.
+const GATEWAY_ENV: &[&str] = &[
+    "GATEWAY_CONFIG_FILE",
+    "GATEWAY_LOG_JSON",
+    "GATEWAY_ADMIN_ADDRESS",
+    "GATEWAY_ADMIN_TOKEN",
+    "GATEWAY_AUDIT_LOG",
+    "GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL",
+    "GATEWAY_PROXY_PROTOCOL_TRUSTED_NETWORKS",
+];
 
 /// Each example file with the routes `check` must show for it and each route's port block.
 const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
@@ -227,9 +240,7 @@ fn run_fails_fast_naming_a_port_that_is_taken() {
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let port = taken.local_addr().expect("local address").port();
     let config = TempConfig::new(&one_route_config(port));
-    let log = config.dir.join("gateway.log");
-    let mut gateway = ChildGuard::spawn_logged(switchyard(&["run", "--config", config.path_str()]), &log)
-        .expect("start switchyard run");
+    let mut gateway = spawn_run(&config);
 
     let status = gateway.wait_timeout(FAIL_FAST);
     let log = gateway.log_contents();
@@ -242,9 +253,9 @@ fn run_fails_fast_naming_a_port_that_is_taken() {
 #[test]
 fn run_stops_with_status_0_on_sigterm() {
     let base = free_port_block(2);
-    let bootstrap = SocketAddr::from((Ipv4Addr::LOCALHOST, base));
-    let mut gateway =
-        GatewayProcess::start(Path::new(BINARY), &one_route_config(base), &[bootstrap]).expect("gateway starts");
+    let config = TempConfig::new(&one_route_config(base));
+    let mut gateway = spawn_run(&config);
+    wait_until_listening(&mut gateway, SocketAddr::from((Ipv4Addr::LOCALHOST, base)));
 
     let status = gateway.terminate(STOP_TIMEOUT);
     let log = gateway.log_contents();
@@ -267,8 +278,8 @@ fn with(from: &str, to: &str) -> String {
 }
 
 /// A config with one route on 127.0.0.1:`port` (bootstrap) and `port + 1` (node 1), in front of
-/// a Kafka that is not there. The short connect timeout bounds the metadata refresh the gateway
-/// keeps retrying, which shutdown currently waits for.
+/// a Kafka that is not there, and the admin API on a free port. The short connect timeout bounds
+/// the metadata refresh the gateway keeps retrying, which shutdown currently waits for.
 fn one_route_config(port: u16) -> String {
     format!(
         r#"
@@ -291,16 +302,41 @@ routes:
       name: absent
 proxy:
   connectTimeoutMs: 1000
+admin:
+  address: "127.0.0.1:{admin}"
 "#,
         upstream = free_port(),
+        admin = free_port_block(1),
     )
 }
 
-/// `switchyard ARGS`, unaffected by the caller's config and logging environment.
+/// `switchyard ARGS`, unaffected by the caller's `GATEWAY_*` and logging environment.
 fn switchyard(args: &[&str]) -> Command {
     let mut cmd = Command::new(BINARY);
-    cmd.args(args).env_remove("GATEWAY_CONFIG_FILE").env_remove("GATEWAY_LOG_JSON").env("RUST_LOG", "info");
+    cmd.args(args).env("RUST_LOG", "info");
+    for var in GATEWAY_ENV {
+        cmd.env_remove(var);
+    }
     cmd
+}
+
+/// `switchyard run` on `config`, logging to a file beside it; stopped when the guard drops.
+fn spawn_run(config: &TempConfig) -> ChildGuard {
+    let log = config.dir.join("gateway.log");
+    ChildGuard::spawn_logged(switchyard(&["run", "--config", config.path_str()]), &log).expect("start switchyard run")
+}
+
+/// Waits until `gateway` accepts connections on `addr`; panics with its log if it exits first.
+fn wait_until_listening(gateway: &mut ChildGuard, addr: SocketAddr) {
+    let listening = poll_until(START_TIMEOUT, || {
+        if let Some(status) = gateway.try_status() {
+            panic!("switchyard run exited during startup ({status}):\n{}", gateway.log_contents());
+        }
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+    });
+    if listening.is_err() {
+        panic!("not listening on {addr} after {START_TIMEOUT:?}:\n{}", gateway.log_contents());
+    }
 }
 
 /// `check` on a config file.

@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use switchyard_testkit::{java, kcat, poll, ChildGuard, ClusterSpec, KafkaCluster, KafkaJars};
+use switchyard_testkit::{java, kcat, poll, ChildGuard, ClusterSpec, HaproxyProcess, KafkaCluster, KafkaJars};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,7 +44,7 @@ fn cargo() -> Command {
 // ---- test --------------------------------------------------------------------------------
 
 fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
-    ensure_kcat()?;
+    ensure_system_tools()?;
     step("fetching the Kafka 4.1.1 jars (cached after the first run)");
     let jars = KafkaJars::ensure()?;
     println!("    {}", jars.display());
@@ -53,20 +53,30 @@ fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The librdkafka client tests need `kcat`; install it from the distribution when we may.
-fn ensure_kcat() -> Result<()> {
-    if kcat::kcat_available() {
+/// The tests run librdkafka's `kcat` and HAProxy; install them from the distribution when we may.
+fn ensure_system_tools() -> Result<()> {
+    let missing: Vec<&str> = [("kcat", kcat::kcat_available()), ("haproxy", HaproxyProcess::available())]
+        .into_iter()
+        .filter(|(_, present)| !present)
+        .map(|(package, _)| package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
     if !is_root {
-        bail!("the tests need kcat (librdkafka's CLI): install it with `sudo apt-get install -y kcat`, then rerun");
+        bail!(
+            "the tests need {}: install with `sudo apt-get install -y {}`, then rerun",
+            missing.join(" and "),
+            missing.join(" ")
+        );
     }
-    step("installing kcat (librdkafka's CLI) with apt-get");
-    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "kcat"][..]] {
+    step(&format!("installing {} with apt-get", missing.join(", ")));
+    let install: Vec<&str> = ["install", "-y", "-qq"].into_iter().chain(missing.iter().copied()).collect();
+    for args in [&["update", "-qq"][..], &install[..]] {
         let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
         if !status.success() {
-            bail!("apt-get {} failed: install kcat by hand, then rerun", args.join(" "));
+            bail!("apt-get {} failed: install {} by hand, then rerun", args.join(" "), missing.join(" "));
         }
     }
     Ok(())
