@@ -1,21 +1,27 @@
 //! Routing: which upstream a client connection goes to, and what addresses clients are told.
 //!
 //! A [`Route`] is the running form of one configured route: the host it advertises, its port
-//! map, the live [`Topology`] of the cluster listener behind it, its metrics, and the session
-//! token its connections watch, which an operator can cancel to make every client of the route
-//! drain and reconnect. Connections share it through an `Arc`.
+//! map, its metrics, the [`Upstream`] (streaming domain) it currently points at, the [`Fence`]
+//! a switchover closes, and the session token its connections watch, which is cancelled to make
+//! every client of the route drain and reconnect. Connections share the route through an `Arc`
+//! and take the current upstream once, when they connect: a switchover swaps the upstream for
+//! new connections and resets the old ones.
 
+mod fence;
 mod port_map;
 mod topology;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Metrics, RouteMetrics};
-use crate::config::{HostPort, RouteConfig};
+use crate::config::{DomainConfig, HostPort, RouteConfig};
 
+pub use fence::Fence;
 pub use port_map::PortMap;
 pub use topology::Topology;
 
@@ -28,16 +34,60 @@ pub enum Target {
     Node(i32),
 }
 
+/// A streaming domain as one route reaches it: the bootstrap addresses of one of its listeners
+/// and the live view of its brokers, kept fresh until the upstream is retired.
+pub struct Upstream {
+    pub domain: String,
+    pub bootstrap_server_id: String,
+    pub bootstrap: Vec<HostPort>,
+    pub topology: Arc<Topology>,
+    stop: CancellationToken,
+}
+
+impl Upstream {
+    /// Reach `domain` through its bootstrap server `preferred_id` (else its first), and keep
+    /// its broker view fresh every `refresh_every` until retired or `shutdown`.
+    pub fn start(
+        domain: &DomainConfig,
+        preferred_id: Option<&str>,
+        refresh_every: Duration,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>> {
+        let server = preferred_id
+            .and_then(|id| domain.bootstrap_servers.iter().find(|s| s.id == id))
+            .unwrap_or(&domain.bootstrap_servers[0]);
+        let topology = Topology::new(&domain.name, &server.addresses)?;
+        let stop = shutdown.child_token();
+        tokio::spawn(Arc::clone(&topology).refresh_periodically(refresh_every, timeout, stop.clone()));
+        Ok(Arc::new(Upstream {
+            domain: domain.name.clone(),
+            bootstrap_server_id: server.id.clone(),
+            bootstrap: server.addresses.clone(),
+            topology,
+            stop,
+        }))
+    }
+
+    /// Stop refreshing this upstream's view; connections still using it are unaffected.
+    pub fn retire(&self) {
+        self.stop.cancel();
+    }
+}
+
 /// A configured route, running.
 pub struct Route {
     pub name: String,
-    pub domain: String,
     /// The host put in every broker address clients see.
     pub advertised_host: StrBytes,
     pub port_map: PortMap,
-    pub upstream_bootstrap: Vec<HostPort>,
-    pub topology: Arc<Topology>,
     pub metrics: RouteMetrics,
+    pub fence: Fence,
+    upstream: RwLock<Arc<Upstream>>,
+    /// The cluster id clients are shown: configured, else the first one seen, so that it stays
+    /// the same across a switchover.
+    cluster_id: Mutex<Option<StrBytes>>,
+    switching: AtomicBool,
     /// Cancelled to make the route's current connections drain and close.
     session: Mutex<CancellationToken>,
     /// The gateway's shutdown token; every session is its child.
@@ -45,18 +95,47 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(config: &RouteConfig, metrics: &Arc<Metrics>, shutdown: &CancellationToken) -> anyhow::Result<Route> {
-        Ok(Route {
-            metrics: metrics.for_route(&config.name),
-            session: Mutex::new(shutdown.child_token()),
-            shutdown: shutdown.clone(),
+    pub fn new(
+        config: &RouteConfig,
+        upstream: Arc<Upstream>,
+        metrics: &Arc<Metrics>,
+        shutdown: &CancellationToken,
+    ) -> Route {
+        Route {
             name: config.name.clone(),
-            domain: config.domain.clone(),
             advertised_host: StrBytes::from_string(config.endpoint.host.clone()),
             port_map: config.port_map.clone(),
-            upstream_bootstrap: config.upstream_bootstrap.clone(),
-            topology: Topology::new(&config.domain, &config.upstream_bootstrap)?,
-        })
+            metrics: metrics.for_route(&config.name),
+            fence: Fence::default(),
+            upstream: RwLock::new(upstream),
+            cluster_id: Mutex::new(config.cluster_id.clone().map(StrBytes::from_string)),
+            switching: AtomicBool::new(false),
+            session: Mutex::new(shutdown.child_token()),
+            shutdown: shutdown.clone(),
+        }
+    }
+
+    /// The upstream new connections go to.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        Arc::clone(&self.upstream.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Point new connections at `next`; returns the upstream it replaces.
+    pub fn replace_upstream(&self, next: Arc<Upstream>) -> Arc<Upstream> {
+        std::mem::replace(&mut *self.upstream.write().unwrap_or_else(|e| e.into_inner()), next)
+    }
+
+    /// The cluster id to show clients for a response that carries `actual`.
+    pub fn presented_cluster_id(&self, actual: &StrBytes) -> StrBytes {
+        self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| actual.clone()).clone()
+    }
+
+    /// Claim the route for a switchover; `None` while another one runs.
+    pub fn begin_switch(&self) -> Option<SwitchClaim<'_>> {
+        self.switching
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| SwitchClaim { route: self })
     }
 
     /// The token a new connection watches: cancelled by [`Route::reset_connections`] or shutdown.
@@ -72,5 +151,16 @@ impl Route {
             self.shutdown.child_token(),
         );
         old.cancel();
+    }
+}
+
+/// Held while a switchover runs on a route; releases the route when dropped.
+pub struct SwitchClaim<'a> {
+    route: &'a Route,
+}
+
+impl Drop for SwitchClaim<'_> {
+    fn drop(&mut self) {
+        self.route.switching.store(false, Ordering::Release);
     }
 }
