@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::client;
 use crate::config::{self, GatewayConfig};
 use crate::gateway::Gateway;
+use crate::switchover::CatchUpPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,7 +18,7 @@ use crate::gateway::Gateway;
 )]
 pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "GATEWAY_LOG_JSON")]
+    #[arg(long, global = true, env = "GATEWAY_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -34,6 +36,34 @@ pub enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// Move every client of a route to another streaming domain, live (token: $GATEWAY_ADMIN_TOKEN).
+    Switchover(SwitchoverCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SwitchoverCommand {
+    /// The route to switch.
+    #[arg(long)]
+    route: String,
+    /// The destination streaming domain.
+    #[arg(long)]
+    to: String,
+    /// Run the pre-flight checks only and print the report.
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait for replication before the cut: none, offsets (offset-preserving tools) or records
+    /// (MirrorMaker 2). Defaults to the route's configured policy.
+    #[arg(long, value_parser = ["none", "offsets", "records"])]
+    catch_up: Option<String>,
+    /// With --catch-up records: how many records the destination may lack per topic.
+    #[arg(long, default_value_t = 0)]
+    max_lag: i64,
+    /// Give up (and unfence on the source) if replication has not caught up by then.
+    #[arg(long)]
+    catch_up_timeout_ms: Option<u64>,
+    /// The admin API's base URL; defaults to http://$GATEWAY_ADMIN_ADDRESS, else http://127.0.0.1:9190.
+    #[arg(long)]
+    admin: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,12 +86,14 @@ pub fn main() -> ExitCode {
         Command::Check(arg) => check(&arg),
         Command::Run(arg) => run(&arg),
         Command::Status { admin } => status(admin),
+        Command::Switchover(command) => switchover(command),
     }
 }
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     if json {
         builder.json().init();
     } else {
@@ -107,8 +139,37 @@ pub fn describe(config: &GatewayConfig) -> String {
     out
 }
 
+fn switchover(command: SwitchoverCommand) -> ExitCode {
+    let catch_up = command.catch_up.as_deref().map(|policy| match policy {
+        "offsets" => CatchUpPolicy::Offsets,
+        "records" => CatchUpPolicy::Records { max_lag: command.max_lag },
+        _ => CatchUpPolicy::None,
+    });
+    let args = client::SwitchoverArgs {
+        route: command.route,
+        to: command.to,
+        dry_run: command.dry_run,
+        catch_up,
+        catch_up_timeout_ms: command.catch_up_timeout_ms,
+    };
+    match client::switchover(&command.admin.unwrap_or_else(client::default_admin_url), &args) {
+        Ok((ok, report)) => {
+            print!("{report}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn status(admin: Option<String>) -> ExitCode {
-    match crate::admin::status::render(&admin.unwrap_or_else(crate::admin::status::default_admin_url)) {
+    match client::status(&admin.unwrap_or_else(client::default_admin_url)) {
         Ok(table) => {
             print!("{table}");
             ExitCode::SUCCESS
@@ -121,7 +182,8 @@ fn status(admin: Option<String>) -> ExitCode {
 }
 
 fn run(arg: &ConfigArg) -> ExitCode {
-    let config = match arg.load() {
+    let path = config::resolve_path(arg.config.clone());
+    let config = match config::load(path.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!("{e}");
@@ -135,10 +197,14 @@ fn run(arg: &ConfigArg) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config, path));
+    // A metadata probe of an unreachable cluster may still be blocked in librdkafka: do not
+    // hold the exit for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
-async fn serve(config: GatewayConfig) -> ExitCode {
+async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
     let gateway = match Gateway::start(&config).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -147,8 +213,22 @@ async fn serve(config: GatewayConfig) -> ExitCode {
         }
     };
     tracing::info!(config = %config.source, listeners = gateway.listening().len(), "switchyard gateway started");
-    let signal = wait_for_stop_signal().await;
-    tracing::info!("{signal} received: no longer accepting, draining in-flight requests");
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    loop {
+        match signals.next().await {
+            Signal::Reload => reload(&gateway, path.as_deref()).await,
+            Signal::Stop(name) => {
+                tracing::info!("{name} received: no longer accepting, draining in-flight requests");
+                break;
+            }
+        }
+    }
     if gateway.shutdown().await {
         tracing::info!("all connections drained, exiting");
     } else {
@@ -157,11 +237,41 @@ async fn serve(config: GatewayConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+/// SIGHUP: read the config file again and apply what can be applied live.
+async fn reload(gateway: &Gateway, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: the gateway runs on the built-in default config, there is no file to reload");
+        return;
+    };
+    match config::load(Some(path)) {
+        Ok(edited) => {
+            gateway.reload(&edited).await;
+        }
+        Err(e) => tracing::error!("SIGHUP: config not reloaded, the running one stays in force: {e}"),
+    }
+}
+
+enum Signal {
+    Reload,
+    Stop(&'static str),
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, hangup: signal(SignalKind::hangup())? })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+            _ = self.hangup.recv() => Signal::Reload,
+        }
     }
 }

@@ -12,12 +12,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState, AuditLog, Metrics};
+use crate::admin::{self, AdminState, AuditEvent, AuditLog, Metrics};
 use crate::config::GatewayConfig;
 use crate::proxy::{accept_loop, bind_route, BoundPort, ListenerContext};
-use crate::routing::Route;
+use crate::routing::{Route, Upstream};
+use crate::switchover::reload::{self, ReloadOutcome};
+use crate::switchover::Switchboard;
 
 pub struct Gateway {
+    state: Arc<AdminState>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     background: TaskTracker,
@@ -35,7 +38,9 @@ impl Gateway {
         let mut listening = Vec::new();
         let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
         for route_config in &config.routes {
-            let route = Arc::new(Route::new(route_config, &metrics, &shutdown)?);
+            let upstream =
+                start_upstream(config, &route_config.domain, route_config.bootstrap_server_id.as_deref(), &shutdown)?;
+            let route = Arc::new(Route::new(route_config, upstream, &metrics, &shutdown));
             let ports = bind_route(&route, route_config.bind_ip).await?;
             for port in &ports {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
@@ -70,24 +75,26 @@ impl Gateway {
         for (route, ports) in bound_routes {
             tracing::info!(
                 route = %route.name,
-                domain = %route.domain,
+                domain = %route.upstream().domain,
                 bootstrap = %ports[0].listener.local_addr()?,
                 node_ports = ports.len() - 1,
                 "route listening"
             );
-            background.spawn(Arc::clone(&route.topology).refresh_periodically(
-                config.proxy.metadata_refresh_interval,
-                config.proxy.connect_timeout,
-                shutdown.clone(),
-            ));
             for port in ports {
                 background.spawn(accept_loop(port, Arc::clone(&route), Arc::clone(&shared)));
             }
         }
-        let state = Arc::new(AdminState { config: config.clone(), routes, metrics });
-        background.spawn(admin::serve(admin_listener, state, shutdown.clone()));
+        let state = Arc::new(AdminState {
+            config: config.clone(),
+            routes,
+            metrics,
+            audit: Arc::clone(&audit),
+            shutdown: shutdown.clone(),
+        });
+        background.spawn(admin::serve(admin_listener, Arc::clone(&state), shutdown.clone()));
         tracing::info!(address = %admin_addr, "admin API listening");
         Ok(Gateway {
+            state,
             shutdown,
             connections,
             background,
@@ -107,6 +114,27 @@ impl Gateway {
         self.admin_addr
     }
 
+    /// Apply an edited config: switch the routes whose domain changed, leave the others alone,
+    /// and report what would need a restart.
+    pub async fn reload(&self, edited: &GatewayConfig) -> ReloadOutcome {
+        let state = &self.state;
+        let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &self.shutdown };
+        let (outcome, reports) = reload::apply(&board, edited).await;
+        for report in &reports {
+            admin::record_switchover(&state.audit, report);
+        }
+        tracing::info!(
+            switched = ?outcome.switched,
+            unchanged = ?outcome.unchanged,
+            needs_restart = ?outcome.needs_restart,
+            failed = ?outcome.failed,
+            "config reloaded from {}",
+            edited.source
+        );
+        state.audit.record(AuditEvent::ConfigReload(outcome.clone()));
+        outcome
+    }
+
     /// Stop accepting, drain connections, stop background tasks. Returns whether every
     /// connection finished within the drain timeout.
     pub async fn shutdown(self) -> bool {
@@ -120,4 +148,20 @@ impl Gateway {
         self.audit.flush().await;
         drained
     }
+}
+
+/// Start reaching `domain` (which the config guarantees exists) for a route.
+pub fn start_upstream(
+    config: &GatewayConfig,
+    domain: &str,
+    bootstrap_server_id: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Upstream>> {
+    let domain = config
+        .domains
+        .iter()
+        .find(|d| d.name == domain)
+        .ok_or_else(|| anyhow::anyhow!("no streaming domain `{domain}`"))?;
+    let proxy = &config.proxy;
+    Upstream::start(domain, bootstrap_server_id, proxy.metadata_refresh_interval, proxy.connect_timeout, shutdown)
 }

@@ -7,7 +7,8 @@
 //! - [`protocol`]: framing, request headers, the in-flight bookkeeping;
 //! - [`rewrite`]: the few responses that are decoded (ApiVersions, and those carrying broker
 //!   addresses) and how they change;
-//! - [`routing`]: routes, port maps, and each route's live view of its cluster;
+//! - [`routing`]: routes, port maps, the fence, and each route's live view of its cluster;
+//! - [`switchover`]: moving a route's clients to another streaming domain, live;
 //! - [`proxy`]: listeners, the PROXY protocol and the per-connection frame pump;
 //! - [`config`]: the YAML schema and its validation;
 //! - [`admin`]: the admin HTTP API, Prometheus metrics and the audit log;
@@ -21,3 +22,4 @@ pub mod protocol;
 pub mod proxy;
 pub mod rewrite;
 pub mod routing;
+pub mod switchover;

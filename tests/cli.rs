@@ -42,7 +42,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("gateway-wrapper.yaml", &[("public-route", "19092-19095")]),
     (
         "multiple-routes.yaml",
-        &[("orders", "19092-19095"), ("payments", "19192-19195"), ("orders-replication", "19292-19295")],
+        &[("orders", "19092-19098"), ("payments", "19192-19198"), ("orders-replication", "19292-19298")],
     ),
     ("single-route.yaml", &[("local", "19092-19124")]),
     ("sparse-node-ids.yaml", &[("sparse-route", "29092-29095")]),

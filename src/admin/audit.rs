@@ -14,6 +14,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuditSink;
+use crate::switchover::reload::ReloadOutcome;
+use crate::switchover::{PhaseReport, SwitchoverReport};
 
 /// Events waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -24,6 +26,48 @@ const QUEUE: usize = 16 * 1024;
 pub enum AuditEvent {
     #[serde(rename = "CONNECTION")]
     Connection(ConnectionEvent),
+    #[serde(rename = "SWITCHOVER")]
+    Switchover(SwitchoverEvent),
+    #[serde(rename = "CONFIG_RELOAD")]
+    ConfigReload(ReloadOutcome),
+}
+
+/// A switchover phase that finished, or a switchover's outcome.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverEvent {
+    pub route: String,
+    pub from: String,
+    pub to: String,
+    /// The phase, or `outcome`.
+    pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub detail: String,
+}
+
+impl SwitchoverEvent {
+    pub fn phase(report: &SwitchoverReport, phase: &PhaseReport) -> Self {
+        SwitchoverEvent {
+            route: report.route.clone(),
+            from: report.from.clone(),
+            to: report.to.clone(),
+            phase: phase.name.to_string(),
+            duration_ms: Some(phase.duration_ms),
+            detail: phase.detail.clone(),
+        }
+    }
+
+    pub fn outcome(report: &SwitchoverReport) -> Self {
+        SwitchoverEvent {
+            route: report.route.clone(),
+            from: report.from.clone(),
+            to: report.to.clone(),
+            phase: "outcome".to_string(),
+            duration_ms: None,
+            detail: format!("{}: {}", report.outcome, report.message),
+        }
+    }
 }
 
 /// A client connection opened or closed.

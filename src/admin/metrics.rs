@@ -103,6 +103,7 @@ pub struct Metrics {
     upstream_connections_active: Family<RouteLabels, Gauge>,
     upstream_connect_failures: Family<RouteLabels, Counter>,
     requests: Family<ApiLabels, Counter>,
+    requests_in_flight: Family<RouteLabels, Gauge>,
     request_failures: Family<ApiLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
@@ -120,6 +121,7 @@ impl Metrics {
             upstream_connections_active: Family::default(),
             upstream_connect_failures: Family::default(),
             requests: Family::default(),
+            requests_in_flight: Family::default(),
             request_failures: Family::default(),
             bytes: Family::default(),
             connections_closed: Family::default(),
@@ -142,6 +144,7 @@ impl Metrics {
             metrics.upstream_connect_failures.clone(),
         );
         r.register("requests", "Requests forwarded, by API", metrics.requests.clone());
+        r.register("requests_in_flight", "Requests forwarded and not yet answered", metrics.requests_in_flight.clone());
         r.register(
             "request_failures",
             "Requests left unanswered because their connection failed, by API",
@@ -194,6 +197,7 @@ impl Metrics {
         let bytes_from_client = self.bytes.get_or_create(&direction(CLIENT_TO_BROKER)).clone();
         let bytes_to_client = self.bytes.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
         let upstream_time = self.upstream_time.get_or_create(&labels).clone();
+        let requests_in_flight = self.requests_in_flight.get_or_create(&labels).clone();
         let gateway_request_time = self.gateway_time.get_or_create(&direction(CLIENT_TO_BROKER)).clone();
         let gateway_response_time = self.gateway_time.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
         RouteMetrics {
@@ -203,6 +207,7 @@ impl Metrics {
             upstream_connections_active,
             upstream_connect_failures,
             requests,
+            requests_in_flight,
             bytes_from_client,
             bytes_to_client,
             upstream_time,
@@ -222,6 +227,7 @@ pub struct RouteMetrics {
     pub upstream_connect_failures: Counter,
     /// Indexed by api key.
     requests: Vec<Counter>,
+    pub requests_in_flight: Gauge,
     pub bytes_from_client: Counter,
     pub bytes_to_client: Counter,
     pub upstream_time: AtomicHistogram,

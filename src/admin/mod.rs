@@ -1,11 +1,11 @@
 //! Operating the gateway: the admin HTTP server (health, metrics, route and domain views, route
-//! resets), Prometheus metrics, the audit log, and `switchyard status`, its command-line reader.
+//! resets), Prometheus metrics, the audit log, and the command-line client of the admin API.
 
 mod audit;
+pub mod client;
 mod metrics;
 mod server;
-pub mod status;
 
-pub use audit::{AuditEvent, AuditLog, ConnectionEvent};
+pub use audit::{AuditEvent, AuditLog, ConnectionEvent, SwitchoverEvent};
 pub use metrics::{Metrics, RouteMetrics};
-pub use server::{serve, AdminState};
+pub use server::{record_switchover, serve, AdminState};

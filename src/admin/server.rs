@@ -1,11 +1,13 @@
 //! The admin HTTP server: probes, metrics, and the operator's view of routes and domains.
 //!
-//! Reads are open; anything that changes the gateway needs the bearer token from `admin.token`
+//! Reads are open; anything that changes the gateway (a route reset, a switchover) needs the
+//! bearer token from `admin.token`
 //! or `GATEWAY_ADMIN_TOKEN`. A gateway with no token configured refuses every change and says
 //! how to set one, so an admin port exposed by mistake cannot be used to disturb traffic.
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,15 +16,24 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Metrics;
+use super::{AuditEvent, AuditLog, Metrics, SwitchoverEvent};
 use crate::config::{GatewayConfig, ENV_ADMIN_TOKEN};
 use crate::routing::Route;
+use crate::switchover::{Refusal, Switchboard, SwitchoverReport, SwitchoverRequest};
 
-/// What the admin server reads.
+/// What the admin server reads and acts on.
 pub struct AdminState {
     pub config: GatewayConfig,
     pub routes: Vec<Arc<Route>>,
     pub metrics: Arc<Metrics>,
+    pub audit: Arc<AuditLog>,
+    pub shutdown: CancellationToken,
+}
+
+impl AdminState {
+    fn switchboard(&self) -> Switchboard<'_> {
+        Switchboard { config: &self.config, routes: &self.routes, shutdown: &self.shutdown }
+    }
 }
 
 /// Serve the admin API on `listener` until `shutdown`.
@@ -34,6 +45,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, sh
         .route("/admin/v1/routes", get(routes))
         .route("/admin/v1/domains", get(domains))
         .route("/admin/v1/routes/{name}/reset", post(reset_route))
+        .route("/admin/v1/routes/{name}/switchover", post(switchover))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!("admin server stopped: {e}");
@@ -44,8 +56,8 @@ async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     let unreachable: Vec<String> = state
         .routes
         .iter()
-        .filter(|r| !r.topology.reachable())
-        .map(|r| format!("route `{}`: domain `{}` has not answered a metadata request", r.name, r.domain))
+        .filter(|r| !r.upstream().topology.reachable())
+        .map(|r| format!("route `{}`: domain `{}` has not answered a metadata request", r.name, r.upstream().domain))
         .collect();
     if unreachable.is_empty() {
         Json(json!({"status": "ready"})).into_response()
@@ -68,7 +80,8 @@ async fn routes(State(state): State<Arc<AdminState>>) -> Json<Value> {
             .zip(configs)
             .map(|(route, config)| {
                 let (first, last) = route.port_map.port_span();
-                let brokers: Vec<Value> = route
+                let upstream = route.upstream();
+                let brokers: Vec<Value> = upstream
                     .topology
                     .snapshot()
                     .into_iter()
@@ -78,10 +91,12 @@ async fn routes(State(state): State<Arc<AdminState>>) -> Json<Value> {
                     "name": route.name,
                     "endpoint": config.endpoint.to_string(),
                     "bindAddress": config.bind_ip.to_string(),
-                    "domain": route.domain,
-                    "upstreamBootstrap": route.upstream_bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "domain": upstream.domain,
+                    "configuredDomain": config.domain,
+                    "fenced": route.fence.is_closed(),
+                    "upstreamBootstrap": upstream.bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "ports": {"bootstrap": first, "first": first, "last": last},
-                    "domainReachable": route.topology.reachable(),
+                    "domainReachable": upstream.topology.reachable(),
                     "brokers": brokers,
                 })
             })
@@ -104,7 +119,7 @@ async fn domains(State(state): State<Arc<AdminState>>) -> Json<Value> {
                         "endpoint": s.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
                     })).collect::<Vec<_>>(),
                     "nodeIdRanges": d.node_id_ranges.iter().map(|r| json!({"name": r.name, "start": r.start, "end": r.end})).collect::<Vec<_>>(),
-                    "routes": state.config.routes.iter().filter(|r| r.domain == d.name).map(|r| r.name.clone()).collect::<Vec<_>>(),
+                    "routes": state.routes.iter().filter(|r| r.upstream().domain == d.name).map(|r| r.name.clone()).collect::<Vec<_>>(),
                 })
             })
             .collect(),
@@ -123,6 +138,54 @@ async fn reset_route(State(state): State<Arc<AdminState>>, Path(name): Path<Stri
     route.reset_connections();
     tracing::info!(route = %name, "route reset by the admin API: its clients will reconnect");
     Json(json!({"route": name, "reset": true})).into_response()
+}
+
+/// Move a route's clients to another streaming domain (see [`crate::switchover`]).
+async fn switchover(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<SwitchoverRequest>, JsonRejection>,
+) -> Response {
+    if let Err(refusal) = authorize(&state, &headers) {
+        return refusal;
+    }
+    let Json(request) = match body {
+        Ok(request) => request,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("{}: send {{\"to\": \"<domain>\", \"dryRun\": false, \"catchUp\": {{\"policy\": \"none|offsets|records\", \"maxLag\": 0}}}}", e.body_text()))
+        }
+    };
+    match state.switchboard().switch(&name, &request).await {
+        Ok(report) => {
+            record_switchover(&state.audit, &report);
+            let status = if report.outcome == "aborted" { StatusCode::CONFLICT } else { StatusCode::OK };
+            (status, Json(report)).into_response()
+        }
+        Err(refusal) => {
+            tracing::warn!(route = %name, "switchover refused: {refusal}");
+            let status = match &refusal {
+                Refusal::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+                Refusal::UnknownDomain { .. } => StatusCode::BAD_REQUEST,
+                Refusal::AlreadyThere { .. } | Refusal::Busy { .. } => StatusCode::CONFLICT,
+                Refusal::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                Refusal::NotReady(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let mut body = json!({"error": refusal.to_string()});
+            if let Refusal::NotReady(report) = &refusal {
+                body["report"] = serde_json::to_value(report).unwrap_or_default();
+            }
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// One audit event per phase, then the outcome.
+pub fn record_switchover(audit: &AuditLog, report: &SwitchoverReport) {
+    for phase in &report.phases {
+        audit.record(AuditEvent::Switchover(SwitchoverEvent::phase(report, phase)));
+    }
+    audit.record(AuditEvent::Switchover(SwitchoverEvent::outcome(report)));
 }
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {

@@ -12,11 +12,11 @@ mod schema;
 mod validate;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::routing::PortMap;
+use crate::switchover::CatchUpPolicy;
 
 pub use operability::{
     AdminSettings, AuditSink, EnvLookup, ProxyProtocolSettings, DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS,
@@ -76,15 +76,18 @@ pub struct RouteConfig {
     /// The address every listener of the route binds to.
     pub bind_ip: std::net::IpAddr,
     pub domain: String,
+    /// The domain's bootstrap server (listener) the route uses; `None` means its first.
+    pub bootstrap_server_id: Option<String>,
     /// The bootstrap addresses of the chosen listener of the domain, tried in order.
     pub upstream_bootstrap: Vec<HostPort>,
+    /// Node ids of the route's own domain first, then those of every other domain it could be
+    /// switched to, so no port ever serves two different node ids.
     pub port_map: PortMap,
-}
-
-impl RouteConfig {
-    pub fn bootstrap_listen_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.bind_ip, self.endpoint.port)
-    }
+    /// The cluster id clients are shown; `None` pins the first one seen.
+    pub cluster_id: Option<String>,
+    /// The catch-up gate a switchover of this route uses unless told otherwise.
+    pub catch_up: CatchUpPolicy,
+    pub catch_up_timeout: Option<Duration>,
 }
 
 /// Limits and timeouts that apply to every connection.

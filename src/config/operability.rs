@@ -78,7 +78,8 @@ pub(crate) fn proxy_protocol(
         })?,
         None => raw.enabled.unwrap_or(false),
     };
-    let (field, networks) = match env(ENV_TRUSTED_NETWORKS) {
+    // An empty variable is treated as unset: it must never silently widen trust to every peer.
+    let (field, networks) = match env(ENV_TRUSTED_NETWORKS).filter(|v| !v.trim().is_empty()) {
         Some(list) => (
             format!("${ENV_TRUSTED_NETWORKS}"),
             list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),

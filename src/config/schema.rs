@@ -69,6 +69,21 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub broker_identification_strategy: Option<RawBrokerIdentification>,
     pub streaming_domain: RawRouteDomain,
+    /// The cluster id clients are shown, whichever domain the route points at.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// Defaults for switchovers of this route (config reload, or an API call that omits them).
+    #[serde(default)]
+    pub switchover: Option<RawSwitchoverDefaults>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawSwitchoverDefaults {
+    #[serde(default)]
+    pub catch_up: Option<crate::switchover::CatchUpPolicy>,
+    #[serde(default)]
+    pub catch_up_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

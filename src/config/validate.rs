@@ -260,11 +260,23 @@ impl Checker<'_> {
                 format!("use one of: {}", known.join(", ")),
             )
         })?;
-        let upstream_bootstrap = self.bootstrap_for(at, domain, r.streaming_domain.bootstrap_server_id.as_deref())?;
-        let port_map = PortMap::new(endpoint.port, &domain.node_id_ranges).map_err(|problem| {
-            self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domain's nodeIdRanges")
+        let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
+        let upstream_bootstrap = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
+        let port_map = PortMap::new(endpoint.port, &switchable_node_ids(domain, domains)).map_err(|problem| {
+            self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domains' nodeIdRanges")
         })?;
-        Ok(RouteConfig { name: r.name, endpoint, bind_ip, domain: domain.name.clone(), upstream_bootstrap, port_map })
+        Ok(RouteConfig {
+            name: r.name,
+            endpoint,
+            bind_ip,
+            domain: domain.name.clone(),
+            bootstrap_server_id,
+            upstream_bootstrap,
+            port_map,
+            cluster_id: r.cluster_id,
+            catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
+            catch_up_timeout: r.switchover.as_ref().and_then(|s| s.catch_up_timeout_ms).map(Duration::from_millis),
+        })
     }
 
     fn bootstrap_for(&self, at: &str, domain: &DomainConfig, id: Option<&str>) -> Result<Vec<HostPort>, ConfigError> {
@@ -378,12 +390,54 @@ impl Checker<'_> {
     }
 }
 
+/// The node id ranges a route serves: its own domain's, then the parts of every other domain's
+/// ranges not yet covered, so a switchover to any domain finds a port for each of its brokers.
+fn switchable_node_ids(own: &DomainConfig, all: &[DomainConfig]) -> Vec<NodeIdRange> {
+    let mut ranges = own.node_id_ranges.clone();
+    for other in all.iter().filter(|d| d.name != own.name) {
+        for range in &other.node_id_ranges {
+            for (start, end) in uncovered(range.start, range.end, &ranges) {
+                ranges.push(NodeIdRange { name: format!("{}/{}", other.name, range.name), start, end });
+            }
+        }
+    }
+    ranges
+}
+
+/// The parts of `start..=end` outside every range in `covered`.
+fn uncovered(start: i32, end: i32, covered: &[NodeIdRange]) -> Vec<(i32, i32)> {
+    let mut parts = vec![(start, end)];
+    for c in covered {
+        parts = parts
+            .into_iter()
+            .flat_map(|(s, e)| {
+                if c.end < s || c.start > e {
+                    return vec![(s, e)];
+                }
+                let mut left = Vec::new();
+                if s < c.start {
+                    left.push((s, c.start - 1));
+                }
+                if e > c.end {
+                    left.push((c.end + 1, e));
+                }
+                left
+            })
+            .collect();
+    }
+    parts
+}
+
 /// `host:port` or `[v6]:port`, with a port from 1 to 65535.
 pub(crate) fn parse_host_port(text: &str) -> Option<HostPort> {
     let (host, port) = text.rsplit_once(':')?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6,
+        None if host.contains(':') => return None, // an IPv6 address needs brackets
+        None => host,
+    };
     let port: u16 = port.parse().ok()?;
-    if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+    if host.is_empty() || port == 0 || host.contains(|c: char| c.is_whitespace() || c == ',') {
         return None;
     }
     Some(HostPort { host: host.to_string(), port })
@@ -394,6 +448,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn routes_cover_every_domains_node_ids_once() {
+        let range = |name: &str, start, end| NodeIdRange { name: name.into(), start, end };
+        let domain = |name: &str, ranges| DomainConfig {
+            name: name.into(),
+            cluster_name: name.into(),
+            bootstrap_servers: vec![],
+            node_id_ranges: ranges,
+        };
+        let source = domain("source", vec![range("a", 1, 3)]);
+        let destination = domain("destination", vec![range("b", 2, 6), range("c", 100, 100)]);
+        let ids: Vec<(i32, i32)> = switchable_node_ids(&source, &[source.clone(), destination.clone()])
+            .iter()
+            .map(|r| (r.start, r.end))
+            .collect();
+        assert_eq!(ids, vec![(1, 3), (4, 6), (100, 100)]);
+    }
+
+    #[test]
     fn host_port_forms() {
         assert_eq!(parse_host_port("kafka-1:9092"), Some(HostPort { host: "kafka-1".into(), port: 9092 }));
         assert_eq!(parse_host_port("[::1]:9092"), Some(HostPort { host: "::1".into(), port: 9092 }));
@@ -401,5 +473,7 @@ mod tests {
         assert_eq!(parse_host_port("kafka-1:0"), None);
         assert_eq!(parse_host_port(":9092"), None);
         assert_eq!(parse_host_port("kafka-1:99999"), None);
+        assert_eq!(parse_host_port("gw-a:19092,gw-b:19092"), None);
+        assert_eq!(parse_host_port("::1:9092"), None);
     }
 }

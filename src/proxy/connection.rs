@@ -31,7 +31,7 @@ use crate::protocol::{
     MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{rewrite_response, RewriteError};
-use crate::routing::Route;
+use crate::routing::{Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
 const READ_CHUNK: usize = 64 * 1024;
@@ -160,6 +160,8 @@ impl fmt::Display for CloseReason {
 /// Everything a connection needs to know about where it lives.
 pub struct ConnectionContext {
     pub route: Arc<Route>,
+    /// The domain this connection was opened to; a switchover does not change it.
+    pub upstream: Arc<Upstream>,
     pub settings: Arc<ProxySettings>,
 }
 
@@ -206,9 +208,10 @@ pub async fn pump(
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let requests = Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, stop };
     let reason = run(client, initial, upstream, requests, &mut in_flight_rx).await;
-    if reason.severity() == Severity::Problem {
-        while let Ok(lost) = in_flight_rx.try_recv() {
-            ctx.route.metrics.request_failed(lost.api_key);
+    while let Ok(unanswered) = in_flight_rx.try_recv() {
+        ctx.route.metrics.requests_in_flight.dec();
+        if reason.severity() == Severity::Problem {
+            ctx.route.metrics.request_failed(unanswered.api_key);
         }
     }
     ConnectionSummary {
@@ -273,11 +276,17 @@ impl Requests<'_> {
         let mut already_read = !buf.is_empty();
         loop {
             if !already_read {
+                if let Err(end) = self.hold_while_fenced().await {
+                    return end;
+                }
                 if let Err(end) = self.read(client, &mut buf).await {
                     return end;
                 }
             }
             already_read = false;
+            if let Err(end) = self.hold_while_fenced().await {
+                return end;
+            }
             let read_at = Instant::now();
             let (complete, next_total) = match self.scan(&buf, limits, read_at).await {
                 Ok(found) => found,
@@ -296,16 +305,34 @@ impl Requests<'_> {
         }
     }
 
+    /// While a switchover fences the route, forward nothing and read nothing more: the client
+    /// sees a pause. Ends when the fence opens, or drains if the route is reset meanwhile.
+    async fn hold_while_fenced(&self) -> Result<(), RequestsEnd> {
+        let fence = &self.ctx.route.fence;
+        if !fence.is_closed() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = fence.wait_open() => Ok(()),
+            _ = self.stop.route.cancelled() => Err(RequestsEnd::Drain(self.stop_reason())),
+        }
+    }
+
+    fn stop_reason(&self) -> CloseReason {
+        if self.stop.gateway.is_cancelled() {
+            CloseReason::Shutdown
+        } else {
+            CloseReason::RouteReset
+        }
+    }
+
     /// Wait for client bytes, a stop signal, or the idle timeout.
     async fn read(&self, client: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), RequestsEnd> {
         let settings = &self.ctx.settings;
         loop {
             let read = tokio::select! {
                 biased;
-                _ = self.stop.route.cancelled() => {
-                    let reason = if self.stop.gateway.is_cancelled() { CloseReason::Shutdown } else { CloseReason::RouteReset };
-                    return Err(RequestsEnd::Drain(reason));
-                }
+                _ = self.stop.route.cancelled() => return Err(RequestsEnd::Drain(self.stop_reason())),
                 read = tokio::time::timeout(settings.idle_timeout, client.read_buf(buf)) => read,
             };
             return match read {
@@ -335,10 +362,14 @@ impl Requests<'_> {
                 Ok(FrameStatus::Complete(len)) => {
                     let request = peek_request(&buf[end + SIZE_PREFIX..end + len], read_at)
                         .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
-                    self.ctx.route.metrics.request(request.api_key);
-                    if request.expects_response && self.in_flight.send(request).await.is_err() {
-                        // The response half has ended; it reports why.
-                        return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+                    let metrics = &self.ctx.route.metrics;
+                    metrics.request(request.api_key);
+                    if request.expects_response {
+                        if self.in_flight.send(request).await.is_err() {
+                            // The response half has ended; it reports why.
+                            return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+                        }
+                        metrics.requests_in_flight.inc();
                     }
                     end += len;
                 }
@@ -394,8 +425,7 @@ impl Responses<'_> {
             }
             let read_at = Instant::now();
             let before = buf.len();
-            let next_total =
-                forward_complete_responses(&mut buf, limits, in_flight, client, &self.ctx.route, read_at).await?;
+            let next_total = forward_complete_responses(&mut buf, limits, in_flight, client, self.ctx, read_at).await?;
             let forwarded = (before - buf.len()) as u64;
             self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
             metrics.bytes_to_client.inc_by(forwarded);
@@ -412,7 +442,7 @@ async fn forward_complete_responses(
     limits: FrameLimits,
     in_flight: &mut mpsc::Receiver<InFlight>,
     client: &mut OwnedWriteHalf,
-    route: &Route,
+    ctx: &ConnectionContext,
     read_at: Instant,
 ) -> Result<Option<usize>, CloseReason> {
     let mut run_end = 0;
@@ -425,7 +455,9 @@ async fn forward_complete_responses(
             }
         };
         let request = match_request(&buf[run_end + SIZE_PREFIX..], in_flight)?;
-        route.metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
+        let metrics = &ctx.route.metrics;
+        metrics.requests_in_flight.dec();
+        metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
         if !request.handling.decodes_response() {
             run_end += len;
             continue;
@@ -433,7 +465,7 @@ async fn forward_complete_responses(
         write_run(buf, run_end, client).await?;
         run_end = 0;
         let frame = buf.split_to(len).freeze();
-        let out = rewrite_response(route, &request, frame).map_err(CloseReason::BadResponse)?;
+        let out = rewrite_response(&ctx.route, &ctx.upstream, &request, frame).map_err(CloseReason::BadResponse)?;
         client.write_all(&out).await.map_err(CloseReason::ClientError)?;
     }
 }

@@ -138,8 +138,9 @@ impl Connection {
         let (route, metrics) = (self.route.name.as_str(), &self.route.metrics);
         let (client_addr, target) = (self.client_addr, self.target);
         let origin = proxied.map(|p| format!(" {p}")).unwrap_or_default();
+        let domain = self.route.upstream();
         let (upstream, upstream_addr) =
-            match upstream::connect(&self.route, target, self.shared.settings.connect_timeout).await {
+            match upstream::connect(&domain, target, self.shared.settings.connect_timeout).await {
                 Ok(connected) => connected,
                 Err(e) => {
                     tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}{origin}");
@@ -150,7 +151,11 @@ impl Connection {
             };
         tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened{origin}");
         metrics.upstream_connections_active.inc();
-        let ctx = ConnectionContext { route: Arc::clone(&self.route), settings: Arc::clone(&self.shared.settings) };
+        let ctx = ConnectionContext {
+            route: Arc::clone(&self.route),
+            upstream: domain,
+            settings: Arc::clone(&self.shared.settings),
+        };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: session };
         let summary = pump(client, initial, upstream, &ctx, stop).await;
         metrics.upstream_connections_active.dec();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::config::HostPort;
-use crate::routing::{Route, Target};
+use crate::routing::{Target, Upstream};
 
 /// No broker connection could be opened.
 #[derive(Debug)]
@@ -34,10 +34,14 @@ impl fmt::Display for UpstreamError {
 }
 
 /// Connect to the broker `target` names, returning the stream and the address used.
-pub async fn connect(route: &Route, target: Target, timeout: Duration) -> Result<(TcpStream, HostPort), UpstreamError> {
+pub async fn connect(
+    upstream: &Upstream,
+    target: Target,
+    timeout: Duration,
+) -> Result<(TcpStream, HostPort), UpstreamError> {
     let candidates = match target {
-        Target::Bootstrap => route.upstream_bootstrap.clone(),
-        Target::Node(id) => vec![route.topology.resolve(id, timeout).await.ok_or(UpstreamError::UnknownNode(id))?],
+        Target::Bootstrap => upstream.bootstrap.clone(),
+        Target::Node(id) => vec![upstream.topology.resolve(id, timeout).await.ok_or(UpstreamError::UnknownNode(id))?],
     };
     let mut attempts = Vec::new();
     for addr in candidates {

@@ -4,18 +4,19 @@
 //! port strategy gives that node id. A broker whose id falls outside every `nodeIdRanges` entry
 //! has no port: it is left out (or, for a coordinator, reported as not available so the client
 //! retries) and logged as an error naming the range to add; its real address never leaks.
-//! Metadata and DescribeCluster answers also refresh the route's view of the real addresses.
+//! Metadata and DescribeCluster answers also refresh the upstream's view of the real addresses,
+//! and show the route's stable cluster id.
 
 use kafka_protocol::messages::{
     describe_cluster_response::DescribeClusterBroker, fetch_response, find_coordinator_response::Coordinator,
     metadata_response::MetadataResponseBroker, produce_response, share_acknowledge_response, share_fetch_response,
-    DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
+    BrokerId, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::config::HostPort;
-use crate::routing::Route;
+use crate::routing::{Route, Upstream};
 
 /// A response element naming one broker.
 pub(super) trait BrokerAddress {
@@ -53,94 +54,128 @@ broker_address!(fetch_response::NodeEndpoint, node_id);
 broker_address!(share_fetch_response::NodeEndpoint, node_id);
 broker_address!(share_acknowledge_response::NodeEndpoint, node_id);
 
-pub(super) fn metadata(route: &Route, response: &mut MetadataResponse) -> bool {
-    learn(route, &response.brokers);
-    endpoints(route, &mut response.brokers)
+/// Rewrites responses that came from `upstream` for clients of `route`.
+pub(super) struct Rewriter<'a> {
+    pub route: &'a Route,
+    pub upstream: &'a Upstream,
 }
 
-pub(super) fn describe_cluster(route: &Route, response: &mut DescribeClusterResponse) -> bool {
-    learn(route, &response.brokers);
-    endpoints(route, &mut response.brokers)
-}
-
-/// FindCoordinator v0-3 name one coordinator at the top level; v4+ a list, one per key.
-pub(super) fn find_coordinator(route: &Route, version: i16, response: &mut FindCoordinatorResponse) -> bool {
-    if version >= 4 {
-        return response.coordinators.iter_mut().fold(false, |changed, c| coordinator(route, c) || changed);
-    }
-    if response.node_id.0 < 0 {
-        return false;
-    }
-    match route.port_map.port_for(response.node_id.0) {
-        Some(port) => {
-            response.host = route.advertised_host.clone();
-            response.port = i32::from(port);
+impl Rewriter<'_> {
+    pub fn metadata(&self, response: &mut MetadataResponse) -> bool {
+        self.learn(&response.brokers);
+        let topics = response.topics.iter().filter(|t| !t.is_internal && t.error_code == 0);
+        self.route.saw_topics(topics.filter_map(|t| t.name.as_ref()).map(|name| name.0.as_str()));
+        let presented = response.cluster_id.as_ref().and_then(|actual| self.presented_cluster_id(actual));
+        let cluster_id_changed = presented.is_some();
+        if presented.is_some() {
+            response.cluster_id = presented;
         }
-        None => {
-            log_unmapped(route, response.node_id.0);
-            response.node_id = (-1).into();
-            response.host = StrBytes::default();
-            response.port = -1;
-            response.error_code = ResponseError::CoordinatorNotAvailable.code();
+        self.endpoints(&mut response.brokers) || cluster_id_changed
+    }
+
+    pub fn describe_cluster(&self, response: &mut DescribeClusterResponse) -> bool {
+        self.learn(&response.brokers);
+        let presented = self.presented_cluster_id(&response.cluster_id);
+        let cluster_id_changed = presented.is_some();
+        if let Some(id) = presented {
+            response.cluster_id = id;
+        }
+        self.endpoints(&mut response.brokers) || cluster_id_changed
+    }
+
+    /// FindCoordinator v0-3 name one coordinator at the top level; v4+ a list, one per key.
+    pub fn find_coordinator(&self, version: i16, response: &mut FindCoordinatorResponse) -> bool {
+        if version >= 4 {
+            return response.coordinators.iter_mut().fold(false, |changed, c| {
+                let r = self.coordinator(c.node_id);
+                apply_coordinator(r, &mut c.node_id, &mut c.host, &mut c.port, &mut c.error_code) || changed
+            });
+        }
+        let r = self.coordinator(response.node_id);
+        apply_coordinator(r, &mut response.node_id, &mut response.host, &mut response.port, &mut response.error_code)
+    }
+
+    /// Where clients must look for coordinator `node_id`; `None` for an error answer.
+    fn coordinator(&self, node_id: BrokerId) -> Option<Result<(StrBytes, i32), ()>> {
+        if node_id.0 < 0 {
+            return None;
+        }
+        Some(self.gateway_address(node_id.0).ok_or(()))
+    }
+
+    /// Point every listed broker at the route; drop those with no port. Returns whether the
+    /// list changed (an empty list, the common case for Produce and Fetch, never does).
+    pub fn endpoints<T: BrokerAddress>(&self, list: &mut Vec<T>) -> bool {
+        if list.is_empty() {
+            return false;
+        }
+        list.retain(|b| self.gateway_address(b.node_id()).is_some());
+        for broker in list.iter_mut() {
+            let (host, port) = self.gateway_address(broker.node_id()).expect("unmapped brokers were removed above");
+            broker.set_address(host, port);
+        }
+        true
+    }
+
+    /// The address clients reach `node_id` at, logging when it has none.
+    fn gateway_address(&self, node_id: i32) -> Option<(StrBytes, i32)> {
+        let port = self.route.port_map.port_for(node_id);
+        if port.is_none() {
+            self.log_unmapped(node_id);
+        }
+        port.map(|port| (self.route.advertised_host.clone(), i32::from(port)))
+    }
+
+    /// The route's cluster id, when it differs from the `actual` one in a response.
+    fn presented_cluster_id(&self, actual: &StrBytes) -> Option<StrBytes> {
+        Some(self.route.presented_cluster_id(actual)).filter(|presented| presented != actual)
+    }
+
+    fn learn<T: BrokerAddress>(&self, brokers: &[T]) {
+        self.upstream.topology.learn(brokers.iter().filter_map(|b| {
+            let port = u16::try_from(b.port()).ok()?;
+            Some((b.node_id(), HostPort { host: b.host().to_string(), port }))
+        }));
+    }
+
+    fn log_unmapped(&self, node_id: i32) {
+        let ranges: Vec<String> =
+            self.route.port_map.ranges().iter().map(|r| format!("{} {}-{}", r.name, r.start, r.end)).collect();
+        let domain = &self.upstream.domain;
+        tracing::error!(
+            route = %self.route.name,
+            %domain,
+            node_id,
+            "broker {node_id} is outside every nodeIdRanges entry of the route's domains ({}); clients cannot reach it \
+             through this route. Add a range such as `{{name: extra, start: {node_id}, end: {node_id}}}` to domain \
+             `{domain}`'s kafkaCluster.nodeIdRanges",
+            ranges.join(", ")
+        );
+    }
+}
+
+/// Apply a coordinator lookup to a response's fields; returns whether they changed. A
+/// coordinator without a gateway port becomes "not available" so the client asks again.
+fn apply_coordinator(
+    lookup: Option<Result<(StrBytes, i32), ()>>,
+    node_id: &mut BrokerId,
+    host: &mut StrBytes,
+    port: &mut i32,
+    error_code: &mut i16,
+) -> bool {
+    match lookup {
+        None => false,
+        Some(Ok((gateway_host, gateway_port))) => {
+            *host = gateway_host;
+            *port = gateway_port;
+            true
+        }
+        Some(Err(())) => {
+            *node_id = BrokerId(-1);
+            *host = StrBytes::default();
+            *port = -1;
+            *error_code = ResponseError::CoordinatorNotAvailable.code();
+            true
         }
     }
-    true
-}
-
-fn coordinator(route: &Route, c: &mut Coordinator) -> bool {
-    if c.node_id.0 < 0 {
-        return false;
-    }
-    match route.port_map.port_for(c.node_id.0) {
-        Some(port) => c.set_address(route.advertised_host.clone(), i32::from(port)),
-        None => {
-            log_unmapped(route, c.node_id.0);
-            c.node_id = (-1).into();
-            c.host = StrBytes::default();
-            c.port = -1;
-            c.error_code = ResponseError::CoordinatorNotAvailable.code();
-        }
-    }
-    true
-}
-
-/// Point every listed broker at the route; drop those with no port. Returns whether the list
-/// changed (an empty list, the common case for Produce and Fetch, never does).
-pub(super) fn endpoints<T: BrokerAddress>(route: &Route, list: &mut Vec<T>) -> bool {
-    if list.is_empty() {
-        return false;
-    }
-    list.retain(|b| {
-        let mapped = route.port_map.port_for(b.node_id()).is_some();
-        if !mapped {
-            log_unmapped(route, b.node_id());
-        }
-        mapped
-    });
-    for broker in list.iter_mut() {
-        let port = route.port_map.port_for(broker.node_id()).expect("unmapped brokers were removed above");
-        broker.set_address(route.advertised_host.clone(), i32::from(port));
-    }
-    true
-}
-
-fn learn<T: BrokerAddress>(route: &Route, brokers: &[T]) {
-    route.topology.learn(brokers.iter().filter_map(|b| {
-        let port = u16::try_from(b.port()).ok()?;
-        Some((b.node_id(), HostPort { host: b.host().to_string(), port }))
-    }));
-}
-
-fn log_unmapped(route: &Route, node_id: i32) {
-    let ranges: Vec<String> =
-        route.port_map.ranges().iter().map(|r| format!("{} {}-{}", r.name, r.start, r.end)).collect();
-    tracing::error!(
-        route = %route.name,
-        domain = %route.domain,
-        node_id,
-        "broker {node_id} is outside every nodeIdRanges entry of domain `{}` ({}); clients cannot reach it through this route. \
-         Add a range such as `{{name: extra, start: {node_id}, end: {node_id}}}` to the domain's kafkaCluster.nodeIdRanges",
-        route.domain,
-        ranges.join(", ")
-    );
 }

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::protocol::{InFlight, ResponseHandling, SIZE_PREFIX};
-use crate::routing::Route;
+use crate::routing::{Route, Upstream};
 
 pub use api_versions::clamped_max_version;
 
@@ -42,8 +42,13 @@ impl fmt::Display for RewriteError {
 impl std::error::Error for RewriteError {}
 
 /// Return the frame to send to the client for this response frame (size prefix included):
-/// the same bytes when nothing needs to change.
-pub fn rewrite_response(route: &Route, request: &InFlight, frame: Bytes) -> Result<Bytes, RewriteError> {
+/// the same bytes when nothing needs to change. `upstream` is where the response came from.
+pub fn rewrite_response(
+    route: &Route,
+    upstream: &Upstream,
+    request: &InFlight,
+    frame: Bytes,
+) -> Result<Bytes, RewriteError> {
     let result = match request.handling {
         ResponseHandling::Opaque => return Ok(frame),
         ResponseHandling::ClampApiVersions => {
@@ -53,7 +58,7 @@ pub fn rewrite_response(route: &Route, request: &InFlight, frame: Bytes) -> Resu
             }
             edit::<ApiVersionsResponse>(request, &frame, api_versions::clamp)
         }
-        ResponseHandling::RewriteAddresses => rewrite_addresses(route, request, &frame),
+        ResponseHandling::RewriteAddresses => rewrite_addresses(route, upstream, request, &frame),
     };
     result.map(|changed| changed.unwrap_or(frame)).map_err(|cause| RewriteError {
         api_key: request.api_key,
@@ -62,25 +67,25 @@ pub fn rewrite_response(route: &Route, request: &InFlight, frame: Bytes) -> Resu
     })
 }
 
-fn rewrite_addresses(route: &Route, request: &InFlight, frame: &Bytes) -> anyhow::Result<Option<Bytes>> {
+fn rewrite_addresses(
+    route: &Route,
+    upstream: &Upstream,
+    request: &InFlight,
+    frame: &Bytes,
+) -> anyhow::Result<Option<Bytes>> {
+    let rewriter = addresses::Rewriter { route, upstream };
     let version = request.api_version;
     match request.api_key {
-        ApiKey::Metadata => edit::<MetadataResponse>(request, frame, |r| addresses::metadata(route, r)),
-        ApiKey::DescribeCluster => {
-            edit::<DescribeClusterResponse>(request, frame, |r| addresses::describe_cluster(route, r))
-        }
+        ApiKey::Metadata => edit::<MetadataResponse>(request, frame, |r| rewriter.metadata(r)),
+        ApiKey::DescribeCluster => edit::<DescribeClusterResponse>(request, frame, |r| rewriter.describe_cluster(r)),
         ApiKey::FindCoordinator => {
-            edit::<FindCoordinatorResponse>(request, frame, |r| addresses::find_coordinator(route, version, r))
+            edit::<FindCoordinatorResponse>(request, frame, |r| rewriter.find_coordinator(version, r))
         }
-        ApiKey::Produce => {
-            edit::<ProduceResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
-        }
-        ApiKey::Fetch => edit::<FetchResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints)),
-        ApiKey::ShareFetch => {
-            edit::<ShareFetchResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
-        }
+        ApiKey::Produce => edit::<ProduceResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
+        ApiKey::Fetch => edit::<FetchResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
+        ApiKey::ShareFetch => edit::<ShareFetchResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
         ApiKey::ShareAcknowledge => {
-            edit::<ShareAcknowledgeResponse>(request, frame, |r| addresses::endpoints(route, &mut r.node_endpoints))
+            edit::<ShareAcknowledgeResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints))
         }
         other => anyhow::bail!("{other:?} responses carry no broker address"),
     }

@@ -11,6 +11,7 @@ mod fence;
 mod port_map;
 mod topology;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -88,6 +89,8 @@ pub struct Route {
     /// the same across a switchover.
     cluster_id: Mutex<Option<StrBytes>>,
     switching: AtomicBool,
+    /// Topics named in metadata answers to this route's clients: what a switchover must check.
+    topics_seen: Mutex<BTreeSet<String>>,
     /// Cancelled to make the route's current connections drain and close.
     session: Mutex<CancellationToken>,
     /// The gateway's shutdown token; every session is its child.
@@ -110,6 +113,7 @@ impl Route {
             upstream: RwLock::new(upstream),
             cluster_id: Mutex::new(config.cluster_id.clone().map(StrBytes::from_string)),
             switching: AtomicBool::new(false),
+            topics_seen: Mutex::new(BTreeSet::new()),
             session: Mutex::new(shutdown.child_token()),
             shutdown: shutdown.clone(),
         }
@@ -128,6 +132,20 @@ impl Route {
     /// The cluster id to show clients for a response that carries `actual`.
     pub fn presented_cluster_id(&self, actual: &StrBytes) -> StrBytes {
         self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| actual.clone()).clone()
+    }
+
+    /// Note topics a client of the route asked about.
+    pub fn saw_topics<'t>(&self, topics: impl Iterator<Item = &'t str>) {
+        let mut seen = self.topics_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for topic in topics {
+            if !seen.contains(topic) {
+                seen.insert(topic.to_string());
+            }
+        }
+    }
+
+    pub fn topics_seen(&self) -> Vec<String> {
+        self.topics_seen.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// Claim the route for a switchover; `None` while another one runs.

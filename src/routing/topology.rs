@@ -8,7 +8,7 @@
 //! only ever added or updated, never dropped: a broker that is briefly absent from metadata
 //! keeps its address so its port keeps working when it returns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -136,5 +136,35 @@ impl Topology {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+
+    /// Every topic of the cluster (internal ones excluded) and its partition count.
+    pub async fn topics(self: &Arc<Self>, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, usize>> {
+            let metadata = this.client.fetch_metadata(None, timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+                .map(|t| (t.name().to_string(), t.partitions().len()))
+                .collect())
+        })
+        .await?
+    }
+
+    /// `(low, high)` watermarks of each partition of `topic`, in partition order.
+    pub async fn watermarks(
+        self: &Arc<Self>,
+        topic: &str,
+        partitions: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<(i64, i64)>> {
+        let this = Arc::clone(self);
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i64, i64)>> {
+            (0..partitions as i32).map(|p| Ok(this.client.fetch_watermarks(&topic, p, timeout)?)).collect()
+        })
+        .await?
     }
 }

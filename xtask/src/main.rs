@@ -3,6 +3,10 @@
 //! - `demo`: start a local Kafka 4.1 on 127.0.0.1:9092, the gateway in front of it on its
 //!   built-in default config, and show messages and metadata going through it.
 //! - `test`: install what the tests need and run the whole suite.
+//! - `bench [--quick]`: the gateway against direct Kafka on this machine; writes
+//!   `target/bench/report.md` and `report.json` (see [`bench`]).
+
+mod bench;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,8 +21,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | cargo xtask test [cargo test args]");
+            eprintln!("usage: cargo xtask demo | cargo xtask test [cargo test args] | cargo xtask bench [--quick]");
             return ExitCode::from(2);
         }
     };

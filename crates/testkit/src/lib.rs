@@ -11,6 +11,9 @@
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process;
 //! - [`haproxy`]: HAProxy in front of gateway nodes, optionally sending PROXY protocol headers;
+//! - [`mirrormaker`]: MirrorMaker 2 replicating one cluster into another, and end/committed
+//!   offset checks on both sides;
+//! - [`numbered`]: numbered records sent and read by the Java client, for switchover drills;
 //! - [`process`], [`ports`], [`poll`]: the plumbing (processes that die with the test, free
 //!   ports, waiting by polling).
 //!
@@ -22,6 +25,8 @@ pub mod haproxy;
 pub mod java;
 pub mod kafka;
 pub mod kcat;
+pub mod mirrormaker;
+pub mod numbered;
 pub mod poll;
 pub mod ports;
 pub mod process;
@@ -35,6 +40,8 @@ pub use gateway::GatewayProcess;
 pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
+pub use mirrormaker::{committed_offsets, end_offsets, MirrorMaker, MirrorOptions};
+pub use numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
 pub use ports::{free_port, free_port_block};
 pub use process::{ChildGuard, CommandOutput};
 pub use wire::{fetch_metadata, KafkaWire};

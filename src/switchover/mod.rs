@@ -1,0 +1,332 @@
+//! Live client switchover: move every client of a route from its current streaming domain to
+//! another, without a restart and without losing an acknowledged record.
+//!
+//! A switchover runs in phases, each timed and reported:
+//! 1. **Pre-flight**: the destination answers; every topic the route's clients use exists there
+//!    with the same partition count; replication lag per partition. A dry run stops here, and
+//!    any failure here refuses the switchover before clients notice anything.
+//! 2. **Fence**: the route forwards no new request (clients see a pause) and waits for the
+//!    requests already forwarded to be answered.
+//! 3. **Catch-up** (optional): wait until replication has caught up by the chosen policy; on
+//!    timeout the fence opens again on the source and the switchover is reported aborted.
+//! 4. **Cut**: new connections go to the destination, current ones drain and close so their
+//!    clients reconnect and refresh metadata, and the fence opens.
+
+mod catch_up;
+pub mod reload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use crate::gateway::start_upstream;
+use crate::routing::{Route, Upstream};
+
+pub use catch_up::CatchUpPolicy;
+
+/// How long pre-flight may wait for a cluster to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on the catch-up phase.
+const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What an operator asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwitchoverRequest {
+    /// The destination streaming domain.
+    pub to: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The catch-up gate; the route's configured one when absent.
+    #[serde(default)]
+    pub catch_up: Option<CatchUpPolicy>,
+    /// Bound on the catch-up phase; the route's configured one, else 60 s, when absent.
+    #[serde(default)]
+    pub catch_up_timeout_ms: Option<u64>,
+    /// Topics to check; by default those the route's clients have asked about, else every topic.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+}
+
+/// What happened, phase by phase.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverReport {
+    pub route: String,
+    pub from: String,
+    pub to: String,
+    pub dry_run: bool,
+    /// `completed`, `dry-run` or `aborted`.
+    pub outcome: &'static str,
+    pub message: String,
+    pub phases: Vec<PhaseReport>,
+    pub topics: Vec<TopicReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseReport {
+    pub name: &'static str,
+    pub duration_ms: u64,
+    pub detail: String,
+}
+
+/// One topic on both sides, as pre-flight (and catch-up) found it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicReport {
+    pub topic: String,
+    pub source_partitions: usize,
+    pub destination_partitions: Option<usize>,
+    /// Per partition: source end offset minus destination end offset.
+    pub offset_lag: Vec<i64>,
+    /// Records held by the source minus records held by the destination.
+    pub record_lag: i64,
+}
+
+/// Why a switchover was refused before anything was fenced.
+#[derive(Debug)]
+pub enum Refusal {
+    UnknownRoute { route: String, known: Vec<String> },
+    UnknownDomain { domain: String, known: Vec<String> },
+    AlreadyThere { domain: String },
+    Busy { route: String },
+    Unreachable { domain: String, cause: String },
+    NotReady(Box<SwitchoverReport>),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UnknownRoute { route, known } => write!(f, "no route `{route}`; routes are: {}", known.join(", ")),
+            Refusal::UnknownDomain { domain, known } => {
+                write!(f, "no streaming domain `{domain}`; domains are: {}", known.join(", "))
+            }
+            Refusal::AlreadyThere { domain } => write!(f, "the route already points at `{domain}`"),
+            Refusal::Busy { route } => {
+                write!(f, "a switchover of route `{route}` is already running; wait for it to finish")
+            }
+            Refusal::Unreachable { domain, cause } => write!(
+                f,
+                "destination `{domain}` is unreachable ({cause}); nothing was fenced. Check its bootstrapServers and retry"
+            ),
+            Refusal::NotReady(report) => write!(f, "{}", report.message),
+        }
+    }
+}
+
+/// What a switchover needs from the running gateway.
+pub struct Switchboard<'a> {
+    pub config: &'a GatewayConfig,
+    pub routes: &'a [Arc<Route>],
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Switchboard<'_> {
+    /// Run a switchover of `route_name` to completion (or its dry run, or its abort).
+    pub async fn switch(&self, route_name: &str, request: &SwitchoverRequest) -> Result<SwitchoverReport, Refusal> {
+        let route = self.route(route_name)?;
+        let _claim = route.begin_switch().ok_or_else(|| Refusal::Busy { route: route_name.to_string() })?;
+        let source = route.upstream();
+        if source.domain == request.to {
+            return Err(Refusal::AlreadyThere { domain: request.to.clone() });
+        }
+        self.domain_exists(&request.to)?;
+        let defaults = self.config.routes.iter().find(|r| r.name == route_name);
+        let catch_up = request.catch_up.or(defaults.map(|d| d.catch_up)).unwrap_or_default();
+        let catch_up_timeout = request
+            .catch_up_timeout_ms
+            .map(Duration::from_millis)
+            .or(defaults.and_then(|d| d.catch_up_timeout))
+            .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT);
+        let mut run = Run::new(route, &source, request);
+        let destination = run.preflight(self).await?;
+        if request.dry_run {
+            destination.retire();
+            return Ok(run.report("dry-run", "pre-flight passed; nothing was changed".into()));
+        }
+        run.fence(self.config.proxy.drain_timeout).await;
+        if let Err(why) = run.catch_up(&destination, catch_up, catch_up_timeout).await {
+            route.fence.open();
+            destination.retire();
+            tracing::warn!(route = route_name, "switchover aborted, clients stay on `{}`: {why}", source.domain);
+            return Ok(run.report("aborted", format!("{why}; the route was unfenced on `{}`", source.domain)));
+        }
+        run.cut(destination);
+        Ok(run.report("completed", format!("route `{route_name}` now points at `{}`", request.to)))
+    }
+
+    fn route(&self, name: &str) -> Result<&Arc<Route>, Refusal> {
+        self.routes.iter().find(|r| r.name == name).ok_or_else(|| Refusal::UnknownRoute {
+            route: name.to_string(),
+            known: self.routes.iter().map(|r| r.name.clone()).collect(),
+        })
+    }
+
+    fn domain_exists(&self, name: &str) -> Result<(), Refusal> {
+        if self.config.domains.iter().any(|d| d.name == name) {
+            return Ok(());
+        }
+        Err(Refusal::UnknownDomain {
+            domain: name.to_string(),
+            known: self.config.domains.iter().map(|d| d.name.clone()).collect(),
+        })
+    }
+}
+
+/// One switchover in progress: what it has found and how long each phase took.
+struct Run<'a> {
+    route: &'a Route,
+    source: &'a Arc<Upstream>,
+    request: &'a SwitchoverRequest,
+    phases: Vec<PhaseReport>,
+    topics: Vec<TopicReport>,
+    /// Partition counts of the checked topics on the source.
+    partitions: BTreeMap<String, usize>,
+}
+
+impl<'a> Run<'a> {
+    fn new(route: &'a Route, source: &'a Arc<Upstream>, request: &'a SwitchoverRequest) -> Self {
+        Run { route, source, request, phases: Vec::new(), topics: Vec::new(), partitions: BTreeMap::new() }
+    }
+
+    fn phase(&mut self, name: &'static str, started: Instant, detail: String) {
+        let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(route = %self.route.name, phase = name, duration_ms, "switchover: {detail}");
+        self.phases.push(PhaseReport { name, duration_ms, detail });
+    }
+
+    /// Reach the destination and compare the route's topics on both sides.
+    async fn preflight(&mut self, board: &Switchboard<'_>) -> Result<Arc<Upstream>, Refusal> {
+        let started = Instant::now();
+        let to = &self.request.to;
+        let unreachable = |cause: String| Refusal::Unreachable { domain: to.clone(), cause };
+        let destination = start_upstream(board.config, to, Some(&self.source.bootstrap_server_id), board.shutdown)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let probe = async {
+            destination.topology.refresh(PROBE_TIMEOUT).await?;
+            let source_topics = self.source.topology.topics(PROBE_TIMEOUT).await?;
+            let destination_topics = destination.topology.topics(PROBE_TIMEOUT).await?;
+            anyhow::Ok((source_topics, destination_topics))
+        };
+        let (source_topics, destination_topics) = match probe.await {
+            Ok(found) => found,
+            Err(e) => {
+                destination.retire();
+                return Err(unreachable(format!("{e:#}")));
+            }
+        };
+        let wanted = self.topics_to_check(&source_topics);
+        self.partitions = wanted.iter().filter_map(|t| Some((t.clone(), *source_topics.get(t)?))).collect();
+        let missing: Vec<String> = wanted.iter().filter(|t| !source_topics.contains_key(*t)).cloned().collect();
+        self.topics = match catch_up::compare(self.source, &destination, &self.partitions, &destination_topics).await {
+            Ok(topics) => topics,
+            Err(e) => {
+                destination.retire();
+                return Err(unreachable(format!("{e:#}")));
+            }
+        };
+        let mismatched: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|t| t.destination_partitions != Some(t.source_partitions))
+            .map(|t| match t.destination_partitions {
+                None => format!("`{}` is missing", t.topic),
+                Some(n) => format!("`{}` has {n} partitions instead of {}", t.topic, t.source_partitions),
+            })
+            .collect();
+        let lag: i64 = self.topics.iter().map(|t| t.record_lag).sum();
+        let detail = format!(
+            "destination reachable; {} topics checked ({} not on the source: {}); replication lag {lag} records",
+            self.topics.len(),
+            missing.len(),
+            missing.join(", ")
+        );
+        self.phase("pre-flight", started, detail);
+        if !mismatched.is_empty() {
+            destination.retire();
+            let message = format!(
+                "destination `{to}` is not ready: {}. Create the topics there (or let the replication tool do it) and retry; nothing was fenced",
+                mismatched.join("; ")
+            );
+            return Err(Refusal::NotReady(Box::new(self.report("refused", message))));
+        }
+        Ok(destination)
+    }
+
+    fn topics_to_check(&self, source_topics: &BTreeMap<String, usize>) -> Vec<String> {
+        if let Some(topics) = &self.request.topics {
+            return topics.clone();
+        }
+        let seen = self.route.topics_seen();
+        if !seen.is_empty() {
+            return seen;
+        }
+        source_topics.keys().filter(|t| !catch_up::is_replication_internal(t)).cloned().collect()
+    }
+
+    /// Stop forwarding new requests and wait for those in flight to be answered.
+    async fn fence(&mut self, bound: Duration) {
+        let started = Instant::now();
+        self.route.fence.close();
+        let in_flight = &self.route.metrics.requests_in_flight;
+        while in_flight.get() > 0 && started.elapsed() < bound {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = in_flight.get();
+        let detail = if left > 0 {
+            format!("fenced (hold); {left} requests still unanswered after {bound:?}, they will be retried by clients")
+        } else {
+            "fenced (hold); every in-flight request answered".to_string()
+        };
+        self.phase("fence", started, detail);
+    }
+
+    async fn catch_up(
+        &mut self,
+        destination: &Arc<Upstream>,
+        policy: CatchUpPolicy,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let result = catch_up::wait(policy, self.source, destination, &self.partitions, timeout).await;
+        let (detail, outcome) = match result {
+            Ok(Some(topics)) => {
+                self.topics = topics;
+                (format!("replication caught up ({policy})"), Ok(()))
+            }
+            Ok(None) => ("skipped (policy none)".to_string(), Ok(())),
+            Err(why) => (why.clone(), Err(why)),
+        };
+        self.phase("catch-up", started, detail);
+        outcome
+    }
+
+    fn cut(&mut self, destination: Arc<Upstream>) {
+        let started = Instant::now();
+        let to = destination.domain.clone();
+        let previous = self.route.replace_upstream(destination);
+        // Reset before unfencing: a parked connection must see its session end, not the open gate.
+        self.route.reset_connections();
+        self.route.fence.open();
+        previous.retire();
+        self.phase("cut", started, format!("new connections go to `{to}`; existing ones drain and reconnect"));
+    }
+
+    fn report(&self, outcome: &'static str, message: String) -> SwitchoverReport {
+        SwitchoverReport {
+            route: self.route.name.clone(),
+            from: self.source.domain.clone(),
+            to: self.request.to.clone(),
+            dry_run: self.request.dry_run,
+            outcome,
+            message,
+            phases: self.phases.clone(),
+            topics: self.topics.clone(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Applying an edited config file to a running gateway (SIGHUP).
+//!
+//! The procedure users know from Confluent Gateway — change a route's `streamingDomain.name`
+//! and restart — works here without the restart: a route whose domain changed between the
+//! running file and the edited one is switched over live, with its configured catch-up gate.
+//! Routes that did not change keep their connections untouched. Changes that need new
+//! listeners or new clients (new or removed routes, endpoints, ports, domain definitions, proxy
+//! settings) are reported as needing a restart and not applied: a reload never half-applies.
+
+use serde::Serialize;
+
+use super::{Switchboard, SwitchoverReport, SwitchoverRequest};
+use crate::config::{DomainConfig, GatewayConfig, RouteConfig};
+
+/// What a reload did, route by route.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadOutcome {
+    pub source: String,
+    pub switched: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub needs_restart: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Apply `edited` over `running`, switching routes through `board` (whose config is `running`).
+pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOutcome, Vec<SwitchoverReport>) {
+    let running = board.config;
+    let mut outcome = ReloadOutcome { source: edited.source.clone(), ..ReloadOutcome::default() };
+    let mut reports = Vec::new();
+    outcome.needs_restart.extend(domain_changes(&running.domains, &edited.domains));
+    for route in &running.routes {
+        if !edited.routes.iter().any(|r| r.name == route.name) {
+            outcome.needs_restart.push(format!("route `{}` was removed", route.name));
+        }
+    }
+    for new in &edited.routes {
+        let Some(old) = running.routes.iter().find(|r| r.name == new.name) else {
+            outcome.needs_restart.push(format!("route `{}` is new", new.name));
+            continue;
+        };
+        if let Some(change) = listener_change(old, new) {
+            outcome.needs_restart.push(format!("route `{}`: {change}", new.name));
+        } else if old.domain == new.domain {
+            outcome.unchanged.push(new.name.clone());
+        } else {
+            let request = SwitchoverRequest {
+                to: new.domain.clone(),
+                dry_run: false,
+                catch_up: Some(new.catch_up),
+                catch_up_timeout_ms: new.catch_up_timeout.map(|t| t.as_millis() as u64),
+                topics: None,
+            };
+            match board.switch(&new.name, &request).await {
+                Ok(report) if report.outcome == "completed" => {
+                    outcome.switched.push(format!("{}: {} -> {}", new.name, old.domain, new.domain));
+                    reports.push(report);
+                }
+                Ok(report) => {
+                    outcome.failed.push(format!("{}: {}", new.name, report.message));
+                    reports.push(report);
+                }
+                Err(refusal) => outcome.failed.push(format!("{}: {refusal}", new.name)),
+            }
+        }
+    }
+    (outcome, reports)
+}
+
+/// Why a route's listeners or client-visible identity would change, if they would.
+fn listener_change(old: &RouteConfig, new: &RouteConfig) -> Option<&'static str> {
+    if old.endpoint != new.endpoint || old.bind_ip != new.bind_ip {
+        Some("its endpoint or bindAddress changed")
+    } else if old.port_map != new.port_map {
+        Some("its port map changed (nodeIdRanges)")
+    } else if old.bootstrap_server_id != new.bootstrap_server_id || old.cluster_id != new.cluster_id {
+        Some("its bootstrapServerId or clusterId changed")
+    } else {
+        None
+    }
+}
+
+fn domain_changes(running: &[DomainConfig], edited: &[DomainConfig]) -> Vec<String> {
+    edited
+        .iter()
+        .filter(|new| {
+            running.iter().find(|old| old.name == new.name).is_none_or(|old| {
+                old.bootstrap_servers
+                    .iter()
+                    .map(|s| (&s.id, &s.addresses))
+                    .ne(new.bootstrap_servers.iter().map(|s| (&s.id, &s.addresses)))
+            })
+        })
+        .map(|d| format!("streaming domain `{}` is new or its bootstrapServers changed", d.name))
+        .collect()
+}

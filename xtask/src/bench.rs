@@ -1,0 +1,540 @@
+//! `cargo xtask bench [--quick]`: the gateway against direct Kafka, on this machine, in one run.
+//!
+//! Builds the release gateway, starts a real Kafka (1 broker, then 3; `--quick`: 1 only) and a
+//! gateway in front of it, and runs each workload straight against the brokers and through the
+//! gateway, alternating sides (D G G D D G …) so that drift of the machine hits both alike:
+//!
+//! - produce throughput: `ProducerPerformance`, 1 KiB records, `acks=1` and `acks=all`, a
+//!   6-partition topic;
+//! - consume throughput: `ConsumerPerformance` over the same data;
+//! - latency at half load: `ProducerPerformance --throughput` at half the direct `acks=all`
+//!   maximum (whole-ms percentiles), the same load from `xtask/java/LatencyProbe.java`
+//!   (µs resolution), and produce-then-consume round trips from Kafka's `EndToEndLatency` and
+//!   from the probe;
+//! - gateway cost: CPU seconds (utime+stime of the gateway process) per byte it proxied
+//!   (`switchyard_bytes_total`), and its peak RSS;
+//! - connection cost: N idle client connections (see [`connections`]).
+//!
+//! It writes `target/bench/report.md` and `target/bench/report.json` and exits 0 whenever it
+//! ran: goals are reported as pass/fail, never enforced.
+
+mod connections;
+mod report;
+mod system;
+mod tools;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use switchyard_testkit::{free_port_block, java, ClusterSpec, GatewayProcess, KafkaCluster, KafkaJars};
+
+use crate::{cargo, step, target_dir};
+use report::{ClusterReport, Comparison, Cost, Report, RunRecord};
+use system::{cpu_seconds, metric_sum, scrape_metrics, vm_kib, Machine};
+
+const RECORD_SIZE: usize = 1024;
+const PARTITIONS: i32 = 6;
+const THROUGHPUT_TOPIC: &str = "bench-throughput";
+const LATENCY_TOPIC: &str = "bench-latency";
+const E2E_TOPIC: &str = "bench-e2e";
+/// What the bench asks for; the broker and the gateway inherit it.
+const NOFILE_WANTED: u64 = 65536;
+/// The brokers' accept backlog (Kafka's default is 50): the connection test opens thousands of
+/// broker connections through the gateway at once, and that measures the gateway, not this.
+const BROKER_LISTEN_BACKLOG: &str = "1024";
+
+/// How much of everything to run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub mode: &'static str,
+    pub broker_counts: Vec<usize>,
+    pub record_size: usize,
+    pub partitions: i32,
+    /// Records per throughput run (each produce run, and what each consume run reads).
+    pub produce_records: u64,
+    /// Unmeasured runs on both sides first, so neither side meets a cold broker.
+    pub warmup_records: u64,
+    /// Direct/gateway pairs per throughput workload.
+    pub throughput_reps: usize,
+    /// Direct/gateway pairs per latency workload.
+    pub latency_reps: usize,
+    pub latency_seconds: f64,
+    /// Round trips per end-to-end latency run.
+    pub e2e_messages: u64,
+    pub connections: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                mode: "quick",
+                broker_counts: vec![1],
+                record_size: RECORD_SIZE,
+                partitions: PARTITIONS,
+                produce_records: 150_000,
+                warmup_records: 50_000,
+                throughput_reps: 1,
+                latency_reps: 1,
+                latency_seconds: 5.0,
+                e2e_messages: 1_000,
+                connections: 5_000,
+            }
+        } else {
+            Plan {
+                mode: "full",
+                broker_counts: vec![1, 3],
+                record_size: RECORD_SIZE,
+                partitions: PARTITIONS,
+                produce_records: 500_000,
+                warmup_records: 100_000,
+                throughput_reps: 2,
+                latency_reps: 2,
+                latency_seconds: 10.0,
+                e2e_messages: 3_000,
+                connections: 10_000,
+            }
+        }
+    }
+}
+
+pub fn bench(args: &[String]) -> Result<ExitCode> {
+    let mut quick = false;
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            other => bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick]"),
+        }
+    }
+    let plan = Plan::new(quick);
+    let started = Instant::now();
+    let nofile = system::raise_nofile_limit(NOFILE_WANTED)?;
+
+    step("building the gateway (release): cargo build --release -p switchyard");
+    let status = cargo().args(["build", "--release", "--quiet", "-p", "switchyard", "--bin", "switchyard"]).status()?;
+    if !status.success() {
+        bail!("the release build failed");
+    }
+    let binary = target_dir().join("release/switchyard");
+    step("fetching the Kafka 4.1.1 jars (cached after the first run)");
+    KafkaJars::ensure()?;
+    let machine = Machine::describe();
+    println!("    {} x {}, {} GiB, kernel {}", machine.nproc, machine.cpu_model, machine.memory_gib, machine.kernel);
+
+    let mut notes = Vec::new();
+    let mut clusters = Vec::new();
+    let mut connection_report = None;
+    for &brokers in &plan.broker_counts {
+        step(&format!("starting a {brokers}-broker Kafka 4.1.1"));
+        let spec = ClusterSpec::with_brokers(brokers).prop("socket.listen.backlog.size", BROKER_LISTEN_BACKLOG);
+        let cluster = KafkaCluster::start(spec)?;
+        clusters.push(run_cluster(&plan, &cluster, &binary)?);
+        if brokers == 1 {
+            // Gateway: 2 fds per connection; broker and bench: 1 each; plus JVM jars and slack.
+            let affordable = (nofile.saturating_sub(2_000) / 2) as usize;
+            let n = plan.connections.min(affordable);
+            if n < plan.connections {
+                notes.push(format!(
+                    "RLIMIT_NOFILE is {nofile} here: the connection test used {n} connections, not {}",
+                    plan.connections
+                ));
+            }
+            connection_report = Some(connections::idle_connections(&cluster, &binary, n, nofile)?);
+        }
+        step(&format!("stopping the {brokers}-broker Kafka"));
+        drop(cluster);
+    }
+
+    let report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed());
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let (md, json) = (dir.join("report.md"), dir.join("report.json"));
+    std::fs::write(&md, report.markdown())?;
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
+    step("results");
+    print!("{}", report.summary());
+    println!("\n    full report: {}\n                 {}", md.display(), json.display());
+    println!("    took {:.0} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A gateway in front of a cluster, with its admin API on a free port.
+pub(crate) struct Gateway {
+    pub process: GatewayProcess,
+    pub bootstrap: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+pub(crate) fn start_gateway(binary: &Path, cluster: &KafkaCluster) -> Result<Gateway> {
+    let brokers = cluster.brokers();
+    let first = brokers.iter().map(|(id, _)| *id).min().unwrap_or(1);
+    let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
+    let base_port = free_port_block((last - first + 2) as u16);
+    let admin_port = free_port_block(1);
+    let yaml = format!(
+        r#"gateway:
+  streamingDomains:
+    - name: bench-kafka
+      type: kafka
+      kafkaCluster:
+        name: bench-cluster
+        bootstrapServers:
+          - id: plaintext
+            endpoint: "{bootstrap}"
+        nodeIdRanges:
+          - name: brokers
+            start: {first}
+            end: {last}
+  routes:
+    - name: main
+      endpoint: "127.0.0.1:{base_port}"
+      brokerIdentificationStrategy:
+        type: port
+      streamingDomain:
+        name: bench-kafka
+        bootstrapServerId: plaintext
+  admin:
+    address: "127.0.0.1:{admin_port}"
+"#,
+        bootstrap = cluster.bootstrap(),
+    );
+    let bootstrap = SocketAddr::from(([127, 0, 0, 1], base_port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let process = GatewayProcess::start(binary, &yaml, &[bootstrap, admin])?;
+    Ok(Gateway { process, bootstrap, admin })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Direct,
+    Gateway,
+}
+
+/// D G, G D, D G, …: each pair swaps who goes first, so a steady drift favours neither side.
+fn sides(pairs: usize) -> Vec<Side> {
+    (0..pairs)
+        .flat_map(|i| if i % 2 == 0 { [Side::Direct, Side::Gateway] } else { [Side::Gateway, Side::Direct] })
+        .collect()
+}
+
+/// One cluster's workloads, with the gateway's CPU and bytes sampled around each gateway run.
+struct Bench {
+    direct: String,
+    gateway: Gateway,
+    costs: BTreeMap<&'static str, Cost>,
+    comparisons: BTreeMap<&'static str, Comparison>,
+    order: Vec<&'static str>,
+    runs: Vec<RunRecord>,
+}
+
+impl Bench {
+    fn bootstrap(&self, side: Side) -> String {
+        match side {
+            Side::Direct => self.direct.clone(),
+            Side::Gateway => self.gateway.bootstrap.to_string(),
+        }
+    }
+
+    /// Runs `work` against `side`; on the gateway side, charges its CPU time and bytes to
+    /// `workload` (unless `None`: warm-up).
+    fn run<T: serde::Serialize>(
+        &mut self,
+        side: Side,
+        workload: Option<&'static str>,
+        work: impl FnOnce(&str) -> Result<T>,
+    ) -> Result<T> {
+        let bootstrap = self.bootstrap(side);
+        if side == Side::Direct {
+            let result = work(&bootstrap)?;
+            self.record(side, workload, &result, None);
+            return Ok(result);
+        }
+        let pid = self.gateway.process.pid();
+        let (cpu0, bytes0) = (cpu_seconds(pid)?, self.gateway_bytes()?);
+        let result = work(&bootstrap).with_context(|| format!("gateway log:\n{}", self.gateway.process.log_tail()))?;
+        let (cpu1, bytes1) = (cpu_seconds(pid)?, self.gateway_bytes()?);
+        let cost = (cpu1 - cpu0, bytes1 - bytes0);
+        if let Some(workload) = workload {
+            self.costs.entry(workload).or_insert_with(|| Cost::new(workload)).add(cost.0, cost.1);
+        }
+        self.record(side, workload, &result, Some(cost));
+        Ok(result)
+    }
+
+    fn record<T: serde::Serialize>(
+        &mut self,
+        side: Side,
+        workload: Option<&str>,
+        result: &T,
+        cost: Option<(f64, f64)>,
+    ) {
+        let result = serde_json::to_value(result).unwrap_or_default();
+        println!(
+            "    {:<8} {:<22} {}{}",
+            format!("{side:?}"),
+            workload.unwrap_or("warm-up"),
+            compact(&result),
+            cost.map(|(cpu, bytes)| format!("  [gateway {cpu:.2} CPU s, {:.1} MB]", bytes / 1e6)).unwrap_or_default()
+        );
+        self.runs.push(RunRecord {
+            workload: workload.unwrap_or("warm-up").to_owned(),
+            side,
+            result,
+            gateway_cpu_s: cost.map(|c| c.0),
+            gateway_bytes: cost.map(|c| c.1),
+        });
+    }
+
+    fn gateway_bytes(&self) -> Result<f64> {
+        Ok(metric_sum(&scrape_metrics(self.gateway.admin)?, "switchyard_bytes_total"))
+    }
+
+    /// Adds one side's value to the comparison `key`.
+    fn compare(&mut self, key: &'static str, name: &str, unit: &str, higher_is_better: bool, side: Side, value: f64) {
+        if !self.comparisons.contains_key(key) {
+            self.order.push(key);
+        }
+        let c = self.comparisons.entry(key).or_insert_with(|| Comparison::new(key, name, unit, higher_is_better));
+        match side {
+            Side::Direct => c.direct.push(value),
+            Side::Gateway => c.gateway.push(value),
+        }
+    }
+}
+
+/// Compact one-line rendering of a run's figures for the console.
+fn compact(value: &serde_json::Value) -> String {
+    match value.as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(k, v)| match v.as_f64() {
+                Some(f) if f.fract() != 0.0 => format!("{k}={f:.3}"),
+                _ => format!("{k}={v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => value.to_string(),
+    }
+}
+
+fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<ClusterReport> {
+    let brokers = cluster.brokers().len();
+    let replication = brokers.min(3) as i16;
+    let direct = cluster.bootstrap();
+    step(&format!("{brokers} broker(s): topics ({PARTITIONS} partitions, replication factor {replication})"));
+    for (topic, partitions) in [(THROUGHPUT_TOPIC, PARTITIONS), (LATENCY_TOPIC, PARTITIONS), (E2E_TOPIC, 1)] {
+        java::create_topic(&direct, topic, partitions, replication)?;
+        cluster.wait_for_topic(topic, partitions as usize)?;
+    }
+    step(&format!("{brokers} broker(s): starting the gateway"));
+    let gateway = start_gateway(binary, cluster)?;
+    println!("    gateway on {} (admin {}), brokers {direct}", gateway.bootstrap, gateway.admin);
+    let mut b = Bench {
+        direct,
+        gateway,
+        costs: BTreeMap::new(),
+        comparisons: BTreeMap::new(),
+        order: Vec::new(),
+        runs: Vec::new(),
+    };
+    let (n, size) = (plan.produce_records, plan.record_size);
+
+    step(&format!("{brokers} broker(s): warm-up, both sides ({} records)", plan.warmup_records));
+    for side in sides(1) {
+        b.run(side, None, |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, plan.warmup_records, size, -1, "1"))?;
+    }
+    for side in sides(1) {
+        let group = format!("bench-warmup-{side:?}");
+        b.run(side, None, |bs| tools::consumer_perf(bs, THROUGHPUT_TOPIC, plan.warmup_records, &group))?;
+    }
+
+    for (acks, workload, key, key_rec) in [
+        ("1", "produce acks=1", "produce_acks1_mib_s", "produce_acks1_rec_s"),
+        ("all", "produce acks=all", "produce_acksall_mib_s", "produce_acksall_rec_s"),
+    ] {
+        step(&format!("{brokers} broker(s): {workload}, {n} records of {size} B, unthrottled"));
+        for side in sides(plan.throughput_reps) {
+            let r = b.run(side, Some(workload), |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, n, size, -1, acks))?;
+            b.compare(key, &format!("{workload} throughput"), "MiB/s", true, side, r.mib_per_sec);
+            b.compare(key_rec, &format!("{workload} throughput"), "records/s", true, side, r.records_per_sec);
+            b.compare(
+                if acks == "1" { "produce_acks1_p99_ms" } else { "produce_acksall_p99_ms" },
+                &format!("{workload} p99 latency at full load"),
+                "ms",
+                false,
+                side,
+                r.p99_ms,
+            );
+        }
+    }
+
+    step(&format!("{brokers} broker(s): consume, {n} records from the start of the topic, a new group each run"));
+    for (i, side) in sides(plan.throughput_reps).into_iter().enumerate() {
+        let group = format!("bench-consume-{i}");
+        let r = b.run(side, Some("consume"), |bs| tools::consumer_perf(bs, THROUGHPUT_TOPIC, n, &group))?;
+        b.compare("consume_mib_s", "consume throughput (fetch time)", "MiB/s", true, side, r.fetch_mib_per_sec);
+        b.compare(
+            "consume_rec_s",
+            "consume throughput (fetch time)",
+            "records/s",
+            true,
+            side,
+            r.fetch_messages_per_sec,
+        );
+        b.compare(
+            "consume_total_mib_s",
+            "consume throughput (group join included)",
+            "MiB/s",
+            true,
+            side,
+            r.mib_per_sec,
+        );
+    }
+
+    let direct_max = median(&b.comparisons["produce_acksall_rec_s"].direct);
+    let rate = (direct_max / 2.0).round().max(100.0);
+    let latency_records = (rate * plan.latency_seconds) as u64;
+    step(&format!(
+        "{brokers} broker(s): publish latency at half load: {rate:.0} records/s (half the direct acks=all maximum), acks=all, {} s",
+        plan.latency_seconds
+    ));
+    for side in sides(plan.latency_reps) {
+        let r = b.run(side, Some("latency"), |bs| {
+            tools::producer_perf(bs, LATENCY_TOPIC, latency_records, size, rate as i64, "all")
+        })?;
+        b.compare("pp_half_p50_ms", "ProducerPerformance at half load p50", "ms", false, side, r.p50_ms);
+        b.compare("pp_half_p99_ms", "ProducerPerformance at half load p99", "ms", false, side, r.p99_ms);
+        b.compare("pp_half_p999_ms", "ProducerPerformance at half load p99.9", "ms", false, side, r.p999_ms);
+        b.compare("pp_half_avg_ms", "ProducerPerformance at half load avg", "ms", false, side, r.avg_ms);
+        b.compare(
+            "pp_half_rec_s",
+            "ProducerPerformance at half load achieved",
+            "records/s",
+            true,
+            side,
+            r.records_per_sec,
+        );
+    }
+    step(&format!(
+        "{brokers} broker(s): LatencyProbe (µs resolution): the same half load, then {} produce-then-consume round trips",
+        plan.e2e_messages
+    ));
+    for side in sides(plan.latency_reps) {
+        let r = b.run(side, Some("latency"), |bs| {
+            tools::latency_probe(
+                bs,
+                LATENCY_TOPIC,
+                rate,
+                plan.latency_seconds,
+                size,
+                "all",
+                E2E_TOPIC,
+                plan.e2e_messages,
+            )
+            .map(|r| serde_json::json!({"produce": r.produce, "e2e": r.e2e}))
+        })?;
+        let value = |part: &str, field: &str| r[part][field].as_f64().unwrap_or(f64::NAN);
+        b.compare(
+            "probe_half_p50_ms",
+            "publish latency at half load p50 (probe)",
+            "ms",
+            false,
+            side,
+            value("produce", "p50_ms"),
+        );
+        b.compare(
+            "probe_half_p99_ms",
+            "publish latency at half load p99 (probe)",
+            "ms",
+            false,
+            side,
+            value("produce", "p99_ms"),
+        );
+        b.compare(
+            "probe_half_p999_ms",
+            "publish latency at half load p99.9 (probe)",
+            "ms",
+            false,
+            side,
+            value("produce", "p999_ms"),
+        );
+        b.compare(
+            "probe_half_avg_ms",
+            "publish latency at half load avg (probe)",
+            "ms",
+            false,
+            side,
+            value("produce", "avg_ms"),
+        );
+        b.compare("probe_e2e_p50_ms", "end-to-end latency p50 (probe)", "ms", false, side, value("e2e", "p50_ms"));
+        b.compare("probe_e2e_p99_ms", "end-to-end latency p99 (probe)", "ms", false, side, value("e2e", "p99_ms"));
+        b.compare("probe_e2e_p999_ms", "end-to-end latency p99.9 (probe)", "ms", false, side, value("e2e", "p999_ms"));
+        b.compare("probe_e2e_avg_ms", "end-to-end latency avg (probe)", "ms", false, side, value("e2e", "avg_ms"));
+    }
+    step(&format!("{brokers} broker(s): EndToEndLatency, {} messages, acks=all", plan.e2e_messages));
+    for side in sides(plan.latency_reps) {
+        let r = b.run(side, Some("latency"), |bs| {
+            tools::end_to_end_latency(bs, E2E_TOPIC, plan.e2e_messages, "all", size)
+        })?;
+        b.compare("e2e_tool_avg_ms", "EndToEndLatency avg", "ms", false, side, r.avg_ms);
+        b.compare("e2e_tool_p50_ms", "EndToEndLatency p50", "ms", false, side, r.p50_ms);
+        b.compare("e2e_tool_p99_ms", "EndToEndLatency p99", "ms", false, side, r.p99_ms);
+        b.compare("e2e_tool_p999_ms", "EndToEndLatency p99.9", "ms", false, side, r.p999_ms);
+    }
+
+    let pid = b.gateway.process.pid();
+    let gateway_peak_rss_kib = vm_kib(pid, "VmHWM")?;
+    let gateway_rss_kib = vm_kib(pid, "VmRSS")?;
+    b.gateway.process.terminate(Duration::from_secs(30));
+    let Bench { mut comparisons, order, costs, runs, .. } = b;
+    let comparisons = order.iter().filter_map(|k| comparisons.remove(k)).map(Comparison::finish).collect();
+    Ok(ClusterReport::new(
+        brokers,
+        replication,
+        rate,
+        comparisons,
+        costs.into_values().collect(),
+        gateway_peak_rss_kib,
+        gateway_rss_kib,
+        runs,
+    ))
+}
+
+/// The median (the mean of the middle two for an even count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_alternate_who_goes_first() {
+        use Side::*;
+        assert_eq!(sides(1), vec![Direct, Gateway]);
+        assert_eq!(sides(3), vec![Direct, Gateway, Gateway, Direct, Direct, Gateway]);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}
