@@ -205,6 +205,15 @@ fn run(arg: &ConfigArg) -> ExitCode {
 }
 
 async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
+    // Handlers first: once the ports are bound, a SIGHUP or SIGTERM must not find the default
+    // action (terminate) still in place.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let gateway = match Gateway::start(&config).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -213,13 +222,6 @@ async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
         }
     };
     tracing::info!(config = %config.source, listeners = gateway.listening().len(), "switchyard gateway started");
-    let mut signals = match Signals::new() {
-        Ok(signals) => signals,
-        Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     loop {
         match signals.next().await {
             Signal::Reload => reload(&gateway, path.as_deref()).await,

@@ -262,7 +262,7 @@ impl Checker<'_> {
         })?;
         let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
         let upstream_bootstrap = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
-        let port_map = PortMap::new(endpoint.port, &switchable_node_ids(domain, domains)).map_err(|problem| {
+        let port_map = PortMap::new(endpoint.port, &switchable_node_ids(domains)).map_err(|problem| {
             self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domains' nodeIdRanges")
         })?;
         Ok(RouteConfig {
@@ -390,14 +390,16 @@ impl Checker<'_> {
     }
 }
 
-/// The node id ranges a route serves: its own domain's, then the parts of every other domain's
-/// ranges not yet covered, so a switchover to any domain finds a port for each of its brokers.
-fn switchable_node_ids(own: &DomainConfig, all: &[DomainConfig]) -> Vec<NodeIdRange> {
-    let mut ranges = own.node_id_ranges.clone();
-    for other in all.iter().filter(|d| d.name != own.name) {
-        for range in &other.node_id_ranges {
+/// The node id ranges every route serves: those of every domain, in the order the domains are
+/// written, each id once. A switchover to any domain then finds a port for each of its
+/// brokers, and since the map does not depend on the route's current domain, editing
+/// `streamingDomain.name` never moves a node id to another port.
+fn switchable_node_ids(domains: &[DomainConfig]) -> Vec<NodeIdRange> {
+    let mut ranges: Vec<NodeIdRange> = Vec::new();
+    for domain in domains {
+        for range in &domain.node_id_ranges {
             for (start, end) in uncovered(range.start, range.end, &ranges) {
-                ranges.push(NodeIdRange { name: format!("{}/{}", other.name, range.name), start, end });
+                ranges.push(NodeIdRange { name: format!("{}/{}", domain.name, range.name), start, end });
             }
         }
     }
@@ -458,11 +460,9 @@ mod tests {
         };
         let source = domain("source", vec![range("a", 1, 3)]);
         let destination = domain("destination", vec![range("b", 2, 6), range("c", 100, 100)]);
-        let ids: Vec<(i32, i32)> = switchable_node_ids(&source, &[source.clone(), destination.clone()])
-            .iter()
-            .map(|r| (r.start, r.end))
-            .collect();
-        assert_eq!(ids, vec![(1, 3), (4, 6), (100, 100)]);
+        let ranges = switchable_node_ids(&[source, destination]);
+        let ids: Vec<(&str, i32, i32)> = ranges.iter().map(|r| (r.name.as_str(), r.start, r.end)).collect();
+        assert_eq!(ids, vec![("source/a", 1, 3), ("destination/b", 4, 6), ("destination/c", 100, 100)]);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use switchyard_testkit::{free_port_block, java, ClusterSpec, GatewayProcess, Kaf
 
 use crate::{cargo, step, target_dir};
 use report::{ClusterReport, Comparison, Cost, Report, RunRecord};
-use system::{cpu_seconds, metric_sum, scrape_metrics, vm_kib, Machine};
+use system::{cpu_seconds, metric_sum, scrape_metrics, vm_kib, CpuSample, Machine};
 
 const RECORD_SIZE: usize = 1024;
 const PARTITIONS: i32 = 6;
@@ -103,11 +103,12 @@ impl Plan {
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    let mut quick = false;
+    let (mut quick, mut wait_quiet) = (false, false);
     for arg in args {
         match arg.as_str() {
             "--quick" => quick = true,
-            other => bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick]"),
+            "--wait-quiet" => wait_quiet = true,
+            other => bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick] [--wait-quiet]"),
         }
     }
     let plan = Plan::new(quick);
@@ -124,6 +125,12 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     KafkaJars::ensure()?;
     let machine = Machine::describe();
     println!("    {} x {}, {} GiB, kernel {}", machine.nproc, machine.cpu_model, machine.memory_gib, machine.kernel);
+    if wait_quiet {
+        step("waiting (up to 10 min) until other processes use under 10% of the CPU");
+        let share = system::wait_for_quiet_machine(0.10, Duration::from_secs(600));
+        println!("    other processes: {:.0}% of the machine's CPU", share * 100.0);
+    }
+    let cpu_at_start = CpuSample::take();
 
     let mut notes = Vec::new();
     let mut clusters = Vec::new();
@@ -134,12 +141,15 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         let cluster = KafkaCluster::start(spec)?;
         clusters.push(run_cluster(&plan, &cluster, &binary)?);
         if brokers == 1 {
-            // Gateway: 2 fds per connection; broker and bench: 1 each; plus JVM jars and slack.
-            let affordable = (nofile.saturating_sub(2_000) / 2) as usize;
+            // The gateway needs 2 fds per connection (client and broker side) plus a few hundred
+            // of its own; the broker and the bench 1 each.
+            let affordable = (nofile.saturating_sub(400) / 2) as usize;
             let n = plan.connections.min(affordable);
             if n < plan.connections {
                 notes.push(format!(
-                    "RLIMIT_NOFILE is {nofile} here: the connection test used {n} connections, not {}",
+                    "RLIMIT_NOFILE could only be raised to {nofile} here (the hard limit; raising it needs \
+                     CAP_SYS_RESOURCE): the gateway needs two descriptors per proxied connection, so the \
+                     connection test used {n} connections, not {}",
                     plan.connections
                 ));
             }
@@ -149,7 +159,19 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         drop(cluster);
     }
 
-    let report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed());
+    let foreign = CpuSample::take().foreign_share_since(&cpu_at_start);
+    if foreign > 0.10 {
+        notes.insert(
+            0,
+            format!(
+                "**The machine was busy**: processes outside the benchmark used {:.0}% of its CPU during the run \
+                 (per-run shares are in report.json), so these figures are noisy. Rerun on a quiet machine \
+                 (`--wait-quiet` waits for one).",
+                foreign * 100.0
+            ),
+        );
+    }
+    let report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed(), foreign);
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
@@ -249,20 +271,23 @@ impl Bench {
         work: impl FnOnce(&str) -> Result<T>,
     ) -> Result<T> {
         let bootstrap = self.bootstrap(side);
+        let machine_before = CpuSample::take();
         if side == Side::Direct {
             let result = work(&bootstrap)?;
-            self.record(side, workload, &result, None);
+            let foreign = CpuSample::take().foreign_share_since(&machine_before);
+            self.record(side, workload, &result, None, foreign);
             return Ok(result);
         }
         let pid = self.gateway.process.pid();
         let (cpu0, bytes0) = (cpu_seconds(pid)?, self.gateway_bytes()?);
         let result = work(&bootstrap).with_context(|| format!("gateway log:\n{}", self.gateway.process.log_tail()))?;
         let (cpu1, bytes1) = (cpu_seconds(pid)?, self.gateway_bytes()?);
+        let foreign = CpuSample::take().foreign_share_since(&machine_before);
         let cost = (cpu1 - cpu0, bytes1 - bytes0);
         if let Some(workload) = workload {
             self.costs.entry(workload).or_insert_with(|| Cost::new(workload)).add(cost.0, cost.1);
         }
-        self.record(side, workload, &result, Some(cost));
+        self.record(side, workload, &result, Some(cost), foreign);
         Ok(result)
     }
 
@@ -272,10 +297,16 @@ impl Bench {
         workload: Option<&str>,
         result: &T,
         cost: Option<(f64, f64)>,
+        foreign_cpu_share: f64,
     ) {
         let result = serde_json::to_value(result).unwrap_or_default();
+        let busy = if foreign_cpu_share > 0.05 {
+            format!("  [other processes used {:.0}% CPU]", foreign_cpu_share * 100.0)
+        } else {
+            String::new()
+        };
         println!(
-            "    {:<8} {:<22} {}{}",
+            "    {:<8} {:<22} {}{}{busy}",
             format!("{side:?}"),
             workload.unwrap_or("warm-up"),
             compact(&result),
@@ -287,6 +318,7 @@ impl Bench {
             result,
             gateway_cpu_s: cost.map(|c| c.0),
             gateway_bytes: cost.map(|c| c.1),
+            foreign_cpu_share,
         });
     }
 

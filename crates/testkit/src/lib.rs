@@ -10,6 +10,7 @@
 //! - [`kcat`]: librdkafka clients through `kcat`;
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process;
+//! - [`drill`]: the client-switchover drill (two clusters, MirrorMaker 2, numbered clients);
 //! - [`haproxy`]: HAProxy in front of gateway nodes, optionally sending PROXY protocol headers;
 //! - [`mirrormaker`]: MirrorMaker 2 replicating one cluster into another, and end/committed
 //!   offset checks on both sides;
@@ -20,6 +21,7 @@
 //! Everything is blocking (std threads and sockets) and every process started is stopped on
 //! drop, or killed by the kernel if the test process dies.
 
+pub mod drill;
 pub mod gateway;
 pub mod haproxy;
 pub mod java;

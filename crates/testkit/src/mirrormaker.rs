@@ -57,8 +57,8 @@ const LIST_OFFSETS_VERSION: i16 = 7;
 const FIND_COORDINATOR_VERSION: i16 = 3;
 const OFFSET_FETCH_VERSION: i16 = 7;
 
-/// MM2's log: its own classes at INFO (topic and group discovery, task starts), the Connect
-/// runtime at WARN, everything to stdout (which goes to the log file).
+/// MM2's log: its own classes at INFO (topic and group discovery, task starts) except the
+/// per-second scheduler timings, the Connect runtime at WARN, all to stdout (the log file).
 const LOG4J_PROPERTIES: &str = "\
 # Written by switchyard-testkit for MirrorMaker 2.
 status = error
@@ -71,6 +71,9 @@ rootLogger.level = WARN
 rootLogger.appenderRef.console.ref = console
 logger.mirror.name = org.apache.kafka.connect.mirror
 logger.mirror.level = INFO
+# \"refreshing topics took 82 ms\" and the like, every second.
+logger.scheduler.name = org.apache.kafka.connect.mirror.Scheduler
+logger.scheduler.level = WARN
 ";
 
 /// What to replicate and how.
@@ -85,9 +88,10 @@ pub struct MirrorOptions {
     /// while a group has no active member there).
     pub sync_group_offsets: bool,
     /// `offset.lag.max`: how far a replicated partition may run past its last offset sync before
-    /// MM2 writes another. MM2's default is 100, which makes translated group offsets lag up to
-    /// 100 records behind; 0 (the default here) syncs on every batch, so a group that caught up
-    /// on the source translates to exactly the same offsets on the destination.
+    /// MM2 writes another. With MM2's default of 100, translated group offsets can trail the
+    /// source's by up to 100 records while traffic flows (a switched consumer re-reads them); 0
+    /// (the default here) queues a sync for every replicated record (MM2 coalesces them per
+    /// partition), so translation is exact whenever the group's position has been replicated.
     pub offset_lag_max: u64,
     /// Replication factor of replicated topics and of every internal topic MM2 creates.
     pub replication_factor: i16,

@@ -87,8 +87,8 @@ impl ProducerReport {
     }
 }
 
-/// `NumberedProducer.java` running in the background; killed if dropped before
-/// [`NumberedProducer::wait`].
+/// `NumberedProducer.java` running in the background. Dropped before [`NumberedProducer::wait`], it
+/// gets SIGTERM and, 10 s later, SIGKILL.
 #[derive(Debug)]
 pub struct NumberedProducer {
     run: ProgramRun,
@@ -203,8 +203,8 @@ impl ConsumerReport {
     }
 }
 
-/// `NumberedConsumer.java` running in the background; killed if dropped before
-/// [`NumberedConsumer::wait`].
+/// `NumberedConsumer.java` running in the background. Dropped before [`NumberedConsumer::wait`], it
+/// gets SIGTERM and, 10 s later, SIGKILL.
 #[derive(Debug)]
 pub struct NumberedConsumer {
     run: ProgramRun,

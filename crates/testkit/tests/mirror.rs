@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo test -p switchyard-testkit --test mirror -- --nocapture`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use switchyard_testkit::java;
@@ -49,8 +50,7 @@ fn mirrormaker_replicates_records_and_group_offsets() {
     eprintln!("[mirror] MM2 spawn to topic on destination: {:.1?}", mm.started_at().elapsed());
 
     // The consumer joins first, as in a drill, so it commits offsets while records flow.
-    let mut consumer =
-        NumberedConsumer::start(&src, TOPIC, GROUP, RECORDS, Duration::from_secs(30), &[]).unwrap();
+    let mut consumer = NumberedConsumer::start(&src, TOPIC, GROUP, RECORDS, Duration::from_secs(30), &[]).unwrap();
     timed("source consumer assigned (JVM start, source-launcher compile, join)", || {
         consumer.wait_assigned(Duration::from_secs(60))
     })
@@ -106,6 +106,11 @@ fn mirrormaker_replicates_records_and_group_offsets() {
         consumed.max_poll_gap_ms
     );
     assert_eq!(consumed.distinct, RECORDS as usize);
+    // Every record was read where its ack said it was written.
+    let written: HashMap<u64, (i32, i64)> = produced.acks.iter().map(|a| (a.seq, (a.partition, a.offset))).collect();
+    for record in &consumed.records {
+        assert_eq!(written[&record.seq.unwrap()], (record.partition, record.offset), "{record:?}");
+    }
     assert_eq!(consumed.missing(RECORDS), Vec::<u64>::new());
     assert_eq!(committed_offsets(&src, GROUP, TOPIC).unwrap(), caught_up);
 
@@ -145,6 +150,37 @@ fn mirrormaker_replicates_records_and_group_offsets() {
     let after = mm.wait_caught_up(TOPIC, PARTITIONS, Duration::from_secs(30)).unwrap();
     assert_eq!(after, caught_up);
 
-    std::fs::write("/tmp/mm2-explore.log", mm.log()).unwrap();
+    for line in
+        mm.log().lines().filter(|l| l.contains("Found") || l.contains("remote topic") || l.contains("replicating"))
+    {
+        eprintln!("[mirror] mm2: {line}");
+    }
     timed("MirrorMaker graceful stop", || mm.stop()).unwrap();
+
+    check_sigterm(&dst);
+}
+
+/// SIGTERM mid-run: the producer stops sending, completes what is in flight and reports; the
+/// consumer wakes up, closes and reports.
+fn check_sigterm(bootstrap: &str) {
+    java::create_topic(bootstrap, "sigterm", 1, 1).unwrap();
+    let mut consumer =
+        NumberedConsumer::start(bootstrap, "sigterm", "sigterm-group", 1_000_000, Duration::from_secs(600), &[])
+            .unwrap();
+    let mut producer = NumberedProducer::start(bootstrap, "sigterm", 1_000_000, 1000, &[]).unwrap();
+    producer.wait_acked(500, Duration::from_secs(60)).unwrap();
+    consumer.wait_assigned(Duration::from_secs(60)).unwrap();
+    producer.stop();
+    let produced = timed("producer exits after SIGTERM", || producer.wait(Duration::from_secs(60))).unwrap();
+    eprintln!("[mirror] stopped producer: sent={} acked={}", produced.sent, produced.acked.len());
+    assert!(produced.done && produced.errors.is_empty(), "{produced:?}");
+    assert!(produced.sent < 1_000_000);
+    assert_eq!(produced.acked.len() as u64, produced.sent, "in-flight sends were not completed");
+    poll_until(Duration::from_secs(30), || (consumer.progress().values.len() as u64 >= produced.sent).then_some(()))
+        .unwrap();
+    consumer.stop();
+    let consumed = timed("consumer exits after SIGTERM", || consumer.wait(Duration::from_secs(60))).unwrap();
+    assert!(consumed.done);
+    assert_eq!(consumed.distinct as u64, produced.sent);
+    assert_eq!(committed_offsets(bootstrap, "sigterm-group", "sigterm").unwrap(), vec![(0, produced.sent as i64)]);
 }

@@ -28,6 +28,8 @@ pub struct Report {
     pub machine: Machine,
     pub plan: Plan,
     pub duration_s: f64,
+    /// Share of the machine's CPU that processes outside the benchmark used during the run.
+    pub foreign_cpu_share: f64,
     pub goals: Vec<Goal>,
     pub clusters: Vec<ClusterReport>,
     pub connections: Option<ConnectionReport>,
@@ -112,6 +114,8 @@ pub struct RunRecord {
     pub result: serde_json::Value,
     pub gateway_cpu_s: Option<f64>,
     pub gateway_bytes: Option<f64>,
+    /// Share of the machine's CPU that processes outside the benchmark used during the run.
+    pub foreign_cpu_share: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +200,7 @@ impl Report {
         connections: Option<ConnectionReport>,
         mut notes: Vec<String>,
         duration: Duration,
+        foreign_cpu_share: f64,
     ) -> Report {
         let mut goals = Vec::new();
         for cluster in &clusters {
@@ -266,6 +271,7 @@ impl Report {
             machine,
             plan,
             duration_s: duration.as_secs_f64(),
+            foreign_cpu_share,
             goals,
             clusters,
             connections,
@@ -297,8 +303,17 @@ impl Report {
         let _ = writeln!(
             md,
             "Run on {} ({:.0} s). Machine: {} CPUs ({}), {} GiB memory, Linux {}; {}; {}. Kafka 4.1.1 (KRaft) \
-             from Maven Central jars, the gateway built with `cargo build --release`.\n",
-            m.date_utc, self.duration_s, m.nproc, m.cpu_model, m.memory_gib, m.kernel, m.java, m.rustc
+             from Maven Central jars, the gateway built with `cargo build --release`. Processes outside the \
+             benchmark used {:.0}% of the machine's CPU meanwhile.\n",
+            m.date_utc,
+            self.duration_s,
+            m.nproc,
+            m.cpu_model,
+            m.memory_gib,
+            m.kernel,
+            m.java,
+            m.rustc,
+            self.foreign_cpu_share * 100.0
         );
         let p = &self.plan;
         let _ = writeln!(

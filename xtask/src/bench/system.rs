@@ -60,6 +60,98 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((utime + stime) as f64 / clock_ticks_per_second() as f64)
 }
 
+/// CPU time of the whole machine and of this process's tree, for telling how much of the
+/// machine other processes used while the bench ran (on a shared machine, figures taken while
+/// something else is busy say little).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    at: std::time::Instant,
+    /// Busy jiffies of all CPUs (user, nice, system, irq, softirq, steal).
+    machine_busy: u64,
+    /// Jiffies of this process, its reaped children, and every live descendant.
+    ours: u64,
+}
+
+impl CpuSample {
+    pub fn take() -> CpuSample {
+        CpuSample { at: std::time::Instant::now(), machine_busy: machine_busy_jiffies(), ours: tree_jiffies() }
+    }
+
+    /// The share of the machine's CPU capacity (all cores) that processes outside the bench's
+    /// tree used since `earlier`, 0..1.
+    pub fn foreign_share_since(&self, earlier: &CpuSample) -> f64 {
+        let elapsed = self.at.duration_since(earlier.at).as_secs_f64();
+        let capacity = elapsed
+            * clock_ticks_per_second() as f64
+            * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        if capacity <= 0.0 {
+            return 0.0;
+        }
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64;
+        let ours = self.ours.saturating_sub(earlier.ours) as f64;
+        ((busy - ours) / capacity).clamp(0.0, 1.0)
+    }
+}
+
+fn machine_busy_jiffies() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
+    let f: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum()
+}
+
+/// `(ppid, utime + stime + cutime + cstime)` of a process.
+fn process_times(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let times: u64 = (11..=14).filter_map(|i| f.get(i)?.parse::<u64>().ok()).sum();
+    Some((ppid, times))
+}
+
+/// CPU jiffies of this process (reaped children included) and of every live descendant.
+fn tree_jiffies() -> u64 {
+    let me = std::process::id();
+    let mut all: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some((ppid, times)) = process_times(pid) {
+                all.push((pid, ppid, times));
+            }
+        }
+    }
+    let mut total = 0;
+    let mut frontier = vec![me];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, times) in &all {
+            if pid == parent {
+                total += times;
+            }
+            if ppid == parent {
+                frontier.push(pid);
+            }
+        }
+    }
+    total
+}
+
+/// Waits (up to `timeout`) until other processes use under `max_share` of the machine over a
+/// 10 s window. Returns the last share seen.
+pub fn wait_for_quiet_machine(max_share: f64, timeout: Duration) -> f64 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let before = CpuSample::take();
+        std::thread::sleep(Duration::from_secs(10));
+        let share = CpuSample::take().foreign_share_since(&before);
+        if share < max_share || std::time::Instant::now() >= deadline {
+            return share;
+        }
+        println!("    other processes use {:.0}% of the machine's CPU; waiting", share * 100.0);
+    }
+}
+
 /// A `Vm*` line of `/proc/<pid>/status` (e.g. `VmRSS`, `VmHWM`), in KiB.
 pub fn vm_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -183,6 +275,15 @@ mod tests {
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(vm_kib(pid, "VmRSS").unwrap() > 0);
         assert!(vm_kib(pid, "VmHWM").unwrap() > 0);
+    }
+
+    #[test]
+    fn samples_cpu() {
+        let before = CpuSample::take();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {}
+        let share = CpuSample::take().foreign_share_since(&before);
+        assert!((0.0..=1.0).contains(&share));
     }
 
     #[test]

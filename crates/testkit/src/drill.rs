@@ -1,0 +1,228 @@
+//! The client-switchover drill: move a live producer and consumer group from one real Kafka
+//! cluster to another through the gateway, then count what was lost.
+//!
+//! Two independent clusters (the destination's broker ids differ from the source's), MirrorMaker 2
+//! replicating the drill topic with identical names and translated group offsets, a gateway
+//! route pointing at the source, an idempotent `acks=all` Java producer sending numbered records
+//! through the route and a consumer group reading them through it. Midway, the route is switched
+//! to the destination, either live (the admin API's switchover) or as Confluent documents it
+//! (edit the route's domain, restart the gateway). Afterwards the destination is read in full
+//! and the drill reports acknowledged records missing (must be 0), duplicates, producer errors,
+//! the longest pause each client saw, and what the consumer skipped or re-read.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::mirrormaker::{MirrorMaker, MirrorOptions};
+use crate::numbered::{NumberedConsumer, NumberedProducer};
+use crate::{free_port_block, java, ClusterSpec, GatewayProcess, KafkaCluster};
+
+const TOPIC: &str = "drill";
+const GROUP: &str = "drill-group";
+const ROUTE: &str = "drill";
+const TOKEN: &str = "drill-token";
+
+/// How the route is moved to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillMode {
+    /// `POST /admin/v1/routes/drill/switchover` on the running gateway.
+    Live,
+    /// Edit the route's `streamingDomain.name` and restart the gateway.
+    Restart,
+}
+
+impl fmt::Display for DrillMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DrillMode::Live => "live switchover",
+            DrillMode::Restart => "restart with edited config",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    pub gateway_binary: PathBuf,
+    pub mode: DrillMode,
+    pub records: u64,
+    /// Records per second the producer sends.
+    pub rate: u32,
+    pub partitions: i32,
+}
+
+/// What the clients experienced.
+#[derive(Debug, Clone)]
+pub struct DrillReport {
+    pub mode: DrillMode,
+    pub records: u64,
+    pub acked: usize,
+    /// Acknowledged records absent from the destination afterwards: must be empty.
+    pub acked_missing: Vec<u64>,
+    /// Records present more than once on the destination.
+    pub duplicates: usize,
+    pub producer_errors: Vec<String>,
+    pub longest_producer_pause_ms: u64,
+    pub longest_consumer_pause_ms: u64,
+    /// Acknowledged records the consumer group never saw.
+    pub consumer_skipped: usize,
+    /// Records the consumer group saw more than once.
+    pub consumer_reread: usize,
+    /// How long the switch itself took, as the operator saw it.
+    pub switch_ms: u64,
+    /// The gateway's switchover report (live mode), as JSON.
+    pub switchover: Option<String>,
+}
+
+impl fmt::Display for DrillReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "switchover drill: {} ({} records)", self.mode, self.records)?;
+        let rows = [
+            ("acknowledged records", self.acked.to_string()),
+            ("acknowledged records missing on the destination", self.acked_missing.len().to_string()),
+            ("duplicates on the destination", self.duplicates.to_string()),
+            ("producer errors", self.producer_errors.len().to_string()),
+            ("longest producer pause (ms)", self.longest_producer_pause_ms.to_string()),
+            ("longest consumer pause (ms)", self.longest_consumer_pause_ms.to_string()),
+            ("records the consumer skipped", self.consumer_skipped.to_string()),
+            ("records the consumer re-read", self.consumer_reread.to_string()),
+            ("switch duration as the operator saw it (ms)", self.switch_ms.to_string()),
+        ];
+        for (name, value) in rows {
+            writeln!(f, "| {name:<48} | {value:>8} |")?;
+        }
+        if let Some(report) = &self.switchover {
+            writeln!(f, "gateway switchover report: {report}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run one drill end to end; every process it starts is stopped before it returns.
+pub fn run(options: &DrillOptions) -> Result<DrillReport> {
+    let source = KafkaCluster::start(ClusterSpec::single())?;
+    let destination = KafkaCluster::start(ClusterSpec { first_node_id: 2, ..ClusterSpec::single() })?;
+    java::create_topic(&source.bootstrap(), TOPIC, options.partitions, 1)?;
+    let mut mirror =
+        MirrorMaker::start(&source.bootstrap(), &destination.bootstrap(), MirrorOptions::default().topics(TOPIC))?;
+    mirror.wait_for_topic(TOPIC, options.partitions as usize, Duration::from_secs(120))?;
+
+    let ports = DrillPorts { base: free_port_block(3), admin: free_port_block(1) };
+    let config = |domain: &str| drill_config(&source.bootstrap(), &destination.bootstrap(), domain, &ports);
+    let mut gateway = GatewayProcess::start(&options.gateway_binary, &config("source"), &[ports.bootstrap()])?;
+
+    let bootstrap = ports.bootstrap().to_string();
+    let mut producer = NumberedProducer::start(&bootstrap, TOPIC, options.records, options.rate, &[])?;
+    let consumer_idle = Duration::from_secs(60);
+    let consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
+    let run_time = Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 180);
+    producer.wait_acked((options.records / 2) as usize, run_time)?;
+
+    let switch_started = Instant::now();
+    let switchover = match options.mode {
+        DrillMode::Live => Some(live_switch(&ports)?),
+        DrillMode::Restart => {
+            gateway.terminate(Duration::from_secs(60));
+            gateway = GatewayProcess::start(&options.gateway_binary, &config("destination"), &[ports.bootstrap()])?;
+            None
+        }
+    };
+    let switch_ms = switch_started.elapsed().as_millis() as u64;
+
+    let produced = producer.wait(run_time)?;
+    let consumed = consumer.wait(run_time + consumer_idle)?;
+    let on_destination = NumberedConsumer::start(
+        &destination.bootstrap(),
+        TOPIC,
+        "drill-audit",
+        options.records,
+        Duration::from_secs(30),
+        &[],
+    )?
+    .wait(Duration::from_secs(240))?;
+    let seen_on_destination: std::collections::HashSet<u64> = on_destination.values.iter().copied().collect();
+    let report = DrillReport {
+        mode: options.mode,
+        records: options.records,
+        acked: produced.acked.len(),
+        acked_missing: produced.acked.iter().copied().filter(|n| !seen_on_destination.contains(n)).collect(),
+        duplicates: on_destination.duplicates(),
+        producer_errors: produced.errors.clone(),
+        longest_producer_pause_ms: produced.max_ack_gap_ms,
+        longest_consumer_pause_ms: consumed.max_poll_gap_ms,
+        consumer_skipped: produced.acked.iter().filter(|n| !consumed.values.contains(n)).count(),
+        consumer_reread: consumed.duplicates(),
+        switch_ms,
+        switchover,
+    };
+    drop(gateway);
+    drop(mirror);
+    Ok(report)
+}
+
+struct DrillPorts {
+    base: u16,
+    admin: u16,
+}
+
+impl DrillPorts {
+    fn bootstrap(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.base))
+    }
+}
+
+/// Two domains; the route points at `domain`. Broker ids differ (1 on the source, 2 on the
+/// destination), so the route's port map covers both.
+fn drill_config(source: &str, destination: &str, domain: &str, ports: &DrillPorts) -> String {
+    format!(
+        r#"streamingDomains:
+  - name: source
+    type: kafka
+    kafkaCluster:
+      name: source-cluster
+      bootstrapServers: [{{id: plaintext, endpoint: "{source}"}}]
+      nodeIdRanges: [{{name: source-brokers, start: 1, end: 1}}]
+  - name: destination
+    type: kafka
+    kafkaCluster:
+      name: destination-cluster
+      bootstrapServers: [{{id: plaintext, endpoint: "{destination}"}}]
+      nodeIdRanges: [{{name: destination-brokers, start: 2, end: 2}}]
+routes:
+  - name: {ROUTE}
+    endpoint: "127.0.0.1:{base}"
+    clusterId: switchyard-drill
+    brokerIdentificationStrategy: {{type: port}}
+    streamingDomain: {{name: {domain}, bootstrapServerId: plaintext}}
+    switchover:
+      catchUp: {{policy: records, maxLag: 0}}
+      catchUpTimeoutMs: 60000
+admin:
+  address: 127.0.0.1:{admin}
+  token: {TOKEN}
+"#,
+        base = ports.base,
+        admin = ports.admin,
+    )
+}
+
+/// Ask the running gateway to switch the route; returns its report.
+fn live_switch(ports: &DrillPorts) -> Result<String> {
+    let url = format!("http://127.0.0.1:{}/admin/v1/routes/{ROUTE}/switchover", ports.admin);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&url)
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"to": "destination"}"#)
+        .context("calling the switchover API")?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string()?;
+    if status != 200 {
+        bail!("switchover answered {status}: {body}");
+    }
+    Ok(body)
+}

@@ -1,0 +1,303 @@
+//! Client switchover against real Kafka clusters: the admin API's contract (dry run, refusals,
+//! catch-up timeout that unfences, concurrent switchovers, the cut itself, a stable cluster id),
+//! the config reload that applies an edited route live, the CLI, and the drill — a live
+//! producer and consumer group moved by a live switchover and by the restart procedure, with
+//! MirrorMaker 2 replicating, asserting that no acknowledged record is lost.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use common::run_suite;
+use kafka_protocol::messages::MetadataRequest;
+use serde_json::{json, Value};
+use switchyard_testkit::drill::{self, DrillMode, DrillOptions};
+use switchyard_testkit::{free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+
+const TOKEN: &str = "switch-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Env {
+    source: KafkaCluster,
+    destination: KafkaCluster,
+}
+
+fn main() {
+    run_suite(
+        &[
+            ("dry_run_reports_without_changing_anything", dry_run_reports_without_changing_anything),
+            ("bad_requests_are_refused_before_fencing", bad_requests_are_refused_before_fencing),
+            ("catch_up_timeout_aborts_and_unfences", catch_up_timeout_aborts_and_unfences),
+            ("live_cut_moves_clients_and_keeps_cluster_id", live_cut_moves_clients_and_keeps_cluster_id),
+            ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
+            ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
+            ("drill_live_switchover_loses_nothing", drill_live_switchover_loses_nothing),
+            ("drill_restart_procedure_loses_nothing", drill_restart_procedure_loses_nothing),
+        ],
+        || {
+            let source = KafkaCluster::start(ClusterSpec::single())?;
+            let destination = KafkaCluster::start(ClusterSpec { first_node_id: 2, ..ClusterSpec::single() })?;
+            Ok(Env { source, destination })
+        },
+    );
+}
+
+/// A gateway whose route `main` points at the source, with the destination and an unreachable
+/// domain configured too, and a second route `steady` that never moves.
+struct Gateway {
+    process: GatewayProcess,
+    base: u16,
+    steady_base: u16,
+    admin: u16,
+    /// Where the unreachable domain points: nothing listens there.
+    dead: u16,
+}
+
+impl Gateway {
+    fn start(env: &Env) -> Result<Gateway> {
+        let (base, steady_base, admin, dead) =
+            (free_port_block(3), free_port_block(3), free_port_block(1), free_port_block(1));
+        let yaml = config(env, "source", [base, steady_base, admin, dead]);
+        let process = GatewayProcess::start(&common::binary(), &yaml, &[addr(base), addr(steady_base)])?;
+        Ok(Gateway { process, base, steady_base, admin, dead })
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.base)
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    fn switch(&self, body: Value) -> Result<(u16, Value)> {
+        post(&self.admin("/admin/v1/routes/main/switchover"), body)
+    }
+
+    fn route(&self, name: &str) -> Result<Value> {
+        let routes: Value =
+            serde_json::from_str(&ureq::get(&self.admin("/admin/v1/routes")).call()?.body_mut().read_to_string()?)?;
+        routes.as_array().and_then(|r| r.iter().find(|r| r["name"] == name).cloned()).context("route not listed")
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The gateway's config with route `main` on `main_domain`; `ports` are the main route's,
+/// the steady route's, the admin API's, and the unreachable domain's.
+fn config(env: &Env, main_domain: &str, ports: [u16; 4]) -> String {
+    let [base, steady_base, admin, dead] = ports;
+    format!(
+        r#"streamingDomains:
+  - name: source
+    type: kafka
+    kafkaCluster:
+      name: source
+      bootstrapServers: [{{id: plaintext, endpoint: "{source}"}}]
+      nodeIdRanges: [{{name: source-brokers, start: 1, end: 1}}]
+  - name: destination
+    type: kafka
+    kafkaCluster:
+      name: destination
+      bootstrapServers: [{{id: plaintext, endpoint: "{destination}"}}]
+      nodeIdRanges: [{{name: destination-brokers, start: 2, end: 2}}]
+  - name: nowhere
+    type: kafka
+    kafkaCluster:
+      name: nowhere
+      bootstrapServers: [{{id: plaintext, endpoint: "127.0.0.1:{dead}"}}]
+      nodeIdRanges: [{{name: none, start: 1, end: 2}}]
+routes:
+  - name: main
+    endpoint: "127.0.0.1:{base}"
+    streamingDomain: {{name: {main_domain}, bootstrapServerId: plaintext}}
+  - name: steady
+    endpoint: "127.0.0.1:{steady_base}"
+    streamingDomain: {{name: source, bootstrapServerId: plaintext}}
+proxy:
+  connectTimeoutMs: 2000
+admin:
+  address: 127.0.0.1:{admin}
+  token: {TOKEN}
+"#,
+        source = env.source.bootstrap(),
+        destination = env.destination.bootstrap(),
+    )
+}
+
+fn post(url: &str, body: Value) -> Result<(u16, Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(url)
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, serde_json::from_str(&response.body_mut().read_to_string()?)?))
+}
+
+/// A topic on both clusters, with `records` produced to the source through the gateway so the
+/// route knows its clients use it.
+fn topic_with_records(env: &Env, gateway: &Gateway, topic: &str, records: usize) -> Result<()> {
+    java::create_topic(&env.source.bootstrap(), topic, 2, 1)?;
+    java::create_topic(&env.destination.bootstrap(), topic, 2, 1)?;
+    let lines: Vec<String> = (0..records).map(|i| format!("{topic}-{i}")).collect();
+    kcat::produce(&gateway.bootstrap(), topic, &lines)
+}
+
+fn dry_run_reports_without_changing_anything(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    topic_with_records(env, &gateway, "dry", 5)?;
+    let (status, report) = gateway.switch(json!({"to": "destination", "dryRun": true}))?;
+    ensure!(status == 200 && report["outcome"] == "dry-run", "{status} {report}");
+    ensure!(report["phases"][0]["name"] == "pre-flight", "{report}");
+    let topic = report["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["topic"] == "dry"))
+        .context("topic `dry` not checked")?;
+    ensure!(topic["recordLag"] == 5 && topic["destinationPartitions"] == 2, "{topic}");
+    let route = gateway.route("main")?;
+    ensure!(route["domain"] == "source" && route["fenced"] == false, "{route}");
+    Ok(())
+}
+
+fn bad_requests_are_refused_before_fencing(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    topic_with_records(env, &gateway, "refusals", 1)?;
+    for (body, expected, needle) in [
+        (json!({"to": "atlantis"}), 400, "no streaming domain `atlantis`"),
+        (json!({"to": "source"}), 409, "already points at `source`"),
+        (json!({"to": "nowhere"}), 503, "unreachable"),
+        (json!({"to": "destination", "topics": ["only-on-source"]}), 422, "`only-on-source` is missing"),
+        (json!({"to": "destination", "bogus": 1}), 400, "unknown field"),
+    ] {
+        if body["topics"].is_array() {
+            java::create_topic(&env.source.bootstrap(), "only-on-source", 1, 1)?;
+        }
+        let (status, answer) = gateway.switch(body.clone())?;
+        ensure!(status == expected, "{body}: {status} {answer}");
+        ensure!(answer["error"].as_str().is_some_and(|e| e.contains(needle)), "{body}: {answer}");
+        let route = gateway.route("main")?;
+        ensure!(route["domain"] == "source" && route["fenced"] == false, "after {body}: {route}");
+    }
+    let (status, _) = post(&gateway.admin("/admin/v1/routes/elsewhere/switchover"), json!({"to": "destination"}))?;
+    ensure!(status == 404, "unknown route answered {status}");
+    Ok(())
+}
+
+fn catch_up_timeout_aborts_and_unfences(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    topic_with_records(env, &gateway, "never-replicated", 3)?;
+    let url = gateway.admin("/admin/v1/routes/main/switchover");
+    let slow = std::thread::spawn(move || {
+        post(
+            &url,
+            json!({"to": "destination", "catchUp": {"policy": "records", "maxLag": 0}, "catchUpTimeoutMs": 3000}),
+        )
+    });
+    poll::try_poll_until(WAIT, || Ok((gateway.route("main")?["fenced"] == true).then_some(())))
+        .context("the route was never fenced")?;
+    let (status, answer) = gateway.switch(json!({"to": "destination"}))?;
+    ensure!(
+        status == 409 && answer["error"].as_str().is_some_and(|e| e.contains("already running")),
+        "{status} {answer}"
+    );
+    let (status, report) = slow.join().expect("switchover thread")?;
+    ensure!(status == 409 && report["outcome"] == "aborted", "{status} {report}");
+    ensure!(report["message"].as_str().is_some_and(|m| m.contains("did not catch up")), "{report}");
+    let route = gateway.route("main")?;
+    ensure!(route["domain"] == "source" && route["fenced"] == false, "after the abort: {route}");
+    kcat::produce(&gateway.bootstrap(), "never-replicated", &["after-abort".to_string()])
+        .context("clients are stuck after an aborted switchover")
+}
+
+fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    topic_with_records(env, &gateway, "moving", 2)?;
+    let cluster_id = |wire: &mut KafkaWire| -> Result<Option<String>> {
+        Ok(wire.send(&MetadataRequest::default(), 12)?.cluster_id.map(|id| id.to_string()))
+    };
+    let mut before = KafkaWire::connect(addr(gateway.base), WAIT)?;
+    let id_before = cluster_id(&mut before)?;
+    let mut steady = KafkaWire::connect(addr(gateway.steady_base), WAIT)?;
+    steady.send(&MetadataRequest::default(), 12)?;
+
+    let (status, report) = gateway.switch(json!({"to": "destination"}))?;
+    ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
+    let phases: Vec<&str> =
+        report["phases"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    ensure!(phases == ["pre-flight", "fence", "catch-up", "cut"], "phases {phases:?}");
+
+    before.stream().set_read_timeout(Some(WAIT))?;
+    ensure!(before.read_raw_frame()?.is_none(), "a connection of the switched route stayed open");
+    steady.send(&MetadataRequest::default(), 12).context("a connection of another route was disturbed")?;
+
+    let mut after = KafkaWire::connect(addr(gateway.base), WAIT)?;
+    ensure!(cluster_id(&mut after)? == id_before, "the cluster id clients see changed across the switchover");
+    kcat::produce(&gateway.bootstrap(), "moving", &["after-the-cut".to_string()])?;
+    let on_destination = kcat::consume(&env.destination.bootstrap(), "moving", 1, WAIT)?;
+    ensure!(on_destination == ["after-the-cut"], "destination holds {on_destination:?}");
+    Ok(())
+}
+
+fn sighup_applies_an_edited_route_live(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    let mut steady = KafkaWire::connect(addr(gateway.steady_base), WAIT)?;
+    steady.send(&MetadataRequest::default(), 12)?;
+    let edited = config(env, "destination", [gateway.base, gateway.steady_base, gateway.admin, gateway.dead]);
+    std::fs::write(gateway.process.config_path(), edited)?;
+    let status = std::process::Command::new("kill").args(["-HUP", &gateway.process.pid().to_string()]).status()?;
+    ensure!(status.success(), "kill -HUP failed");
+    poll::try_poll_until(WAIT, || Ok((gateway.route("main")?["domain"] == "destination").then_some(())))
+        .with_context(|| format!("route `main` was not switched by SIGHUP:\n{}", gateway.process.log_tail()))?;
+    ensure!(gateway.route("steady")?["domain"] == "source", "the unchanged route moved");
+    steady.send(&MetadataRequest::default(), 12).context("the unchanged route's connection was disturbed")?;
+    ensure!(gateway.process.log_contents().contains("config reloaded"), "no reload log line");
+    Ok(())
+}
+
+fn cli_dry_run_prints_the_report(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    topic_with_records(env, &gateway, "cli-dry", 1)?;
+    let output = std::process::Command::new(common::binary())
+        .args(["switchover", "--route", "main", "--to", "destination", "--dry-run", "--admin", &gateway.admin("")])
+        .env("GATEWAY_ADMIN_TOKEN", TOKEN)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(output.status.success(), "exit {:?}: {text}{}", output.status, String::from_utf8_lossy(&output.stderr));
+    ensure!(text.contains("dry-run") && text.contains("pre-flight") && text.contains("cli-dry"), "printed:\n{text}");
+    let without_token = std::process::Command::new(common::binary())
+        .args(["switchover", "--route", "main", "--to", "destination"])
+        .env_remove("GATEWAY_ADMIN_TOKEN")
+        .output()?;
+    ensure!(!without_token.status.success(), "a switchover without a token succeeded");
+    ensure!(String::from_utf8_lossy(&without_token.stderr).contains("GATEWAY_ADMIN_TOKEN"), "no hint about the token");
+    Ok(())
+}
+
+fn drill(mode: DrillMode) -> Result<()> {
+    let report =
+        drill::run(&DrillOptions { gateway_binary: common::binary(), mode, records: 3000, rate: 300, partitions: 3 })?;
+    println!("{report}");
+    ensure!(report.acked_missing.is_empty(), "acknowledged records lost: {:?}", report.acked_missing);
+    ensure!(
+        report.acked as u64 == report.records,
+        "only {} of {} records acknowledged: {:?}",
+        report.acked,
+        report.records,
+        report.producer_errors
+    );
+    Ok(())
+}
+
+fn drill_live_switchover_loses_nothing(_env: &Env) -> Result<()> {
+    drill(DrillMode::Live)
+}
+
+fn drill_restart_procedure_loses_nothing(_env: &Env) -> Result<()> {
+    drill(DrillMode::Restart)
+}
