@@ -9,10 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState, AuditEvent, AuditLog, Metrics};
+use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
+use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
 use crate::proxy::{accept_loop, bind_route, BoundPort, ListenerContext};
 use crate::routing::{Route, Upstream};
@@ -35,12 +38,13 @@ impl Gateway {
     pub async fn start(config: &GatewayConfig) -> anyhow::Result<Gateway> {
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
+        let (membership, advertising) = cluster::advertising(&config.cluster, &config.routes[0].endpoint.host);
         let mut listening = Vec::new();
         let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
         for route_config in &config.routes {
             let upstream =
                 start_upstream(config, &route_config.domain, route_config.bootstrap_server_id.as_deref(), &shutdown)?;
-            let route = Arc::new(Route::new(route_config, upstream, &metrics, &shutdown));
+            let route = Arc::new(Route::new(route_config, upstream, Arc::clone(&advertising), &metrics, &shutdown));
             let ports = bind_route(&route, route_config.bind_ip).await?;
             for port in &ports {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
@@ -59,6 +63,14 @@ impl Gateway {
                 anyhow::anyhow!("cannot open the audit log {sink:?}: {e}. Check audit.file or GATEWAY_AUDIT_LOG")
             })?,
             None => AuditLog::disabled(),
+        };
+
+        let (cluster, commands) = match membership {
+            Some(membership) => {
+                let (node, commands) = join_cluster(config, membership).await?;
+                (Some(node), Some(commands))
+            }
+            None => (None, None),
         };
 
         // Only once everything is bound: a start that fails leaves nothing running.
@@ -90,7 +102,11 @@ impl Gateway {
             metrics,
             audit: Arc::clone(&audit),
             shutdown: shutdown.clone(),
+            cluster,
         });
+        if let Some(commands) = commands {
+            background.spawn(apply_cluster_commands(commands, Arc::clone(&state)));
+        }
         background.spawn(admin::serve(admin_listener, Arc::clone(&state), shutdown.clone()));
         tracing::info!(address = %admin_addr, "admin API listening");
         Ok(Gateway {
@@ -138,6 +154,11 @@ impl Gateway {
     /// Stop accepting, drain connections, stop background tasks. Returns whether every
     /// connection finished within the drain timeout.
     pub async fn shutdown(self) -> bool {
+        if let Some(cluster) = &self.state.cluster {
+            // Leave first, so the other nodes stop sending clients here while this one drains.
+            let cluster = Arc::clone(cluster);
+            let _ = tokio::task::spawn_blocking(move || cluster.group.leave()).await;
+        }
         self.shutdown.cancel();
         self.background.close();
         self.connections.close();
@@ -164,4 +185,32 @@ pub fn start_upstream(
         .ok_or_else(|| anyhow::anyhow!("no streaming domain `{domain}`"))?;
     let proxy = &config.proxy;
     Upstream::start(domain, bootstrap_server_id, proxy.metadata_refresh_interval, proxy.connect_timeout, shutdown)
+}
+
+/// Join the gateway cluster through its membership domain (`cluster.domain`, else the first
+/// route's); returns the node and the switchovers other nodes publish.
+async fn join_cluster(
+    config: &GatewayConfig,
+    membership: Arc<Membership>,
+) -> anyhow::Result<(Arc<ClusterNode>, mpsc::UnboundedReceiver<SwitchoverCommand>)> {
+    let domain_name = config.cluster.domain.as_deref().unwrap_or(&config.routes[0].domain);
+    let domain = config.domains.iter().find(|d| d.name == domain_name).expect("the config checked the cluster domain");
+    let (sender, commands) = mpsc::unbounded_channel();
+    let group = ClusterGroup::join(&config.cluster, &domain.bootstrap_servers[0].addresses, Arc::clone(&membership), sender)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join gateway cluster `{}` through domain `{domain_name}`: {e:#}", membership.cluster_id))?;
+    let internal_load_balancing = config.cluster.internal_load_balancing;
+    Ok((Arc::new(ClusterNode { membership, group, internal_load_balancing }), commands))
+}
+
+/// Apply, on this node, the switchovers other nodes completed.
+async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<SwitchoverCommand>, state: Arc<AdminState>) {
+    while let Some(command) = commands.recv().await {
+        tracing::info!(route = %command.route, to = %command.request.to, origin = %command.origin, "applying a switchover started on another gateway node");
+        let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &state.shutdown };
+        match board.switch(&command.route, &command.request).await {
+            Ok(report) => admin::record_switchover(&state.audit, &report),
+            Err(refusal) => tracing::warn!(route = %command.route, "switchover from node {} not applied here: {refusal}", command.origin),
+        }
+    }
 }

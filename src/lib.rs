@@ -12,10 +12,12 @@
 //! - [`proxy`]: listeners, the PROXY protocol and the per-connection frame pump;
 //! - [`config`]: the YAML schema and its validation;
 //! - [`admin`]: the admin HTTP API, Prometheus metrics and the audit log;
+//! - [`cluster`]: gateway nodes finding each other through Kafka, and which node clients use;
 //! - [`gateway`]: all of the above running together; [`cli`]: the command line.
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod protocol;

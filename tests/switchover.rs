@@ -246,6 +246,8 @@ fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
 
 fn sighup_applies_an_edited_route_live(env: &Env) -> Result<()> {
     let gateway = Gateway::start(env)?;
+    // The route's clients use this topic, which exists on both sides: pre-flight checks it only.
+    topic_with_records(env, &gateway, "reloaded", 1)?;
     let mut steady = KafkaWire::connect(addr(gateway.steady_base), WAIT)?;
     steady.send(&MetadataRequest::default(), 12)?;
     let edited = config(env, "destination", [gateway.base, gateway.steady_base, gateway.admin, gateway.dead]);

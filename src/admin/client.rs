@@ -17,6 +17,7 @@ pub fn status(base: &str) -> anyhow::Result<String> {
     let base = base.trim_end_matches('/');
     let routes = get_json(&format!("{base}/admin/v1/routes"))?;
     let domains = get_json(&format!("{base}/admin/v1/domains"))?;
+    let cluster = get_json(&format!("{base}/admin/v1/cluster"))?;
     let mut out = String::from("ROUTES\n");
     out += &format!(
         "{:<20} {:<24} {:<12} {:<14} {:<10} {}\n",
@@ -57,7 +58,39 @@ pub fn status(base: &str) -> anyhow::Result<String> {
             routes.join(",")
         );
     }
+    out += &render_cluster(&cluster);
     Ok(out)
+}
+
+fn render_cluster(cluster: &Value) -> String {
+    let Some(id) = cluster["clusterId"].as_str() else {
+        return "\nCLUSTER\nnot in a gateway cluster (GATEWAY_CLUSTER_ID is not set)\n".to_string();
+    };
+    let mut out = format!(
+        "\nCLUSTER {id} (this node: {}, internal load balancing: {})\n{:<24} {:<24} {}\n",
+        text(&cluster["self"]["nodeId"]),
+        cluster["internalLoadBalancing"],
+        "NODE",
+        "HOST",
+        "RACK"
+    );
+    for member in list(&cluster["members"]) {
+        out += &format!("{:<24} {:<24} {}\n", text(&member["nodeId"]), text(&member["host"]), text(&member["rack"]));
+    }
+    out += &format!("\n{:<20} {:<8} {:<10} {}\n", "ROUTE", "BROKER", "RACK", "ADVERTISED AT");
+    for route in list(&cluster["mapping"]) {
+        for broker in list(&route["brokers"]) {
+            out += &format!(
+                "{:<20} {:<8} {:<10} {}:{}\n",
+                text(&route["route"]),
+                broker["nodeId"],
+                text(&broker["rack"]),
+                text(&broker["advertisedHost"]),
+                broker["port"]
+            );
+        }
+    }
+    out
 }
 
 fn get_json(url: &str) -> anyhow::Result<Value> {

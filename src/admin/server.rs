@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::{AuditEvent, AuditLog, Metrics, SwitchoverEvent};
+use crate::cluster::ClusterNode;
 use crate::config::{GatewayConfig, ENV_ADMIN_TOKEN};
 use crate::routing::Route;
 use crate::switchover::{Refusal, Switchboard, SwitchoverReport, SwitchoverRequest};
@@ -28,6 +29,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub audit: Arc<AuditLog>,
     pub shutdown: CancellationToken,
+    /// This node's gateway cluster, when it is in one.
+    pub cluster: Option<Arc<ClusterNode>>,
 }
 
 impl AdminState {
@@ -44,6 +47,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, sh
         .route("/metrics", get(metrics))
         .route("/admin/v1/routes", get(routes))
         .route("/admin/v1/domains", get(domains))
+        .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/routes/{name}/reset", post(reset_route))
         .route("/admin/v1/routes/{name}/switchover", post(switchover))
         .with_state(state);
@@ -85,7 +89,14 @@ async fn routes(State(state): State<Arc<AdminState>>) -> Json<Value> {
                     .topology
                     .snapshot()
                     .into_iter()
-                    .map(|(id, upstream)| json!({"nodeId": id, "port": route.port_map.port_for(id), "upstream": upstream.to_string()}))
+                    .map(|(id, broker)| {
+                        json!({
+                            "nodeId": id,
+                            "port": route.port_map.port_for(id),
+                            "upstream": broker.address.to_string(),
+                            "rack": broker.rack,
+                        })
+                    })
                     .collect();
                 json!({
                     "name": route.name,
@@ -159,6 +170,9 @@ async fn switchover(
     match state.switchboard().switch(&name, &request).await {
         Ok(report) => {
             record_switchover(&state.audit, &report);
+            if report.outcome == "completed" {
+                publish_to_cluster(&state, &name, &request).await;
+            }
             let status = if report.outcome == "aborted" { StatusCode::CONFLICT } else { StatusCode::OK };
             (status, Json(report)).into_response()
         }
@@ -178,6 +192,50 @@ async fn switchover(
             (status, Json(body)).into_response()
         }
     }
+}
+
+/// Have every other node of the gateway cluster apply a switchover this node completed.
+async fn publish_to_cluster(state: &Arc<AdminState>, route: &str, request: &SwitchoverRequest) {
+    let Some(cluster) = state.cluster.clone() else { return };
+    let (route, request) = (route.to_string(), request.clone());
+    let published = tokio::task::spawn_blocking(move || cluster.group.broadcast(&route, &request)).await;
+    match published {
+        Ok(Ok(())) => tracing::info!("switchover published to the other gateway nodes"),
+        Ok(Err(e)) => tracing::error!("{e:#}: other gateway nodes still point at the source; repeat the switchover on each"),
+        Err(e) => tracing::error!("publishing the switchover failed: {e}"),
+    }
+}
+
+/// The gateway cluster: members, their racks, and where each route's brokers are mapped.
+async fn cluster(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    let Some(cluster) = &state.cluster else {
+        return Json(json!({"clusterId": null, "members": [], "mapping": []}));
+    };
+    let membership = &cluster.membership;
+    let mapping: Vec<Value> = state
+        .routes
+        .iter()
+        .map(|route| {
+            let brokers: Vec<Value> = route
+                .upstream()
+                .topology
+                .snapshot()
+                .into_iter()
+                .map(|(id, broker)| {
+                    let host = route.advertising.host_for(&route.advertised_host, id, broker.rack.as_deref(), 0);
+                    json!({"nodeId": id, "rack": broker.rack, "advertisedHost": host.as_str(), "port": route.port_map.port_for(id)})
+                })
+                .collect();
+            json!({"route": route.name, "brokers": brokers})
+        })
+        .collect();
+    Json(json!({
+        "clusterId": membership.cluster_id,
+        "self": membership.me,
+        "internalLoadBalancing": cluster.internal_load_balancing,
+        "members": *membership.members(),
+        "mapping": mapping,
+    }))
 }
 
 /// One audit event per phase, then the outcome.

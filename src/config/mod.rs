@@ -19,8 +19,9 @@ use crate::routing::PortMap;
 use crate::switchover::CatchUpPolicy;
 
 pub use operability::{
-    AdminSettings, AuditSink, EnvLookup, ProxyProtocolSettings, DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS,
-    ENV_ADMIN_TOKEN, ENV_AUDIT_FILE, ENV_HAPROXY_PROTOCOL, ENV_TRUSTED_NETWORKS,
+    AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, DEFAULT_ADMIN_ADDRESS,
+    ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_HAPROXY_PROTOCOL,
+    ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
 pub use validate::ConfigError;
 
@@ -41,6 +42,7 @@ pub struct GatewayConfig {
     pub proxy_protocol: ProxyProtocolSettings,
     pub admin: AdminSettings,
     pub audit: Option<AuditSink>,
+    pub cluster: ClusterSettings,
 }
 
 /// A backend Kafka cluster.

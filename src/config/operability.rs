@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::schema::{RawAdmin, RawAudit, RawProxyProtocol};
+use super::schema::{RawAdmin, RawAudit, RawCluster, RawProxyProtocol};
 use super::ConfigError;
 
 pub const ENV_ADMIN_ADDRESS: &str = "GATEWAY_ADMIN_ADDRESS";
@@ -16,6 +16,14 @@ pub const ENV_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
 pub const ENV_AUDIT_FILE: &str = "GATEWAY_AUDIT_LOG";
 pub const ENV_HAPROXY_PROTOCOL: &str = "GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL";
 pub const ENV_TRUSTED_NETWORKS: &str = "GATEWAY_PROXY_PROTOCOL_TRUSTED_NETWORKS";
+pub const ENV_CLUSTER_ID: &str = "GATEWAY_CLUSTER_ID";
+pub const ENV_NODE_ID: &str = "GATEWAY_NODE_ID";
+pub const ENV_RACK_ID: &str = "GATEWAY_RACK_ID";
+pub const ENV_ADVERTISED_HOST: &str = "GATEWAY_ADVERTISED_HOST";
+pub const ENV_INTERNAL_LOAD_BALANCING: &str = "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING";
+
+/// How long a killed node stays a member before the group drops it.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Where the admin server listens when nothing says otherwise: loopback only.
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9190";
@@ -42,6 +50,22 @@ pub struct ProxyProtocolSettings {
     /// Peers allowed to send a header; empty means any peer.
     pub trusted_networks: Vec<IpNet>,
     pub header_timeout: Duration,
+}
+
+/// This node's gateway cluster, if any.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `None`: a standalone gateway, no membership.
+    pub id: Option<String>,
+    pub node_id: String,
+    pub rack: Option<String>,
+    /// The host clients reach this node at (internal load balancing), or the load balancer's
+    /// (external); `None` advertises each route's endpoint host.
+    pub advertised_host: Option<String>,
+    pub internal_load_balancing: bool,
+    /// The streaming domain that holds membership; `None` means the first route's.
+    pub domain: Option<String>,
+    pub session_timeout: Duration,
 }
 
 /// Reads environment variables; a parameter so tests need not touch the process environment.
@@ -112,6 +136,45 @@ pub(crate) fn proxy_protocol(
         None => Duration::from_secs(5),
     };
     Ok(ProxyProtocolSettings { enabled, trusted_networks, header_timeout })
+}
+
+/// `default_host` stands in for the advertised host when deriving a node id.
+pub(crate) fn cluster(source: &str, raw: RawCluster, default_host: &str, env: EnvLookup) -> Result<ClusterSettings, ConfigError> {
+    let field_of = |field: &str, var: &str, yaml: Option<String>| overridden(&format!("cluster.{field}"), yaml, var, env);
+    let (id_field, id) = field_of("id", ENV_CLUSTER_ID, raw.id);
+    let (node_field, node_id) = field_of("nodeId", ENV_NODE_ID, raw.node_id);
+    let (rack_field, rack) = field_of("rack", ENV_RACK_ID, raw.rack);
+    let (host_field, advertised_host) = field_of("advertisedHost", ENV_ADVERTISED_HOST, raw.advertised_host);
+    let internal_load_balancing = match env(ENV_INTERNAL_LOAD_BALANCING) {
+        Some(value) => parse_flag(&value).ok_or_else(|| {
+            ConfigError::new(source, format!("${ENV_INTERNAL_LOAD_BALANCING}"), format!("`{value}` is not a boolean"), "set it to true or false")
+        })?,
+        None => raw.internal_load_balancing.unwrap_or(true),
+    };
+    let id = id.filter(|v| !v.is_empty());
+    let node_id = node_id.filter(|v| !v.is_empty()).unwrap_or_else(|| derived_node_id(advertised_host.as_deref().unwrap_or(default_host)));
+    for (field, value) in [(&id_field, id.as_deref()), (&node_field, Some(node_id.as_str())), (&rack_field, rack.as_deref()), (&host_field, advertised_host.as_deref())] {
+        if value.is_some_and(|v| v.contains('|') || v.contains(char::is_whitespace)) {
+            return Err(ConfigError::new(source, field.as_str(), "contains `|` or whitespace", "use letters, digits, `.`, `-` and `_`"));
+        }
+    }
+    if id.is_some() && !internal_load_balancing && advertised_host.is_none() {
+        return Err(ConfigError::new(
+            source,
+            host_field,
+            "external load balancing needs the load balancer's host",
+            format!("set {ENV_ADVERTISED_HOST} (or cluster.advertisedHost) to the host clients reach the load balancer at"),
+        ));
+    }
+    let session_timeout = raw.session_timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SESSION_TIMEOUT);
+    Ok(ClusterSettings { id, node_id, rack: rack.filter(|r| !r.is_empty()), advertised_host, internal_load_balancing, domain: raw.domain, session_timeout })
+}
+
+/// A node id that differs between nodes without configuration: host name and advertised host.
+fn derived_node_id(advertised_host: &str) -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = format!("{}-{advertised_host}", hostname.trim());
+    name.trim_start_matches('-').to_string()
 }
 
 /// The environment variable's value if set, else the YAML value, with the name to blame.

@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,4 +138,18 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawAudit {
     /// A file path, or `stdout`.
     pub file: Option<String>,
+}
+
+/// The gateway cluster this node belongs to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub id: Option<String>,
+    pub node_id: Option<String>,
+    pub rack: Option<String>,
+    pub advertised_host: Option<String>,
+    pub internal_load_balancing: Option<bool>,
+    /// The streaming domain that holds membership.
+    pub domain: Option<String>,
+    pub session_timeout_ms: Option<u64>,
 }

@@ -90,7 +90,16 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup) -> Result<Ga
     let proxy_protocol = operability::proxy_protocol(source, raw.proxy_protocol, env)?;
     let admin = operability::admin(source, raw.admin, env)?;
     let audit = operability::audit(raw.audit, env);
-    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy, proxy_protocol, admin, audit })
+    let cluster_domain = raw.cluster.domain.clone();
+    let cluster = operability::cluster(source, raw.cluster, &routes[0].endpoint.host, env)?;
+    if let Some(domain) = cluster_domain.filter(|d| !domains.iter().any(|known| &known.name == d)) {
+        return Err(checker.err(
+            "cluster.domain",
+            format!("unknown streaming domain `{domain}`"),
+            "name one of the streamingDomains, or remove it to use the first route's domain",
+        ));
+    }
+    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy, proxy_protocol, admin, audit, cluster })
 }
 
 struct Checker<'a> {

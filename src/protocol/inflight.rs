@@ -19,6 +19,9 @@ pub struct InFlight {
     pub expects_response: bool,
     /// When the gateway read the request, for the upstream latency metric.
     pub sent_at: Instant,
+    /// A hash of the client id, for responses that are rewritten (which gateway node a client
+    /// is sent to depends on it); 0 otherwise.
+    pub client: u32,
 }
 
 /// What the gateway does with a response.

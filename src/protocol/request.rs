@@ -63,8 +63,19 @@ pub fn peek_request(body: &[u8], read_at: Instant) -> Result<InFlight, RequestEr
             });
         }
     }
+    let client = match handling {
+        ResponseHandling::RewriteAddresses => client_id_hash(cursor)?,
+        _ => 0,
+    };
     let expects_response = api_key != ApiKey::Produce || produce_acks(&mut cursor, api_key, api_version)? != 0;
-    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response, sent_at: read_at })
+    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response, sent_at: read_at, client })
+}
+
+/// The hash of the header's client id (empty when null).
+fn client_id_hash(mut cursor: Cursor<'_>) -> Result<u32, RequestError> {
+    let len = cursor.i16("client id")?;
+    let id = if len > 0 { cursor.take(len as usize, "client id")? } else { &[] };
+    Ok(crate::cluster::placement::client_hash(id))
 }
 
 /// Skip the rest of the request header and the transactional id to read a Produce's `acks`.
@@ -92,6 +103,7 @@ fn produce_acks(cursor: &mut Cursor<'_>, api_key: ApiKey, api_version: i16) -> R
     cursor.i16("acks")
 }
 
+#[derive(Clone, Copy)]
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,

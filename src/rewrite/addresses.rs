@@ -8,7 +8,7 @@
 //! and show the route's stable cluster id.
 
 use kafka_protocol::messages::{
-    describe_cluster_response::DescribeClusterBroker, fetch_response, find_coordinator_response::Coordinator,
+    describe_cluster_response::DescribeClusterBroker, fetch_response,
     metadata_response::MetadataResponseBroker, produce_response, share_acknowledge_response, share_fetch_response,
     BrokerId, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
 };
@@ -16,11 +16,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::config::HostPort;
-use crate::routing::{Route, Upstream};
+use crate::routing::{Broker, Route, Upstream};
 
 /// A response element naming one broker.
 pub(super) trait BrokerAddress {
     fn node_id(&self) -> i32;
+    fn rack(&self) -> Option<&str>;
     fn host(&self) -> &str;
     fn port(&self) -> i32;
     fn set_address(&mut self, host: StrBytes, port: i32);
@@ -31,6 +32,9 @@ macro_rules! broker_address {
         impl BrokerAddress for $type {
             fn node_id(&self) -> i32 {
                 self.$id.0
+            }
+            fn rack(&self) -> Option<&str> {
+                self.rack.as_ref().map(|r| r.as_str())
             }
             fn host(&self) -> &str {
                 self.host.as_str()
@@ -48,7 +52,6 @@ macro_rules! broker_address {
 
 broker_address!(MetadataResponseBroker, node_id);
 broker_address!(DescribeClusterBroker, broker_id);
-broker_address!(Coordinator, node_id);
 broker_address!(produce_response::NodeEndpoint, node_id);
 broker_address!(fetch_response::NodeEndpoint, node_id);
 broker_address!(share_fetch_response::NodeEndpoint, node_id);
@@ -58,6 +61,8 @@ broker_address!(share_acknowledge_response::NodeEndpoint, node_id);
 pub(super) struct Rewriter<'a> {
     pub route: &'a Route,
     pub upstream: &'a Upstream,
+    /// The hash of the requesting client's id: which gateway node it is sent to depends on it.
+    pub client: u32,
 }
 
 impl Rewriter<'_> {
@@ -100,7 +105,8 @@ impl Rewriter<'_> {
         if node_id.0 < 0 {
             return None;
         }
-        Some(self.gateway_address(node_id.0).ok_or(()))
+        let rack = self.upstream.topology.rack_of(node_id.0);
+        Some(self.gateway_address(node_id.0, rack.as_deref()).ok_or(()))
     }
 
     /// Point every listed broker at the route; drop those with no port. Returns whether the
@@ -109,21 +115,23 @@ impl Rewriter<'_> {
         if list.is_empty() {
             return false;
         }
-        list.retain(|b| self.gateway_address(b.node_id()).is_some());
+        list.retain(|b| self.gateway_address(b.node_id(), None).is_some());
         for broker in list.iter_mut() {
-            let (host, port) = self.gateway_address(broker.node_id()).expect("unmapped brokers were removed above");
+            let address = self.gateway_address(broker.node_id(), broker.rack());
+            let (host, port) = address.expect("unmapped brokers were removed above");
             broker.set_address(host, port);
         }
         true
     }
 
-    /// The address clients reach `node_id` at, logging when it has none.
-    fn gateway_address(&self, node_id: i32) -> Option<(StrBytes, i32)> {
-        let port = self.route.port_map.port_for(node_id);
-        if port.is_none() {
+    /// The address clients reach `node_id` (in `rack`) at, logging when it has none.
+    fn gateway_address(&self, node_id: i32, rack: Option<&str>) -> Option<(StrBytes, i32)> {
+        let Some(port) = self.route.port_map.port_for(node_id) else {
             self.log_unmapped(node_id);
-        }
-        port.map(|port| (self.route.advertised_host.clone(), i32::from(port)))
+            return None;
+        };
+        let host = self.route.advertising.host_for(&self.route.advertised_host, node_id, rack, self.client);
+        Some((host, i32::from(port)))
     }
 
     /// The route's cluster id, when it differs from the `actual` one in a response.
@@ -133,8 +141,8 @@ impl Rewriter<'_> {
 
     fn learn<T: BrokerAddress>(&self, brokers: &[T]) {
         self.upstream.topology.learn(brokers.iter().filter_map(|b| {
-            let port = u16::try_from(b.port()).ok()?;
-            Some((b.node_id(), HostPort { host: b.host().to_string(), port }))
+            let address = HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? };
+            Some((b.node_id(), Broker { address, rack: b.rack().map(str::to_string) }))
         }));
     }
 

@@ -73,7 +73,7 @@ fn rewrite_addresses(
     request: &InFlight,
     frame: &Bytes,
 ) -> anyhow::Result<Option<Bytes>> {
-    let rewriter = addresses::Rewriter { route, upstream };
+    let rewriter = addresses::Rewriter { route, upstream, client: request.client };
     let version = request.api_version;
     match request.api_key {
         ApiKey::Metadata => edit::<MetadataResponse>(request, frame, |r| rewriter.metadata(r)),

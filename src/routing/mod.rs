@@ -20,11 +20,12 @@ use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Metrics, RouteMetrics};
+use crate::cluster::Advertising;
 use crate::config::{DomainConfig, HostPort, RouteConfig};
 
 pub use fence::Fence;
 pub use port_map::PortMap;
-pub use topology::Topology;
+pub use topology::{Broker, Topology};
 
 /// Which upstream a client-facing port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,8 @@ pub struct Route {
     /// The host put in every broker address clients see.
     pub advertised_host: StrBytes,
     pub port_map: PortMap,
+    /// Which host each broker is advertised at (this route's, a cluster member's, a balancer's).
+    pub advertising: Arc<Advertising>,
     pub metrics: RouteMetrics,
     pub fence: Fence,
     upstream: RwLock<Arc<Upstream>>,
@@ -101,10 +104,12 @@ impl Route {
     pub fn new(
         config: &RouteConfig,
         upstream: Arc<Upstream>,
+        advertising: Arc<Advertising>,
         metrics: &Arc<Metrics>,
         shutdown: &CancellationToken,
     ) -> Route {
         Route {
+            advertising,
             name: config.name.clone(),
             advertised_host: StrBytes::from_string(config.endpoint.host.clone()),
             port_map: config.port_map.clone(),

@@ -18,10 +18,17 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::HostPort;
 
+/// A broker's real address, and its rack when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub address: HostPort,
+    pub rack: Option<String>,
+}
+
 /// The known brokers of one upstream cluster listener.
 pub struct Topology {
     domain: String,
-    brokers: RwLock<HashMap<i32, HostPort>>,
+    brokers: RwLock<HashMap<i32, Broker>>,
     client: BaseConsumer,
     /// Serialises refreshes so a burst of connections to an unknown node triggers one.
     refreshing: tokio::sync::Mutex<()>,
@@ -53,30 +60,44 @@ impl Topology {
     }
 
     pub fn address_of(&self, node_id: i32) -> Option<HostPort> {
-        self.brokers.read().unwrap_or_else(|e| e.into_inner()).get(&node_id).cloned()
+        self.brokers.read().unwrap_or_else(|e| e.into_inner()).get(&node_id).map(|b| b.address.clone())
+    }
+
+    /// The rack a broker reported, if any response named one.
+    pub fn rack_of(&self, node_id: i32) -> Option<String> {
+        self.brokers.read().unwrap_or_else(|e| e.into_inner()).get(&node_id).and_then(|b| b.rack.clone())
     }
 
     /// Known `(node id, real address)` pairs, sorted by node id.
-    pub fn snapshot(&self) -> Vec<(i32, HostPort)> {
+    pub fn snapshot(&self) -> Vec<(i32, Broker)> {
         let mut all: Vec<_> =
             self.brokers.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect();
         all.sort_by_key(|(id, _)| *id);
         all
     }
 
-    /// Record addresses seen in a response; takes the write lock only when something changed.
-    pub fn learn(&self, brokers: impl Iterator<Item = (i32, HostPort)>) {
-        let seen: Vec<(i32, HostPort)> = {
+    /// Record brokers seen in a response; takes the write lock only when something changed. A
+    /// broker reported without a rack keeps the rack it was last seen with.
+    pub fn learn(&self, brokers: impl Iterator<Item = (i32, Broker)>) {
+        let seen: Vec<(i32, Broker)> = {
             let known = self.brokers.read().unwrap_or_else(|e| e.into_inner());
-            brokers.filter(|(id, addr)| known.get(id) != Some(addr)).collect()
+            brokers
+                .map(|(id, mut broker)| {
+                    if broker.rack.is_none() {
+                        broker.rack = known.get(&id).and_then(|b| b.rack.clone());
+                    }
+                    (id, broker)
+                })
+                .filter(|(id, broker)| known.get(id) != Some(broker))
+                .collect()
         };
         if seen.is_empty() {
             return;
         }
         let mut known = self.brokers.write().unwrap_or_else(|e| e.into_inner());
-        for (id, addr) in seen {
-            tracing::info!(domain = %self.domain, node_id = id, address = %addr, "learned broker address");
-            known.insert(id, addr);
+        for (id, broker) in seen {
+            tracing::info!(domain = %self.domain, node_id = id, address = %broker.address, rack = ?broker.rack, "learned broker address");
+            known.insert(id, broker);
         }
     }
 
@@ -84,13 +105,14 @@ impl Topology {
     pub async fn refresh(self: &Arc<Self>, timeout: Duration) -> anyhow::Result<usize> {
         let _one_at_a_time = self.refreshing.lock().await;
         let this = Arc::clone(self);
-        let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, HostPort)>> {
+        let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, Broker)>> {
             let metadata = this.client.fetch_metadata(None, timeout)?;
             Ok(metadata
                 .brokers()
                 .iter()
                 .filter_map(|b| {
-                    Some((b.id(), HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? }))
+                    let address = HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? };
+                    Some((b.id(), Broker { address, rack: None }))
                 })
                 .collect())
         })

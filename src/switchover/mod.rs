@@ -34,7 +34,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an operator asks for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SwitchoverRequest {
     /// The destination streaming domain.

@@ -26,11 +26,11 @@ mod tools;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use switchyard_testkit::{free_port_block, java, ClusterSpec, GatewayProcess, KafkaCluster, KafkaJars};
+use switchyard_testkit::{free_port_block, java, ChildGuard, ClusterSpec, GatewayProcess, KafkaCluster, KafkaJars};
 
 use crate::{cargo, step, target_dir};
 use report::{ClusterReport, Comparison, Cost, Report, RunRecord};
@@ -66,6 +66,9 @@ pub struct Plan {
     /// Round trips per end-to-end latency run.
     pub e2e_messages: u64,
     pub connections: usize,
+    /// Record the gateway with `perf` during an extra, unmeasured gateway run of the produce
+    /// and consume workloads.
+    pub profile: bool,
 }
 
 impl Plan {
@@ -83,6 +86,7 @@ impl Plan {
                 latency_seconds: 5.0,
                 e2e_messages: 1_000,
                 connections: 5_000,
+                profile: false,
             }
         } else {
             Plan {
@@ -97,21 +101,29 @@ impl Plan {
                 latency_seconds: 10.0,
                 e2e_messages: 3_000,
                 connections: 10_000,
+                profile: false,
             }
         }
     }
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    let (mut quick, mut wait_quiet) = (false, false);
+    let (mut quick, mut wait_quiet, mut profile) = (false, false, false);
     for arg in args {
         match arg.as_str() {
             "--quick" => quick = true,
             "--wait-quiet" => wait_quiet = true,
-            other => bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick] [--wait-quiet]"),
+            "--profile" => profile = true,
+            other => {
+                bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick] [--wait-quiet] [--profile]")
+            }
         }
     }
-    let plan = Plan::new(quick);
+    let mut plan = Plan::new(quick);
+    plan.profile = profile;
+    if profile && !Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        bail!("--profile needs `perf` (Debian: apt-get install linux-perf)");
+    }
     let started = Instant::now();
     let nofile = system::raise_nofile_limit(NOFILE_WANTED)?;
 
@@ -121,6 +133,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         bail!("the release build failed");
     }
     let binary = target_dir().join("release/switchyard");
+    let gateway_source = gateway_source();
+    println!("    gateway source: {gateway_source}");
     step("fetching the Kafka 4.1.1 jars (cached after the first run)");
     KafkaJars::ensure()?;
     let machine = Machine::describe();
@@ -171,7 +185,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
             ),
         );
     }
-    let report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed(), foreign);
+    let mut report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed(), foreign);
+    report.gateway_source = gateway_source;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
@@ -182,6 +197,27 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     println!("\n    full report: {}\n                 {}", md.display(), json.display());
     println!("    took {:.0} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The commit the gateway was built from, and whether `src/` had uncommitted changes.
+fn gateway_source() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(crate::workspace_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) if git(&["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]).is_some_and(|s| !s.is_empty()) => {
+            format!("{commit} with uncommitted changes in src/")
+        }
+        Some(commit) => commit,
+        None => "unknown (not a git checkout)".to_owned(),
+    }
 }
 
 /// A gateway in front of a cluster, with its admin API on a free port.
@@ -252,9 +288,54 @@ struct Bench {
     comparisons: BTreeMap<&'static str, Comparison>,
     order: Vec<&'static str>,
     runs: Vec<RunRecord>,
+    /// Where profiles go, and what they are called after.
+    profile_prefix: Option<String>,
+    profiles: Vec<String>,
 }
 
 impl Bench {
+    /// An extra, unmeasured gateway run of `work` with `perf record` attached to the gateway;
+    /// writes `perf report` summaries next to the report.
+    fn profile<T>(&mut self, label: &str, work: impl FnOnce(&str) -> Result<T>) -> Result<()> {
+        let Some(prefix) = self.profile_prefix.clone() else { return Ok(()) };
+        let dir = target_dir().join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("{prefix}-{}", label.replace([' ', '='], "-"));
+        let data = dir.join(format!("{name}.perf.data"));
+        let mut perf = Command::new("perf");
+        perf.args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph", "dwarf,16384", "-p"])
+            .arg(self.gateway.process.pid().to_string())
+            .arg("-o")
+            .arg(&data);
+        let mut recorder = ChildGuard::spawn_logged(perf, &dir.join(format!("{name}.perf.log")))?;
+        std::thread::sleep(Duration::from_millis(500));
+        let cpu0 = cpu_seconds(self.gateway.process.pid())?;
+        let result = work(&self.gateway.bootstrap.to_string());
+        let cpu = cpu_seconds(self.gateway.process.pid())? - cpu0;
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(recorder.pid() as libc::pid_t, libc::SIGINT) };
+        recorder.wait_timeout(Duration::from_secs(120));
+        result?;
+        let mut summary = format!("# gateway profile: {label} through the gateway ({cpu:.2} CPU s)\n");
+        for (title, sort) in [("by shared object", "dso"), ("by symbol", "dso,symbol")] {
+            let report = Command::new("perf")
+                .args(["report", "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5", "--sort", sort, "-i"])
+                .arg(&data)
+                .output()?;
+            summary.push_str(&format!("\n## {title}\n\n{}", String::from_utf8_lossy(&report.stdout)));
+        }
+        let callers = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "-G", "--percent-limit", "3", "--sort", "symbol", "-i"])
+            .arg(&data)
+            .output()?;
+        let text = dir.join(format!("{name}.txt"));
+        std::fs::write(&text, &summary)?;
+        std::fs::write(dir.join(format!("{name}.callgraph.txt")), &callers.stdout)?;
+        println!("    profiled: {} ({cpu:.2} gateway CPU s)", text.display());
+        self.profiles.push(text.display().to_string());
+        Ok(())
+    }
+
     fn bootstrap(&self, side: Side) -> String {
         match side {
             Side::Direct => self.direct.clone(),
@@ -373,6 +454,8 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
         comparisons: BTreeMap::new(),
         order: Vec::new(),
         runs: Vec::new(),
+        profile_prefix: plan.profile.then(|| format!("profile-{brokers}-broker")),
+        profiles: Vec::new(),
     };
     let (n, size) = (plan.produce_records, plan.record_size);
 
@@ -405,6 +488,11 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
         }
     }
 
+    if plan.profile {
+        step(&format!("{brokers} broker(s): profiling the gateway (perf) under produce acks=1, an extra unmeasured run"));
+        b.profile("produce acks=1", |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, n, size, -1, "1"))?;
+    }
+
     step(&format!("{brokers} broker(s): consume, {n} records from the start of the topic, a new group each run"));
     for (i, side) in sides(plan.throughput_reps).into_iter().enumerate() {
         let group = format!("bench-consume-{i}");
@@ -426,6 +514,11 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
             side,
             r.mib_per_sec,
         );
+    }
+
+    if plan.profile {
+        step(&format!("{brokers} broker(s): profiling the gateway (perf) under consume, an extra unmeasured run"));
+        b.profile("consume", |bs| tools::consumer_perf(bs, THROUGHPUT_TOPIC, n, "bench-consume-profiled"))?;
     }
 
     let direct_max = median(&b.comparisons["produce_acksall_rec_s"].direct);
@@ -523,9 +616,9 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
     let gateway_peak_rss_kib = vm_kib(pid, "VmHWM")?;
     let gateway_rss_kib = vm_kib(pid, "VmRSS")?;
     b.gateway.process.terminate(Duration::from_secs(30));
-    let Bench { mut comparisons, order, costs, runs, .. } = b;
+    let Bench { mut comparisons, order, costs, runs, profiles, .. } = b;
     let comparisons = order.iter().filter_map(|k| comparisons.remove(k)).map(Comparison::finish).collect();
-    Ok(ClusterReport::new(
+    let mut report = ClusterReport::new(
         brokers,
         replication,
         rate,
@@ -534,7 +627,9 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
         gateway_peak_rss_kib,
         gateway_rss_kib,
         runs,
-    ))
+    );
+    report.profiles = profiles;
+    Ok(report)
 }
 
 /// The median (the mean of the middle two for an even count); NaN when empty.

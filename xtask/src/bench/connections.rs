@@ -19,7 +19,7 @@ use switchyard_testkit::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, R
 use switchyard_testkit::kafka_protocol::protocol::{Encodable, StrBytes};
 use switchyard_testkit::{poll, KafkaCluster};
 
-use super::system::{metric_sum, scrape_metrics, vm_kib};
+use super::system::{cpu_seconds, metric_sum, scrape_metrics, tcp_ext_counter, vm_kib};
 use super::{start_gateway, step};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,9 +29,20 @@ pub struct ConnectionReport {
     pub nofile_limit: u64,
     /// Opening every connection straight to the broker (reference).
     pub direct_connect_s: f64,
+    pub direct_slowest_connect_ms: f64,
+    /// Connections refused a place in the broker's accept queue (the client retries the SYN a
+    /// second later): the machine's `ListenOverflows` counter over the phase.
+    pub direct_listen_overflows: u64,
     /// Opening every connection to the gateway (each `connect` returns once the kernel has
     /// queued it for accept).
     pub gateway_connect_s: f64,
+    pub gateway_slowest_connect_ms: f64,
+    /// Connects that took over 200 ms (a dropped SYN costs its client a 1 s retransmit).
+    pub gateway_slow_connects: usize,
+    /// Connections the gateway's accept queue overflowed on (`ListenOverflows` over the phase).
+    pub gateway_listen_overflows: u64,
+    /// Gateway CPU time from the first connect until every connection is proxied, per connection.
+    pub gateway_cpu_us_per_connection: f64,
     /// From the first connect until the gateway reports every client accepted and its broker
     /// connection open.
     pub gateway_all_proxied_s: f64,
@@ -55,11 +66,17 @@ pub fn idle_connections(
 ) -> Result<ConnectionReport> {
     step(&format!("connection cost: {n} idle connections, straight to the broker first"));
     let broker = cluster.first_bootstrap();
+    let overflows = tcp_ext_counter("ListenOverflows").unwrap_or(0);
     let started = Instant::now();
-    let direct = open(broker, n)?;
+    let (direct, direct_times) = open(broker, n)?;
     let direct_connect_s = started.elapsed().as_secs_f64();
+    let direct_listen_overflows = tcp_ext_counter("ListenOverflows").unwrap_or(0).saturating_sub(overflows);
     close_with_reset(direct);
-    println!("    direct: {n} connections in {direct_connect_s:.2} s");
+    let direct_slowest_connect_ms = direct_times.iter().copied().fold(0.0, f64::max);
+    println!(
+        "    direct: {n} connections in {direct_connect_s:.2} s (slowest {direct_slowest_connect_ms:.1} ms, \
+         {direct_listen_overflows} accept-queue overflows)"
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     step(&format!("connection cost: {n} idle connections through a fresh gateway"));
@@ -70,16 +87,23 @@ pub fn idle_connections(
     scrape_metrics(gateway.admin)?;
     let rss_before_kib = vm_kib(pid, "VmRSS")?;
 
+    let (cpu_before, overflows) = (cpu_seconds(pid)?, tcp_ext_counter("ListenOverflows").unwrap_or(0));
     let started = Instant::now();
-    let mut clients = open(gateway.bootstrap, n)?;
+    let (mut clients, gateway_times) = open(gateway.bootstrap, n)?;
     let gateway_connect_s = started.elapsed().as_secs_f64();
     wait_for_connections(gateway.admin, n as f64, Duration::from_secs(180))
         .with_context(|| format!("gateway log:\n{}", gateway.process.log_tail()))?;
     let gateway_all_proxied_s = started.elapsed().as_secs_f64();
+    let gateway_listen_overflows = tcp_ext_counter("ListenOverflows").unwrap_or(0).saturating_sub(overflows);
+    let gateway_cpu_us_per_connection = (cpu_seconds(pid)? - cpu_before) * 1e6 / n as f64;
+    let gateway_slowest_connect_ms = gateway_times.iter().copied().fold(0.0, f64::max);
+    let gateway_slow_connects = gateway_times.iter().filter(|&&ms| ms > 200.0).count();
     std::thread::sleep(Duration::from_secs(1));
     let rss_idle_kib = vm_kib(pid, "VmRSS")?;
     println!(
-        "    gateway: connected in {gateway_connect_s:.2} s, all proxied after {gateway_all_proxied_s:.2} s; \
+        "    gateway: connected in {gateway_connect_s:.2} s (slowest {gateway_slowest_connect_ms:.1} ms, \
+         {gateway_slow_connects} over 200 ms, {gateway_listen_overflows} accept-queue overflows), all proxied \
+         after {gateway_all_proxied_s:.2} s, {gateway_cpu_us_per_connection:.0} µs gateway CPU each; \
          RSS {rss_before_kib} -> {rss_idle_kib} KiB"
     );
 
@@ -104,7 +128,13 @@ pub fn idle_connections(
         connections: n,
         nofile_limit,
         direct_connect_s,
+        direct_slowest_connect_ms,
+        direct_listen_overflows,
         gateway_connect_s,
+        gateway_slowest_connect_ms,
+        gateway_slow_connects,
+        gateway_listen_overflows,
+        gateway_cpu_us_per_connection,
         gateway_all_proxied_s,
         rss_before_kib,
         rss_idle_kib,
@@ -117,15 +147,18 @@ pub fn idle_connections(
     })
 }
 
-/// Opens `n` connections one after the other.
-fn open(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
+/// Opens `n` connections one after the other; also returns how long each connect took, in ms.
+fn open(addr: SocketAddr, n: usize) -> Result<(Vec<TcpStream>, Vec<f64>)> {
     let mut streams = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
     for i in 0..n {
+        let started = Instant::now();
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))
             .with_context(|| format!("connection {} of {n} to {addr}", i + 1))?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
         streams.push(stream);
     }
-    Ok(streams)
+    Ok((streams, times))
 }
 
 /// Closes with RST (SO_LINGER 0), so thousands of closes leave no TIME_WAIT ports behind.

@@ -26,6 +26,8 @@ const THROUGHPUT_WORKLOADS: [&str; 3] = ["produce acks=1", "produce acks=all", "
 pub struct Report {
     pub mode: &'static str,
     pub machine: Machine,
+    /// The commit the gateway was built from.
+    pub gateway_source: String,
     pub plan: Plan,
     pub duration_s: f64,
     /// Share of the machine's CPU that processes outside the benchmark used during the run.
@@ -131,6 +133,8 @@ pub struct ClusterReport {
     pub gateway_peak_rss_kib: u64,
     pub gateway_final_rss_kib: u64,
     pub runs: Vec<RunRecord>,
+    /// `perf report` summaries of the profiled runs (`--profile`).
+    pub profiles: Vec<String>,
 }
 
 impl ClusterReport {
@@ -170,6 +174,7 @@ impl ClusterReport {
             gateway_peak_rss_kib,
             gateway_final_rss_kib,
             runs,
+            profiles: Vec::new(),
         }
     }
 
@@ -269,6 +274,7 @@ impl Report {
         Report {
             mode: plan.mode,
             machine,
+            gateway_source: String::new(),
             plan,
             duration_s: duration.as_secs_f64(),
             foreign_cpu_share,
@@ -303,7 +309,7 @@ impl Report {
         let _ = writeln!(
             md,
             "Run on {} ({:.0} s). Machine: {} CPUs ({}), {} GiB memory, Linux {}; {}; {}. Kafka 4.1.1 (KRaft) \
-             from Maven Central jars, the gateway built with `cargo build --release`. Processes outside the \
+             from Maven Central jars, the gateway built with `cargo build --release` from {}. Processes outside the \
              benchmark used {:.0}% of the machine's CPU meanwhile.\n",
             m.date_utc,
             self.duration_s,
@@ -313,6 +319,7 @@ impl Report {
             m.kernel,
             m.java,
             m.rustc,
+            self.gateway_source,
             self.foreign_cpu_share * 100.0
         );
         let p = &self.plan;
@@ -395,6 +402,13 @@ impl Report {
                     cost.cpu_ms_per_mb
                 );
             }
+            if !cluster.profiles.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "\nGateway profiles (`perf record`, extra unmeasured gateway runs): {}",
+                    cluster.profiles.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                );
+            }
         }
 
         if let Some(c) = &self.connections {
@@ -402,8 +416,9 @@ impl Report {
                 md,
                 "\n## Connection cost (1 broker)\n\n| figure | value |\n|---|---:|\n\
                  | idle client connections | {} |\n| RLIMIT_NOFILE (bench, broker, gateway) | {} |\n\
-                 | time to open them straight to the broker | {:.2} s |\n\
-                 | time to open them to the gateway | {:.2} s |\n\
+                 | time to open them straight to the broker (slowest connect; accept-queue overflows) | {:.2} s ({:.1} ms; {}) |\n\
+                 | time to open them to the gateway (slowest connect; connects over 200 ms; accept-queue overflows) | {:.2} s ({:.1} ms; {}; {}) |\n\
+                 | gateway CPU per accepted and proxied connection | {:.0} µs |\n\
                  | time until the gateway holds every client and broker connection | {:.2} s |\n\
                  | gateway RSS before | {} KiB |\n| gateway RSS with the idle connections | {} KiB |\n\
                  | **RSS per idle connection** | **{:.2} KiB** |\n\
@@ -414,7 +429,13 @@ impl Report {
                 c.connections,
                 c.nofile_limit,
                 c.direct_connect_s,
+                c.direct_slowest_connect_ms,
+                c.direct_listen_overflows,
                 c.gateway_connect_s,
+                c.gateway_slowest_connect_ms,
+                c.gateway_slow_connects,
+                c.gateway_listen_overflows,
+                c.gateway_cpu_us_per_connection,
                 c.gateway_all_proxied_s,
                 c.rss_before_kib,
                 c.rss_idle_kib,

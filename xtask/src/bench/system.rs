@@ -152,6 +152,15 @@ pub fn wait_for_quiet_machine(max_share: f64, timeout: Duration) -> f64 {
     }
 }
 
+/// A `TcpExt` counter of `/proc/net/netstat` (e.g. `ListenOverflows`), machine-wide.
+pub fn tcp_ext_counter(name: &str) -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
 /// A `Vm*` line of `/proc/<pid>/status` (e.g. `VmRSS`, `VmHWM`), in KiB.
 pub fn vm_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -275,6 +284,7 @@ mod tests {
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(vm_kib(pid, "VmRSS").unwrap() > 0);
         assert!(vm_kib(pid, "VmHWM").unwrap() > 0);
+        assert!(tcp_ext_counter("ListenOverflows").is_some());
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! The gateway cluster: stateless nodes that find each other through the backing Kafka cluster.
+//!
+//! Nodes configured with the same cluster id join one consumer group on an internal topic named
+//! after it (see [`group`]); the group's members are the cluster's nodes, each announcing its
+//! node id, advertised host and rack in its client id. There is no other coordination service
+//! and no local state: a node that stops leaves the group, one that is killed drops out when its
+//! session times out, and one that starts is a member within seconds. The same topic carries
+//! switchovers started on one node to every other node.
+//!
+//! What clients are told follows [`Advertising`]: a standalone gateway advertises each route's
+//! endpoint host; a cluster with internal load balancing maps each broker to a member
+//! ([`placement`]); with external load balancing every broker is advertised at the load
+//! balancer's host.
+
+pub mod group;
+pub mod placement;
+
+use std::sync::{Arc, RwLock};
+
+use crate::config::ClusterSettings;
+use group::ClusterGroup;
+
+use kafka_protocol::protocol::StrBytes;
+use serde::Serialize;
+
+/// A gateway node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub node_id: String,
+    /// Where clients reach this node.
+    pub host: String,
+    pub rack: Option<String>,
+}
+
+/// The current members of this node's gateway cluster, itself included.
+pub struct Membership {
+    pub cluster_id: String,
+    pub me: Member,
+    members: RwLock<Arc<Vec<Member>>>,
+}
+
+impl Membership {
+    pub fn new(cluster_id: String, me: Member) -> Arc<Membership> {
+        let members = RwLock::new(Arc::new(vec![me.clone()]));
+        Arc::new(Membership { cluster_id, me, members })
+    }
+
+    /// Sorted by node id.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        Arc::clone(&self.members.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replace the member list (as the group reports it); logs who joined and who left.
+    pub fn update(&self, mut members: Vec<Member>) {
+        if !members.contains(&self.me) {
+            // Until the group lists this node (it just joined), it still serves.
+            members.push(self.me.clone());
+        }
+        members.sort();
+        members.dedup();
+        let mut current = self.members.write().unwrap_or_else(|e| e.into_inner());
+        if **current == members {
+            return;
+        }
+        for joined in members.iter().filter(|m| !current.contains(m)) {
+            tracing::info!(cluster = %self.cluster_id, node = %joined.node_id, host = %joined.host, rack = ?joined.rack, "gateway node joined");
+        }
+        for left in current.iter().filter(|m| !members.contains(m)) {
+            tracing::info!(cluster = %self.cluster_id, node = %left.node_id, host = %left.host, "gateway node left");
+        }
+        *current = Arc::new(members);
+    }
+}
+
+/// How broker addresses are advertised to clients.
+pub enum Advertising {
+    /// Each route's own endpoint host (a single gateway, or nodes behind DNS).
+    RouteEndpoint,
+    /// One host for every broker: an external load balancer in front of all nodes.
+    Fixed(StrBytes),
+    /// Each broker at the member [`placement`] picks.
+    Members(Arc<Membership>),
+}
+
+impl Advertising {
+    /// The host to advertise for `broker` (in `rack`) to a client whose id hashes to `client`;
+    /// `route_host` is the route's endpoint host.
+    pub fn host_for(&self, route_host: &StrBytes, broker: i32, rack: Option<&str>, client: u32) -> StrBytes {
+        match self {
+            Advertising::RouteEndpoint => route_host.clone(),
+            Advertising::Fixed(host) => host.clone(),
+            Advertising::Members(membership) => {
+                let members = membership.members();
+                match placement::member_for(&members, broker, rack, client) {
+                    Some(member) => StrBytes::from_string(member.host.clone()),
+                    None => route_host.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// This node's membership in a gateway cluster.
+pub struct ClusterNode {
+    pub membership: Arc<Membership>,
+    pub group: ClusterGroup,
+    pub internal_load_balancing: bool,
+}
+
+/// What `settings` make this node advertise, and its membership when it is in a cluster.
+/// `default_host` (the first route's endpoint host) is this node's host when none is set.
+pub fn advertising(settings: &ClusterSettings, default_host: &str) -> (Option<Arc<Membership>>, Arc<Advertising>) {
+    let fixed = || settings.advertised_host.clone().map(|host| Arc::new(Advertising::Fixed(StrBytes::from_string(host))));
+    let Some(id) = &settings.id else {
+        return (None, fixed().unwrap_or_else(|| Arc::new(Advertising::RouteEndpoint)));
+    };
+    let host = settings.advertised_host.clone().unwrap_or_else(|| default_host.to_string());
+    let me = Member { node_id: settings.node_id.clone(), host, rack: settings.rack.clone() };
+    let membership = Membership::new(id.clone(), me);
+    let advertising = if settings.internal_load_balancing {
+        Arc::new(Advertising::Members(Arc::clone(&membership)))
+    } else {
+        fixed().expect("external load balancing requires an advertised host (checked with the config)")
+    };
+    (Some(membership), advertising)
+}
