@@ -3,6 +3,8 @@
 //! - `demo`: start a local Kafka 4.1 on 127.0.0.1:9092, the gateway in front of it on its
 //!   built-in default config, and show messages and metadata going through it.
 //! - `test`: install what the tests need and run the whole suite.
+//! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
+//! - `bench`: the benchmark against direct Kafka (README's Performance section).
 //! - `bench [--quick]`: the gateway against direct Kafka on this machine; writes
 //!   `target/bench/report.md` and `report.json` (see [`bench`]).
 
@@ -14,6 +16,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use switchyard_testkit::drill::{DrillMode, DrillOptions};
 use switchyard_testkit::{java, kcat, poll, ChildGuard, ClusterSpec, HaproxyProcess, KafkaCluster, KafkaJars};
 
 fn main() -> ExitCode {
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("drill") => drill(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask demo | cargo xtask test [cargo test args] | cargo xtask bench [--quick]");
             return ExitCode::from(2);
@@ -176,4 +180,45 @@ fn ensure_free(port: u16, what: &str) -> Result<()> {
 
 fn step(text: &str) {
     println!("\n==> {text}");
+}
+
+// ---- drill -------------------------------------------------------------------------------
+
+/// `cargo xtask drill [--mode live|restart|both] [--records N] [--rate R]`: the switchover drill
+/// (see docs/switchover.md), with a table per mode.
+fn drill(args: &[String]) -> Result<ExitCode> {
+    let mut modes = vec![DrillMode::Live, DrillMode::Restart];
+    let (mut records, mut rate) = (20_000u64, 1_000u32);
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--mode" => {
+                modes = match value.as_str() {
+                    "live" => vec![DrillMode::Live],
+                    "restart" => vec![DrillMode::Restart],
+                    "both" => vec![DrillMode::Live, DrillMode::Restart],
+                    other => bail!("--mode {other}: use live, restart or both"),
+                }
+            }
+            "--records" => records = value.parse().context("--records takes a number")?,
+            "--rate" => rate = value.parse().context("--rate takes records per second")?,
+            other => bail!("unknown option {other}: use --mode, --records, --rate"),
+        }
+    }
+    step("building the gateway (release)");
+    let status = cargo().args(["build", "--release", "--quiet", "-p", "switchyard", "--bin", "switchyard"]).status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+    KafkaJars::ensure()?;
+    let mut lost = false;
+    for mode in modes {
+        step(&format!("drill: {mode}, {records} records at {rate}/s"));
+        let options = DrillOptions { gateway_binary: target_dir().join("release/switchyard"), mode, records, rate, partitions: 3 };
+        let report = switchyard_testkit::drill::run(&options)?;
+        println!("{report}");
+        lost |= !report.acked_missing.is_empty();
+    }
+    Ok(if lost { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
