@@ -41,6 +41,8 @@ const PARTITIONS: i32 = 6;
 const THROUGHPUT_TOPIC: &str = "bench-throughput";
 const LATENCY_TOPIC: &str = "bench-latency";
 const E2E_TOPIC: &str = "bench-e2e";
+/// Records of a profiled produce run: enough gateway CPU time for a few thousand samples.
+const PROFILE_RECORDS: u64 = 400_000;
 /// What the bench asks for; the broker and the gateway inherit it.
 const NOFILE_WANTED: u64 = 65536;
 /// The brokers' accept backlog (Kafka's default is 50): the connection test opens thousands of
@@ -94,12 +96,12 @@ impl Plan {
                 broker_counts: vec![1, 3],
                 record_size: RECORD_SIZE,
                 partitions: PARTITIONS,
-                produce_records: 500_000,
+                produce_records: 300_000,
                 warmup_records: 100_000,
                 throughput_reps: 2,
                 latency_reps: 2,
-                latency_seconds: 10.0,
-                e2e_messages: 3_000,
+                latency_seconds: 8.0,
+                e2e_messages: 2_000,
                 connections: 10_000,
                 profile: false,
             }
@@ -303,7 +305,7 @@ impl Bench {
         let name = format!("{prefix}-{}", label.replace([' ', '='], "-"));
         let data = dir.join(format!("{name}.perf.data"));
         let mut perf = Command::new("perf");
-        perf.args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph", "dwarf,16384", "-p"])
+        perf.args(["record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384", "-p"])
             .arg(self.gateway.process.pid().to_string())
             .arg("-o")
             .arg(&data);
@@ -360,13 +362,13 @@ impl Bench {
             return Ok(result);
         }
         let pid = self.gateway.process.pid();
-        let (cpu0, bytes0) = (cpu_seconds(pid)?, self.gateway_bytes()?);
+        let (cpu0, (bytes0, requests0)) = (cpu_seconds(pid)?, self.gateway_traffic()?);
         let result = work(&bootstrap).with_context(|| format!("gateway log:\n{}", self.gateway.process.log_tail()))?;
-        let (cpu1, bytes1) = (cpu_seconds(pid)?, self.gateway_bytes()?);
+        let (cpu1, (bytes1, requests1)) = (cpu_seconds(pid)?, self.gateway_traffic()?);
         let foreign = CpuSample::take().foreign_share_since(&machine_before);
-        let cost = (cpu1 - cpu0, bytes1 - bytes0);
+        let cost = (cpu1 - cpu0, bytes1 - bytes0, requests1 - requests0);
         if let Some(workload) = workload {
-            self.costs.entry(workload).or_insert_with(|| Cost::new(workload)).add(cost.0, cost.1);
+            self.costs.entry(workload).or_insert_with(|| Cost::new(workload)).add(cost.0, cost.1, cost.2);
         }
         self.record(side, workload, &result, Some(cost), foreign);
         Ok(result)
@@ -377,7 +379,7 @@ impl Bench {
         side: Side,
         workload: Option<&str>,
         result: &T,
-        cost: Option<(f64, f64)>,
+        cost: Option<(f64, f64, f64)>,
         foreign_cpu_share: f64,
     ) {
         let result = serde_json::to_value(result).unwrap_or_default();
@@ -391,7 +393,8 @@ impl Bench {
             format!("{side:?}"),
             workload.unwrap_or("warm-up"),
             compact(&result),
-            cost.map(|(cpu, bytes)| format!("  [gateway {cpu:.2} CPU s, {:.1} MB]", bytes / 1e6)).unwrap_or_default()
+            cost.map(|(cpu, bytes, requests)| format!("  [gateway {cpu:.2} CPU s, {:.1} MB, {requests:.0} requests]", bytes / 1e6))
+                .unwrap_or_default()
         );
         self.runs.push(RunRecord {
             workload: workload.unwrap_or("warm-up").to_owned(),
@@ -399,12 +402,15 @@ impl Bench {
             result,
             gateway_cpu_s: cost.map(|c| c.0),
             gateway_bytes: cost.map(|c| c.1),
+            gateway_requests: cost.map(|c| c.2),
             foreign_cpu_share,
         });
     }
 
-    fn gateway_bytes(&self) -> Result<f64> {
-        Ok(metric_sum(&scrape_metrics(self.gateway.admin)?, "switchyard_bytes_total"))
+    /// Bytes proxied (both directions) and requests forwarded so far.
+    fn gateway_traffic(&self) -> Result<(f64, f64)> {
+        let page = scrape_metrics(self.gateway.admin)?;
+        Ok((metric_sum(&page, "switchyard_bytes_total"), metric_sum(&page, "switchyard_requests_total")))
     }
 
     /// Adds one side's value to the comparison `key`.
@@ -490,7 +496,7 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
 
     if plan.profile {
         step(&format!("{brokers} broker(s): profiling the gateway (perf) under produce acks=1, an extra unmeasured run"));
-        b.profile("produce acks=1", |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, n, size, -1, "1"))?;
+        b.profile("produce acks=1", |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, n.max(PROFILE_RECORDS), size, -1, "1"))?;
     }
 
     step(&format!("{brokers} broker(s): consume, {n} records from the start of the topic, a new group each run"));
@@ -518,7 +524,9 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
 
     if plan.profile {
         step(&format!("{brokers} broker(s): profiling the gateway (perf) under consume, an extra unmeasured run"));
-        b.profile("consume", |bs| tools::consumer_perf(bs, THROUGHPUT_TOPIC, n, "bench-consume-profiled"))?;
+        b.profile("consume", |bs| {
+            tools::consumer_perf(bs, THROUGHPUT_TOPIC, n.max(PROFILE_RECORDS), "bench-consume-profiled")
+        })?;
     }
 
     let direct_max = median(&b.comparisons["produce_acksall_rec_s"].direct);

@@ -4,9 +4,8 @@
 //!   built-in default config, and show messages and metadata going through it.
 //! - `test`: install what the tests need and run the whole suite.
 //! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
-//! - `bench`: the benchmark against direct Kafka (README's Performance section).
-//! - `bench [--quick]`: the gateway against direct Kafka on this machine; writes
-//!   `target/bench/report.md` and `report.json` (see [`bench`]).
+//! - `bench [--quick] [--wait-quiet] [--profile]`: the gateway against direct Kafka on this
+//!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
 
 mod bench;
 
@@ -27,7 +26,10 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("drill") => drill(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | cargo xtask test [cargo test args] | cargo xtask bench [--quick]");
+            eprintln!(
+                "usage: cargo xtask demo | cargo xtask test [cargo test args] | cargo xtask drill [args] \
+                 | cargo xtask bench [--quick] [--wait-quiet] [--profile]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -54,6 +54,9 @@ pub struct Comparison {
     pub ratio: f64,
     /// gateway - direct, of the medians.
     pub delta: f64,
+    /// (max - min) of each side's runs: how much the same measurement moved between runs.
+    pub direct_range: f64,
+    pub gateway_range: f64,
 }
 
 impl Comparison {
@@ -69,6 +72,8 @@ impl Comparison {
             gateway_median: f64::NAN,
             ratio: f64::NAN,
             delta: f64::NAN,
+            direct_range: f64::NAN,
+            gateway_range: f64::NAN,
         }
     }
 
@@ -77,7 +82,22 @@ impl Comparison {
         self.gateway_median = median(&self.gateway);
         self.ratio = self.gateway_median / self.direct_median;
         self.delta = self.gateway_median - self.direct_median;
+        self.direct_range = range(&self.direct);
+        self.gateway_range = range(&self.gateway);
         self
+    }
+
+    /// Whether the difference between the sides is larger than either side's own run-to-run
+    /// range (with one run per side there is no range: "single run").
+    fn significance(&self) -> String {
+        let noise = self.direct_range.max(self.gateway_range);
+        if self.direct.len() < 2 && self.gateway.len() < 2 {
+            "single run per side".to_owned()
+        } else if self.delta.abs() > noise {
+            format!("beyond the run-to-run range ({} {})", num(noise), self.unit)
+        } else {
+            format!("within the run-to-run range ({} {})", num(noise), self.unit)
+        }
     }
 }
 
@@ -92,17 +112,31 @@ pub struct Cost {
     /// CPU seconds per 10^9 bytes; numerically equal to ms per 10^6 bytes.
     pub cpu_s_per_gb: f64,
     pub cpu_ms_per_mb: f64,
+    /// Requests forwarded (`switchyard_requests_total`), and CPU per request.
+    pub requests: f64,
+    pub cpu_us_per_request: f64,
 }
 
 impl Cost {
     pub fn new(workload: &str) -> Cost {
-        Cost { workload: workload.to_owned(), runs: 0, cpu_s: 0.0, bytes: 0.0, cpu_s_per_gb: 0.0, cpu_ms_per_mb: 0.0 }
+        Cost {
+            workload: workload.to_owned(),
+            runs: 0,
+            cpu_s: 0.0,
+            bytes: 0.0,
+            cpu_s_per_gb: 0.0,
+            cpu_ms_per_mb: 0.0,
+            requests: 0.0,
+            cpu_us_per_request: 0.0,
+        }
     }
 
-    pub fn add(&mut self, cpu_s: f64, bytes: f64) {
+    pub fn add(&mut self, cpu_s: f64, bytes: f64, requests: f64) {
         self.runs += 1;
         self.cpu_s += cpu_s;
         self.bytes += bytes;
+        self.requests += requests;
+        self.cpu_us_per_request = if self.requests > 0.0 { self.cpu_s * 1e6 / self.requests } else { f64::NAN };
         self.cpu_s_per_gb = if self.bytes > 0.0 { self.cpu_s / (self.bytes / 1e9) } else { f64::NAN };
         self.cpu_ms_per_mb = if self.bytes > 0.0 { self.cpu_s * 1e3 / (self.bytes / 1e6) } else { f64::NAN };
     }
@@ -116,6 +150,7 @@ pub struct RunRecord {
     pub result: serde_json::Value,
     pub gateway_cpu_s: Option<f64>,
     pub gateway_bytes: Option<f64>,
+    pub gateway_requests: Option<f64>,
     /// Share of the machine's CPU that processes outside the benchmark used during the run.
     pub foreign_cpu_share: f64,
 }
@@ -157,10 +192,10 @@ impl ClusterReport {
         let mut all = Cost::new("all measured gateway runs");
         for cost in &costs {
             if THROUGHPUT_WORKLOADS.contains(&cost.workload.as_str()) {
-                throughput.add(cost.cpu_s, cost.bytes);
+                throughput.add(cost.cpu_s, cost.bytes, cost.requests);
                 throughput.runs += cost.runs - 1;
             }
-            all.add(cost.cpu_s, cost.bytes);
+            all.add(cost.cpu_s, cost.bytes, cost.requests);
             all.runs += cost.runs - 1;
         }
         costs.push(throughput);
@@ -195,6 +230,8 @@ pub struct Goal {
     pub measured: f64,
     pub measured_text: String,
     pub pass: bool,
+    /// For comparisons: whether the difference exceeds the runs' own spread.
+    pub significance: String,
 }
 
 impl Report {
@@ -228,6 +265,7 @@ impl Report {
                             c.direct_median
                         ),
                         pass: c.ratio >= THROUGHPUT_RATIO_GOAL,
+                        significance: c.significance(),
                     });
                 }
             }
@@ -239,6 +277,7 @@ impl Report {
                     measured: c.delta,
                     measured_text: format!("{:+.3} ms ({:.3} vs {:.3} ms)", c.delta, c.gateway_median, c.direct_median),
                     pass: c.delta <= ADDED_P99_GOAL_MS,
+                    significance: c.significance(),
                 });
             }
             if let Some(cost) = cluster.gateway_cost.iter().find(|c| c.workload.starts_with("throughput workloads")) {
@@ -254,6 +293,7 @@ impl Report {
                         cost.bytes / 1e6
                     ),
                     pass: cost.cpu_ms_per_mb <= CPU_MS_PER_MB_GOAL,
+                    significance: String::new(),
                 });
             }
         }
@@ -268,6 +308,7 @@ impl Report {
                     c.kib_per_idle_connection, c.kib_per_connection_after_api_versions
                 ),
                 pass: c.kib_per_idle_connection <= KIB_PER_CONNECTION_GOAL,
+                significance: String::new(),
             });
         }
         notes.extend(standard_notes());
@@ -291,12 +332,13 @@ impl Report {
         for g in &self.goals {
             let _ = writeln!(
                 out,
-                "    [{}] {:<8} {}: {} (goal {})",
+                "    [{}] {:<8} {}: {} (goal {}){}",
                 if g.pass { "pass" } else { "FAIL" },
                 g.scope,
                 g.goal,
                 g.measured_text,
-                g.target
+                g.target,
+                if g.significance.is_empty() { String::new() } else { format!("; {}", g.significance) }
             );
         }
         out
@@ -341,16 +383,20 @@ impl Report {
             self.connections.as_ref().map_or(0, |c| c.connections)
         );
 
-        let _ = writeln!(md, "## Goals\n\n| scope | goal | target | measured | result |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## Goals\n\n| scope | goal | target | measured | result | difference vs. noise |\n|---|---|---|---|---|---|"
+        );
         for g in &self.goals {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 g.scope,
                 g.goal,
                 g.target,
                 g.measured_text,
-                if g.pass { "pass" } else { "**fail**" }
+                if g.pass { "pass" } else { "**fail**" },
+                g.significance
             );
         }
 
@@ -367,13 +413,13 @@ impl Report {
             );
             let _ = writeln!(
                 md,
-                "| metric | unit | direct runs | gateway runs | direct | gateway | gateway/direct | difference |\n\
-                 |---|---|---|---|---:|---:|---:|---:|"
+                "| metric | unit | direct runs | gateway runs | direct | gateway | gateway/direct | difference | \
+                 larger run-to-run range |\n|---|---|---|---|---:|---:|---:|---:|---:|"
             );
             for c in &cluster.comparisons {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {:.3} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {:.3} | {} | {} |",
                     c.name,
                     c.unit,
                     list(&c.direct),
@@ -381,25 +427,28 @@ impl Report {
                     num(c.direct_median),
                     num(c.gateway_median),
                     c.ratio,
-                    signed(c.delta)
+                    signed(c.delta),
+                    num(c.direct_range.max(c.gateway_range))
                 );
             }
             let _ = writeln!(
                 md,
                 "\nGateway cost (CPU = utime + stime of the gateway process; bytes = `switchyard_bytes_total`, \
-                 both directions):\n\n| workload | gateway runs | CPU s | MB proxied | CPU s per GB | CPU ms per MB |\n\
-                 |---|---:|---:|---:|---:|---:|"
+                 both directions):\n\n| workload | gateway runs | CPU s | MB proxied | CPU s per GB | CPU ms per MB | requests | CPU µs per request |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|"
             );
             for cost in &cluster.gateway_cost {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.2} | {:.1} | {:.3} | {:.3} |",
+                    "| {} | {} | {:.2} | {:.1} | {:.3} | {:.3} | {:.0} | {:.1} |",
                     cost.workload,
                     cost.runs,
                     cost.cpu_s,
                     cost.bytes / 1e6,
                     cost.cpu_s_per_gb,
-                    cost.cpu_ms_per_mb
+                    cost.cpu_ms_per_mb,
+                    cost.requests,
+                    cost.cpu_us_per_request
                 );
             }
             if !cluster.profiles.is_empty() {
@@ -473,6 +522,17 @@ fn standard_notes() -> Vec<String> {
          socket.listen.backlog.size is raised from 50 to 1024 so that the connection test measures the \
          gateway, which opens one broker connection per client connection."
             .into(),
+        "Half load is half the direct acks=all maximum, which ProducerPerformance reaches with full 16 KiB \
+         batches; at a fixed rate the producer sends smaller batches and more requests, so on a small machine \
+         that rate can still saturate it. A p50 far above the end-to-end round trip marks such a run: its p99 \
+         measures queueing in the producer, not the gateway."
+            .into(),
+        "An accept-queue overflow drops the client's SYN, which it retransmits a second later: each one adds \
+         about 1 s to the time to open the connections, so that time mostly counts overflows."
+            .into(),
+        "The difference vs. noise column compares the gateway-direct difference with the larger max-min range \
+         of either side's own runs; a difference within it is not evidence either way."
+            .into(),
         "MB and GB are 10^6 and 10^9 bytes (so CPU s per GB equals CPU ms per MB); MiB/s throughputs are as \
          the Kafka tools print them."
             .into(),
@@ -489,6 +549,16 @@ fn num(value: f64) -> String {
     } else {
         format!("{value:.3}")
     }
+}
+
+/// max - min; NaN for fewer than two values.
+fn range(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return f64::NAN;
+    }
+    let max = values.iter().copied().fold(f64::MIN, f64::max);
+    let min = values.iter().copied().fold(f64::MAX, f64::min);
+    max - min
 }
 
 fn signed(value: f64) -> String {
