@@ -38,7 +38,14 @@ impl Gateway {
     pub async fn start(config: &GatewayConfig) -> anyhow::Result<Gateway> {
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
-        let (membership, advertising) = cluster::advertising(&config.cluster, &config.routes[0].endpoint.host);
+        let audit = match &config.audit {
+            Some(sink) => AuditLog::start(sink).await.map_err(|e| {
+                anyhow::anyhow!("cannot open the audit log {sink:?}: {e}. Check audit.file or GATEWAY_AUDIT_LOG")
+            })?,
+            None => AuditLog::disabled(),
+        };
+        let (membership, advertising) =
+            cluster::advertising(&config.cluster, &config.routes[0].endpoint.host, &metrics, &audit);
         let mut listening = Vec::new();
         let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
         for route_config in &config.routes {
@@ -58,12 +65,6 @@ impl Gateway {
             )
         })?;
         let admin_addr = admin_listener.local_addr()?;
-        let audit = match &config.audit {
-            Some(sink) => AuditLog::start(sink).await.map_err(|e| {
-                anyhow::anyhow!("cannot open the audit log {sink:?}: {e}. Check audit.file or GATEWAY_AUDIT_LOG")
-            })?,
-            None => AuditLog::disabled(),
-        };
 
         let (cluster, commands) = match membership {
             Some(membership) => {
@@ -196,9 +197,15 @@ async fn join_cluster(
     let domain_name = config.cluster.domain.as_deref().unwrap_or(&config.routes[0].domain);
     let domain = config.domains.iter().find(|d| d.name == domain_name).expect("the config checked the cluster domain");
     let (sender, commands) = mpsc::unbounded_channel();
-    let group = ClusterGroup::join(&config.cluster, &domain.bootstrap_servers[0].addresses, Arc::clone(&membership), sender)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot join gateway cluster `{}` through domain `{domain_name}`: {e:#}", membership.cluster_id))?;
+    let group =
+        ClusterGroup::join(&config.cluster, &domain.bootstrap_servers[0].addresses, Arc::clone(&membership), sender)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot join gateway cluster `{}` through domain `{domain_name}`: {e:#}",
+                    membership.cluster_id
+                )
+            })?;
     let internal_load_balancing = config.cluster.internal_load_balancing;
     Ok((Arc::new(ClusterNode { membership, group, internal_load_balancing }), commands))
 }
@@ -210,7 +217,9 @@ async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<Switchover
         let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &state.shutdown };
         match board.switch(&command.route, &command.request).await {
             Ok(report) => admin::record_switchover(&state.audit, &report),
-            Err(refusal) => tracing::warn!(route = %command.route, "switchover from node {} not applied here: {refusal}", command.origin),
+            Err(refusal) => {
+                tracing::warn!(route = %command.route, "switchover from node {} not applied here: {refusal}", command.origin)
+            }
         }
     }
 }

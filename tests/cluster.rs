@@ -29,6 +29,8 @@ struct Env {
     kafka: KafkaCluster,
     ports: Ports,
     nodes: Mutex<Vec<Option<GatewayProcess>>>,
+    /// Each node's audit log.
+    audit: tempfile::TempDir,
 }
 
 /// Every node uses the same ports on its own address.
@@ -51,10 +53,12 @@ fn main() {
             ("external_load_balancing_behind_haproxy", external_load_balancing_behind_haproxy),
         ],
         || {
-            let spec = ClusterSpec { racks: Some(RACKS.iter().map(|r| r.to_string()).collect()), ..ClusterSpec::three() };
+            let spec =
+                ClusterSpec { racks: Some(RACKS.iter().map(|r| r.to_string()).collect()), ..ClusterSpec::three() };
             let kafka = KafkaCluster::start(spec)?;
-            let ports = Ports { base: free_port_block(4), admin: free_port_block(1), external_base: free_port_block(4) };
-            let env = Env { kafka, ports, nodes: Mutex::new(vec![None, None, None]) };
+            let ports =
+                Ports { base: free_port_block(4), admin: free_port_block(1), external_base: free_port_block(4) };
+            let env = Env { kafka, ports, nodes: Mutex::new(vec![None, None, None]), audit: tempfile::tempdir()? };
             for node in 0..3 {
                 env.start_node(node)?;
             }
@@ -69,8 +73,11 @@ fn node_ip(node: usize) -> Ipv4Addr {
 
 impl Env {
     fn start_node(&self, node: usize) -> Result<()> {
-        let yaml = node_config(&self.kafka, self.ports, node, "cluster-a", true, self.ports.base);
-        let process = GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from((node_ip(node), self.ports.base))])?;
+        let audit = self.audit.path().join(format!("gw-{}.jsonl", node + 1));
+        let yaml = node_config(&self.kafka, self.ports, node, "cluster-a", true, self.ports.base)
+            + &format!("audit:\n  file: {}\n", audit.display());
+        let process =
+            GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from((node_ip(node), self.ports.base))])?;
         self.nodes.lock().unwrap()[node] = Some(process);
         Ok(())
     }
@@ -84,12 +91,19 @@ impl Env {
     }
 
     fn cluster_view(&self, node: usize) -> Result<Value> {
-        Ok(serde_json::from_str(&ureq::get(&self.admin(node, "/admin/v1/cluster")).call()?.body_mut().read_to_string()?)?)
+        Ok(serde_json::from_str(
+            &ureq::get(&self.admin(node, "/admin/v1/cluster")).call()?.body_mut().read_to_string()?,
+        )?)
     }
 
     fn member_ids(&self, node: usize) -> Result<Vec<String>> {
         let view = self.cluster_view(node)?;
-        Ok(view["members"].as_array().into_iter().flatten().filter_map(|m| m["nodeId"].as_str().map(str::to_string)).collect())
+        Ok(view["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["nodeId"].as_str().map(str::to_string))
+            .collect())
     }
 
     fn wait_members(&self, node: usize, expected: &[&str]) -> Result<()> {
@@ -145,6 +159,8 @@ fn nodes_find_each_other_through_kafka(env: &Env) -> Result<()> {
     }
     let view = env.cluster_view(2)?;
     ensure!(view["self"]["rack"] == "rack-b" && view["internalLoadBalancing"] == true, "{view}");
+    let metrics = ureq::get(&env.admin(0, "/metrics")).call()?.body_mut().read_to_string()?;
+    ensure!(metrics.contains("switchyard_cluster_members 3"), "metrics lack the member count:\n{metrics}");
     Ok(())
 }
 
@@ -182,7 +198,8 @@ fn mapping_honours_racks_is_balanced_and_shared(env: &Env) -> Result<()> {
 }
 
 fn status_shows_members_and_mapping(env: &Env) -> Result<()> {
-    let output = std::process::Command::new(common::binary()).args(["status", "--admin", &env.admin(1, "")]).output()?;
+    let output =
+        std::process::Command::new(common::binary()).args(["status", "--admin", &env.admin(1, "")]).output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     ensure!(output.status.success(), "status failed: {}", String::from_utf8_lossy(&output.stderr));
     for needle in ["CLUSTER cluster-a", "gw-1", "gw-3", "rack-b", "ADVERTISED AT"] {
@@ -197,16 +214,34 @@ fn under_load(env: &Env, topic: &str, records: u64, disrupt: impl FnOnce() -> Re
     java::create_topic(&env.kafka.bootstrap(), topic, 3, 3)?;
     let bootstrap = env.bootstrap();
     let mut producer = NumberedProducer::start(&bootstrap, topic, records, 200, &[])?;
-    let consumer = NumberedConsumer::start(&bootstrap, topic, &format!("{topic}-group"), records, Duration::from_secs(90), &[])?;
+    let consumer =
+        NumberedConsumer::start(&bootstrap, topic, &format!("{topic}-group"), records, Duration::from_secs(90), &[])?;
     producer.wait_acked((records / 4) as usize, Duration::from_secs(120))?;
     disrupt()?;
     let produced = producer.wait(Duration::from_secs(300))?;
     let consumed = consumer.wait(Duration::from_secs(300))?;
-    ensure!(produced.acked.len() as u64 == records, "{} of {records} acknowledged; errors {:?}", produced.acked.len(), produced.errors);
+    ensure!(
+        produced.acked.len() as u64 == records,
+        "{} of {records} acknowledged; errors {:?}",
+        produced.acked.len(),
+        produced.errors
+    );
     let missing = consumed.missing(records);
-    ensure!(missing.is_empty(), "the consumer group never saw {} acknowledged records, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    let on_kafka = NumberedConsumer::start(&env.kafka.bootstrap(), topic, &format!("{topic}-audit"), records, Duration::from_secs(20), &[])?
-        .wait(Duration::from_secs(120))?;
+    ensure!(
+        missing.is_empty(),
+        "the consumer group never saw {} acknowledged records, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let on_kafka = NumberedConsumer::start(
+        &env.kafka.bootstrap(),
+        topic,
+        &format!("{topic}-audit"),
+        records,
+        Duration::from_secs(20),
+        &[],
+    )?
+    .wait(Duration::from_secs(120))?;
     ensure!(on_kafka.missing(records).is_empty(), "acknowledged records missing from Kafka");
     println!(
         "{topic}: {records} acked, producer longest pause {} ms, consumer longest pause {} ms, {} re-read",
@@ -224,7 +259,18 @@ fn killed_node_drops_out_and_clients_lose_nothing(env: &Env) -> Result<()> {
         env.wait_members(0, &["gw-1", "gw-3"])?;
         println!("killed node dropped out of the membership after {:?}", dropped.elapsed());
         env.start_node(1)?;
-        env.wait_members(0, &["gw-1", "gw-2", "gw-3"])
+        env.wait_members(0, &["gw-1", "gw-2", "gw-3"])?;
+        let audit = std::fs::read_to_string(env.audit.path().join("gw-1.jsonl"))?;
+        let events: Vec<Value> = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &Value| e["type"] == "MEMBERSHIP" && e["nodeId"] == "gw-2")
+            .collect();
+        ensure!(
+            events.iter().any(|e| e["event"] == "left") && events.iter().any(|e| e["event"] == "joined"),
+            "gw-1's audit log: {events:?}"
+        );
+        Ok(())
     })
 }
 
@@ -258,7 +304,9 @@ fn switchover_on_one_node_is_applied_by_all(env: &Env) -> Result<()> {
     ensure!(response.status() == 200, "switchover on node 1: {body}");
     for node in 0..3 {
         poll::try_poll_until(WAIT, || {
-            let routes: Value = serde_json::from_str(&ureq::get(&env.admin(node, "/admin/v1/routes")).call()?.body_mut().read_to_string()?)?;
+            let routes: Value = serde_json::from_str(
+                &ureq::get(&env.admin(node, "/admin/v1/routes")).call()?.body_mut().read_to_string()?,
+            )?;
             Ok((routes[0]["domain"] == "kafka-again").then_some(()))
         })
         .with_context(|| format!("node {} never applied the switchover", node + 1))?;
@@ -271,8 +319,19 @@ fn external_load_balancing_behind_haproxy(env: &Env) -> Result<()> {
     // A second cluster of three nodes, all advertising the load balancer.
     let mut external = Vec::new();
     for node in 0..3 {
-        let yaml = node_config(&env.kafka, Ports { admin: free_port_block(1), ..ports }, node, "cluster-ext", false, ports.base);
-        external.push(GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from((node_ip(node), ports.base))])?);
+        let yaml = node_config(
+            &env.kafka,
+            Ports { admin: free_port_block(1), ..ports },
+            node,
+            "cluster-ext",
+            false,
+            ports.base,
+        );
+        external.push(GatewayProcess::start(
+            &common::binary(),
+            &yaml,
+            &[SocketAddr::from((node_ip(node), ports.base))],
+        )?);
     }
     let _haproxy = HaproxyProcess::start(&HaproxySpec {
         frontend_ip: LOAD_BALANCER,
@@ -283,7 +342,10 @@ fn external_load_balancing_behind_haproxy(env: &Env) -> Result<()> {
     })?;
     let bootstrap = format!("{LOAD_BALANCER}:{}", ports.base);
     let mapping = kcat_mapping(&bootstrap)?;
-    ensure!(mapping.len() == 3 && mapping.iter().all(|(_, host)| host == "127.0.0.9"), "metadata through the balancer: {mapping:?}");
+    ensure!(
+        mapping.len() == 3 && mapping.iter().all(|(_, host)| host == "127.0.0.9"),
+        "metadata through the balancer: {mapping:?}"
+    );
     let sent: Vec<String> = (0..50).map(|i| format!("via-haproxy-{i}")).collect();
     kcat::produce(&bootstrap, "external-lb", &sent)?;
     let read = kcat::consume(&bootstrap, "external-lb", sent.len(), WAIT)?;

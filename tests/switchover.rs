@@ -231,6 +231,14 @@ fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
     let phases: Vec<&str> =
         report["phases"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
     ensure!(phases == ["pre-flight", "fence", "catch-up", "cut"], "phases {phases:?}");
+    let metrics = ureq::get(&gateway.admin("/metrics")).call()?.body_mut().read_to_string()?;
+    for needle in [
+        r#"switchyard_switchovers_total{route="main",outcome="completed"} 1"#,
+        r#"switchyard_switchover_phase_seconds{route="main",phase="fence"}"#,
+        r#"switchyard_route_fenced{route="main"} 0"#,
+    ] {
+        ensure!(metrics.contains(needle), "metrics lack {needle}");
+    }
 
     before.stream().set_read_timeout(Some(WAIT))?;
     ensure!(before.read_raw_frame()?.is_none(), "a connection of the switched route stayed open");

@@ -30,6 +30,20 @@ pub enum AuditEvent {
     Switchover(SwitchoverEvent),
     #[serde(rename = "CONFIG_RELOAD")]
     ConfigReload(ReloadOutcome),
+    #[serde(rename = "MEMBERSHIP")]
+    Membership(MembershipEvent),
+}
+
+/// A gateway node joined or left this node's cluster.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipEvent {
+    pub cluster: String,
+    /// `joined` or `left`.
+    pub event: &'static str,
+    pub node_id: String,
+    pub host: String,
+    pub rack: Option<String>,
 }
 
 /// A switchover phase that finished, or a switchover's outcome.

@@ -36,6 +36,18 @@ pub struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub route: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub route: String,
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub route: String,
     pub reason: &'static str,
@@ -108,6 +120,10 @@ pub struct Metrics {
     bytes: Family<DirectionLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
     frames_rejected: Family<ReasonLabels, Counter>,
+    fenced: Family<RouteLabels, Gauge>,
+    switchovers: Family<OutcomeLabels, Counter>,
+    switchover_phase_seconds: Family<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    cluster_members: Gauge,
     upstream_time: Family<RouteLabels, AtomicHistogram>,
     gateway_time: Family<DirectionLabels, AtomicHistogram>,
 }
@@ -126,6 +142,10 @@ impl Metrics {
             bytes: Family::default(),
             connections_closed: Family::default(),
             frames_rejected: Family::default(),
+            fenced: Family::default(),
+            switchovers: Family::default(),
+            switchover_phase_seconds: Family::default(),
+            cluster_members: Gauge::default(),
             upstream_time: Family::default(),
             gateway_time: Family::default(),
             registry: Registry::default(),
@@ -150,6 +170,14 @@ impl Metrics {
             "Requests left unanswered because their connection failed, by API",
             metrics.request_failures.clone(),
         );
+        r.register("route_fenced", "1 while a switchover fences the route", metrics.fenced.clone());
+        r.register("switchovers", "Switchovers run, by outcome", metrics.switchovers.clone());
+        r.register(
+            "switchover_phase_seconds",
+            "Duration of each phase of the route's last switchover",
+            metrics.switchover_phase_seconds.clone(),
+        );
+        r.register("cluster_members", "Members of this node's gateway cluster", metrics.cluster_members.clone());
         r.register("bytes", "Bytes proxied, by direction", metrics.bytes.clone());
         r.register("connections_closed", "Client connections closed, by reason", metrics.connections_closed.clone());
         r.register(
@@ -168,6 +196,11 @@ impl Metrics {
             metrics.gateway_time.clone(),
         );
         Arc::new(Metrics { registry, ..metrics })
+    }
+
+    /// The gauge of this node's cluster members.
+    pub fn cluster_members(&self) -> Gauge {
+        self.cluster_members.clone()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -249,6 +282,19 @@ impl RouteMetrics {
             .request_failures
             .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
             .inc();
+    }
+
+    pub fn set_fenced(&self, fenced: bool) {
+        self.all.fenced.get_or_create(&RouteLabels { route: self.route.clone() }).set(i64::from(fenced));
+    }
+
+    pub fn switchover_phase(&self, phase: &'static str, duration: Duration) {
+        let labels = PhaseLabels { route: self.route.clone(), phase };
+        self.all.switchover_phase_seconds.get_or_create(&labels).set(duration.as_secs_f64());
+    }
+
+    pub fn switchover_finished(&self, outcome: &'static str) {
+        self.all.switchovers.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {

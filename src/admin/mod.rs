@@ -6,6 +6,6 @@ pub mod client;
 mod metrics;
 mod server;
 
-pub use audit::{AuditEvent, AuditLog, ConnectionEvent, SwitchoverEvent};
+pub use audit::{AuditEvent, AuditLog, ConnectionEvent, MembershipEvent, SwitchoverEvent};
 pub use metrics::{Metrics, RouteMetrics};
 pub use server::{record_switchover, serve, AdminState};

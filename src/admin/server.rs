@@ -201,7 +201,9 @@ async fn publish_to_cluster(state: &Arc<AdminState>, route: &str, request: &Swit
     let published = tokio::task::spawn_blocking(move || cluster.group.broadcast(&route, &request)).await;
     match published {
         Ok(Ok(())) => tracing::info!("switchover published to the other gateway nodes"),
-        Ok(Err(e)) => tracing::error!("{e:#}: other gateway nodes still point at the source; repeat the switchover on each"),
+        Ok(Err(e)) => {
+            tracing::error!("{e:#}: other gateway nodes still point at the source; repeat the switchover on each")
+        }
         Err(e) => tracing::error!("publishing the switchover failed: {e}"),
     }
 }

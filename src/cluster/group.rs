@@ -104,7 +104,8 @@ impl ClusterGroup {
 
     /// Tell every other node to apply a switchover this node completed.
     pub fn broadcast(&self, route: &str, request: &SwitchoverRequest) -> anyhow::Result<()> {
-        let command = SwitchoverCommand { origin: self.origin.clone(), route: route.to_string(), request: request.clone() };
+        let command =
+            SwitchoverCommand { origin: self.origin.clone(), route: route.to_string(), request: request.clone() };
         let payload = serde_json::to_vec(&command)?;
         self.producer
             .send(BaseRecord::<(), _>::to(&self.topic).payload(&payload))
@@ -158,7 +159,12 @@ fn stay_in_group(consumer: Arc<BaseConsumer>, stop: Arc<AtomicBool>) -> impl FnO
     }
 }
 
-fn list_members(consumer: Arc<BaseConsumer>, group: String, membership: Arc<Membership>, stop: Arc<AtomicBool>) -> impl FnOnce() {
+fn list_members(
+    consumer: Arc<BaseConsumer>,
+    group: String,
+    membership: Arc<Membership>,
+    stop: Arc<AtomicBool>,
+) -> impl FnOnce() {
     move || {
         while !stop.load(Ordering::Acquire) {
             match consumer.fetch_group_list(Some(&group), REQUEST_TIMEOUT) {

@@ -17,6 +17,9 @@ pub mod placement;
 
 use std::sync::{Arc, RwLock};
 
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::admin::{AuditEvent, AuditLog, MembershipEvent, Metrics};
 use crate::config::ClusterSettings;
 use group::ClusterGroup;
 
@@ -38,12 +41,16 @@ pub struct Membership {
     pub cluster_id: String,
     pub me: Member,
     members: RwLock<Arc<Vec<Member>>>,
+    /// Changes are counted and audited.
+    size: Gauge,
+    audit: Arc<AuditLog>,
 }
 
 impl Membership {
-    pub fn new(cluster_id: String, me: Member) -> Arc<Membership> {
+    pub fn new(cluster_id: String, me: Member, size: Gauge, audit: Arc<AuditLog>) -> Arc<Membership> {
         let members = RwLock::new(Arc::new(vec![me.clone()]));
-        Arc::new(Membership { cluster_id, me, members })
+        size.set(1);
+        Arc::new(Membership { cluster_id, me, members, size, audit })
     }
 
     /// Sorted by node id.
@@ -65,11 +72,24 @@ impl Membership {
         }
         for joined in members.iter().filter(|m| !current.contains(m)) {
             tracing::info!(cluster = %self.cluster_id, node = %joined.node_id, host = %joined.host, rack = ?joined.rack, "gateway node joined");
+            self.record("joined", joined);
         }
         for left in current.iter().filter(|m| !members.contains(m)) {
             tracing::info!(cluster = %self.cluster_id, node = %left.node_id, host = %left.host, "gateway node left");
+            self.record("left", left);
         }
+        self.size.set(members.len() as i64);
         *current = Arc::new(members);
+    }
+
+    fn record(&self, event: &'static str, member: &Member) {
+        self.audit.record(AuditEvent::Membership(MembershipEvent {
+            cluster: self.cluster_id.clone(),
+            event,
+            node_id: member.node_id.clone(),
+            host: member.host.clone(),
+            rack: member.rack.clone(),
+        }));
     }
 }
 
@@ -110,14 +130,20 @@ pub struct ClusterNode {
 
 /// What `settings` make this node advertise, and its membership when it is in a cluster.
 /// `default_host` (the first route's endpoint host) is this node's host when none is set.
-pub fn advertising(settings: &ClusterSettings, default_host: &str) -> (Option<Arc<Membership>>, Arc<Advertising>) {
-    let fixed = || settings.advertised_host.clone().map(|host| Arc::new(Advertising::Fixed(StrBytes::from_string(host))));
+pub fn advertising(
+    settings: &ClusterSettings,
+    default_host: &str,
+    metrics: &Metrics,
+    audit: &Arc<AuditLog>,
+) -> (Option<Arc<Membership>>, Arc<Advertising>) {
+    let fixed =
+        || settings.advertised_host.clone().map(|host| Arc::new(Advertising::Fixed(StrBytes::from_string(host))));
     let Some(id) = &settings.id else {
         return (None, fixed().unwrap_or_else(|| Arc::new(Advertising::RouteEndpoint)));
     };
     let host = settings.advertised_host.clone().unwrap_or_else(|| default_host.to_string());
     let me = Member { node_id: settings.node_id.clone(), host, rack: settings.rack.clone() };
-    let membership = Membership::new(id.clone(), me);
+    let membership = Membership::new(id.clone(), me, metrics.cluster_members(), Arc::clone(audit));
     let advertising = if settings.internal_load_balancing {
         Arc::new(Advertising::Members(Arc::clone(&membership)))
     } else {

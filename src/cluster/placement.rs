@@ -42,7 +42,8 @@ mod tests {
         for broker in 1..=6 {
             assert_eq!(member_for(&members, broker, Some("b"), 0).unwrap().node_id, "b1");
         }
-        let rack_a: Vec<&str> = (1..=4).map(|b| member_for(&members, b, Some("a"), 0).unwrap().node_id.as_str()).collect();
+        let rack_a: Vec<&str> =
+            (1..=4).map(|b| member_for(&members, b, Some("a"), 0).unwrap().node_id.as_str()).collect();
         assert_eq!(rack_a, vec!["a2", "a1", "a2", "a1"]);
         assert!(member_for(&members, 1, Some("z"), 0).is_some(), "no member in the rack: any member");
     }
@@ -50,7 +51,8 @@ mod tests {
     #[test]
     fn clients_spread_but_each_keeps_its_mapping() {
         let members = vec![member("a1", "a"), member("a2", "a"), member("a3", "a")];
-        let for_client = |client: &str| member_for(&members, 1, Some("a"), client_hash(client.as_bytes())).unwrap().node_id.clone();
+        let for_client =
+            |client: &str| member_for(&members, 1, Some("a"), client_hash(client.as_bytes())).unwrap().node_id.clone();
         let chosen: std::collections::BTreeSet<String> = (0..30).map(|i| for_client(&format!("client-{i}"))).collect();
         assert_eq!(chosen.len(), 3, "30 clients all landed on {chosen:?}");
         assert_eq!(for_client("producer-1"), for_client("producer-1"));

@@ -139,23 +139,46 @@ pub(crate) fn proxy_protocol(
 }
 
 /// `default_host` stands in for the advertised host when deriving a node id.
-pub(crate) fn cluster(source: &str, raw: RawCluster, default_host: &str, env: EnvLookup) -> Result<ClusterSettings, ConfigError> {
-    let field_of = |field: &str, var: &str, yaml: Option<String>| overridden(&format!("cluster.{field}"), yaml, var, env);
+pub(crate) fn cluster(
+    source: &str,
+    raw: RawCluster,
+    default_host: &str,
+    env: EnvLookup,
+) -> Result<ClusterSettings, ConfigError> {
+    let field_of =
+        |field: &str, var: &str, yaml: Option<String>| overridden(&format!("cluster.{field}"), yaml, var, env);
     let (id_field, id) = field_of("id", ENV_CLUSTER_ID, raw.id);
     let (node_field, node_id) = field_of("nodeId", ENV_NODE_ID, raw.node_id);
     let (rack_field, rack) = field_of("rack", ENV_RACK_ID, raw.rack);
     let (host_field, advertised_host) = field_of("advertisedHost", ENV_ADVERTISED_HOST, raw.advertised_host);
     let internal_load_balancing = match env(ENV_INTERNAL_LOAD_BALANCING) {
         Some(value) => parse_flag(&value).ok_or_else(|| {
-            ConfigError::new(source, format!("${ENV_INTERNAL_LOAD_BALANCING}"), format!("`{value}` is not a boolean"), "set it to true or false")
+            ConfigError::new(
+                source,
+                format!("${ENV_INTERNAL_LOAD_BALANCING}"),
+                format!("`{value}` is not a boolean"),
+                "set it to true or false",
+            )
         })?,
         None => raw.internal_load_balancing.unwrap_or(true),
     };
     let id = id.filter(|v| !v.is_empty());
-    let node_id = node_id.filter(|v| !v.is_empty()).unwrap_or_else(|| derived_node_id(advertised_host.as_deref().unwrap_or(default_host)));
-    for (field, value) in [(&id_field, id.as_deref()), (&node_field, Some(node_id.as_str())), (&rack_field, rack.as_deref()), (&host_field, advertised_host.as_deref())] {
+    let node_id = node_id
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| derived_node_id(advertised_host.as_deref().unwrap_or(default_host)));
+    for (field, value) in [
+        (&id_field, id.as_deref()),
+        (&node_field, Some(node_id.as_str())),
+        (&rack_field, rack.as_deref()),
+        (&host_field, advertised_host.as_deref()),
+    ] {
         if value.is_some_and(|v| v.contains('|') || v.contains(char::is_whitespace)) {
-            return Err(ConfigError::new(source, field.as_str(), "contains `|` or whitespace", "use letters, digits, `.`, `-` and `_`"));
+            return Err(ConfigError::new(
+                source,
+                field.as_str(),
+                "contains `|` or whitespace",
+                "use letters, digits, `.`, `-` and `_`",
+            ));
         }
     }
     if id.is_some() && !internal_load_balancing && advertised_host.is_none() {
@@ -163,11 +186,21 @@ pub(crate) fn cluster(source: &str, raw: RawCluster, default_host: &str, env: En
             source,
             host_field,
             "external load balancing needs the load balancer's host",
-            format!("set {ENV_ADVERTISED_HOST} (or cluster.advertisedHost) to the host clients reach the load balancer at"),
+            format!(
+                "set {ENV_ADVERTISED_HOST} (or cluster.advertisedHost) to the host clients reach the load balancer at"
+            ),
         ));
     }
     let session_timeout = raw.session_timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SESSION_TIMEOUT);
-    Ok(ClusterSettings { id, node_id, rack: rack.filter(|r| !r.is_empty()), advertised_host, internal_load_balancing, domain: raw.domain, session_timeout })
+    Ok(ClusterSettings {
+        id,
+        node_id,
+        rack: rack.filter(|r| !r.is_empty()),
+        advertised_host,
+        internal_load_balancing,
+        domain: raw.domain,
+        session_timeout,
+    })
 }
 
 /// A node id that differs between nodes without configuration: host name and advertised host.

@@ -8,9 +8,9 @@
 //! and show the route's stable cluster id.
 
 use kafka_protocol::messages::{
-    describe_cluster_response::DescribeClusterBroker, fetch_response,
-    metadata_response::MetadataResponseBroker, produce_response, share_acknowledge_response, share_fetch_response,
-    BrokerId, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
+    describe_cluster_response::DescribeClusterBroker, fetch_response, metadata_response::MetadataResponseBroker,
+    produce_response, share_acknowledge_response, share_fetch_response, BrokerId, DescribeClusterResponse,
+    FindCoordinatorResponse, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;

@@ -124,6 +124,16 @@ impl Route {
         }
     }
 
+    /// Stop (or resume) forwarding new requests on every connection of the route.
+    pub fn set_fenced(&self, fenced: bool) {
+        if fenced {
+            self.fence.close();
+        } else {
+            self.fence.open();
+        }
+        self.metrics.set_fenced(fenced);
+    }
+
     /// The upstream new connections go to.
     pub fn upstream(&self) -> Arc<Upstream> {
         Arc::clone(&self.upstream.read().unwrap_or_else(|e| e.into_inner()))

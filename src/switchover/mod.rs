@@ -151,7 +151,7 @@ impl Switchboard<'_> {
         }
         run.fence(self.config.proxy.drain_timeout).await;
         if let Err(why) = run.catch_up(&destination, catch_up, catch_up_timeout).await {
-            route.fence.open();
+            route.set_fenced(false);
             destination.retire();
             tracing::warn!(route = route_name, "switchover aborted, clients stay on `{}`: {why}", source.domain);
             return Ok(run.report("aborted", format!("{why}; the route was unfenced on `{}`", source.domain)));
@@ -196,6 +196,7 @@ impl<'a> Run<'a> {
 
     fn phase(&mut self, name: &'static str, started: Instant, detail: String) {
         let duration_ms = started.elapsed().as_millis() as u64;
+        self.route.metrics.switchover_phase(name, started.elapsed());
         tracing::info!(route = %self.route.name, phase = name, duration_ms, "switchover: {detail}");
         self.phases.push(PhaseReport { name, duration_ms, detail });
     }
@@ -272,7 +273,7 @@ impl<'a> Run<'a> {
     /// Stop forwarding new requests and wait for those in flight to be answered.
     async fn fence(&mut self, bound: Duration) {
         let started = Instant::now();
-        self.route.fence.close();
+        self.route.set_fenced(true);
         let in_flight = &self.route.metrics.requests_in_flight;
         while in_flight.get() > 0 && started.elapsed() < bound {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -312,12 +313,13 @@ impl<'a> Run<'a> {
         let previous = self.route.replace_upstream(destination);
         // Reset before unfencing: a parked connection must see its session end, not the open gate.
         self.route.reset_connections();
-        self.route.fence.open();
+        self.route.set_fenced(false);
         previous.retire();
         self.phase("cut", started, format!("new connections go to `{to}`; existing ones drain and reconnect"));
     }
 
     fn report(&self, outcome: &'static str, message: String) -> SwitchoverReport {
+        self.route.metrics.switchover_finished(outcome);
         SwitchoverReport {
             route: self.route.name.clone(),
             from: self.source.domain.clone(),

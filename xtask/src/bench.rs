@@ -41,6 +41,9 @@ const PARTITIONS: i32 = 6;
 const THROUGHPUT_TOPIC: &str = "bench-throughput";
 const LATENCY_TOPIC: &str = "bench-latency";
 const E2E_TOPIC: &str = "bench-e2e";
+/// The light-load publish latency point, records/s: well below what any setup here saturates
+/// at, so its percentiles show the path's own latency rather than queueing.
+const LIGHT_LOAD_RATE: f64 = 1_000.0;
 /// Records of a profiled produce run: enough gateway CPU time for a few thousand samples.
 const PROFILE_RECORDS: u64 = 400_000;
 /// What the bench asks for; the broker and the gateway inherit it.
@@ -214,7 +217,10 @@ fn gateway_source() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(commit) if git(&["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"]).is_some_and(|s| !s.is_empty()) => {
+        Some(commit)
+            if git(&["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
             format!("{commit} with uncommitted changes in src/")
         }
         Some(commit) => commit,
@@ -321,7 +327,18 @@ impl Bench {
         let mut summary = format!("# gateway profile: {label} through the gateway ({cpu:.2} CPU s)\n");
         for (title, sort) in [("by shared object", "dso"), ("by symbol", "dso,symbol")] {
             let report = Command::new("perf")
-                .args(["report", "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5", "--sort", sort, "-i"])
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "-g",
+                    "none",
+                    "--percent-limit",
+                    "0.5",
+                    "--sort",
+                    sort,
+                    "-i",
+                ])
                 .arg(&data)
                 .output()?;
             summary.push_str(&format!("\n## {title}\n\n{}", String::from_utf8_lossy(&report.stdout)));
@@ -393,8 +410,11 @@ impl Bench {
             format!("{side:?}"),
             workload.unwrap_or("warm-up"),
             compact(&result),
-            cost.map(|(cpu, bytes, requests)| format!("  [gateway {cpu:.2} CPU s, {:.1} MB, {requests:.0} requests]", bytes / 1e6))
-                .unwrap_or_default()
+            cost.map(|(cpu, bytes, requests)| format!(
+                "  [gateway {cpu:.2} CPU s, {:.1} MB, {requests:.0} requests]",
+                bytes / 1e6
+            ))
+            .unwrap_or_default()
         );
         self.runs.push(RunRecord {
             workload: workload.unwrap_or("warm-up").to_owned(),
@@ -495,8 +515,12 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
     }
 
     if plan.profile {
-        step(&format!("{brokers} broker(s): profiling the gateway (perf) under produce acks=1, an extra unmeasured run"));
-        b.profile("produce acks=1", |bs| tools::producer_perf(bs, THROUGHPUT_TOPIC, n.max(PROFILE_RECORDS), size, -1, "1"))?;
+        step(&format!(
+            "{brokers} broker(s): profiling the gateway (perf) under produce acks=1, an extra unmeasured run"
+        ));
+        b.profile("produce acks=1", |bs| {
+            tools::producer_perf(bs, THROUGHPUT_TOPIC, n.max(PROFILE_RECORDS), size, -1, "1")
+        })?;
     }
 
     step(&format!("{brokers} broker(s): consume, {n} records from the start of the topic, a new group each run"));
@@ -608,6 +632,21 @@ fn run_cluster(plan: &Plan, cluster: &KafkaCluster, binary: &Path) -> Result<Clu
         b.compare("probe_e2e_p99_ms", "end-to-end latency p99 (probe)", "ms", false, side, value("e2e", "p99_ms"));
         b.compare("probe_e2e_p999_ms", "end-to-end latency p99.9 (probe)", "ms", false, side, value("e2e", "p999_ms"));
         b.compare("probe_e2e_avg_ms", "end-to-end latency avg (probe)", "ms", false, side, value("e2e", "avg_ms"));
+    }
+    step(&format!(
+        "{brokers} broker(s): LatencyProbe at light load: {LIGHT_LOAD_RATE} records/s, acks=all, {} s",
+        plan.latency_seconds
+    ));
+    for side in sides(plan.latency_reps) {
+        let r = b.run(side, Some("latency"), |bs| {
+            tools::latency_probe(bs, LATENCY_TOPIC, LIGHT_LOAD_RATE, plan.latency_seconds, size, "all", E2E_TOPIC, 0)
+                .map(|r| r.produce)
+        })?;
+        let name = |what: &str| format!("publish latency at {LIGHT_LOAD_RATE} records/s {what} (probe)");
+        b.compare("probe_light_p50_ms", &name("p50"), "ms", false, side, r.p50_ms);
+        b.compare("probe_light_p99_ms", &name("p99"), "ms", false, side, r.p99_ms);
+        b.compare("probe_light_p999_ms", &name("p99.9"), "ms", false, side, r.p999_ms);
+        b.compare("probe_light_avg_ms", &name("avg"), "ms", false, side, r.avg_ms);
     }
     step(&format!("{brokers} broker(s): EndToEndLatency, {} messages, acks=all", plan.e2e_messages));
     for side in sides(plan.latency_reps) {

@@ -217,7 +217,13 @@ fn drill(args: &[String]) -> Result<ExitCode> {
     let mut lost = false;
     for mode in modes {
         step(&format!("drill: {mode}, {records} records at {rate}/s"));
-        let options = DrillOptions { gateway_binary: target_dir().join("release/switchyard"), mode, records, rate, partitions: 3 };
+        let options = DrillOptions {
+            gateway_binary: target_dir().join("release/switchyard"),
+            mode,
+            records,
+            rate,
+            partitions: 3,
+        };
         let report = switchyard_testkit::drill::run(&options)?;
         println!("{report}");
         lost |= !report.acked_missing.is_empty();

@@ -280,6 +280,18 @@ impl Report {
                     significance: c.significance(),
                 });
             }
+            if let Some(c) = cluster.comparison("probe_light_p99_ms") {
+                goals.push(Goal {
+                    scope: scope.clone(),
+                    goal: "added p99 publish latency at light load (1000 records/s; same target, for reference)"
+                        .to_owned(),
+                    target: format!("<= {ADDED_P99_GOAL_MS} ms"),
+                    measured: c.delta,
+                    measured_text: format!("{:+.3} ms ({:.3} vs {:.3} ms)", c.delta, c.gateway_median, c.direct_median),
+                    pass: c.delta <= ADDED_P99_GOAL_MS,
+                    significance: c.significance(),
+                });
+            }
             if let Some(cost) = cluster.gateway_cost.iter().find(|c| c.workload.starts_with("throughput workloads")) {
                 goals.push(Goal {
                     scope: scope.clone(),
