@@ -30,6 +30,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use switchyard::admin::Metrics;
+use switchyard::cluster::Advertising;
 use switchyard::protocol::{frame_at, peek_request, FrameLimits, FrameStatus, InFlight, MIN_REQUEST_BODY, SIZE_PREFIX};
 use switchyard::rewrite::rewrite_response;
 use switchyard::routing::{Route, Upstream};
@@ -187,7 +188,8 @@ fn route(runtime: &tokio::runtime::Runtime) -> (Route, Arc<Upstream>) {
         &shutdown,
     )
     .expect("starting the upstream");
-    let route = Route::new(&config.routes[0], Arc::clone(&upstream), &Metrics::new(), &shutdown);
+    let advertising = Arc::new(Advertising::RouteEndpoint);
+    let route = Route::new(&config.routes[0], Arc::clone(&upstream), advertising, &Metrics::new(), &shutdown);
     (route, upstream)
 }
 
