@@ -310,6 +310,8 @@ impl Bench {
         std::fs::create_dir_all(&dir)?;
         let name = format!("{prefix}-{}", label.replace([' ', '='], "-"));
         let data = dir.join(format!("{name}.perf.data"));
+        // perf would keep the previous recording as `.old`; one is enough.
+        let _ = std::fs::remove_file(&data);
         let mut perf = Command::new("perf");
         perf.args(["record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384", "-p"])
             .arg(self.gateway.process.pid().to_string())
@@ -687,7 +689,7 @@ pub fn median(values: &[f64]) -> f64 {
     }
     sorted.sort_by(|a, b| a.total_cmp(b));
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
