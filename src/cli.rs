@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use crate::admin::client;
 use crate::config::{self, GatewayConfig};
 use crate::gateway::Gateway;
-use crate::switchover::CatchUpPolicy;
+use crate::routing::FenceMode;
+use crate::switchover::{CatchUpPolicy, SwitchoverRequest};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +62,10 @@ pub struct SwitchoverCommand {
     /// Give up (and unfence on the source) if replication has not caught up by then.
     #[arg(long)]
     catch_up_timeout_ms: Option<u64>,
+    /// What the fence does with requests: hold (clients pause) or error (clients get a
+    /// retriable error and retry). Defaults to the route's configured mode.
+    #[arg(long, value_enum)]
+    fence: Option<FenceMode>,
     /// The admin API's base URL; defaults to http://$GATEWAY_ADMIN_ADDRESS, else http://127.0.0.1:9190.
     #[arg(long)]
     admin: Option<String>,
@@ -145,14 +150,15 @@ fn switchover(command: SwitchoverCommand) -> ExitCode {
         "records" => CatchUpPolicy::Records { max_lag: command.max_lag },
         _ => CatchUpPolicy::None,
     });
-    let args = client::SwitchoverArgs {
-        route: command.route,
+    let request = SwitchoverRequest {
         to: command.to,
         dry_run: command.dry_run,
         catch_up,
         catch_up_timeout_ms: command.catch_up_timeout_ms,
+        fence: command.fence,
+        topics: None,
     };
-    match client::switchover(&command.admin.unwrap_or_else(client::default_admin_url), &args) {
+    match client::switchover(&command.admin.unwrap_or_else(client::default_admin_url), &command.route, &request) {
         Ok((ok, report)) => {
             print!("{report}");
             if ok {

@@ -34,6 +34,7 @@ fn main() {
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
             ("drill_live_switchover_loses_nothing", drill_live_switchover_loses_nothing),
+            ("drill_error_fence_answers_and_loses_nothing", drill_error_fence_answers_and_loses_nothing),
             ("drill_restart_procedure_loses_nothing", drill_restart_procedure_loses_nothing),
         ],
         || {
@@ -274,7 +275,8 @@ fn cli_dry_run_prints_the_report(env: &Env) -> Result<()> {
     let gateway = Gateway::start(env)?;
     topic_with_records(env, &gateway, "cli-dry", 1)?;
     let output = std::process::Command::new(common::binary())
-        .args(["switchover", "--route", "main", "--to", "destination", "--dry-run", "--admin", &gateway.admin("")])
+        .args(["switchover", "--route", "main", "--to", "destination", "--dry-run", "--fence", "error"])
+        .args(["--admin", &gateway.admin("")])
         .env("GATEWAY_ADMIN_TOKEN", TOKEN)
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -289,7 +291,7 @@ fn cli_dry_run_prints_the_report(env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn drill(mode: DrillMode) -> Result<()> {
+fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
     let report =
         drill::run(&DrillOptions { gateway_binary: common::binary(), mode, records: 3000, rate: 300, partitions: 3 })?;
     println!("{report}");
@@ -301,13 +303,24 @@ fn drill(mode: DrillMode) -> Result<()> {
         report.records,
         report.producer_errors
     );
-    Ok(())
+    Ok(report)
 }
 
 fn drill_live_switchover_loses_nothing(_env: &Env) -> Result<()> {
-    drill(DrillMode::Live)
+    let report = drill(DrillMode::Live)?;
+    ensure!(report.fence_answers == 0, "fence mode hold answered {} requests itself", report.fence_answers);
+    Ok(())
+}
+
+/// Requests that reach the fence get retriable errors; the Java clients retry them after the
+/// cut, so nothing acknowledged is lost and no error reaches the application.
+fn drill_error_fence_answers_and_loses_nothing(_env: &Env) -> Result<()> {
+    let report = drill(DrillMode::LiveErrorFence)?;
+    ensure!(report.fence_answers > 0, "the fence answered no request: {report}");
+    ensure!(report.producer_errors.is_empty(), "errors reached the producer: {:?}", report.producer_errors);
+    Ok(())
 }
 
 fn drill_restart_procedure_loses_nothing(_env: &Env) -> Result<()> {
-    drill(DrillMode::Restart)
+    drill(DrillMode::Restart).map(drop)
 }

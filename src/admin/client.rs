@@ -1,10 +1,10 @@
 //! The command-line side of the admin API: `switchyard status` and `switchyard switchover`
 //! call a running gateway over HTTP and print what it says as tables for a terminal.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::{DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN};
-use crate::switchover::CatchUpPolicy;
+use crate::switchover::SwitchoverRequest;
 
 /// The admin API of the local node: `GATEWAY_ADMIN_ADDRESS`, else the default address.
 pub fn default_admin_url() -> String {
@@ -105,36 +105,21 @@ fn unreachable(url: &str, e: ureq::Error) -> anyhow::Error {
     )
 }
 
-/// What `switchyard switchover` asks for.
-pub struct SwitchoverArgs {
-    pub route: String,
-    pub to: String,
-    pub dry_run: bool,
-    pub catch_up: Option<CatchUpPolicy>,
-    pub catch_up_timeout_ms: Option<u64>,
-}
-
 /// Ask the gateway at `base` for a switchover; returns whether it completed (or its dry run
 /// passed) and the report to print.
-pub fn switchover(base: &str, args: &SwitchoverArgs) -> anyhow::Result<(bool, String)> {
-    let url = format!("{}/admin/v1/routes/{}/switchover", base.trim_end_matches('/'), args.route);
+pub fn switchover(base: &str, route: &str, request: &SwitchoverRequest) -> anyhow::Result<(bool, String)> {
+    let url = format!("{}/admin/v1/routes/{route}/switchover", base.trim_end_matches('/'));
     let token = std::env::var(ENV_ADMIN_TOKEN).unwrap_or_default();
     if token.is_empty() {
         anyhow::bail!("set {ENV_ADMIN_TOKEN} to the gateway's admin token: a switchover changes where clients go");
     }
-    let mut body = json!({"to": args.to, "dryRun": args.dry_run});
-    if let Some(policy) = args.catch_up {
-        body["catchUp"] = serde_json::to_value(policy)?;
-    }
-    if let Some(ms) = args.catch_up_timeout_ms {
-        body["catchUpTimeoutMs"] = json!(ms);
-    }
+    let body = serde_json::to_string(request)?;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {token}"))
         .header("Content-Type", "application/json")
-        .send(body.to_string())
+        .send(body)
         .map_err(|e| unreachable(&url, e))?;
     let status = response.status().as_u16();
     let answer: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;

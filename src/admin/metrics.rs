@@ -121,6 +121,7 @@ pub struct Metrics {
     connections_closed: Family<ReasonLabels, Counter>,
     frames_rejected: Family<ReasonLabels, Counter>,
     fenced: Family<RouteLabels, Gauge>,
+    fence_answers: Family<ApiLabels, Counter>,
     switchovers: Family<OutcomeLabels, Counter>,
     switchover_phase_seconds: Family<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cluster_members: Gauge,
@@ -143,6 +144,7 @@ impl Metrics {
             connections_closed: Family::default(),
             frames_rejected: Family::default(),
             fenced: Family::default(),
+            fence_answers: Family::default(),
             switchovers: Family::default(),
             switchover_phase_seconds: Family::default(),
             cluster_members: Gauge::default(),
@@ -171,6 +173,11 @@ impl Metrics {
             metrics.request_failures.clone(),
         );
         r.register("route_fenced", "1 while a switchover fences the route", metrics.fenced.clone());
+        r.register(
+            "fence_answers",
+            "Requests a fenced route answered itself with a retriable error (fence mode error), by API",
+            metrics.fence_answers.clone(),
+        );
         r.register("switchovers", "Switchovers run, by outcome", metrics.switchovers.clone());
         r.register(
             "switchover_phase_seconds",
@@ -286,6 +293,14 @@ impl RouteMetrics {
 
     pub fn set_fenced(&self, fenced: bool) {
         self.all.fenced.get_or_create(&RouteLabels { route: self.route.clone() }).set(i64::from(fenced));
+    }
+
+    /// A request a fence in mode `error` answered itself (fence path only: takes the family's lock).
+    pub fn fence_answered(&self, api_key: ApiKey) {
+        self.all
+            .fence_answers
+            .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
+            .inc();
     }
 
     pub fn switchover_phase(&self, phase: &'static str, duration: Duration) {

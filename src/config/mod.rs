@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::routing::PortMap;
+use crate::routing::{FenceMode, PortMap};
 use crate::switchover::CatchUpPolicy;
 
 pub use operability::{
@@ -90,6 +90,8 @@ pub struct RouteConfig {
     /// The catch-up gate a switchover of this route uses unless told otherwise.
     pub catch_up: CatchUpPolicy,
     pub catch_up_timeout: Option<Duration>,
+    /// What the fence does with new requests during a switchover of this route.
+    pub fence: FenceMode,
 }
 
 /// Limits and timeouts that apply to every connection.

@@ -86,6 +86,8 @@ pub(crate) struct RawSwitchoverDefaults {
     pub catch_up: Option<crate::switchover::CatchUpPolicy>,
     #[serde(default)]
     pub catch_up_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub fence: Option<crate::routing::FenceMode>,
 }
 
 #[derive(Debug, Deserialize)]

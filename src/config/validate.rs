@@ -285,6 +285,7 @@ impl Checker<'_> {
             cluster_id: r.cluster_id,
             catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
             catch_up_timeout: r.switchover.as_ref().and_then(|s| s.catch_up_timeout_ms).map(Duration::from_millis),
+            fence: r.switchover.as_ref().and_then(|s| s.fence).unwrap_or_default(),
         })
     }
 

@@ -29,6 +29,12 @@ pub enum RequestError {
         max: i16,
     },
     Truncated(&'static str),
+    /// A request the gateway had to decode (to answer it itself) but could not.
+    Undecodable {
+        api_key: ApiKey,
+        version: i16,
+        cause: String,
+    },
 }
 
 impl fmt::Display for RequestError {
@@ -40,6 +46,9 @@ impl fmt::Display for RequestError {
                 "{api_key:?} v{version} is outside the versions {min}-{max} the gateway can rewrite (the client ignored ApiVersions)"
             ),
             RequestError::Truncated(what) => write!(f, "request ends inside its {what}"),
+            RequestError::Undecodable { api_key, version, cause } => {
+                write!(f, "cannot decode the {api_key:?} v{version} request: {cause}")
+            }
         }
     }
 }

@@ -7,17 +7,25 @@
 //! carries broker addresses are decoded and rewritten. The queue is bounded: when a client has
 //! `maxInFlightRequests` outstanding, the proxy stops reading from it until answers come back.
 //!
+//! While a switchover fences the route, nothing new is forwarded. In fence mode `hold` the
+//! proxy stops reading from the client; in mode `error` it answers what it can itself with a
+//! retriable error. Those answers join the same queue as forwarded requests, so the client
+//! still gets every answer in the order it asked.
+//!
 //! Anything a well-behaved peer would not send ends this connection, and only this one, with a
 //! [`CloseReason`] that is logged with the client address and route.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use atomic_waker::AtomicWaker;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -27,11 +35,11 @@ use tokio_util::sync::CancellationToken;
 use super::proxy_protocol;
 use crate::config::ProxySettings;
 use crate::protocol::{
-    frame_at, peek_request, response_correlation_id, FrameError, FrameLimits, FrameStatus, InFlight, RequestError,
-    MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+    fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits, FrameStatus, InFlight,
+    RequestError, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{rewrite_response, RewriteError};
-use crate::routing::{Route, Upstream};
+use crate::routing::{FenceMode, Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
 const READ_CHUNK: usize = 64 * 1024;
@@ -188,6 +196,67 @@ struct Traffic {
     to_client: AtomicU64,
 }
 
+/// An answer the client is owed, queued in the order it asked.
+enum Owed {
+    /// To a forwarded request: the broker sends it.
+    Broker(InFlight),
+    /// To a request a fence in mode `error` turned away: the gateway's own, ready to send.
+    Gateway(Bytes),
+}
+
+/// The response direction's end of the queue of [`Owed`] answers. A broker entry can be taken
+/// off early, while looking for gateway answers, and waits in `head` for its response.
+struct OwedAnswers {
+    queue: mpsc::Receiver<Owed>,
+    head: Option<InFlight>,
+}
+
+impl OwedAnswers {
+    fn next(&mut self) -> Option<Owed> {
+        self.head.take().map(Owed::Broker).or_else(|| self.queue.try_recv().ok())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none() && self.queue.is_empty()
+    }
+}
+
+/// How many gateway answers are queued, and a way for the request direction to wake the
+/// response direction, which otherwise only wakes when the broker sends bytes.
+#[derive(Default)]
+struct GatewayAnswers {
+    queued: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+impl GatewayAnswers {
+    /// Call after queueing an answer.
+    fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    fn sent(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn any(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves while an answer is queued. Polling it is two atomic operations, no lock.
+    fn ready(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.any() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+}
+
 /// How the client-to-broker half ended.
 enum RequestsEnd {
     /// Stop reading and let outstanding responses finish: shutdown, reset, or a client half-close.
@@ -205,10 +274,13 @@ pub async fn pump(
     stop: StopSignals<'_>,
 ) -> ConnectionSummary {
     let traffic = Traffic::default();
-    let (in_flight_tx, mut in_flight_rx) = mpsc::channel(ctx.settings.max_in_flight_requests);
-    let requests = Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, stop };
-    let reason = run(client, initial, upstream, requests, &mut in_flight_rx).await;
-    while let Ok(unanswered) = in_flight_rx.try_recv() {
+    let answers = GatewayAnswers::default();
+    let (in_flight_tx, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
+    let mut owed = OwedAnswers { queue, head: None };
+    let requests = Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop };
+    let reason = run(client, initial, upstream, requests, &mut owed).await;
+    while let Some(unanswered) = owed.next() {
+        let Owed::Broker(unanswered) = unanswered else { continue };
         ctx.route.metrics.requests_in_flight.dec();
         if reason.severity() == Severity::Problem {
             ctx.route.metrics.request_failed(unanswered.api_key);
@@ -226,19 +298,19 @@ async fn run(
     initial: BytesMut,
     upstream: TcpStream,
     requests: Requests<'_>,
-    in_flight: &mut mpsc::Receiver<InFlight>,
+    owed: &mut OwedAnswers,
 ) -> CloseReason {
     // The halves live here, not in the two directions: dropping a write half sends FIN, and a
     // broker that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let requests_done = CancellationToken::new();
-    let (ctx, traffic) = (requests.ctx, requests.traffic);
+    let (ctx, traffic, answers) = (requests.ctx, requests.traffic, requests.answers);
     let drain_timeout = ctx.settings.drain_timeout;
 
     let mut requests = pin!(requests.forward(&mut client_read, &mut upstream_write, initial));
-    let responses = Responses { ctx, traffic, done: &requests_done };
-    let mut responses = pin!(responses.forward(&mut upstream_read, &mut client_write, in_flight));
+    let responses = Responses { ctx, traffic, answers, done: &requests_done };
+    let mut responses = pin!(responses.forward(&mut upstream_read, &mut client_write, owed));
 
     tokio::select! {
         end = &mut requests => match end {
@@ -259,8 +331,9 @@ async fn run(
 /// The client-to-broker direction of one connection.
 struct Requests<'a> {
     ctx: &'a ConnectionContext,
-    in_flight: mpsc::Sender<InFlight>,
+    in_flight: mpsc::Sender<Owed>,
     traffic: &'a Traffic,
+    answers: &'a GatewayAnswers,
     stop: StopSignals<'a>,
 }
 
@@ -276,15 +349,17 @@ impl Requests<'_> {
         let mut already_read = !buf.is_empty();
         loop {
             if !already_read {
-                if let Err(end) = self.hold_while_fenced().await {
-                    return end;
+                if self.ctx.route.fence.closed() == Some(FenceMode::Hold) {
+                    if let Err(end) = self.hold_while_fenced().await {
+                        return end;
+                    }
                 }
                 if let Err(end) = self.read(client, &mut buf).await {
                     return end;
                 }
             }
             already_read = false;
-            if let Err(end) = self.hold_while_fenced().await {
+            if let Err(end) = self.pass_fence(client, &mut buf, limits).await {
                 return end;
             }
             let read_at = Instant::now();
@@ -305,8 +380,61 @@ impl Requests<'_> {
         }
     }
 
-    /// While a switchover fences the route, forward nothing and read nothing more: the client
-    /// sees a pause. Ends when the fence opens, or drains if the route is reset meanwhile.
+    /// Return once the route's fence is open. Mode `hold` forwards nothing and reads nothing
+    /// more; mode `error` answers the requests in `buf` (reading more as they come) until one
+    /// comes that the fence does not answer, which is then held.
+    async fn pass_fence(
+        &self,
+        client: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        limits: FrameLimits,
+    ) -> Result<(), RequestsEnd> {
+        loop {
+            match self.ctx.route.fence.closed() {
+                None => return Ok(()),
+                Some(FenceMode::Hold) => return self.hold_while_fenced().await,
+                Some(FenceMode::Error) => match self.answer_fenced(buf, limits).await? {
+                    Fenced::AllAnswered => self.read(client, buf).await?,
+                    Fenced::MustHold => return self.hold_while_fenced().await,
+                },
+            }
+        }
+    }
+
+    /// Answer every complete request at the front of `buf` with the fence's retriable error,
+    /// queued behind the answers already owed, until one comes that must be held instead.
+    async fn answer_fenced(&self, buf: &mut BytesMut, limits: FrameLimits) -> Result<Fenced, RequestsEnd> {
+        let metrics = &self.ctx.route.metrics;
+        loop {
+            let len = match frame_at(buf, limits) {
+                Ok(FrameStatus::Complete(len)) => len,
+                Ok(FrameStatus::Incomplete { .. }) => return Ok(Fenced::AllAnswered),
+                Err(e) => return Err(refused_frame(buf, e)),
+            };
+            let request = peek_request(&buf[SIZE_PREFIX..len], Instant::now())
+                .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+            if !fence_answer::answerable(&request) {
+                return Ok(Fenced::MustHold);
+            }
+            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze()).map_err(|cause| {
+                RequestsEnd::Failed(CloseReason::BadRequest(RequestError::Undecodable {
+                    api_key: request.api_key,
+                    version: request.api_version,
+                    cause: format!("{cause:#}"),
+                }))
+            })?;
+            metrics.request(request.api_key);
+            metrics.fence_answered(request.api_key);
+            self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+            if self.in_flight.send(Owed::Gateway(answer)).await.is_err() {
+                return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
+            }
+            self.answers.queued();
+        }
+    }
+
+    /// Forward nothing and read nothing more until the fence opens: the client sees a pause.
+    /// Drains instead if the route is reset meanwhile.
     async fn hold_while_fenced(&self) -> Result<(), RequestsEnd> {
         let fence = &self.ctx.route.fence;
         if !fence.is_closed() {
@@ -365,7 +493,7 @@ impl Requests<'_> {
                     let metrics = &self.ctx.route.metrics;
                     metrics.request(request.api_key);
                     if request.expects_response {
-                        if self.in_flight.send(request).await.is_err() {
+                        if self.in_flight.send(Owed::Broker(request)).await.is_err() {
                             // The response half has ended; it reports why.
                             return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
                         }
@@ -374,12 +502,26 @@ impl Requests<'_> {
                     end += len;
                 }
                 Ok(FrameStatus::Incomplete { total }) => return Ok((end, total)),
-                Err(_) if proxy_protocol::looks_like_header(&buf[end..]) => {
-                    return Err(RequestsEnd::Failed(CloseReason::UnexpectedProxyHeader))
-                }
-                Err(e) => return Err(RequestsEnd::Failed(CloseReason::BadRequestFrame(e))),
+                Err(e) => return Err(refused_frame(&buf[end..], e)),
             }
         }
+    }
+}
+
+/// What a fence in mode `error` left at the front of the buffer.
+enum Fenced {
+    /// Nothing but a partial request, if that.
+    AllAnswered,
+    /// A request the fence does not answer.
+    MustHold,
+}
+
+/// Why a client's frame starting at `buf[0]` was refused.
+fn refused_frame(buf: &[u8], e: FrameError) -> RequestsEnd {
+    if proxy_protocol::looks_like_header(buf) {
+        RequestsEnd::Failed(CloseReason::UnexpectedProxyHeader)
+    } else {
+        RequestsEnd::Failed(CloseReason::BadRequestFrame(e))
     }
 }
 
@@ -387,6 +529,7 @@ impl Requests<'_> {
 struct Responses<'a> {
     ctx: &'a ConnectionContext,
     traffic: &'a Traffic,
+    answers: &'a GatewayAnswers,
     /// Cancelled when the request direction has finished and is draining.
     done: &'a CancellationToken,
 }
@@ -398,20 +541,25 @@ impl Responses<'_> {
         self,
         upstream: &mut OwnedReadHalf,
         client: &mut OwnedWriteHalf,
-        in_flight: &mut mpsc::Receiver<InFlight>,
+        owed: &mut OwedAnswers,
     ) -> Result<(), CloseReason> {
         let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let metrics = &self.ctx.route.metrics;
         let mut buf = BytesMut::new();
         let mut requests_finished = false;
         loop {
-            if requests_finished && in_flight.is_empty() {
+            if requests_finished && owed.is_empty() {
                 let _ = client.shutdown().await;
                 return Ok(());
             }
             let read = tokio::select! {
                 biased;
                 read = upstream.read_buf(&mut buf) => read,
+                // With a broker answer at the head, the gateway's wait behind it.
+                _ = self.answers.ready(), if owed.head.is_none() => {
+                    send_gateway_answers(owed, client, self.answers).await?;
+                    continue;
+                }
                 _ = self.done.cancelled(), if !requests_finished => {
                     requests_finished = true;
                     continue;
@@ -425,7 +573,10 @@ impl Responses<'_> {
             }
             let read_at = Instant::now();
             let before = buf.len();
-            let next_total = forward_complete_responses(&mut buf, limits, in_flight, client, self.ctx, read_at).await?;
+            let next_total = self.forward_complete(&mut buf, limits, owed, client, read_at).await?;
+            if self.answers.any() {
+                send_gateway_answers(owed, client, self.answers).await?;
+            }
             let forwarded = (before - buf.len()) as u64;
             self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
             metrics.bytes_to_client.inc_by(forwarded);
@@ -433,51 +584,77 @@ impl Responses<'_> {
             reserve_for_next(&mut buf, next_total);
         }
     }
-}
 
-/// Send every complete response at the front of `buf` to the client, opaque runs in one write
-/// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
-async fn forward_complete_responses(
-    buf: &mut BytesMut,
-    limits: FrameLimits,
-    in_flight: &mut mpsc::Receiver<InFlight>,
-    client: &mut OwnedWriteHalf,
-    ctx: &ConnectionContext,
-    read_at: Instant,
-) -> Result<Option<usize>, CloseReason> {
-    let mut run_end = 0;
-    loop {
-        let len = match frame_at(&buf[run_end..], limits).map_err(CloseReason::BadResponseFrame)? {
-            FrameStatus::Complete(len) => len,
-            FrameStatus::Incomplete { total } => {
-                write_run(buf, run_end, client).await?;
-                return Ok(total);
+    /// Send every complete response at the front of `buf` to the client, opaque runs in one write
+    /// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
+    async fn forward_complete(
+        &self,
+        buf: &mut BytesMut,
+        limits: FrameLimits,
+        owed: &mut OwedAnswers,
+        client: &mut OwnedWriteHalf,
+        read_at: Instant,
+    ) -> Result<Option<usize>, CloseReason> {
+        let ctx = self.ctx;
+        let mut run_end = 0;
+        loop {
+            let len = match frame_at(&buf[run_end..], limits).map_err(CloseReason::BadResponseFrame)? {
+                FrameStatus::Complete(len) => len,
+                FrameStatus::Incomplete { total } => {
+                    write_run(buf, run_end, client).await?;
+                    return Ok(total);
+                }
+            };
+            let correlation_id = response_correlation_id(&buf[run_end + SIZE_PREFIX..]);
+            let request = loop {
+                match owed.next() {
+                    Some(Owed::Broker(request)) => break request,
+                    Some(Owed::Gateway(answer)) => {
+                        // Gateway answers owed before this response go first, after what precedes them.
+                        write_run(buf, run_end, client).await?;
+                        run_end = 0;
+                        client.write_all(&answer).await.map_err(CloseReason::ClientError)?;
+                        self.answers.sent();
+                    }
+                    None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
+                }
+            };
+            if request.correlation_id != correlation_id {
+                return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
             }
-        };
-        let request = match_request(&buf[run_end + SIZE_PREFIX..], in_flight)?;
-        let metrics = &ctx.route.metrics;
-        metrics.requests_in_flight.dec();
-        metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
-        if !request.handling.decodes_response() {
-            run_end += len;
-            continue;
+            let metrics = &ctx.route.metrics;
+            metrics.requests_in_flight.dec();
+            metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
+            if !request.handling.decodes_response() {
+                run_end += len;
+                continue;
+            }
+            write_run(buf, run_end, client).await?;
+            run_end = 0;
+            let frame = buf.split_to(len).freeze();
+            let out = rewrite_response(&ctx.route, &ctx.upstream, &request, frame).map_err(CloseReason::BadResponse)?;
+            client.write_all(&out).await.map_err(CloseReason::ClientError)?;
         }
-        write_run(buf, run_end, client).await?;
-        run_end = 0;
-        let frame = buf.split_to(len).freeze();
-        let out = rewrite_response(&ctx.route, &ctx.upstream, &request, frame).map_err(CloseReason::BadResponse)?;
-        client.write_all(&out).await.map_err(CloseReason::ClientError)?;
     }
 }
 
-/// The in-flight request this response answers, which must be the oldest one.
-fn match_request(body: &[u8], in_flight: &mut mpsc::Receiver<InFlight>) -> Result<InFlight, CloseReason> {
-    let correlation_id = response_correlation_id(body);
-    match in_flight.try_recv() {
-        Ok(request) if request.correlation_id == correlation_id => Ok(request),
-        Ok(request) => Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) }),
-        Err(_) => Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
+/// Send the gateway answers at the head of the queue, up to the first one the broker owes.
+async fn send_gateway_answers(
+    owed: &mut OwedAnswers,
+    client: &mut OwnedWriteHalf,
+    answers: &GatewayAnswers,
+) -> Result<(), CloseReason> {
+    while owed.head.is_none() {
+        match owed.queue.try_recv() {
+            Ok(Owed::Gateway(answer)) => {
+                client.write_all(&answer).await.map_err(CloseReason::ClientError)?;
+                answers.sent();
+            }
+            Ok(Owed::Broker(request)) => owed.head = Some(request),
+            Err(_) => break,
+        }
     }
+    Ok(())
 }
 
 /// Write `buf[..len]` to the client and drop it from the buffer.

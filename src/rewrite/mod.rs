@@ -11,14 +11,14 @@ mod api_versions;
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
     ProduceResponse, ResponseHeader, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::protocol::{InFlight, ResponseHandling, SIZE_PREFIX};
+use crate::protocol::{encode_response, InFlight, ResponseHandling, SIZE_PREFIX};
 use crate::routing::{Route, Upstream};
 
 pub use api_versions::clamped_max_version;
@@ -108,10 +108,5 @@ fn edit<R: Decodable + Encodable>(
     if !change(&mut response) {
         return Ok(None);
     }
-    let size = header.compute_size(header_version)? + response.compute_size(request.api_version)?;
-    let mut out = BytesMut::with_capacity(SIZE_PREFIX + size);
-    out.put_i32(i32::try_from(size)?);
-    header.encode(&mut out, header_version)?;
-    response.encode(&mut out, request.api_version)?;
-    Ok(Some(out.freeze()))
+    encode_response(&header, &response, request.api_key, request.api_version).map(Some)
 }

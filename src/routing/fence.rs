@@ -1,41 +1,78 @@
 //! The gate a switchover closes in front of a route.
 //!
-//! While the fence is closed, the route's connections forward no new request: they stop
-//! reading from their clients (so clients see a pause, not an error) while answers to requests
-//! already forwarded keep flowing back. Checking the fence is one atomic load per read batch;
-//! only a connection that finds it closed subscribes to be woken when it opens.
+//! While the fence is closed, the route's connections forward no new request, while answers to
+//! requests already forwarded keep flowing back. In mode `hold` they stop reading from their
+//! clients, so clients see a pause, not an error. In mode `error` they answer each request they
+//! can with a retriable error (see [`crate::protocol::fence_answer`]) and hold the others.
+//! Checking the fence is one atomic load per read batch; only a connection that finds it closed
+//! subscribes to be woken when it opens.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+/// What a closed fence does with the requests that reach it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum FenceMode {
+    /// Park them until the fence opens: clients see a pause.
+    #[default]
+    Hold,
+    /// Answer them with a retriable error code: clients back off and retry.
+    Error,
+}
+
+impl std::fmt::Display for FenceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FenceMode::Hold => "hold",
+            FenceMode::Error => "error",
+        })
+    }
+}
+
+const OPEN: u8 = 0;
+const HOLD: u8 = 1;
+const ERROR: u8 = 2;
+
 pub struct Fence {
-    closed: AtomicBool,
+    state: AtomicU8,
     changes: watch::Sender<bool>,
 }
 
 impl Default for Fence {
     fn default() -> Self {
-        Fence { closed: AtomicBool::new(false), changes: watch::Sender::new(false) }
+        Fence { state: AtomicU8::new(OPEN), changes: watch::Sender::new(false) }
     }
 }
 
 impl Fence {
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closed().is_some()
     }
 
-    pub fn close(&self) {
-        self.set(true);
+    /// How the fence is closed, or `None` while it is open.
+    pub fn closed(&self) -> Option<FenceMode> {
+        match self.state.load(Ordering::Acquire) {
+            OPEN => None,
+            HOLD => Some(FenceMode::Hold),
+            _ => Some(FenceMode::Error),
+        }
+    }
+
+    pub fn close(&self, mode: FenceMode) {
+        let state = match mode {
+            FenceMode::Hold => HOLD,
+            FenceMode::Error => ERROR,
+        };
+        self.state.store(state, Ordering::Release);
+        self.changes.send_replace(true);
     }
 
     pub fn open(&self) {
-        self.set(false);
-    }
-
-    fn set(&self, closed: bool) {
-        self.closed.store(closed, Ordering::Release);
-        self.changes.send_replace(closed);
+        self.state.store(OPEN, Ordering::Release);
+        self.changes.send_replace(false);
     }
 
     /// Resolve once the fence is open.

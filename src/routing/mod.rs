@@ -23,7 +23,7 @@ use crate::admin::{Metrics, RouteMetrics};
 use crate::cluster::Advertising;
 use crate::config::{DomainConfig, HostPort, RouteConfig};
 
-pub use fence::Fence;
+pub use fence::{Fence, FenceMode};
 pub use port_map::PortMap;
 pub use topology::{Broker, Topology};
 
@@ -124,14 +124,13 @@ impl Route {
         }
     }
 
-    /// Stop (or resume) forwarding new requests on every connection of the route.
-    pub fn set_fenced(&self, fenced: bool) {
-        if fenced {
-            self.fence.close();
-        } else {
-            self.fence.open();
+    /// Stop forwarding new requests on every connection of the route (`Some`), or resume.
+    pub fn set_fenced(&self, fence: Option<FenceMode>) {
+        match fence {
+            Some(mode) => self.fence.close(mode),
+            None => self.fence.open(),
         }
-        self.metrics.set_fenced(fenced);
+        self.metrics.set_fenced(fence.is_some());
     }
 
     /// The upstream new connections go to.

@@ -5,8 +5,9 @@
 //! 1. **Pre-flight**: the destination answers; every topic the route's clients use exists there
 //!    with the same partition count; replication lag per partition. A dry run stops here, and
 //!    any failure here refuses the switchover before clients notice anything.
-//! 2. **Fence**: the route forwards no new request (clients see a pause) and waits for the
-//!    requests already forwarded to be answered.
+//! 2. **Fence**: the route forwards no new request and waits for the requests already
+//!    forwarded to be answered. Mode `hold` parks new requests (clients see a pause); mode
+//!    `error` answers them with a retriable error code (clients back off and retry).
 //! 3. **Catch-up** (optional): wait until replication has caught up by the chosen policy; on
 //!    timeout the fence opens again on the source and the switchover is reported aborted.
 //! 4. **Cut**: new connections go to the destination, current ones drain and close so their
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
 use crate::gateway::start_upstream;
-use crate::routing::{Route, Upstream};
+use crate::routing::{FenceMode, Route, Upstream};
 
 pub use catch_up::CatchUpPolicy;
 
@@ -44,6 +45,9 @@ pub struct SwitchoverRequest {
     /// The catch-up gate; the route's configured one when absent.
     #[serde(default)]
     pub catch_up: Option<CatchUpPolicy>,
+    /// What the fence does with new requests; the route's configured mode when absent.
+    #[serde(default)]
+    pub fence: Option<FenceMode>,
     /// Bound on the catch-up phase; the route's configured one, else 60 s, when absent.
     #[serde(default)]
     pub catch_up_timeout_ms: Option<u64>,
@@ -143,15 +147,16 @@ impl Switchboard<'_> {
             .map(Duration::from_millis)
             .or(defaults.and_then(|d| d.catch_up_timeout))
             .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT);
+        let fence = request.fence.or(defaults.map(|d| d.fence)).unwrap_or_default();
         let mut run = Run::new(route, &source, request);
         let destination = run.preflight(self).await?;
         if request.dry_run {
             destination.retire();
             return Ok(run.report("dry-run", "pre-flight passed; nothing was changed".into()));
         }
-        run.fence(self.config.proxy.drain_timeout).await;
+        run.fence(fence, self.config.proxy.drain_timeout).await;
         if let Err(why) = run.catch_up(&destination, catch_up, catch_up_timeout).await {
-            route.set_fenced(false);
+            route.set_fenced(None);
             destination.retire();
             tracing::warn!(route = route_name, "switchover aborted, clients stay on `{}`: {why}", source.domain);
             return Ok(run.report("aborted", format!("{why}; the route was unfenced on `{}`", source.domain)));
@@ -271,18 +276,20 @@ impl<'a> Run<'a> {
     }
 
     /// Stop forwarding new requests and wait for those in flight to be answered.
-    async fn fence(&mut self, bound: Duration) {
+    async fn fence(&mut self, mode: FenceMode, bound: Duration) {
         let started = Instant::now();
-        self.route.set_fenced(true);
+        self.route.set_fenced(Some(mode));
         let in_flight = &self.route.metrics.requests_in_flight;
         while in_flight.get() > 0 && started.elapsed() < bound {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let left = in_flight.get();
         let detail = if left > 0 {
-            format!("fenced (hold); {left} requests still unanswered after {bound:?}, they will be retried by clients")
+            format!(
+                "fenced ({mode}); {left} requests still unanswered after {bound:?}, they will be retried by clients"
+            )
         } else {
-            "fenced (hold); every in-flight request answered".to_string()
+            format!("fenced ({mode}); every in-flight request answered")
         };
         self.phase("fence", started, detail);
     }
@@ -313,7 +320,7 @@ impl<'a> Run<'a> {
         let previous = self.route.replace_upstream(destination);
         // Reset before unfencing: a parked connection must see its session end, not the open gate.
         self.route.reset_connections();
-        self.route.set_fenced(false);
+        self.route.set_fenced(None);
         previous.retire();
         self.phase("cut", started, format!("new connections go to `{to}`; existing ones drain and reconnect"));
     }

@@ -49,6 +49,7 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
                 dry_run: false,
                 catch_up: Some(new.catch_up),
                 catch_up_timeout_ms: new.catch_up_timeout.map(|t| t.as_millis() as u64),
+                fence: Some(new.fence),
                 topics: None,
             };
             match board.switch(&new.name, &request).await {

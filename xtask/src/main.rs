@@ -186,10 +186,11 @@ fn step(text: &str) {
 
 // ---- drill -------------------------------------------------------------------------------
 
-/// `cargo xtask drill [--mode live|restart|both] [--records N] [--rate R]`: the switchover drill
-/// (see docs/switchover.md), with a table per mode.
+/// `cargo xtask drill [--mode live|live-error|restart|all] [--records N] [--rate R]`: the
+/// switchover drill (see docs/switchover.md), with a table per mode.
 fn drill(args: &[String]) -> Result<ExitCode> {
-    let mut modes = vec![DrillMode::Live, DrillMode::Restart];
+    let all = [DrillMode::Live, DrillMode::LiveErrorFence, DrillMode::Restart];
+    let mut modes = all.to_vec();
     let (mut records, mut rate) = (20_000u64, 1_000u32);
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -198,9 +199,10 @@ fn drill(args: &[String]) -> Result<ExitCode> {
             "--mode" => {
                 modes = match value.as_str() {
                     "live" => vec![DrillMode::Live],
+                    "live-error" => vec![DrillMode::LiveErrorFence],
                     "restart" => vec![DrillMode::Restart],
-                    "both" => vec![DrillMode::Live, DrillMode::Restart],
-                    other => bail!("--mode {other}: use live, restart or both"),
+                    "all" => all.to_vec(),
+                    other => bail!("--mode {other}: use live, live-error, restart or all"),
                 }
             }
             "--records" => records = value.parse().context("--records takes a number")?,

@@ -5,8 +5,9 @@
 //! replicating the drill topic with identical names and translated group offsets, a gateway
 //! route pointing at the source, an idempotent `acks=all` Java producer sending numbered records
 //! through the route and a consumer group reading them through it. Midway, the route is switched
-//! to the destination, either live (the admin API's switchover) or as Confluent documents it
-//! (edit the route's domain, restart the gateway). Afterwards the destination is read in full
+//! to the destination, either live (the admin API's switchover, with the fence holding requests
+//! or answering them with retriable errors) or as Confluent documents it (edit the route's
+//! domain, restart the gateway). Afterwards the destination is read in full
 //! and the drill reports acknowledged records missing (must be 0), duplicates, producer errors,
 //! the longest pause each client saw, and what the consumer skipped or re-read.
 
@@ -29,8 +30,10 @@ const TOKEN: &str = "drill-token";
 /// How the route is moved to the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DrillMode {
-    /// `POST /admin/v1/routes/drill/switchover` on the running gateway.
+    /// `POST /admin/v1/routes/drill/switchover` on the running gateway, fence mode `hold`.
     Live,
+    /// The same with fence mode `error`: requests during the fence get retriable errors.
+    LiveErrorFence,
     /// Edit the route's `streamingDomain.name` and restart the gateway.
     Restart,
 }
@@ -38,7 +41,8 @@ pub enum DrillMode {
 impl fmt::Display for DrillMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DrillMode::Live => "live switchover",
+            DrillMode::Live => "live switchover (fence: hold)",
+            DrillMode::LiveErrorFence => "live switchover (fence: error)",
             DrillMode::Restart => "restart with edited config",
         })
     }
@@ -73,8 +77,10 @@ pub struct DrillReport {
     pub consumer_reread: usize,
     /// How long the switch itself took, as the operator saw it.
     pub switch_ms: u64,
-    /// The gateway's switchover report (live mode), as JSON.
+    /// The gateway's switchover report (live modes), as JSON.
     pub switchover: Option<String>,
+    /// Requests the fence answered with a retriable error (live modes).
+    pub fence_answers: u64,
 }
 
 impl fmt::Display for DrillReport {
@@ -90,6 +96,7 @@ impl fmt::Display for DrillReport {
             ("records the consumer skipped", self.consumer_skipped.to_string()),
             ("records the consumer re-read", self.consumer_reread.to_string()),
             ("switch duration as the operator saw it (ms)", self.switch_ms.to_string()),
+            ("requests the fence answered with an error", self.fence_answers.to_string()),
         ];
         for (name, value) in rows {
             writeln!(f, "| {name:<48} | {value:>8} |")?;
@@ -123,7 +130,8 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
 
     let switch_started = Instant::now();
     let switchover = match options.mode {
-        DrillMode::Live => Some(live_switch(&ports)?),
+        DrillMode::Live => Some(live_switch(&ports, "hold")?),
+        DrillMode::LiveErrorFence => Some(live_switch(&ports, "error")?),
         DrillMode::Restart => {
             gateway.terminate(Duration::from_secs(60));
             gateway = GatewayProcess::start(&options.gateway_binary, &config("destination"), &[ports.bootstrap()])?;
@@ -131,6 +139,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         }
     };
     let switch_ms = switch_started.elapsed().as_millis() as u64;
+    let fence_answers = fence_answers(&ports)?;
 
     let produced = producer.wait(run_time)?;
     let consumed = consumer.wait(run_time + consumer_idle)?;
@@ -157,6 +166,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         consumer_reread: consumed.duplicates(),
         switch_ms,
         switchover,
+        fence_answers,
     };
     drop(gateway);
     drop(mirror);
@@ -209,15 +219,15 @@ admin:
     )
 }
 
-/// Ask the running gateway to switch the route; returns its report.
-fn live_switch(ports: &DrillPorts) -> Result<String> {
+/// Ask the running gateway to switch the route with this fence mode; returns its report.
+fn live_switch(ports: &DrillPorts, fence: &str) -> Result<String> {
     let url = format!("http://127.0.0.1:{}/admin/v1/routes/{ROUTE}/switchover", ports.admin);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {TOKEN}"))
         .header("Content-Type", "application/json")
-        .send(r#"{"to": "destination"}"#)
+        .send(format!(r#"{{"to": "destination", "fence": "{fence}"}}"#))
         .context("calling the switchover API")?;
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string()?;
@@ -225,4 +235,15 @@ fn live_switch(ports: &DrillPorts) -> Result<String> {
         bail!("switchover answered {status}: {body}");
     }
     Ok(body)
+}
+
+/// The sum of `switchyard_fence_answers_total` over every API, from the gateway's metrics.
+fn fence_answers(ports: &DrillPorts) -> Result<u64> {
+    let url = format!("http://127.0.0.1:{}/metrics", ports.admin);
+    let text = ureq::get(&url).call()?.body_mut().read_to_string()?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("switchyard_fence_answers_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
 }
