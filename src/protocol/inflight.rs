@@ -24,6 +24,14 @@ pub struct InFlight {
     pub client: u32,
 }
 
+impl InFlight {
+    /// Whether the response carries record data, which is best decoded from shared `Bytes`
+    /// (records are sliced, not copied) rather than from a borrowed slice of the read buffer.
+    pub fn response_carries_records(&self) -> bool {
+        matches!(self.api_key, ApiKey::Fetch | ApiKey::ShareFetch)
+    }
+}
+
 /// What the gateway does with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseHandling {

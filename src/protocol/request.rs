@@ -72,16 +72,14 @@ pub fn peek_request(body: &[u8], read_at: Instant) -> Result<InFlight, RequestEr
             });
         }
     }
-    let client = match handling {
-        ResponseHandling::RewriteAddresses => client_id_hash(cursor)?,
-        _ => 0,
-    };
     let expects_response = api_key != ApiKey::Produce || produce_acks(&mut cursor, api_key, api_version)? != 0;
-    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response, sent_at: read_at, client })
+    Ok(InFlight { correlation_id, api_key, api_version, handling, expects_response, sent_at: read_at, client: 0 })
 }
 
-/// The hash of the header's client id (empty when null).
-fn client_id_hash(mut cursor: Cursor<'_>) -> Result<u32, RequestError> {
+/// The hash of the client id in a request body's header (empty when null). Clients keep one id
+/// per connection, so the proxy computes it once per connection, for [`InFlight::client`].
+pub fn client_id_hash(body: &[u8]) -> Result<u32, RequestError> {
+    let mut cursor = Cursor { buf: body, pos: 8 };
     let len = cursor.i16("client id")?;
     let id = if len > 0 { cursor.take(len as usize, "client id")? } else { &[] };
     Ok(crate::cluster::placement::client_hash(id))

@@ -18,9 +18,9 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -30,13 +30,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::proxy_protocol;
 use crate::config::ProxySettings;
 use crate::protocol::{
-    fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits, FrameStatus, InFlight,
-    RequestError, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+    client_id_hash, fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits,
+    FrameStatus, InFlight, RequestError, ResponseHandling, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{rewrite_response, RewriteError};
 use crate::routing::{FenceMode, Route, Upstream};
@@ -277,7 +278,8 @@ pub async fn pump(
     let answers = GatewayAnswers::default();
     let (in_flight_tx, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None };
-    let requests = Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop };
+    let requests =
+        Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop, client: OnceLock::new() };
     let reason = run(client, initial, upstream, requests, &mut owed).await;
     while let Some(unanswered) = owed.next() {
         let Owed::Broker(unanswered) = unanswered else { continue };
@@ -335,6 +337,18 @@ struct Requests<'a> {
     traffic: &'a Traffic,
     answers: &'a GatewayAnswers,
     stop: StopSignals<'a>,
+    /// The hash of the client's id, taken from its first request whose response is rewritten.
+    client: OnceLock<u32>,
+}
+
+/// What a read from the client waits on besides the client. Made once per connection: a timer
+/// or a cancellation future set up for every read would cost a lock each time.
+struct ReadWaits<'a, 'b> {
+    stopped: Pin<&'b mut WaitForCancellationFuture<'a>>,
+    /// Never earlier than `idleTimeoutMs` after `last_read`. Reads do not move it, so it can
+    /// fire early, and is then moved to `last_read + idleTimeoutMs`.
+    idle: Pin<&'b mut Sleep>,
+    last_read: Instant,
 }
 
 impl Requests<'_> {
@@ -346,6 +360,9 @@ impl Requests<'_> {
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let metrics = &self.ctx.route.metrics;
+        let stopped = pin!(self.stop.route.cancelled());
+        let idle = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
+        let waits = &mut ReadWaits { stopped, idle, last_read: Instant::now() };
         let mut already_read = !buf.is_empty();
         loop {
             if !already_read {
@@ -354,15 +371,15 @@ impl Requests<'_> {
                         return end;
                     }
                 }
-                if let Err(end) = self.read(client, &mut buf).await {
+                if let Err(end) = self.read(client, &mut buf, waits).await {
                     return end;
                 }
             }
             already_read = false;
-            if let Err(end) = self.pass_fence(client, &mut buf, limits).await {
+            if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
                 return end;
             }
-            let read_at = Instant::now();
+            let read_at = waits.last_read;
             let (complete, next_total) = match self.scan(&buf, limits, read_at).await {
                 Ok(found) => found,
                 Err(end) => return end,
@@ -388,13 +405,14 @@ impl Requests<'_> {
         client: &mut OwnedReadHalf,
         buf: &mut BytesMut,
         limits: FrameLimits,
+        waits: &mut ReadWaits<'_, '_>,
     ) -> Result<(), RequestsEnd> {
         loop {
             match self.ctx.route.fence.closed() {
                 None => return Ok(()),
                 Some(FenceMode::Hold) => return self.hold_while_fenced().await,
                 Some(FenceMode::Error) => match self.answer_fenced(buf, limits).await? {
-                    Fenced::AllAnswered => self.read(client, buf).await?,
+                    Fenced::AllAnswered => self.read(client, buf, waits).await?,
                     Fenced::MustHold => return self.hold_while_fenced().await,
                 },
             }
@@ -455,23 +473,42 @@ impl Requests<'_> {
     }
 
     /// Wait for client bytes, a stop signal, or the idle timeout.
-    async fn read(&self, client: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), RequestsEnd> {
-        let settings = &self.ctx.settings;
+    async fn read(
+        &self,
+        client: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        waits: &mut ReadWaits<'_, '_>,
+    ) -> Result<(), RequestsEnd> {
+        let idle_timeout = self.ctx.settings.idle_timeout;
         loop {
+            // Checked here too: with the read first below, a client that never pauses would
+            // otherwise never let the stop be seen.
+            if self.stop.route.is_cancelled() {
+                return Err(RequestsEnd::Drain(self.stop_reason()));
+            }
             let read = tokio::select! {
                 biased;
-                _ = self.stop.route.cancelled() => return Err(RequestsEnd::Drain(self.stop_reason())),
-                read = tokio::time::timeout(settings.idle_timeout, client.read_buf(buf)) => read,
-            };
-            return match read {
-                Err(_elapsed) if self.in_flight.capacity() == self.in_flight.max_capacity() => {
-                    Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() }))
+                read = client.read_buf(buf) => read,
+                _ = waits.stopped.as_mut() => return Err(RequestsEnd::Drain(self.stop_reason())),
+                _ = waits.idle.as_mut() => {
+                    let now = Instant::now();
+                    let idle_at = waits.last_read + idle_timeout;
+                    if now >= idle_at && self.in_flight.capacity() == self.in_flight.max_capacity() {
+                        return Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() }));
+                    }
+                    // Fired early (reads do not move it), or the client is waiting for answers,
+                    // which is not idleness.
+                    let next = if now < idle_at { idle_at } else { now + idle_timeout };
+                    waits.idle.as_mut().reset(next.into());
+                    continue;
                 }
-                Err(_elapsed) => continue,
-                Ok(Err(e)) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
-                Ok(Ok(0)) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
-                Ok(Ok(0)) => Err(RequestsEnd::Failed(CloseReason::ClientClosedMidFrame { received: buf.len() })),
-                Ok(Ok(_)) => Ok(()),
+            };
+            waits.last_read = Instant::now();
+            return match read {
+                Err(e) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
+                Ok(0) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
+                Ok(0) => Err(RequestsEnd::Failed(CloseReason::ClientClosedMidFrame { received: buf.len() })),
+                Ok(_) => Ok(()),
             };
         }
     }
@@ -488,8 +525,12 @@ impl Requests<'_> {
         loop {
             match frame_at(&buf[end..], limits) {
                 Ok(FrameStatus::Complete(len)) => {
-                    let request = peek_request(&buf[end + SIZE_PREFIX..end + len], read_at)
-                        .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+                    let body = &buf[end + SIZE_PREFIX..end + len];
+                    let mut request =
+                        peek_request(body, read_at).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+                    if request.handling == ResponseHandling::RewriteAddresses {
+                        request.client = self.client_hash(body)?;
+                    }
                     let metrics = &self.ctx.route.metrics;
                     metrics.request(request.api_key);
                     if request.expects_response {
@@ -505,6 +546,16 @@ impl Requests<'_> {
                 Err(e) => return Err(refused_frame(&buf[end..], e)),
             }
         }
+    }
+}
+
+impl Requests<'_> {
+    fn client_hash(&self, body: &[u8]) -> Result<u32, RequestsEnd> {
+        if let Some(hash) = self.client.get() {
+            return Ok(*hash);
+        }
+        let hash = client_id_hash(body).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
+        Ok(*self.client.get_or_init(|| hash))
     }
 }
 
@@ -547,6 +598,7 @@ impl Responses<'_> {
         let metrics = &self.ctx.route.metrics;
         let mut buf = BytesMut::new();
         let mut requests_finished = false;
+        let mut requests_done = pin!(self.done.cancelled());
         loop {
             if requests_finished && owed.is_empty() {
                 let _ = client.shutdown().await;
@@ -560,7 +612,7 @@ impl Responses<'_> {
                     send_gateway_answers(owed, client, self.answers).await?;
                     continue;
                 }
-                _ = self.done.cancelled(), if !requests_finished => {
+                _ = requests_done.as_mut(), if !requests_finished => {
                     requests_finished = true;
                     continue;
                 }
@@ -629,11 +681,27 @@ impl Responses<'_> {
                 run_end += len;
                 continue;
             }
-            write_run(buf, run_end, client).await?;
-            run_end = 0;
-            let frame = buf.split_to(len).freeze();
-            let out = rewrite_response(&ctx.route, &ctx.upstream, &request, frame).map_err(CloseReason::BadResponse)?;
-            client.write_all(&out).await.map_err(CloseReason::ClientError)?;
+            let (route, upstream) = (&ctx.route, &ctx.upstream);
+            if request.response_carries_records() {
+                write_run(buf, run_end, client).await?;
+                run_end = 0;
+                let frame = buf.split_to(len).freeze();
+                let body = frame.slice(SIZE_PREFIX..);
+                let out = rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)?;
+                client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(CloseReason::ClientError)?;
+                continue;
+            }
+            let body = &buf[run_end + SIZE_PREFIX..run_end + len];
+            match rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)? {
+                // Unchanged: it stays in the run, written with its neighbours.
+                None => run_end += len,
+                Some(out) => {
+                    write_run(buf, run_end, client).await?;
+                    run_end = 0;
+                    client.write_all(&out).await.map_err(CloseReason::ClientError)?;
+                    buf.advance(len);
+                }
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,7 +44,7 @@ pub async fn bind_route(route: &Route, bind_ip: std::net::IpAddr) -> anyhow::Res
     let mut bound = Vec::new();
     for (port, target) in targets {
         let addr = SocketAddr::new(bind_ip, port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
+        let listener = listen(addr).map_err(|e| {
             anyhow::anyhow!(
                 "route `{}`: cannot listen on {addr} ({}): {e}. Free the port or move the route's endpoint port",
                 route.name,
@@ -54,6 +54,18 @@ pub async fn bind_route(route: &Route, bind_ip: std::net::IpAddr) -> anyhow::Res
         bound.push(BoundPort { listener, target });
     }
     Ok(bound)
+}
+
+/// Clients connecting in a burst (a fleet restarting, a switchover's reconnect) queue in the
+/// listen backlog until accepted; the usual 1024 overflowed at a few thousand at once, and an
+/// overflowed SYN costs the client a one-second retransmit. The kernel caps it at somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn describe_target(target: Target) -> String {

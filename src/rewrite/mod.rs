@@ -3,8 +3,10 @@
 //! Only two kinds of response are ever decoded: ApiVersions, clamped so no client negotiates a
 //! version this module cannot decode, and the responses that carry broker addresses, whose
 //! addresses become the route's own. A decoded response that needs no change is forwarded from
-//! its original bytes; only a changed one is encoded again. Record data inside Produce and Fetch
-//! responses is held as shared `Bytes` slices of the original frame, never copied on decode.
+//! its original bytes; only a changed one is encoded again. The caller chooses what the body is
+//! decoded from: a borrowed slice of the read buffer for small responses, so an unchanged one
+//! stays in place, or shared `Bytes` for responses that carry record data (Fetch), so records
+//! are sliced, never copied, on decode.
 
 mod addresses;
 mod api_versions;
@@ -16,9 +18,10 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
     ProduceResponse, ResponseHeader, ShareAcknowledgeResponse, ShareFetchResponse,
 };
+use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::protocol::{encode_response, InFlight, ResponseHandling, SIZE_PREFIX};
+use crate::protocol::{encode_response, InFlight, ResponseHandling};
 use crate::routing::{Route, Upstream};
 
 pub use api_versions::clamped_max_version;
@@ -41,69 +44,67 @@ impl fmt::Display for RewriteError {
 
 impl std::error::Error for RewriteError {}
 
-/// Return the frame to send to the client for this response frame (size prefix included):
-/// the same bytes when nothing needs to change. `upstream` is where the response came from.
-pub fn rewrite_response(
+/// The frame (size prefix included) to send to the client in place of the response whose body
+/// (the frame after its size prefix) is `body`, or `None` to send the response as it is.
+/// `upstream` is where the response came from.
+pub fn rewrite_response<B: ByteBuf>(
     route: &Route,
     upstream: &Upstream,
     request: &InFlight,
-    frame: Bytes,
-) -> Result<Bytes, RewriteError> {
+    body: B,
+) -> Result<Option<Bytes>, RewriteError> {
     let result = match request.handling {
-        ResponseHandling::Opaque => return Ok(frame),
+        ResponseHandling::Opaque => return Ok(None),
         ResponseHandling::ClampApiVersions => {
-            if api_versions::is_error_response(&frame[SIZE_PREFIX..]) {
+            if api_versions::is_error_response(body.chunk()) {
                 // An error answer is encoded at v0 whatever was asked; it lists no API to clamp.
-                return Ok(frame);
+                return Ok(None);
             }
-            edit::<ApiVersionsResponse>(request, &frame, api_versions::clamp)
+            edit::<ApiVersionsResponse, _>(request, body, api_versions::clamp)
         }
-        ResponseHandling::RewriteAddresses => rewrite_addresses(route, upstream, request, &frame),
+        ResponseHandling::RewriteAddresses => rewrite_addresses(route, upstream, request, body),
     };
-    result.map(|changed| changed.unwrap_or(frame)).map_err(|cause| RewriteError {
-        api_key: request.api_key,
-        api_version: request.api_version,
-        cause,
-    })
+    result.map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
 }
 
-fn rewrite_addresses(
+fn rewrite_addresses<B: ByteBuf>(
     route: &Route,
     upstream: &Upstream,
     request: &InFlight,
-    frame: &Bytes,
+    body: B,
 ) -> anyhow::Result<Option<Bytes>> {
     let rewriter = addresses::Rewriter { route, upstream, client: request.client };
     let version = request.api_version;
     match request.api_key {
-        ApiKey::Metadata => edit::<MetadataResponse>(request, frame, |r| rewriter.metadata(r)),
-        ApiKey::DescribeCluster => edit::<DescribeClusterResponse>(request, frame, |r| rewriter.describe_cluster(r)),
+        ApiKey::Metadata => edit::<MetadataResponse, _>(request, body, |r| rewriter.metadata(r)),
+        ApiKey::DescribeCluster => edit::<DescribeClusterResponse, _>(request, body, |r| rewriter.describe_cluster(r)),
         ApiKey::FindCoordinator => {
-            edit::<FindCoordinatorResponse>(request, frame, |r| rewriter.find_coordinator(version, r))
+            edit::<FindCoordinatorResponse, _>(request, body, |r| rewriter.find_coordinator(version, r))
         }
-        ApiKey::Produce => edit::<ProduceResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
-        ApiKey::Fetch => edit::<FetchResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
-        ApiKey::ShareFetch => edit::<ShareFetchResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints)),
+        ApiKey::Produce => edit::<ProduceResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints)),
+        ApiKey::Fetch => edit::<FetchResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints)),
+        ApiKey::ShareFetch => {
+            edit::<ShareFetchResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints))
+        }
         ApiKey::ShareAcknowledge => {
-            edit::<ShareAcknowledgeResponse>(request, frame, |r| rewriter.endpoints(&mut r.node_endpoints))
+            edit::<ShareAcknowledgeResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints))
         }
         other => anyhow::bail!("{other:?} responses carry no broker address"),
     }
 }
 
-/// Decode a response frame as `R`, let `change` edit it, and encode it again if it reports a
-/// change. `Ok(None)` means "forward the original bytes".
-fn edit<R: Decodable + Encodable>(
+/// Decode a response body as `R`, let `change` edit it, and encode the frame again if it
+/// reports a change. `Ok(None)` means "forward the original bytes".
+fn edit<R: Decodable + Encodable, B: ByteBuf>(
     request: &InFlight,
-    frame: &Bytes,
+    mut body: B,
     change: impl FnOnce(&mut R) -> bool,
 ) -> anyhow::Result<Option<Bytes>> {
     let header_version = request.api_key.response_header_version(request.api_version);
-    let mut body = frame.slice(SIZE_PREFIX..);
     let header = ResponseHeader::decode(&mut body, header_version)?;
     let mut response = R::decode(&mut body, request.api_version)?;
-    if !body.is_empty() {
-        anyhow::bail!("{} bytes left over after the message", body.len());
+    if body.has_remaining() {
+        anyhow::bail!("{} bytes left over after the message", body.remaining());
     }
     if !change(&mut response) {
         return Ok(None);
