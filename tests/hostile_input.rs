@@ -14,9 +14,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::run_suite;
+use common::{loopback, run_suite};
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
-use switchyard_testkit::{free_port_block, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+use switchyard_testkit::gateway::Route;
+use switchyard_testkit::{
+    free_port_block, poll, ClusterSpec, GatewayProcess, GatewayYaml, KafkaCluster, KafkaDomain, KafkaWire,
+};
 
 const MAX_FRAME: usize = 1024 * 1024;
 const IDLE_MS: u64 = 2_000;
@@ -60,41 +63,31 @@ fn setup() -> Result<Env> {
     let main_port = free_port_block(2);
     let hostile_port = free_port_block(2);
     let yaml = two_route_yaml(&cluster.bootstrap(), main_port, hostile_addr, hostile_port);
-    let main_addr = SocketAddr::from(([127, 0, 0, 1], main_port));
-    let gateway = GatewayProcess::start(&common::binary(), &yaml, &[main_addr])?;
+    let gateway = GatewayProcess::start(&common::binary(), &yaml, &[loopback(main_port)])?;
     Ok(Env { _cluster: cluster, gateway, main_port, hostile_port, _hostile_broker: hostile_broker })
 }
 
+/// Route `main` to the real Kafka and route `hostile` to the hostile broker, each a one-node
+/// domain, with small frame and idle limits so the client-side cases are quick.
 fn two_route_yaml(kafka: &str, main_port: u16, hostile: SocketAddr, hostile_port: u16) -> String {
-    format!(
-        r#"streamingDomains:
-  - name: kafka
-    type: kafka
-    kafkaCluster:
-      name: real
-      bootstrapServers: [{{id: plain, endpoint: "{kafka}"}}]
-      nodeIdRanges: [{{name: only, start: 1, end: 1}}]
-  - name: hostile
-    type: kafka
-    kafkaCluster:
-      name: hostile
-      bootstrapServers: [{{id: plain, endpoint: "{hostile}"}}]
-      nodeIdRanges: [{{name: only, start: 1, end: 1}}]
-routes:
-  - name: main
-    endpoint: "127.0.0.1:{main_port}"
-    streamingDomain: {{name: kafka, bootstrapServerId: plain}}
-  - name: hostile
-    endpoint: "127.0.0.1:{hostile_port}"
-    streamingDomain: {{name: hostile, bootstrapServerId: plain}}
-proxy:
-  maxFrameBytes: {MAX_FRAME}
-  idleTimeoutMs: {IDLE_MS}
-admin:
-  address: 127.0.0.1:{admin_port}
-"#,
-        admin_port = free_port_block(1)
-    )
+    let hostile = hostile.to_string();
+    let domain = |name, cluster_name, bootstrap| KafkaDomain {
+        name,
+        cluster_name,
+        bootstrap_id: "plain",
+        node_range_name: "only",
+        ..KafkaDomain::new(bootstrap, (1, 1))
+    };
+    let (kafka, hostile) = (domain("kafka", "real", kafka), domain("hostile", "hostile", &hostile));
+    let route = |name, port, domain| Route { name, broker_id_by_port: false, ..Route::new(loopback(port), domain) };
+    GatewayYaml {
+        routes: vec![route("main", main_port, &kafka), route("hostile", hostile_port, &hostile)],
+        domains: vec![kafka, hostile],
+        admin: Some(loopback(free_port_block(1))),
+        sections: format!("proxy:\n  maxFrameBytes: {MAX_FRAME}\n  idleTimeoutMs: {IDLE_MS}\n"),
+        ..GatewayYaml::default()
+    }
+    .to_string()
 }
 
 // ---- client-side cases -------------------------------------------------------------------

@@ -4,14 +4,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{run_suite, start_gateway, start_gateway_with_token, TestGateway};
+use common::{loopback, run_suite, start_gateway, start_gateway_with_token, TestGateway};
 use kafka_protocol::messages::MetadataRequest;
 use serde_json::Value;
-use switchyard_testkit::{free_port_block, kcat, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+use switchyard_testkit::{
+    free_port_block, kcat, poll, ClusterSpec, GatewayProcess, GatewayYaml, KafkaCluster, KafkaWire,
+};
 
 const TOKEN: &str = "s3cret-admin-token";
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,13 +88,9 @@ fn readiness_fails_while_the_domain_is_unreachable(_env: &Env) -> Result<()> {
     let dead_kafka = free_port_block(1);
     let base = free_port_block(2);
     let admin = free_port_block(1);
-    let yaml = common::gateway_yaml(
-        base,
-        &format!("127.0.0.1:{dead_kafka}"),
-        (1, 1),
-        &format!("admin:\n  address: 127.0.0.1:{admin}\n"),
-    );
-    let _gateway = GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from(([127, 0, 0, 1], base))])?;
+    let dead_bootstrap = format!("127.0.0.1:{dead_kafka}");
+    let yaml = GatewayYaml { admin: Some(loopback(admin)), ..common::gateway_yaml(base, &dead_bootstrap, (1, 1)) };
+    let _gateway = GatewayProcess::start(&common::binary(), &yaml.to_string(), &[loopback(base)])?;
     let (status, body) = http("GET", &format!("http://127.0.0.1:{admin}/health/ready"), None)?;
     ensure!(status == 503, "ready answered {status} with its domain down: {body}");
     let reasons: Value = serde_json::from_str(&body)?;

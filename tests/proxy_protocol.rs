@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use common::{run_suite, start_gateway, TestGateway};
+use common::{loopback, run_suite, start_gateway, TestGateway};
 use serde_json::Value;
+use switchyard_testkit::gateway::Route;
 use switchyard_testkit::{
-    free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, HaproxyProcess, HaproxySpec, KafkaCluster,
-    ProxyHeader,
+    free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, GatewayYaml, HaproxyProcess, HaproxySpec,
+    KafkaCluster, KafkaDomain, ProxyHeader,
 };
 
 const HAPROXY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -71,31 +72,33 @@ fn start_proxied_gateway(cluster: &KafkaCluster, proxy_protocol_yaml: &str) -> R
     let audit = dir.path().join("audit.jsonl");
     let base_port = free_port_block(2);
     let admin_port = free_port_block(1);
-    let yaml = format!(
-        r#"streamingDomains:
-  - name: kafka
-    type: kafka
-    kafkaCluster:
-      name: real
-      bootstrapServers: [{{id: plain, endpoint: "{kafka}"}}]
-      nodeIdRanges: [{{name: only, start: 1, end: 1}}]
-routes:
-  - name: proxied
-    endpoint: "{HAPROXY_IP}:{base_port}"
-    bindAddress: 127.0.0.1
-    streamingDomain: {{name: kafka}}
-proxyProtocol:
-  enabled: true
-  {proxy_protocol_yaml}
-audit:
-  file: {audit}
-admin:
-  address: 127.0.0.1:{admin_port}
-"#,
-        kafka = cluster.bootstrap(),
-        audit = audit.display(),
-    );
-    let process = GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from(([127, 0, 0, 1], base_port))])?;
+    let kafka = cluster.bootstrap();
+    let domain = KafkaDomain {
+        name: "kafka",
+        cluster_name: "real",
+        bootstrap_id: "plain",
+        node_range_name: "only",
+        ..KafkaDomain::new(&kafka, (1, 1))
+    };
+    // Clients are told HAProxy's address; the gateway listens on 127.0.0.1 behind it.
+    let route = Route {
+        name: "proxied",
+        bind_address: Some(Ipv4Addr::LOCALHOST.into()),
+        broker_id_by_port: false,
+        bootstrap_id: None,
+        ..Route::new(SocketAddr::from((HAPROXY_IP, base_port)), &domain)
+    };
+    let yaml = GatewayYaml {
+        domains: vec![domain],
+        routes: vec![route],
+        admin: Some(loopback(admin_port)),
+        sections: format!(
+            "proxyProtocol:\n  enabled: true\n  {proxy_protocol_yaml}\naudit:\n  file: {}\n",
+            audit.display()
+        ),
+        ..GatewayYaml::default()
+    };
+    let process = GatewayProcess::start(&common::binary(), &yaml.to_string(), &[loopback(base_port)])?;
     Ok(Gateway { process, base_port, audit, _dir: dir })
 }
 

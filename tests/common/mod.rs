@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use switchyard_testkit::{free_port_block, GatewayProcess, KafkaCluster};
+use switchyard_testkit::{free_port_block, GatewayProcess, GatewayYaml, KafkaCluster, KafkaDomain};
 
 /// The gateway binary built for these tests.
 pub fn binary() -> PathBuf {
@@ -29,7 +29,7 @@ impl TestGateway {
     }
 
     pub fn bootstrap_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.base_port))
+        loopback(self.base_port)
     }
 
     /// Every port this gateway's route serves, bootstrap included.
@@ -44,40 +44,19 @@ impl TestGateway {
     }
 }
 
-/// The YAML of a one-route gateway; `extra` is appended at the top level.
-pub fn gateway_yaml(base_port: u16, upstream_bootstrap: &str, node_ids: (i32, i32), extra: &str) -> String {
-    format!(
-        r#"gateway:
-  streamingDomains:
-    - name: test-kafka
-      type: kafka
-      kafkaCluster:
-        name: test-cluster
-        bootstrapServers:
-          - id: plaintext
-            endpoint: "{upstream_bootstrap}"
-        nodeIdRanges:
-          - name: brokers
-            start: {first}
-            end: {last}
-  routes:
-    - name: main
-      endpoint: "127.0.0.1:{base_port}"
-      brokerIdentificationStrategy:
-        type: port
-      streamingDomain:
-        name: test-kafka
-        bootstrapServerId: plaintext
-{extra}"#,
-        first = node_ids.0,
-        last = node_ids.1,
-        extra = indent(extra),
-    )
+/// The config of a one-route gateway in front of `upstream_bootstrap`: route `main` on
+/// `127.0.0.1:base_port` to domain `test-kafka`, inside a `gateway:` wrapper as these tests have
+/// always written it. Callers add the admin API and other sections.
+pub fn gateway_yaml<'a>(base_port: u16, upstream_bootstrap: &'a str, node_ids: (i32, i32)) -> GatewayYaml<'a> {
+    GatewayYaml {
+        gateway_wrapper: true,
+        ..GatewayYaml::one_route(KafkaDomain::new(upstream_bootstrap, node_ids), loopback(base_port))
+    }
 }
 
-/// Indent top-level YAML to sit under the `gateway:` wrapper.
-fn indent(yaml: &str) -> String {
-    yaml.lines().map(|line| format!("  {line}\n")).collect()
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Start a gateway in front of `cluster`, serving node ids `first..first+n`, with its admin API
@@ -97,10 +76,14 @@ pub fn start_gateway_with_token(
     let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
     let base_port = free_port_block((last - first + 2) as u16);
     let admin_port = free_port_block(1);
-    let token = token.map(|t| format!("  token: {t}\n")).unwrap_or_default();
-    let extra = format!("{extra_yaml}admin:\n  address: 127.0.0.1:{admin_port}\n{token}");
-    let yaml = gateway_yaml(base_port, &cluster.bootstrap(), (first, last), &extra);
-    let process = GatewayProcess::start(&binary(), &yaml, &[SocketAddr::from(([127, 0, 0, 1], base_port))])?;
+    let yaml = GatewayYaml {
+        admin: Some(loopback(admin_port)),
+        admin_token: token,
+        sections: extra_yaml.to_owned(),
+        ..gateway_yaml(base_port, &cluster.bootstrap(), (first, last))
+    }
+    .to_string();
+    let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base_port)])?;
     Ok(TestGateway { process, base_port, admin_port, node_ids: (first, last) })
 }
 

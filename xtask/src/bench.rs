@@ -30,7 +30,9 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use switchyard_testkit::{free_port_block, java, ChildGuard, ClusterSpec, GatewayProcess, KafkaCluster, KafkaJars};
+use switchyard_testkit::{
+    free_port_block, java, ChildGuard, ClusterSpec, GatewayProcess, GatewayYaml, KafkaCluster, KafkaDomain, KafkaJars,
+};
 
 use crate::{cargo, step, target_dir};
 use report::{ClusterReport, Comparison, Cost, Report, RunRecord};
@@ -241,35 +243,16 @@ pub(crate) fn start_gateway(binary: &Path, cluster: &KafkaCluster) -> Result<Gat
     let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
     let base_port = free_port_block((last - first + 2) as u16);
     let admin_port = free_port_block(1);
-    let yaml = format!(
-        r#"gateway:
-  streamingDomains:
-    - name: bench-kafka
-      type: kafka
-      kafkaCluster:
-        name: bench-cluster
-        bootstrapServers:
-          - id: plaintext
-            endpoint: "{bootstrap}"
-        nodeIdRanges:
-          - name: brokers
-            start: {first}
-            end: {last}
-  routes:
-    - name: main
-      endpoint: "127.0.0.1:{base_port}"
-      brokerIdentificationStrategy:
-        type: port
-      streamingDomain:
-        name: bench-kafka
-        bootstrapServerId: plaintext
-  admin:
-    address: "127.0.0.1:{admin_port}"
-"#,
-        bootstrap = cluster.bootstrap(),
-    );
     let bootstrap = SocketAddr::from(([127, 0, 0, 1], base_port));
     let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let upstream = cluster.bootstrap();
+    let domain = KafkaDomain {
+        name: "bench-kafka",
+        cluster_name: "bench-cluster",
+        ..KafkaDomain::new(&upstream, (first, last))
+    };
+    let yaml = GatewayYaml { admin: Some(admin), gateway_wrapper: true, ..GatewayYaml::one_route(domain, bootstrap) }
+        .to_string();
     let process = GatewayProcess::start(binary, &yaml, &[bootstrap, admin])?;
     Ok(Gateway { process, bootstrap, admin })
 }

@@ -1,31 +1,31 @@
-//! The Switchyard gateway binary as a child process.
+//! The Switchyard gateway binary as a child process, and the config files it is started with.
 //!
 //! End-to-end tests run the real binary (not the library in-process) so that config loading,
 //! signal handling and listener setup are covered exactly as deployed, and so that a crash shows
 //! up as a dead process with a log rather than a poisoned test.
+//!
+//! The integration tests and the benchmark mostly run the same kind of gateway: one route in
+//! front of one Kafka cluster. [`GatewayYaml`] writes that config in one place, so each caller
+//! states only where its gateway differs and a change to the config schema is made once.
 
-use std::fs;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use tempfile::TempDir;
+use anyhow::Result;
 
-use crate::poll::try_poll_until;
-use crate::process::ChildGuard;
+use crate::process::ServerProcess;
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
-const LOG_TAIL_LINES: usize = 60;
 
-/// A running gateway; killed when dropped.
+/// A running gateway; killed when dropped. Its pid, log, config path and stopping are
+/// [`ServerProcess`]'s.
 #[derive(Debug)]
 pub struct GatewayProcess {
-    child: ChildGuard,
-    config_path: PathBuf,
-    _dir: TempDir,
+    server: ServerProcess,
 }
 
 impl GatewayProcess {
@@ -33,69 +33,188 @@ impl GatewayProcess {
     /// `RUST_LOG=info` (unless `RUST_LOG` is already set) and waits up to 30 s until every
     /// address in `wait_for` accepts TCP connections.
     pub fn start(binary: &Path, config_yaml: &str, wait_for: &[SocketAddr]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("switchyard-gateway-").tempdir()?;
-        let config_path = dir.path().join("switchyard.yaml");
-        fs::write(&config_path, config_yaml)?;
-        let mut cmd = Command::new(binary);
-        cmd.arg("run").arg("--config").arg(&config_path);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = ChildGuard::spawn_logged(cmd, &dir.path().join("gateway.log"))
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut gateway = Self { child, config_path, _dir: dir };
-        gateway.wait_for_listeners(wait_for)?;
-        Ok(gateway)
-    }
-
-    fn wait_for_listeners(&mut self, addrs: &[SocketAddr]) -> Result<()> {
-        let child = &mut self.child;
-        let result = try_poll_until(START_TIMEOUT, || {
-            if let Some(status) = child.try_status() {
-                bail!("gateway exited during startup ({status})");
+        let mut server = ServerProcess::start("gateway", "switchyard.yaml", config_yaml, |config_path| {
+            let mut cmd = Command::new(binary);
+            cmd.arg("run").arg("--config").arg(config_path);
+            if std::env::var_os("RUST_LOG").is_none() {
+                cmd.env("RUST_LOG", "info");
             }
-            Ok(addrs.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()).then_some(()))
-        });
-        result
-            .map_err(|e| anyhow!("gateway not listening on {addrs:?}: {e:#}\n--- gateway log ---\n{}", self.log_tail()))
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
-    }
-
-    /// Everything the gateway has written to stdout and stderr so far.
-    pub fn log_contents(&self) -> String {
-        self.child.log_contents()
-    }
-
-    /// The last lines of the log, for assertion messages.
-    pub fn log_tail(&self) -> String {
-        self.child.log_tail(LOG_TAIL_LINES)
-    }
-
-    /// Sends SIGTERM and waits up to `timeout`; `None` if it is still running.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        self.child.terminate(timeout)
-    }
-
-    /// Sends SIGKILL and reaps the process.
-    pub fn kill(&mut self) {
-        self.child.kill();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.is_running()
-    }
-
-    /// The YAML file the gateway was started with (it may be rewritten to test reloads).
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
+            Ok(cmd)
+        })?;
+        server.wait_until_ready(&format!("listening on {wait_for:?}"), || {
+            Ok(wait_for.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()))
+        })?;
+        Ok(Self { server })
     }
 }
 
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.child.kill();
+impl Deref for GatewayProcess {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.server
+    }
+}
+
+impl DerefMut for GatewayProcess {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.server
+    }
+}
+
+/// A gateway config file as YAML text: Kafka streaming domains, routes to them, the admin API
+/// and any other top-level sections. `to_string()` renders it.
+///
+/// Start from [`GatewayYaml::one_route`] (or `Default`, which has no domains and no routes) and
+/// set what differs with struct update syntax:
+///
+/// ```
+/// # use switchyard_testkit::gateway::{GatewayYaml, KafkaDomain};
+/// let yaml = GatewayYaml {
+///     admin: Some(([127, 0, 0, 1], 9000).into()),
+///     sections: "proxy:\n  idleTimeoutMs: 2000\n".into(),
+///     ..GatewayYaml::one_route(KafkaDomain::new("127.0.0.1:9092", (1, 3)), ([127, 0, 0, 1], 19092).into())
+/// }
+/// .to_string();
+/// assert!(yaml.contains("routes:\n  - name: main\n    endpoint: \"127.0.0.1:19092\"\n"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct GatewayYaml<'a> {
+    pub domains: Vec<KafkaDomain<'a>>,
+    pub routes: Vec<Route<'a>>,
+    /// `admin.address`; no `admin:` section when `None`.
+    pub admin: Option<SocketAddr>,
+    /// `admin.token`, the bearer token that admin changes need; written only with `admin`.
+    pub admin_token: Option<&'a str>,
+    /// Further top-level sections (`proxy:`, `proxyProtocol:`, `audit:`, …) as YAML, each line
+    /// ending in a newline.
+    pub sections: String,
+    /// Nest everything under a top-level `gateway:` key, the Confluent Gateway layout that the
+    /// gateway also reads.
+    pub gateway_wrapper: bool,
+}
+
+impl<'a> GatewayYaml<'a> {
+    /// One route, `main`, on `endpoint` in front of `domain` (see [`Route::new`]); no admin API,
+    /// no other sections, no `gateway:` wrapper.
+    pub fn one_route(domain: KafkaDomain<'a>, endpoint: SocketAddr) -> Self {
+        Self { routes: vec![Route::new(endpoint, &domain)], domains: vec![domain], ..Self::default() }
+    }
+}
+
+impl fmt::Display for GatewayYaml<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut yaml = String::from("streamingDomains:\n");
+        for domain in &self.domains {
+            let KafkaDomain { name, cluster_name, bootstrap_id, bootstrap, node_range_name, node_ids } = domain;
+            write!(
+                yaml,
+                r#"  - name: {name}
+    type: kafka
+    kafkaCluster:
+      name: {cluster_name}
+      bootstrapServers:
+        - id: {bootstrap_id}
+          endpoint: "{bootstrap}"
+      nodeIdRanges:
+        - name: {node_range_name}
+          start: {first}
+          end: {last}
+"#,
+                first = node_ids.0,
+                last = node_ids.1,
+            )?;
+        }
+        yaml.push_str("routes:\n");
+        for route in &self.routes {
+            writeln!(yaml, "  - name: {}\n    endpoint: \"{}\"", route.name, route.endpoint)?;
+            if let Some(ip) = route.bind_address {
+                writeln!(yaml, "    bindAddress: {ip}")?;
+            }
+            if route.broker_id_by_port {
+                yaml.push_str("    brokerIdentificationStrategy:\n      type: port\n");
+            }
+            writeln!(yaml, "    streamingDomain:\n      name: {}", route.domain)?;
+            if let Some(id) = route.bootstrap_id {
+                writeln!(yaml, "      bootstrapServerId: {id}")?;
+            }
+        }
+        if let Some(address) = self.admin {
+            writeln!(yaml, "admin:\n  address: {address}")?;
+            if let Some(token) = self.admin_token {
+                writeln!(yaml, "  token: {token}")?;
+            }
+        }
+        yaml.push_str(&self.sections);
+        if !self.gateway_wrapper {
+            return f.write_str(&yaml);
+        }
+        f.write_str("gateway:\n")?;
+        yaml.lines().try_for_each(|line| writeln!(f, "  {line}"))
+    }
+}
+
+/// A streaming domain of `type: kafka`: one Kafka cluster, one bootstrap server entry, one node
+/// id range.
+#[derive(Debug, Clone)]
+pub struct KafkaDomain<'a> {
+    /// The domain's name, which routes refer to.
+    pub name: &'a str,
+    /// `kafkaCluster.name`.
+    pub cluster_name: &'a str,
+    /// The `id` of the `bootstrapServers` entry.
+    pub bootstrap_id: &'a str,
+    /// That entry's `endpoint`: the cluster's bootstrap address.
+    pub bootstrap: &'a str,
+    /// The `name` of the `nodeIdRanges` entry.
+    pub node_range_name: &'a str,
+    /// Its first and last node id: the brokers the gateway gives a port each.
+    pub node_ids: (i32, i32),
+}
+
+impl<'a> KafkaDomain<'a> {
+    /// Domain `test-kafka` on cluster `test-cluster`, reached through bootstrap server
+    /// `plaintext`, with node id range `brokers`.
+    pub fn new(bootstrap: &'a str, node_ids: (i32, i32)) -> Self {
+        Self {
+            name: "test-kafka",
+            cluster_name: "test-cluster",
+            bootstrap_id: "plaintext",
+            bootstrap,
+            node_range_name: "brokers",
+            node_ids,
+        }
+    }
+}
+
+/// A route: clients bootstrap on `endpoint` and reach each broker on a port after it.
+#[derive(Debug, Clone)]
+pub struct Route<'a> {
+    pub name: &'a str,
+    /// The address clients are told; the listeners bind to its host unless `bind_address` is set.
+    pub endpoint: SocketAddr,
+    /// `bindAddress`; left out when `None`.
+    pub bind_address: Option<IpAddr>,
+    /// Write `brokerIdentificationStrategy: {type: port}`, the only strategy there is (so leaving
+    /// it out means the same).
+    pub broker_id_by_port: bool,
+    /// `streamingDomain.name`.
+    pub domain: &'a str,
+    /// `streamingDomain.bootstrapServerId`; left out when `None`.
+    pub bootstrap_id: Option<&'a str>,
+}
+
+impl<'a> Route<'a> {
+    /// Route `main` on `endpoint` to `domain` through its bootstrap server entry, with the broker
+    /// identification strategy written out.
+    pub fn new(endpoint: SocketAddr, domain: &KafkaDomain<'a>) -> Self {
+        Self {
+            name: "main",
+            endpoint,
+            bind_address: None,
+            broker_id_by_port: true,
+            domain: domain.name,
+            bootstrap_id: Some(domain.bootstrap_id),
+        }
     }
 }

@@ -17,20 +17,16 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::ops::RangeInclusive;
+use std::ops::{Deref, DerefMut, RangeInclusive};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use tempfile::TempDir;
+use anyhow::{ensure, Context, Result};
 
-use crate::poll::try_poll_until;
-use crate::process::{self, ChildGuard};
+use crate::process::{self, ServerProcess};
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-const LOG_TAIL_LINES: usize = 60;
 /// Debian installs HAProxy here, which is not on a non-root user's `PATH`.
 const DEBIAN_BINARY: &str = "/usr/sbin/haproxy";
 /// `st` of a listening socket in `/proc/net/tcp`.
@@ -99,13 +95,13 @@ impl HaproxySpec {
     }
 }
 
-/// A running HAProxy; killed when dropped.
+/// A running HAProxy; killed when dropped. Its pid, log, config path and stopping are
+/// [`ServerProcess`]'s. The log holds warnings, alerts and one line per finished connection;
+/// SIGTERM ([`ServerProcess::terminate`]) is HAProxy's hard stop, which closes the connections.
 #[derive(Debug)]
 pub struct HaproxyProcess {
-    child: ChildGuard,
-    config_path: PathBuf,
+    server: ServerProcess,
     config_text: String,
-    _dir: TempDir,
 }
 
 impl HaproxyProcess {
@@ -124,88 +120,40 @@ impl HaproxyProcess {
     /// The backends need not be up yet.
     pub fn start(spec: &HaproxySpec) -> Result<Self> {
         let config_text = spec.config_text()?;
-        let dir = tempfile::Builder::new().prefix("switchyard-haproxy-").tempdir()?;
-        let config_path = dir.path().join("haproxy.cfg");
-        fs::write(&config_path, &config_text)?;
-
-        let mut check = Command::new(binary());
-        check.arg("-c").arg("-f").arg(&config_path);
-        process::run(check, None, CHECK_TIMEOUT)?
-            .ensure_success("haproxy -c")
-            .with_context(|| format!("--- haproxy.cfg ---\n{config_text}"))?;
-
-        let mut cmd = Command::new(binary());
-        cmd.arg("-db").arg("-f").arg(&config_path);
-        let child = ChildGuard::spawn_logged(cmd, &dir.path().join("haproxy.log"))
-            .with_context(|| format!("starting {}", binary().display()))?;
-        let mut haproxy = Self { child, config_path, config_text, _dir: dir };
-        haproxy.wait_for_listeners(spec)?;
-        Ok(haproxy)
-    }
-
-    fn wait_for_listeners(&mut self, spec: &HaproxySpec) -> Result<()> {
-        let child = &mut self.child;
-        let result = try_poll_until(START_TIMEOUT, || {
-            if let Some(status) = child.try_status() {
-                bail!("haproxy exited during startup ({status})");
-            }
+        let mut server = ServerProcess::start("haproxy", "haproxy.cfg", &config_text, |config_path| {
+            let mut check = Command::new(binary());
+            check.arg("-c").arg("-f").arg(config_path);
+            process::run(check, None, CHECK_TIMEOUT)?
+                .ensure_success("haproxy -c")
+                .with_context(|| format!("--- haproxy.cfg ---\n{config_text}"))?;
+            let mut cmd = Command::new(binary());
+            cmd.arg("-db").arg("-f").arg(config_path);
+            Ok(cmd)
+        })?;
+        server.wait_until_ready(&format!("listening on {}:{:?}", spec.frontend_ip, spec.ports), || {
             let listening = listening_sockets()?;
-            Ok(spec.ports.clone().all(|port| listening.contains(&(spec.frontend_ip, port))).then_some(()))
-        });
-        result.map_err(|e| {
-            anyhow!(
-                "haproxy not listening on {}:{:?}: {e:#}\n--- haproxy.cfg ---\n{}\n--- haproxy log ---\n{}",
-                spec.frontend_ip,
-                spec.ports,
-                self.config_text,
-                self.log_tail()
-            )
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
-    }
-
-    /// Everything HAProxy has written so far: warnings, alerts and one line per finished
-    /// connection.
-    pub fn log_contents(&self) -> String {
-        self.child.log_contents()
-    }
-
-    /// The last lines of the log, for assertion messages.
-    pub fn log_tail(&self) -> String {
-        self.child.log_tail(LOG_TAIL_LINES)
+            Ok(spec.ports.clone().all(|port| listening.contains(&(spec.frontend_ip, port))))
+        })?;
+        Ok(Self { server, config_text })
     }
 
     /// The configuration HAProxy was started with.
     pub fn config_text(&self) -> String {
         self.config_text.clone()
     }
+}
 
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
+impl Deref for HaproxyProcess {
+    type Target = ServerProcess;
 
-    /// Sends SIGTERM (HAProxy's hard stop: connections are closed) and waits up to `timeout`;
-    /// `None` if it is still running.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        self.child.terminate(timeout)
-    }
-
-    /// Sends SIGKILL and reaps the process.
-    pub fn kill(&mut self) {
-        self.child.kill();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.is_running()
+    fn deref(&self) -> &ServerProcess {
+        &self.server
     }
 }
 
-impl Drop for HaproxyProcess {
-    fn drop(&mut self) {
-        self.child.kill();
+impl DerefMut for HaproxyProcess {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.server
     }
 }
 

@@ -9,7 +9,7 @@
 //!   programs from `crates/testkit/java/`;
 //! - [`kcat`]: librdkafka clients through `kcat`;
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
-//! - [`gateway`]: the Switchyard binary as a child process;
+//! - [`gateway`]: the Switchyard binary as a child process, and its config files;
 //! - [`drill`]: the client-switchover drill (two clusters, MirrorMaker 2, numbered clients);
 //! - [`haproxy`]: HAProxy in front of gateway nodes, optionally sending PROXY protocol headers;
 //! - [`mirrormaker`]: MirrorMaker 2 replicating one cluster into another, and end/committed
@@ -38,12 +38,12 @@ pub mod wire;
 /// same version.
 pub use kafka_protocol;
 
-pub use gateway::GatewayProcess;
+pub use gateway::{GatewayProcess, GatewayYaml, KafkaDomain};
 pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
 pub use mirrormaker::{committed_offsets, end_offsets, MirrorMaker, MirrorOptions};
 pub use numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
 pub use ports::{free_port, free_port_block};
-pub use process::{ChildGuard, CommandOutput};
+pub use process::{ChildGuard, CommandOutput, ServerProcess};
 pub use wire::{fetch_metadata, KafkaWire};

@@ -10,7 +10,7 @@
 //! harnesses run each test on its own thread, and a cluster shared between tests must survive the
 //! thread that created it, so all children are forked from one long-lived spawner thread.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,12 +19,17 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use tempfile::TempDir;
 
-use crate::poll::poll_until;
+use crate::poll::{poll_until, try_poll_until};
 
 /// How long `Drop` waits after SIGTERM before it sends SIGKILL.
 const DROP_GRACE: Duration = Duration::from_secs(10);
+/// How long a [`ServerProcess`] may take to get ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a [`ServerProcess`]'s log goes into messages.
+const LOG_TAIL_LINES: usize = 60;
 
 /// A running child process that is stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
@@ -121,6 +126,103 @@ impl Drop for ChildGuard {
         if self.terminate(DROP_GRACE).is_none() {
             self.kill();
         }
+    }
+}
+
+/// A server started from a config file, such as the gateway or HAProxy, which are the
+/// [`GatewayProcess`](crate::GatewayProcess) and [`HaproxyProcess`](crate::HaproxyProcess)
+/// wrappers around it: they add how to start each, and deref to this for the rest.
+///
+/// The config file and the server's log live in a private temporary directory, removed with it.
+/// Waiting for the server to get ready fails as soon as it exits, with its log in the error.
+/// Dropping it kills the server at once (no SIGTERM grace): a test that is done with a server has
+/// no use for a clean shutdown, and tests that check one call [`ServerProcess::terminate`].
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: &'static str,
+    child: ChildGuard,
+    config_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl ServerProcess {
+    /// Writes `config` to `config_file` in a new temporary directory, then spawns the command
+    /// that `command` builds for that file's path, with stdin closed and stdout and stderr
+    /// appended to `<name>.log` next to it.
+    pub fn start(
+        name: &'static str,
+        config_file: &str,
+        config: &str,
+        command: impl FnOnce(&Path) -> Result<Command>,
+    ) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix(&format!("switchyard-{name}-")).tempdir()?;
+        let config_path = dir.path().join(config_file);
+        fs::write(&config_path, config)?;
+        let cmd = command(&config_path)?;
+        let program = PathBuf::from(cmd.get_program());
+        let child = ChildGuard::spawn_logged(cmd, &dir.path().join(format!("{name}.log")))
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Self { name, child, config_path, _dir: dir })
+    }
+
+    /// Polls `ready` until it returns true, for up to 30 s. Fails at once if the server exits
+    /// first; the error says it was not `ready_means` (for example "listening on …") and carries
+    /// the config and the end of the log.
+    pub fn wait_until_ready(&mut self, ready_means: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+        let (name, child) = (self.name, &mut self.child);
+        let result = try_poll_until(START_TIMEOUT, || {
+            if let Some(status) = child.try_status() {
+                bail!("{name} exited during startup ({status})");
+            }
+            Ok(ready()?.then_some(()))
+        });
+        result.map_err(|e| {
+            anyhow!(
+                "{name} not {ready_means}: {e:#}\n--- {} ---\n{}\n--- {name} log ---\n{}",
+                self.config_path.display(),
+                read_lossy(&self.config_path),
+                self.log_tail()
+            )
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Everything the server has written to stdout and stderr so far.
+    pub fn log_contents(&self) -> String {
+        self.child.log_contents()
+    }
+
+    /// The last lines of the log, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        self.child.log_tail(LOG_TAIL_LINES)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout`; `None` if it is still running.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.child.terminate(timeout)
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// The config file the server was started with (a test may rewrite it to check reloads).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.child.kill();
     }
 }
 
