@@ -30,6 +30,7 @@ fn main() {
             ("dry_run_reports_without_changing_anything", dry_run_reports_without_changing_anything),
             ("bad_requests_are_refused_before_fencing", bad_requests_are_refused_before_fencing),
             ("catch_up_timeout_aborts_and_unfences", catch_up_timeout_aborts_and_unfences),
+            ("librdkafka_producer_rides_an_error_fence", librdkafka_producer_rides_an_error_fence),
             ("live_cut_moves_clients_and_keeps_cluster_id", live_cut_moves_clients_and_keeps_cluster_id),
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
@@ -214,6 +215,51 @@ fn catch_up_timeout_aborts_and_unfences(env: &Env) -> Result<()> {
     ensure!(route["domain"] == "source" && route["fenced"] == false, "after the abort: {route}");
     kcat::produce(&gateway.bootstrap(), "never-replicated", &["after-abort".to_string()])
         .context("clients are stuck after an aborted switchover")
+}
+
+/// librdkafka (kcat) keeps producing while a fence in mode `error` answers its requests: it
+/// retries them, nothing fails, and every record lands once the fence opens. The catch-up gate
+/// can never pass (nothing replicates here), so the fence stays closed for the whole timeout and
+/// the switchover aborts back to the source.
+fn librdkafka_producer_rides_an_error_fence(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    let topic = "kcat-fenced";
+    topic_with_records(env, &gateway, topic, 1)?;
+    let lines: Vec<String> = (0..400).map(|i| format!("fenced-{i}")).collect();
+    let producer = kcat::produce_paced(&gateway.bootstrap(), topic, lines.clone(), Duration::from_millis(10))?;
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, report) = gateway.switch(json!({
+        "to": "destination",
+        "fence": "error",
+        "catchUp": {"policy": "records", "maxLag": 0},
+        "catchUpTimeoutMs": 1500,
+    }))?;
+    ensure!(status == 409 && report["outcome"] == "aborted", "{status} {report}");
+    let output = producer.wait(WAIT)?;
+    ensure!(
+        output.status.success() && !output.stderr.contains("ERROR"),
+        "kcat reported failures:
+{}",
+        output.describe()
+    );
+    let metrics = ureq::get(&gateway.admin("/metrics")).call()?.body_mut().read_to_string()?;
+    let answered = r#"switchyard_fence_answers_total{route="main",api="Produce"}"#;
+    ensure!(
+        metrics.contains(answered),
+        "the fence answered no Produce request:
+{metrics}"
+    );
+    let mut on_source = kcat::consume(&env.source.bootstrap(), topic, lines.len() + 1, WAIT)?;
+    on_source.sort();
+    on_source.dedup();
+    let missing: Vec<&String> = lines.iter().filter(|line| on_source.binary_search(line).is_err()).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} records missing on the source, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    Ok(())
 }
 
 fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {

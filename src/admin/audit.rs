@@ -118,7 +118,7 @@ struct Line<'a> {
 }
 
 enum Message {
-    Event(AuditEvent),
+    Event(Box<AuditEvent>),
     Close(oneshot::Sender<()>),
 }
 
@@ -148,7 +148,7 @@ impl AuditLog {
 
     pub fn record(&self, event: AuditEvent) {
         let Some(queue) = &self.queue else { return };
-        if queue.try_send(Message::Event(event)).is_err() {
+        if queue.try_send(Message::Event(Box::new(event))).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(dropped, "audit log writer is behind: events dropped");

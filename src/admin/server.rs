@@ -139,7 +139,7 @@ async fn domains(State(state): State<Arc<AdminState>>) -> Json<Value> {
 
 /// Make every client of a route drain its in-flight requests and reconnect.
 async fn reset_route(State(state): State<Arc<AdminState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = authorize(&state, &headers) {
+    if let Some(refusal) = refuse_unauthorized(&state, &headers) {
         return refusal;
     }
     let Some(route) = state.routes.iter().find(|r| r.name == name) else {
@@ -158,7 +158,7 @@ async fn switchover(
     headers: HeaderMap,
     body: Result<Json<SwitchoverRequest>, JsonRejection>,
 ) -> Response {
-    if let Err(refusal) = authorize(&state, &headers) {
+    if let Some(refusal) = refuse_unauthorized(&state, &headers) {
         return refusal;
     }
     let Json(request) = match body {
@@ -248,9 +248,10 @@ pub fn record_switchover(audit: &AuditLog, report: &SwitchoverReport) {
     audit.record(AuditEvent::Switchover(SwitchoverEvent::outcome(report)));
 }
 
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// The answer to a change request without the right bearer token; `None` lets it through.
+fn refuse_unauthorized(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &state.config.admin.token else {
-        return Err(error(
+        return Some(error(
             StatusCode::FORBIDDEN,
             format!("changes are disabled: no admin token is configured. Set admin.token in the config or {ENV_ADMIN_TOKEN}, then send it as `Authorization: Bearer <token>`"),
         ));
@@ -258,9 +259,9 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
     let presented =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("the bearer token is wrong")),
-        None => Err(unauthorized("send the admin token as `Authorization: Bearer <token>`")),
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
+        Some(_) => Some(unauthorized("the bearer token is wrong")),
+        None => Some(unauthorized("send the admin token as `Authorization: Bearer <token>`")),
     }
 }
 

@@ -98,76 +98,81 @@ impl Reply {
     }
 }
 
+/// One answer topic per requested topic, made by `topic` from the request topic and one
+/// answer partition per requested partition, made by `partition`.
+fn per_partition<T, P, AT, AP>(
+    topics: Vec<T>,
+    partitions_of: impl for<'t> Fn(&'t T) -> &'t [P],
+    partition: impl Fn(&P) -> AP,
+    topic: impl Fn(T, Vec<AP>) -> AT,
+) -> Vec<AT> {
+    topics
+        .into_iter()
+        .map(|t| {
+            let answers = partitions_of(&t).iter().map(&partition).collect();
+            topic(t, answers)
+        })
+        .collect()
+}
+
 /// Every partition written to gets the error.
 fn produce(request: ProduceRequest) -> ProduceResponse {
-    let responses = request
-        .topic_data
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partition_data
-                .iter()
-                .map(|p| {
-                    produce_response::PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_error_code(PARTITION_ERROR.code())
-                        .with_base_offset(-1)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(-1)
-                })
-                .collect();
+    let responses = per_partition(
+        request.topic_data,
+        |t| &t.partition_data,
+        |p| {
+            produce_response::PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_error_code(PARTITION_ERROR.code())
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+        },
+        |t, partitions| {
             produce_response::TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
                 .with_partition_responses(partitions)
-        })
-        .collect();
+        },
+    );
     ProduceResponse::default().with_responses(responses)
 }
 
 /// Every partition fetched gets the error, in the client's fetch session if it has one: an
 /// incremental answer that names only these partitions leaves the session intact.
 fn fetch(request: FetchRequest) -> FetchResponse {
-    let responses = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    fetch_response::PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_error_code(PARTITION_ERROR.code())
-                        .with_high_watermark(-1)
-                })
-                .collect();
+    let responses = per_partition(
+        request.topics,
+        |t| &t.partitions,
+        |p| {
+            fetch_response::PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_error_code(PARTITION_ERROR.code())
+                .with_high_watermark(-1)
+        },
+        |t, partitions| {
             fetch_response::FetchableTopicResponse::default()
-                .with_topic(topic.topic)
-                .with_topic_id(topic.topic_id)
+                .with_topic(t.topic)
+                .with_topic_id(t.topic_id)
                 .with_partitions(partitions)
-        })
-        .collect();
+        },
+    );
     FetchResponse::default().with_session_id(request.session_id).with_responses(responses)
 }
 
 fn list_offsets(request: ListOffsetsRequest) -> ListOffsetsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    list_offsets_response::ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(PARTITION_ERROR.code())
-                })
-                .collect();
-            list_offsets_response::ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
-        })
-        .collect();
+    let topics = per_partition(
+        request.topics,
+        |t| &t.partitions,
+        |p| {
+            list_offsets_response::ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_error_code(PARTITION_ERROR.code())
+        },
+        |t, partitions| {
+            list_offsets_response::ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        },
+    );
     ListOffsetsResponse::default().with_topics(topics)
 }
 
@@ -192,25 +197,21 @@ fn find_coordinator(request: FindCoordinatorRequest, version: i16) -> FindCoordi
 }
 
 fn offset_commit(request: OffsetCommitRequest) -> OffsetCommitResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    offset_commit_response::OffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(GROUP_ERROR.code())
-                })
-                .collect();
+    let topics = per_partition(
+        request.topics,
+        |t| &t.partitions,
+        |p| {
+            offset_commit_response::OffsetCommitResponsePartition::default()
+                .with_partition_index(p.partition_index)
+                .with_error_code(GROUP_ERROR.code())
+        },
+        |t, partitions| {
             offset_commit_response::OffsetCommitResponseTopic::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
                 .with_partitions(partitions)
-        })
-        .collect();
+        },
+    );
     OffsetCommitResponse::default().with_topics(topics)
 }
 

@@ -92,21 +92,24 @@ impl Rewriter<'_> {
     pub fn find_coordinator(&self, version: i16, response: &mut FindCoordinatorResponse) -> bool {
         if version >= 4 {
             return response.coordinators.iter_mut().fold(false, |changed, c| {
-                let r = self.coordinator(c.node_id);
-                apply_coordinator(r, &mut c.node_id, &mut c.host, &mut c.port, &mut c.error_code) || changed
+                let answer = self.coordinator(c.node_id);
+                answer.apply(&mut c.node_id, &mut c.host, &mut c.port, &mut c.error_code) || changed
             });
         }
-        let r = self.coordinator(response.node_id);
-        apply_coordinator(r, &mut response.node_id, &mut response.host, &mut response.port, &mut response.error_code)
+        let answer = self.coordinator(response.node_id);
+        answer.apply(&mut response.node_id, &mut response.host, &mut response.port, &mut response.error_code)
     }
 
-    /// Where clients must look for coordinator `node_id`; `None` for an error answer.
-    fn coordinator(&self, node_id: BrokerId) -> Option<Result<(StrBytes, i32), ()>> {
+    /// Where clients must look for coordinator `node_id`.
+    fn coordinator(&self, node_id: BrokerId) -> CoordinatorAnswer {
         if node_id.0 < 0 {
-            return None;
+            return CoordinatorAnswer::Keep;
         }
         let rack = self.upstream.topology.rack_of(node_id.0);
-        Some(self.gateway_address(node_id.0, rack.as_deref()).ok_or(()))
+        match self.gateway_address(node_id.0, rack.as_deref()) {
+            Some((host, port)) => CoordinatorAnswer::Point { host, port },
+            None => CoordinatorAnswer::Unavailable,
+        }
     }
 
     /// Point every listed broker at the route; drop those with no port. Returns whether the
@@ -162,28 +165,33 @@ impl Rewriter<'_> {
     }
 }
 
-/// Apply a coordinator lookup to a response's fields; returns whether they changed. A
-/// coordinator without a gateway port becomes "not available" so the client asks again.
-fn apply_coordinator(
-    lookup: Option<Result<(StrBytes, i32), ()>>,
-    node_id: &mut BrokerId,
-    host: &mut StrBytes,
-    port: &mut i32,
-    error_code: &mut i16,
-) -> bool {
-    match lookup {
-        None => false,
-        Some(Ok((gateway_host, gateway_port))) => {
-            *host = gateway_host;
-            *port = gateway_port;
-            true
-        }
-        Some(Err(())) => {
-            *node_id = BrokerId(-1);
-            *host = StrBytes::default();
-            *port = -1;
-            *error_code = ResponseError::CoordinatorNotAvailable.code();
-            true
+/// What a FindCoordinator answer (or one of its v4+ entries) becomes.
+enum CoordinatorAnswer {
+    /// An error answer, naming no coordinator: left as it is.
+    Keep,
+    /// The coordinator, at its gateway address.
+    Point { host: StrBytes, port: i32 },
+    /// A coordinator without a gateway port: "not available", so the client asks again.
+    Unavailable,
+}
+
+impl CoordinatorAnswer {
+    /// Write the answer into a response's fields; returns whether they changed.
+    fn apply(self, node_id: &mut BrokerId, host: &mut StrBytes, port: &mut i32, error_code: &mut i16) -> bool {
+        match self {
+            CoordinatorAnswer::Keep => false,
+            CoordinatorAnswer::Point { host: gateway_host, port: gateway_port } => {
+                *host = gateway_host;
+                *port = gateway_port;
+                true
+            }
+            CoordinatorAnswer::Unavailable => {
+                *node_id = BrokerId(-1);
+                *host = StrBytes::default();
+                *port = -1;
+                *error_code = ResponseError::CoordinatorNotAvailable.code();
+                true
+            }
         }
     }
 }

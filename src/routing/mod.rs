@@ -20,6 +20,17 @@ use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{Metrics, RouteMetrics};
+
+/// Topics a route remembers its clients asking about (for a switchover's pre-flight). Clients
+/// that ask about more (a tool listing a whole cluster) make pre-flight check every topic of
+/// the source instead, and the set stops growing.
+const MAX_TOPICS_SEEN: usize = 10_000;
+
+#[derive(Default)]
+struct TopicsSeen {
+    topics: BTreeSet<String>,
+    overflowed: bool,
+}
 use crate::cluster::Advertising;
 use crate::config::{DomainConfig, HostPort, RouteConfig};
 
@@ -93,7 +104,7 @@ pub struct Route {
     cluster_id: Mutex<Option<StrBytes>>,
     switching: AtomicBool,
     /// Topics named in metadata answers to this route's clients: what a switchover must check.
-    topics_seen: Mutex<BTreeSet<String>>,
+    topics_seen: Mutex<TopicsSeen>,
     /// Cancelled to make the route's current connections drain and close.
     session: Mutex<CancellationToken>,
     /// The gateway's shutdown token; every session is its child.
@@ -118,7 +129,7 @@ impl Route {
             upstream: RwLock::new(upstream),
             cluster_id: Mutex::new(config.cluster_id.clone().map(StrBytes::from_string)),
             switching: AtomicBool::new(false),
-            topics_seen: Mutex::new(BTreeSet::new()),
+            topics_seen: Mutex::new(TopicsSeen::default()),
             session: Mutex::new(shutdown.child_token()),
             shutdown: shutdown.clone(),
         }
@@ -152,14 +163,23 @@ impl Route {
     pub fn saw_topics<'t>(&self, topics: impl Iterator<Item = &'t str>) {
         let mut seen = self.topics_seen.lock().unwrap_or_else(|e| e.into_inner());
         for topic in topics {
-            if !seen.contains(topic) {
-                seen.insert(topic.to_string());
+            if seen.overflowed {
+                return;
+            }
+            if !seen.topics.contains(topic) {
+                seen.overflowed = seen.topics.len() >= MAX_TOPICS_SEEN;
+                seen.topics.insert(topic.to_string());
             }
         }
     }
 
+    /// The topics the route's clients asked about; empty if none, or too many to list.
     pub fn topics_seen(&self) -> Vec<String> {
-        self.topics_seen.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        let seen = self.topics_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.overflowed {
+            return Vec::new();
+        }
+        seen.topics.iter().cloned().collect()
     }
 
     /// Claim the route for a switchover; `None` while another one runs.

@@ -4,12 +4,13 @@
 //! clients), with its own ideas about metadata, bootstrap handling and group protocol, so the
 //! gateway is checked against it too. Every call has a hard timeout; failures carry kcat's output.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::process::{self, CommandOutput};
+use crate::process::{self, CapturedChild, CommandOutput};
 
 const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,6 +46,23 @@ pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
     let args = ["-P", "-t", topic, "-X", "acks=all"];
     kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
+}
+
+/// Starts producing one record per line with `acks=all`, a line every `interval`, while the
+/// caller does something else; wait on the returned child for kcat to deliver them all.
+pub fn produce_paced(bootstrap: &str, topic: &str, lines: Vec<String>, interval: Duration) -> Result<CapturedChild> {
+    let mut cmd = Command::new("kcat");
+    cmd.args(["-b", bootstrap, "-P", "-t", topic, "-X", "acks=all", "-X", "linger.ms=0"]);
+    CapturedChild::spawn_fed(cmd, move |mut pipe| {
+        for line in lines {
+            // kcat reads lines as they come; a pipe error means kcat is gone, which the
+            // caller sees when it waits.
+            if writeln!(pipe, "{line}").and_then(|()| pipe.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(interval);
+        }
+    })
 }
 
 /// Reads up to `count` record values from the beginning of every partition of `topic`, stopping

@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -266,18 +266,32 @@ pub struct CapturedChild {
 
 impl CapturedChild {
     /// Spawns `cmd`; `stdin` (if any) is written by a helper thread and then closed.
-    pub fn spawn(mut cmd: Command, stdin: Option<Vec<u8>>) -> Result<Self> {
+    pub fn spawn(cmd: Command, stdin: Option<Vec<u8>>) -> Result<Self> {
+        match stdin {
+            // A child that exits early closes the pipe; the write error is then irrelevant.
+            Some(data) => Self::spawn_fed(cmd, move |mut pipe| drop(pipe.write_all(&data))),
+            None => Self::spawn_with(cmd, Stdio::null()).map(|(child, _)| child),
+        }
+    }
+
+    /// Spawns `cmd` with its stdin written by `feed` on a helper thread, at its own pace; the
+    /// pipe closes when `feed` returns.
+    pub fn spawn_fed(cmd: Command, feed: impl FnOnce(ChildStdin) + Send + 'static) -> Result<Self> {
+        let (child, pipe) = Self::spawn_with(cmd, Stdio::piped())?;
+        if let Some(pipe) = pipe {
+            std::thread::spawn(move || feed(pipe));
+        }
+        Ok(child)
+    }
+
+    fn spawn_with(mut cmd: Command, stdin: Stdio) -> Result<(Self, Option<ChildStdin>)> {
         let description = describe_command(&cmd);
         let stdout = tempfile::tempfile()?;
         let stderr = tempfile::tempfile()?;
-        cmd.stdout(stdout.try_clone()?).stderr(stderr.try_clone()?);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(stdout.try_clone()?).stderr(stderr.try_clone()?).stdin(stdin);
         let mut guard = ChildGuard::spawn(cmd)?;
-        if let (Some(data), Some(mut pipe)) = (stdin, guard.child.stdin.take()) {
-            // A child that exits early closes the pipe; the write error is then irrelevant.
-            std::thread::spawn(move || pipe.write_all(&data));
-        }
-        Ok(Self { guard, stdout, stderr, description })
+        let pipe = guard.child.stdin.take();
+        Ok((Self { guard, stdout, stderr, description }, pipe))
     }
 
     pub fn pid(&self) -> u32 {
