@@ -1,11 +1,12 @@
 //! The `switchyard` command line: `run` a gateway, `check` a config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::admin::client;
+use crate::config::watch::ConfigWatch;
 use crate::config::{self, GatewayConfig};
 use crate::gateway::Gateway;
 use crate::routing::FenceMode;
@@ -228,9 +229,14 @@ async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
         }
     };
     tracing::info!(config = %config.source, listeners = gateway.listening().len(), "switchyard gateway started");
+    let mut watch = watch_config(&config, path.as_deref());
     loop {
-        match signals.next().await {
-            Signal::Reload => reload(&gateway, path.as_deref()).await,
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            () = file_changed(&mut watch) => Signal::Reload("config file changed"),
+        };
+        match signal {
+            Signal::Reload(cause) => reload(&gateway, path.as_deref(), cause).await,
             Signal::Stop(name) => {
                 tracing::info!("{name} received: no longer accepting, draining in-flight requests");
                 break;
@@ -245,22 +251,48 @@ async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGHUP: read the config file again and apply what can be applied live.
-async fn reload(gateway: &Gateway, path: Option<&std::path::Path>) {
+/// SIGHUP, or an edit seen by the watch: read the config file again and apply what can be
+/// applied live.
+async fn reload(gateway: &Gateway, path: Option<&Path>, cause: &str) {
     let Some(path) = path else {
-        tracing::warn!("SIGHUP ignored: the gateway runs on the built-in default config, there is no file to reload");
+        tracing::warn!("{cause} ignored: the gateway runs on the built-in default config, there is no file to reload");
         return;
     };
     match config::load(Some(path)) {
         Ok(edited) => {
+            tracing::info!("{cause}: reloading {}", path.display());
             gateway.reload(&edited).await;
         }
-        Err(e) => tracing::error!("SIGHUP: config not reloaded, the running one stays in force: {e}"),
+        Err(e) => tracing::error!("{cause}: config not reloaded, the running one stays in force: {e}"),
+    }
+}
+
+/// The watch on the config file, when `reload.watch` asks for one.
+fn watch_config(config: &GatewayConfig, path: Option<&Path>) -> Option<ConfigWatch> {
+    if !config.reload.watch {
+        return None;
+    }
+    let Some(path) = path else {
+        tracing::warn!(
+            "reload.watch ignored: the gateway runs on the built-in default config, there is no file to watch"
+        );
+        return None;
+    };
+    tracing::info!("watching {} for edits every {:?}", path.display(), config.reload.interval);
+    Some(ConfigWatch::new(path, config.reload.interval))
+}
+
+/// Resolves when the watched file changed; never without a watch.
+async fn file_changed(watch: &mut Option<ConfigWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
     }
 }
 
 enum Signal {
-    Reload,
+    /// Why the config is read again.
+    Reload(&'static str),
     Stop(&'static str),
 }
 
@@ -279,7 +311,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => Signal::Stop("SIGTERM"),
             _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
-            _ = self.hangup.recv() => Signal::Reload,
+            _ = self.hangup.recv() => Signal::Reload("SIGHUP"),
         }
     }
 }

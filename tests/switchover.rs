@@ -33,6 +33,7 @@ fn main() {
             ("librdkafka_producer_rides_an_error_fence", librdkafka_producer_rides_an_error_fence),
             ("live_cut_moves_clients_and_keeps_cluster_id", live_cut_moves_clients_and_keeps_cluster_id),
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
+            ("watched_file_edits_apply_live_both_ways", watched_file_edits_apply_live_both_ways),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
             ("drill_live_switchover_loses_nothing", drill_live_switchover_loses_nothing),
             ("drill_error_fence_answers_and_loses_nothing", drill_error_fence_answers_and_loses_nothing),
@@ -57,13 +58,25 @@ struct Gateway {
     dead: u16,
 }
 
+/// Appended to the config for the gateway that watches its file.
+const WATCH: &str = "reload:\n  watch: true\n  intervalMs: 200\n";
+
 impl Gateway {
     fn start(env: &Env) -> Result<Gateway> {
+        Gateway::start_with(env, "")
+    }
+
+    /// A gateway whose config has `extra` appended.
+    fn start_with(env: &Env, extra: &str) -> Result<Gateway> {
         let (base, steady_base, admin, dead) =
             (free_port_block(3), free_port_block(3), free_port_block(1), free_port_block(1));
-        let yaml = config(env, "source", [base, steady_base, admin, dead]);
+        let yaml = config(env, "source", [base, steady_base, admin, dead]) + extra;
         let process = GatewayProcess::start(&common::binary(), &yaml, &[addr(base), addr(steady_base)])?;
         Ok(Gateway { process, base, steady_base, admin, dead })
+    }
+
+    fn ports(&self) -> [u16; 4] {
+        [self.base, self.steady_base, self.admin, self.dead]
     }
 
     fn bootstrap(&self) -> String {
@@ -305,7 +318,7 @@ fn sighup_applies_an_edited_route_live(env: &Env) -> Result<()> {
     topic_with_records(env, &gateway, "reloaded", 1)?;
     let mut steady = KafkaWire::connect(addr(gateway.steady_base), WAIT)?;
     steady.send(&MetadataRequest::default(), 12)?;
-    let edited = config(env, "destination", [gateway.base, gateway.steady_base, gateway.admin, gateway.dead]);
+    let edited = config(env, "destination", gateway.ports());
     std::fs::write(gateway.process.config_path(), edited)?;
     let status = std::process::Command::new("kill").args(["-HUP", &gateway.process.pid().to_string()]).status()?;
     ensure!(status.success(), "kill -HUP failed");
@@ -314,6 +327,27 @@ fn sighup_applies_an_edited_route_live(env: &Env) -> Result<()> {
     ensure!(gateway.route("steady")?["domain"] == "source", "the unchanged route moved");
     steady.send(&MetadataRequest::default(), 12).context("the unchanged route's connection was disturbed")?;
     ensure!(gateway.process.log_contents().contains("config reloaded"), "no reload log line");
+    Ok(())
+}
+
+/// With `reload.watch`, saving the file is enough: the route moves to the destination, and
+/// editing it back moves it back (a reload compares with where the route points now, not with
+/// the file the gateway started from).
+fn watched_file_edits_apply_live_both_ways(env: &Env) -> Result<()> {
+    let gateway = Gateway::start_with(env, WATCH)?;
+    topic_with_records(env, &gateway, "watched", 1)?;
+    for domain in ["destination", "source"] {
+        let edited = config(env, domain, gateway.ports()) + WATCH;
+        // Replaced by rename, as editors do, so the watch never reads a half-written file.
+        let next = gateway.process.config_path().with_extension("next");
+        std::fs::write(&next, edited)?;
+        std::fs::rename(&next, gateway.process.config_path())?;
+        poll::try_poll_until(WAIT, || Ok((gateway.route("main")?["domain"] == domain).then_some(())))
+            .with_context(|| format!("the edit to `{domain}` was not applied:\n{}", gateway.process.log_tail()))?;
+    }
+    let log = gateway.process.log_contents();
+    ensure!(log.matches("config file changed: reloading").count() == 2, "expected two reloads:\n{log}");
+    kcat::produce(&gateway.bootstrap(), "watched", &["back-on-source".to_string()])?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 mod operability;
 mod schema;
 mod validate;
+pub mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,9 @@ use crate::routing::{FenceMode, PortMap};
 use crate::switchover::CatchUpPolicy;
 
 pub use operability::{
-    AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, DEFAULT_ADMIN_ADDRESS,
-    ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_HAPROXY_PROTOCOL,
-    ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
+    AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings, DEFAULT_ADMIN_ADDRESS,
+    ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_CONFIG_WATCH,
+    ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
 pub use validate::ConfigError;
 
@@ -43,6 +44,7 @@ pub struct GatewayConfig {
     pub admin: AdminSettings,
     pub audit: Option<AuditSink>,
     pub cluster: ClusterSettings,
+    pub reload: ReloadSettings,
 }
 
 /// A backend Kafka cluster.

@@ -1,6 +1,6 @@
-//! The settings around the proxy rather than in it: the admin server, the audit log, and the
-//! PROXY protocol. Each YAML field has an environment variable that overrides it, so a
-//! container can be configured without editing the file.
+//! The settings around the proxy rather than in it: the admin server, the audit log, the PROXY
+//! protocol, the gateway cluster and config reloading. Each YAML field has an environment
+//! variable that overrides it, so a container can be configured without editing the file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::schema::{RawAdmin, RawAudit, RawCluster, RawProxyProtocol};
+use super::schema::{RawAdmin, RawAudit, RawCluster, RawProxyProtocol, RawReload};
 use super::ConfigError;
 
 pub const ENV_ADMIN_ADDRESS: &str = "GATEWAY_ADMIN_ADDRESS";
@@ -21,6 +21,10 @@ pub const ENV_NODE_ID: &str = "GATEWAY_NODE_ID";
 pub const ENV_RACK_ID: &str = "GATEWAY_RACK_ID";
 pub const ENV_ADVERTISED_HOST: &str = "GATEWAY_ADVERTISED_HOST";
 pub const ENV_INTERNAL_LOAD_BALANCING: &str = "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING";
+pub const ENV_CONFIG_WATCH: &str = "GATEWAY_CONFIG_WATCH";
+
+/// How often a watched config file is looked at, unless `reload.intervalMs` says otherwise.
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long a killed node stays a member before the group drops it.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
@@ -68,6 +72,13 @@ pub struct ClusterSettings {
     pub session_timeout: Duration,
 }
 
+/// Applying edits of the config file as they are saved, as a SIGHUP would.
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub interval: Duration,
+}
+
 /// Reads environment variables; a parameter so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -91,17 +102,7 @@ pub(crate) fn proxy_protocol(
     raw: RawProxyProtocol,
     env: EnvLookup,
 ) -> Result<ProxyProtocolSettings, ConfigError> {
-    let enabled = match env(ENV_HAPROXY_PROTOCOL) {
-        Some(value) => parse_flag(&value).ok_or_else(|| {
-            ConfigError::new(
-                source,
-                format!("${ENV_HAPROXY_PROTOCOL}"),
-                format!("`{value}` is not a boolean"),
-                "set it to true or false",
-            )
-        })?,
-        None => raw.enabled.unwrap_or(false),
-    };
+    let enabled = flag(source, ENV_HAPROXY_PROTOCOL, raw.enabled, env)?;
     // An empty variable is treated as unset: it must never silently widen trust to every peer.
     let (field, networks) = match env(ENV_TRUSTED_NETWORKS).filter(|v| !v.trim().is_empty()) {
         Some(list) => (
@@ -136,6 +137,38 @@ pub(crate) fn proxy_protocol(
         None => Duration::from_secs(5),
     };
     Ok(ProxyProtocolSettings { enabled, trusted_networks, header_timeout })
+}
+
+pub(crate) fn reload(source: &str, raw: RawReload, env: EnvLookup) -> Result<ReloadSettings, ConfigError> {
+    let watch = flag(source, ENV_CONFIG_WATCH, raw.watch, env)?;
+    let interval = match raw.interval_ms {
+        Some(0) => {
+            return Err(ConfigError::new(
+                source,
+                "reload.intervalMs",
+                "must be greater than 0",
+                "use a positive number of milliseconds (the default is 2000)",
+            ))
+        }
+        Some(ms) => Duration::from_millis(ms),
+        None => DEFAULT_WATCH_INTERVAL,
+    };
+    Ok(ReloadSettings { watch, interval })
+}
+
+/// A boolean setting: the environment variable `var` if set, else the YAML value, else false.
+fn flag(source: &str, var: &str, yaml: Option<bool>, env: EnvLookup) -> Result<bool, ConfigError> {
+    match env(var) {
+        Some(value) => parse_flag(&value).ok_or_else(|| {
+            ConfigError::new(
+                source,
+                format!("${var}"),
+                format!("`{value}` is not a boolean"),
+                "set it to true or false",
+            )
+        }),
+        None => Ok(yaml.unwrap_or(false)),
+    }
 }
 
 /// `default_host` stands in for the advertised host when deriving a node id.

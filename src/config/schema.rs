@@ -24,6 +24,18 @@ pub(crate) struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub cluster: RawCluster,
+    #[serde(default)]
+    pub reload: RawReload,
+}
+
+/// Applying edits of the config file without a SIGHUP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawReload {
+    #[serde(default)]
+    pub watch: Option<bool>,
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

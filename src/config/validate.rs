@@ -90,6 +90,7 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup) -> Result<Ga
     let proxy_protocol = operability::proxy_protocol(source, raw.proxy_protocol, env)?;
     let admin = operability::admin(source, raw.admin, env)?;
     let audit = operability::audit(raw.audit, env);
+    let reload = operability::reload(source, raw.reload, env)?;
     let cluster_domain = raw.cluster.domain.clone();
     let cluster = operability::cluster(source, raw.cluster, &routes[0].endpoint.host, env)?;
     if let Some(domain) = cluster_domain.filter(|d| !domains.iter().any(|known| &known.name == d)) {
@@ -99,7 +100,17 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup) -> Result<Ga
             "name one of the streamingDomains, or remove it to use the first route's domain",
         ));
     }
-    Ok(GatewayConfig { source: source.to_string(), domains, routes, proxy, proxy_protocol, admin, audit, cluster })
+    Ok(GatewayConfig {
+        source: source.to_string(),
+        domains,
+        routes,
+        proxy,
+        proxy_protocol,
+        admin,
+        audit,
+        cluster,
+        reload,
+    })
 }
 
 struct Checker<'a> {

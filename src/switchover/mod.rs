@@ -165,6 +165,11 @@ impl Switchboard<'_> {
         Ok(run.report("completed", format!("route `{route_name}` now points at `{}`", request.to)))
     }
 
+    /// The domain route `name` points at now, if there is such a route.
+    pub fn live_domain(&self, name: &str) -> Option<String> {
+        self.routes.iter().find(|r| r.name == name).map(|r| r.upstream().domain.clone())
+    }
+
     fn route(&self, name: &str) -> Result<&Arc<Route>, Refusal> {
         self.routes.iter().find(|r| r.name == name).ok_or_else(|| Refusal::UnknownRoute {
             route: name.to_string(),

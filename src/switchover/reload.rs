@@ -1,8 +1,10 @@
-//! Applying an edited config file to a running gateway (SIGHUP).
+//! Applying an edited config file to a running gateway (SIGHUP, or `reload.watch`).
 //!
 //! The procedure users know from Confluent Gateway — change a route's `streamingDomain.name`
-//! and restart — works here without the restart: a route whose domain changed between the
-//! running file and the edited one is switched over live, with its configured catch-up gate.
+//! and restart — works here without the restart: a route whose domain in the edited file is not
+//! the one it points at now is switched over live, with its configured catch-up gate and fence.
+//! "Now" is the live route, not the file the gateway started from: after a switchover by the
+//! API or an earlier reload, editing the domain back moves the route back.
 //! Routes that did not change keep their connections untouched. Changes that need new
 //! listeners or new clients (new or removed routes, endpoints, ports, domain definitions, proxy
 //! settings) are reported as needing a restart and not applied: a reload never half-applies.
@@ -39,9 +41,10 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
             outcome.needs_restart.push(format!("route `{}` is new", new.name));
             continue;
         };
+        let live_domain = board.live_domain(&new.name).unwrap_or_else(|| old.domain.clone());
         if let Some(change) = listener_change(old, new) {
             outcome.needs_restart.push(format!("route `{}`: {change}", new.name));
-        } else if old.domain == new.domain {
+        } else if live_domain == new.domain {
             outcome.unchanged.push(new.name.clone());
         } else {
             let request = SwitchoverRequest {
@@ -54,7 +57,7 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
             };
             match board.switch(&new.name, &request).await {
                 Ok(report) if report.outcome == "completed" => {
-                    outcome.switched.push(format!("{}: {} -> {}", new.name, old.domain, new.domain));
+                    outcome.switched.push(format!("{}: {live_domain} -> {}", new.name, new.domain));
                     reports.push(report);
                 }
                 Ok(report) => {
