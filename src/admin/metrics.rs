@@ -107,104 +107,74 @@ impl EncodeMetric for AtomicHistogram {
     }
 }
 
-/// Every metric family the gateway exports, and the registry that renders them.
-pub struct Metrics {
-    registry: Registry,
-    client_connections_active: Family<RouteLabels, Gauge>,
-    client_connections_total: Family<RouteLabels, Counter>,
-    upstream_connections_active: Family<RouteLabels, Gauge>,
-    upstream_connect_failures: Family<RouteLabels, Counter>,
-    requests: Family<ApiLabels, Counter>,
-    requests_in_flight: Family<RouteLabels, Gauge>,
-    request_failures: Family<ApiLabels, Counter>,
-    bytes: Family<DirectionLabels, Counter>,
-    connections_closed: Family<ReasonLabels, Counter>,
-    frames_rejected: Family<ReasonLabels, Counter>,
-    fenced: Family<RouteLabels, Gauge>,
-    fence_answers: Family<ApiLabels, Counter>,
-    switchovers: Family<OutcomeLabels, Counter>,
-    switchover_phase_seconds: Family<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    cluster_members: Gauge,
-    upstream_time: Family<RouteLabels, AtomicHistogram>,
-    gateway_time: Family<DirectionLabels, AtomicHistogram>,
+/// Declares every metric family once, with its field, type, name and help text: the
+/// [`Metrics`] struct, its construction and the registration all come from this one list.
+macro_rules! metric_families {
+    ($($field:ident: $ty:ty = ($name:literal, $help:literal $(,)?),)*) => {
+        /// Every metric family the gateway exports, and the registry that renders them.
+        pub struct Metrics {
+            registry: Registry,
+            $($field: $ty,)*
+        }
+
+        impl Metrics {
+            pub fn new() -> Arc<Metrics> {
+                let mut registry = Registry::with_prefix("switchyard");
+                $(
+                    let $field = <$ty>::default();
+                    registry.register($name, $help, $field.clone());
+                )*
+                Arc::new(Metrics { registry, $($field,)* })
+            }
+        }
+    };
+}
+
+metric_families! {
+    client_connections_active: Family<RouteLabels, Gauge> = ("client_connections_active", "Open client connections"),
+    client_connections_total: Family<RouteLabels, Counter> = ("client_connections", "Client connections accepted"),
+    upstream_connections_active: Family<RouteLabels, Gauge> = (
+        "upstream_connections_active",
+        "Open broker connections",
+    ),
+    upstream_connect_failures: Family<RouteLabels, Counter> = (
+        "upstream_connect_failures",
+        "Broker connections that could not be opened",
+    ),
+    requests: Family<ApiLabels, Counter> = ("requests", "Requests forwarded, by API"),
+    requests_in_flight: Family<RouteLabels, Gauge> = ("requests_in_flight", "Requests forwarded and not yet answered"),
+    request_failures: Family<ApiLabels, Counter> = (
+        "request_failures",
+        "Requests left unanswered because their connection failed, by API",
+    ),
+    bytes: Family<DirectionLabels, Counter> = ("bytes", "Bytes proxied, by direction"),
+    connections_closed: Family<ReasonLabels, Counter> = ("connections_closed", "Client connections closed, by reason"),
+    frames_rejected: Family<ReasonLabels, Counter> = (
+        "frames_rejected",
+        "Frames refused as malformed or hostile, by reason",
+    ),
+    fenced: Family<RouteLabels, Gauge> = ("route_fenced", "1 while a switchover fences the route"),
+    fence_answers: Family<ApiLabels, Counter> = (
+        "fence_answers",
+        "Requests a fenced route answered itself with a retriable error (fence mode error), by API",
+    ),
+    switchovers: Family<OutcomeLabels, Counter> = ("switchovers", "Switchovers run, by outcome"),
+    switchover_phase_seconds: Family<PhaseLabels, Gauge<f64, std::sync::atomic::AtomicU64>> = (
+        "switchover_phase_seconds",
+        "Duration of each phase of the route's last switchover",
+    ),
+    cluster_members: Gauge = ("cluster_members", "Members of this node's gateway cluster"),
+    upstream_time: Family<RouteLabels, AtomicHistogram> = (
+        "upstream_time_seconds",
+        "Time from forwarding a request to receiving its response",
+    ),
+    gateway_time: Family<DirectionLabels, AtomicHistogram> = (
+        "gateway_time_seconds",
+        "Time the gateway spends on a read batch before it is written on, by direction",
+    ),
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("switchyard");
-        let metrics = Metrics {
-            client_connections_active: Family::default(),
-            client_connections_total: Family::default(),
-            upstream_connections_active: Family::default(),
-            upstream_connect_failures: Family::default(),
-            requests: Family::default(),
-            requests_in_flight: Family::default(),
-            request_failures: Family::default(),
-            bytes: Family::default(),
-            connections_closed: Family::default(),
-            frames_rejected: Family::default(),
-            fenced: Family::default(),
-            fence_answers: Family::default(),
-            switchovers: Family::default(),
-            switchover_phase_seconds: Family::default(),
-            cluster_members: Gauge::default(),
-            upstream_time: Family::default(),
-            gateway_time: Family::default(),
-            registry: Registry::default(),
-        };
-        let r = &mut registry;
-        r.register("client_connections_active", "Open client connections", metrics.client_connections_active.clone());
-        r.register("client_connections", "Client connections accepted", metrics.client_connections_total.clone());
-        r.register(
-            "upstream_connections_active",
-            "Open broker connections",
-            metrics.upstream_connections_active.clone(),
-        );
-        r.register(
-            "upstream_connect_failures",
-            "Broker connections that could not be opened",
-            metrics.upstream_connect_failures.clone(),
-        );
-        r.register("requests", "Requests forwarded, by API", metrics.requests.clone());
-        r.register("requests_in_flight", "Requests forwarded and not yet answered", metrics.requests_in_flight.clone());
-        r.register(
-            "request_failures",
-            "Requests left unanswered because their connection failed, by API",
-            metrics.request_failures.clone(),
-        );
-        r.register("route_fenced", "1 while a switchover fences the route", metrics.fenced.clone());
-        r.register(
-            "fence_answers",
-            "Requests a fenced route answered itself with a retriable error (fence mode error), by API",
-            metrics.fence_answers.clone(),
-        );
-        r.register("switchovers", "Switchovers run, by outcome", metrics.switchovers.clone());
-        r.register(
-            "switchover_phase_seconds",
-            "Duration of each phase of the route's last switchover",
-            metrics.switchover_phase_seconds.clone(),
-        );
-        r.register("cluster_members", "Members of this node's gateway cluster", metrics.cluster_members.clone());
-        r.register("bytes", "Bytes proxied, by direction", metrics.bytes.clone());
-        r.register("connections_closed", "Client connections closed, by reason", metrics.connections_closed.clone());
-        r.register(
-            "frames_rejected",
-            "Frames refused as malformed or hostile, by reason",
-            metrics.frames_rejected.clone(),
-        );
-        r.register(
-            "upstream_time_seconds",
-            "Time from forwarding a request to receiving its response",
-            metrics.upstream_time.clone(),
-        );
-        r.register(
-            "gateway_time_seconds",
-            "Time the gateway spends on a read batch before it is written on, by direction",
-            metrics.gateway_time.clone(),
-        );
-        Arc::new(Metrics { registry, ..metrics })
-    }
-
     /// The gauge of this node's cluster members.
     pub fn cluster_members(&self) -> Gauge {
         self.cluster_members.clone()
