@@ -331,6 +331,14 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_request_is_an_error_not_a_panic() {
+        let (request, frame) = request_frame(ApiKey::Produce, 9, &produce_request(-1));
+        for cut in [SIZE_PREFIX + 8, frame.len() / 2, frame.len() - 1] {
+            assert!(fence_answer(&request, frame.slice(..cut)).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn metadata_is_held() {
         let (request, _) = request_frame(ApiKey::Metadata, 12, &MetadataRequest::default());
         assert!(!answerable(&request));
