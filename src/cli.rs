@@ -10,7 +10,7 @@ use crate::config::watch::ConfigWatch;
 use crate::config::{self, GatewayConfig};
 use crate::gateway::Gateway;
 use crate::routing::FenceMode;
-use crate::switchover::{CatchUpPolicy, SwitchoverRequest};
+use crate::switchover::{CatchUpPolicy, SwitchoverRequest, DEFAULT_CATCH_UP_TIMEOUT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -141,6 +141,13 @@ pub fn describe(config: &GatewayConfig) -> String {
                 range.name, range.start, range.end
             );
         }
+        let timeout = route
+            .catch_up_timeout
+            .map_or_else(|| format!("{DEFAULT_CATCH_UP_TIMEOUT:?} (default)"), |t| format!("{t:?}"));
+        out += &format!("  switchover      catch-up {}, timeout {timeout}, fence {}\n", route.catch_up, route.fence);
+    }
+    if config.reload.watch {
+        out += &format!("\nreload: the file is watched every {:?}\n", config.reload.interval);
     }
     out
 }

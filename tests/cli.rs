@@ -40,6 +40,7 @@ const GATEWAY_ENV: &[&str] = &[
 /// Each example file with the routes `check` must show for it and each route's port block.
 const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
     ("gateway-wrapper.yaml", &[("public-route", "19092-19095")]),
+    ("live-switchover.yaml", &[("orders", "19092-19098")]),
     (
         "multiple-routes.yaml",
         &[("orders", "19092-19098"), ("payments", "19192-19198"), ("orders-replication", "19292-19298")],
@@ -83,6 +84,16 @@ fn every_example_file_is_listed_here() {
     on_disk.sort();
     let listed: Vec<&str> = EXAMPLES.iter().map(|(file, _)| *file).collect();
     assert_eq!(on_disk, listed, "add each new example to EXAMPLES with the routes it must show");
+}
+
+#[test]
+fn check_shows_switchover_and_reload_settings() {
+    let out = check(&examples_dir().join("live-switchover.yaml"));
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("switchover      catch-up records within 0, timeout 30s, fence error"), "{out}");
+    assert!(out.stdout.contains("reload: the file is watched every 2s"), "{out}");
+    let out = check(&examples_dir().join("single-route.yaml"));
+    assert!(out.stdout.contains("catch-up none, timeout 60s (default), fence hold"), "{out}");
 }
 
 #[test]

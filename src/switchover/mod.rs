@@ -32,7 +32,7 @@ pub use catch_up::CatchUpPolicy;
 /// How long pre-flight may wait for a cluster to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on the catch-up phase.
-const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an operator asks for.
 #[derive(Debug, Clone, Deserialize, Serialize)]
