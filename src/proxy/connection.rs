@@ -547,9 +547,9 @@ impl Requests<'_> {
             }
         }
     }
-}
 
-impl Requests<'_> {
+    /// The client id's hash, computed from the first request that needs it: a client keeps
+    /// one id per connection.
     fn client_hash(&self, body: &[u8]) -> Result<u32, RequestsEnd> {
         if let Some(hash) = self.client.get() {
             return Ok(*hash);
