@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{loopback, run_suite};
-use kafka_protocol::messages::{ApiKey, MetadataRequest};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
+use kafka_protocol::protocol::StrBytes;
 use switchyard_testkit::gateway::Route;
 use switchyard_testkit::{
     free_port_block, poll, ClusterSpec, GatewayProcess, GatewayYaml, KafkaCluster, KafkaDomain, KafkaWire,
@@ -44,6 +45,10 @@ fn main() {
             ("unknown_api_key_is_refused", unknown_api_key_is_refused),
             ("truncated_produce_header_is_refused", truncated_produce_header_is_refused),
             ("http_request_is_refused", http_request_is_refused),
+            ("tls_handshake_on_plaintext_is_named", tls_handshake_on_plaintext_is_named),
+            ("undecodable_metadata_version_is_refused", undecodable_metadata_version_is_refused),
+            ("api_versions_above_range_gets_unsupported_version", api_versions_above_range_gets_unsupported_version),
+            ("thousands_of_pipelined_requests_are_all_answered", thousands_of_pipelined_requests_are_all_answered),
             ("client_disconnecting_mid_frame_is_logged", client_disconnecting_mid_frame_is_logged),
             ("client_stalling_mid_frame_times_out", client_stalling_mid_frame_times_out),
             ("broker_garbage_bytes_close_the_connection", broker_garbage_bytes_close_the_connection),
@@ -121,6 +126,69 @@ fn truncated_produce_header_is_refused(env: &Env) -> Result<()> {
 
 fn http_request_is_refused(env: &Env) -> Result<()> {
     refused(env, b"GET / HTTP/1.1\r\nHost: kafka\r\n\r\n", "malformed request frame")
+}
+
+fn tls_handshake_on_plaintext_is_named(env: &Env) -> Result<()> {
+    // The record header and the start of a TLS 1.2 ClientHello, as any TLS client sends first.
+    let hello = [0x16, 0x03, 0x01, 0x01, 0x3a, 0x01, 0x00, 0x01, 0x36, 0x03, 0x03, 0x5a, 0x11, 0x42];
+    refused(env, &hello, "a TLS handshake (ClientHello) arrived on a plaintext route")
+}
+
+fn undecodable_metadata_version_is_refused(env: &Env) -> Result<()> {
+    // Metadata answers must be rewritten; v99 could not be, so it is never forwarded.
+    refused(env, &framed(&request_header(ApiKey::Metadata as i16, 99, 5)), "Metadata v99 is outside the versions")
+}
+
+/// A broker answers an ApiVersions it cannot read with UNSUPPORTED_VERSION in the v0 format and
+/// its own ApiVersions range; the client then retries lower on the same connection. Newer
+/// clients (Java 4.4, franz-go 1.22) open with a version the gateway's codec does not know.
+fn api_versions_above_range_gets_unsupported_version(env: &Env) -> Result<()> {
+    let mut wire = KafkaWire::connect(loopback(env.main_port), WAIT)?;
+    let mut v5 = request_header(ApiKey::ApiVersions as i16, 5, 41);
+    v5.push(0); // the header's tagged fields (ApiVersions headers are flexible from v3)
+    v5.extend_from_slice(&[5, b'j', b'a', b'v', b'a', 4, b'4', b'.', b'4', 0]); // name, version, tags
+    wire.send_raw(&v5)?;
+    let answer = wire.read_raw_frame()?.context("the gateway closed the connection instead of answering")?;
+    // v0: correlation id, error code, then [api key, min, max] for ApiVersions alone.
+    let mut expected = 41i32.to_be_bytes().to_vec();
+    expected.extend_from_slice(&35i16.to_be_bytes()); // UNSUPPORTED_VERSION
+    expected.extend_from_slice(&1i32.to_be_bytes());
+    for field in [ApiKey::ApiVersions as i16, 0, 4] {
+        expected.extend_from_slice(&field.to_be_bytes());
+    }
+    ensure!(answer[..] == expected[..], "answer {:?}, expected {expected:?}", &answer[..]);
+    let retry = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("java"))
+        .with_client_software_version(StrBytes::from_static_str("4.4"));
+    let versions = wire.send(&retry, 3).context("the retry at v3 on the same connection")?;
+    let api_versions = versions.api_keys.iter().find(|api| api.api_key == ApiKey::ApiVersions as i16);
+    ensure!(api_versions.is_some_and(|api| api.max_version == 4), "retry answered {versions:?}");
+    ensure!(wire.send(&MetadataRequest::default(), 12)?.brokers.len() == 1, "metadata after the retry");
+    Ok(())
+}
+
+/// More requests in one write than the in-flight queue holds (default 1,024): every one is
+/// answered, in order. The gateway used to note them all before forwarding any, and wedged.
+fn thousands_of_pipelined_requests_are_all_answered(env: &Env) -> Result<()> {
+    const COUNT: i32 = 3_000;
+    let mut wire = KafkaWire::connect(loopback(env.main_port), WAIT)?;
+    let mut burst = Vec::new();
+    for correlation_id in 0..COUNT {
+        let mut body = request_header(ApiKey::ApiVersions as i16, 3, correlation_id);
+        body.extend_from_slice(&[0, 2, b't', 2, b'1', 0]); // header tags; name "t", version "1"; body tags
+        burst.extend_from_slice(&framed(&body));
+    }
+    // Written from another thread: the answers must be read while the requests go out.
+    let mut writer = wire.stream().try_clone()?;
+    let sender = std::thread::spawn(move || writer.write_all(&burst));
+    for expected in 0..COUNT {
+        let frame = wire.read_raw_frame()?.with_context(|| format!("closed after {expected} answers"))?;
+        let correlation_id = i32::from_be_bytes(frame[..4].try_into()?);
+        ensure!(correlation_id == expected, "answer {correlation_id} arrived where {expected} was due");
+        ensure!(frame[4..6] == [0, 0], "answer {expected} carries error code {:?}", &frame[4..6]);
+    }
+    sender.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    Ok(())
 }
 
 fn client_disconnecting_mid_frame_is_logged(env: &Env) -> Result<()> {

@@ -43,25 +43,7 @@ pub enum ResponseHandling {
     RewriteAddresses,
 }
 
-/// Produce carries leader endpoints from v10 on, Fetch from v16 (KIP-951).
-const PRODUCE_NODE_ENDPOINTS_SINCE: i16 = 10;
-const FETCH_NODE_ENDPOINTS_SINCE: i16 = 16;
-
 impl ResponseHandling {
-    pub fn for_request(api_key: ApiKey, api_version: i16) -> ResponseHandling {
-        match api_key {
-            ApiKey::ApiVersions => ResponseHandling::ClampApiVersions,
-            ApiKey::Metadata
-            | ApiKey::FindCoordinator
-            | ApiKey::DescribeCluster
-            | ApiKey::ShareFetch
-            | ApiKey::ShareAcknowledge => ResponseHandling::RewriteAddresses,
-            ApiKey::Produce if api_version >= PRODUCE_NODE_ENDPOINTS_SINCE => ResponseHandling::RewriteAddresses,
-            ApiKey::Fetch if api_version >= FETCH_NODE_ENDPOINTS_SINCE => ResponseHandling::RewriteAddresses,
-            _ => ResponseHandling::Opaque,
-        }
-    }
-
     pub fn decodes_response(self) -> bool {
         self != ResponseHandling::Opaque
     }

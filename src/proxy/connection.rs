@@ -1,11 +1,13 @@
 //! One client connection and its upstream connection, pumped in both directions.
 //!
 //! Requests flow client -> broker as they arrive: the proxy finds frame boundaries in its read
-//! buffer, notes each request in the in-flight queue, and writes every complete frame of a read
+//! buffer, notes each request in the in-flight queue, and writes the complete frames of a read
 //! with one write, straight from the buffer. Responses flow back the same way; each one is
 //! checked against the head of the queue (Kafka answers in order), and only those whose API
 //! carries broker addresses are decoded and rewritten. The queue is bounded: when a client has
-//! `maxInFlightRequests` outstanding, the proxy stops reading from it until answers come back.
+//! `maxInFlightRequests` outstanding, the proxy forwards what it has noted, then waits for
+//! answers before noting more, and reads nothing new meanwhile. Forwarding before waiting is
+//! what keeps a read of many pipelined requests from wedging the connection.
 //!
 //! While a switchover fences the route, nothing new is forwarded. In fence mode `hold` the
 //! proxy stops reading from the client; in mode `error` it answers what it can itself with a
@@ -39,7 +41,7 @@ use crate::protocol::{
     client_id_hash, fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits,
     FrameStatus, InFlight, RequestError, ResponseHandling, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
-use crate::rewrite::{rewrite_response, RewriteError};
+use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, RewriteError};
 use crate::routing::{FenceMode, Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
@@ -49,17 +51,28 @@ const READ_CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub enum CloseReason {
     ClientClosed,
-    ClientClosedMidFrame { received: usize },
+    ClientClosedMidFrame {
+        received: usize,
+    },
     ClientError(io::Error),
     BadRequestFrame(FrameError),
     BadRequest(RequestError),
     UnexpectedProxyHeader,
-    IdleTimeout { partial_frame_bytes: usize },
+    /// A TLS ClientHello on a listener without TLS: the client is configured for SSL.
+    TlsOnPlaintext,
+    IdleTimeout {
+        partial_frame_bytes: usize,
+    },
     UpstreamClosed,
-    UpstreamClosedMidFrame { received: usize },
+    UpstreamClosedMidFrame {
+        received: usize,
+    },
     UpstreamError(io::Error),
     BadResponseFrame(FrameError),
-    UnexpectedResponse { correlation_id: i32, expected: Option<i32> },
+    UnexpectedResponse {
+        correlation_id: i32,
+        expected: Option<i32>,
+    },
     BadResponse(RewriteError),
     Shutdown,
     RouteReset,
@@ -96,6 +109,7 @@ impl CloseReason {
             CloseReason::BadRequestFrame(_) => "malformed_request_frame",
             CloseReason::BadRequest(_) => "refused_request",
             CloseReason::UnexpectedProxyHeader => "unexpected_proxy_header",
+            CloseReason::TlsOnPlaintext => "tls_on_plaintext",
             CloseReason::IdleTimeout { .. } => "idle_timeout",
             CloseReason::UpstreamClosed => "broker_closed",
             CloseReason::UpstreamClosedMidFrame { .. } => "broker_closed_mid_frame",
@@ -116,6 +130,7 @@ impl CloseReason {
             CloseReason::BadRequestFrame(_)
                 | CloseReason::BadRequest(_)
                 | CloseReason::UnexpectedProxyHeader
+                | CloseReason::TlsOnPlaintext
                 | CloseReason::BadResponseFrame(_)
                 | CloseReason::UnexpectedResponse { .. }
                 | CloseReason::BadResponse(_)
@@ -137,6 +152,11 @@ impl fmt::Display for CloseReason {
                 f,
                 "malformed request frame: a PROXY protocol header arrived but the feature is off \
                  (set GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL=true or proxyProtocol.enabled)"
+            ),
+            CloseReason::TlsOnPlaintext => write!(
+                f,
+                "a TLS handshake (ClientHello) arrived on a plaintext route: the client uses \
+                 security.protocol SSL or SASL_SSL, the route expects PLAINTEXT"
             ),
             CloseReason::IdleTimeout { partial_frame_bytes: 0 } => write!(f, "idle for longer than proxy.idleTimeoutMs"),
             CloseReason::IdleTimeout { partial_frame_bytes } => write!(
@@ -359,7 +379,6 @@ impl Requests<'_> {
         mut buf: BytesMut,
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
-        let metrics = &self.ctx.route.metrics;
         let stopped = pin!(self.stop.route.cancelled());
         let idle = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
         let waits = &mut ReadWaits { stopped, idle, last_read: Instant::now() };
@@ -379,20 +398,10 @@ impl Requests<'_> {
             if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
                 return end;
             }
-            let read_at = waits.last_read;
-            let (complete, next_total) = match self.scan(&buf, limits, read_at).await {
-                Ok(found) => found,
+            let next_total = match self.forward_complete(&mut buf, limits, upstream, waits).await {
+                Ok(next_total) => next_total,
                 Err(end) => return end,
             };
-            if complete > 0 {
-                if let Err(e) = upstream.write_all(&buf[..complete]).await {
-                    return RequestsEnd::Failed(CloseReason::UpstreamError(e));
-                }
-                buf.advance(complete);
-                self.traffic.from_client.fetch_add(complete as u64, Ordering::Relaxed);
-                metrics.bytes_from_client.inc_by(complete as u64);
-                metrics.gateway_request_time.observe(read_at.elapsed());
-            }
             reserve_for_next(&mut buf, next_total);
         }
     }
@@ -411,7 +420,7 @@ impl Requests<'_> {
             match self.ctx.route.fence.closed() {
                 None => return Ok(()),
                 Some(FenceMode::Hold) => return self.hold_while_fenced().await,
-                Some(FenceMode::Error) => match self.answer_fenced(buf, limits).await? {
+                Some(FenceMode::Error) => match self.answer_fenced(buf, limits, waits).await? {
                     Fenced::AllAnswered => self.read(client, buf, waits).await?,
                     Fenced::MustHold => return self.hold_while_fenced().await,
                 },
@@ -421,7 +430,12 @@ impl Requests<'_> {
 
     /// Answer every complete request at the front of `buf` with the fence's retriable error,
     /// queued behind the answers already owed, until one comes that must be held instead.
-    async fn answer_fenced(&self, buf: &mut BytesMut, limits: FrameLimits) -> Result<Fenced, RequestsEnd> {
+    async fn answer_fenced(
+        &self,
+        buf: &mut BytesMut,
+        limits: FrameLimits,
+        waits: &mut ReadWaits<'_, '_>,
+    ) -> Result<Fenced, RequestsEnd> {
         let metrics = &self.ctx.route.metrics;
         loop {
             let len = match frame_at(buf, limits) {
@@ -444,10 +458,7 @@ impl Requests<'_> {
             metrics.request(request.api_key);
             metrics.fence_answered(request.api_key);
             self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
-            if self.in_flight.send(Owed::Gateway(answer)).await.is_err() {
-                return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
-            }
-            self.answers.queued();
+            self.owe_gateway_answer(answer, waits).await?;
         }
     }
 
@@ -513,39 +524,111 @@ impl Requests<'_> {
         }
     }
 
-    /// Note every complete request at the front of `buf` as in flight. Returns the bytes they
-    /// span and, when a partial frame follows, its full length.
-    async fn scan(
+    /// Forward every complete request at the front of `buf`, in order, and note each one the
+    /// broker will answer as in flight. Frames go upstream in runs, straight from the buffer: one
+    /// write for all of them while the in-flight queue has room. When it is full, the run noted
+    /// so far is written first and only then does the pump wait for room, so the answers that
+    /// make room can come: a read holding more requests than the queue can never wedge. The
+    /// wait ends at a stop signal too. Returns the full length of a trailing partial frame.
+    async fn forward_complete(
         &self,
-        buf: &[u8],
+        buf: &mut BytesMut,
         limits: FrameLimits,
-        read_at: Instant,
-    ) -> Result<(usize, Option<usize>), RequestsEnd> {
-        let mut end = 0;
+        upstream: &mut OwnedWriteHalf,
+        waits: &mut ReadWaits<'_, '_>,
+    ) -> Result<Option<usize>, RequestsEnd> {
+        let read_at = waits.last_read;
+        let mut run_end = 0;
         loop {
-            match frame_at(&buf[end..], limits) {
-                Ok(FrameStatus::Complete(len)) => {
-                    let body = &buf[end + SIZE_PREFIX..end + len];
-                    let mut request =
-                        peek_request(body, read_at).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
-                    if request.handling == ResponseHandling::RewriteAddresses {
-                        request.client = self.client_hash(body)?;
-                    }
-                    let metrics = &self.ctx.route.metrics;
-                    metrics.request(request.api_key);
-                    if request.expects_response {
-                        if self.in_flight.send(Owed::Broker(request)).await.is_err() {
-                            // The response half has ended; it reports why.
-                            return Err(RequestsEnd::Failed(CloseReason::UpstreamClosed));
-                        }
-                        metrics.requests_in_flight.inc();
-                    }
-                    end += len;
+            let len = match frame_at(&buf[run_end..], limits) {
+                Ok(FrameStatus::Complete(len)) => len,
+                Ok(FrameStatus::Incomplete { total }) => {
+                    self.write_run(buf, run_end, upstream, read_at).await?;
+                    return Ok(total);
                 }
-                Ok(FrameStatus::Incomplete { total }) => return Ok((end, total)),
-                Err(e) => return Err(refused_frame(&buf[end..], e)),
+                Err(e) => return Err(refused_frame(&buf[run_end..], e)),
+            };
+            let request = match self.note(&buf[run_end + SIZE_PREFIX..run_end + len], read_at)? {
+                Noted::Forward(request) => request,
+                Noted::UnsupportedApiVersions { correlation_id } => {
+                    // Answered here, not forwarded: the run ends before it.
+                    self.write_run(buf, run_end, upstream, read_at).await?;
+                    run_end = 0;
+                    buf.advance(len);
+                    self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+                    self.owe_gateway_answer(unsupported_version_answer(correlation_id), waits).await?;
+                    continue;
+                }
+            };
+            if request.expects_response {
+                let permit = match self.in_flight.try_reserve() {
+                    Ok(permit) => permit,
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        self.write_run(buf, run_end, upstream, read_at).await?;
+                        run_end = 0;
+                        self.room_in_flight(waits).await?
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => return Err(response_half_ended()),
+                };
+                permit.send(Owed::Broker(request));
+                self.ctx.route.metrics.requests_in_flight.inc();
             }
+            run_end += len;
         }
+    }
+
+    /// Read and classify the request in `body`.
+    fn note(&self, body: &[u8], read_at: Instant) -> Result<Noted, RequestsEnd> {
+        let mut request = peek_request(body, read_at).map_err(bad_request)?;
+        self.ctx.route.metrics.request(request.api_key);
+        request.handling = match classify(request.api_key, request.api_version) {
+            Classified::Forward(handling) => handling,
+            Classified::UnsupportedApiVersions => {
+                return Ok(Noted::UnsupportedApiVersions { correlation_id: request.correlation_id })
+            }
+            Classified::Refuse(e) => return Err(bad_request(e)),
+        };
+        if request.handling == ResponseHandling::RewriteAddresses {
+            request.client = self.client_hash(body)?;
+        }
+        Ok(Noted::Forward(request))
+    }
+
+    /// Queue an answer of the gateway's own behind those already owed.
+    async fn owe_gateway_answer(&self, answer: Bytes, waits: &mut ReadWaits<'_, '_>) -> Result<(), RequestsEnd> {
+        self.room_in_flight(waits).await?.send(Owed::Gateway(answer));
+        self.answers.queued();
+        Ok(())
+    }
+
+    /// Wait for room in the in-flight queue, or for a stop signal.
+    async fn room_in_flight(&self, waits: &mut ReadWaits<'_, '_>) -> Result<mpsc::Permit<'_, Owed>, RequestsEnd> {
+        tokio::select! {
+            permit = self.in_flight.reserve() => permit.map_err(|_| response_half_ended()),
+            _ = waits.stopped.as_mut() => Err(RequestsEnd::Drain(self.stop_reason())),
+        }
+    }
+
+    /// Write `buf[..len]` upstream and drop it from the buffer.
+    async fn write_run(
+        &self,
+        buf: &mut BytesMut,
+        len: usize,
+        upstream: &mut OwnedWriteHalf,
+        read_at: Instant,
+    ) -> Result<(), RequestsEnd> {
+        if len == 0 {
+            return Ok(());
+        }
+        if let Err(e) = upstream.write_all(&buf[..len]).await {
+            return Err(RequestsEnd::Failed(CloseReason::UpstreamError(e)));
+        }
+        buf.advance(len);
+        let metrics = &self.ctx.route.metrics;
+        self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+        metrics.bytes_from_client.inc_by(len as u64);
+        metrics.gateway_request_time.observe(read_at.elapsed());
+        Ok(())
     }
 
     /// The client id's hash, computed from the first request that needs it: a client keeps
@@ -557,6 +640,23 @@ impl Requests<'_> {
         let hash = client_id_hash(body).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
         Ok(*self.client.get_or_init(|| hash))
     }
+}
+
+/// What the request direction does with one request.
+enum Noted {
+    /// Forward it.
+    Forward(InFlight),
+    /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+fn bad_request(e: RequestError) -> RequestsEnd {
+    RequestsEnd::Failed(CloseReason::BadRequest(e))
+}
+
+/// The response half has ended (its queue end is gone); it reports why.
+fn response_half_ended() -> RequestsEnd {
+    RequestsEnd::Failed(CloseReason::UpstreamClosed)
 }
 
 /// What a fence in mode `error` left at the front of the buffer.
@@ -571,9 +671,17 @@ enum Fenced {
 fn refused_frame(buf: &[u8], e: FrameError) -> RequestsEnd {
     if proxy_protocol::looks_like_header(buf) {
         RequestsEnd::Failed(CloseReason::UnexpectedProxyHeader)
+    } else if looks_like_tls_handshake(buf) {
+        RequestsEnd::Failed(CloseReason::TlsOnPlaintext)
     } else {
         RequestsEnd::Failed(CloseReason::BadRequestFrame(e))
     }
+}
+
+/// A TLS record header of a handshake: content type 22, protocol major version 3 (SSL 3.0 to
+/// TLS 1.3 all start so). Read as a Kafka size prefix it claims about 350 MiB.
+fn looks_like_tls_handshake(buf: &[u8]) -> bool {
+    matches!(buf, [0x16, 0x03, 0x00..=0x04, ..])
 }
 
 /// The broker-to-client direction of one connection.
@@ -671,11 +779,12 @@ impl Responses<'_> {
                     None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
                 }
             };
+            let metrics = &ctx.route.metrics;
+            // Off the queue, so off the gauge, whether or not the answer is the right one.
+            metrics.requests_in_flight.dec();
             if request.correlation_id != correlation_id {
                 return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
             }
-            let metrics = &ctx.route.metrics;
-            metrics.requests_in_flight.dec();
             metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
             if !request.handling.decodes_response() {
                 run_end += len;

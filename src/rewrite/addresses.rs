@@ -10,7 +10,7 @@
 use kafka_protocol::messages::{
     describe_cluster_response::DescribeClusterBroker, fetch_response, metadata_response::MetadataResponseBroker,
     produce_response, share_acknowledge_response, share_fetch_response, BrokerId, DescribeClusterResponse,
-    FindCoordinatorResponse, MetadataResponse,
+    DescribeQuorumResponse, FindCoordinatorResponse, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -128,7 +128,7 @@ impl Rewriter<'_> {
     }
 
     /// The address clients reach `node_id` (in `rack`) at, logging when it has none.
-    fn gateway_address(&self, node_id: i32, rack: Option<&str>) -> Option<(StrBytes, i32)> {
+    pub(super) fn gateway_address(&self, node_id: i32, rack: Option<&str>) -> Option<(StrBytes, i32)> {
         let Some(port) = self.route.port_map.port_for(node_id) else {
             self.log_unmapped(node_id);
             return None;
@@ -163,6 +163,14 @@ impl Rewriter<'_> {
             ranges.join(", ")
         );
     }
+}
+
+/// DescribeQuorum v2 lists every controller's listeners. Controllers cannot be reached through
+/// a route, so the listeners are removed; the node ids and the quorum's state remain.
+pub(super) fn hide_controller_listeners(response: &mut DescribeQuorumResponse) -> bool {
+    let listed = response.nodes.iter().any(|node| !node.listeners.is_empty());
+    response.nodes.iter_mut().for_each(|node| node.listeners.clear());
+    listed
 }
 
 /// What a FindCoordinator answer (or one of its v4+ entries) becomes.

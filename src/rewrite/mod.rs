@@ -1,22 +1,25 @@
 //! Responses that must change on their way to the client.
 //!
-//! Only two kinds of response are ever decoded: ApiVersions, clamped so no client negotiates a
-//! version this module cannot decode, and the responses that carry broker addresses, whose
-//! addresses become the route's own. A decoded response that needs no change is forwarded from
-//! its original bytes; only a changed one is encoded again. The caller chooses what the body is
-//! decoded from: a borrowed slice of the read buffer for small responses, so an unchanged one
-//! stays in place, or shared `Bytes` for responses that carry record data (Fetch), so records
-//! are sliced, never copied, on decode.
+//! Only the responses listed in [`rules`] are ever decoded: ApiVersions, clamped so no client
+//! negotiates a version this module cannot decode, and the responses that carry broker or
+//! controller addresses, whose addresses become the route's own or are hidden. A decoded
+//! response that needs no change is forwarded from its original bytes; only a changed one is
+//! encoded again. The caller chooses what the body is decoded from: a borrowed slice of the read
+//! buffer for small responses, so an unchanged one stays in place, or shared `Bytes` for
+//! responses that carry record data (Fetch), so records are sliced, never copied, on decode.
 
 mod addresses;
 mod api_versions;
+mod configs;
+mod rules;
 
 use std::fmt;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse, ResponseHeader, ShareAcknowledgeResponse, ShareFetchResponse,
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse,
+    FetchResponse, FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
+    ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -24,7 +27,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use crate::protocol::{encode_response, InFlight, ResponseHandling};
 use crate::routing::{Route, Upstream};
 
-pub use api_versions::clamped_max_version;
+pub use api_versions::{clamped_versions, unsupported_version_answer};
+pub use rules::{classify, handling, Classified};
 
 /// A response the gateway had to decode but could not.
 #[derive(Debug)]
@@ -89,6 +93,10 @@ fn rewrite_addresses<B: ByteBuf>(
         ApiKey::ShareAcknowledge => {
             edit::<ShareAcknowledgeResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints))
         }
+        ApiKey::DescribeQuorum => {
+            edit::<DescribeQuorumResponse, _>(request, body, addresses::hide_controller_listeners)
+        }
+        ApiKey::DescribeConfigs => edit::<DescribeConfigsResponse, _>(request, body, |r| rewriter.describe_configs(r)),
         other => anyhow::bail!("{other:?} responses carry no broker address"),
     }
 }

@@ -1,0 +1,134 @@
+//! The one table of responses the gateway decodes: which API, from which version, and why.
+//!
+//! Everything else about decoding follows from this table: which requests are noted as needing
+//! their answer decoded ([`handling`]), which versions a client may negotiate (the ApiVersions
+//! clamp in [`gateway_versions`]), and which versions are refused because the codec could not
+//! read their answer. Adding an address-carrying API is one row here and one rewrite function.
+//!
+//! A request at a version the gateway cannot decode never reaches the broker: its answer could
+//! not be rewritten and a real address would leak. A client that respects ApiVersions never
+//! sends one. ApiVersions itself is the exception Kafka defines: a broker answers a version it
+//! does not know with `UNSUPPORTED_VERSION` and its own range, so the client can retry lower,
+//! and so does the gateway ([`Classified::UnsupportedApiVersions`]).
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::VersionRange;
+
+use crate::protocol::{RequestError, ResponseHandling};
+
+/// One API whose responses the gateway decodes.
+struct Rule {
+    api_key: ApiKey,
+    /// The first version whose response needs decoding; earlier ones pass through as bytes.
+    since: i16,
+    handling: ResponseHandling,
+}
+
+const fn rule(api_key: ApiKey, since: i16, handling: ResponseHandling) -> Rule {
+    Rule { api_key, since, handling }
+}
+
+use ResponseHandling::{ClampApiVersions, RewriteAddresses};
+
+/// Every decoded response. The reasons, one per row:
+const RULES: &[Rule] = &[
+    // Clamped so clients negotiate only versions the gateway can decode.
+    rule(ApiKey::ApiVersions, 0, ClampApiVersions),
+    // Broker lists.
+    rule(ApiKey::Metadata, 0, RewriteAddresses),
+    rule(ApiKey::DescribeCluster, 0, RewriteAddresses),
+    // The coordinator's address.
+    rule(ApiKey::FindCoordinator, 0, RewriteAddresses),
+    // Leader endpoints on NOT_LEADER errors (KIP-951).
+    rule(ApiKey::Produce, 10, RewriteAddresses),
+    rule(ApiKey::Fetch, 16, RewriteAddresses),
+    rule(ApiKey::ShareFetch, 0, RewriteAddresses),
+    rule(ApiKey::ShareAcknowledge, 0, RewriteAddresses),
+    // v2 lists every controller's listeners, which are removed.
+    rule(ApiKey::DescribeQuorum, 2, RewriteAddresses),
+    // Broker configs name listeners and controllers (`advertised.listeners`, `listeners`,
+    // `controller.quorum.voters`, ...).
+    rule(ApiKey::DescribeConfigs, 0, RewriteAddresses),
+];
+
+fn rule_for(api_key: ApiKey) -> Option<&'static Rule> {
+    RULES.iter().find(|rule| rule.api_key == api_key)
+}
+
+/// What the gateway does with a request, by its API and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// Forward it; its answer is handled so.
+    Forward(ResponseHandling),
+    /// An ApiVersions the gateway cannot decode: answer it with `UNSUPPORTED_VERSION` itself.
+    UnsupportedApiVersions,
+    /// Refuse it: its answer would have to be decoded, at a version the codec does not know.
+    Refuse(RequestError),
+}
+
+/// Classify a request of `api_key` at `version`.
+pub fn classify(api_key: ApiKey, version: i16) -> Classified {
+    let Some(rule) = rule_for(api_key) else {
+        return Classified::Forward(ResponseHandling::Opaque);
+    };
+    if (0..rule.since).contains(&version) {
+        return Classified::Forward(ResponseHandling::Opaque);
+    }
+    let range = api_key.valid_versions();
+    if (range.min..=range.max).contains(&version) {
+        return Classified::Forward(rule.handling);
+    }
+    if api_key == ApiKey::ApiVersions {
+        return Classified::UnsupportedApiVersions;
+    }
+    Classified::Refuse(RequestError::UndecodableVersion { api_key, version, min: range.min, max: range.max })
+}
+
+/// How a response to a request of `api_key` at `version` is handled. Only for versions
+/// [`classify`] forwards.
+pub fn handling(api_key: ApiKey, version: i16) -> ResponseHandling {
+    match classify(api_key, version) {
+        Classified::Forward(handling) => handling,
+        _ => ResponseHandling::Opaque,
+    }
+}
+
+/// The versions of `api_key` the gateway lets clients negotiate: those it can decode, for an
+/// API in the table from its first decoded version on; any version otherwise.
+pub fn gateway_versions(api_key: ApiKey) -> VersionRange {
+    match rule_for(api_key) {
+        // Versions before `since` pass as bytes, so only the top of the range is bounded.
+        Some(rule) if rule.since > 0 => VersionRange { min: 0, max: api_key.valid_versions().max },
+        Some(_) => api_key.valid_versions(),
+        None => VersionRange { min: 0, max: i16::MAX },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_names_a_distinct_api_with_a_decodable_first_version() {
+        for (i, rule) in RULES.iter().enumerate() {
+            assert!(RULES[i + 1..].iter().all(|other| other.api_key != rule.api_key), "{:?} twice", rule.api_key);
+            assert!(rule.since <= rule.api_key.valid_versions().max, "{:?}", rule.api_key);
+            assert_ne!(rule.handling, ResponseHandling::Opaque);
+        }
+    }
+
+    #[test]
+    fn classifies_by_version_gate_and_codec_range() {
+        use ResponseHandling::Opaque;
+        assert_eq!(classify(ApiKey::Produce, 9), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::Produce, 10), Classified::Forward(RewriteAddresses));
+        assert_eq!(classify(ApiKey::DescribeQuorum, 1), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::DescribeQuorum, 2), Classified::Forward(RewriteAddresses));
+        assert_eq!(classify(ApiKey::JoinGroup, 99), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::ApiVersions, 3), Classified::Forward(ClampApiVersions));
+        assert_eq!(classify(ApiKey::ApiVersions, 5), Classified::UnsupportedApiVersions);
+        assert_eq!(classify(ApiKey::ApiVersions, -1), Classified::UnsupportedApiVersions);
+        assert!(matches!(classify(ApiKey::Metadata, 99), Classified::Refuse(RequestError::UndecodableVersion { .. })));
+        assert!(matches!(classify(ApiKey::DescribeConfigs, 0), Classified::Refuse(_)));
+    }
+}
