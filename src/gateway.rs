@@ -17,7 +17,7 @@ use crate::admin::{self, AdminState, AuditEvent, AuditLog, Metrics};
 use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
 use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
-use crate::proxy::{accept_loop, bind_route, BoundPort, ListenerContext};
+use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext};
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
@@ -83,6 +83,7 @@ impl Gateway {
             audit: Arc::clone(&audit),
             shutdown: shutdown.clone(),
             connections: connections.clone(),
+            limits: ConnectionLimits::new(&config.proxy),
         });
         let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _)| Arc::clone(route)).collect();
         for (route, ports) in bound_routes {

@@ -24,6 +24,9 @@ use switchyard_testkit::{
 
 const MAX_FRAME: usize = 1024 * 1024;
 const IDLE_MS: u64 = 2_000;
+/// Longer than the idle timeout, so a frame trickled faster than that still ends.
+const FRAME_TIMEOUT_MS: u64 = 3_000;
+const MAX_PER_CLIENT: usize = 300;
 const WAIT: Duration = Duration::from_secs(15);
 /// The client id that makes the hostile broker misbehave; anyone else is hung up on.
 const HOSTILE_CLIENT: &str = "hostile-test";
@@ -51,6 +54,9 @@ fn main() {
             ("thousands_of_pipelined_requests_are_all_answered", thousands_of_pipelined_requests_are_all_answered),
             ("client_disconnecting_mid_frame_is_logged", client_disconnecting_mid_frame_is_logged),
             ("client_stalling_mid_frame_times_out", client_stalling_mid_frame_times_out),
+            ("trickled_frame_times_out_though_bytes_keep_coming", trickled_frame_times_out_though_bytes_keep_coming),
+            ("size_prefixes_alone_reserve_no_memory", size_prefixes_alone_reserve_no_memory),
+            ("connections_over_the_per_client_limit_are_refused", connections_over_the_per_client_limit_are_refused),
             ("broker_garbage_bytes_close_the_connection", broker_garbage_bytes_close_the_connection),
             ("broker_undecodable_metadata_closes_the_connection", broker_undecodable_metadata_closes_the_connection),
             ("broker_wrong_correlation_id_closes_the_connection", broker_wrong_correlation_id_closes_the_connection),
@@ -89,7 +95,10 @@ fn two_route_yaml(kafka: &str, main_port: u16, hostile: SocketAddr, hostile_port
         routes: vec![route("main", main_port, &kafka), route("hostile", hostile_port, &hostile)],
         domains: vec![kafka, hostile],
         admin: Some(loopback(free_port_block(1))),
-        sections: format!("proxy:\n  maxFrameBytes: {MAX_FRAME}\n  idleTimeoutMs: {IDLE_MS}\n"),
+        sections: format!(
+            "proxy:\n  maxFrameBytes: {MAX_FRAME}\n  idleTimeoutMs: {IDLE_MS}\n  frameTimeoutMs: {FRAME_TIMEOUT_MS}\n  \
+             maxConnectionsPerClient: {MAX_PER_CLIENT}\n"
+        ),
         ..GatewayYaml::default()
     }
     .to_string()
@@ -211,6 +220,90 @@ fn client_stalling_mid_frame_times_out(env: &Env) -> Result<()> {
         .context("a stalled half-frame must not hold the connection forever")?;
     expect_log(env, &bad.local_addr()?, "idle for longer than proxy.idleTimeoutMs in the middle of a request frame")?;
     healthy_connection(env).map(drop)
+}
+
+/// Slowloris: a byte every half second keeps the idle timer happy, but the frame must still be
+/// complete `frameTimeoutMs` after its first byte.
+fn trickled_frame_times_out_though_bytes_keep_coming(env: &Env) -> Result<()> {
+    let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
+    let client = bad.local_addr()?;
+    let mut trickle = bad.try_clone()?;
+    let trickler = std::thread::spawn(move || {
+        let _ = trickle.write_all(&500i32.to_be_bytes());
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(IDLE_MS / 4));
+            if trickle.write_all(&[0]).is_err() {
+                return;
+            }
+        }
+    });
+    let closed = expect_closed(&mut bad, Duration::from_millis(FRAME_TIMEOUT_MS * 3));
+    drop(bad);
+    let _ = trickler.join();
+    closed.context("a trickled frame must not hold the connection forever")?;
+    expect_log(env, &client, "a request frame was still incomplete proxy.frameTimeoutMs after its first byte")
+}
+
+/// A size prefix claiming the largest frame, and nothing more, on many connections: the
+/// gateway's memory must follow the bytes received, not the sizes claimed. Measured as the
+/// growth of the process's virtual size, which an over-reservation shows even when the kernel
+/// never backs it with pages.
+fn size_prefixes_alone_reserve_no_memory(env: &Env) -> Result<()> {
+    const CONNECTIONS: usize = 200;
+    let before = virtual_size_kib(env.gateway.pid())?;
+    let mut claims = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut claim = TcpStream::connect(("127.0.0.1", env.main_port))?;
+        claim.write_all(&(MAX_FRAME as i32).to_be_bytes())?;
+        claims.push(claim);
+    }
+    // Every prefix read: each connection has logged nothing yet, so wait on the growth settling.
+    std::thread::sleep(Duration::from_secs(1));
+    let grown_mib = virtual_size_kib(env.gateway.pid())?.saturating_sub(before) / 1024;
+    drop(claims);
+    let claimed_mib = CONNECTIONS * MAX_FRAME / (1024 * 1024);
+    ensure!(
+        grown_mib < claimed_mib as u64 / 4,
+        "{CONNECTIONS} size prefixes claiming {claimed_mib} MiB in all grew the gateway by {grown_mib} MiB"
+    );
+    healthy_connection(env).map(drop)
+}
+
+fn virtual_size_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|line| line.starts_with("VmSize:")).context("no VmSize")?;
+    line.split_whitespace().nth(1).context("bad VmSize")?.parse().context("bad VmSize")
+}
+
+/// Past `maxConnectionsPerClient` from one address, new connections are closed at once with a
+/// logged reason; those already open keep working, and a closed one frees its place.
+fn connections_over_the_per_client_limit_are_refused(env: &Env) -> Result<()> {
+    const EXTRA: usize = 10;
+    let healthy = healthy_connection(env)?;
+    let mut open = Vec::new();
+    for _ in 0..MAX_PER_CLIENT + EXTRA {
+        let stream = TcpStream::connect(("127.0.0.1", env.main_port))?;
+        stream.set_nonblocking(true)?;
+        open.push(stream);
+    }
+    // The healthy connection holds one place, so one more than EXTRA is refused.
+    let refused = poll::poll_until(WAIT, || {
+        let closed = open.iter().filter(|stream| closed_by_peer(stream)).count();
+        (closed > EXTRA).then_some(closed)
+    })
+    .context("no connection over the limit was refused")?;
+    ensure!(refused == EXTRA + 1, "{refused} connections refused, expected {}", EXTRA + 1);
+    let reason = "it would exceed the limit of connections from one client address (proxy.maxConnectionsPerClient)";
+    ensure!(env.gateway.log_contents().contains(reason), "no refusal logged:\n{}", env.gateway.log_tail());
+    drop(open);
+    // The places are freed as the gateway sees the closes.
+    poll::poll_until(WAIT, || healthy_connection(env).ok()).context("no place freed after the connections closed")?;
+    still_serving(env, healthy)
+}
+
+/// Whether a non-blocking stream's peer has closed it.
+fn closed_by_peer(mut stream: &TcpStream) -> bool {
+    matches!(stream.read(&mut [0u8; 1]), Ok(0))
 }
 
 // ---- broker-side cases -------------------------------------------------------------------

@@ -153,6 +153,10 @@ metric_families! {
         "frames_rejected",
         "Frames refused as malformed or hostile, by reason",
     ),
+    connections_refused: Family<ReasonLabels, Counter> = (
+        "connections_refused",
+        "Client connections refused at a connection limit, by limit",
+    ),
     fenced: Family<RouteLabels, Gauge> = ("route_fenced", "1 while a switchover fences the route"),
     fence_answers: Family<ApiLabels, Counter> = (
         "fence_answers",
@@ -280,6 +284,12 @@ impl RouteMetrics {
 
     pub fn switchover_finished(&self, outcome: &'static str) {
         self.all.switchovers.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
+    }
+
+    /// A client connection refused at `limit` (`gateway`, `route` or `client`).
+    pub fn connection_refused(&self, limit: &'static str) {
+        let labels = ReasonLabels { route: self.route.clone(), reason: limit };
+        self.all.connections_refused.get_or_create(&labels).inc();
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {

@@ -101,6 +101,14 @@ pub struct RouteConfig {
 pub struct ProxySettings {
     pub max_frame_bytes: usize,
     pub max_in_flight_requests: usize,
+    /// Time from the first byte of a request frame to its last; trickling bytes don't extend it.
+    pub frame_timeout: Duration,
+    /// Open client connections, across every route.
+    pub max_connections: usize,
+    /// Open client connections of one route.
+    pub max_connections_per_route: usize,
+    /// Open client connections from one client address (the PROXY protocol's source where used).
+    pub max_connections_per_client: usize,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
@@ -113,6 +121,12 @@ impl Default for ProxySettings {
             // Kafka's own socket.request.max.bytes default.
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_requests: 1024,
+            // Kafka has no such limit; a minute moves a 100 MiB request at about 14 Mbit/s.
+            frame_timeout: Duration::from_secs(60),
+            // Each client connection costs two file descriptors (client and broker).
+            max_connections: 8_192,
+            max_connections_per_route: 8_192,
+            max_connections_per_client: 1_024,
             // Kafka's connections.max.idle.ms default.
             idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),

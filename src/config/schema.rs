@@ -123,6 +123,10 @@ pub(crate) struct RawRouteDomain {
 pub(crate) struct RawProxySettings {
     pub max_frame_bytes: Option<u64>,
     pub max_in_flight_requests: Option<u64>,
+    pub frame_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub max_connections_per_route: Option<u64>,
+    pub max_connections_per_client: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,

@@ -63,6 +63,10 @@ pub enum CloseReason {
     IdleTimeout {
         partial_frame_bytes: usize,
     },
+    /// A request frame still incomplete `frameTimeoutMs` after its first byte.
+    FrameTimeout {
+        received: usize,
+    },
     UpstreamClosed,
     UpstreamClosedMidFrame {
         received: usize,
@@ -111,6 +115,7 @@ impl CloseReason {
             CloseReason::UnexpectedProxyHeader => "unexpected_proxy_header",
             CloseReason::TlsOnPlaintext => "tls_on_plaintext",
             CloseReason::IdleTimeout { .. } => "idle_timeout",
+            CloseReason::FrameTimeout { .. } => "frame_timeout",
             CloseReason::UpstreamClosed => "broker_closed",
             CloseReason::UpstreamClosedMidFrame { .. } => "broker_closed_mid_frame",
             CloseReason::UpstreamError(_) => "broker_error",
@@ -131,6 +136,7 @@ impl CloseReason {
                 | CloseReason::BadRequest(_)
                 | CloseReason::UnexpectedProxyHeader
                 | CloseReason::TlsOnPlaintext
+                | CloseReason::FrameTimeout { .. }
                 | CloseReason::BadResponseFrame(_)
                 | CloseReason::UnexpectedResponse { .. }
                 | CloseReason::BadResponse(_)
@@ -162,6 +168,10 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout { partial_frame_bytes } => write!(
                 f,
                 "idle for longer than proxy.idleTimeoutMs in the middle of a request frame ({partial_frame_bytes} bytes of it received)"
+            ),
+            CloseReason::FrameTimeout { received } => write!(
+                f,
+                "a request frame was still incomplete proxy.frameTimeoutMs after its first byte ({received} bytes of it received)"
             ),
             CloseReason::UpstreamClosed => write!(f, "broker closed the connection"),
             CloseReason::UpstreamClosedMidFrame { received } => {
@@ -365,10 +375,26 @@ struct Requests<'a> {
 /// or a cancellation future set up for every read would cost a lock each time.
 struct ReadWaits<'a, 'b> {
     stopped: Pin<&'b mut WaitForCancellationFuture<'a>>,
-    /// Never earlier than `idleTimeoutMs` after `last_read`. Reads do not move it, so it can
-    /// fire early, and is then moved to `last_read + idleTimeoutMs`.
-    idle: Pin<&'b mut Sleep>,
+    /// One timer for both deadlines: never later than the earlier of `idleTimeoutMs` after
+    /// `last_read` and `frameTimeoutMs` after `frame_started`. Reads do not move it, so it can
+    /// fire early, and is then moved to the next deadline.
+    timer: Pin<&'b mut Sleep>,
     last_read: Instant,
+    /// When the first bytes of the partial request frame in the buffer arrived.
+    frame_started: Option<Instant>,
+}
+
+impl ReadWaits<'_, '_> {
+    /// Note what is left in the buffer after forwarding: `left` bytes, of `read` before.
+    fn partial_frame(&mut self, left: usize, read: usize) {
+        self.frame_started = match self.frame_started {
+            _ if left == 0 => None,
+            // A frame completed and another began in the same read.
+            _ if left < read => Some(self.last_read),
+            Some(started) => Some(started),
+            None => Some(self.last_read),
+        };
+    }
 }
 
 impl Requests<'_> {
@@ -380,8 +406,8 @@ impl Requests<'_> {
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let stopped = pin!(self.stop.route.cancelled());
-        let idle = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
-        let waits = &mut ReadWaits { stopped, idle, last_read: Instant::now() };
+        let timer = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
+        let waits = &mut ReadWaits { stopped, timer, last_read: Instant::now(), frame_started: None };
         let mut already_read = !buf.is_empty();
         loop {
             if !already_read {
@@ -395,6 +421,7 @@ impl Requests<'_> {
                 }
             }
             already_read = false;
+            let read = buf.len();
             if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
                 return end;
             }
@@ -402,6 +429,7 @@ impl Requests<'_> {
                 Ok(next_total) => next_total,
                 Err(end) => return end,
             };
+            waits.partial_frame(buf.len(), read);
             reserve_for_next(&mut buf, next_total);
         }
     }
@@ -483,14 +511,19 @@ impl Requests<'_> {
         }
     }
 
-    /// Wait for client bytes, a stop signal, or the idle timeout.
+    /// Wait for client bytes, a stop signal, the idle timeout, or the deadline of a partial frame.
     async fn read(
         &self,
         client: &mut OwnedReadHalf,
         buf: &mut BytesMut,
         waits: &mut ReadWaits<'_, '_>,
     ) -> Result<(), RequestsEnd> {
-        let idle_timeout = self.ctx.settings.idle_timeout;
+        let settings = &self.ctx.settings;
+        if let Some(deadline) = waits.frame_started.map(|started| started + settings.frame_timeout) {
+            if deadline < waits.timer.deadline().into_std() {
+                waits.timer.as_mut().reset(deadline.into());
+            }
+        }
         loop {
             // Checked here too: with the read first below, a client that never pauses would
             // otherwise never let the stop be seen.
@@ -501,16 +534,9 @@ impl Requests<'_> {
                 biased;
                 read = client.read_buf(buf) => read,
                 _ = waits.stopped.as_mut() => return Err(RequestsEnd::Drain(self.stop_reason())),
-                _ = waits.idle.as_mut() => {
-                    let now = Instant::now();
-                    let idle_at = waits.last_read + idle_timeout;
-                    if now >= idle_at && self.in_flight.capacity() == self.in_flight.max_capacity() {
-                        return Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() }));
-                    }
-                    // Fired early (reads do not move it), or the client is waiting for answers,
-                    // which is not idleness.
-                    let next = if now < idle_at { idle_at } else { now + idle_timeout };
-                    waits.idle.as_mut().reset(next.into());
+                _ = waits.timer.as_mut() => {
+                    let next = self.timer_fired(buf, waits)?;
+                    waits.timer.as_mut().reset(next.into());
                     continue;
                 }
             };
@@ -522,6 +548,25 @@ impl Requests<'_> {
                 Ok(_) => Ok(()),
             };
         }
+    }
+
+    /// The read timer fired: close the connection if a deadline has passed, else say when to
+    /// look again.
+    fn timer_fired(&self, buf: &BytesMut, waits: &ReadWaits<'_, '_>) -> Result<Instant, RequestsEnd> {
+        let settings = &self.ctx.settings;
+        let now = Instant::now();
+        let frame_deadline = waits.frame_started.map(|started| started + settings.frame_timeout);
+        if frame_deadline.is_some_and(|deadline| now >= deadline) {
+            return Err(RequestsEnd::Failed(CloseReason::FrameTimeout { received: buf.len() }));
+        }
+        let idle_at = waits.last_read + settings.idle_timeout;
+        // A client waiting for answers is not idle.
+        let waiting = self.in_flight.capacity() != self.in_flight.max_capacity();
+        if now >= idle_at && !waiting {
+            return Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: buf.len() }));
+        }
+        let next_idle = if now < idle_at { idle_at } else { now + settings.idle_timeout };
+        Ok(frame_deadline.map_or(next_idle, |deadline| deadline.min(next_idle)))
     }
 
     /// Forward every complete request at the front of `buf`, in order, and note each one the
@@ -843,8 +888,11 @@ async fn write_run(buf: &mut BytesMut, len: usize, client: &mut OwnedWriteHalf) 
     Ok(())
 }
 
-/// Make room for the rest of a partial frame, and for a large next read.
+/// Make room for the rest of a partial frame, and for a large next read. Memory follows the
+/// bytes received, never the size a peer claims: a partial frame gets room for at most as much
+/// again as has arrived of it (at least one read chunk), so a buffer at most doubles per read
+/// and a size prefix alone reserves one chunk.
 fn reserve_for_next(buf: &mut BytesMut, next_total: Option<usize>) {
-    let wanted = next_total.map_or(0, |total| total.saturating_sub(buf.len())).max(READ_CHUNK);
-    buf.reserve(wanted);
+    let missing = next_total.map_or(0, |total| total.saturating_sub(buf.len()));
+    buf.reserve(missing.min(buf.len()).max(READ_CHUNK));
 }

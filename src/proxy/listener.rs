@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
+use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses};
 use super::upstream;
 use crate::admin::{AuditEvent, AuditLog, ConnectionEvent};
@@ -35,6 +36,7 @@ pub struct ListenerContext {
     pub audit: Arc<AuditLog>,
     pub shutdown: CancellationToken,
     pub connections: TaskTracker,
+    pub limits: Arc<ConnectionLimits>,
 }
 
 /// Bind every port of a route.
@@ -77,6 +79,7 @@ fn describe_target(target: Target) -> String {
 
 /// Accept connections on one port until shutdown.
 pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<ListenerContext>) {
+    let route_name: Arc<str> = route.name.as_str().into();
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -84,11 +87,19 @@ pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<Listene
         };
         match accepted {
             Ok((stream, client_addr)) => {
+                let admitted = match shared.limits.admit(&route_name) {
+                    Ok(admitted) => admitted,
+                    Err(limit) => {
+                        refuse(&shared.limits, &route, client_addr, limit);
+                        continue;
+                    }
+                };
                 let connection = Connection {
                     route: Arc::clone(&route),
                     shared: Arc::clone(&shared),
                     target: port.target,
                     client_addr,
+                    admitted,
                 };
                 shared.connections.spawn(connection.serve(stream));
             }
@@ -101,16 +112,31 @@ pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<Listene
     }
 }
 
+/// Count a connection refused at `limit`, and log it unless one was logged this second.
+fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, limit: Limit) {
+    route.metrics.connection_refused(limit.label());
+    if let Some(unlogged) = limits.log_refusal(limit) {
+        tracing::warn!(
+            %client_addr,
+            route = %route.name,
+            refused_since_last_logged = unlogged,
+            "refusing client connection: it would exceed {limit}"
+        );
+    }
+}
+
 /// One accepted client connection, from accept to close.
 struct Connection {
     route: Arc<Route>,
     shared: Arc<ListenerContext>,
     target: Target,
     client_addr: SocketAddr,
+    /// Released when the connection ends.
+    admitted: Admitted,
 }
 
 impl Connection {
-    async fn serve(self, mut client: TcpStream) {
+    async fn serve(mut self, mut client: TcpStream) {
         let started = Instant::now();
         let metrics = &self.route.metrics;
         metrics.client_connections_total.inc();
@@ -118,6 +144,12 @@ impl Connection {
         let _ = client.set_nodelay(true);
         let session = self.route.session();
         if let Some((proxied, initial)) = self.proxy_header(&mut client).await {
+            let address = proxied.map_or(self.client_addr, |p| p.source).ip();
+            if let Err(limit) = self.admitted.client(address) {
+                refuse(&self.shared.limits, &self.route, self.client_addr, limit);
+                metrics.client_connections_active.dec();
+                return;
+            }
             self.audit_open(proxied);
             self.proxy(client, initial, proxied, &session, started).await;
         }

@@ -2,10 +2,12 @@
 //! pump between them.
 
 mod connection;
+mod limits;
 mod listener;
 mod proxy_protocol;
 mod upstream;
 
 pub use connection::CloseReason;
+pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, bind_route, BoundPort, ListenerContext};
 pub use proxy_protocol::ProxiedAddresses;
