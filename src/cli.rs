@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use crate::admin::client;
 use crate::config::watch::ConfigWatch;
 use crate::config::{self, GatewayConfig};
+use crate::config::{CatchUpPolicy, FenceMode, SwitchoverRequest};
 use crate::gateway::Gateway;
-use crate::routing::FenceMode;
-use crate::switchover::{CatchUpPolicy, SwitchoverRequest, DEFAULT_CATCH_UP_TIMEOUT};
+use crate::switchover::DEFAULT_CATCH_UP_TIMEOUT;
 
 #[derive(Debug, Parser)]
 #[command(

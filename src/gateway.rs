@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState, AuditEvent, AuditLog, Metrics};
+use crate::admin::{self, AdminState};
 use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
 use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
@@ -21,6 +21,7 @@ use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, Listene
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
+use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 
 pub struct Gateway {
     state: Arc<AdminState>,
@@ -49,8 +50,12 @@ impl Gateway {
         let mut listening = Vec::new();
         let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
         for route_config in &config.routes {
-            let upstream =
-                start_upstream(config, &route_config.domain, route_config.bootstrap_server_id.as_deref(), &shutdown)?;
+            let upstream = Upstream::for_domain(
+                config,
+                &route_config.domain,
+                route_config.bootstrap_server_id.as_deref(),
+                &shutdown,
+            )?;
             let route = Arc::new(Route::new(route_config, upstream, Arc::clone(&advertising), &metrics, &shutdown));
             let ports = bind_route(&route, route_config.bind_ip).await?;
             for port in &ports {
@@ -171,22 +176,6 @@ impl Gateway {
         self.audit.flush().await;
         drained
     }
-}
-
-/// Start reaching `domain` (which the config guarantees exists) for a route.
-pub fn start_upstream(
-    config: &GatewayConfig,
-    domain: &str,
-    bootstrap_server_id: Option<&str>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Arc<Upstream>> {
-    let domain = config
-        .domains
-        .iter()
-        .find(|d| d.name == domain)
-        .ok_or_else(|| anyhow::anyhow!("no streaming domain `{domain}`"))?;
-    let proxy = &config.proxy;
-    Upstream::start(domain, bootstrap_server_id, proxy.metadata_refresh_interval, proxy.connect_timeout, shutdown)
 }
 
 /// Join the gateway cluster through its membership domain (`cluster.domain`, else the first

@@ -25,3 +25,4 @@ pub mod proxy;
 pub mod rewrite;
 pub mod routing;
 pub mod switchover;
+pub mod telemetry;

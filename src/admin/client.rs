@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use crate::config::SwitchoverRequest;
 use crate::config::{DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN};
-use crate::switchover::SwitchoverRequest;
 
 /// The admin API of the local node: `GATEWAY_ADMIN_ADDRESS`, else the default address.
 pub fn default_admin_url() -> String {

@@ -16,11 +16,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{AuditEvent, AuditLog, Metrics, SwitchoverEvent};
 use crate::cluster::ClusterNode;
-use crate::config::{GatewayConfig, ENV_ADMIN_TOKEN};
+use crate::config::{GatewayConfig, SwitchoverRequest, ENV_ADMIN_TOKEN};
 use crate::routing::Route;
-use crate::switchover::{Refusal, Switchboard, SwitchoverReport, SwitchoverRequest};
+use crate::switchover::{Refusal, Switchboard, SwitchoverReport};
+use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 
 /// What the admin server reads and acts on.
 pub struct AdminState {
@@ -243,9 +243,9 @@ async fn cluster(State(state): State<Arc<AdminState>>) -> Json<Value> {
 /// One audit event per phase, then the outcome.
 pub fn record_switchover(audit: &AuditLog, report: &SwitchoverReport) {
     for phase in &report.phases {
-        audit.record(AuditEvent::Switchover(SwitchoverEvent::phase(report, phase)));
+        audit.record(AuditEvent::Switchover(report.phase_event(phase)));
     }
-    audit.record(AuditEvent::Switchover(SwitchoverEvent::outcome(report)));
+    audit.record(AuditEvent::Switchover(report.outcome_event()));
 }
 
 /// The answer to a change request without the right bearer token; `None` lets it through.

@@ -27,8 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Member, Membership};
-use crate::config::{ClusterSettings, HostPort};
-use crate::switchover::SwitchoverRequest;
+use crate::config::{ClusterSettings, HostPort, SwitchoverRequest};
 
 const CLIENT_ID_PREFIX: &str = "switchyard";
 const LIST_EVERY: Duration = Duration::from_secs(1);

@@ -19,8 +19,8 @@ use std::sync::{Arc, RwLock};
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::admin::{AuditEvent, AuditLog, MembershipEvent, Metrics};
 use crate::config::ClusterSettings;
+use crate::telemetry::{AuditEvent, AuditLog, MembershipEvent, Metrics};
 use group::ClusterGroup;
 
 use kafka_protocol::protocol::StrBytes;

@@ -23,14 +23,10 @@ pub fn member_for<'m>(members: &'m [Member], broker: i32, rack: Option<&str>, cl
     Some(candidates[slot])
 }
 
-/// FNV-1a: a stable, cheap hash of a client id, the same on every node and every run.
-pub fn client_hash(client_id: &[u8]) -> u32 {
-    client_id.iter().fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::client_hash;
 
     fn member(id: &str, rack: &str) -> Member {
         Member { node_id: id.into(), host: format!("{id}.local"), rack: Some(rack.into()) }

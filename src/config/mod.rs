@@ -8,7 +8,9 @@
 //! what to change.
 
 mod operability;
+mod port_map;
 mod schema;
+mod switchover;
 mod validate;
 pub mod watch;
 
@@ -16,14 +18,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::routing::{FenceMode, PortMap};
-use crate::switchover::CatchUpPolicy;
-
 pub use operability::{
     AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings, DEFAULT_ADMIN_ADDRESS,
     ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_CONFIG_WATCH,
     ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
+pub use port_map::PortMap;
+pub use switchover::{CatchUpPolicy, FenceMode, SwitchoverRequest};
 pub use validate::ConfigError;
 
 /// Environment variable naming the config file when `--config` is not given.

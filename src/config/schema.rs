@@ -95,11 +95,11 @@ pub(crate) struct RawRoute {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawSwitchoverDefaults {
     #[serde(default)]
-    pub catch_up: Option<crate::switchover::CatchUpPolicy>,
+    pub catch_up: Option<super::CatchUpPolicy>,
     #[serde(default)]
     pub catch_up_timeout_ms: Option<u64>,
     #[serde(default)]
-    pub fence: Option<crate::routing::FenceMode>,
+    pub fence: Option<super::FenceMode>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::operability::{self, EnvLookup};
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
+use super::PortMap;
 use super::{BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig};
-use crate::routing::PortMap;
 
 /// A config problem, with everything a user needs to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

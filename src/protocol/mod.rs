@@ -14,7 +14,7 @@ use kafka_protocol::protocol::Encodable;
 
 pub use frame::{frame_at, FrameError, FrameLimits, FrameStatus, SIZE_PREFIX};
 pub use inflight::{InFlight, ResponseHandling};
-pub use request::{client_id_hash, peek_request, RequestError, MIN_REQUEST_BODY};
+pub use request::{client_hash, client_id_hash, peek_request, RequestError, MIN_REQUEST_BODY};
 
 /// Bytes every response body starts with: the correlation id.
 pub const MIN_RESPONSE_BODY: usize = 4;

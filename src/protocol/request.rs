@@ -79,7 +79,12 @@ pub fn client_id_hash(body: &[u8]) -> Result<u32, RequestError> {
     let mut cursor = Cursor { buf: body, pos: 8 };
     let len = cursor.i16("client id")?;
     let id = if len > 0 { cursor.take(len as usize, "client id")? } else { &[] };
-    Ok(crate::cluster::placement::client_hash(id))
+    Ok(client_hash(id))
+}
+
+/// FNV-1a: a stable, cheap hash of a client id, the same on every node and every run.
+pub fn client_hash(client_id: &[u8]) -> u32 {
+    client_id.iter().fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193))
 }
 
 /// Skip the rest of the request header and the transactional id to read a Produce's `acks`.

@@ -36,13 +36,14 @@ use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::proxy_protocol;
+use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
     client_id_hash, fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits,
     FrameStatus, InFlight, RequestError, ResponseHandling, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, RewriteError};
-use crate::routing::{FenceMode, Route, Upstream};
+use crate::routing::{Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
 const READ_CHUNK: usize = 64 * 1024;

@@ -19,9 +19,9 @@ use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, St
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses};
 use super::upstream;
-use crate::admin::{AuditEvent, AuditLog, ConnectionEvent};
 use crate::config::{ProxyProtocolSettings, ProxySettings};
 use crate::routing::{Route, Target};
+use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent};
 
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {

@@ -9,28 +9,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-/// What a closed fence does with the requests that reach it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "camelCase")]
-pub enum FenceMode {
-    /// Park them until the fence opens: clients see a pause.
-    #[default]
-    Hold,
-    /// Answer them with a retriable error code: clients back off and retry.
-    Error,
-}
-
-impl std::fmt::Display for FenceMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FenceMode::Hold => "hold",
-            FenceMode::Error => "error",
-        })
-    }
-}
+use crate::config::FenceMode;
 
 const OPEN: u8 = 0;
 const HOLD: u8 = 1;

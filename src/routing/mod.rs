@@ -8,7 +8,6 @@
 //! new connections and resets the old ones.
 
 mod fence;
-mod port_map;
 mod topology;
 
 use std::collections::BTreeSet;
@@ -19,7 +18,7 @@ use std::time::Duration;
 use kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{Metrics, RouteMetrics};
+use crate::telemetry::{Metrics, RouteMetrics};
 
 /// Topics a route remembers its clients asking about (for a switchover's pre-flight). Clients
 /// that ask about more (a tool listing a whole cluster) make pre-flight check every topic of
@@ -32,10 +31,9 @@ struct TopicsSeen {
     overflowed: bool,
 }
 use crate::cluster::Advertising;
-use crate::config::{DomainConfig, HostPort, RouteConfig};
+use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPort, PortMap, RouteConfig};
 
-pub use fence::{Fence, FenceMode};
-pub use port_map::PortMap;
+pub use fence::Fence;
 pub use topology::{Broker, Topology};
 
 /// Which upstream a client-facing port leads to.
@@ -58,6 +56,22 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Start reaching `domain` (which the config guarantees exists) for a route.
+    pub fn for_domain(
+        config: &GatewayConfig,
+        domain: &str,
+        bootstrap_server_id: Option<&str>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>> {
+        let domain = config
+            .domains
+            .iter()
+            .find(|d| d.name == domain)
+            .ok_or_else(|| anyhow::anyhow!("no streaming domain `{domain}`"))?;
+        let proxy = &config.proxy;
+        Upstream::start(domain, bootstrap_server_id, proxy.metadata_refresh_interval, proxy.connect_timeout, shutdown)
+    }
+
     /// Reach `domain` through its bootstrap server `preferred_id` (else its first), and keep
     /// its broker view fresh every `refresh_every` until retired or `shutdown`.
     pub fn start(

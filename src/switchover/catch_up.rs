@@ -8,40 +8,15 @@
 //! - `none`: do not wait.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::{TopicReport, PROBE_TIMEOUT};
+use crate::config::CatchUpPolicy;
 use crate::routing::Upstream;
 
 /// How often catch-up re-reads the watermarks.
 const POLL_EVERY: Duration = Duration::from_millis(250);
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(tag = "policy", rename_all = "camelCase", deny_unknown_fields)]
-pub enum CatchUpPolicy {
-    #[default]
-    None,
-    Offsets,
-    #[serde(rename_all = "camelCase")]
-    Records {
-        #[serde(default)]
-        max_lag: i64,
-    },
-}
-
-impl fmt::Display for CatchUpPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CatchUpPolicy::None => write!(f, "none"),
-            CatchUpPolicy::Offsets => write!(f, "offsets equal"),
-            CatchUpPolicy::Records { max_lag } => write!(f, "records within {max_lag}"),
-        }
-    }
-}
 
 /// Topics a replication tool keeps for itself, never checked by default.
 pub fn is_replication_internal(topic: &str) -> bool {

@@ -20,41 +20,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::GatewayConfig;
-use crate::gateway::start_upstream;
-use crate::routing::{FenceMode, Route, Upstream};
-
-pub use catch_up::CatchUpPolicy;
+use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, SwitchoverRequest};
+use crate::routing::{Route, Upstream};
+use crate::telemetry::SwitchoverEvent;
 
 /// How long pre-flight may wait for a cluster to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on the catch-up phase.
 pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What an operator asks for.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SwitchoverRequest {
-    /// The destination streaming domain.
-    pub to: String,
-    #[serde(default)]
-    pub dry_run: bool,
-    /// The catch-up gate; the route's configured one when absent.
-    #[serde(default)]
-    pub catch_up: Option<CatchUpPolicy>,
-    /// What the fence does with new requests; the route's configured mode when absent.
-    #[serde(default)]
-    pub fence: Option<FenceMode>,
-    /// Bound on the catch-up phase; the route's configured one, else 60 s, when absent.
-    #[serde(default)]
-    pub catch_up_timeout_ms: Option<u64>,
-    /// Topics to check; by default those the route's clients have asked about, else every topic.
-    #[serde(default)]
-    pub topics: Option<Vec<String>>,
-}
 
 /// What happened, phase by phase.
 #[derive(Debug, Clone, Serialize)]
@@ -216,8 +192,9 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let to = &self.request.to;
         let unreachable = |cause: String| Refusal::Unreachable { domain: to.clone(), cause };
-        let destination = start_upstream(board.config, to, Some(&self.source.bootstrap_server_id), board.shutdown)
-            .map_err(|e| unreachable(e.to_string()))?;
+        let destination =
+            Upstream::for_domain(board.config, to, Some(&self.source.bootstrap_server_id), board.shutdown)
+                .map_err(|e| unreachable(e.to_string()))?;
         let probe = async {
             destination.topology.refresh(PROBE_TIMEOUT).await?;
             let source_topics = self.source.topology.topics(PROBE_TIMEOUT).await?;
@@ -341,6 +318,34 @@ impl<'a> Run<'a> {
             message,
             phases: self.phases.clone(),
             topics: self.topics.clone(),
+        }
+    }
+}
+
+impl SwitchoverReport {
+    /// The audit event of one finished phase.
+    pub fn phase_event(&self, phase: &PhaseReport) -> SwitchoverEvent {
+        let report = self;
+        SwitchoverEvent {
+            route: report.route.clone(),
+            from: report.from.clone(),
+            to: report.to.clone(),
+            phase: phase.name.to_string(),
+            duration_ms: Some(phase.duration_ms),
+            detail: phase.detail.clone(),
+        }
+    }
+
+    /// The audit event of the outcome.
+    pub fn outcome_event(&self) -> SwitchoverEvent {
+        let report = self;
+        SwitchoverEvent {
+            route: report.route.clone(),
+            from: report.from.clone(),
+            to: report.to.clone(),
+            phase: "outcome".to_string(),
+            duration_ms: None,
+            detail: format!("{}: {}", report.outcome, report.message),
         }
     }
 }

@@ -9,21 +9,10 @@
 //! listeners or new clients (new or removed routes, endpoints, ports, domain definitions, proxy
 //! settings) are reported as needing a restart and not applied: a reload never half-applies.
 
-use serde::Serialize;
-
-use super::{Switchboard, SwitchoverReport, SwitchoverRequest};
+use super::{Switchboard, SwitchoverReport};
+use crate::config::SwitchoverRequest;
 use crate::config::{DomainConfig, GatewayConfig, RouteConfig};
-
-/// What a reload did, route by route.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadOutcome {
-    pub source: String,
-    pub switched: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub needs_restart: Vec<String>,
-    pub failed: Vec<String>,
-}
+pub use crate::telemetry::ReloadOutcome;
 
 /// Apply `edited` over `running`, switching routes through `board` (whose config is `running`).
 pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOutcome, Vec<SwitchoverReport>) {

@@ -14,8 +14,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuditSink;
-use crate::switchover::reload::ReloadOutcome;
-use crate::switchover::{PhaseReport, SwitchoverReport};
 
 /// Events waiting to be written; beyond this they are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -60,28 +58,15 @@ pub struct SwitchoverEvent {
     pub detail: String,
 }
 
-impl SwitchoverEvent {
-    pub fn phase(report: &SwitchoverReport, phase: &PhaseReport) -> Self {
-        SwitchoverEvent {
-            route: report.route.clone(),
-            from: report.from.clone(),
-            to: report.to.clone(),
-            phase: phase.name.to_string(),
-            duration_ms: Some(phase.duration_ms),
-            detail: phase.detail.clone(),
-        }
-    }
-
-    pub fn outcome(report: &SwitchoverReport) -> Self {
-        SwitchoverEvent {
-            route: report.route.clone(),
-            from: report.from.clone(),
-            to: report.to.clone(),
-            phase: "outcome".to_string(),
-            duration_ms: None,
-            detail: format!("{}: {}", report.outcome, report.message),
-        }
-    }
+/// What a reload did, route by route.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadOutcome {
+    pub source: String,
+    pub switched: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub needs_restart: Vec<String>,
+    pub failed: Vec<String>,
 }
 
 /// A client connection opened or closed.

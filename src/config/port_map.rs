@@ -6,7 +6,7 @@
 //! 203. The mapping depends only on the configuration, never on which brokers are up, so it is
 //! stable while brokers come and go.
 
-use crate::config::NodeIdRange;
+use super::NodeIdRange;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMap {
