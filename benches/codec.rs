@@ -29,11 +29,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use switchyard::admin::Metrics;
 use switchyard::cluster::Advertising;
 use switchyard::protocol::{frame_at, peek_request, FrameLimits, FrameStatus, InFlight, MIN_REQUEST_BODY, SIZE_PREFIX};
 use switchyard::rewrite::rewrite_response;
 use switchyard::routing::{Route, Upstream};
+use switchyard::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 const PRODUCE_VERSION: i16 = 12;
