@@ -314,7 +314,7 @@ pub async fn pump(
     let reason = run(client, initial, upstream, requests, &mut owed).await;
     while let Some(unanswered) = owed.next() {
         let Owed::Broker(unanswered) = unanswered else { continue };
-        ctx.route.metrics.requests_in_flight.dec();
+        ctx.route.fence.leave(1);
         if reason.severity() == Severity::Problem {
             ctx.route.metrics.request_failed(unanswered.api_key);
         }
@@ -423,12 +423,16 @@ impl Requests<'_> {
             }
             already_read = false;
             let read = buf.len();
-            if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
-                return end;
-            }
-            let next_total = match self.forward_complete(&mut buf, limits, upstream, waits).await {
-                Ok(next_total) => next_total,
-                Err(end) => return end,
+            let next_total = loop {
+                match self.forward_complete(&mut buf, limits, upstream, waits).await {
+                    Ok(Forwarded::All { next_total }) => break next_total,
+                    Ok(Forwarded::Fenced) => {
+                        if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
+                            return end;
+                        }
+                    }
+                    Err(end) => return end,
+                }
             };
             waits.partial_frame(buf.len(), read);
             reserve_for_next(&mut buf, next_total);
@@ -575,51 +579,71 @@ impl Requests<'_> {
     /// write for all of them while the in-flight queue has room. When it is full, the run noted
     /// so far is written first and only then does the pump wait for room, so the answers that
     /// make room can come: a read holding more requests than the queue can never wedge. The
-    /// wait ends at a stop signal too. Returns the full length of a trailing partial frame.
+    /// wait ends at a stop signal too.
+    ///
+    /// Each request passes the route's fence on its own ([`Fence::enter`]), which also counts
+    /// it until its answer comes back: this is the pump's one call to the fence. At a closed
+    /// fence the run so far is written and the rest stays in `buf` for [`Self::pass_fence`].
+    ///
+    /// [`Fence::enter`]: crate::routing::Fence::enter
     async fn forward_complete(
         &self,
         buf: &mut BytesMut,
         limits: FrameLimits,
         upstream: &mut OwnedWriteHalf,
         waits: &mut ReadWaits<'_, '_>,
-    ) -> Result<Option<usize>, RequestsEnd> {
+    ) -> Result<Forwarded, RequestsEnd> {
         let read_at = waits.last_read;
-        let mut run_end = 0;
+        let fence = &self.ctx.route.fence;
+        let mut run = Run::default();
         loop {
-            let len = match frame_at(&buf[run_end..], limits) {
+            let len = match frame_at(&buf[run.end..], limits) {
                 Ok(FrameStatus::Complete(len)) => len,
                 Ok(FrameStatus::Incomplete { total }) => {
-                    self.write_run(buf, run_end, upstream, read_at).await?;
-                    return Ok(total);
+                    self.write_run(buf, &mut run, upstream, read_at).await?;
+                    return Ok(Forwarded::All { next_total: total });
                 }
-                Err(e) => return Err(refused_frame(&buf[run_end..], e)),
+                Err(e) => return Err(refused_frame(&buf[run.end..], e)),
             };
-            let request = match self.note(&buf[run_end + SIZE_PREFIX..run_end + len], read_at)? {
-                Noted::Forward(request) => request,
-                Noted::UnsupportedApiVersions { correlation_id } => {
+            if fence.enter().is_err() {
+                self.write_run(buf, &mut run, upstream, read_at).await?;
+                return Ok(Forwarded::Fenced);
+            }
+            let request = match self.note(&buf[run.end + SIZE_PREFIX..run.end + len], read_at) {
+                Ok(Noted::Forward(request)) => request,
+                Ok(Noted::UnsupportedApiVersions { correlation_id }) => {
+                    fence.leave(1);
                     // Answered here, not forwarded: the run ends before it.
-                    self.write_run(buf, run_end, upstream, read_at).await?;
-                    run_end = 0;
+                    self.write_run(buf, &mut run, upstream, read_at).await?;
                     buf.advance(len);
                     self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
                     self.owe_gateway_answer(unsupported_version_answer(correlation_id), waits).await?;
                     continue;
+                }
+                Err(end) => {
+                    fence.leave(1);
+                    return Err(end);
                 }
             };
             if request.expects_response {
                 let permit = match self.in_flight.try_reserve() {
                     Ok(permit) => permit,
                     Err(mpsc::error::TrySendError::Full(())) => {
-                        self.write_run(buf, run_end, upstream, read_at).await?;
-                        run_end = 0;
-                        self.room_in_flight(waits).await?
+                        self.write_run(buf, &mut run, upstream, read_at).await?;
+                        self.room_in_flight(waits).await.inspect_err(|_| fence.leave(1))?
                     }
-                    Err(mpsc::error::TrySendError::Closed(())) => return Err(response_half_ended()),
+                    Err(mpsc::error::TrySendError::Closed(())) => {
+                        fence.leave(1);
+                        return Err(response_half_ended());
+                    }
                 };
+                // Counted by the fence until the answer is seen.
                 permit.send(Owed::Broker(request));
-                self.ctx.route.metrics.requests_in_flight.inc();
+            } else {
+                // No answer will come: counted until written.
+                run.unanswered += 1;
             }
-            run_end += len;
+            run.end += len;
         }
     }
 
@@ -655,18 +679,22 @@ impl Requests<'_> {
         }
     }
 
-    /// Write `buf[..len]` upstream and drop it from the buffer.
+    /// Write the run at the front of `buf` upstream, drop it from the buffer, and let the
+    /// requests in it that expect no answer leave the fence.
     async fn write_run(
         &self,
         buf: &mut BytesMut,
-        len: usize,
+        run: &mut Run,
         upstream: &mut OwnedWriteHalf,
         read_at: Instant,
     ) -> Result<(), RequestsEnd> {
+        let Run { end: len, unanswered } = std::mem::take(run);
         if len == 0 {
             return Ok(());
         }
-        if let Err(e) = upstream.write_all(&buf[..len]).await {
+        let written = upstream.write_all(&buf[..len]).await;
+        self.ctx.route.fence.leave(unanswered);
+        if let Err(e) = written {
             return Err(RequestsEnd::Failed(CloseReason::UpstreamError(e)));
         }
         buf.advance(len);
@@ -686,6 +714,23 @@ impl Requests<'_> {
         let hash = client_id_hash(body).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
         Ok(*self.client.get_or_init(|| hash))
     }
+}
+
+/// The requests at the front of the buffer that passed the fence and are not written yet.
+#[derive(Default)]
+struct Run {
+    /// Bytes they span.
+    end: usize,
+    /// How many of them expect no answer (`acks=0`).
+    unanswered: u64,
+}
+
+/// How far [`Requests::forward_complete`] got.
+enum Forwarded {
+    /// Every complete request; `next_total` is the full length of a trailing partial frame.
+    All { next_total: Option<usize> },
+    /// Up to a request the closed fence stopped, which is at the front of the buffer.
+    Fenced,
 }
 
 /// What the request direction does with one request.
@@ -826,8 +871,8 @@ impl Responses<'_> {
                 }
             };
             let metrics = &ctx.route.metrics;
-            // Off the queue, so off the gauge, whether or not the answer is the right one.
-            metrics.requests_in_flight.dec();
+            // Off the queue, so past the fence, whether or not the answer is the right one.
+            ctx.route.fence.leave(1);
             if request.correlation_id != correlation_id {
                 return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
             }

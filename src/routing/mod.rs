@@ -133,13 +133,14 @@ impl Route {
         metrics: &Arc<Metrics>,
         shutdown: &CancellationToken,
     ) -> Route {
+        let metrics = metrics.for_route(&config.name);
         Route {
             advertising,
             name: config.name.clone(),
             advertised_host: StrBytes::from_string(config.endpoint.host.clone()),
             port_map: config.port_map.clone(),
-            metrics: metrics.for_route(&config.name),
-            fence: Fence::default(),
+            fence: Fence::new(metrics.requests_in_flight.clone(), metrics.fenced.clone()),
+            metrics,
             upstream: RwLock::new(upstream),
             cluster_id: Mutex::new(config.cluster_id.clone().map(StrBytes::from_string)),
             switching: AtomicBool::new(false),
@@ -155,7 +156,6 @@ impl Route {
             Some(mode) => self.fence.close(mode),
             None => self.fence.open(),
         }
-        self.metrics.set_fenced(fence.is_some());
     }
 
     /// The upstream new connections go to.

@@ -261,17 +261,13 @@ impl<'a> Run<'a> {
     async fn fence(&mut self, mode: FenceMode, bound: Duration) {
         let started = Instant::now();
         self.route.set_fenced(Some(mode));
-        let in_flight = &self.route.metrics.requests_in_flight;
-        while in_flight.get() > 0 && started.elapsed() < bound {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let left = in_flight.get();
-        let detail = if left > 0 {
-            format!(
-                "fenced ({mode}); {left} requests still unanswered after {bound:?}, they will be retried by clients"
-            )
-        } else {
-            format!("fenced ({mode}); every in-flight request answered")
+        let fence = &self.route.fence;
+        let detail = match tokio::time::timeout(bound, fence.drained()).await {
+            Ok(()) => format!("fenced ({mode}); every in-flight request answered"),
+            Err(_) => format!(
+                "fenced ({mode}); {} requests still unanswered after {bound:?}, they will be retried by clients",
+                fence.in_flight()
+            ),
         };
         self.phase("fence", started, detail);
     }

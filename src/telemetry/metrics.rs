@@ -212,6 +212,7 @@ impl Metrics {
         let bytes_to_client = self.bytes.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
         let upstream_time = self.upstream_time.get_or_create(&labels).clone();
         let requests_in_flight = self.requests_in_flight.get_or_create(&labels).clone();
+        let fenced = self.fenced.get_or_create(&labels).clone();
         let gateway_request_time = self.gateway_time.get_or_create(&direction(CLIENT_TO_BROKER)).clone();
         let gateway_response_time = self.gateway_time.get_or_create(&direction(BROKER_TO_CLIENT)).clone();
         RouteMetrics {
@@ -222,6 +223,7 @@ impl Metrics {
             upstream_connect_failures,
             requests,
             requests_in_flight,
+            fenced,
             bytes_from_client,
             bytes_to_client,
             upstream_time,
@@ -241,7 +243,10 @@ pub struct RouteMetrics {
     pub upstream_connect_failures: Counter,
     /// Indexed by api key.
     requests: Vec<Counter>,
+    /// Kept by the route's fence, which counts what passed it.
     pub requests_in_flight: Gauge,
+    /// 1 while the route's fence is closed; kept by the fence.
+    pub fenced: Gauge,
     pub bytes_from_client: Counter,
     pub bytes_to_client: Counter,
     pub upstream_time: AtomicHistogram,
@@ -263,10 +268,6 @@ impl RouteMetrics {
             .request_failures
             .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
             .inc();
-    }
-
-    pub fn set_fenced(&self, fenced: bool) {
-        self.all.fenced.get_or_create(&RouteLabels { route: self.route.clone() }).set(i64::from(fenced));
     }
 
     /// A request a fence in mode `error` answered itself (fence path only: takes the family's lock).
