@@ -10,10 +10,13 @@
 //! - [`routing`]: routes, port maps, the fence, and each route's live view of its cluster;
 //! - [`switchover`]: moving a route's clients to another streaming domain, live;
 //! - [`proxy`]: listeners, the PROXY protocol and the per-connection frame pump;
-//! - [`config`]: the YAML schema and its validation;
-//! - [`admin`]: the admin HTTP API, Prometheus metrics and the audit log;
+//! - [`config`]: the YAML schema and its validation, at the bottom: it depends on no other module;
+//! - [`telemetry`]: Prometheus metrics and the audit log;
+//! - [`admin`]: the admin HTTP API and the command line's client of it;
 //! - [`cluster`]: gateway nodes finding each other through Kafka, and which node clients use;
 //! - [`gateway`]: all of the above running together; [`cli`]: the command line.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;

@@ -184,7 +184,7 @@ pub fn parse(source: &str, text: &str) -> Result<GatewayConfig, ConfigError> {
 }
 
 /// [`parse`] with the environment given explicitly.
-pub fn parse_with_env(source: &str, text: &str, env: EnvLookup) -> Result<GatewayConfig, ConfigError> {
+pub fn parse_with_env(source: &str, text: &str, env: EnvLookup<'_>) -> Result<GatewayConfig, ConfigError> {
     let raw = validate::deserialize(source, text)?;
     validate::resolve(source, raw, env)
 }

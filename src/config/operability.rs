@@ -82,7 +82,7 @@ pub struct ReloadSettings {
 /// Reads environment variables; a parameter so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-pub(crate) fn admin(source: &str, raw: RawAdmin, env: EnvLookup) -> Result<AdminSettings, ConfigError> {
+pub(crate) fn admin(source: &str, raw: RawAdmin, env: EnvLookup<'_>) -> Result<AdminSettings, ConfigError> {
     let (field, text) = overridden("admin.address", raw.address, ENV_ADMIN_ADDRESS, env);
     let text = text.unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_string());
     let address = text.parse().map_err(|_| {
@@ -92,7 +92,7 @@ pub(crate) fn admin(source: &str, raw: RawAdmin, env: EnvLookup) -> Result<Admin
     Ok(AdminSettings { address, token: token.filter(|t| !t.is_empty()) })
 }
 
-pub(crate) fn audit(raw: RawAudit, env: EnvLookup) -> Option<AuditSink> {
+pub(crate) fn audit(raw: RawAudit, env: EnvLookup<'_>) -> Option<AuditSink> {
     let (_, file) = overridden("audit.file", raw.file, ENV_AUDIT_FILE, env);
     file.filter(|f| !f.is_empty()).map(|f| if f == "stdout" { AuditSink::Stdout } else { AuditSink::File(f.into()) })
 }
@@ -100,7 +100,7 @@ pub(crate) fn audit(raw: RawAudit, env: EnvLookup) -> Option<AuditSink> {
 pub(crate) fn proxy_protocol(
     source: &str,
     raw: RawProxyProtocol,
-    env: EnvLookup,
+    env: EnvLookup<'_>,
 ) -> Result<ProxyProtocolSettings, ConfigError> {
     let enabled = flag(source, ENV_HAPROXY_PROTOCOL, raw.enabled, env)?;
     // An empty variable is treated as unset: it must never silently widen trust to every peer.
@@ -139,7 +139,7 @@ pub(crate) fn proxy_protocol(
     Ok(ProxyProtocolSettings { enabled, trusted_networks, header_timeout })
 }
 
-pub(crate) fn reload(source: &str, raw: RawReload, env: EnvLookup) -> Result<ReloadSettings, ConfigError> {
+pub(crate) fn reload(source: &str, raw: RawReload, env: EnvLookup<'_>) -> Result<ReloadSettings, ConfigError> {
     let watch = flag(source, ENV_CONFIG_WATCH, raw.watch, env)?;
     let interval = match raw.interval_ms {
         Some(0) => {
@@ -157,7 +157,7 @@ pub(crate) fn reload(source: &str, raw: RawReload, env: EnvLookup) -> Result<Rel
 }
 
 /// A boolean setting: the environment variable `var` if set, else the YAML value, else false.
-fn flag(source: &str, var: &str, yaml: Option<bool>, env: EnvLookup) -> Result<bool, ConfigError> {
+fn flag(source: &str, var: &str, yaml: Option<bool>, env: EnvLookup<'_>) -> Result<bool, ConfigError> {
     match env(var) {
         Some(value) => parse_flag(&value).ok_or_else(|| {
             ConfigError::new(
@@ -176,7 +176,7 @@ pub(crate) fn cluster(
     source: &str,
     raw: RawCluster,
     default_host: &str,
-    env: EnvLookup,
+    env: EnvLookup<'_>,
 ) -> Result<ClusterSettings, ConfigError> {
     let field_of =
         |field: &str, var: &str, yaml: Option<String>| overridden(&format!("cluster.{field}"), yaml, var, env);
@@ -244,7 +244,7 @@ fn derived_node_id(advertised_host: &str) -> String {
 }
 
 /// The environment variable's value if set, else the YAML value, with the name to blame.
-fn overridden(field: &str, yaml: Option<String>, var: &str, env: EnvLookup) -> (String, Option<String>) {
+fn overridden(field: &str, yaml: Option<String>, var: &str, env: EnvLookup<'_>) -> (String, Option<String>) {
     match env(var) {
         Some(value) => (format!("${var}"), Some(value)),
         None => (field.to_string(), yaml),

@@ -81,7 +81,7 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
 }
 
 /// Check that the parts fit together and resolve defaults.
-pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup) -> Result<GatewayConfig, ConfigError> {
+pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Result<GatewayConfig, ConfigError> {
     let checker = Checker { source };
     let domains = checker.domains(raw.streaming_domains)?;
     let routes = checker.routes(raw.routes, &domains)?;

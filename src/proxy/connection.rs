@@ -24,18 +24,17 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
-use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio::time::Sleep;
+// Tokio's clock, so the in-process tests can pause it; the same as std's in a normal build.
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::proxy_protocol;
+use super::stream::Duplex;
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
@@ -298,10 +297,10 @@ enum RequestsEnd {
 
 /// Pump both directions until one ends. `initial` holds client bytes already read (after a
 /// PROXY header).
-pub async fn pump(
-    client: TcpStream,
+pub async fn pump<C: Duplex, U: Duplex>(
+    client: C,
     initial: BytesMut,
-    upstream: TcpStream,
+    upstream: U,
     ctx: &ConnectionContext,
     stop: StopSignals<'_>,
 ) -> ConnectionSummary {
@@ -326,17 +325,17 @@ pub async fn pump(
     }
 }
 
-async fn run(
-    client: TcpStream,
+async fn run<C: Duplex, U: Duplex>(
+    client: C,
     initial: BytesMut,
-    upstream: TcpStream,
+    upstream: U,
     requests: Requests<'_>,
     owed: &mut OwedAnswers,
 ) -> CloseReason {
     // The halves live here, not in the two directions: dropping a write half sends FIN, and a
     // broker that sees FIN drops the answers a draining connection is still waiting for.
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let (mut client_read, mut client_write) = client.into_halves();
+    let (mut upstream_read, mut upstream_write) = upstream.into_halves();
     let requests_done = CancellationToken::new();
     let (ctx, traffic, answers) = (requests.ctx, requests.traffic, requests.answers);
     let drain_timeout = ctx.settings.drain_timeout;
@@ -399,10 +398,10 @@ impl ReadWaits<'_, '_> {
 }
 
 impl Requests<'_> {
-    async fn forward(
+    async fn forward<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         self,
-        client: &mut OwnedReadHalf,
-        upstream: &mut OwnedWriteHalf,
+        client: &mut R,
+        upstream: &mut W,
         mut buf: BytesMut,
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
@@ -442,9 +441,9 @@ impl Requests<'_> {
     /// Return once the route's fence is open. Mode `hold` forwards nothing and reads nothing
     /// more; mode `error` answers the requests in `buf` (reading more as they come) until one
     /// comes that the fence does not answer, which is then held.
-    async fn pass_fence(
+    async fn pass_fence<R: AsyncRead + Unpin>(
         &self,
-        client: &mut OwnedReadHalf,
+        client: &mut R,
         buf: &mut BytesMut,
         limits: FrameLimits,
         waits: &mut ReadWaits<'_, '_>,
@@ -476,7 +475,7 @@ impl Requests<'_> {
                 Ok(FrameStatus::Incomplete { .. }) => return Ok(Fenced::AllAnswered),
                 Err(e) => return Err(refused_frame(buf, e)),
             };
-            let request = peek_request(&buf[SIZE_PREFIX..len], Instant::now())
+            let request = peek_request(&buf[SIZE_PREFIX..len], std::time::Instant::now())
                 .map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
             if !fence_answer::answerable(&request) {
                 return Ok(Fenced::MustHold);
@@ -517,16 +516,16 @@ impl Requests<'_> {
     }
 
     /// Wait for client bytes, a stop signal, the idle timeout, or the deadline of a partial frame.
-    async fn read(
+    async fn read<R: AsyncRead + Unpin>(
         &self,
-        client: &mut OwnedReadHalf,
+        client: &mut R,
         buf: &mut BytesMut,
         waits: &mut ReadWaits<'_, '_>,
     ) -> Result<(), RequestsEnd> {
         let settings = &self.ctx.settings;
         if let Some(deadline) = waits.frame_started.map(|started| started + settings.frame_timeout) {
-            if deadline < waits.timer.deadline().into_std() {
-                waits.timer.as_mut().reset(deadline.into());
+            if deadline < waits.timer.deadline() {
+                waits.timer.as_mut().reset(deadline);
             }
         }
         loop {
@@ -541,7 +540,7 @@ impl Requests<'_> {
                 _ = waits.stopped.as_mut() => return Err(RequestsEnd::Drain(self.stop_reason())),
                 _ = waits.timer.as_mut() => {
                     let next = self.timer_fired(buf, waits)?;
-                    waits.timer.as_mut().reset(next.into());
+                    waits.timer.as_mut().reset(next);
                     continue;
                 }
             };
@@ -586,11 +585,11 @@ impl Requests<'_> {
     /// fence the run so far is written and the rest stays in `buf` for [`Self::pass_fence`].
     ///
     /// [`Fence::enter`]: crate::routing::Fence::enter
-    async fn forward_complete(
+    async fn forward_complete<W: AsyncWrite + Unpin>(
         &self,
         buf: &mut BytesMut,
         limits: FrameLimits,
-        upstream: &mut OwnedWriteHalf,
+        upstream: &mut W,
         waits: &mut ReadWaits<'_, '_>,
     ) -> Result<Forwarded, RequestsEnd> {
         let read_at = waits.last_read;
@@ -649,7 +648,7 @@ impl Requests<'_> {
 
     /// Read and classify the request in `body`.
     fn note(&self, body: &[u8], read_at: Instant) -> Result<Noted, RequestsEnd> {
-        let mut request = peek_request(body, read_at).map_err(bad_request)?;
+        let mut request = peek_request(body, read_at.into_std()).map_err(bad_request)?;
         self.ctx.route.metrics.request(request.api_key);
         request.handling = match classify(request.api_key, request.api_version) {
             Classified::Forward(handling) => handling,
@@ -681,11 +680,11 @@ impl Requests<'_> {
 
     /// Write the run at the front of `buf` upstream, drop it from the buffer, and let the
     /// requests in it that expect no answer leave the fence.
-    async fn write_run(
+    async fn write_run<W: AsyncWrite + Unpin>(
         &self,
         buf: &mut BytesMut,
         run: &mut Run,
-        upstream: &mut OwnedWriteHalf,
+        upstream: &mut W,
         read_at: Instant,
     ) -> Result<(), RequestsEnd> {
         let Run { end: len, unanswered } = std::mem::take(run);
@@ -787,10 +786,10 @@ struct Responses<'a> {
 impl Responses<'_> {
     /// Forward responses until the broker side ends. Once the request direction has finished,
     /// returns `Ok(())` as soon as every outstanding request is answered.
-    async fn forward(
+    async fn forward<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         self,
-        upstream: &mut OwnedReadHalf,
-        client: &mut OwnedWriteHalf,
+        upstream: &mut R,
+        client: &mut W,
         owed: &mut OwedAnswers,
     ) -> Result<(), CloseReason> {
         let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
@@ -838,12 +837,12 @@ impl Responses<'_> {
 
     /// Send every complete response at the front of `buf` to the client, opaque runs in one write
     /// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
-    async fn forward_complete(
+    async fn forward_complete<W: AsyncWrite + Unpin>(
         &self,
         buf: &mut BytesMut,
         limits: FrameLimits,
         owed: &mut OwedAnswers,
-        client: &mut OwnedWriteHalf,
+        client: &mut W,
         read_at: Instant,
     ) -> Result<Option<usize>, CloseReason> {
         let ctx = self.ctx;
@@ -876,7 +875,7 @@ impl Responses<'_> {
             if request.correlation_id != correlation_id {
                 return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
             }
-            metrics.upstream_time.observe(read_at.saturating_duration_since(request.sent_at));
+            metrics.upstream_time.observe(read_at.into_std().saturating_duration_since(request.sent_at));
             if !request.handling.decodes_response() {
                 run_end += len;
                 continue;
@@ -907,9 +906,9 @@ impl Responses<'_> {
 }
 
 /// Send the gateway answers at the head of the queue, up to the first one the broker owes.
-async fn send_gateway_answers(
+async fn send_gateway_answers<W: AsyncWrite + Unpin>(
     owed: &mut OwedAnswers,
-    client: &mut OwnedWriteHalf,
+    client: &mut W,
     answers: &GatewayAnswers,
 ) -> Result<(), CloseReason> {
     while owed.head.is_none() {
@@ -926,7 +925,7 @@ async fn send_gateway_answers(
 }
 
 /// Write `buf[..len]` to the client and drop it from the buffer.
-async fn write_run(buf: &mut BytesMut, len: usize, client: &mut OwnedWriteHalf) -> Result<(), CloseReason> {
+async fn write_run<W: AsyncWrite + Unpin>(buf: &mut BytesMut, len: usize, client: &mut W) -> Result<(), CloseReason> {
     if len > 0 {
         client.write_all(&buf[..len]).await.map_err(CloseReason::ClientError)?;
         buf.advance(len);

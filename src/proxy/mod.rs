@@ -5,9 +5,11 @@ mod connection;
 mod limits;
 mod listener;
 mod proxy_protocol;
+mod stream;
 mod upstream;
 
-pub use connection::CloseReason;
+pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, bind_route, BoundPort, ListenerContext};
 pub use proxy_protocol::ProxiedAddresses;
+pub use stream::Duplex;

@@ -1,6 +1,6 @@
 //! Responses that must change on their way to the client.
 //!
-//! Only the responses listed in [`rules`] are ever decoded: ApiVersions, clamped so no client
+//! Only the responses listed in `rules.rs` are ever decoded: ApiVersions, clamped so no client
 //! negotiates a version this module cannot decode, and the responses that carry broker or
 //! controller addresses, whose addresses become the route's own or are hidden. A decoded
 //! response that needs no change is forwarded from its original bytes; only a changed one is

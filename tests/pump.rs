@@ -1,0 +1,278 @@
+//! The frame pump in process: a client and a broker made of in-memory pipes, tokio's time
+//! paused, no Kafka and no sockets.
+//!
+//! The real-Kafka suites prove the gateway works with real clients; these pin down what only
+//! shows as timing or order: answers in request order while a fence answers some requests
+//! itself, the drain a switchover waits on, the idle and frame deadlines, and that a full
+//! in-flight queue neither wedges a pipelined client nor keeps a stop signal out. With time
+//! paused, a ten-minute timeout takes no time at all, and nothing depends on the machine's load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use switchyard::cluster::Advertising;
+use switchyard::config::{FenceMode, ProxySettings};
+use switchyard::proxy::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
+use switchyard::routing::{Route, Upstream};
+use switchyard::telemetry::Metrics;
+use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const CONFIG: &str = r#"
+streamingDomains:
+  - name: kafka
+    type: kafka
+    kafkaCluster:
+      name: kafka
+      bootstrapServers:
+        - id: plaintext
+          endpoint: "127.0.0.1:1"
+routes:
+  - name: main
+    endpoint: "127.0.0.1:19092"
+    brokerIdentificationStrategy:
+      type: port
+    streamingDomain:
+      name: kafka
+"#;
+
+/// Bytes each in-memory pipe buffers before a writer waits.
+const PIPE: usize = 1024 * 1024;
+
+/// A route, its upstream, and the signals that stop its connections.
+struct Gateway {
+    ctx: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+    route_session: CancellationToken,
+}
+
+impl Gateway {
+    fn new(settings: ProxySettings) -> Gateway {
+        let config = switchyard::config::parse("tests/pump.rs", CONFIG).expect("the test config is valid");
+        let shutdown = CancellationToken::new();
+        // A refresh far away: the upstream's cluster is never asked anything.
+        let refresh = Duration::from_secs(100_000);
+        let upstream = Upstream::start(&config.domains[0], None, refresh, Duration::from_millis(10), &shutdown)
+            .expect("starting the upstream");
+        let route = Route::new(
+            &config.routes[0],
+            Arc::clone(&upstream),
+            Arc::new(Advertising::RouteEndpoint),
+            &Metrics::new(),
+            &shutdown,
+        );
+        let ctx = ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings) };
+        let route_session = ctx.route.session();
+        Gateway { ctx: Arc::new(ctx), shutdown, route_session }
+    }
+
+    /// Pump one connection; returns the client's end, the broker's end and the pump's task.
+    fn connect(&self) -> (DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
+        let (client, client_side) = duplex(PIPE);
+        let (broker, broker_side) = duplex(PIPE);
+        let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
+        let pumped = tokio::spawn(async move {
+            let stop = StopSignals { gateway: &shutdown, route: &session };
+            pump(client_side, BytesMut::new(), broker_side, &ctx, stop).await
+        });
+        (client, broker, pumped)
+    }
+}
+
+fn settings() -> ProxySettings {
+    ProxySettings {
+        idle_timeout: Duration::from_secs(600),
+        frame_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(30),
+        ..ProxySettings::default()
+    }
+}
+
+/// A Produce v9 request (`acks=1`, one empty partition): its answer passes through opaque.
+fn produce(correlation_id: i32) -> Bytes {
+    let partition = PartitionProduceData::default().with_index(0);
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_data(vec![partition]);
+    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![topic]);
+    frame(ApiKey::Produce, 9, correlation_id, &body)
+}
+
+fn frame<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("pump-test")));
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    header.encode(&mut out, api_key.request_header_version(version)).unwrap();
+    body.encode(&mut out, version).unwrap();
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    out.freeze()
+}
+
+/// Read one frame's body; `None` at end of stream.
+async fn read_frame(stream: &mut DuplexStream) -> Option<Bytes> {
+    let size = stream.read_i32().await.ok()?;
+    let mut body = vec![0; size as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(body.into())
+}
+
+fn correlation_id(body: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(body[at..at + 4].try_into().unwrap())
+}
+
+/// A broker answering every request, after `delay`, with an opaque body naming its
+/// correlation id; returns the correlation ids in the order it saw them.
+fn broker(mut stream: DuplexStream, delay: Duration) -> JoinHandle<Vec<i32>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(request) = read_frame(&mut stream).await {
+            let id = correlation_id(&request, 4);
+            seen.push(id);
+            tokio::time::sleep(delay).await;
+            let mut answer = BytesMut::new();
+            answer.put_i32(8);
+            answer.put_i32(id);
+            answer.put_i32(0);
+            if stream.write_all(&answer).await.is_err() {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+/// Correlation ids of the next `count` answers the client reads.
+async fn answers(client: &mut DuplexStream, count: usize) -> Vec<i32> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let body = read_frame(client).await.expect("an answer, not the end of the stream");
+        ids.push(correlation_id(&body, 0));
+    }
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_of_more_requests_than_the_queue_holds_is_forwarded_in_order() {
+    for max_in_flight in [1, 2, 7] {
+        let gateway = Gateway::new(ProxySettings { max_in_flight_requests: max_in_flight, ..settings() });
+        let (mut client, broker_end, pumped) = gateway.connect();
+        let broker = broker(broker_end, Duration::from_millis(1));
+        let burst: Vec<u8> = (0..100).flat_map(|id| produce(id).to_vec()).collect();
+        client.write_all(&burst).await.unwrap();
+        assert_eq!(
+            answers(&mut client, 100).await,
+            (0..100).collect::<Vec<_>>(),
+            "maxInFlightRequests {max_in_flight}"
+        );
+        drop(client);
+        assert!(matches!(pumped.await.unwrap().reason, CloseReason::ClientClosed));
+        assert_eq!(broker.await.unwrap(), (0..100).collect::<Vec<_>>());
+        assert_eq!(gateway.ctx.route.fence.in_flight(), 0, "every request left the fence");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_closes_after_the_idle_timeout_and_not_before() {
+    let gateway = Gateway::new(settings());
+    let (_client, _broker, pumped) = gateway.connect();
+    let started = Instant::now();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::IdleTimeout { partial_frame_bytes: 0 }), "{}", summary.reason);
+    assert_eq!(started.elapsed().as_secs(), 600);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_waiting_for_an_answer_is_not_idle() {
+    let gateway = Gateway::new(settings());
+    let (mut client, broker_end, _pumped) = gateway.connect();
+    let _broker = broker(broker_end, Duration::from_secs(900));
+    client.write_all(&produce(1)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![1], "the answer 15 minutes later still arrives");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trickled_frame_closes_at_the_frame_deadline() {
+    let gateway = Gateway::new(ProxySettings { idle_timeout: Duration::from_secs(5), ..settings() });
+    let (mut client, _broker, pumped) = gateway.connect();
+    let started = Instant::now();
+    client.write_all(&1000i32.to_be_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // A byte every 4 s: never idle for 5 s, never done.
+        while client.write_all(&[0]).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+    });
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::FrameTimeout { .. }), "{}", summary.reason);
+    assert_eq!(started.elapsed().as_secs(), 60);
+    trickle.abort();
+}
+
+/// A fence in mode `error` answers a Produce itself, at once, but the answer waits behind the
+/// broker's answer to a request sent before it.
+#[tokio::test(start_paused = true)]
+async fn fence_answers_keep_request_order() {
+    let gateway = Gateway::new(settings());
+    let (mut client, broker_end, _pumped) = gateway.connect();
+    let _broker = broker(broker_end, Duration::from_secs(5));
+    client.write_all(&produce(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gateway.ctx.route.set_fenced(Some(FenceMode::Error));
+    client.write_all(&produce(2)).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(answers(&mut client, 2).await, vec![1, 2]);
+    assert!(started.elapsed() >= Duration::from_secs(4), "the fence's answer jumped the queue");
+}
+
+/// What passed the fence before it closed is counted until answered: the switchover's drain
+/// waits for exactly that, and a request sent after the close is never forwarded.
+#[tokio::test(start_paused = true)]
+async fn the_drain_waits_for_what_was_forwarded_before_the_fence_closed() {
+    let gateway = Gateway::new(settings());
+    let (mut client, broker_end, _pumped) = gateway.connect();
+    let broker = broker(broker_end, Duration::from_secs(5));
+    client.write_all(&produce(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let fence = &gateway.ctx.route.fence;
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    client.write_all(&produce(2)).await.unwrap();
+    let started = Instant::now();
+    fence.drained().await;
+    assert!(started.elapsed() >= Duration::from_secs(4), "drained before the broker answered");
+    assert_eq!(answers(&mut client, 1).await, vec![1]);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(fence.in_flight(), 0, "request 2 was held, not forwarded");
+    gateway.ctx.route.set_fenced(None);
+    assert_eq!(answers(&mut client, 1).await, vec![2], "the held request goes once the fence opens");
+    drop(client);
+    assert_eq!(broker.await.unwrap(), vec![1, 2]);
+}
+
+/// A connection waiting for room in a full in-flight queue still sees shutdown: it stops
+/// taking requests and ends once what it forwarded is answered or the drain times out.
+#[tokio::test(start_paused = true)]
+async fn shutdown_reaches_a_connection_waiting_on_a_full_queue() {
+    let gateway = Gateway::new(ProxySettings { max_in_flight_requests: 1, ..settings() });
+    let (mut client, _broker_end, pumped) = gateway.connect();
+    // The broker never answers: the queue stays full.
+    let burst: Vec<u8> = (0..5).flat_map(|id| produce(id).to_vec()).collect();
+    client.write_all(&burst).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    gateway.shutdown.cancel();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::DrainTimeout), "{}", summary.reason);
+    assert_eq!(started.elapsed().as_secs(), 30, "ends at proxy.drainTimeoutMs");
+    assert_eq!(gateway.ctx.route.fence.in_flight(), 0, "the unanswered requests left the fence");
+}
