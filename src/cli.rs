@@ -9,7 +9,7 @@ use crate::admin::client;
 use crate::config::watch::ConfigWatch;
 use crate::config::{self, GatewayConfig};
 use crate::config::{CatchUpPolicy, FenceMode, SwitchoverRequest};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Listeners};
 use crate::switchover::DEFAULT_CATCH_UP_TIMEOUT;
 
 #[derive(Debug, Parser)]
@@ -228,7 +228,8 @@ async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gateway = match Gateway::start(&config).await {
+    let started = async { Gateway::start(&config, Listeners::bind(&config).await?).await };
+    let gateway = match started.await {
         Ok(gateway) => gateway,
         Err(e) => {
             tracing::error!("cannot start: {e:#}");

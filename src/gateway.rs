@@ -1,10 +1,15 @@
 //! A running gateway: every route's listeners, their connections, the admin server, and the
 //! background tasks that keep each route's view of its cluster fresh.
 //!
-//! Start binds everything before returning, so a gateway that started is serving. Shutdown
-//! stops accepting, lets every connection finish its in-flight requests (bounded by
-//! `proxy.drainTimeoutMs`), flushes the audit log, then returns.
+//! Binding comes first and on its own ([`Listeners::bind`]), so a port already taken is
+//! reported before anything starts, and a caller (a test, an embedding program) can bind the
+//! sockets itself. [`Gateway::start`] takes the bound listeners and returns once everything
+//! serves. Shutdown stops accepting, lets every connection finish its in-flight requests
+//! (bounded by `proxy.drainTimeoutMs`), flushes the audit log, then returns. [`Gateway::run`]
+//! does all three, shutting down when the future it is given resolves, as tokio's mini-redis
+//! server does.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,30 @@ use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 
+/// Every socket a gateway serves on, bound: each route's ports (in the config's route order)
+/// and the admin API's.
+pub struct Listeners {
+    routes: Vec<Vec<BoundPort>>,
+    admin: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// Bind every route's ports and the admin address the config names.
+    pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Listeners> {
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            routes.push(bind_route(route).await?);
+        }
+        let admin = tokio::net::TcpListener::bind(config.admin.address).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for the admin API: {e}. Set admin.address or GATEWAY_ADMIN_ADDRESS to a free address",
+                config.admin.address
+            )
+        })?;
+        Ok(Listeners { routes, admin })
+    }
+}
+
 pub struct Gateway {
     state: Arc<AdminState>,
     shutdown: CancellationToken,
@@ -35,8 +64,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Bind every route's ports and the admin server, then start serving.
-    pub async fn start(config: &GatewayConfig) -> anyhow::Result<Gateway> {
+    /// Start serving on `listeners` (bound for `config`).
+    pub async fn start(config: &GatewayConfig, listeners: Listeners) -> anyhow::Result<Gateway> {
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
         let audit = match &config.audit {
@@ -49,7 +78,7 @@ impl Gateway {
             cluster::advertising(&config.cluster, &config.routes[0].endpoint.host, &metrics, &audit);
         let mut listening = Vec::new();
         let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
-        for route_config in &config.routes {
+        for (route_config, ports) in config.routes.iter().zip(listeners.routes) {
             let upstream = Upstream::for_domain(
                 config,
                 &route_config.domain,
@@ -57,18 +86,12 @@ impl Gateway {
                 &shutdown,
             )?;
             let route = Arc::new(Route::new(route_config, upstream, Arc::clone(&advertising), &metrics, &shutdown));
-            let ports = bind_route(&route, route_config.bind_ip).await?;
             for port in &ports {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
             }
             bound_routes.push((route, ports));
         }
-        let admin_listener = tokio::net::TcpListener::bind(config.admin.address).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {} for the admin API: {e}. Set admin.address or GATEWAY_ADMIN_ADDRESS to a free address",
-                config.admin.address
-            )
-        })?;
+        let admin_listener = listeners.admin;
         let admin_addr = admin_listener.local_addr()?;
 
         let (cluster, commands) = match membership {
@@ -126,6 +149,18 @@ impl Gateway {
             listening,
             admin_addr,
         })
+    }
+
+    /// Bind, serve until `shutdown` resolves, then shut down. Returns whether every connection
+    /// drained within `proxy.drainTimeoutMs`.
+    pub async fn run(
+        config: &GatewayConfig,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<bool> {
+        let gateway = Gateway::start(config, listeners).await?;
+        shutdown.await;
+        Ok(gateway.shutdown().await)
     }
 
     /// Every `(route, address)` the gateway listens on for clients.

@@ -19,7 +19,7 @@ use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, St
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses};
 use super::upstream;
-use crate::config::{ProxyProtocolSettings, ProxySettings};
+use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::routing::{Route, Target};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent};
 
@@ -39,13 +39,13 @@ pub struct ListenerContext {
     pub limits: Arc<ConnectionLimits>,
 }
 
-/// Bind every port of a route.
-pub async fn bind_route(route: &Route, bind_ip: std::net::IpAddr) -> anyhow::Result<Vec<BoundPort>> {
+/// Bind every port of a route: its bootstrap port, then one per node id of its port map.
+pub async fn bind_route(route: &RouteConfig) -> anyhow::Result<Vec<BoundPort>> {
     let targets = std::iter::once((route.port_map.bootstrap_port(), Target::Bootstrap))
         .chain(route.port_map.node_ports().map(|(id, port)| (port, Target::Node(id))));
     let mut bound = Vec::new();
     for (port, target) in targets {
-        let addr = SocketAddr::new(bind_ip, port);
+        let addr = SocketAddr::new(route.bind_ip, port);
         let listener = listen(addr).map_err(|e| {
             anyhow::anyhow!(
                 "route `{}`: cannot listen on {addr} ({}): {e}. Free the port or move the route's endpoint port",
