@@ -4,7 +4,6 @@
 //! `routes[1].streamingDomain.name`), what is wrong and how to fix it.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -14,12 +13,23 @@ use super::PortMap;
 use super::{BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig};
 
 /// A config problem, with everything a user needs to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {}{problem}. Fix: {fix}", field_prefix(field))]
 pub struct ConfigError {
-    pub source: String,
+    /// The config file (or other source) the error is in.
+    pub file: String,
     pub field: String,
     pub problem: String,
     pub fix: String,
+}
+
+/// `field `x`: ` before the problem, when the error is about one field.
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
+    }
 }
 
 impl ConfigError {
@@ -29,21 +39,9 @@ impl ConfigError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        ConfigError { source: source.to_string(), field: field.into(), problem: problem.into(), fix: fix.into() }
+        ConfigError { file: source.to_string(), field: field.into(), problem: problem.into(), fix: fix.into() }
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}: {}. Fix: {}", self.source, self.problem, self.fix)
-        } else {
-            write!(f, "{}: field `{}`: {}. Fix: {}", self.source, self.field, self.problem, self.fix)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The node ids served when a domain lists no `nodeIdRanges`.
 pub const DEFAULT_NODE_ID_RANGE: (i32, i32) = (0, 31);

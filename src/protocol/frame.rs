@@ -5,8 +5,6 @@
 //! learns that the size is one no honest peer sends (negative, too small to hold a header, or
 //! over the configured maximum), which closes the connection.
 
-use std::fmt;
-
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX: usize = 4;
 
@@ -20,25 +18,14 @@ pub enum FrameStatus {
 }
 
 /// A size prefix no well-behaved peer sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    #[error("negative frame size {0}")]
     Negative(i32),
+    #[error("frame of {size} bytes is shorter than the {min}-byte header")]
     TooSmall { size: usize, min: usize },
+    #[error("frame of {size} bytes exceeds the maximum of {max} bytes (proxy.maxFrameBytes)")]
     TooLarge { size: usize, max: usize },
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FrameError::Negative(size) => write!(f, "negative frame size {size}"),
-            FrameError::TooSmall { size, min } => {
-                write!(f, "frame of {size} bytes is shorter than the {min}-byte header")
-            }
-            FrameError::TooLarge { size, max } => {
-                write!(f, "frame of {size} bytes exceeds the maximum of {max} bytes (proxy.maxFrameBytes)")
-            }
-        }
-    }
 }
 
 /// Limits a frame size must respect.

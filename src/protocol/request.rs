@@ -7,7 +7,6 @@
 //! tagged fields and the body's transactional id to reach `acks`; nothing else is read and no
 //! record data is touched.
 
-use std::fmt;
 use std::time::Instant;
 
 use kafka_protocol::messages::ApiKey;
@@ -18,39 +17,18 @@ use super::inflight::{InFlight, ResponseHandling};
 pub const MIN_REQUEST_BODY: usize = 10;
 
 /// A request the gateway refuses to forward.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    #[error("unknown api key {0}")]
     UnknownApiKey(i16),
     /// A version of an API whose responses are rewritten that the gateway cannot decode.
-    UndecodableVersion {
-        api_key: ApiKey,
-        version: i16,
-        min: i16,
-        max: i16,
-    },
+    #[error("{api_key:?} v{version} is outside the versions {min}-{max} the gateway can rewrite (the client ignored ApiVersions)")]
+    UndecodableVersion { api_key: ApiKey, version: i16, min: i16, max: i16 },
+    #[error("request ends inside its {0}")]
     Truncated(&'static str),
     /// A request the gateway had to decode (to answer it itself) but could not.
-    Undecodable {
-        api_key: ApiKey,
-        version: i16,
-        cause: String,
-    },
-}
-
-impl fmt::Display for RequestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RequestError::UnknownApiKey(key) => write!(f, "unknown api key {key}"),
-            RequestError::UndecodableVersion { api_key, version, min, max } => write!(
-                f,
-                "{api_key:?} v{version} is outside the versions {min}-{max} the gateway can rewrite (the client ignored ApiVersions)"
-            ),
-            RequestError::Truncated(what) => write!(f, "request ends inside its {what}"),
-            RequestError::Undecodable { api_key, version, cause } => {
-                write!(f, "cannot decode the {api_key:?} v{version} request: {cause}")
-            }
-        }
-    }
+    #[error("cannot decode the {api_key:?} v{version} request: {cause}")]
+    Undecodable { api_key: ApiKey, version: i16, cause: String },
 }
 
 /// Read the header of a request body (the frame without its size prefix), read at `read_at`.

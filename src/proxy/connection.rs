@@ -17,7 +17,6 @@
 //! Anything a well-behaved peer would not send ends this connection, and only this one, with a
 //! [`CloseReason`] that is logged with the client address and route.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
@@ -48,39 +47,70 @@ use crate::routing::{Route, Upstream};
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Why a connection ended.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CloseReason {
+    #[error("client closed the connection")]
     ClientClosed,
-    ClientClosedMidFrame {
-        received: usize,
-    },
+    #[error("client disconnected in the middle of a request frame ({received} bytes of it received)")]
+    ClientClosedMidFrame { received: usize },
+    #[error("client connection error: {0}")]
     ClientError(io::Error),
+    #[error("malformed request frame: {0}")]
     BadRequestFrame(FrameError),
+    #[error("refused request: {0}")]
     BadRequest(RequestError),
+    #[error(
+        "malformed request frame: a PROXY protocol header arrived but the feature is off \
+         (set GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL=true or proxyProtocol.enabled)"
+    )]
     UnexpectedProxyHeader,
     /// A TLS ClientHello on a listener without TLS: the client is configured for SSL.
+    #[error(
+        "a TLS handshake (ClientHello) arrived on a plaintext route: the client uses \
+         security.protocol SSL or SASL_SSL, the route expects PLAINTEXT"
+    )]
     TlsOnPlaintext,
-    IdleTimeout {
-        partial_frame_bytes: usize,
-    },
+    #[error("idle for longer than proxy.idleTimeoutMs{}", mid_frame(*partial_frame_bytes))]
+    IdleTimeout { partial_frame_bytes: usize },
     /// A request frame still incomplete `frameTimeoutMs` after its first byte.
-    FrameTimeout {
-        received: usize,
-    },
+    #[error(
+        "a request frame was still incomplete proxy.frameTimeoutMs after its first byte ({received} bytes of it received)"
+    )]
+    FrameTimeout { received: usize },
+    #[error("broker closed the connection")]
     UpstreamClosed,
-    UpstreamClosedMidFrame {
-        received: usize,
-    },
+    #[error("broker disconnected in the middle of a response frame ({received} bytes of it received)")]
+    UpstreamClosedMidFrame { received: usize },
+    #[error("broker connection error: {0}")]
     UpstreamError(io::Error),
+    #[error("malformed response frame from the broker: {0}")]
     BadResponseFrame(FrameError),
-    UnexpectedResponse {
-        correlation_id: i32,
-        expected: Option<i32>,
-    },
+    #[error("{}", unexpected_response(*correlation_id, *expected))]
+    UnexpectedResponse { correlation_id: i32, expected: Option<i32> },
+    #[error("{0}")]
     BadResponse(RewriteError),
+    #[error("gateway shutting down, all in-flight requests answered")]
     Shutdown,
+    #[error("route reset by an operator, all in-flight requests answered")]
     RouteReset,
+    #[error("gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")]
     DrainTimeout,
+}
+
+fn mid_frame(partial_frame_bytes: usize) -> String {
+    match partial_frame_bytes {
+        0 => String::new(),
+        bytes => format!(" in the middle of a request frame ({bytes} bytes of it received)"),
+    }
+}
+
+fn unexpected_response(correlation_id: i32, expected: Option<i32>) -> String {
+    match expected {
+        Some(expected) => {
+            format!("broker answered correlation id {correlation_id} while {expected} was next: responses out of order")
+        }
+        None => format!("broker sent a response (correlation id {correlation_id}) to no outstanding request"),
+    }
 }
 
 /// How loudly a close is logged.
@@ -141,58 +171,6 @@ impl CloseReason {
                 | CloseReason::UnexpectedResponse { .. }
                 | CloseReason::BadResponse(_)
         )
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::ClientClosed => write!(f, "client closed the connection"),
-            CloseReason::ClientClosedMidFrame { received } => {
-                write!(f, "client disconnected in the middle of a request frame ({received} bytes of it received)")
-            }
-            CloseReason::ClientError(e) => write!(f, "client connection error: {e}"),
-            CloseReason::BadRequestFrame(e) => write!(f, "malformed request frame: {e}"),
-            CloseReason::BadRequest(e) => write!(f, "refused request: {e}"),
-            CloseReason::UnexpectedProxyHeader => write!(
-                f,
-                "malformed request frame: a PROXY protocol header arrived but the feature is off \
-                 (set GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL=true or proxyProtocol.enabled)"
-            ),
-            CloseReason::TlsOnPlaintext => write!(
-                f,
-                "a TLS handshake (ClientHello) arrived on a plaintext route: the client uses \
-                 security.protocol SSL or SASL_SSL, the route expects PLAINTEXT"
-            ),
-            CloseReason::IdleTimeout { partial_frame_bytes: 0 } => write!(f, "idle for longer than proxy.idleTimeoutMs"),
-            CloseReason::IdleTimeout { partial_frame_bytes } => write!(
-                f,
-                "idle for longer than proxy.idleTimeoutMs in the middle of a request frame ({partial_frame_bytes} bytes of it received)"
-            ),
-            CloseReason::FrameTimeout { received } => write!(
-                f,
-                "a request frame was still incomplete proxy.frameTimeoutMs after its first byte ({received} bytes of it received)"
-            ),
-            CloseReason::UpstreamClosed => write!(f, "broker closed the connection"),
-            CloseReason::UpstreamClosedMidFrame { received } => {
-                write!(f, "broker disconnected in the middle of a response frame ({received} bytes of it received)")
-            }
-            CloseReason::UpstreamError(e) => write!(f, "broker connection error: {e}"),
-            CloseReason::BadResponseFrame(e) => write!(f, "malformed response frame from the broker: {e}"),
-            CloseReason::UnexpectedResponse { correlation_id, expected: Some(expected) } => write!(
-                f,
-                "broker answered correlation id {correlation_id} while {expected} was next: responses out of order"
-            ),
-            CloseReason::UnexpectedResponse { correlation_id, expected: None } => {
-                write!(f, "broker sent a response (correlation id {correlation_id}) to no outstanding request")
-            }
-            CloseReason::BadResponse(e) => write!(f, "{e}"),
-            CloseReason::Shutdown => write!(f, "gateway shutting down, all in-flight requests answered"),
-            CloseReason::RouteReset => write!(f, "route reset by an operator, all in-flight requests answered"),
-            CloseReason::DrainTimeout => {
-                write!(f, "gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")
-            }
-        }
     }
 }
 

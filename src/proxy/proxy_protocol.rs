@@ -37,33 +37,18 @@ impl fmt::Display for ProxiedAddresses {
 }
 
 /// Why a connection's PROXY header was not accepted.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
+    #[error("PROXY protocol: {0} is not in proxyProtocol.trustedNetworks, refusing its connection")]
     Untrusted(IpAddr),
+    #[error("PROXY protocol: no complete header within proxyProtocol.headerTimeoutMs")]
     Timeout,
+    #[error("PROXY protocol: connection closed after {received} bytes, before a complete header")]
     Closed { received: usize },
+    #[error("PROXY protocol: {0}")]
     Io(std::io::Error),
+    #[error("PROXY protocol: invalid header ({0}); is the load balancer sending one?")]
     Invalid(String),
-}
-
-impl fmt::Display for ProxyHeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProxyHeaderError::Untrusted(ip) => {
-                write!(f, "PROXY protocol: {ip} is not in proxyProtocol.trustedNetworks, refusing its connection")
-            }
-            ProxyHeaderError::Timeout => {
-                write!(f, "PROXY protocol: no complete header within proxyProtocol.headerTimeoutMs")
-            }
-            ProxyHeaderError::Closed { received } => {
-                write!(f, "PROXY protocol: connection closed after {received} bytes, before a complete header")
-            }
-            ProxyHeaderError::Io(e) => write!(f, "PROXY protocol: {e}"),
-            ProxyHeaderError::Invalid(why) => {
-                write!(f, "PROXY protocol: invalid header ({why}); is the load balancer sending one?")
-            }
-        }
-    }
 }
 
 /// Read the PROXY header at the start of `stream`. Returns the addresses it reports (`None` for

@@ -4,7 +4,6 @@
 //! turn until one answers. A broker port must reach exactly its broker, at the address the
 //! route's topology knows for that node id.
 
-use std::fmt;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -13,24 +12,18 @@ use crate::config::HostPort;
 use crate::routing::{Target, Upstream};
 
 /// No broker connection could be opened.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    #[error(
+        "broker {0} is not in the cluster's metadata (it may have left the cluster); the client will refresh metadata"
+    )]
     UnknownNode(i32),
+    #[error("no broker reachable: {}", tried(.0))]
     Unreachable(Vec<(HostPort, String)>),
 }
 
-impl fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UpstreamError::UnknownNode(id) => {
-                write!(f, "broker {id} is not in the cluster's metadata (it may have left the cluster); the client will refresh metadata")
-            }
-            UpstreamError::Unreachable(attempts) => {
-                let tried: Vec<String> = attempts.iter().map(|(addr, e)| format!("{addr} ({e})")).collect();
-                write!(f, "no broker reachable: {}", tried.join(", "))
-            }
-        }
-    }
+fn tried(attempts: &[(HostPort, String)]) -> String {
+    attempts.iter().map(|(addr, e)| format!("{addr} ({e})")).collect::<Vec<_>>().join(", ")
 }
 
 /// Connect to the broker `target` names, returning the stream and the address used.

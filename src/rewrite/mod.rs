@@ -13,8 +13,6 @@ mod api_versions;
 mod configs;
 mod rules;
 
-use std::fmt;
-
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse,
@@ -31,22 +29,18 @@ pub use api_versions::{clamped_versions, unsupported_version_answer};
 pub use rules::{classify, handling, Classified};
 
 /// A response the gateway had to decode but could not.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode the broker's {api_key:?} v{api_version} response: {}", one_line(cause))]
 pub struct RewriteError {
     pub api_key: ApiKey,
     pub api_version: i16,
     pub cause: anyhow::Error,
 }
 
-impl fmt::Display for RewriteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line: the cause's own text may end in a newline.
-        let cause = format!("{:#}", self.cause);
-        write!(f, "cannot decode the broker's {:?} v{} response: {}", self.api_key, self.api_version, cause.trim_end())
-    }
+/// The cause's text on one line: it may end in a newline.
+fn one_line(cause: &anyhow::Error) -> String {
+    format!("{cause:#}").trim_end().to_string()
 }
-
-impl std::error::Error for RewriteError {}
 
 /// The frame (size prefix included) to send to the client in place of the response whose body
 /// (the frame after its size prefix) is `body`, or `None` to send the response as it is.

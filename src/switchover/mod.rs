@@ -69,34 +69,22 @@ pub struct TopicReport {
 }
 
 /// Why a switchover was refused before anything was fenced.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Refusal {
+    #[error("no route `{route}`; routes are: {}", known.join(", "))]
     UnknownRoute { route: String, known: Vec<String> },
+    #[error("no streaming domain `{domain}`; domains are: {}", known.join(", "))]
     UnknownDomain { domain: String, known: Vec<String> },
+    #[error("the route already points at `{domain}`")]
     AlreadyThere { domain: String },
+    #[error("a switchover of route `{route}` is already running; wait for it to finish")]
     Busy { route: String },
+    #[error(
+        "destination `{domain}` is unreachable ({cause}); nothing was fenced. Check its bootstrapServers and retry"
+    )]
     Unreachable { domain: String, cause: String },
+    #[error("{}", .0.message)]
     NotReady(Box<SwitchoverReport>),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::UnknownRoute { route, known } => write!(f, "no route `{route}`; routes are: {}", known.join(", ")),
-            Refusal::UnknownDomain { domain, known } => {
-                write!(f, "no streaming domain `{domain}`; domains are: {}", known.join(", "))
-            }
-            Refusal::AlreadyThere { domain } => write!(f, "the route already points at `{domain}`"),
-            Refusal::Busy { route } => {
-                write!(f, "a switchover of route `{route}` is already running; wait for it to finish")
-            }
-            Refusal::Unreachable { domain, cause } => write!(
-                f,
-                "destination `{domain}` is unreachable ({cause}); nothing was fenced. Check its bootstrapServers and retry"
-            ),
-            Refusal::NotReady(report) => write!(f, "{}", report.message),
-        }
-    }
 }
 
 /// What a switchover needs from the running gateway.
