@@ -7,6 +7,8 @@
 //! request in flight when the shutdown future resolves, and return.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::gateway::{Gateway, Listeners};
@@ -17,14 +19,16 @@ use tokio::sync::oneshot;
 
 /// Answers every Produce with an opaque 8-byte body naming its correlation id, after `delay`,
 /// and hangs up on anything else (the gateway's own metadata refresh, which must not be fed
-/// answers it cannot parse).
-async fn broker_stand_in(listener: TcpListener, delay: Duration) {
+/// answers it cannot parse), counting those in `refused`.
+async fn broker_stand_in(listener: TcpListener, delay: Duration, refused: Arc<AtomicUsize>) {
     while let Ok((mut stream, _)) = listener.accept().await {
+        let refused = Arc::clone(&refused);
         tokio::spawn(async move {
             loop {
                 let Ok(size) = stream.read_i32().await else { return };
                 let mut body = vec![0; size as usize];
                 if stream.read_exact(&mut body).await.is_err() || body[..2] != [0, 0] {
+                    refused.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 tokio::time::sleep(delay).await;
@@ -94,7 +98,7 @@ fn produce(correlation_id: i32) -> Vec<u8> {
 async fn serves_until_the_shutdown_future_resolves_and_drains_what_is_in_flight() {
     let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let broker_addr = broker.local_addr().unwrap();
-    tokio::spawn(broker_stand_in(broker, Duration::from_millis(500)));
+    tokio::spawn(broker_stand_in(broker, Duration::from_millis(500), Arc::default()));
     let port = free_port_block(2);
     let config = config(broker_addr, port);
     let listeners = Listeners::bind(&config).await.expect("binding");
@@ -123,4 +127,33 @@ async fn serves_until_the_shutdown_future_resolves_and_drains_what_is_in_flight(
     let drained = tokio::time::timeout(Duration::from_secs(20), gateway).await.expect("run returns").unwrap();
     assert!(drained.expect("the gateway ran"), "every connection drained");
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "no longer listening");
+}
+
+/// Clients flooding the port of a node the cluster does not (yet) list: the gateway asks the
+/// cluster once for the burst, not once per connection, and refuses them all.
+#[tokio::test]
+async fn a_burst_for_an_unknown_node_asks_the_cluster_once() {
+    const CLIENTS: usize = 50;
+    let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker_addr = broker.local_addr().unwrap();
+    let metadata_asks = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(broker_stand_in(broker, Duration::ZERO, Arc::clone(&metadata_asks)));
+    let port = free_port_block(2);
+    let config = config(broker_addr, port);
+    let gateway = Gateway::start(&config, Listeners::bind(&config).await.unwrap()).await.unwrap();
+    // The startup refresh has asked (and failed) by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = metadata_asks.load(Ordering::Relaxed);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        // Node 1's port: the stand-in's metadata never names it.
+        clients.push(TcpStream::connect(("127.0.0.1", port + 1)).await.unwrap());
+    }
+    for mut client in clients {
+        let closed = tokio::time::timeout(Duration::from_secs(30), client.read(&mut [0u8; 1])).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a client of an unknown node was kept: {closed:?}");
+    }
+    let asks = metadata_asks.load(Ordering::Relaxed) - before;
+    assert!(asks < CLIENTS / 2, "{CLIENTS} connections to an unknown node made {asks} metadata connections");
+    gateway.shutdown().await;
 }

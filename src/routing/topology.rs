@@ -34,7 +34,15 @@ pub struct Topology {
     refreshing: tokio::sync::Mutex<()>,
     /// Whether the last refresh reached the cluster.
     reachable: AtomicBool,
+    /// When a client last asked for a node the view lacked and a refresh was made for it: the
+    /// negative cache that keeps a flood of connections to an unknown node from asking the
+    /// cluster once each.
+    last_miss_refresh: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// After a refresh made for an unknown node, more asks for unknown nodes within this time are
+/// answered from the view as it is.
+const MISS_REFRESH_COOLDOWN: Duration = Duration::from_secs(5);
 
 impl Topology {
     /// `bootstrap` are the addresses of the listener the route uses.
@@ -51,6 +59,7 @@ impl Topology {
             client,
             refreshing: tokio::sync::Mutex::new(()),
             reachable: AtomicBool::new(false),
+            last_miss_refresh: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -129,6 +138,16 @@ impl Topology {
         if let Some(addr) = self.address_of(node_id) {
             return Some(addr);
         }
+        // One refresh for a burst of misses: the others wait for it, then look again.
+        let mut last = self.last_miss_refresh.lock().await;
+        if let Some(addr) = self.address_of(node_id) {
+            return Some(addr);
+        }
+        let now = tokio::time::Instant::now();
+        if last.is_some_and(|at| now < at + MISS_REFRESH_COOLDOWN) {
+            return None;
+        }
+        *last = Some(now);
         if let Err(e) = self.refresh(timeout).await {
             tracing::warn!(domain = %self.domain, node_id, "cannot refresh cluster metadata: {e}");
         }
