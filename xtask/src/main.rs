@@ -2,17 +2,22 @@
 //!
 //! - `demo`: start a local Kafka 4.1 on 127.0.0.1:9092, the gateway in front of it on its
 //!   built-in default config, and show messages and metadata going through it.
-//! - `test`: install what the tests need and run the whole suite.
+//! - `test [--no-lint] [cargo test args]`: the whole gate CI runs: `lint`, then install what the
+//!   tests need and run the whole suite (`--no-lint` skips the lint step, for local iteration).
+//! - `lint`: `cargo fmt --check`, the module layering (`layers`), `cargo deny check licenses bans
+//!   sources`, clippy and rustdoc, all with warnings as errors.
+//! - `layers [SRC_DIR]`: only the module layering check (see `layers.rs`), of `src/` by default.
 //! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
 //! - `bench [--quick] [--wait-quiet] [--profile]`: the gateway against direct Kafka on this
 //!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
 
 mod bench;
+mod layers;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use switchyard_testkit::drill::{DrillMode, DrillOptions};
@@ -23,12 +28,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
+        Some("lint") => lint(),
+        Some("layers") => layers(args.get(1).map(PathBuf::from)),
         Some("bench") => bench::bench(&args[1..]),
         Some("drill") => drill(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | cargo xtask test [cargo test args] | cargo xtask drill [args] \
-                 | cargo xtask bench [--quick] [--wait-quiet] [--profile]"
+                "usage: cargo xtask demo | cargo xtask test [--no-lint] [cargo test args] | cargo xtask lint \
+                 | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile]"
             );
             return ExitCode::from(2);
         }
@@ -54,7 +61,14 @@ fn cargo() -> Command {
 
 // ---- test --------------------------------------------------------------------------------
 
-fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
+fn test(args: &[String]) -> Result<ExitCode> {
+    let (lint_first, cargo_test_args) = match args.split_first() {
+        Some((flag, rest)) if flag == "--no-lint" => (false, rest),
+        _ => (true, args),
+    };
+    if lint_first && lint()? != ExitCode::SUCCESS {
+        return Ok(ExitCode::FAILURE);
+    }
     ensure_system_tools()?;
     step("fetching the Kafka 4.1.1 jars (cached after the first run)");
     let jars = KafkaJars::ensure()?;
@@ -62,6 +76,76 @@ fn test(cargo_test_args: &[String]) -> Result<ExitCode> {
     step("cargo test --workspace");
     let status = cargo().args(["test", "--workspace"]).args(cargo_test_args).status()?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+// ---- lint --------------------------------------------------------------------------------
+
+/// The version `.ci/run` installs; older ones may read `deny.toml` differently.
+const CARGO_DENY: &str = "cargo-deny 0.20.2";
+
+/// Every check that is not a test, warnings as errors. All run, so one pass shows every failure.
+fn lint() -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut run = |name: &'static str, check: &mut dyn FnMut() -> Result<bool>| -> Result<()> {
+        step(name);
+        let began = Instant::now();
+        let passed = check()?;
+        println!("    {} ({:.1} s)", if passed { "ok" } else { "FAILED" }, began.elapsed().as_secs_f64());
+        if !passed {
+            failed.push(name);
+        }
+        Ok(())
+    };
+    run("cargo fmt --all --check", &mut || Ok(cargo().args(["fmt", "--all", "--check"]).status()?.success()))?;
+    run("module layering (cargo xtask layers)", &mut || Ok(check_layers(&workspace_root().join("src"))? == 0))?;
+    run("cargo deny check licenses bans sources", &mut || {
+        let present = cargo().args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
+        if !present {
+            println!(
+                "    cargo-deny is missing: install it with `cargo install --locked {}`",
+                CARGO_DENY.replace(' ', "@")
+            );
+            return Ok(false);
+        }
+        Ok(cargo()
+            .args(["deny", "--log-level", "warn", "check", "--hide-inclusion-graph", "licenses", "bans", "sources"])
+            .status()?
+            .success())
+    })?;
+    run("cargo clippy --workspace --all-targets -- -D warnings", &mut || {
+        Ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).status()?.success())
+    })?;
+    run("RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps", &mut || {
+        Ok(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings").status()?.success())
+    })?;
+    let took = started.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        println!("\nlint passed in {took:.0} s");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\nlint FAILED in {took:.0} s: {}", failed.join("; "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `cargo xtask layers [SRC_DIR]`: the layering check alone, of `src/` or another crate's sources.
+fn layers(src: Option<PathBuf>) -> Result<ExitCode> {
+    let src = src.unwrap_or_else(|| workspace_root().join("src"));
+    step(&format!("module layering of {}", src.display()));
+    Ok(if check_layers(&src)? == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints each layering violation in `src`; returns how many there were.
+fn check_layers(src: &Path) -> Result<usize> {
+    let violations = layers::check_dir(src)?;
+    for violation in &violations {
+        println!("    {violation}");
+    }
+    if violations.is_empty() {
+        println!("    every import follows the layering in xtask/src/layers.rs");
+    }
+    Ok(violations.len())
 }
 
 /// The tests run librdkafka's `kcat` and HAProxy; install them from the distribution when we may.
