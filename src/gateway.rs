@@ -66,6 +66,13 @@ pub struct Gateway {
 impl Gateway {
     /// Start serving on `listeners` (bound for `config`).
     pub async fn start(config: &GatewayConfig, listeners: Listeners) -> anyhow::Result<Gateway> {
+        let proxy_protocol = &config.proxy_protocol;
+        if proxy_protocol.enabled && proxy_protocol.trusted_networks.is_empty() {
+            tracing::warn!(
+                "the PROXY protocol is on with no proxyProtocol.trustedNetworks: any client that reaches the gateway \
+                 directly can claim any source address. List the load balancers' networks"
+            );
+        }
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new();
         let audit = match &config.audit {

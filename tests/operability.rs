@@ -32,6 +32,10 @@ fn main() {
             ("metrics_parse_and_move_with_traffic", metrics_parse_and_move_with_traffic),
             ("routes_and_domains_show_the_live_mapping", routes_and_domains_show_the_live_mapping),
             ("changes_need_the_bearer_token", changes_need_the_bearer_token),
+            (
+                "admin_api_closes_slow_headers_and_reads_any_scheme_case",
+                admin_api_closes_slow_headers_and_reads_any_scheme_case,
+            ),
             ("changes_are_refused_without_a_configured_token", changes_are_refused_without_a_configured_token),
             ("route_reset_drains_and_closes_client_connections", route_reset_drains_and_closes_client_connections),
             ("status_command_prints_routes_and_domains", status_command_prints_routes_and_domains),
@@ -171,6 +175,25 @@ fn changes_need_the_bearer_token(env: &Env) -> Result<()> {
     }
     let (status, body) = http("POST", &admin_url(&env.gateway, "/admin/v1/routes/nope/reset"), Some(TOKEN))?;
     ensure!(status == 404 && body.contains("main"), "unknown route: {status} {body}");
+    Ok(())
+}
+
+/// A client that never finishes its request headers is closed (slowloris), while the probes keep
+/// answering; the bearer scheme is matched without regard to case, as HTTP says.
+fn admin_api_closes_slow_headers_and_reads_any_scheme_case(env: &Env) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", env.gateway.admin_port))?;
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")?;
+    slow.set_read_timeout(Some(Duration::from_secs(25)))?;
+    let (status, _) = http("GET", &admin_url(&env.gateway, "/health/live"), None)?;
+    ensure!(status == 200, "a slow client blocked the probe: {status}");
+    let mut answer = Vec::new();
+    let read = slow.read_to_end(&mut answer);
+    ensure!(read.is_ok(), "a request with unfinished headers was kept open for 25 s: {read:?}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = admin_url(&env.gateway, "/admin/v1/routes/nope/reset");
+    let status = agent.post(&url).header("Authorization", &format!("bearer {TOKEN}")).send_empty()?.status().as_u16();
+    ensure!(status == 404, "a lowercase `bearer` scheme was not accepted: {status}");
     Ok(())
 }
 

@@ -5,16 +5,25 @@
 //! or `GATEWAY_ADMIN_TOKEN`. A gateway with no token configured refuses every change and says
 //! how to set one, so an admin port exposed by mistake cannot be used to disturb traffic.
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cluster::ClusterNode;
 use crate::config::{GatewayConfig, SwitchoverRequest, ENV_ADMIN_TOKEN};
@@ -39,9 +48,60 @@ impl AdminState {
     }
 }
 
-/// Serve the admin API on `listener` until `shutdown`.
+/// A request's headers must arrive within this long of its first byte (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's body must arrive within this long, and be no larger than `MAX_BODY`.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BODY: usize = 64 * 1024;
+/// Admin connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Serve the admin API on `listener` until `shutdown`. Each connection is served by hyper with
+/// a header read timeout, bodies are read whole under a deadline and a size limit, and at most
+/// [`MAX_CONNECTIONS`] are served at once, so a slow or flooding client cannot take the admin
+/// API (and with it health probes and metrics) away.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
-    let app = Router::new()
+    let app = router(state);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = TaskTracker::new();
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::error!("admin server cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut connection = pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
         .route("/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -50,10 +110,24 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, sh
         .route("/admin/v1/cluster", get(cluster))
         .route("/admin/v1/routes/{name}/reset", post(reset_route))
         .route("/admin/v1/routes/{name}/switchover", post(switchover))
-        .with_state(state);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-        tracing::error!("admin server stopped: {e}");
-    }
+        .layer(middleware::from_fn(read_body_in_time))
+        .with_state(state)
+}
+
+/// Read the request body whole, within [`BODY_TIMEOUT`] and [`MAX_BODY`], before any handler
+/// sees it.
+async fn read_body_in_time(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("request bodies are limited to {MAX_BODY} bytes"))
+        }
+        Err(_) => {
+            return error(StatusCode::REQUEST_TIMEOUT, format!("the request body took longer than {BODY_TIMEOUT:?}"))
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 async fn ready(State(state): State<Arc<AdminState>>) -> Response {
@@ -256,13 +330,19 @@ fn refuse_unauthorized(state: &AdminState, headers: &HeaderMap) -> Option<Respon
             format!("changes are disabled: no admin token is configured. Set admin.token in the config or {ENV_ADMIN_TOKEN}, then send it as `Authorization: Bearer <token>`"),
         ));
     };
-    let presented =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
         Some(_) => Some(unauthorized("the bearer token is wrong")),
         None => Some(unauthorized("send the admin token as `Authorization: Bearer <token>`")),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -278,4 +358,17 @@ fn error(status: StatusCode, message: String) -> Response {
 /// Compare without leaking, through timing, how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 }

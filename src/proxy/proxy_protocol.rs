@@ -88,6 +88,9 @@ fn parse(buf: &[u8]) -> Result<Option<(Option<ProxiedAddresses>, usize)>, ProxyH
     }
     match result {
         HeaderResult::V1(Ok(header)) => Ok(Some((v1_addresses(&header.addresses), header.header.len()))),
+        // LOCAL (a load balancer's own health check) carries no client: whatever address
+        // block follows is ignored, as the specification says.
+        HeaderResult::V2(Ok(header)) if header.command == v2::Command::Local => Ok(Some((None, header.len()))),
         HeaderResult::V2(Ok(header)) => Ok(Some((v2_addresses(&header.addresses), header.len()))),
         HeaderResult::V1(Err(e)) => Err(ProxyHeaderError::Invalid(format!("{e:?}"))),
         HeaderResult::V2(Err(e)) => Err(ProxyHeaderError::Invalid(format!("{e:?}"))),
@@ -150,6 +153,24 @@ mod tests {
         assert!(parse(b"\r\n\r\n\0\r\n").unwrap().is_none());
         assert!(parse(b"PROXY TCP9 nonsense here\r\n").is_err());
         assert!(parse(b"\x00\x00\x00\x10garbage-garbage!").is_err());
+    }
+
+    /// A v2 header, command LOCAL (0x20) or PROXY (0x21), TCP over IPv4, with an address block.
+    fn v2_header(command: u8) -> Vec<u8> {
+        let mut header = V2_SIGNATURE.to_vec();
+        header.extend_from_slice(&[command, 0x11, 0, 12]);
+        header.extend_from_slice(&[10, 1, 2, 3, 127, 0, 0, 1]);
+        header.extend_from_slice(&51000u16.to_be_bytes());
+        header.extend_from_slice(&9092u16.to_be_bytes());
+        header
+    }
+
+    #[test]
+    fn v2_local_carries_no_client_even_with_an_address_block() {
+        let (addresses, len) = parse(&v2_header(0x20)).unwrap().unwrap();
+        assert_eq!((addresses, len), (None, 28));
+        let (addresses, _) = parse(&v2_header(0x21)).unwrap().unwrap();
+        assert_eq!(addresses.unwrap().source, "10.1.2.3:51000".parse().unwrap());
     }
 
     #[test]
