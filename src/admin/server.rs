@@ -58,7 +58,7 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Serve the admin API on `listener` until `shutdown`. Each connection is served by hyper with
 /// a header read timeout, bodies are read whole under a deadline and a size limit, and at most
-/// [`MAX_CONNECTIONS`] are served at once, so a slow or flooding client cannot take the admin
+/// `MAX_CONNECTIONS` (64) are served at once, so a slow or flooding client cannot take the admin
 /// API (and with it health probes and metrics) away.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
     let app = router(state);
