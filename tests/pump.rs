@@ -276,3 +276,28 @@ async fn shutdown_reaches_a_connection_waiting_on_a_full_queue() {
     assert_eq!(started.elapsed().as_secs(), 30, "ends at proxy.drainTimeoutMs");
     assert_eq!(gateway.ctx.route.fence.in_flight(), 0, "the unanswered requests left the fence");
 }
+
+/// A client that stops reading: the gateway stops reading its broker too (nothing is buffered
+/// beyond the answer in hand), and a write that makes no progress for `writeTimeoutMs` ends
+/// the connection.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_reads_nothing_is_closed_at_the_write_timeout() {
+    let gateway = Gateway::new(ProxySettings { write_timeout: Duration::from_secs(30), ..settings() });
+    let (mut client, mut broker, pumped) = gateway.connect();
+    client.write_all(&produce(1)).await.unwrap();
+    let request = read_frame(&mut broker).await.unwrap();
+    // An answer twice the size of the pipe to the client, which reads none of it.
+    let mut answer = BytesMut::new();
+    answer.put_i32(4 + 2 * PIPE as i32);
+    answer.put_i32(correlation_id(&request, 4));
+    answer.put_bytes(0, 2 * PIPE);
+    let broker_writes = tokio::spawn(async move {
+        let _ = broker.write_all(&answer).await;
+        broker
+    });
+    let started = Instant::now();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::ClientWriteTimeout), "{}", summary.reason);
+    assert_eq!(started.elapsed().as_secs(), 30);
+    drop(broker_writes);
+}

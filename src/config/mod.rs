@@ -111,6 +111,8 @@ pub struct ProxySettings {
     /// Open client connections from one client address (the PROXY protocol's source where used).
     pub max_connections_per_client: usize,
     pub idle_timeout: Duration,
+    /// How long a write to a client may make no progress (the client reads nothing).
+    pub write_timeout: Duration,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
     pub metadata_refresh_interval: Duration,
@@ -130,6 +132,9 @@ impl Default for ProxySettings {
             max_connections_per_client: 1_024,
             // Kafka's connections.max.idle.ms default.
             idle_timeout: Duration::from_secs(600),
+            // Kafka's request.timeout.ms default: a client that reads nothing for that long has
+            // given up on the answer anyway.
+            write_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             metadata_refresh_interval: Duration::from_secs(30),

@@ -128,6 +128,7 @@ pub(crate) struct RawProxySettings {
     pub max_connections_per_route: Option<u64>,
     pub max_connections_per_client: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub metadata_refresh_interval_ms: Option<u64>,

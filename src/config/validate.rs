@@ -382,6 +382,7 @@ impl Checker<'_> {
                 1,
             )?,
             idle_timeout: ms("idleTimeoutMs", raw.idle_timeout_ms, d.idle_timeout)?,
+            write_timeout: ms("writeTimeoutMs", raw.write_timeout_ms, d.write_timeout)?,
             connect_timeout: ms("connectTimeoutMs", raw.connect_timeout_ms, d.connect_timeout)?,
             drain_timeout: ms("drainTimeoutMs", raw.drain_timeout_ms, d.drain_timeout)?,
             metadata_refresh_interval: ms(

@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::proxy_protocol;
-use super::stream::Duplex;
+use super::stream::{Duplex, ProgressWriter};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
@@ -55,6 +55,9 @@ pub enum CloseReason {
     ClientClosedMidFrame { received: usize },
     #[error("client connection error: {0}")]
     ClientError(io::Error),
+    /// The client read nothing of an answer for `writeTimeoutMs`.
+    #[error("the client read nothing for proxy.writeTimeoutMs while an answer waited to be sent")]
+    ClientWriteTimeout,
     #[error("malformed request frame: {0}")]
     BadRequestFrame(FrameError),
     #[error("refused request: {0}")]
@@ -140,6 +143,7 @@ impl CloseReason {
             CloseReason::ClientClosed => "client_closed",
             CloseReason::ClientClosedMidFrame { .. } => "client_closed_mid_frame",
             CloseReason::ClientError(_) => "client_error",
+            CloseReason::ClientWriteTimeout => "client_write_timeout",
             CloseReason::BadRequestFrame(_) => "malformed_request_frame",
             CloseReason::BadRequest(_) => "refused_request",
             CloseReason::UnexpectedProxyHeader => "unexpected_proxy_header",
@@ -772,6 +776,9 @@ impl Responses<'_> {
     ) -> Result<(), CloseReason> {
         let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let metrics = &self.ctx.route.metrics;
+        let write_timeout = self.ctx.settings.write_timeout;
+        let write_timer = pin!(tokio::time::sleep(write_timeout));
+        let client = &mut ProgressWriter::new(client, write_timeout, write_timer);
         let mut buf = BytesMut::new();
         let mut requests_finished = false;
         let mut requests_done = pin!(self.done.cancelled());
@@ -820,7 +827,7 @@ impl Responses<'_> {
         buf: &mut BytesMut,
         limits: FrameLimits,
         owed: &mut OwedAnswers,
-        client: &mut W,
+        client: &mut ProgressWriter<'_, W>,
         read_at: Instant,
     ) -> Result<Option<usize>, CloseReason> {
         let ctx = self.ctx;
@@ -841,7 +848,7 @@ impl Responses<'_> {
                         // Gateway answers owed before this response go first, after what precedes them.
                         write_run(buf, run_end, client).await?;
                         run_end = 0;
-                        client.write_all(&answer).await.map_err(CloseReason::ClientError)?;
+                        client.write_all(&answer).await.map_err(client_write_error)?;
                         self.answers.sent();
                     }
                     None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
@@ -865,7 +872,7 @@ impl Responses<'_> {
                 let frame = buf.split_to(len).freeze();
                 let body = frame.slice(SIZE_PREFIX..);
                 let out = rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)?;
-                client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(CloseReason::ClientError)?;
+                client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(client_write_error)?;
                 continue;
             }
             let body = &buf[run_end + SIZE_PREFIX..run_end + len];
@@ -875,7 +882,7 @@ impl Responses<'_> {
                 Some(out) => {
                     write_run(buf, run_end, client).await?;
                     run_end = 0;
-                    client.write_all(&out).await.map_err(CloseReason::ClientError)?;
+                    client.write_all(&out).await.map_err(client_write_error)?;
                     buf.advance(len);
                 }
             }
@@ -883,16 +890,26 @@ impl Responses<'_> {
     }
 }
 
+/// Why a write to the client failed: it stopped reading for `proxy.writeTimeoutMs`, or the
+/// connection broke.
+fn client_write_error(e: io::Error) -> CloseReason {
+    if e.kind() == io::ErrorKind::TimedOut {
+        CloseReason::ClientWriteTimeout
+    } else {
+        CloseReason::ClientError(e)
+    }
+}
+
 /// Send the gateway answers at the head of the queue, up to the first one the broker owes.
 async fn send_gateway_answers<W: AsyncWrite + Unpin>(
     owed: &mut OwedAnswers,
-    client: &mut W,
+    client: &mut ProgressWriter<'_, W>,
     answers: &GatewayAnswers,
 ) -> Result<(), CloseReason> {
     while owed.head.is_none() {
         match owed.queue.try_recv() {
             Ok(Owed::Gateway(answer)) => {
-                client.write_all(&answer).await.map_err(CloseReason::ClientError)?;
+                client.write_all(&answer).await.map_err(client_write_error)?;
                 answers.sent();
             }
             Ok(Owed::Broker(request)) => owed.head = Some(request),
@@ -903,9 +920,13 @@ async fn send_gateway_answers<W: AsyncWrite + Unpin>(
 }
 
 /// Write `buf[..len]` to the client and drop it from the buffer.
-async fn write_run<W: AsyncWrite + Unpin>(buf: &mut BytesMut, len: usize, client: &mut W) -> Result<(), CloseReason> {
+async fn write_run<W: AsyncWrite + Unpin>(
+    buf: &mut BytesMut,
+    len: usize,
+    client: &mut ProgressWriter<'_, W>,
+) -> Result<(), CloseReason> {
     if len > 0 {
-        client.write_all(&buf[..len]).await.map_err(CloseReason::ClientError)?;
+        client.write_all(&buf[..len]).await.map_err(client_write_error)?;
         buf.advance(len);
     }
     Ok(())

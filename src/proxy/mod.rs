@@ -11,5 +11,5 @@ mod upstream;
 pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, bind_route, BoundPort, ListenerContext};
-pub use proxy_protocol::ProxiedAddresses;
+pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};
 pub use stream::Duplex;

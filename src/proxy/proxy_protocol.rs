@@ -81,7 +81,8 @@ pub async fn read_header(
 }
 
 /// `Ok(None)` while more bytes are needed; otherwise the addresses and the header's length.
-fn parse(buf: &[u8]) -> Result<Option<(Option<ProxiedAddresses>, usize)>, ProxyHeaderError> {
+/// Pure (no I/O), so it is also fuzzed on its own (`fuzz/`, as `switchyard::proxy::parse_header`).
+pub fn parse(buf: &[u8]) -> Result<Option<(Option<ProxiedAddresses>, usize)>, ProxyHeaderError> {
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
         return Ok(None);

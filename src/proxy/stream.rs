@@ -6,9 +6,16 @@
 //! is generic over this trait, so the same code runs between sockets in production and between
 //! in-memory pipes in the in-process tests, where time can be paused.
 
-use tokio::io::{split, AsyncRead, AsyncWrite, DuplexStream, ReadHalf, WriteHalf};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{split, AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// A two-way byte stream the pump can split into a read half and a write half.
 pub trait Duplex: Send + 'static {
@@ -33,5 +40,50 @@ impl Duplex for DuplexStream {
 
     fn into_halves(self) -> (Self::Reader, Self::Writer) {
         split(self)
+    }
+}
+
+/// A writer whose writes must make progress: a write that stays blocked (the peer reads
+/// nothing) for `timeout` fails with [`io::ErrorKind::TimedOut`]. The timer is armed only when
+/// a write would block and re-armed on every byte of progress, so a write that goes straight
+/// into the socket buffer (the usual case) touches no timer at all.
+pub struct ProgressWriter<'a, W> {
+    inner: &'a mut W,
+    timeout: Duration,
+    timer: Pin<&'a mut Sleep>,
+}
+
+impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
+    pub fn new(inner: &'a mut W, timeout: Duration, timer: Pin<&'a mut Sleep>) -> Self {
+        ProgressWriter { inner, timeout, timer }
+    }
+
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let mut armed = false;
+            let written = poll_fn(|cx| match Pin::new(&mut *self.inner).poll_write(cx, buf) {
+                Poll::Ready(result) => Poll::Ready(result),
+                Poll::Pending => {
+                    if !armed {
+                        self.timer.as_mut().reset(Instant::now() + self.timeout);
+                        armed = true;
+                    }
+                    match self.timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            })
+            .await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[written..];
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
     }
 }
