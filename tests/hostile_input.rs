@@ -57,6 +57,10 @@ fn main() {
             ("trickled_frame_times_out_though_bytes_keep_coming", trickled_frame_times_out_though_bytes_keep_coming),
             ("size_prefixes_alone_reserve_no_memory", size_prefixes_alone_reserve_no_memory),
             ("connections_over_the_per_client_limit_are_refused", connections_over_the_per_client_limit_are_refused),
+            (
+                "a_flood_of_bad_frames_logs_a_bounded_number_of_lines",
+                a_flood_of_bad_frames_logs_a_bounded_number_of_lines,
+            ),
             ("broker_garbage_bytes_close_the_connection", broker_garbage_bytes_close_the_connection),
             ("broker_undecodable_metadata_closes_the_connection", broker_undecodable_metadata_closes_the_connection),
             ("broker_wrong_correlation_id_closes_the_connection", broker_wrong_correlation_id_closes_the_connection),
@@ -299,6 +303,32 @@ fn connections_over_the_per_client_limit_are_refused(env: &Env) -> Result<()> {
     // The places are freed as the gateway sees the closes.
     poll::poll_until(WAIT, || healthy_connection(env).ok()).context("no place freed after the connections closed")?;
     still_serving(env, healthy)
+}
+
+/// Hundreds of connections sending garbage in a burst: each is closed, but the log gets a
+/// bounded number of lines for them (20 a second per reason), the later ones saying how many
+/// were held back.
+fn a_flood_of_bad_frames_logs_a_bounded_number_of_lines(env: &Env) -> Result<()> {
+    const FLOOD: usize = 250;
+    const REASON: &str = "negative frame size";
+    let logged = |log: &str| log.lines().filter(|line| line.contains(REASON)).count();
+    let before = logged(&env.gateway.log_contents());
+    let started = std::time::Instant::now();
+    for _ in 0..FLOOD {
+        let mut bad = TcpStream::connect(("127.0.0.1", env.main_port))?;
+        bad.write_all(&(-7i32).to_be_bytes())?;
+        expect_closed(&mut bad, WAIT)?;
+    }
+    let seconds = started.elapsed().as_secs() + 2;
+    let log = env.gateway.log_contents();
+    let lines = logged(&log) - before;
+    ensure!(lines >= 1, "no line at all for the flood");
+    ensure!(
+        lines as u64 <= 20 * seconds && lines < FLOOD,
+        "{lines} lines for {FLOOD} bad connections in {seconds} s: not rate-limited"
+    );
+    ensure!(log.contains("held_back="), "no line says how many were held back");
+    still_serving(env, healthy_connection(env)?)
 }
 
 /// Whether a non-blocking stream's peer has closed it.

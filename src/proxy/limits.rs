@@ -12,11 +12,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::ProxySettings;
+use crate::telemetry::RateLimit;
 
 /// A limit a connection was refused at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +33,6 @@ impl Limit {
             Limit::Route => "route",
             Limit::Client => "client",
         }
-    }
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -64,9 +59,8 @@ pub struct ConnectionLimits {
     max_per_route: usize,
     max_per_client: usize,
     counts: Mutex<Counts>,
-    /// Per limit: the second of the last refusal logged, and refusals not logged since.
-    last_logged: [AtomicU64; 3],
-    unlogged: [AtomicU64; 3],
+    /// Per limit (in `Limit` order), how often a refusal is logged.
+    logged: [RateLimit; 3],
 }
 
 impl ConnectionLimits {
@@ -76,8 +70,7 @@ impl ConnectionLimits {
             max_per_route: settings.max_connections_per_route,
             max_per_client: settings.max_connections_per_client,
             counts: Mutex::default(),
-            last_logged: Default::default(),
-            unlogged: Default::default(),
+            logged: [RateLimit::per_second(1), RateLimit::per_second(1), RateLimit::per_second(1)],
         })
     }
 
@@ -100,16 +93,10 @@ impl ConnectionLimits {
         Ok(Admitted { limits: Arc::clone(self), route: Arc::clone(route), client: None })
     }
 
-    /// Whether a refusal at `limit` should be logged now; if so, also how many were not logged
-    /// since the last one.
+    /// Whether a refusal at `limit` should be logged now (once a second per limit); if so, also
+    /// how many were not logged since the last one.
     pub fn log_refusal(&self, limit: Limit) -> Option<u64> {
-        let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let slot = limit.index();
-        if self.last_logged[slot].swap(second, Ordering::AcqRel) == second {
-            self.unlogged[slot].fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(self.unlogged[slot].swap(0, Ordering::Relaxed))
+        self.logged[limit as usize].allow()
     }
 }
 

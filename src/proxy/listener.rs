@@ -21,7 +21,13 @@ use super::proxy_protocol::{self, ProxiedAddresses};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::routing::{Route, Target};
-use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent};
+use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit};
+
+/// Closes logged at info (idle timeouts, resets) and warn (bad input, broken peers): at most
+/// this many a second for each close reason; `held_back` in the next line of that reason counts
+/// the others. Every close is still counted in `switchyard_connections_closed` and written to
+/// the audit log.
+static CLOSES_LOGGED: KeyedRateLimit = KeyedRateLimit::per_second(20);
 
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {
@@ -212,10 +218,14 @@ impl Connection {
                 tracing::debug!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
             }
             Severity::Notable => {
-                tracing::info!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+                if let Some(held_back) = CLOSES_LOGGED.allow(reason.label()) {
+                    tracing::info!(%client_addr, route, ?target, upstream, duration_ms, held_back, "connection closed: {reason}{origin}")
+                }
             }
             Severity::Problem => {
-                tracing::warn!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+                if let Some(held_back) = CLOSES_LOGGED.allow(reason.label()) {
+                    tracing::warn!(%client_addr, route, ?target, upstream, duration_ms, held_back, "connection closed: {reason}{origin}")
+                }
             }
         }
         self.audit_close(proxied, Some(upstream), &reason.to_string(), started, Some(&summary));

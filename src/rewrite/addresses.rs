@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 
 use crate::config::HostPort;
 use crate::routing::{Broker, Route, Upstream};
+use crate::telemetry::RateLimit;
 
 /// A response element naming one broker.
 pub(super) trait BrokerAddress {
@@ -150,6 +151,9 @@ impl Rewriter<'_> {
     }
 
     fn log_unmapped(&self, node_id: i32) {
+        // Every answer naming the broker would log it: once a second is plenty.
+        static UNMAPPED: RateLimit = RateLimit::per_second(1);
+        let Some(held_back) = UNMAPPED.allow() else { return };
         let ranges: Vec<String> =
             self.route.port_map.ranges().iter().map(|r| format!("{} {}-{}", r.name, r.start, r.end)).collect();
         let domain = &self.upstream.domain;
@@ -157,6 +161,7 @@ impl Rewriter<'_> {
             route = %self.route.name,
             %domain,
             node_id,
+            held_back,
             "broker {node_id} is outside every nodeIdRanges entry of the route's domains ({}); clients cannot reach it \
              through this route. Add a range such as `{{name: extra, start: {node_id}, end: {node_id}}}` to domain \
              `{domain}`'s kafkaCluster.nodeIdRanges",

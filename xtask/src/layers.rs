@@ -30,7 +30,7 @@ pub const LAYERS: &[(&str, Allowed)] = &[
     ("telemetry", Allowed::Only(&["config"])),
     ("cluster", Allowed::Only(&["config", "protocol", "telemetry"])),
     ("routing", Allowed::Only(&["config", "protocol", "telemetry", "cluster"])),
-    ("rewrite", Allowed::Only(&["config", "protocol", "routing"])),
+    ("rewrite", Allowed::Only(&["config", "protocol", "telemetry", "routing"])),
     ("proxy", Allowed::Only(&["config", "protocol", "telemetry", "routing", "rewrite"])),
     ("switchover", Allowed::Only(&["config", "telemetry", "routing"])),
     ("admin", Allowed::Only(&["config", "telemetry", "cluster", "routing", "switchover"])),
