@@ -92,7 +92,8 @@ mod tests {
     #[test]
     fn a_flood_of_one_key_leaves_the_others_alone() {
         let limits = KeyedRateLimit::per_second(2);
-        (0..100).for_each(|_| drop(limits.allow("client_error")));
+        let passed = (0..100).filter(|_| limits.allow("client_error").is_some()).count();
+        assert!(passed < 100);
         assert_eq!(limits.allow("malformed_response_frame"), Some(0));
     }
 }
