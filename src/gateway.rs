@@ -22,7 +22,7 @@ use crate::admin::{self, AdminState};
 use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
 use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
-use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext};
+use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget};
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
@@ -119,6 +119,7 @@ impl Gateway {
             shutdown: shutdown.clone(),
             connections: connections.clone(),
             limits: ConnectionLimits::new(&config.proxy),
+            budget: MemoryBudget::new(config.proxy.buffer_budget_bytes, metrics.buffered_frame_bytes()),
         });
         let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _)| Arc::clone(route)).collect();
         for (route, ports) in bound_routes {

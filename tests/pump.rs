@@ -14,9 +14,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use prometheus_client::metrics::gauge::Gauge;
 use switchyard::cluster::Advertising;
 use switchyard::config::{FenceMode, ProxySettings};
-use switchyard::proxy::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
+use switchyard::proxy::{pump, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, StopSignals};
 use switchyard::routing::{Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -67,7 +68,8 @@ impl Gateway {
             &Metrics::new(),
             &shutdown,
         );
-        let ctx = ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings) };
+        let budget = MemoryBudget::new(settings.buffer_budget_bytes, Gauge::default());
+        let ctx = ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget };
         let route_session = ctx.route.session();
         Gateway { ctx: Arc::new(ctx), shutdown, route_session }
     }
@@ -300,4 +302,46 @@ async fn a_client_that_reads_nothing_is_closed_at_the_write_timeout() {
     assert!(matches!(summary.reason, CloseReason::ClientWriteTimeout), "{}", summary.reason);
     assert_eq!(started.elapsed().as_secs(), 30);
     drop(broker_writes);
+}
+
+/// `produce(id)` padded to `size` bytes in all: a large request, opaque after its header.
+fn large_produce(correlation_id: i32, size: usize) -> Vec<u8> {
+    let mut frame = produce(correlation_id).to_vec();
+    frame.resize(size, 0);
+    frame[..4].copy_from_slice(&((size - 4) as i32).to_be_bytes());
+    frame
+}
+
+/// Three connections each sending a frame larger than a third of the gateway's buffer budget:
+/// the third waits (reads nothing) until the first frame is forwarded and its room given back,
+/// then goes through. Memory stays within the budget; nothing is refused.
+#[tokio::test(start_paused = true)]
+async fn large_frames_wait_for_room_in_the_budget_and_then_pass() {
+    const FRAME: usize = 3 * 1024 * 1024 + 512 * 1024;
+    let gateway = Gateway::new(ProxySettings {
+        max_frame_bytes: 4 * 1024 * 1024,
+        buffer_budget_bytes: 8 * 1024 * 1024,
+        ..settings()
+    });
+    let mut clients = Vec::new();
+    for id in 1..=3 {
+        let (client, broker_end, pumped) = gateway.connect();
+        clients.push((client, large_produce(id, FRAME), broker(broker_end, Duration::ZERO), pumped));
+    }
+    let (mut third, third_frame, _, _) = clients.pop().unwrap();
+    // The first two send all but their last bytes, and hold their room.
+    for (client, frame, _, _) in &mut clients {
+        client.write_all(&frame[..FRAME - 10]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let third_sends = tokio::spawn(async move {
+        third.write_all(&third_frame).await.unwrap();
+        answers(&mut third, 1).await
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!third_sends.is_finished(), "the third frame passed while the budget was spent");
+    let (first, frame, _, _) = &mut clients[0];
+    first.write_all(&frame[FRAME - 10..]).await.unwrap();
+    assert_eq!(answers(first, 1).await, vec![1]);
+    assert_eq!(third_sends.await.unwrap(), vec![3], "the third frame went through once room was given back");
 }

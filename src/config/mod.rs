@@ -101,6 +101,8 @@ pub struct RouteConfig {
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub max_frame_bytes: usize,
+    /// Bytes of large frames all connections together may buffer (see `proxy::budget`).
+    pub buffer_budget_bytes: usize,
     pub max_in_flight_requests: usize,
     /// Time from the first byte of a request frame to its last; trickling bytes don't extend it.
     pub frame_timeout: Duration,
@@ -123,6 +125,8 @@ impl Default for ProxySettings {
         ProxySettings {
             // Kafka's own socket.request.max.bytes default.
             max_frame_bytes: 100 * 1024 * 1024,
+            // Ten of the largest frames at once; at least two are needed (see validation).
+            buffer_budget_bytes: 1024 * 1024 * 1024,
             max_in_flight_requests: 1024,
             // Kafka has no such limit; a minute moves a 100 MiB request at about 14 Mbit/s.
             frame_timeout: Duration::from_secs(60),

@@ -122,6 +122,7 @@ pub(crate) struct RawRouteDomain {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawProxySettings {
     pub max_frame_bytes: Option<u64>,
+    pub buffer_budget_bytes: Option<u64>,
     pub max_in_flight_requests: Option<u64>,
     pub frame_timeout_ms: Option<u64>,
     pub max_connections: Option<u64>,

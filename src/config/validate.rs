@@ -359,8 +359,22 @@ impl Checker<'_> {
                 None => Ok(default),
             }
         };
+        let max_frame_bytes = count("maxFrameBytes", raw.max_frame_bytes, d.max_frame_bytes, 1024)?;
+        let default_budget = d.buffer_budget_bytes.max(2 * max_frame_bytes);
+        let buffer_budget_bytes = count("bufferBudgetBytes", raw.buffer_budget_bytes, default_budget, 0)?;
+        if buffer_budget_bytes < 2 * max_frame_bytes {
+            return Err(self.err(
+                "proxy.bufferBudgetBytes",
+                format!("{buffer_budget_bytes} is less than twice proxy.maxFrameBytes ({max_frame_bytes})"),
+                format!(
+                    "raise it to at least {} so the largest frame always fits, or lower maxFrameBytes",
+                    2 * max_frame_bytes
+                ),
+            ));
+        }
         Ok(ProxySettings {
-            max_frame_bytes: count("maxFrameBytes", raw.max_frame_bytes, d.max_frame_bytes, 1024)?,
+            max_frame_bytes,
+            buffer_budget_bytes,
             max_in_flight_requests: count(
                 "maxInFlightRequests",
                 raw.max_in_flight_requests,

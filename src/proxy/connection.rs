@@ -23,6 +23,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
+use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use super::budget::{Held, MemoryBudget};
 use super::proxy_protocol;
 use super::stream::{Duplex, ProgressWriter};
 use crate::config::FenceMode;
@@ -98,6 +100,12 @@ pub enum CloseReason {
     RouteReset,
     #[error("gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")]
     DrainTimeout,
+    /// The gateway-wide budget of buffered frame bytes had no room for a large frame in time.
+    #[error(
+        "no room in proxy.bufferBudgetBytes for a large {direction} frame within proxy.frameTimeoutMs \
+         (other connections hold the budget)"
+    )]
+    NoBufferRoom { direction: &'static str },
 }
 
 fn mid_frame(partial_frame_bytes: usize) -> String {
@@ -159,6 +167,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::RouteReset => "route_reset",
             CloseReason::DrainTimeout => "drain_timeout",
+            CloseReason::NoBufferRoom { .. } => "no_buffer_room",
         }
     }
 
@@ -184,6 +193,8 @@ pub struct ConnectionContext {
     /// The domain this connection was opened to; a switchover does not change it.
     pub upstream: Arc<Upstream>,
     pub settings: Arc<ProxySettings>,
+    /// The gateway's budget of buffered frame bytes.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// What makes a connection stop taking requests and drain.
@@ -390,6 +401,7 @@ impl Requests<'_> {
         let stopped = pin!(self.stop.route.cancelled());
         let timer = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
         let waits = &mut ReadWaits { stopped, timer, last_read: Instant::now(), frame_started: None };
+        let mut held = Held::new(&self.ctx.budget);
         let mut already_read = !buf.is_empty();
         loop {
             if !already_read {
@@ -416,7 +428,14 @@ impl Requests<'_> {
                 }
             };
             waits.partial_frame(buf.len(), read);
-            reserve_for_next(&mut buf, next_total);
+            let frame_timeout = self.ctx.settings.frame_timeout;
+            let room = tokio::select! {
+                room = make_room(&mut buf, next_total, &mut held, frame_timeout) => room,
+                _ = waits.stopped.as_mut() => return RequestsEnd::Drain(self.stop_reason()),
+            };
+            if room.is_err() {
+                return RequestsEnd::Failed(CloseReason::NoBufferRoom { direction: "request" });
+            }
         }
     }
 
@@ -780,6 +799,7 @@ impl Responses<'_> {
         let write_timer = pin!(tokio::time::sleep(write_timeout));
         let client = &mut ProgressWriter::new(client, write_timeout, write_timer);
         let mut buf = BytesMut::new();
+        let mut held = Held::new(&self.ctx.budget);
         let mut requests_finished = false;
         let mut requests_done = pin!(self.done.cancelled());
         loop {
@@ -816,7 +836,9 @@ impl Responses<'_> {
             self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
             metrics.bytes_to_client.inc_by(forwarded);
             metrics.gateway_response_time.observe(read_at.elapsed());
-            reserve_for_next(&mut buf, next_total);
+            if make_room(&mut buf, next_total, &mut held, self.ctx.settings.frame_timeout).await.is_err() {
+                return Err(CloseReason::NoBufferRoom { direction: "response" });
+            }
         }
     }
 
@@ -932,11 +954,31 @@ async fn write_run<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// A buffer up to this capacity costs no budget: every connection has one read chunk anyway.
+const FREE_CAPACITY: usize = 2 * READ_CHUNK;
+
 /// Make room for the rest of a partial frame, and for a large next read. Memory follows the
 /// bytes received, never the size a peer claims: a partial frame gets room for at most as much
 /// again as has arrived of it (at least one read chunk), so a buffer at most doubles per read
-/// and a size prefix alone reserves one chunk.
-fn reserve_for_next(buf: &mut BytesMut, next_total: Option<usize>) {
+/// and a size prefix alone reserves one chunk. Room beyond [`FREE_CAPACITY`] comes from the
+/// gateway's budget, waiting up to `wait_at_most` for it (`Err` if it does not come); a buffer
+/// that has been emptied gives its room back.
+async fn make_room(
+    buf: &mut BytesMut,
+    next_total: Option<usize>,
+    held: &mut Held,
+    wait_at_most: Duration,
+) -> Result<(), ()> {
+    if buf.is_empty() && buf.capacity() > FREE_CAPACITY {
+        *buf = BytesMut::new();
+        held.release();
+    }
     let missing = next_total.map_or(0, |total| total.saturating_sub(buf.len()));
-    buf.reserve(missing.min(buf.len()).max(READ_CHUNK));
+    let additional = missing.min(buf.len()).max(READ_CHUNK);
+    let wanted = buf.len() + additional;
+    if wanted > FREE_CAPACITY {
+        tokio::time::timeout(wait_at_most, held.grow_to(wanted - FREE_CAPACITY)).await.map_err(drop)?;
+    }
+    buf.reserve(additional);
+    Ok(())
 }

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses};
@@ -43,6 +44,7 @@ pub struct ListenerContext {
     pub shutdown: CancellationToken,
     pub connections: TaskTracker,
     pub limits: Arc<ConnectionLimits>,
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// Bind every port of a route: its bootstrap port, then one per node id of its port map.
@@ -205,6 +207,7 @@ impl Connection {
             route: Arc::clone(&self.route),
             upstream: domain,
             settings: Arc::clone(&self.shared.settings),
+            budget: Arc::clone(&self.shared.budget),
         };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: session };
         let summary = pump(client, initial, upstream, &ctx, stop).await;

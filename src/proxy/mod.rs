@@ -1,6 +1,7 @@
 //! Proxying: client-facing listeners, the PROXY protocol, broker connections, and the frame
 //! pump between them.
 
+mod budget;
 mod connection;
 mod limits;
 mod listener;
@@ -8,6 +9,7 @@ mod proxy_protocol;
 mod stream;
 mod upstream;
 
+pub use budget::MemoryBudget;
 pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, bind_route, BoundPort, ListenerContext};

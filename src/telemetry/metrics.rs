@@ -168,6 +168,10 @@ metric_families! {
         "Duration of each phase of the route's last switchover",
     ),
     cluster_members: Gauge = ("cluster_members", "Members of this node's gateway cluster"),
+    buffered_frame_bytes: Gauge = (
+        "buffered_frame_bytes",
+        "Bytes of large frames held in connection buffers, taken from proxy.bufferBudgetBytes",
+    ),
     upstream_time: Family<RouteLabels, AtomicHistogram> = (
         "upstream_time_seconds",
         "Time from forwarding a request to receiving its response",
@@ -182,6 +186,11 @@ impl Metrics {
     /// The gauge of this node's cluster members.
     pub fn cluster_members(&self) -> Gauge {
         self.cluster_members.clone()
+    }
+
+    /// The gauge of the frame-buffer budget in use.
+    pub fn buffered_frame_bytes(&self) -> Gauge {
+        self.buffered_frame_bytes.clone()
     }
 
     /// The Prometheus text exposition of every metric.
