@@ -1,29 +1,38 @@
 //! Real Kafka clients through the gateway, against a real 3-broker Kafka.
 //!
 //! Java (console tools, performance tools, admin, transactions, consumer groups) and librdkafka
-//! (kcat) clients are pointed only at the gateway's route. Every test uses its own topics and
-//! groups on one shared cluster; the test that stops a broker runs last.
+//! (kcat) clients are pointed only at the gateway's route, and so is every client generation:
+//! Java clients 4.x, 3.x and 2.x (each with only its own jars) and franz-go run the same
+//! workout. Every test uses its own topics and groups on one shared cluster; the test that stops
+//! a broker runs last.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use common::{run_suite, start_gateway, TestGateway};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use switchyard_testkit::{java, kcat, poll, ClusterSpec, ConsumeOptions, KafkaCluster, KafkaWire, ProducerPerfOptions};
+use switchyard_testkit::clients::{self, Workout};
+use switchyard_testkit::{
+    end_offsets, java, kcat, poll, process, ClusterSpec, ConsumeOptions, KafkaCluster, KafkaWire, ProducerPerfOptions,
+};
 
 struct Env {
     cluster: Mutex<KafkaCluster>,
     gateway: TestGateway,
     /// Real broker ports, which no client may ever be told.
     broker_ports: Vec<u16>,
+    /// Real KRaft controller ports, which no client may be told either.
+    controller_ports: Vec<u16>,
+    /// The cluster's own bootstrap, for baselines that bypass the gateway on purpose.
+    direct_bootstrap: String,
 }
 
 fn main() {
@@ -36,6 +45,16 @@ fn main() {
             ("transactional_producer_commits", transactional_producer_commits),
             ("admin_creates_and_deletes_topics", admin_creates_and_deletes_topics),
             ("no_real_broker_address_reaches_clients", no_real_broker_address_reaches_clients),
+            ("java_client_4_4_full_workout", java_client_4_4_full_workout),
+            ("java_client_3_9_full_workout", java_client_3_9_full_workout),
+            ("java_client_2_8_full_workout", java_client_2_8_full_workout),
+            ("franz_go_full_workout", franz_go_full_workout),
+            (
+                "admin_quorum_and_broker_configs_hide_real_addresses",
+                admin_quorum_and_broker_configs_hide_real_addresses,
+            ),
+            ("kcat_one_record_per_request_keeps_pace_with_direct", kcat_one_record_per_request_keeps_pace_with_direct),
+            ("producer_perf_with_gateway_max_in_flight_1_and_2", producer_perf_with_gateway_max_in_flight_1_and_2),
             ("sigterm_answers_in_flight_requests_then_exits_0", sigterm_answers_in_flight_requests_then_exits_0),
             ("zz_broker_stopped_under_load", zz_broker_stopped_under_load),
         ],
@@ -43,7 +62,9 @@ fn main() {
             let cluster = KafkaCluster::start(ClusterSpec::three())?;
             let gateway = start_gateway(&cluster, "")?;
             let broker_ports = cluster.brokers().iter().map(|(_, addr)| addr.port()).collect();
-            Ok(Env { cluster: Mutex::new(cluster), gateway, broker_ports })
+            let controller_ports = cluster.controllers().iter().map(|(_, addr)| addr.port()).collect();
+            let direct_bootstrap = cluster.bootstrap();
+            Ok(Env { cluster: Mutex::new(cluster), gateway, broker_ports, controller_ports, direct_bootstrap })
         },
     );
 }
@@ -220,6 +241,230 @@ fn no_real_broker_address_reaches_clients(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// Records each client generation produces and consumes in its workout.
+const WORKOUT_RECORDS: usize = 1_000;
+
+/// The workout of one client generation, through the gateway: every printed address must be a
+/// gateway port (the node lines each the port of their node id), and everything must arrive.
+fn check_workout(env: &Env, workout: &Workout) -> Result<()> {
+    let summary = format!(
+        "{}: {} nodes, produced {:?}, consumed {:?} distinct, group committed {:?}, read_committed {:?}",
+        workout.client_version,
+        workout.nodes.len(),
+        workout.produced,
+        workout.consumed_distinct,
+        workout.group_committed,
+        workout.read_committed
+    );
+    println!("{summary}");
+    ensure!(workout.nodes.len() == 3, "{summary}: expected 3 nodes\n{}", workout.output.describe());
+    for (id, addr) in &workout.nodes {
+        ensure!(
+            *addr == format!("127.0.0.1:{}", env.gateway.port_of(*id)),
+            "{summary}: node {id} given as {addr}, not its gateway port {}",
+            env.gateway.port_of(*id)
+        );
+    }
+    let gateway_ports = env.gateway.ports();
+    for (addr, line) in &workout.addresses {
+        let port = clients::parse_host_port(addr).map(|(_, port)| port);
+        ensure!(
+            addr.starts_with("127.0.0.1:") && port.is_some_and(|p| gateway_ports.contains(&p)),
+            "{summary}: the client was given {addr}, which is not a gateway port ({gateway_ports:?}), in {line:?}"
+        );
+    }
+    assert_no_broker_port(env, &workout.client_version, &workout.output.stdout)?;
+    workout.ensure_complete(WORKOUT_RECORDS as u64)
+}
+
+fn java_workout(env: &Env, version: &str, name: &str) -> Result<()> {
+    let started = Instant::now();
+    let workout = clients::java_workout(version, &env.gateway.bootstrap(), name, WORKOUT_RECORDS)?;
+    ensure!(workout.client_version == version, "asked for kafka-clients {version}, ran {:?}", workout.client_version);
+    check_workout(env, &workout)?;
+    println!("kafka-clients {version} workout through the gateway took {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn java_client_4_4_full_workout(env: &Env) -> Result<()> {
+    java_workout(env, clients::JAVA_CLIENT_4, "workout-java-4")
+}
+
+fn java_client_3_9_full_workout(env: &Env) -> Result<()> {
+    java_workout(env, clients::JAVA_CLIENT_3, "workout-java-3")
+}
+
+fn java_client_2_8_full_workout(env: &Env) -> Result<()> {
+    java_workout(env, clients::JAVA_CLIENT_2, "workout-java-2")
+}
+
+fn franz_go_full_workout(env: &Env) -> Result<()> {
+    let started = Instant::now();
+    let Some(workout) = clients::go_workout(&env.gateway.bootstrap(), "workout-franz-go", WORKOUT_RECORDS)? else {
+        println!("SKIPPED franz_go_full_workout: `go` is not installed, so franz-go cannot be built");
+        return Ok(());
+    };
+    ensure!(workout.client_version.starts_with("franz-go v1."), "ran {:?}", workout.client_version);
+    check_workout(env, &workout)?;
+    println!("{} workout through the gateway took {:.1?}", workout.client_version, started.elapsed());
+    Ok(())
+}
+
+/// The Admin client's quorum and broker config views, through the gateway, are useful and show
+/// no real broker or controller address (listeners, advertised listeners, quorum voters and
+/// DescribeQuorum endpoints all name them).
+fn admin_quorum_and_broker_configs_hide_real_addresses(env: &Env) -> Result<()> {
+    let output = clients::admin_probe(clients::JAVA_CLIENT_4, &env.gateway.bootstrap())?;
+    let stdout = &output.stdout;
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let leader = lines.iter().find_map(|f| match f.as_slice() {
+        ["quorum_leader", id, ..] => id.parse::<i32>().ok(),
+        _ => None,
+    });
+    let voters = lines.iter().filter(|f| f.first() == Some(&"quorum_voter")).count();
+    let configs = lines.iter().filter(|f| f.first() == Some(&"config")).count();
+    println!(
+        "AdminProbe through the gateway: quorum leader {leader:?}, {voters} voters, {configs} broker config entries"
+    );
+    ensure!(leader.is_some_and(|id| id >= 0), "no quorum leader in:\n{}", output.describe());
+    ensure!(voters == 3, "{voters} quorum voters, expected 3:\n{}", output.describe());
+    for id in 1..=3 {
+        let useful = ["log.dirs", "num.partitions"]
+            .iter()
+            .any(|name| stdout.lines().any(|l| l.starts_with(&format!("config {id} {name}="))));
+        ensure!(useful, "broker {id}'s configs lack log.dirs and num.partitions:\n{}", output.describe());
+    }
+
+    let everything = format!("{stdout}\n{}", output.stderr);
+    let real: Vec<u16> = env.broker_ports.iter().chain(&env.controller_ports).copied().collect();
+    let mut leaks: Vec<&str> = everything.lines().filter(|line| mentions_real_port(line, &real)).collect();
+    leaks.dedup();
+    ensure!(
+        leaks.is_empty(),
+        "the Admin client was shown real broker/controller addresses (ports {real:?}) in {} lines:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    Ok(())
+}
+
+/// Whether `line` names one of `ports` as an address (`host:port`, `…://host:port`, `id@host:port`)
+/// or as the value of a port setting.
+fn mentions_real_port(line: &str, ports: &[u16]) -> bool {
+    let bytes = line.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        if !bytes[start].is_ascii_digit() {
+            start += 1;
+            continue;
+        }
+        let end = start + bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let number: Option<u16> = line[start..end].parse().ok();
+        if number.is_some_and(|n| ports.contains(&n)) {
+            let before = line[..start].trim_end_matches(' ');
+            if before.ends_with(':') || (before.ends_with('=') && before.to_ascii_lowercase().contains("port")) {
+                return true;
+            }
+        }
+        start = end;
+    }
+    false
+}
+
+/// librdkafka with one record per request pipelines thousands of Produce requests on each
+/// connection. Through the gateway that must neither stall nor cost more than twice the time
+/// straight to the brokers.
+fn kcat_one_record_per_request_keeps_pace_with_direct(env: &Env) -> Result<()> {
+    const RECORDS: usize = 200_000;
+    const SLACK: Duration = Duration::from_secs(2);
+    let config = [("linger.ms", "0"), ("batch.num.messages", "1")];
+    // Replication factor 1: with 3 replicas a one-record request waits for two follower
+    // fetches, and 200,000 of them take minutes even straight to the brokers.
+    java::create_topic(&env.gateway.bootstrap(), "kcat-pipelined-direct", 3, 1)?;
+    java::create_topic(&env.gateway.bootstrap(), "kcat-pipelined-gateway", 3, 1)?;
+
+    let direct = kcat::produce_numbered(
+        &env.direct_bootstrap,
+        "kcat-pipelined-direct",
+        "direct",
+        RECORDS,
+        &config,
+        Duration::from_secs(180),
+    )
+    .map_err(|e| anyhow!("the direct baseline: {}", abridged(&e, 30)))?;
+    let limit = direct * 2 + SLACK;
+    println!("kcat: {RECORDS} records one per request straight to the brokers in {direct:.1?}");
+    // Past the limit the test fails anyway; a little longer tells a slow gateway from a stuck one.
+    let through = kcat::produce_numbered(
+        &env.gateway.bootstrap(),
+        "kcat-pipelined-gateway",
+        "gateway",
+        RECORDS,
+        &config,
+        limit * 2 + Duration::from_secs(10),
+    )
+    .map_err(|e| anyhow!("through the gateway (direct took {direct:.1?}): {}", abridged(&e, 30)))?;
+    println!("kcat: {RECORDS} records one per request through the gateway in {through:.1?} (limit {limit:.1?})");
+
+    for topic in ["kcat-pipelined-direct", "kcat-pipelined-gateway"] {
+        let stored: i64 = end_offsets(&env.direct_bootstrap, topic)?.iter().map(|(_, offset)| offset).sum();
+        ensure!(stored == RECORDS as i64, "{topic} holds {stored} of {RECORDS} records");
+    }
+    ensure!(
+        through <= limit,
+        "through the gateway took {through:.1?}, more than twice the direct {direct:.1?} plus {SLACK:?}"
+    );
+    Ok(())
+}
+
+/// ProducerPerformance with tiny batches (one record per request, 5 in flight per connection)
+/// through gateways that allow only 1 and 2 requests in flight per connection: the gateway holds
+/// the client back, and everything still completes.
+fn producer_perf_with_gateway_max_in_flight_1_and_2(env: &Env) -> Result<()> {
+    const RECORDS: u64 = 20_000;
+    for max_in_flight in [1, 2] {
+        let topic = format!("perf-max-in-flight-{max_in_flight}");
+        // Replication factor 1, as in the kcat test: one-record requests waiting for followers
+        // are slow even straight to the brokers, and this is about the gateway's pipeline.
+        java::create_topic(&env.gateway.bootstrap(), &topic, 3, 1)?;
+        let cluster = env.cluster.lock().unwrap();
+        let gateway = common::start_gateway(&cluster, &format!("proxy:\n  maxInFlightRequests: {max_in_flight}\n"))?;
+        drop(cluster);
+        let mut opts = ProducerPerfOptions::new(gateway.bootstrap(), topic.as_str(), RECORDS);
+        opts.producer_props
+            .extend([("batch.size".to_owned(), "100".to_owned()), ("linger.ms".to_owned(), "0".to_owned())]);
+        // Every record is queued at the start, so each waits for the whole run: a stalled
+        // gateway shows as records expiring after delivery.timeout.ms (120 s), reported with
+        // ProducerPerformance's errors before this limit kills it.
+        opts.timeout = Duration::from_secs(150);
+        let started = Instant::now();
+        let (produced, output) = java::producer_perf_background(&opts)?.wait_with_output().map_err(|e| {
+            anyhow!(
+                "maxInFlightRequests {max_in_flight}: {}\n--- gateway log (end) ---\n{}",
+                abridged(&e, 30),
+                gateway.process.log_tail()
+            )
+        })?;
+        println!(
+            "ProducerPerformance through a gateway with maxInFlightRequests {max_in_flight}: {} records, \
+             {:.0} records/s, p99 {} ms, {:.1?} in all",
+            produced.records,
+            produced.records_per_sec,
+            produced.p99_ms,
+            started.elapsed()
+        );
+        ensure!(
+            produced.records == RECORDS,
+            "maxInFlightRequests {max_in_flight}: ProducerPerformance reported {} of {RECORDS} records\n\
+             --- ProducerPerformance stderr (end) ---\n{}\n--- gateway log (end) ---\n{}",
+            produced.records,
+            process::tail(&output.stderr, 20),
+            gateway.process.log_tail()
+        );
+    }
+    Ok(())
+}
+
 /// A long-poll Fetch is in flight when the gateway gets SIGTERM: the client still gets its
 /// answer, new connections are refused at once, and the gateway exits 0.
 fn sigterm_answers_in_flight_requests_then_exits_0(env: &Env) -> Result<()> {
@@ -291,10 +536,27 @@ fn zz_broker_stopped_under_load(env: &Env) -> Result<()> {
 }
 
 fn assert_no_broker_port(env: &Env, what: &str, text: &str) -> Result<()> {
-    for port in &env.broker_ports {
-        ensure!(!text.contains(&format!(":{port}")), "{what} leaked real broker port {port}:\n{text}");
+    for port in env.broker_ports.iter().chain(&env.controller_ports) {
+        let leaked = text.lines().find(|line| mentions_real_port(line, &[*port]));
+        ensure!(leaked.is_none(), "{what} leaked real broker/controller port {port} in {leaked:?}:\n{text}");
     }
     Ok(())
+}
+
+/// `error`'s message with only its first and last `keep` lines: a client stuck for a minute logs
+/// thousands of near-identical lines.
+fn abridged(error: &anyhow::Error, keep: usize) -> String {
+    let message = format!("{error:#}");
+    let lines: Vec<&str> = message.lines().collect();
+    if lines.len() <= 2 * keep {
+        return message;
+    }
+    format!(
+        "{}\n[… {} lines left out …]\n{}",
+        lines[..keep].join("\n"),
+        lines.len() - 2 * keep,
+        lines[lines.len() - keep..].join("\n")
+    )
 }
 
 fn sorted(values: &[String]) -> BTreeSet<String> {

@@ -266,8 +266,14 @@ impl ProducerPerfRun {
 
     /// Waits for the run to finish (within the options' timeout) and parses its summary.
     pub fn wait(self) -> Result<ProducerPerfSummary> {
+        self.wait_with_output().map(|(summary, _)| summary)
+    }
+
+    /// [`ProducerPerfRun::wait`], also returning what the tool printed (failed sends are
+    /// reported on stderr and left out of the summary's record count).
+    pub fn wait_with_output(self) -> Result<(ProducerPerfSummary, CommandOutput)> {
         let output = self.child.wait(self.timeout)?.ensure_success("ProducerPerformance")?;
-        ProducerPerfSummary::from_output(&output)
+        Ok((ProducerPerfSummary::from_output(&output)?, output))
     }
 }
 

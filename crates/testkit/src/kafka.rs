@@ -38,7 +38,7 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// Logged by `KafkaRaftServer` once a node's broker and controller are both up.
 const STARTED_MARKER: &str = "Kafka Server started";
-const COMPLETE_MARKER: &str = ".complete";
+pub(crate) const COMPLETE_MARKER: &str = ".complete";
 const LOG4J_CONFIG: &str = "log4j2.properties";
 /// Quiet logging for brokers and tools alike. It goes to stderr so that tool stdout carries only
 /// data (consumed records, perf summaries).
@@ -75,7 +75,9 @@ impl KafkaJars {
         }
         let dir = cache_dir()?;
         if !dir.join(COMPLETE_MARKER).exists() {
-            download_into(&dir).context("downloading the Kafka jars with Maven")?;
+            let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/pom.xml");
+            let log4j = |staging: &Path| Ok(fs::write(staging.join(LOG4J_CONFIG), LOG4J_PROPERTIES)?);
+            resolve_jars_into(&dir, &pom, &[], log4j).context("downloading the Kafka jars with Maven")?;
         }
         write_if_changed(&dir.join(LOG4J_CONFIG), LOG4J_PROPERTIES)?;
         *resolved = Some(dir.clone());
@@ -103,30 +105,45 @@ fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("SWITCHYARD_KAFKA_JARS") {
         return Ok(PathBuf::from(dir));
     }
+    Ok(cache_root()?.join(format!("kafka-{KAFKA_VERSION}")))
+}
+
+/// `$XDG_CACHE_HOME/switchyard` (or `~/.cache/switchyard`): where downloads and builds that
+/// outlive a test run are kept.
+pub(crate) fn cache_root() -> Result<PathBuf> {
     let cache = match std::env::var_os("XDG_CACHE_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => {
             PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache")
         }
     };
-    Ok(cache.join("switchyard").join(format!("kafka-{KAFKA_VERSION}")))
+    Ok(cache.join("switchyard"))
 }
 
-fn download_into(dir: &Path) -> Result<()> {
+/// Copies the runtime dependencies of `pom` (with `-Dkey=value` for each of `defines`) into
+/// `dir` with Maven, through a staging directory that `prepare` may add files to and that is
+/// renamed into place with a [`COMPLETE_MARKER`] when complete, so concurrent test processes
+/// never see a partial directory.
+pub(crate) fn resolve_jars_into(
+    dir: &Path,
+    pom: &Path,
+    defines: &[(&str, &str)],
+    prepare: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let parent = dir.parent().context("jar directory has no parent")?;
     fs::create_dir_all(parent)?;
     let staging = tempfile::Builder::new().prefix(".kafka-jars-").tempdir_in(parent)?;
-    let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/pom.xml");
     let mut mvn = Command::new("mvn");
     mvn.arg("-B")
         .arg("-q")
         .arg("-f")
-        .arg(&pom)
+        .arg(pom)
         .arg("org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies")
         .arg("-DincludeScope=runtime")
-        .arg(format!("-DoutputDirectory={}", staging.path().display()));
+        .arg(format!("-DoutputDirectory={}", staging.path().display()))
+        .args(defines.iter().map(|(key, value)| format!("-D{key}={value}")));
     process::run(mvn, None, MAVEN_TIMEOUT)?.ensure_success("mvn copy-dependencies")?;
-    fs::write(staging.path().join(LOG4J_CONFIG), LOG4J_PROPERTIES)?;
+    prepare(staging.path())?;
     fs::write(staging.path().join(COMPLETE_MARKER), "")?;
     match fs::rename(staging.path(), dir) {
         Ok(()) => {
@@ -203,6 +220,8 @@ pub struct KafkaCluster {
 struct Node {
     id: i32,
     listener: SocketAddr,
+    /// The KRaft controller listener (`CONTROLLER://`), which clients never use directly.
+    controller: SocketAddr,
     dir: PathBuf,
     process: Option<ChildGuard>,
     /// Length of the log file when the current process started: readiness looks past it.
@@ -291,6 +310,12 @@ impl KafkaCluster {
     /// `(node id, client listener)` for every node, running or not.
     pub fn brokers(&self) -> Vec<(i32, SocketAddr)> {
         self.nodes.iter().map(|n| (n.id, n.listener)).collect()
+    }
+
+    /// `(node id, controller listener)` for every node: the KRaft quorum's addresses, which
+    /// appear in `controller.quorum.voters` and in DescribeQuorum answers.
+    pub fn controllers(&self) -> Vec<(i32, SocketAddr)> {
+        self.nodes.iter().map(|n| (n.id, n.controller)).collect()
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -416,6 +441,7 @@ fn configure_nodes(spec: &ClusterSpec, root: &Path) -> Result<Vec<Node>> {
             let node = Node {
                 id,
                 listener: SocketAddr::from((Ipv4Addr::LOCALHOST, listener_port(index))),
+                controller: SocketAddr::from((Ipv4Addr::LOCALHOST, controller_port(index))),
                 dir: root.join(format!("node-{id}")),
                 process: None,
                 log_offset: 0,

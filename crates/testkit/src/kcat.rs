@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -46,6 +46,32 @@ pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
     let args = ["-P", "-t", topic, "-X", "acks=all"];
     kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
+}
+
+/// Produces `count` records `<prefix>-<n>` to `topic` with `acks=all` and `config` as extra `-X`
+/// settings (for example `linger.ms=0` and `batch.num.messages=1`, one record per request, which
+/// librdkafka then pipelines on each connection). Returns how long kcat took from start to exit;
+/// fails if kcat fails or is still running after `timeout` (then it is killed).
+pub fn produce_numbered(
+    bootstrap: &str,
+    topic: &str,
+    prefix: &str,
+    count: usize,
+    config: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Duration> {
+    let mut stdin = String::with_capacity(count * (prefix.len() + 8));
+    for n in 0..count {
+        stdin.push_str(&format!("{prefix}-{n}\n"));
+    }
+    let mut args = vec!["-P".to_owned(), "-t".to_owned(), topic.to_owned(), "-X".to_owned(), "acks=all".to_owned()];
+    for (key, value) in config {
+        args.extend(["-X".to_owned(), format!("{key}={value}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    kcat(bootstrap, &args, Some(stdin.into_bytes()), timeout, &format!("produce {count} records to {topic}"))?;
+    Ok(started.elapsed())
 }
 
 /// Starts producing one record per line with `acks=all`, a line every `interval`, while the

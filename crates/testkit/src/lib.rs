@@ -7,6 +7,8 @@
 //! - [`kafka`]: jar cache and [`KafkaCluster`] (1..n combined broker+controller nodes);
 //! - [`java`]: Kafka's Java tools (topics, console and perf clients, groups) and small Java
 //!   programs from `crates/testkit/java/`;
+//! - [`clients`]: other client generations: any release of the Java client (its own jars, from
+//!   Maven Central) and franz-go, each running the same workout;
 //! - [`kcat`]: librdkafka clients through `kcat`;
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process, and its config files;
@@ -21,6 +23,7 @@
 //! Everything is blocking (std threads and sockets) and every process started is stopped on
 //! drop, or killed by the kernel if the test process dies.
 
+pub mod clients;
 pub mod drill;
 pub mod gateway;
 pub mod haproxy;
@@ -38,6 +41,7 @@ pub mod wire;
 /// same version.
 pub use kafka_protocol;
 
+pub use clients::{JavaClientJars, Workout};
 pub use gateway::{GatewayProcess, GatewayYaml, KafkaDomain};
 pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
