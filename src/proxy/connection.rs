@@ -378,6 +378,12 @@ struct ReadWaits<'a, 'b> {
 }
 
 impl ReadWaits<'_, '_> {
+    /// When the partial frame in the buffer must be complete (a full `frame_timeout` from now
+    /// when there is none).
+    fn frame_deadline(&self, frame_timeout: Duration) -> Instant {
+        self.frame_started.unwrap_or_else(Instant::now) + frame_timeout
+    }
+
     /// Note what is left in the buffer after forwarding: `left` bytes, of `read` before.
     fn partial_frame(&mut self, left: usize, read: usize) {
         self.frame_started = match self.frame_started {
@@ -428,9 +434,10 @@ impl Requests<'_> {
                 }
             };
             waits.partial_frame(buf.len(), read);
-            let frame_timeout = self.ctx.settings.frame_timeout;
+            // Waiting for room does not extend the frame's deadline.
+            let deadline = waits.frame_deadline(self.ctx.settings.frame_timeout);
             let room = tokio::select! {
-                room = make_room(&mut buf, next_total, &mut held, frame_timeout) => room,
+                room = make_room(&mut buf, next_total, &mut held, deadline) => room,
                 _ = waits.stopped.as_mut() => return RequestsEnd::Drain(self.stop_reason()),
             };
             if room.is_err() {
@@ -546,6 +553,10 @@ impl Requests<'_> {
                 }
             };
             waits.last_read = Instant::now();
+            // A client whose bytes are always waiting never lets the timer be polled above.
+            if waits.frame_started.is_some() && waits.last_read >= waits.frame_deadline(settings.frame_timeout) {
+                return Err(RequestsEnd::Failed(CloseReason::FrameTimeout { received: buf.len() }));
+            }
             return match read {
                 Err(e) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
                 Ok(0) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
@@ -836,7 +847,8 @@ impl Responses<'_> {
             self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
             metrics.bytes_to_client.inc_by(forwarded);
             metrics.gateway_response_time.observe(read_at.elapsed());
-            if make_room(&mut buf, next_total, &mut held, self.ctx.settings.frame_timeout).await.is_err() {
+            let deadline = Instant::now() + self.ctx.settings.frame_timeout;
+            if make_room(&mut buf, next_total, &mut held, deadline).await.is_err() {
                 return Err(CloseReason::NoBufferRoom { direction: "response" });
             }
         }
@@ -961,13 +973,13 @@ const FREE_CAPACITY: usize = 2 * READ_CHUNK;
 /// bytes received, never the size a peer claims: a partial frame gets room for at most as much
 /// again as has arrived of it (at least one read chunk), so a buffer at most doubles per read
 /// and a size prefix alone reserves one chunk. Room beyond [`FREE_CAPACITY`] comes from the
-/// gateway's budget, waiting up to `wait_at_most` for it (`Err` if it does not come); a buffer
+/// gateway's budget, waiting until `deadline` for it (`Err` if it does not come); a buffer
 /// that has been emptied gives its room back.
 async fn make_room(
     buf: &mut BytesMut,
     next_total: Option<usize>,
     held: &mut Held,
-    wait_at_most: Duration,
+    deadline: Instant,
 ) -> Result<(), ()> {
     if buf.is_empty() && buf.capacity() > FREE_CAPACITY {
         *buf = BytesMut::new();
@@ -977,7 +989,7 @@ async fn make_room(
     let additional = missing.min(buf.len()).max(READ_CHUNK);
     let wanted = buf.len() + additional;
     if wanted > FREE_CAPACITY {
-        tokio::time::timeout(wait_at_most, held.grow_to(wanted - FREE_CAPACITY)).await.map_err(drop)?;
+        tokio::time::timeout_at(deadline, held.grow_to(wanted - FREE_CAPACITY)).await.map_err(drop)?;
     }
     buf.reserve(additional);
     Ok(())

@@ -30,6 +30,7 @@ pub mod haproxy;
 pub mod java;
 pub mod kafka;
 pub mod kcat;
+pub mod load;
 pub mod mirrormaker;
 pub mod numbered;
 pub mod poll;
