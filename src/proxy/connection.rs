@@ -437,6 +437,9 @@ impl Requests<'_> {
             // Waiting for room does not extend the frame's deadline.
             let deadline = waits.frame_deadline(self.ctx.settings.frame_timeout);
             let room = tokio::select! {
+                // First: it is ready at once unless it must wait for budget, and then the stop
+                // signal is not polled (a poll of it takes a lock).
+                biased;
                 room = make_room(&mut buf, next_total, &mut held, deadline) => room,
                 _ = waits.stopped.as_mut() => return RequestsEnd::Drain(self.stop_reason()),
             };
