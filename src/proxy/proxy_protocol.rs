@@ -88,6 +88,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Option<ProxiedAddresses>, usize)>, Pr
         return Ok(None);
     }
     match result {
+        // The specification ends a v1 header with CRLF. The parser also takes a bare LF when it
+        // ends the buffer, so the same bytes would be accepted or refused by how TCP split them.
+        HeaderResult::V1(Ok(header)) if !header.header.ends_with("\r\n") => {
+            Err(ProxyHeaderError::Invalid("a v1 header must end in CRLF".to_string()))
+        }
         HeaderResult::V1(Ok(header)) => Ok(Some((v1_addresses(&header.addresses), header.header.len()))),
         // LOCAL (a load balancer's own health check) carries no client: whatever address
         // block follows is ignored, as the specification says.
@@ -153,6 +158,9 @@ mod tests {
         assert!(parse(b"PROXY TCP4 10.1.2.3").unwrap().is_none());
         assert!(parse(b"\r\n\r\n\0\r\n").unwrap().is_none());
         assert!(parse(b"PROXY TCP9 nonsense here\r\n").is_err());
+        // A bare LF is refused whether or not bytes follow it (found by the fuzzer).
+        assert!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n").is_err());
+        assert!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nKAFKA").is_err());
         assert!(parse(b"\x00\x00\x00\x10garbage-garbage!").is_err());
     }
 

@@ -180,7 +180,7 @@ pub(super) fn hide_controller_listeners(response: &mut DescribeQuorumResponse) -
 
 /// What a FindCoordinator answer (or one of its v4+ entries) becomes.
 enum CoordinatorAnswer {
-    /// An error answer, naming no coordinator: left as it is.
+    /// An error answer, naming no coordinator: kept, without any address it carries.
     Keep,
     /// The coordinator, at its gateway address.
     Point { host: StrBytes, port: i32 },
@@ -192,7 +192,15 @@ impl CoordinatorAnswer {
     /// Write the answer into a response's fields; returns whether they changed.
     fn apply(self, node_id: &mut BrokerId, host: &mut StrBytes, port: &mut i32, error_code: &mut i16) -> bool {
         match self {
-            CoordinatorAnswer::Keep => false,
+            CoordinatorAnswer::Keep => {
+                // An error answer names no coordinator: whatever address it carries goes.
+                let named = !host.is_empty() || *port != -1;
+                if named {
+                    *host = StrBytes::default();
+                    *port = -1;
+                }
+                named
+            }
             CoordinatorAnswer::Point { host: gateway_host, port: gateway_port } => {
                 *host = gateway_host;
                 *port = gateway_port;

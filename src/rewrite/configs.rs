@@ -75,7 +75,10 @@ impl Rewriter<'_> {
             .split(',')
             .map(|listener| {
                 let (name, _) = listener.trim().split_once("://")?;
-                Some(format!("{name}://{}:{port}", host.as_str()))
+                // A listener name is a plain word; anything else is hidden, not copied.
+                let plain =
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                plain.then(|| format!("{name}://{}:{port}", host.as_str()))
             })
             .collect();
         Some(StrBytes::from_string(listeners?.join(",")))

@@ -10,8 +10,11 @@
 //! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
 //! - `bench [--quick] [--wait-quiet] [--profile]`: the gateway against direct Kafka on this
 //!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
+//! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target of `fuzz/` in turn, 60 s each by
+//!   default, with executions and crashes per target (see `fuzz.rs`; needs nightly and cargo-fuzz).
 
 mod bench;
+mod fuzz;
 mod layers;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,10 +35,12 @@ fn main() -> ExitCode {
         Some("layers") => layers(args.get(1).map(PathBuf::from)),
         Some("bench") => bench::bench(&args[1..]),
         Some("drill") => drill(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask demo | cargo xtask test [--no-lint] [cargo test args] | cargo xtask lint \
-                 | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile]"
+                 | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile] \
+                 | cargo xtask fuzz [--time SECONDS] [target...]"
             );
             return ExitCode::from(2);
         }
