@@ -261,6 +261,20 @@ async fn the_drain_waits_for_what_was_forwarded_before_the_fence_closed() {
     assert_eq!(broker.await.unwrap(), vec![1, 2]);
 }
 
+/// A connection waiting for room in a full in-flight queue whose broker never answers is idle:
+/// closed after `idleTimeoutMs`, not held forever.
+#[tokio::test(start_paused = true)]
+async fn a_connection_waiting_on_a_stuck_broker_closes_at_the_idle_timeout() {
+    let gateway = Gateway::new(ProxySettings { max_in_flight_requests: 1, ..settings() });
+    let (mut client, _broker_end, pumped) = gateway.connect();
+    let burst: Vec<u8> = (0..5).flat_map(|id| produce(id).to_vec()).collect();
+    client.write_all(&burst).await.unwrap();
+    let started = Instant::now();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::IdleTimeout { .. }), "{}", summary.reason);
+    assert_eq!(started.elapsed().as_secs(), 600);
+}
+
 /// A connection waiting for room in a full in-flight queue still sees shutdown: it stops
 /// taking requests and ends once what it forwarded is answered or the drain times out.
 #[tokio::test(start_paused = true)]

@@ -685,11 +685,16 @@ impl Requests<'_> {
         Ok(())
     }
 
-    /// Wait for room in the in-flight queue, or for a stop signal.
+    /// Wait for room in the in-flight queue, or for a stop signal. A connection that gets no
+    /// answer at all for `idleTimeoutMs` while waiting is idle too: its broker is stuck, and its
+    /// client has long given up.
     async fn room_in_flight(&self, waits: &mut ReadWaits<'_, '_>) -> Result<mpsc::Permit<'_, Owed>, RequestsEnd> {
         tokio::select! {
             permit = self.in_flight.reserve() => permit.map_err(|_| response_half_ended()),
             _ = waits.stopped.as_mut() => Err(RequestsEnd::Drain(self.stop_reason())),
+            _ = tokio::time::sleep(self.ctx.settings.idle_timeout) => {
+                Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: 0 }))
+            }
         }
     }
 
