@@ -33,19 +33,34 @@ impl GatewayProcess {
     /// `RUST_LOG=info` (unless `RUST_LOG` is already set) and waits up to 30 s until every
     /// address in `wait_for` accepts TCP connections.
     pub fn start(binary: &Path, config_yaml: &str, wait_for: &[SocketAddr]) -> Result<Self> {
-        let mut server = ServerProcess::start("gateway", "switchyard.yaml", config_yaml, |config_path| {
+        let server = start_gateway_command(config_yaml, wait_for, |config_path| {
             let mut cmd = Command::new(binary);
             cmd.arg("run").arg("--config").arg(config_path);
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "info");
-            }
-            Ok(cmd)
-        })?;
-        server.wait_until_ready(&format!("listening on {wait_for:?}"), || {
-            Ok(wait_for.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()))
+            cmd
         })?;
         Ok(Self { server })
     }
+}
+
+/// Writes `config_yaml` to a temporary file, runs the command `command` makes for that file
+/// (the gateway's `run`, directly or through a wrapper) with `RUST_LOG=info` unless `RUST_LOG`
+/// is already set, and waits up to 30 s until every address in `wait_for` accepts connections.
+pub(crate) fn start_gateway_command(
+    config_yaml: &str,
+    wait_for: &[SocketAddr],
+    command: impl FnOnce(&Path) -> Command,
+) -> Result<ServerProcess> {
+    let mut server = ServerProcess::start("gateway", "switchyard.yaml", config_yaml, |config_path| {
+        let mut cmd = command(config_path);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        Ok(cmd)
+    })?;
+    server.wait_until_ready(&format!("listening on {wait_for:?}"), || {
+        Ok(wait_for.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()))
+    })?;
+    Ok(server)
 }
 
 impl Deref for GatewayProcess {

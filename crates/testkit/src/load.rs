@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::gateway::start_gateway_command;
 use crate::process::ServerProcess;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A sampler that is never finished stops by itself after this long.
 const SAMPLER_MAX_RUN: Duration = Duration::from_secs(600);
 /// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2+, not in the `libc` crate): pick the source port at
@@ -53,7 +53,7 @@ pub fn start_gateway_with_address_space_limit(
     wait_for: &[SocketAddr],
     address_space_kib: u64,
 ) -> Result<ServerProcess> {
-    let mut server = ServerProcess::start("gateway", "switchyard.yaml", config_yaml, |config_path| {
+    let server = start_gateway_command(config_yaml, wait_for, |config_path| {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!("ulimit -v {address_space_kib} && exec \"$0\" \"$@\""))
@@ -61,13 +61,7 @@ pub fn start_gateway_with_address_space_limit(
             .arg("run")
             .arg("--config")
             .arg(config_path);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        Ok(cmd)
-    })?;
-    server.wait_until_ready(&format!("listening on {wait_for:?}"), || {
-        Ok(wait_for.iter().all(|addr| TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).is_ok()))
+        cmd
     })?;
     let limit = address_space_limit(server.pid())?;
     ensure!(
