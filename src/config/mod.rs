@@ -10,6 +10,7 @@
 mod operability;
 mod port_map;
 mod schema;
+mod security;
 mod switchover;
 mod validate;
 pub mod watch;
@@ -24,6 +25,7 @@ pub use operability::{
     ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
 pub use port_map::PortMap;
+pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
 pub use switchover::{CatchUpPolicy, FenceMode, SwitchoverRequest};
 pub use validate::ConfigError;
 
@@ -62,6 +64,8 @@ pub struct DomainConfig {
 pub struct BootstrapServer {
     pub id: String,
     pub addresses: Vec<HostPort>,
+    /// TLS and SASL of the listener, for every connection the gateway makes to it.
+    pub security: BrokerSecurity,
 }
 
 /// Node ids `start..=end` that a route serves, each on a port of its own.
@@ -85,6 +89,10 @@ pub struct RouteConfig {
     pub bootstrap_server_id: Option<String>,
     /// The bootstrap addresses of the chosen listener of the domain, tried in order.
     pub upstream_bootstrap: Vec<HostPort>,
+    /// How that listener is secured.
+    pub upstream_security: BrokerSecurity,
+    /// Client-facing TLS; `None`: plaintext.
+    pub tls: Option<TlsSettings>,
     /// Node ids of the route's own domain first, then those of every other domain it could be
     /// switched to, so no port ever serves two different node ids.
     pub port_map: PortMap,

@@ -7,6 +7,8 @@
 
 use serde::Deserialize;
 
+use super::security::{RawRouteSecurity, RawSasl, RawSsl};
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawConfig {
@@ -60,8 +62,14 @@ pub(crate) struct RawKafkaCluster {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawBootstrapServer {
     pub id: String,
-    /// One `host:port`, or several separated by commas.
+    /// One `host:port`, or several separated by commas, optionally after `PROTOCOL://`.
     pub endpoint: String,
+    /// TLS to this listener (present: TLS on).
+    #[serde(default)]
+    pub ssl: Option<RawSsl>,
+    /// The SASL login of the gateway's own clients (clients of routes log in themselves).
+    #[serde(default)]
+    pub sasl: Option<RawSasl>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +97,9 @@ pub(crate) struct RawRoute {
     /// Defaults for switchovers of this route (config reload, or an API call that omits them).
     #[serde(default)]
     pub switchover: Option<RawSwitchoverDefaults>,
+    /// Client-facing TLS, and how clients authenticate.
+    #[serde(default)]
+    pub security: Option<RawRouteSecurity>,
 }
 
 #[derive(Debug, Deserialize)]

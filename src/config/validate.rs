@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use super::operability::{self, EnvLookup};
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
+use super::security::RawRouteSecurity;
+use super::security::{self, Leg};
 use super::PortMap;
-use super::{BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig};
+use super::{
+    BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig, TlsSettings,
+};
 
 /// A config problem, with everything a user needs to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,12 +177,13 @@ impl Checker<'_> {
                     "give every bootstrap server of a domain a unique id",
                 ));
             }
-            let addresses = server
-                .endpoint
+            let (protocol, endpoint) = security::split_protocol(server.endpoint.trim());
+            let security = security::broker(self.source, &field, protocol, server.ssl, server.sasl)?;
+            let addresses = endpoint
                 .split(',')
                 .map(|part| self.host_port(&format!("{field}.endpoint"), part.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
-            bootstrap_servers.push(BootstrapServer { id: server.id, addresses });
+            bootstrap_servers.push(BootstrapServer { id: server.id, addresses, security });
         }
         let node_id_ranges = self.node_id_ranges(&format!("{at}.nodeIdRanges"), raw.node_id_ranges)?;
         Ok(DomainConfig { name, cluster_name: raw.name, bootstrap_servers, node_id_ranges })
@@ -279,7 +284,8 @@ impl Checker<'_> {
             )
         })?;
         let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
-        let upstream_bootstrap = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
+        let upstream = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
+        let tls = self.route_tls(at, r.security)?;
         let port_map = PortMap::new(endpoint.port, &switchable_node_ids(domains)).map_err(|problem| {
             self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domains' nodeIdRanges")
         })?;
@@ -289,7 +295,9 @@ impl Checker<'_> {
             bind_ip,
             domain: domain.name.clone(),
             bootstrap_server_id,
-            upstream_bootstrap,
+            upstream_bootstrap: upstream.addresses.clone(),
+            upstream_security: upstream.security.clone(),
+            tls,
             port_map,
             cluster_id: r.cluster_id,
             catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
@@ -298,9 +306,26 @@ impl Checker<'_> {
         })
     }
 
-    fn bootstrap_for(&self, at: &str, domain: &DomainConfig, id: Option<&str>) -> Result<Vec<HostPort>, ConfigError> {
+    fn route_tls(&self, at: &str, raw: Option<RawRouteSecurity>) -> Result<Option<TlsSettings>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        if let Some(auth) = raw.auth.filter(|a| !a.eq_ignore_ascii_case("passthrough")) {
+            return Err(self.err(
+                format!("{at}.security.auth"),
+                format!("`{auth}` is not supported"),
+                "use `auth: passthrough` (clients' own SASL exchange reaches the broker)",
+            ));
+        }
+        raw.ssl.map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client)).transpose()
+    }
+
+    fn bootstrap_for<'d>(
+        &self,
+        at: &str,
+        domain: &'d DomainConfig,
+        id: Option<&str>,
+    ) -> Result<&'d BootstrapServer, ConfigError> {
         let Some(id) = id else {
-            return Ok(domain.bootstrap_servers[0].addresses.clone());
+            return Ok(&domain.bootstrap_servers[0]);
         };
         let server = domain.bootstrap_servers.iter().find(|s| s.id == id).ok_or_else(|| {
             let known: Vec<&str> = domain.bootstrap_servers.iter().map(|s| s.id.as_str()).collect();
@@ -310,7 +335,7 @@ impl Checker<'_> {
                 format!("use one of: {}", known.join(", ")),
             )
         })?;
-        Ok(server.addresses.clone())
+        Ok(server)
     }
 
     fn no_port_clash(&self, routes: &[RouteConfig]) -> Result<(), ConfigError> {
