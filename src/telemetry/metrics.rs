@@ -320,6 +320,11 @@ impl RouteMetrics {
         self.all.connections_refused.get_or_create(&labels).inc();
     }
 
+    /// A client TLS handshake of this route failed for `reason`.
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.all.tls_handshake_failed(&self.route, reason);
+    }
+
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {
         let labels = ReasonLabels { route: self.route.clone(), reason };
         self.all.connections_closed.get_or_create(&labels).inc();
