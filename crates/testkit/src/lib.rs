@@ -33,6 +33,7 @@ pub mod kcat;
 pub mod load;
 pub mod mirrormaker;
 pub mod numbered;
+pub mod pki;
 pub mod poll;
 pub mod ports;
 pub mod process;
@@ -49,6 +50,7 @@ pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPe
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
 pub use mirrormaker::{committed_offsets, end_offsets, MirrorMaker, MirrorOptions};
 pub use numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
+pub use pki::{Identity, TestPki};
 pub use ports::{free_port, free_port_block};
 pub use process::{ChildGuard, CommandOutput, ServerProcess};
 pub use wire::{fetch_metadata, KafkaWire};
