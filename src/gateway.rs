@@ -22,7 +22,9 @@ use crate::admin::{self, AdminState};
 use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
 use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
-use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget};
+use crate::proxy::{
+    accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget, SniRoute,
+};
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
@@ -42,7 +44,8 @@ fn route_tls(config: &GatewayConfig, route: &crate::config::RouteConfig) -> anyh
 }
 
 /// Every socket a gateway serves on, bound: each route's ports (in the config's route order)
-/// and the admin API's.
+/// and the admin API's. Host routes that share an SNI port bind it once: the later ones have
+/// no ports of their own.
 pub struct Listeners {
     routes: Vec<Vec<BoundPort>>,
     admin: tokio::net::TcpListener,
@@ -52,8 +55,11 @@ impl Listeners {
     /// Bind every route's ports and the admin address the config names.
     pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Listeners> {
         let mut routes = Vec::new();
+        let mut sni_ports = std::collections::HashSet::new();
         for route in &config.routes {
-            routes.push(bind_route(route).await?);
+            let shared_sni_port = route.host_pattern.is_some()
+                && !sni_ports.insert(SocketAddr::new(route.bind_ip, route.port_map.bootstrap_port()));
+            routes.push(if shared_sni_port { Vec::new() } else { bind_route(route).await? });
         }
         let admin = tokio::net::TcpListener::bind(config.admin.address).await.map_err(|e| {
             anyhow::anyhow!(
@@ -135,24 +141,44 @@ impl Gateway {
             limits: ConnectionLimits::new(&config.proxy),
             budget: MemoryBudget::new(config.proxy.buffer_budget_bytes, metrics.buffered_frame_bytes()),
             handshakes: Arc::new(Semaphore::new(config.proxy.max_tls_handshakes)),
+            metrics: Arc::clone(&metrics),
         });
         let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _, _)| Arc::clone(route)).collect();
-        for (route, tls, ports) in bound_routes {
+        let mut sni_ports: Vec<(SocketAddr, Option<tokio::net::TcpListener>, Vec<SniRoute>)> = Vec::new();
+        for ((route, tls, ports), route_config) in bound_routes.into_iter().zip(&config.routes) {
             tracing::info!(
                 route = %route.name,
                 domain = %route.upstream().domain,
-                bootstrap = %ports[0].listener.local_addr()?,
-                node_ports = ports.len() - 1,
+                port = route.port_map.bootstrap_port(),
+                node_ports = ports.len().saturating_sub(1),
                 tls = tls.is_some(),
+                brokers = %route.host_pattern.as_ref().map_or("by port".to_string(), |p| format!("by SNI {p}")),
                 "route listening"
             );
             if let Some(tls) = &tls {
                 let stop = shutdown.clone().cancelled_owned();
                 background.spawn(Arc::clone(tls).watch(Arc::clone(&metrics), stop));
             }
-            for port in ports {
-                background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(&shared)));
+            match (&route.host_pattern, tls) {
+                (Some(_), Some(tls)) => {
+                    let addr = SocketAddr::new(route_config.bind_ip, route.port_map.bootstrap_port());
+                    let listener = ports.into_iter().next().map(|port| port.listener);
+                    let entry = SniRoute { route: Arc::clone(&route), tls };
+                    match sni_ports.iter_mut().find(|(a, _, _)| *a == addr) {
+                        Some((_, _, routes)) => routes.push(entry),
+                        None => sni_ports.push((addr, listener, vec![entry])),
+                    }
+                }
+                (_, tls) => {
+                    for port in ports {
+                        background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(&shared)));
+                    }
+                }
             }
+        }
+        for (addr, listener, routes) in sni_ports {
+            let listener = listener.ok_or_else(|| anyhow::anyhow!("the SNI port {addr} was not bound"))?;
+            background.spawn(accept_sni_loop(listener, routes, Arc::clone(&shared)));
         }
         let state = Arc::new(AdminState {
             config: config.clone(),

@@ -4,8 +4,11 @@
 //! connection, and a flood of stalled handshakes that leaves plaintext routes served.
 //!
 //! One gateway serves every case, one route per case, in front of one single-broker cluster.
-//! Certificates come from the test kit's PKI; the routes advertise 127.0.0.1, which the gateway's
-//! certificates carry as an IP SAN, so clients verify the gateway's name without any DNS.
+//! Certificates come from the test kit's PKI; the port routes advertise 127.0.0.1, which the
+//! gateway's certificates carry as an IP SAN. Two host (SNI) routes share one port; their names
+//! (`*.sni-a.switchyard.test`, `*.sni-b.switchyard.test`, listed in `crates/testkit/sni-hosts`)
+//! resolve to 127.0.0.1 through /etc/hosts, which `.ci/run` writes, because librdkafka has no
+//! resolver hook; every client verifies them against wildcard certificates.
 
 mod common;
 
@@ -30,8 +33,15 @@ const MAX_HANDSHAKES: usize = 8;
 /// The routes of the one gateway: name, then the `security:` block (empty: plaintext).
 const ROUTES: [&str; 5] = ["pem", "mtls", "wrong", "rotate", "plain"];
 
+/// The bootstrap names of the two SNI routes and their broker name patterns.
+const SNI_A: (&str, &str) = ("bootstrap.sni-a.switchyard.test", "broker-$(nodeId).sni-a.switchyard.test");
+const SNI_B: (&str, &str) = ("bootstrap.sni-b.switchyard.test", "b$(nodeId).sni-b.switchyard.test");
+
 struct Env {
     _cluster: KafkaCluster,
+    /// The port both SNI routes share.
+    sni_port: u16,
+    node_id: i32,
     _gateway: GatewayProcess,
     pki: TestPki,
     /// Route name to its bootstrap port.
@@ -115,6 +125,12 @@ fn main() {
                 "stalled_handshakes_leave_plaintext_and_new_tls_clients_served",
                 stalled_handshakes_leave_plaintext_and_new_tls_clients_served,
             ),
+            (
+                "sni_routes_share_a_port_and_clients_verify_every_name",
+                sni_routes_share_a_port_and_clients_verify_every_name,
+            ),
+            ("sni_routes_advertise_their_pattern", sni_routes_advertise_their_pattern),
+            ("unknown_or_missing_sni_is_refused", unknown_or_missing_sni_is_refused),
         ],
         start,
     );
@@ -147,6 +163,12 @@ fn start() -> Result<Env> {
     let ports: Vec<(&'static str, u16)> =
         ROUTES.iter().map(|name| (*name, free_port_block((last - first + 2) as u16))).collect();
     let admin_port = free_port_block(1);
+    let sni_port = free_port_block(1);
+    for name in [SNI_A.0, SNI_B.0] {
+        use std::net::ToSocketAddrs;
+        let resolved = (name, sni_port).to_socket_addrs().map(|mut a| a.any(|a| a.ip().is_loopback())).unwrap_or(false);
+        ensure!(resolved, "{name} does not resolve to 127.0.0.1: add the names in crates/testkit/sni-hosts to /etc/hosts (.ci/run does it as root)");
+    }
     let mut yaml = format!(
         "streamingDomains:\n  - name: kafka\n    type: kafka\n    kafkaCluster:\n      name: kafka\n      bootstrapServers:\n        - id: plain\n          endpoint: \"{}\"\n      nodeIdRanges:\n        - {{name: all, start: {first}, end: {last}}}\nroutes:\n",
         cluster.bootstrap()
@@ -159,13 +181,23 @@ fn start() -> Result<Env> {
             yaml.push_str(&format!("    security:\n      {security}\n"));
         }
     }
+    for ((bootstrap, pattern), name) in [SNI_A, SNI_B].into_iter().zip(["sni-a", "sni-b"]) {
+        let wildcard = format!("*.{name}.switchyard.test");
+        let identity = pki.server(name, &[wildcard.as_str()])?;
+        yaml.push_str(&format!(
+            "  - name: {name}\n    endpoint: \"{bootstrap}:{sni_port}\"\n    bindAddress: 127.0.0.1\n    brokerIdentificationStrategy: {{type: host, pattern: \"{pattern}\"}}\n    streamingDomain: {{name: kafka}}\n    security:\n      ssl:\n        keystore: {}\n",
+            pem(&identity.combined_pem)
+        ));
+    }
     yaml.push_str(&format!(
         "proxy:\n  tlsHandshakeTimeoutMs: {HANDSHAKE_TIMEOUT_MS}\n  maxTlsHandshakes: {MAX_HANDSHAKES}\nadmin:\n  address: 127.0.0.1:{admin_port}\n"
     ));
-    let wait_for: Vec<SocketAddr> = ports.iter().map(|(_, port)| loopback(*port)).collect();
+    let wait_for: Vec<SocketAddr> = ports.iter().map(|(_, port)| loopback(*port)).chain([loopback(sni_port)]).collect();
     let gateway = GatewayProcess::start(&binary(), &yaml, &wait_for)?;
     Ok(Env {
         _cluster: cluster,
+        sni_port,
+        node_id: first,
         _gateway: gateway,
         pki,
         ports,
@@ -276,10 +308,14 @@ fn api_versions_request() -> Vec<u8> {
 
 /// A TLS connection to the gateway, as a client that trusts the test CA; returns the stream and
 /// the certificate the gateway presented.
-fn tls_connect(
-    env: &Env,
-    route: &str,
-) -> Result<(rustls::StreamOwned<rustls::ClientConnection, TcpStream>, CertificateDer<'static>)> {
+fn tls_connect(env: &Env, route: &str) -> Result<(TlsClient, CertificateDer<'static>)> {
+    tls_connect_to(env, env.port(route), "127.0.0.1")
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// [`tls_connect`] to `port`, naming `server_name` in SNI (an IP address sends no SNI).
+fn tls_connect_to(env: &Env, port: u16, server_name: &str) -> Result<(TlsClient, CertificateDer<'static>)> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(env.pki.ca_pem())?;
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
@@ -290,9 +326,9 @@ fn tls_connect(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::try_from("127.0.0.1")?;
+    let name = ServerName::try_from(server_name.to_string())?;
     let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
-    let tcp = TcpStream::connect(loopback(env.port(route)))?;
+    let tcp = TcpStream::connect(loopback(port))?;
     tcp.set_read_timeout(Some(WAIT))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
     while stream.conn.is_handshaking() {
@@ -386,4 +422,73 @@ fn stalled_handshakes_leave_plaintext_and_new_tls_clients_served(env: &Env) -> R
     .context("every stalled handshake ended at the timeout")?;
     drop(stalled);
     Ok(())
+}
+
+fn sni_routes_share_a_port_and_clients_verify_every_name(env: &Env) -> Result<()> {
+    let topic = "tls-sni";
+    let via_a = format!("{}:{}", SNI_A.0, env.sni_port);
+    let via_b = format!("{}:{}", SNI_B.0, env.sni_port);
+    let java_props = env.java_tls();
+    let props: Vec<(&str, &str)> = java_props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    java::console_produce(&via_a, topic, &lines("a", 10), &props).context("Java producer through route sni-a")?;
+    kcat::produce_with(&via_b, topic, &lines("b", 10), &env.kcat_tls(None)).context("kcat producer through sni-b")?;
+    let consumed = kcat::consume_with(&via_a, topic, 20, WAIT, &env.kcat_tls(None))?;
+    ensure!(consumed.len() == 20, "read {} of 20 records through SNI: {consumed:?}", consumed.len());
+    for route in ["sni-a", "sni-b"] {
+        let opened = env.metric("switchyard_client_connections_total", &[("route", route)])?;
+        ensure!(opened >= 2.0, "route {route} took {opened} connections: SNI did not choose it");
+    }
+    Ok(())
+}
+
+fn sni_routes_advertise_their_pattern(env: &Env) -> Result<()> {
+    for (bootstrap, pattern) in [SNI_A, SNI_B] {
+        let (mut client, _) = tls_connect_to(env, env.sni_port, bootstrap)?;
+        let answer = metadata_answer(&mut client)?;
+        let broker = pattern.replace("$(nodeId)", &env.node_id.to_string());
+        ensure!(contains(&answer, broker.as_bytes()), "{bootstrap}: the metadata answer does not name {broker}");
+        let other = if bootstrap == SNI_A.0 { "sni-b" } else { "sni-a" };
+        ensure!(!contains(&answer, other.as_bytes()), "{bootstrap}: the answer names the other route's hosts");
+        ensure!(!contains(&answer, b"127.0.0.1"), "{bootstrap}: a real broker address leaked");
+    }
+    // A broker name reaches that broker: the same answer through its own name.
+    let broker = SNI_A.1.replace("$(nodeId)", &env.node_id.to_string());
+    let (mut client, _) = tls_connect_to(env, env.sni_port, &broker.to_uppercase())?;
+    ensure!(contains(&metadata_answer(&mut client)?, broker.as_bytes()), "through {broker}");
+    Ok(())
+}
+
+fn unknown_or_missing_sni_is_refused(env: &Env) -> Result<()> {
+    let label = format!("sni:127.0.0.1:{}", env.sni_port);
+    let refused = |reason| {
+        env.metric("switchyard_tls_handshake_failures_total", &[("route", label.as_str()), ("reason", reason)])
+    };
+    let before = (refused("unknown_sni")?, refused("no_sni")?);
+    for name in
+        ["evil.sni-a.switchyard.test", "broker-1.sni-a.switchyard.test.evil", "broker-0x1.sni-a.switchyard.test"]
+    {
+        ensure!(tls_connect_to(env, env.sni_port, name).is_err(), "SNI {name} was served");
+    }
+    ensure!(tls_connect_to(env, env.sni_port, "127.0.0.1").is_err(), "a client without SNI was served");
+    eventually(|| Ok(refused("unknown_sni")? >= before.0 + 3.0 && refused("no_sni")? > before.1))
+        .context("refusals counted by reason")
+}
+
+/// A Metadata v1 request for every topic, and its answer's bytes.
+fn metadata_answer(stream: &mut impl ReadWrite) -> Result<Vec<u8>> {
+    let mut body = vec![0, 3, 0, 1, 0, 0, 0, 7, 0, 1, b't'];
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend(body);
+    stream.write_all(&frame)?;
+    stream.flush()?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut answer = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut answer)?;
+    Ok(answer)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
