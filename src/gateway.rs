@@ -31,6 +31,62 @@ use crate::switchover::Switchboard;
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 use crate::tls::ServerTls;
 
+/// A route ready to serve: its ports (none for a host route whose SNI port another route bound)
+/// and its TLS.
+struct ServedRoute {
+    route: Arc<Route>,
+    tls: Option<Arc<ServerTls>>,
+    ports: Vec<BoundPort>,
+    bind_ip: std::net::IpAddr,
+}
+
+/// Start accepting on every route's ports: an accept loop per port of a port route, one per SNI
+/// port for the host routes sharing it; and a certificate watch per TLS route.
+fn spawn_listeners(
+    served: Vec<ServedRoute>,
+    shared: &Arc<ListenerContext>,
+    background: &TaskTracker,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let mut sni_ports: Vec<(SocketAddr, Option<tokio::net::TcpListener>, Vec<SniRoute>)> = Vec::new();
+    for ServedRoute { route, tls, ports, bind_ip } in served {
+        tracing::info!(
+            route = %route.name,
+            domain = %route.upstream().domain,
+            port = route.port_map.bootstrap_port(),
+            node_ports = ports.len().saturating_sub(1),
+            tls = tls.is_some(),
+            brokers = %route.host_pattern.as_ref().map_or("by port".to_string(), |p| format!("by SNI {p}")),
+            "route listening"
+        );
+        if let Some(tls) = &tls {
+            let stop = shared.shutdown.clone().cancelled_owned();
+            background.spawn(Arc::clone(tls).watch(Arc::clone(metrics), stop));
+        }
+        match (&route.host_pattern, tls) {
+            (Some(_), Some(tls)) => {
+                let addr = SocketAddr::new(bind_ip, route.port_map.bootstrap_port());
+                let listener = ports.into_iter().next().map(|port| port.listener);
+                let entry = SniRoute { route: Arc::clone(&route), tls };
+                match sni_ports.iter_mut().find(|(a, _, _)| *a == addr) {
+                    Some((_, _, routes)) => routes.push(entry),
+                    None => sni_ports.push((addr, listener, vec![entry])),
+                }
+            }
+            (_, tls) => {
+                for port in ports {
+                    background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(shared)));
+                }
+            }
+        }
+    }
+    for (addr, listener, routes) in sni_ports {
+        let listener = listener.ok_or_else(|| anyhow::anyhow!("the SNI port {addr} was not bound"))?;
+        background.spawn(accept_sni_loop(listener, routes, Arc::clone(shared)));
+    }
+    Ok(())
+}
+
 /// A route's client-facing TLS, loaded from its stores; an error names the route and the field.
 fn route_tls(config: &GatewayConfig, route: &crate::config::RouteConfig) -> anyhow::Result<Option<Arc<ServerTls>>> {
     let Some(settings) = &route.tls else { return Ok(None) };
@@ -103,7 +159,7 @@ impl Gateway {
         let (membership, advertising) =
             cluster::advertising(&config.cluster, &config.routes[0].endpoint.host, &metrics, &audit);
         let mut listening = Vec::new();
-        let mut bound_routes: Vec<(Arc<Route>, Option<Arc<ServerTls>>, Vec<BoundPort>)> = Vec::new();
+        let mut bound_routes = Vec::new();
         for (route_config, ports) in config.routes.iter().zip(listeners.routes) {
             let upstream = Upstream::for_domain(
                 config,
@@ -116,7 +172,7 @@ impl Gateway {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
             }
             let tls = route_tls(config, route_config)?;
-            bound_routes.push((route, tls, ports));
+            bound_routes.push(ServedRoute { route, tls, ports, bind_ip: route_config.bind_ip });
         }
         let admin_listener = listeners.admin;
         let admin_addr = admin_listener.local_addr()?;
@@ -143,43 +199,8 @@ impl Gateway {
             handshakes: Arc::new(Semaphore::new(config.proxy.max_tls_handshakes)),
             metrics: Arc::clone(&metrics),
         });
-        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _, _)| Arc::clone(route)).collect();
-        let mut sni_ports: Vec<(SocketAddr, Option<tokio::net::TcpListener>, Vec<SniRoute>)> = Vec::new();
-        for ((route, tls, ports), route_config) in bound_routes.into_iter().zip(&config.routes) {
-            tracing::info!(
-                route = %route.name,
-                domain = %route.upstream().domain,
-                port = route.port_map.bootstrap_port(),
-                node_ports = ports.len().saturating_sub(1),
-                tls = tls.is_some(),
-                brokers = %route.host_pattern.as_ref().map_or("by port".to_string(), |p| format!("by SNI {p}")),
-                "route listening"
-            );
-            if let Some(tls) = &tls {
-                let stop = shutdown.clone().cancelled_owned();
-                background.spawn(Arc::clone(tls).watch(Arc::clone(&metrics), stop));
-            }
-            match (&route.host_pattern, tls) {
-                (Some(_), Some(tls)) => {
-                    let addr = SocketAddr::new(route_config.bind_ip, route.port_map.bootstrap_port());
-                    let listener = ports.into_iter().next().map(|port| port.listener);
-                    let entry = SniRoute { route: Arc::clone(&route), tls };
-                    match sni_ports.iter_mut().find(|(a, _, _)| *a == addr) {
-                        Some((_, _, routes)) => routes.push(entry),
-                        None => sni_ports.push((addr, listener, vec![entry])),
-                    }
-                }
-                (_, tls) => {
-                    for port in ports {
-                        background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(&shared)));
-                    }
-                }
-            }
-        }
-        for (addr, listener, routes) in sni_ports {
-            let listener = listener.ok_or_else(|| anyhow::anyhow!("the SNI port {addr} was not bound"))?;
-            background.spawn(accept_sni_loop(listener, routes, Arc::clone(&shared)));
-        }
+        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|served| Arc::clone(&served.route)).collect();
+        spawn_listeners(bound_routes, &shared, &background, &metrics)?;
         let state = Arc::new(AdminState {
             config: config.clone(),
             routes,
