@@ -104,7 +104,8 @@ impl Gateway {
 
         let (cluster, commands) = match membership {
             Some(membership) => {
-                let rejections = Rejections::new(membership.cluster_id.clone(), Arc::clone(&metrics), Arc::clone(&audit));
+                let rejections =
+                    Rejections::new(membership.cluster_id.clone(), Arc::clone(&metrics), Arc::clone(&audit));
                 let (node, commands) = join_cluster(config, membership, rejections).await?;
                 (Some(node), Some(commands))
             }

@@ -61,7 +61,10 @@ fn main() {
             ("rolling_restart_under_load_loses_nothing", rolling_restart_under_load_loses_nothing),
             ("forged_commands_are_not_applied", forged_commands_are_not_applied),
             ("forged_member_is_never_listed_or_advertised", forged_member_is_never_listed_or_advertised),
-            ("clients_see_neither_the_cluster_topic_nor_its_group", clients_see_neither_the_cluster_topic_nor_its_group),
+            (
+                "clients_see_neither_the_cluster_topic_nor_its_group",
+                clients_see_neither_the_cluster_topic_nor_its_group,
+            ),
             ("switchover_on_one_node_is_applied_by_all", switchover_on_one_node_is_applied_by_all),
             ("a_replayed_real_command_is_refused", a_replayed_real_command_is_refused),
             ("external_load_balancing_behind_haproxy", external_load_balancing_behind_haproxy),
@@ -152,8 +155,9 @@ impl Env {
 
     /// The domain route `main` points at on `node`.
     fn route_domain(&self, node: usize) -> Result<String> {
-        let routes: Value =
-            serde_json::from_str(&ureq::get(&self.admin(node, "/admin/v1/routes")).call()?.body_mut().read_to_string()?)?;
+        let routes: Value = serde_json::from_str(
+            &ureq::get(&self.admin(node, "/admin/v1/routes")).call()?.body_mut().read_to_string()?,
+        )?;
         Ok(routes[0]["domain"].as_str().unwrap_or_default().to_string())
     }
 

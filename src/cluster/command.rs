@@ -203,7 +203,8 @@ mod tests {
         let reader = node("gw-2");
         assert_eq!(reader.open(&payload, None, now).unwrap_err(), Rejection::Unsigned);
         assert_eq!(reader.open(&payload, Some(b"00ff"), now).unwrap_err(), Rejection::BadSignature);
-        let other_secret = Commands::new(Signer::new(&ClusterSecret::new("another secret, 32 bytes long!!"), "orders"), "gw-2".into());
+        let other_secret =
+            Commands::new(Signer::new(&ClusterSecret::new("another secret, 32 bytes long!!"), "orders"), "gw-2".into());
         assert_eq!(other_secret.open(&payload, Some(mac.as_bytes()), now).unwrap_err(), Rejection::BadSignature);
         let other_cluster = Commands::new(Signer::new(&ClusterSecret::new(SECRET), "payments"), "gw-2".into());
         assert_eq!(other_cluster.open(&payload, Some(mac.as_bytes()), now).unwrap_err(), Rejection::BadSignature);

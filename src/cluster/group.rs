@@ -70,7 +70,8 @@ impl ClusterGroup {
     ) -> anyhow::Result<ClusterGroup> {
         let servers = bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let id = &membership.cluster_id;
-        let secret = settings.secret.as_ref().context("a gateway cluster needs its secret (checked with the config)")?;
+        let secret =
+            settings.secret.as_ref().context("a gateway cluster needs its secret (checked with the config)")?;
         let signer = Signer::new(secret, id);
         let topic = format!("{INTERNAL_TOPIC_PREFIX}cluster-{id}");
         let group = format!("{CLUSTER_GROUP_PREFIX}{id}");
@@ -102,7 +103,8 @@ impl ClusterGroup {
             ClientConfig::new().set("bootstrap.servers", &servers).set("acks", "all").create()?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let members = MemberReader { group, signer, membership: Arc::clone(&membership), rejections: Arc::clone(&rejections) };
+        let members =
+            MemberReader { group, signer, membership: Arc::clone(&membership), rejections: Arc::clone(&rejections) };
         let reader = CommandReader { commands: Arc::clone(&commands), rejections, applied };
         let threads = vec![
             spawn("cluster-heartbeat", stay_in_group(Arc::clone(&member_consumer), Arc::clone(&stop))),
@@ -229,10 +231,9 @@ impl CommandReader {
                         let _ = self.applied.send(command);
                     }
                     Ok(None) => {}
-                    Err(refused) => self.rejections.command(
-                        refused.label(),
-                        format!("record at offset {}: {refused}", message.offset()),
-                    ),
+                    Err(refused) => self
+                        .rejections
+                        .command(refused.label(), format!("record at offset {}: {refused}", message.offset())),
                 }
             }
         }

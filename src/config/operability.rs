@@ -295,9 +295,8 @@ fn cluster_secret(source: &str, env: EnvLookup<'_>) -> Result<ClusterSecret, Con
         (Some(secret), None) => (format!("${ENV_CLUSTER_SECRET}"), secret),
         (None, Some(path)) => {
             let field = format!("${ENV_CLUSTER_SECRET_FILE}");
-            let secret = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError::new(source, &field, format!("cannot read `{path}`: {e}"), how.clone())
-            })?;
+            let secret = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new(source, &field, format!("cannot read `{path}`: {e}"), how.clone()))?;
             (field, secret)
         }
         (None, None) => {

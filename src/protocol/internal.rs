@@ -94,7 +94,10 @@ fn groups_named(api_key: ApiKey, version: i16, mut body: &[u8]) -> anyhow::Resul
         ApiKey::TxnOffsetCommit => one(TxnOffsetCommitRequest::decode(body, version)?.group_id),
         ApiKey::OffsetFetch => {
             let request = OffsetFetchRequest::decode(body, version)?;
-            std::iter::once(request.group_id).chain(request.groups.into_iter().map(|g| g.group_id)).map(|id| id.0.to_string()).collect()
+            std::iter::once(request.group_id)
+                .chain(request.groups.into_iter().map(|g| g.group_id))
+                .map(|id| id.0.to_string())
+                .collect()
         }
         ApiKey::DescribeGroups => ids(DescribeGroupsRequest::decode(body, version)?.groups),
         ApiKey::DeleteGroups => ids(DeleteGroupsRequest::decode(body, version)?.groups_names),
@@ -135,7 +138,11 @@ mod tests {
     #[test]
     fn find_coordinator_for_an_internal_group_is_refused_at_every_version() {
         for version in 0..=ApiKey::FindCoordinator.valid_versions().max {
-            let refused = refuse_internal_group(ApiKey::FindCoordinator, version, &find_coordinator(version, "switchyard-cluster-a"));
+            let refused = refuse_internal_group(
+                ApiKey::FindCoordinator,
+                version,
+                &find_coordinator(version, "switchyard-cluster-a"),
+            );
             assert!(matches!(refused, Err(RequestError::InternalGroup { .. })), "v{version}: {refused:?}");
             let allowed = refuse_internal_group(ApiKey::FindCoordinator, version, &find_coordinator(version, "orders"));
             assert_eq!(allowed, Ok(()), "v{version}");
@@ -145,16 +152,24 @@ mod tests {
     #[test]
     fn group_requests_naming_an_internal_group_are_refused() {
         let group = GroupId(StrBytes::from_static_str("switchyard-cluster-a"));
-        let join = JoinGroupRequest::default().with_group_id(group.clone()).with_protocol_type(StrBytes::from_static_str("consumer"));
+        let join = JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_protocol_type(StrBytes::from_static_str("consumer"));
         assert!(refuse_internal_group(ApiKey::JoinGroup, 9, &encode(ApiKey::JoinGroup, 9, &join)).is_err());
         let heartbeat = HeartbeatRequest::default().with_group_id(group.clone());
         assert!(refuse_internal_group(ApiKey::Heartbeat, 4, &encode(ApiKey::Heartbeat, 4, &heartbeat)).is_err());
-        let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("x")), group]);
-        assert!(refuse_internal_group(ApiKey::DescribeGroups, 5, &encode(ApiKey::DescribeGroups, 5, &describe)).is_err());
+        let describe =
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("x")), group]);
+        assert!(
+            refuse_internal_group(ApiKey::DescribeGroups, 5, &encode(ApiKey::DescribeGroups, 5, &describe)).is_err()
+        );
         let ordinary = HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("switchyard")));
         assert_eq!(refuse_internal_group(ApiKey::Heartbeat, 4, &encode(ApiKey::Heartbeat, 4, &ordinary)), Ok(()));
         let truncated = &encode(ApiKey::Heartbeat, 4, &ordinary)[..12];
-        assert!(matches!(refuse_internal_group(ApiKey::Heartbeat, 4, truncated), Err(RequestError::Undecodable { .. })));
+        assert!(matches!(
+            refuse_internal_group(ApiKey::Heartbeat, 4, truncated),
+            Err(RequestError::Undecodable { .. })
+        ));
     }
 
     #[test]
