@@ -109,6 +109,9 @@ pub struct Rejections {
     audit: Arc<AuditLog>,
 }
 
+/// Characters of a rejected member's client id that are logged and audited.
+const MAX_CLIENT_ID_SHOWN: usize = 200;
+
 /// Log lines per second, per kind.
 static REJECTION_LOG: KeyedRateLimit = KeyedRateLimit::per_second(5);
 
@@ -124,7 +127,9 @@ impl Rejections {
 
     /// A member of the group whose client id is not a signed node's: ignored.
     pub fn member(&self, reason: &'static str, client_id: &str) {
-        self.record("member", reason, format!("client id `{client_id}`"));
+        // Whoever joined chose the id: bounded before it is logged and audited.
+        let shown: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        self.record("member", reason, format!("client id `{shown}`"));
     }
 
     fn record(&self, kind: &'static str, reason: &'static str, detail: String) {
