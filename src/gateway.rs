@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
-use crate::cluster::{self, ClusterNode, Membership};
+use crate::cluster::command::SwitchoverCommand;
+use crate::cluster::group::ClusterGroup;
+use crate::cluster::{self, ClusterNode, Membership, Rejections};
 use crate::config::GatewayConfig;
 use crate::proxy::{
     accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget, SniRoute,
@@ -179,7 +180,9 @@ impl Gateway {
 
         let (cluster, commands) = match membership {
             Some(membership) => {
-                let (node, commands) = join_cluster(config, membership).await?;
+                let rejections =
+                    Rejections::new(membership.cluster_id.clone(), Arc::clone(&metrics), Arc::clone(&audit));
+                let (node, commands) = join_cluster(config, membership, rejections).await?;
                 (Some(node), Some(commands))
             }
             None => (None, None),
@@ -293,12 +296,14 @@ impl Gateway {
 async fn join_cluster(
     config: &GatewayConfig,
     membership: Arc<Membership>,
+    rejections: Arc<Rejections>,
 ) -> anyhow::Result<(Arc<ClusterNode>, mpsc::UnboundedReceiver<SwitchoverCommand>)> {
     let domain_name = config.cluster.domain.as_deref().unwrap_or(&config.routes[0].domain);
     let domain = config.domains.iter().find(|d| d.name == domain_name).expect("the config checked the cluster domain");
     let (sender, commands) = mpsc::unbounded_channel();
+    let bootstrap = &domain.bootstrap_servers[0].addresses;
     let group =
-        ClusterGroup::join(&config.cluster, &domain.bootstrap_servers[0].addresses, Arc::clone(&membership), sender)
+        ClusterGroup::join(&config.cluster, bootstrap, Arc::clone(&membership), Arc::clone(&rejections), sender)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -307,14 +312,23 @@ async fn join_cluster(
                 )
             })?;
     let internal_load_balancing = config.cluster.internal_load_balancing;
-    Ok((Arc::new(ClusterNode { membership, group, internal_load_balancing }), commands))
+    Ok((Arc::new(ClusterNode { membership, group, rejections, internal_load_balancing }), commands))
 }
 
-/// Apply, on this node, the switchovers other nodes completed.
+/// Apply, on this node, the switchovers other nodes completed (their signatures already
+/// checked); one whose route, domain or parameters this node would refuse from its own admin
+/// API is refused as a cluster command.
 async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<SwitchoverCommand>, state: Arc<AdminState>) {
     while let Some(command) = commands.recv().await {
-        tracing::info!(route = %command.route, to = %command.request.to, origin = %command.origin, "applying a switchover started on another gateway node");
         let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &state.shutdown };
+        if let Err(refusal) = board.check(&command.route, &command.request) {
+            if let Some(cluster) = &state.cluster {
+                let detail = format!("command `{}` from node {}: {refusal}", command.id, command.origin);
+                cluster.rejections.command("out_of_bounds", detail);
+            }
+            continue;
+        }
+        tracing::info!(route = %command.route, to = %command.request.to, origin = %command.origin, id = %command.id, "applying a switchover started on another gateway node");
         match board.switch(&command.route, &command.request).await {
             Ok(report) => admin::record_switchover(&state.audit, &report),
             Err(refusal) => {

@@ -2,25 +2,35 @@
 //! whose brokers carry `broker.rack`: membership through the backing Kafka, rack-aware and
 //! balanced broker-to-node mapping computed the same on every node, nodes killed, restarted and
 //! rolled under load with nothing acknowledged lost, a switchover applied by every node, and
-//! external load balancing behind a real HAProxy.
+//! external load balancing behind a real HAProxy. The control plane is closed to strangers:
+//! commands written to the cluster topic without the secret's signature, or replayed, are
+//! refused; a forged member is never listed or advertised; the gateway's clients see neither
+//! the cluster topic nor its group.
 
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use common::run_suite;
 use serde_json::{json, Value};
+use switchyard_testkit::kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
+use switchyard_testkit::kafka_protocol::protocol::StrBytes;
 use switchyard_testkit::numbered::{NumberedConsumer, NumberedProducer};
 use switchyard_testkit::{
     free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, HaproxyProcess, HaproxySpec, KafkaCluster,
-    ProxyHeader,
+    KafkaWire, ProxyHeader,
 };
 
 const WAIT: Duration = Duration::from_secs(40);
 const TOKEN: &str = "cluster-token";
+/// Every node's `GATEWAY_CLUSTER_SECRET`.
+const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+/// The internal topic and group of the test's cluster `cluster-a`.
+const CLUSTER_TOPIC: &str = "_switchyard-cluster-cluster-a";
+const CLUSTER_GROUP: &str = "switchyard-cluster-cluster-a";
 /// Node n listens on 127.0.0.(n+1), in rack a, a, b.
 const RACKS: [&str; 3] = ["rack-a", "rack-a", "rack-b"];
 const LOAD_BALANCER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
@@ -49,7 +59,14 @@ fn main() {
             ("status_shows_members_and_mapping", status_shows_members_and_mapping),
             ("killed_node_drops_out_and_clients_lose_nothing", killed_node_drops_out_and_clients_lose_nothing),
             ("rolling_restart_under_load_loses_nothing", rolling_restart_under_load_loses_nothing),
+            ("forged_commands_are_not_applied", forged_commands_are_not_applied),
+            ("forged_member_is_never_listed_or_advertised", forged_member_is_never_listed_or_advertised),
+            (
+                "clients_see_neither_the_cluster_topic_nor_its_group",
+                clients_see_neither_the_cluster_topic_nor_its_group,
+            ),
             ("switchover_on_one_node_is_applied_by_all", switchover_on_one_node_is_applied_by_all),
+            ("a_replayed_real_command_is_refused", a_replayed_real_command_is_refused),
             ("external_load_balancing_behind_haproxy", external_load_balancing_behind_haproxy),
         ],
         || {
@@ -67,6 +84,11 @@ fn main() {
     );
 }
 
+/// A gateway node with the cluster secret in its environment.
+fn start_gateway(yaml: &str, wait_for: &[SocketAddr]) -> Result<GatewayProcess> {
+    GatewayProcess::start_with_env(&common::binary(), yaml, &[("GATEWAY_CLUSTER_SECRET", SECRET)], wait_for)
+}
+
 fn node_ip(node: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 2 + node as u8)
 }
@@ -76,8 +98,7 @@ impl Env {
         let audit = self.audit.path().join(format!("gw-{}.jsonl", node + 1));
         let yaml = node_config(&self.kafka, self.ports, node, "cluster-a", true, self.ports.base)
             + &format!("audit:\n  file: {}\n", audit.display());
-        let process =
-            GatewayProcess::start(&common::binary(), &yaml, &[SocketAddr::from((node_ip(node), self.ports.base))])?;
+        let process = start_gateway(&yaml, &[SocketAddr::from((node_ip(node), self.ports.base))])?;
         self.nodes.lock().unwrap()[node] = Some(process);
         Ok(())
     }
@@ -104,6 +125,40 @@ impl Env {
             .flatten()
             .filter_map(|m| m["nodeId"].as_str().map(str::to_string))
             .collect())
+    }
+
+    /// `switchyard_cluster_rejected_total{kind, reason}` on `node` (0 when never counted).
+    fn rejected(&self, node: usize, kind: &str, reason: &str) -> Result<f64> {
+        let text = ureq::get(&self.admin(node, "/metrics")).call()?.body_mut().read_to_string()?;
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines)?;
+        Ok(scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "switchyard_cluster_rejected_total")
+            .filter(|s| s.labels.get("kind") == Some(kind) && s.labels.get("reason") == Some(reason))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum())
+    }
+
+    /// Wait until every node has counted at least one rejection of `kind` for `reason`.
+    fn wait_rejected(&self, kind: &str, reason: &str) -> Result<()> {
+        for node in 0..3 {
+            poll::try_poll_until(WAIT, || Ok((self.rejected(node, kind, reason)? >= 1.0).then_some(())))
+                .with_context(|| format!("node {} never counted a {kind} rejected as {reason}", node + 1))?;
+        }
+        Ok(())
+    }
+
+    /// The domain route `main` points at on `node`.
+    fn route_domain(&self, node: usize) -> Result<String> {
+        let routes: Value = serde_json::from_str(
+            &ureq::get(&self.admin(node, "/admin/v1/routes")).call()?.body_mut().read_to_string()?,
+        )?;
+        Ok(routes[0]["domain"].as_str().unwrap_or_default().to_string())
     }
 
     fn wait_members(&self, node: usize, expected: &[&str]) -> Result<()> {
@@ -314,6 +369,91 @@ fn switchover_on_one_node_is_applied_by_all(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// A command as a node would write it, but signed by nobody (or with a made-up MAC), written
+/// straight to the cluster topic of the backing Kafka: no node applies it, every node counts it.
+fn forged_commands_are_not_applied(env: &Env) -> Result<()> {
+    for node in 0..3 {
+        env.wait_members(node, &["gw-1", "gw-2", "gw-3"])?;
+    }
+    let before: Vec<String> = (0..3).map(|n| env.route_domain(n)).collect::<Result<_>>()?;
+    let to = if before[0] == "kafka" { "kafka-again" } else { "kafka" };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let forged = |id: &str| {
+        json!({"id": id, "issuedAtMs": now, "origin": "gw-9", "route": "main", "request": {"to": to}}).to_string()
+    };
+    let bootstrap = env.kafka.bootstrap();
+    kcat::produce(&bootstrap, CLUSTER_TOPIC, &[forged("forged-1")])?;
+    let made_up_mac = "ab".repeat(32);
+    kcat::produce_with_headers(&bootstrap, CLUSTER_TOPIC, &[("switchyard-mac", &made_up_mac)], &[forged("forged-2")])?;
+    env.wait_rejected("command", "unsigned")?;
+    env.wait_rejected("command", "bad_signature")?;
+    // Had either been applied, it would have been by now: the rejections came after them.
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<String> = (0..3).map(|n| env.route_domain(n)).collect::<Result<_>>()?;
+    ensure!(after == before, "a forged command moved the route: {before:?} -> {after:?}");
+    let audit = std::fs::read_to_string(env.audit.path().join("gw-2.jsonl"))?;
+    ensure!(
+        audit.lines().any(|l| l.contains("CLUSTER_REJECTED") && l.contains("bad_signature")),
+        "gw-2's audit log lacks the rejection"
+    );
+    ensure!(!audit.contains(SECRET), "the secret reached the audit log");
+    Ok(())
+}
+
+/// A stranger joins the cluster's group with the client id a node would use, unsigned: it is
+/// counted, never listed as a member, and its address is never advertised.
+fn forged_member_is_never_listed_or_advertised(env: &Env) -> Result<()> {
+    let _stranger = kcat::join_group(&env.kafka.bootstrap(), CLUSTER_GROUP, CLUSTER_TOPIC, "switchyard|x|6.6.6.6|-")?;
+    env.wait_rejected("member", "unsigned")?;
+    for _ in 0..3 {
+        for node in 0..3 {
+            let view = env.cluster_view(node)?;
+            ensure!(!view.to_string().contains("6.6.6.6"), "node {} shows the stranger: {view}", node + 1);
+            ensure!(env.member_ids(node)? == ["gw-1", "gw-2", "gw-3"], "node {} members changed", node + 1);
+            let mapping = kcat_mapping(&format!("{}:{}", node_ip(node), env.ports.base))?;
+            ensure!(mapping.iter().all(|(_, host)| host != "6.6.6.6"), "node {} advertises {mapping:?}", node + 1);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Through a route, Metadata lists no `_switchyard-` topic and FindCoordinator for the cluster's
+/// group is refused (the connection closed), while an ordinary group's lookup works.
+fn clients_see_neither_the_cluster_topic_nor_its_group(env: &Env) -> Result<()> {
+    let direct = kcat::metadata(&env.kafka.bootstrap())?;
+    ensure!(direct.contains(CLUSTER_TOPIC), "the backing cluster has no {CLUSTER_TOPIC}:\n{direct}");
+    let gateway = SocketAddr::from((node_ip(0), env.ports.base));
+    let through = kcat::metadata(&gateway.to_string())?;
+    ensure!(!through.contains("_switchyard-"), "a gateway client sees the cluster topic:\n{through}");
+    let mut wire = KafkaWire::connect(gateway, WAIT)?;
+    let named = wire.send(&MetadataRequest::default().with_topics(None), 12)?;
+    ensure!(
+        named.topics.iter().all(|t| !t.name.as_ref().is_some_and(|n| n.0.starts_with("_switchyard-"))),
+        "Metadata v12 lists the cluster topic"
+    );
+    let lookup = |key: &'static str| {
+        let mut wire = KafkaWire::connect(gateway, WAIT)?;
+        wire.send(&FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str(key)]), 4)
+    };
+    let ordinary = lookup("an-ordinary-group")?;
+    ensure!(ordinary.coordinators.first().is_some_and(|c| c.error_code == 0), "ordinary lookup: {ordinary:?}");
+    let refused = lookup(CLUSTER_GROUP);
+    ensure!(refused.is_err(), "FindCoordinator for the cluster's group was answered: {refused:?}");
+    Ok(())
+}
+
+/// The last real (signed) command on the cluster topic, written again as it was: every node
+/// refuses it as a replay.
+fn a_replayed_real_command_is_refused(env: &Env) -> Result<()> {
+    let bootstrap = env.kafka.bootstrap();
+    let (headers, value) = kcat::last_record(&bootstrap, CLUSTER_TOPIC)?;
+    let mac = headers.strip_prefix("switchyard-mac=").with_context(|| format!("last command's headers: {headers}"))?;
+    ensure!(value.contains("\"origin\":\"gw-1\""), "the last command is not gw-1's: {value}");
+    kcat::produce_with_headers(&bootstrap, CLUSTER_TOPIC, &[("switchyard-mac", mac)], &[value])?;
+    env.wait_rejected("command", "replayed")
+}
+
 fn external_load_balancing_behind_haproxy(env: &Env) -> Result<()> {
     let ports = Ports { base: env.ports.external_base, ..env.ports };
     // A second cluster of three nodes, all advertising the load balancer.
@@ -327,11 +467,7 @@ fn external_load_balancing_behind_haproxy(env: &Env) -> Result<()> {
             false,
             ports.base,
         );
-        external.push(GatewayProcess::start(
-            &common::binary(),
-            &yaml,
-            &[SocketAddr::from((node_ip(node), ports.base))],
-        )?);
+        external.push(start_gateway(&yaml, &[SocketAddr::from((node_ip(node), ports.base))])?);
     }
     let _haproxy = HaproxyProcess::start(&HaproxySpec {
         frontend_ip: LOAD_BALANCER,

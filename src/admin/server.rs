@@ -254,7 +254,7 @@ async fn switchover(
             tracing::warn!(route = %name, "switchover refused: {refusal}");
             let status = match &refusal {
                 Refusal::UnknownRoute { .. } => StatusCode::NOT_FOUND,
-                Refusal::UnknownDomain { .. } => StatusCode::BAD_REQUEST,
+                Refusal::UnknownDomain { .. } | Refusal::OutOfBounds(_) => StatusCode::BAD_REQUEST,
                 Refusal::AlreadyThere { .. } | Refusal::Busy { .. } => StatusCode::CONFLICT,
                 Refusal::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 Refusal::NotReady(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,20 +7,27 @@
 //! session times out, and one that starts is a member within seconds. The same topic carries
 //! switchovers started on one node to every other node.
 //!
+//! The backing cluster is shared with the gateway's clients, so both are signed with the
+//! cluster secret ([`signing`]): a member whose client id is not signed is ignored, a command
+//! that is not signed, is replayed ([`command`]) or asks for a switchover out of bounds is
+//! refused. Every refusal is counted, audited and logged ([`Rejections`]).
+//!
 //! What clients are told follows [`Advertising`]: a standalone gateway advertises each route's
 //! endpoint host; a cluster with internal load balancing maps each broker to a member
 //! ([`placement`]); with external load balancing every broker is advertised at the load
 //! balancer's host.
 
+pub mod command;
 pub mod group;
 pub mod placement;
+pub mod signing;
 
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::config::ClusterSettings;
-use crate::telemetry::{AuditEvent, AuditLog, MembershipEvent, Metrics};
+use crate::telemetry::{AuditEvent, AuditLog, ClusterRejectedEvent, KeyedRateLimit, MembershipEvent, Metrics};
 use group::ClusterGroup;
 
 use kafka_protocol::protocol::StrBytes;
@@ -93,6 +100,52 @@ impl Membership {
     }
 }
 
+/// Commands and members this node refused. Each is counted in
+/// `switchyard_cluster_rejected_total{kind, reason}`, audited, and logged (a few a second at
+/// most: whoever forges them controls the rate).
+pub struct Rejections {
+    cluster_id: String,
+    metrics: Arc<Metrics>,
+    audit: Arc<AuditLog>,
+}
+
+/// Characters of a rejected member's client id that are logged and audited.
+const MAX_CLIENT_ID_SHOWN: usize = 200;
+
+/// Log lines per second, per kind.
+static REJECTION_LOG: KeyedRateLimit = KeyedRateLimit::per_second(5);
+
+impl Rejections {
+    pub fn new(cluster_id: String, metrics: Arc<Metrics>, audit: Arc<AuditLog>) -> Arc<Rejections> {
+        Arc::new(Rejections { cluster_id, metrics, audit })
+    }
+
+    /// A command not applied: unsigned, forged, replayed or out of bounds.
+    pub fn command(&self, reason: &'static str, detail: String) {
+        self.record("command", reason, detail);
+    }
+
+    /// A member of the group whose client id is not a signed node's: ignored.
+    pub fn member(&self, reason: &'static str, client_id: &str) {
+        // Whoever joined chose the id: bounded before it is logged and audited.
+        let shown: String = client_id.chars().take(MAX_CLIENT_ID_SHOWN).collect();
+        self.record("member", reason, format!("client id `{shown}`"));
+    }
+
+    fn record(&self, kind: &'static str, reason: &'static str, detail: String) {
+        self.metrics.cluster_rejected(kind, reason);
+        if let Some(held_back) = REJECTION_LOG.allow(kind) {
+            tracing::warn!(cluster = %self.cluster_id, kind, reason, held_back, "gateway cluster {kind} refused: {detail}");
+        }
+        self.audit.record(AuditEvent::ClusterRejected(ClusterRejectedEvent {
+            cluster: self.cluster_id.clone(),
+            kind,
+            reason,
+            detail,
+        }));
+    }
+}
+
 /// How broker addresses are advertised to clients.
 pub enum Advertising {
     /// Each route's own endpoint host (a single gateway, or nodes behind DNS).
@@ -125,6 +178,7 @@ impl Advertising {
 pub struct ClusterNode {
     pub membership: Arc<Membership>,
     pub group: ClusterGroup,
+    pub rejections: Arc<Rejections>,
     pub internal_load_balancing: bool,
 }
 

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 pub use host_pattern::HostPattern;
 pub use operability::{
-    AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings, DEFAULT_ADMIN_ADDRESS,
-    ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_CONFIG_WATCH,
-    ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING, ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
+    AdminSettings, AuditSink, ClusterSecret, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings,
+    DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID,
+    ENV_CLUSTER_SECRET, ENV_CLUSTER_SECRET_FILE, ENV_CONFIG_WATCH, ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING,
+    ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
 pub use port_map::PortMap;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};

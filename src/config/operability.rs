@@ -2,8 +2,10 @@
 //! protocol, the gateway cluster and config reloading. Each YAML field has an environment
 //! variable that overrides it, so a container can be configured without editing the file.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -22,6 +24,12 @@ pub const ENV_RACK_ID: &str = "GATEWAY_RACK_ID";
 pub const ENV_ADVERTISED_HOST: &str = "GATEWAY_ADVERTISED_HOST";
 pub const ENV_INTERNAL_LOAD_BALANCING: &str = "GATEWAY_FEATURE_FLAGS_INTERNAL_LOAD_BALANCING";
 pub const ENV_CONFIG_WATCH: &str = "GATEWAY_CONFIG_WATCH";
+pub const ENV_CLUSTER_SECRET: &str = "GATEWAY_CLUSTER_SECRET";
+pub const ENV_CLUSTER_SECRET_FILE: &str = "GATEWAY_CLUSTER_SECRET_FILE";
+
+/// A cluster secret shorter than this is refused: it could be guessed offline from one signed
+/// client id.
+pub const MIN_CLUSTER_SECRET_BYTES: usize = 16;
 
 /// How often a watched config file is looked at, unless `reload.intervalMs` says otherwise.
 const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -70,6 +78,31 @@ pub struct ClusterSettings {
     /// The streaming domain that holds membership; `None` means the first route's.
     pub domain: Option<String>,
     pub session_timeout: Duration,
+    /// The key every node signs its membership and commands with; always set with `id`.
+    pub secret: Option<ClusterSecret>,
+}
+
+/// The secret the nodes of a gateway cluster share. Whoever holds it can move every route, so
+/// it has no `Display` and its `Debug` shows nothing: it cannot reach a log line, an error, the
+/// admin API or the audit log by accident. Only [`ClusterSecret::expose`] reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(Arc<[u8]>);
+
+impl ClusterSecret {
+    pub fn new(secret: impl AsRef<[u8]>) -> ClusterSecret {
+        ClusterSecret(Arc::from(secret.as_ref()))
+    }
+
+    /// The key bytes, for signing and nothing else.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterSecret(<redacted>)")
+    }
 }
 
 /// Applying edits of the config file as they are saved, as a SIGHUP would.
@@ -225,6 +258,10 @@ pub(crate) fn cluster(
         ));
     }
     let session_timeout = raw.session_timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_SESSION_TIMEOUT);
+    let secret = match &id {
+        Some(_) => Some(cluster_secret(source, env)?),
+        None => None,
+    };
     Ok(ClusterSettings {
         id,
         node_id,
@@ -233,7 +270,54 @@ pub(crate) fn cluster(
         internal_load_balancing,
         domain: raw.domain,
         session_timeout,
+        secret,
     })
+}
+
+/// The cluster secret from `GATEWAY_CLUSTER_SECRET`, or from the file
+/// `GATEWAY_CLUSTER_SECRET_FILE` names (trimmed, so a trailing newline does not count). Only
+/// the environment: a config file is often committed or shared, a secret must not be. Errors
+/// never quote the value.
+fn cluster_secret(source: &str, env: EnvLookup<'_>) -> Result<ClusterSecret, ConfigError> {
+    let how = format!(
+        "set {ENV_CLUSTER_SECRET} (or {ENV_CLUSTER_SECRET_FILE}, naming a file that holds it) to the same random value, \
+         at least 32 characters, on every node, e.g. the output of `openssl rand -hex 32`"
+    );
+    let (field, secret) = match (env(ENV_CLUSTER_SECRET), env(ENV_CLUSTER_SECRET_FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                source,
+                format!("${ENV_CLUSTER_SECRET}"),
+                format!("both {ENV_CLUSTER_SECRET} and {ENV_CLUSTER_SECRET_FILE} are set"),
+                "set only one of them",
+            ))
+        }
+        (Some(secret), None) => (format!("${ENV_CLUSTER_SECRET}"), secret),
+        (None, Some(path)) => {
+            let field = format!("${ENV_CLUSTER_SECRET_FILE}");
+            let secret = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new(source, &field, format!("cannot read `{path}`: {e}"), how.clone()))?;
+            (field, secret)
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                source,
+                format!("${ENV_CLUSTER_SECRET}"),
+                "a gateway cluster (cluster.id) needs a shared secret to sign its membership and commands",
+                how,
+            ))
+        }
+    };
+    let secret = secret.trim();
+    if secret.len() < MIN_CLUSTER_SECRET_BYTES {
+        return Err(ConfigError::new(
+            source,
+            field,
+            format!("the cluster secret is shorter than {MIN_CLUSTER_SECRET_BYTES} bytes"),
+            how,
+        ));
+    }
+    Ok(ClusterSecret::new(secret))
 }
 
 /// A node id that differs between nodes without configuration: host name and advertised host.
@@ -279,6 +363,45 @@ mod tests {
         assert!(settings.enabled);
         assert_eq!(settings.trusted_networks.len(), 2);
         assert!(settings.trusted_networks[1].contains(&"192.168.1.7".parse::<IpAddr>().unwrap()));
+    }
+
+    fn cluster_with(env: &dyn Fn(&str) -> Option<String>) -> Result<ClusterSettings, ConfigError> {
+        let raw = RawCluster { id: Some("orders".into()), node_id: Some("gw-1".into()), ..RawCluster::default() };
+        cluster("f.yaml", raw, "127.0.0.1", env)
+    }
+
+    #[test]
+    fn a_cluster_refuses_to_start_without_a_secret() {
+        let err = cluster_with(&env_of(&[])).unwrap_err();
+        assert_eq!(err.field, "$GATEWAY_CLUSTER_SECRET");
+        assert!(err.fix.contains("GATEWAY_CLUSTER_SECRET") && err.fix.contains("every node"), "{}", err.fix);
+        let standalone = cluster("f.yaml", RawCluster::default(), "127.0.0.1", &env_of(&[])).unwrap();
+        assert!(standalone.secret.is_none());
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_without_being_quoted() {
+        let err = cluster_with(&env_of(&[(ENV_CLUSTER_SECRET, "  short-secret  \n")])).unwrap_err();
+        assert!(err.problem.contains("shorter than 16"), "{}", err.problem);
+        assert!(!format!("{err:?} {}", err.problem).contains("short-secret"));
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_variable_or_a_file_and_never_shows() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let settings = cluster_with(&env_of(&[(ENV_CLUSTER_SECRET, "0123456789abcdef0123456789abcdef")])).unwrap();
+        assert_eq!(settings.secret.as_ref().unwrap().expose(), secret.as_bytes());
+        assert!(!format!("{settings:?}").contains(secret), "{settings:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        let path = path.display().to_string();
+        let env = move |name: &str| (name == ENV_CLUSTER_SECRET_FILE).then(|| path.clone());
+        let from_file = cluster_with(&env).unwrap();
+        assert_eq!(from_file.secret, settings.secret);
+        let missing = move |name: &str| (name == ENV_CLUSTER_SECRET_FILE).then(|| "/nonexistent/secret".to_string());
+        assert_eq!(cluster_with(&missing).unwrap_err().field, "$GATEWAY_CLUSTER_SECRET_FILE");
     }
 
     #[test]

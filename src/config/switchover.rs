@@ -70,3 +70,62 @@ pub struct SwitchoverRequest {
     #[serde(default)]
     pub topics: Option<Vec<String>>,
 }
+
+/// The longest catch-up bound a switchover may ask for: longer, and a fenced route would stall
+/// its clients for longer than any of them waits.
+pub const MAX_CATCH_UP_TIMEOUT_MS: u64 = 60 * 60 * 1000;
+/// The most topics a switchover may name to check.
+pub const MAX_TOPICS: usize = 10_000;
+/// Kafka's limit on a topic name's length.
+const MAX_TOPIC_NAME: usize = 249;
+
+impl SwitchoverRequest {
+    /// Whether every parameter is within a sane range; the error says which is not and why.
+    /// Whoever asks (the admin API, another gateway node) is held to the same bounds: that the
+    /// route and domain exist is the switchover's own check.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if let Some(ms) = self.catch_up_timeout_ms {
+            if ms == 0 || ms > MAX_CATCH_UP_TIMEOUT_MS {
+                return Err(format!("catchUpTimeoutMs {ms} is outside 1..={MAX_CATCH_UP_TIMEOUT_MS}"));
+            }
+        }
+        if let Some(CatchUpPolicy::Records { max_lag }) = self.catch_up {
+            if max_lag < 0 {
+                return Err(format!("catchUp.maxLag {max_lag} is negative"));
+            }
+        }
+        if let Some(topics) = &self.topics {
+            if topics.len() > MAX_TOPICS {
+                return Err(format!("{} topics named, at most {MAX_TOPICS} may be", topics.len()));
+            }
+            if let Some(bad) = topics.iter().find(|t| t.is_empty() || t.len() > MAX_TOPIC_NAME) {
+                return Err(format!("topic name of {} characters is not a Kafka topic name", bad.len()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> SwitchoverRequest {
+        serde_json::from_str(r#"{"to": "b"}"#).unwrap()
+    }
+
+    #[test]
+    fn out_of_range_parameters_are_refused() {
+        assert_eq!(request().check_bounds(), Ok(()));
+        let bad = [
+            SwitchoverRequest { catch_up_timeout_ms: Some(0), ..request() },
+            SwitchoverRequest { catch_up_timeout_ms: Some(MAX_CATCH_UP_TIMEOUT_MS + 1), ..request() },
+            SwitchoverRequest { catch_up: Some(CatchUpPolicy::Records { max_lag: -1 }), ..request() },
+            SwitchoverRequest { topics: Some(vec![String::new()]), ..request() },
+            SwitchoverRequest { topics: Some(vec!["t".into(); MAX_TOPICS + 1]), ..request() },
+        ];
+        for request in bad {
+            assert!(request.check_bounds().is_err(), "{request:?}");
+        }
+    }
+}

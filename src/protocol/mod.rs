@@ -6,6 +6,7 @@
 pub mod fence_answer;
 pub mod frame;
 pub mod inflight;
+pub mod internal;
 pub mod request;
 
 use bytes::{BufMut, Bytes, BytesMut};

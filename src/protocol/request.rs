@@ -26,6 +26,9 @@ pub enum RequestError {
     UndecodableVersion { api_key: ApiKey, version: i16, min: i16, max: i16 },
     #[error("request ends inside its {0}")]
     Truncated(&'static str),
+    /// A request naming a gateway cluster's internal group: its clients may not touch it.
+    #[error("{api_key:?} names `{group}`, a gateway cluster's internal group, which clients may not use")]
+    InternalGroup { api_key: ApiKey, group: String },
     /// A request the gateway had to decode (to answer it itself) but could not.
     #[error("cannot decode the {api_key:?} v{version} request: {cause}")]
     Undecodable { api_key: ApiKey, version: i16, cause: String },

@@ -39,7 +39,7 @@ use super::stream::{Duplex, ProgressWriter};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
-    client_id_hash, fence_answer, frame_at, peek_request, response_correlation_id, FrameError, FrameLimits,
+    client_id_hash, fence_answer, frame_at, internal, peek_request, response_correlation_id, FrameError, FrameLimits,
     FrameStatus, InFlight, RequestError, ResponseHandling, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, RewriteError};
@@ -672,6 +672,10 @@ impl Requests<'_> {
             }
             Classified::Refuse(e) => return Err(bad_request(e)),
         };
+        if internal::names_group(request.api_key) {
+            // Group APIs only (never Produce or Fetch): a client posing as a gateway node.
+            internal::refuse_internal_group(request.api_key, request.api_version, body).map_err(bad_request)?;
+        }
         if request.handling == ResponseHandling::RewriteAddresses {
             request.client = self.client_hash(body)?;
         }

@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::config::HostPort;
+use crate::protocol::internal;
 use crate::routing::{Broker, Route, Upstream};
 use crate::telemetry::RateLimit;
 
@@ -58,6 +59,14 @@ broker_address!(fetch_response::NodeEndpoint, node_id);
 broker_address!(share_fetch_response::NodeEndpoint, node_id);
 broker_address!(share_acknowledge_response::NodeEndpoint, node_id);
 
+/// Drop the gateway cluster's own topics (`_switchyard-…`) from a Metadata answer: clients of
+/// the gateway never see, and so never produce to, them. Whether anything was dropped.
+fn hide_internal_topics(response: &mut MetadataResponse) -> bool {
+    let before = response.topics.len();
+    response.topics.retain(|t| !t.name.as_ref().is_some_and(|name| internal::is_internal_topic(name.0.as_str())));
+    response.topics.len() != before
+}
+
 /// Rewrites responses that came from `upstream` for clients of `route`.
 pub(super) struct Rewriter<'a> {
     pub route: &'a Route,
@@ -69,6 +78,7 @@ pub(super) struct Rewriter<'a> {
 impl Rewriter<'_> {
     pub fn metadata(&self, response: &mut MetadataResponse) -> bool {
         self.learn(&response.brokers);
+        let hidden = hide_internal_topics(response);
         let topics = response.topics.iter().filter(|t| !t.is_internal && t.error_code == 0);
         self.route.saw_topics(topics.filter_map(|t| t.name.as_ref()).map(|name| name.0.as_str()));
         let presented = response.cluster_id.as_ref().and_then(|actual| self.presented_cluster_id(actual));
@@ -76,7 +86,7 @@ impl Rewriter<'_> {
         if presented.is_some() {
             response.cluster_id = presented;
         }
-        self.endpoints(&mut response.brokers) || cluster_id_changed
+        self.endpoints(&mut response.brokers) || cluster_id_changed || hidden
     }
 
     pub fn describe_cluster(&self, response: &mut DescribeClusterResponse) -> bool {
@@ -213,5 +223,30 @@ impl CoordinatorAnswer {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+    use kafka_protocol::messages::TopicName;
+
+    use super::*;
+
+    #[test]
+    fn the_gateway_clusters_topics_are_hidden_from_metadata() {
+        let topic = |name: &'static str| {
+            MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_static_str(name))))
+        };
+        let mut response = MetadataResponse::default().with_topics(vec![
+            topic("orders"),
+            topic("_switchyard-cluster-a"),
+            topic("__consumer_offsets"),
+            MetadataResponseTopic::default().with_name(None),
+        ]);
+        assert!(hide_internal_topics(&mut response));
+        let names: Vec<_> = response.topics.iter().map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect();
+        assert_eq!(names, [Some("orders".into()), Some("__consumer_offsets".into()), None]);
+        assert!(!hide_internal_topics(&mut response), "nothing left to hide");
     }
 }

@@ -14,7 +14,7 @@
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
-use crate::protocol::{RequestError, ResponseHandling};
+use crate::protocol::{internal, RequestError, ResponseHandling};
 
 /// One API whose responses the gateway decodes.
 struct Rule {
@@ -94,12 +94,15 @@ pub fn handling(api_key: ApiKey, version: i16) -> ResponseHandling {
 }
 
 /// The versions of `api_key` the gateway lets clients negotiate: those it can decode, for an
-/// API in the table from its first decoded version on; any version otherwise.
+/// API in the table from its first decoded version on, and for an API whose requests name a
+/// group (`protocol::internal`); any version otherwise.
 pub fn gateway_versions(api_key: ApiKey) -> VersionRange {
     match rule_for(api_key) {
         // Versions before `since` pass as bytes, so only the top of the range is bounded.
         Some(rule) if rule.since > 0 => VersionRange { min: 0, max: api_key.valid_versions().max },
         Some(_) => api_key.valid_versions(),
+        // Their requests are decoded to keep clients out of the gateway cluster's groups.
+        None if internal::names_group(api_key) => api_key.valid_versions(),
         None => VersionRange { min: 0, max: i16::MAX },
     }
 }

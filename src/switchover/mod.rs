@@ -85,6 +85,8 @@ pub enum Refusal {
     Unreachable { domain: String, cause: String },
     #[error("{}", .0.message)]
     NotReady(Box<SwitchoverReport>),
+    #[error("the request is out of bounds: {0}")]
+    OutOfBounds(String),
 }
 
 /// What a switchover needs from the running gateway.
@@ -97,13 +99,12 @@ pub struct Switchboard<'a> {
 impl Switchboard<'_> {
     /// Run a switchover of `route_name` to completion (or its dry run, or its abort).
     pub async fn switch(&self, route_name: &str, request: &SwitchoverRequest) -> Result<SwitchoverReport, Refusal> {
-        let route = self.route(route_name)?;
+        let route = self.check(route_name, request)?;
         let _claim = route.begin_switch().ok_or_else(|| Refusal::Busy { route: route_name.to_string() })?;
         let source = route.upstream();
         if source.domain == request.to {
             return Err(Refusal::AlreadyThere { domain: request.to.clone() });
         }
-        self.domain_exists(&request.to)?;
         let defaults = self.config.routes.iter().find(|r| r.name == route_name);
         let catch_up = request.catch_up.or(defaults.map(|d| d.catch_up)).unwrap_or_default();
         let catch_up_timeout = request
@@ -127,6 +128,16 @@ impl Switchboard<'_> {
         }
         run.cut(destination);
         Ok(run.report("completed", format!("route `{route_name}` now points at `{}`", request.to)))
+    }
+
+    /// Whether a switchover of `route_name` could be asked for at all: the route and the
+    /// destination exist and every parameter is in bounds. [`Self::switch`] checks this first;
+    /// a command from another gateway node is checked before it is applied too.
+    pub fn check(&self, route_name: &str, request: &SwitchoverRequest) -> Result<&Arc<Route>, Refusal> {
+        let route = self.route(route_name)?;
+        self.domain_exists(&request.to)?;
+        request.check_bounds().map_err(Refusal::OutOfBounds)?;
+        Ok(route)
     }
 
     /// The domain route `name` points at now, if there is such a route.

@@ -30,6 +30,20 @@ pub enum AuditEvent {
     ConfigReload(ReloadOutcome),
     #[serde(rename = "MEMBERSHIP")]
     Membership(MembershipEvent),
+    #[serde(rename = "CLUSTER_REJECTED")]
+    ClusterRejected(ClusterRejectedEvent),
+}
+
+/// A cluster command or member this node refused: unsigned, forged, replayed or out of bounds.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRejectedEvent {
+    pub cluster: String,
+    /// `command` or `member`.
+    pub kind: &'static str,
+    pub reason: &'static str,
+    /// What was refused: the member's client id, or the command's origin, route and id.
+    pub detail: String,
 }
 
 /// A gateway node joined or left this node's cluster.

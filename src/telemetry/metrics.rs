@@ -53,6 +53,13 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectedLabels {
+    /// `command` or `member`.
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
 pub const CLIENT_TO_BROKER: &str = "client_to_broker";
 pub const BROKER_TO_CLIENT: &str = "broker_to_client";
 
@@ -168,6 +175,10 @@ metric_families! {
         "Duration of each phase of the route's last switchover",
     ),
     cluster_members: Gauge = ("cluster_members", "Members of this node's gateway cluster"),
+    cluster_rejected: Family<RejectedLabels, Counter> = (
+        "cluster_rejected",
+        "Gateway cluster commands and members refused (unsigned, forged, replayed, out of bounds), by kind and reason",
+    ),
     buffered_frame_bytes: Gauge = (
         "buffered_frame_bytes",
         "Bytes of large frames held in connection buffers, taken from proxy.bufferBudgetBytes",
@@ -194,6 +205,11 @@ impl Metrics {
     /// The gauge of this node's cluster members.
     pub fn cluster_members(&self) -> Gauge {
         self.cluster_members.clone()
+    }
+
+    /// A cluster command or member refused, `kind` being `command` or `member`.
+    pub fn cluster_rejected(&self, kind: &'static str, reason: &'static str) {
+        self.cluster_rejected.get_or_create(&RejectedLabels { kind, reason }).inc();
     }
 
     /// The gauge of the frame-buffer budget in use.

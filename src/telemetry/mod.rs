@@ -7,6 +7,8 @@ mod audit;
 mod metrics;
 mod rate_limit;
 
-pub use audit::{AuditEvent, AuditLog, ConnectionEvent, MembershipEvent, ReloadOutcome, SwitchoverEvent};
+pub use audit::{
+    AuditEvent, AuditLog, ClusterRejectedEvent, ConnectionEvent, MembershipEvent, ReloadOutcome, SwitchoverEvent,
+};
 pub use metrics::{Metrics, RouteMetrics};
 pub use rate_limit::{KeyedRateLimit, RateLimit};

@@ -33,9 +33,20 @@ impl GatewayProcess {
     /// `RUST_LOG=info` (unless `RUST_LOG` is already set) and waits up to 30 s until every
     /// address in `wait_for` accepts TCP connections.
     pub fn start(binary: &Path, config_yaml: &str, wait_for: &[SocketAddr]) -> Result<Self> {
+        Self::start_with_env(binary, config_yaml, &[], wait_for)
+    }
+
+    /// [`GatewayProcess::start`] with extra environment variables (`GATEWAY_CLUSTER_SECRET`,
+    /// say: secrets are never in the config file).
+    pub fn start_with_env(
+        binary: &Path,
+        config_yaml: &str,
+        env: &[(&str, &str)],
+        wait_for: &[SocketAddr],
+    ) -> Result<Self> {
         let server = start_gateway_command(config_yaml, wait_for, |config_path| {
             let mut cmd = Command::new(binary);
-            cmd.arg("run").arg("--config").arg(config_path);
+            cmd.arg("run").arg("--config").arg(config_path).envs(env.iter().copied());
             cmd
         })?;
         Ok(Self { server })

@@ -46,9 +46,35 @@ pub fn metadata(bootstrap: &str) -> Result<String> {
 
 /// Produces one record per line with `acks=all`.
 pub fn produce(bootstrap: &str, topic: &str, lines: &[String]) -> Result<()> {
+    produce_with_headers(bootstrap, topic, &[], lines)
+}
+
+/// Produces one record per line with `acks=all`, each carrying the `headers` (`key`, `value`).
+pub fn produce_with_headers(bootstrap: &str, topic: &str, headers: &[(&str, &str)], lines: &[String]) -> Result<()> {
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    let args = ["-P", "-t", topic, "-X", "acks=all"];
+    let mut args = vec!["-P".to_owned(), "-t".to_owned(), topic.to_owned(), "-X".to_owned(), "acks=all".to_owned()];
+    for (key, value) in headers {
+        args.extend(["-H".to_owned(), format!("{key}={value}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
+}
+
+/// The last record of partition 0 of `topic`, as (headers `key=value` joined by `,`, value).
+pub fn last_record(bootstrap: &str, topic: &str) -> Result<(String, String)> {
+    let args = ["-C", "-t", topic, "-p", "0", "-o", "-1", "-e", "-f", "%h\t%s\n"];
+    let output = kcat(bootstrap, &args, None, KCAT_TIMEOUT, &format!("read the last record of {topic}"))?.stdout;
+    let line = output.lines().last().unwrap_or_default();
+    let (headers, value) = line.split_once('\t').unwrap_or(("", line));
+    Ok((headers.to_owned(), value.to_owned()))
+}
+
+/// Starts a balanced consumer of `topic` in `group` with client id `client_id`, which stays in
+/// the group until the returned child is dropped.
+pub fn join_group(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> Result<CapturedChild> {
+    let mut cmd = Command::new("kcat");
+    cmd.args(["-b", bootstrap, "-G", group, "-X", &format!("client.id={client_id}"), "-q", topic]);
+    CapturedChild::spawn(cmd, None)
 }
 
 /// Produces `count` records `<prefix>-<n>` to `topic` with `acks=all` and `config` as extra `-X`
