@@ -2,7 +2,7 @@
 //! configurations, and the server side reloaded when its files change.
 //!
 //! The data path never sees OpenSSL: client connections are terminated here ([`ServerTls`]),
-//! and the gateway's own connections to TLS brokers use [`client`]. The gateway's librdkafka
+//! and the gateway's own connections to TLS brokers use `client`. The gateway's librdkafka
 //! clients (topology, cluster, switchover) are configured from the same settings but do their own
 //! TLS.
 
