@@ -91,6 +91,57 @@ pub fn produce_paced(bootstrap: &str, topic: &str, lines: Vec<String>, interval:
     })
 }
 
+/// `(key, value)` librdkafka settings (`-X`) that reach a secured listener: `security.protocol`,
+/// and TLS trust and SASL credentials as given.
+pub fn security_config(
+    protocol: &str,
+    ca_pem: Option<&std::path::Path>,
+    sasl: Option<(&str, &str, &str)>,
+) -> Vec<(String, String)> {
+    let mut config = vec![("security.protocol".to_owned(), protocol.to_owned())];
+    if let Some(ca) = ca_pem {
+        config.push(("ssl.ca.location".to_owned(), ca.display().to_string()));
+    }
+    if let Some((mechanism, user, password)) = sasl {
+        config.extend([
+            ("sasl.mechanism".to_owned(), mechanism.to_owned()),
+            ("sasl.username".to_owned(), user.to_owned()),
+            ("sasl.password".to_owned(), password.to_owned()),
+        ]);
+    }
+    config
+}
+
+fn with_config(args: &[&str], config: &[(String, String)]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for (key, value) in config {
+        all.extend(["-X".to_owned(), format!("{key}={value}")]);
+    }
+    all
+}
+
+/// [`produce`] with extra `-X` settings (see [`security_config`]).
+pub fn produce_with(bootstrap: &str, topic: &str, lines: &[String], config: &[(String, String)]) -> Result<()> {
+    let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let args = with_config(&["-P", "-t", topic, "-X", "acks=all"], config);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kcat(bootstrap, &args, Some(stdin.into_bytes()), KCAT_TIMEOUT, &format!("produce to {topic}")).map(drop)
+}
+
+/// [`consume`] with extra `-X` settings (see [`security_config`]).
+pub fn consume_with(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+    config: &[(String, String)],
+) -> Result<Vec<String>> {
+    let count = count.to_string();
+    let args = with_config(&["-C", "-t", topic, "-o", "beginning", "-c", &count, "-e", "-q"], config);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("consume from {topic}"))?.stdout_lines())
+}
+
 /// Reads up to `count` record values from the beginning of every partition of `topic`, stopping
 /// early at the end of the partitions (no consumer group).
 pub fn consume(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
