@@ -25,13 +25,11 @@ fn sasl_ssl_listener_takes_each_mechanism_and_refuses_strangers() {
     // Java: each SCRAM mechanism.
     let truststore = pki.ca_truststore().display().to_string();
     for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
-        let jaas = format!(
-            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";"
-        );
+        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";";
         let props = [
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", mechanism),
-            ("sasl.jaas.config", &jaas),
+            ("sasl.jaas.config", jaas),
             ("ssl.truststore.type", "PKCS12"),
             ("ssl.truststore.location", &truststore),
             ("ssl.truststore.password", TestPki::PASSWORD),
