@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +27,19 @@ use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
+use crate::tls::ServerTls;
+
+/// A route's client-facing TLS, loaded from its stores; an error names the route and the field.
+fn route_tls(config: &GatewayConfig, route: &crate::config::RouteConfig) -> anyhow::Result<Option<Arc<ServerTls>>> {
+    let Some(settings) = &route.tls else { return Ok(None) };
+    ServerTls::load(&route.name, settings).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: route `{}` (routes[].security.ssl): {e}. Fix the store file or its settings",
+            config.source,
+            route.name
+        )
+    })
+}
 
 /// Every socket a gateway serves on, bound: each route's ports (in the config's route order)
 /// and the admin API's.
@@ -84,7 +97,7 @@ impl Gateway {
         let (membership, advertising) =
             cluster::advertising(&config.cluster, &config.routes[0].endpoint.host, &metrics, &audit);
         let mut listening = Vec::new();
-        let mut bound_routes: Vec<(Arc<Route>, Vec<BoundPort>)> = Vec::new();
+        let mut bound_routes: Vec<(Arc<Route>, Option<Arc<ServerTls>>, Vec<BoundPort>)> = Vec::new();
         for (route_config, ports) in config.routes.iter().zip(listeners.routes) {
             let upstream = Upstream::for_domain(
                 config,
@@ -96,7 +109,8 @@ impl Gateway {
             for port in &ports {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
             }
-            bound_routes.push((route, ports));
+            let tls = route_tls(config, route_config)?;
+            bound_routes.push((route, tls, ports));
         }
         let admin_listener = listeners.admin;
         let admin_addr = admin_listener.local_addr()?;
@@ -120,18 +134,24 @@ impl Gateway {
             connections: connections.clone(),
             limits: ConnectionLimits::new(&config.proxy),
             budget: MemoryBudget::new(config.proxy.buffer_budget_bytes, metrics.buffered_frame_bytes()),
+            handshakes: Arc::new(Semaphore::new(config.proxy.max_tls_handshakes)),
         });
-        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _)| Arc::clone(route)).collect();
-        for (route, ports) in bound_routes {
+        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _, _)| Arc::clone(route)).collect();
+        for (route, tls, ports) in bound_routes {
             tracing::info!(
                 route = %route.name,
                 domain = %route.upstream().domain,
                 bootstrap = %ports[0].listener.local_addr()?,
                 node_ports = ports.len() - 1,
+                tls = tls.is_some(),
                 "route listening"
             );
+            if let Some(tls) = &tls {
+                let stop = shutdown.clone().cancelled_owned();
+                background.spawn(Arc::clone(tls).watch(Arc::clone(&metrics), stop));
+            }
             for port in ports {
-                background.spawn(accept_loop(port, Arc::clone(&route), Arc::clone(&shared)));
+                background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(&shared)));
             }
         }
         let state = Arc::new(AdminState {

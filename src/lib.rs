@@ -29,3 +29,4 @@ pub mod rewrite;
 pub mod routing;
 pub mod switchover;
 pub mod telemetry;
+pub mod tls;

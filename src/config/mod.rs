@@ -124,6 +124,11 @@ pub struct ProxySettings {
     /// How long a write to a client may make no progress (the client reads nothing).
     pub write_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Time from accepting a client connection on a TLS route to the end of its handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Client TLS handshakes in progress at once, across routes; more wait their turn (within
+    /// their handshake timeout), so a flood of handshakes has bounded memory and CPU.
+    pub max_tls_handshakes: usize,
     pub drain_timeout: Duration,
     pub metadata_refresh_interval: Duration,
 }
@@ -148,6 +153,8 @@ impl Default for ProxySettings {
             // given up on the answer anyway.
             write_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_tls_handshakes: 256,
             drain_timeout: Duration::from_secs(30),
             metadata_refresh_interval: Duration::from_secs(30),
         }

@@ -142,6 +142,8 @@ pub(crate) struct RawProxySettings {
     pub idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    pub tls_handshake_timeout_ms: Option<u64>,
+    pub max_tls_handshakes: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub metadata_refresh_interval_ms: Option<u64>,
 }

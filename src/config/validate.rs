@@ -423,6 +423,8 @@ impl Checker<'_> {
             idle_timeout: ms("idleTimeoutMs", raw.idle_timeout_ms, d.idle_timeout)?,
             write_timeout: ms("writeTimeoutMs", raw.write_timeout_ms, d.write_timeout)?,
             connect_timeout: ms("connectTimeoutMs", raw.connect_timeout_ms, d.connect_timeout)?,
+            tls_handshake_timeout: ms("tlsHandshakeTimeoutMs", raw.tls_handshake_timeout_ms, d.tls_handshake_timeout)?,
+            max_tls_handshakes: count("maxTlsHandshakes", raw.max_tls_handshakes, d.max_tls_handshakes, 1)?,
             drain_timeout: ms("drainTimeoutMs", raw.drain_timeout_ms, d.drain_timeout)?,
             metadata_refresh_interval: ms(
                 "metadataRefreshIntervalMs",

@@ -2,9 +2,15 @@
 //!
 //! All of a route's ports are bound up front, so a port already taken is reported at start
 //! naming the route and port, and the port map never changes while the gateway runs. Each
-//! accepted connection becomes a task that reads the PROXY header when the feature is on, opens
-//! its broker connection and pumps frames until either side ends; its end is logged, counted and
-//! audited with the client address, route and reason.
+//! accepted connection becomes a task that reads the PROXY header when the feature is on, on a
+//! TLS route completes the TLS handshake, opens its broker connection and pumps frames until
+//! either side ends; its end is logged, counted and audited with the client address, route and
+//! reason.
+//!
+//! A TLS handshake runs in its connection's task, never in the accept loop, under
+//! `tlsHandshakeTimeoutMs` and a gateway-wide cap on handshakes in progress
+//! (`maxTlsHandshakes`): a flood of handshakes costs bounded memory and CPU and leaves
+//! connections that are already established, and plaintext routes, served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,10 +27,12 @@ use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses};
+use super::stream::{Duplex, Rewound};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::routing::{Route, Target};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit};
+use crate::tls::ServerTls;
 
 /// Closes logged at info (idle timeouts, resets) and warn (bad input, broken peers): at most
 /// this many a second for each close reason; `held_back` in the next line of that reason counts
@@ -45,6 +55,8 @@ pub struct ListenerContext {
     pub connections: TaskTracker,
     pub limits: Arc<ConnectionLimits>,
     pub budget: Arc<MemoryBudget>,
+    /// Permits for client TLS handshakes in progress (`maxTlsHandshakes`).
+    pub handshakes: Arc<Semaphore>,
 }
 
 /// Bind every port of a route: its bootstrap port, then one per node id of its port map.
@@ -85,8 +97,13 @@ fn describe_target(target: Target) -> String {
     }
 }
 
-/// Accept connections on one port until shutdown.
-pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<ListenerContext>) {
+/// Accept connections on one port until shutdown; `tls`: the route's TLS, if it has any.
+pub async fn accept_loop(
+    port: BoundPort,
+    route: Arc<Route>,
+    tls: Option<Arc<ServerTls>>,
+    shared: Arc<ListenerContext>,
+) {
     let route_name: Arc<str> = route.name.as_str().into();
     loop {
         let accepted = tokio::select! {
@@ -104,6 +121,7 @@ pub async fn accept_loop(port: BoundPort, route: Arc<Route>, shared: Arc<Listene
                 };
                 let connection = Connection {
                     route: Arc::clone(&route),
+                    tls: tls.clone(),
                     shared: Arc::clone(&shared),
                     target: port.target,
                     client_addr,
@@ -136,6 +154,7 @@ fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, lim
 /// One accepted client connection, from accept to close.
 struct Connection {
     route: Arc<Route>,
+    tls: Option<Arc<ServerTls>>,
     shared: Arc<ListenerContext>,
     target: Target,
     client_addr: SocketAddr,
@@ -159,9 +178,46 @@ impl Connection {
                 return;
             }
             self.audit_open(proxied);
-            self.proxy(client, initial, proxied, &session, started).await;
+            match &self.tls {
+                None => self.proxy(client, initial, proxied, &session, started).await,
+                Some(tls) => match self.handshake(tls, client, initial).await {
+                    Ok(client) => self.proxy(client, BytesMut::new(), proxied, &session, started).await,
+                    Err(failure) => self.handshake_failed(failure, proxied, started),
+                },
+            }
         }
         metrics.client_connections_active.dec();
+    }
+
+    /// The client's TLS handshake, within the handshake timeout and the gateway's cap on
+    /// handshakes in progress.
+    async fn handshake(
+        &self,
+        tls: &ServerTls,
+        client: TcpStream,
+        initial: BytesMut,
+    ) -> Result<TlsStream<Rewound<TcpStream>>, HandshakeFailure> {
+        let timeout = self.shared.settings.tls_handshake_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _permit = tokio::time::timeout_at(deadline, self.shared.handshakes.acquire())
+            .await
+            .map_err(|_| HandshakeFailure::new("handshake_queue_timeout", format!("no handshake slot within {timeout:?} (maxTlsHandshakes reached)")))?
+            .map_err(|_| HandshakeFailure::new("shutting_down", "the gateway is stopping".into()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+        tokio::time::timeout_at(deadline, acceptor.accept(Rewound::new(initial, client)))
+            .await
+            .map_err(|_| HandshakeFailure::new("handshake_timeout", format!("the handshake did not finish within {timeout:?}")))?
+            .map_err(|e| HandshakeFailure::from_io(&e))
+    }
+
+    fn handshake_failed(&self, failure: HandshakeFailure, proxied: Option<ProxiedAddresses>, started: Instant) {
+        let (route, metrics) = (self.route.name.as_str(), &self.route.metrics);
+        metrics.tls_handshake_failed(failure.reason);
+        metrics.connection_closed("tls_handshake_failed", true);
+        if let Some(held_back) = CLOSES_LOGGED.allow(failure.reason) {
+            tracing::warn!(client_addr = %self.client_addr, route, held_back, "TLS handshake failed: {}", failure.detail);
+        }
+        self.audit_close(proxied, None, &format!("TLS handshake failed: {}", failure.detail), started, None);
     }
 
     /// The PROXY header's addresses and the bytes after it; `None` if the connection was refused.
@@ -179,9 +235,9 @@ impl Connection {
         }
     }
 
-    async fn proxy(
+    async fn proxy<C: Duplex>(
         &self,
-        client: TcpStream,
+        client: C,
         initial: BytesMut,
         proxied: Option<ProxiedAddresses>,
         session: &CancellationToken,
@@ -271,5 +327,31 @@ impl Connection {
             duration_ms: None,
             close_reason: None,
         }
+    }
+}
+
+/// Why a client's TLS handshake failed: a metric label and a line for the log.
+struct HandshakeFailure {
+    reason: &'static str,
+    detail: String,
+}
+
+impl HandshakeFailure {
+    fn new(reason: &'static str, detail: String) -> Self {
+        HandshakeFailure { reason, detail }
+    }
+
+    fn from_io(error: &std::io::Error) -> Self {
+        use rustls::Error as E;
+        let reason = match error.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+            Some(E::NoCertificatesPresented) => "no_client_certificate",
+            Some(E::InvalidCertificate(_)) => "client_certificate_refused",
+            Some(E::InvalidMessage(_)) | Some(E::InappropriateMessage { .. }) => "not_tls",
+            Some(E::PeerIncompatible(_)) | Some(E::PeerMisbehaved(_)) => "incompatible_client",
+            Some(E::AlertReceived(_)) => "client_refused_certificate",
+            Some(_) => "handshake_failed",
+            None => "connection_lost",
+        };
+        HandshakeFailure { reason, detail: error.to_string() }
     }
 }

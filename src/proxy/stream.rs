@@ -2,17 +2,18 @@
 //!
 //! The pump reads and writes each direction on its own, so it needs a stream's two halves. A
 //! TCP socket splits without a lock ([`TcpStream::into_split`]); other streams (an in-memory
-//! pipe in tests, a TLS session later) split through tokio's lock-protected [`split`]. The pump
+//! pipe in tests, a TLS session) split through tokio's lock-protected [`split`]. The pump
 //! is generic over this trait, so the same code runs between sockets in production and between
 //! in-memory pipes in the in-process tests, where time can be paused.
 
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{split, AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use bytes::{Buf, BytesMut};
+use tokio::io::{split, AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -40,6 +41,67 @@ impl Duplex for DuplexStream {
 
     fn into_halves(self) -> (Self::Reader, Self::Writer) {
         split(self)
+    }
+}
+
+/// A client's TLS session (its bytes may start with ones read before the handshake).
+impl Duplex for tokio_rustls::server::TlsStream<Rewound<TcpStream>> {
+    type Reader = ReadHalf<Self>;
+    type Writer = WriteHalf<Self>;
+
+    fn into_halves(self) -> (Self::Reader, Self::Writer) {
+        split(self)
+    }
+}
+
+/// A stream whose first bytes were already read (with the PROXY header, say) and are read
+/// again before the rest: the TLS handshake must see the whole ClientHello.
+pub struct Rewound<S> {
+    read_first: BytesMut,
+    inner: S,
+}
+
+impl<S> Rewound<S> {
+    pub fn new(read_first: BytesMut, inner: S) -> Self {
+        Rewound { read_first, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.read_first.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.read_first.len().min(buf.remaining());
+        buf.put_slice(&self.read_first[..n]);
+        self.read_first.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

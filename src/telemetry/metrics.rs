@@ -172,6 +172,14 @@ metric_families! {
         "buffered_frame_bytes",
         "Bytes of large frames held in connection buffers, taken from proxy.bufferBudgetBytes",
     ),
+    tls_handshake_failures: Family<ReasonLabels, Counter> = (
+        "tls_handshake_failures",
+        "Client TLS handshakes that failed or were refused (unknown SNI, no client certificate, ...), by reason",
+    ),
+    tls_certificate_reloads: Family<OutcomeLabels, Counter> = (
+        "tls_certificate_reloads",
+        "Reloads of a route's TLS stores after their files changed, by outcome (reloaded, failed)",
+    ),
     upstream_time: Family<RouteLabels, AtomicHistogram> = (
         "upstream_time_seconds",
         "Time from forwarding a request to receiving its response",
@@ -191,6 +199,16 @@ impl Metrics {
     /// The gauge of the frame-buffer budget in use.
     pub fn buffered_frame_bytes(&self) -> Gauge {
         self.buffered_frame_bytes.clone()
+    }
+
+    /// A client TLS handshake on `listener` (a route, or an SNI port) that failed for `reason`.
+    pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
+        self.tls_handshake_failures.get_or_create(&ReasonLabels { route: listener.to_string(), reason }).inc();
+    }
+
+    /// A route's TLS stores were read again (`reloaded`) or could not be (`failed`).
+    pub fn tls_reloaded(&self, route: &str, outcome: &'static str) {
+        self.tls_certificate_reloads.get_or_create(&OutcomeLabels { route: route.to_string(), outcome }).inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -300,6 +318,11 @@ impl RouteMetrics {
     pub fn connection_refused(&self, limit: &'static str) {
         let labels = ReasonLabels { route: self.route.clone(), reason: limit };
         self.all.connections_refused.get_or_create(&labels).inc();
+    }
+
+    /// A client TLS handshake of this route failed for `reason`.
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.all.tls_handshake_failed(&self.route, reason);
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {
