@@ -251,7 +251,13 @@ async fn join_cluster(
     let domain = config.domains.iter().find(|d| d.name == domain_name).expect("the config checked the cluster domain");
     let (sender, commands) = mpsc::unbounded_channel();
     let group =
-        ClusterGroup::join(&config.cluster, &domain.bootstrap_servers[0].addresses, Arc::clone(&membership), sender)
+        ClusterGroup::join(
+            &config.cluster,
+            &domain.bootstrap_servers[0].addresses,
+            &domain.bootstrap_servers[0].security,
+            Arc::clone(&membership),
+            sender,
+        )
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
