@@ -90,8 +90,7 @@ impl ClusterGroup {
         let mut partition = TopicPartitionList::new();
         partition.add_partition_offset(&topic, 0, Offset::End)?;
         command_consumer.assign(&partition)?;
-        let producer: BaseProducer =
-            servers.clone().set("acks", "all").create()?;
+        let producer: BaseProducer = servers.clone().set("acks", "all").create()?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let threads = vec![

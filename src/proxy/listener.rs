@@ -201,12 +201,19 @@ impl Connection {
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = tokio::time::timeout_at(deadline, self.shared.handshakes.acquire())
             .await
-            .map_err(|_| HandshakeFailure::new("handshake_queue_timeout", format!("no handshake slot within {timeout:?} (maxTlsHandshakes reached)")))?
+            .map_err(|_| {
+                HandshakeFailure::new(
+                    "handshake_queue_timeout",
+                    format!("no handshake slot within {timeout:?} (maxTlsHandshakes reached)"),
+                )
+            })?
             .map_err(|_| HandshakeFailure::new("shutting_down", "the gateway is stopping".into()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
         tokio::time::timeout_at(deadline, acceptor.accept(Rewound::new(initial, client)))
             .await
-            .map_err(|_| HandshakeFailure::new("handshake_timeout", format!("the handshake did not finish within {timeout:?}")))?
+            .map_err(|_| {
+                HandshakeFailure::new("handshake_timeout", format!("the handshake did not finish within {timeout:?}"))
+            })?
             .map_err(|e| HandshakeFailure::from_io(&e))
     }
 
