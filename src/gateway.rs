@@ -22,12 +22,70 @@ use crate::admin::{self, AdminState};
 use crate::cluster::group::{ClusterGroup, SwitchoverCommand};
 use crate::cluster::{self, ClusterNode, Membership};
 use crate::config::GatewayConfig;
-use crate::proxy::{accept_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget};
+use crate::proxy::{
+    accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget, SniRoute,
+};
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::Switchboard;
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 use crate::tls::ServerTls;
+
+/// A route ready to serve: its ports (none for a host route whose SNI port another route bound)
+/// and its TLS.
+struct ServedRoute {
+    route: Arc<Route>,
+    tls: Option<Arc<ServerTls>>,
+    ports: Vec<BoundPort>,
+    bind_ip: std::net::IpAddr,
+}
+
+/// Start accepting on every route's ports: an accept loop per port of a port route, one per SNI
+/// port for the host routes sharing it; and a certificate watch per TLS route.
+fn spawn_listeners(
+    served: Vec<ServedRoute>,
+    shared: &Arc<ListenerContext>,
+    background: &TaskTracker,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let mut sni_ports: Vec<(SocketAddr, Option<tokio::net::TcpListener>, Vec<SniRoute>)> = Vec::new();
+    for ServedRoute { route, tls, ports, bind_ip } in served {
+        tracing::info!(
+            route = %route.name,
+            domain = %route.upstream().domain,
+            port = route.port_map.bootstrap_port(),
+            node_ports = ports.len().saturating_sub(1),
+            tls = tls.is_some(),
+            brokers = %route.host_pattern.as_ref().map_or("by port".to_string(), |p| format!("by SNI {p}")),
+            "route listening"
+        );
+        if let Some(tls) = &tls {
+            let stop = shared.shutdown.clone().cancelled_owned();
+            background.spawn(Arc::clone(tls).watch(Arc::clone(metrics), stop));
+        }
+        match (&route.host_pattern, tls) {
+            (Some(_), Some(tls)) => {
+                let addr = SocketAddr::new(bind_ip, route.port_map.bootstrap_port());
+                let listener = ports.into_iter().next().map(|port| port.listener);
+                let entry = SniRoute { route: Arc::clone(&route), tls };
+                match sni_ports.iter_mut().find(|(a, _, _)| *a == addr) {
+                    Some((_, _, routes)) => routes.push(entry),
+                    None => sni_ports.push((addr, listener, vec![entry])),
+                }
+            }
+            (_, tls) => {
+                for port in ports {
+                    background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(shared)));
+                }
+            }
+        }
+    }
+    for (addr, listener, routes) in sni_ports {
+        let listener = listener.ok_or_else(|| anyhow::anyhow!("the SNI port {addr} was not bound"))?;
+        background.spawn(accept_sni_loop(listener, routes, Arc::clone(shared)));
+    }
+    Ok(())
+}
 
 /// A route's client-facing TLS, loaded from its stores; an error names the route and the field.
 fn route_tls(config: &GatewayConfig, route: &crate::config::RouteConfig) -> anyhow::Result<Option<Arc<ServerTls>>> {
@@ -42,7 +100,8 @@ fn route_tls(config: &GatewayConfig, route: &crate::config::RouteConfig) -> anyh
 }
 
 /// Every socket a gateway serves on, bound: each route's ports (in the config's route order)
-/// and the admin API's.
+/// and the admin API's. Host routes that share an SNI port bind it once: the later ones have
+/// no ports of their own.
 pub struct Listeners {
     routes: Vec<Vec<BoundPort>>,
     admin: tokio::net::TcpListener,
@@ -52,8 +111,11 @@ impl Listeners {
     /// Bind every route's ports and the admin address the config names.
     pub async fn bind(config: &GatewayConfig) -> anyhow::Result<Listeners> {
         let mut routes = Vec::new();
+        let mut sni_ports = std::collections::HashSet::new();
         for route in &config.routes {
-            routes.push(bind_route(route).await?);
+            let shared_sni_port = route.host_pattern.is_some()
+                && !sni_ports.insert(SocketAddr::new(route.bind_ip, route.port_map.bootstrap_port()));
+            routes.push(if shared_sni_port { Vec::new() } else { bind_route(route).await? });
         }
         let admin = tokio::net::TcpListener::bind(config.admin.address).await.map_err(|e| {
             anyhow::anyhow!(
@@ -97,7 +159,7 @@ impl Gateway {
         let (membership, advertising) =
             cluster::advertising(&config.cluster, &config.routes[0].endpoint.host, &metrics, &audit);
         let mut listening = Vec::new();
-        let mut bound_routes: Vec<(Arc<Route>, Option<Arc<ServerTls>>, Vec<BoundPort>)> = Vec::new();
+        let mut bound_routes = Vec::new();
         for (route_config, ports) in config.routes.iter().zip(listeners.routes) {
             let upstream = Upstream::for_domain(
                 config,
@@ -110,7 +172,7 @@ impl Gateway {
                 listening.push((route.name.clone(), port.listener.local_addr()?));
             }
             let tls = route_tls(config, route_config)?;
-            bound_routes.push((route, tls, ports));
+            bound_routes.push(ServedRoute { route, tls, ports, bind_ip: route_config.bind_ip });
         }
         let admin_listener = listeners.admin;
         let admin_addr = admin_listener.local_addr()?;
@@ -135,25 +197,10 @@ impl Gateway {
             limits: ConnectionLimits::new(&config.proxy),
             budget: MemoryBudget::new(config.proxy.buffer_budget_bytes, metrics.buffered_frame_bytes()),
             handshakes: Arc::new(Semaphore::new(config.proxy.max_tls_handshakes)),
+            metrics: Arc::clone(&metrics),
         });
-        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|(route, _, _)| Arc::clone(route)).collect();
-        for (route, tls, ports) in bound_routes {
-            tracing::info!(
-                route = %route.name,
-                domain = %route.upstream().domain,
-                bootstrap = %ports[0].listener.local_addr()?,
-                node_ports = ports.len() - 1,
-                tls = tls.is_some(),
-                "route listening"
-            );
-            if let Some(tls) = &tls {
-                let stop = shutdown.clone().cancelled_owned();
-                background.spawn(Arc::clone(tls).watch(Arc::clone(&metrics), stop));
-            }
-            for port in ports {
-                background.spawn(accept_loop(port, Arc::clone(&route), tls.clone(), Arc::clone(&shared)));
-            }
-        }
+        let routes: Vec<Arc<Route>> = bound_routes.iter().map(|served| Arc::clone(&served.route)).collect();
+        spawn_listeners(bound_routes, &shared, &background, &metrics)?;
         let state = Arc::new(AdminState {
             config: config.clone(),
             routes,

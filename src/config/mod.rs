@@ -7,6 +7,7 @@
 //! endpoint parses, no two listeners share a port. Every error names the file, the field, and
 //! what to change.
 
+mod host_pattern;
 mod operability;
 mod port_map;
 mod schema;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use host_pattern::HostPattern;
 pub use operability::{
     AdminSettings, AuditSink, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings, DEFAULT_ADMIN_ADDRESS,
     ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID, ENV_CONFIG_WATCH,
@@ -94,8 +96,11 @@ pub struct RouteConfig {
     /// Client-facing TLS; `None`: plaintext.
     pub tls: Option<TlsSettings>,
     /// Node ids of the route's own domain first, then those of every other domain it could be
-    /// switched to, so no port ever serves two different node ids.
+    /// switched to, so no port ever serves two different node ids. A host route has only its
+    /// bootstrap port.
     pub port_map: PortMap,
+    /// The host strategy's broker names (SNI), `None` for the port strategy.
+    pub host_pattern: Option<HostPattern>,
     /// The cluster id clients are shown; `None` pins the first one seen.
     pub cluster_id: Option<String>,
     /// The catch-up gate a switchover of this route uses unless told otherwise.

@@ -118,6 +118,9 @@ pub(crate) struct RawSwitchoverDefaults {
 pub(crate) struct RawBrokerIdentification {
     #[serde(rename = "type")]
     pub kind: String,
+    /// `type: host`: the broker host names, with `$(nodeId)`.
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

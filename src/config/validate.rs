@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use super::host_pattern::{self, HostPattern};
 use super::operability::{self, EnvLookup};
+use super::schema::RawBrokerIdentification;
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
 use super::security::RawRouteSecurity;
 use super::security::{self, Leg};
@@ -86,7 +88,9 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
 pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Result<GatewayConfig, ConfigError> {
     let checker = Checker { source };
     let domains = checker.domains(raw.streaming_domains)?;
-    let routes = checker.routes(raw.routes, &domains)?;
+    let gateway_node_id =
+        env(operability::ENV_NODE_ID).or_else(|| raw.cluster.node_id.clone()).filter(|n| !n.is_empty());
+    let routes = checker.routes(raw.routes, &domains, gateway_node_id.as_deref())?;
     checker.no_port_clash(&routes)?;
     let proxy = checker.proxy(raw.proxy)?;
     let proxy_protocol = operability::proxy_protocol(source, raw.proxy_protocol, env)?;
@@ -233,7 +237,12 @@ impl Checker<'_> {
         Ok(ranges)
     }
 
-    fn routes(&self, raw: Vec<RawRoute>, domains: &[DomainConfig]) -> Result<Vec<RouteConfig>, ConfigError> {
+    fn routes(
+        &self,
+        raw: Vec<RawRoute>,
+        domains: &[DomainConfig],
+        gateway_node_id: Option<&str>,
+    ) -> Result<Vec<RouteConfig>, ConfigError> {
         if raw.is_empty() {
             return Err(self.err(
                 "routes",
@@ -254,26 +263,24 @@ impl Checker<'_> {
                         "give every route a unique name",
                     ));
                 }
-                self.route(&at, r, domains)
+                self.route(&at, r, domains, gateway_node_id)
             })
             .collect()
     }
 
-    fn route(&self, at: &str, r: RawRoute, domains: &[DomainConfig]) -> Result<RouteConfig, ConfigError> {
+    fn route(
+        &self,
+        at: &str,
+        r: RawRoute,
+        domains: &[DomainConfig],
+        gateway_node_id: Option<&str>,
+    ) -> Result<RouteConfig, ConfigError> {
         let endpoint = self.host_port(&format!("{at}.endpoint"), &r.endpoint)?;
         let bind_ip = match &r.bind_address {
             Some(addr) => self.ip(&format!("{at}.bindAddress"), addr)?,
             None => self.ip(&format!("{at}.endpoint"), &endpoint.host)?,
         };
-        if let Some(strategy) = &r.broker_identification_strategy {
-            if strategy.kind != "port" {
-                return Err(self.err(
-                    format!("{at}.brokerIdentificationStrategy.type"),
-                    format!("`{}` is not supported", strategy.kind),
-                    "use `type: port`",
-                ));
-            }
-        }
+        let host_pattern = self.host_pattern(at, r.broker_identification_strategy.as_ref(), gateway_node_id)?;
         let domain_field = format!("{at}.streamingDomain.name");
         let domain = domains.iter().find(|d| d.name == r.streaming_domain.name).ok_or_else(|| {
             let known: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
@@ -286,7 +293,15 @@ impl Checker<'_> {
         let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
         let upstream = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
         let tls = self.route_tls(at, r.security)?;
-        let port_map = PortMap::new(endpoint.port, &switchable_node_ids(domains)).map_err(|problem| {
+        if host_pattern.is_some() && tls.is_none() {
+            return Err(self.err(
+                format!("{at}.security.ssl"),
+                "the host strategy tells brokers apart by TLS SNI, so the route needs TLS",
+                "add security.ssl with the gateway's keystore (its certificate must cover the endpoint host and the pattern's names, e.g. a wildcard), or use `type: port`",
+            ));
+        }
+        let node_ids = if host_pattern.is_some() { Vec::new() } else { switchable_node_ids(domains) };
+        let port_map = PortMap::new(endpoint.port, &node_ids).map_err(|problem| {
             self.err(format!("{at}.endpoint"), problem, "lower the endpoint port or narrow the domains' nodeIdRanges")
         })?;
         Ok(RouteConfig {
@@ -299,11 +314,58 @@ impl Checker<'_> {
             upstream_security: upstream.security.clone(),
             tls,
             port_map,
+            host_pattern,
             cluster_id: r.cluster_id,
             catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
             catch_up_timeout: r.switchover.as_ref().and_then(|s| s.catch_up_timeout_ms).map(Duration::from_millis),
             fence: r.switchover.as_ref().and_then(|s| s.fence).unwrap_or_default(),
         })
+    }
+
+    /// The route's broker identification: `None` for `type: port` (the default), the checked
+    /// pattern for `type: host`, with `$(gatewayNodeId)` replaced by this node's id.
+    fn host_pattern(
+        &self,
+        at: &str,
+        raw: Option<&RawBrokerIdentification>,
+        gateway_node_id: Option<&str>,
+    ) -> Result<Option<HostPattern>, ConfigError> {
+        let field = format!("{at}.brokerIdentificationStrategy");
+        let Some(raw) = raw else { return Ok(None) };
+        match (raw.kind.as_str(), &raw.pattern) {
+            ("port", None) => Ok(None),
+            ("port", Some(_)) => Err(self.err(
+                format!("{field}.pattern"),
+                "applies to `type: host` only",
+                "remove it, or use `type: host`",
+            )),
+            ("host", None) => Err(self.err(
+                format!("{field}.pattern"),
+                "`type: host` needs the broker names",
+                "set pattern, e.g. `broker-$(nodeId).gateway.example.com`",
+            )),
+            ("host", Some(pattern)) => {
+                let pattern = match (pattern.contains(host_pattern::GATEWAY_NODE_ID), gateway_node_id) {
+                    (false, _) => pattern.clone(),
+                    (true, Some(node)) => pattern.replace(host_pattern::GATEWAY_NODE_ID, node),
+                    (true, None) => {
+                        return Err(self.err(
+                            format!("{field}.pattern"),
+                            "uses $(gatewayNodeId) but this node has no id",
+                            "set GATEWAY_NODE_ID (or cluster.nodeId) on every node",
+                        ))
+                    }
+                };
+                HostPattern::parse(&pattern).map(Some).map_err(|problem| {
+                    self.err(format!("{field}.pattern"), problem, "write one host name with $(nodeId) in it, e.g. `broker-$(nodeId).gateway.example.com` or `b$(nodeId).gw.example.com:443`")
+                })
+            }
+            (other, _) => Err(self.err(
+                format!("{field}.type"),
+                format!("`{other}` is not supported"),
+                "use `type: port` or `type: host`",
+            )),
+        }
     }
 
     fn route_tls(&self, at: &str, raw: Option<RawRouteSecurity>) -> Result<Option<TlsSettings>, ConfigError> {
@@ -345,6 +407,12 @@ impl Checker<'_> {
                     || earlier.bind_ip.is_unspecified()
                     || later.bind_ip.is_unspecified();
                 let (a, b) = (earlier.port_map.port_span(), later.port_map.port_span());
+                if let (Some(p), Some(q)) = (&earlier.host_pattern, &later.host_pattern) {
+                    if earlier.bind_ip == later.bind_ip && a == b {
+                        self.sni_distinct(j, earlier, later, p, q)?;
+                        continue;
+                    }
+                }
                 if same_ip && a.0 <= b.1 && b.0 <= a.1 {
                     return Err(self.err(
                         format!("routes[{j}].endpoint"),
@@ -356,6 +424,30 @@ impl Checker<'_> {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Host routes sharing a port must be told apart by every name.
+    fn sni_distinct(
+        &self,
+        j: usize,
+        earlier: &RouteConfig,
+        later: &RouteConfig,
+        p: &HostPattern,
+        q: &HostPattern,
+    ) -> Result<(), ConfigError> {
+        let same_bootstrap = earlier.endpoint.host.eq_ignore_ascii_case(&later.endpoint.host);
+        if same_bootstrap || p.same_names(q) {
+            let what = if same_bootstrap { "endpoint host" } else { "broker name pattern" };
+            return Err(self.err(
+                format!("routes[{j}]"),
+                format!(
+                    "route `{}` shares port {} with route `{}` and has the same {what}",
+                    later.name, later.endpoint.port, earlier.name
+                ),
+                "give routes that share an SNI port distinct endpoint hosts and patterns",
+            ));
         }
         Ok(())
     }

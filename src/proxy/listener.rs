@@ -18,20 +18,20 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_rustls::server::TlsStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
-use super::proxy_protocol::{self, ProxiedAddresses};
+use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
 use super::stream::{Duplex, Rewound};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::routing::{Route, Target};
-use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit};
+use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit, Metrics};
 use crate::tls::ServerTls;
 
 /// Closes logged at info (idle timeouts, resets) and warn (bad input, broken peers): at most
@@ -57,6 +57,8 @@ pub struct ListenerContext {
     pub budget: Arc<MemoryBudget>,
     /// Permits for client TLS handshakes in progress (`maxTlsHandshakes`).
     pub handshakes: Arc<Semaphore>,
+    /// For what happens before a connection has a route (SNI ports).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Bind every port of a route: its bootstrap port, then one per node id of its port map.
@@ -105,35 +107,133 @@ pub async fn accept_loop(
     shared: Arc<ListenerContext>,
 ) {
     let route_name: Arc<str> = route.name.as_str().into();
+    while let Some((stream, client_addr)) = next_client(&port.listener, &shared, &route_name).await {
+        let admitted = match shared.limits.admit(&route_name) {
+            Ok(admitted) => admitted,
+            Err(limit) => {
+                refuse(&shared.limits, &route, client_addr, limit);
+                continue;
+            }
+        };
+        let connection = Connection {
+            route: Arc::clone(&route),
+            tls: tls.clone(),
+            shared: Arc::clone(&shared),
+            target: port.target,
+            client_addr,
+            admitted,
+        };
+        shared.connections.spawn(connection.serve(stream));
+    }
+}
+
+/// A host route served on an SNI port.
+pub struct SniRoute {
+    pub route: Arc<Route>,
+    pub tls: Arc<ServerTls>,
+}
+
+impl SniRoute {
+    /// What `server_name` asks this route for: its bootstrap (the endpoint host) or a broker.
+    fn target(&self, server_name: &str) -> Option<Target> {
+        if server_name.eq_ignore_ascii_case(&self.route.advertised_host) {
+            return Some(Target::Bootstrap);
+        }
+        self.route.host_pattern.as_ref()?.node_id(server_name).map(Target::Node)
+    }
+}
+
+/// Accept connections on a port that host routes share until shutdown: each goes to the route
+/// and broker its TLS SNI names, bootstrap names first.
+pub async fn accept_sni_loop(listener: TcpListener, routes: Vec<SniRoute>, shared: Arc<ListenerContext>) {
+    let label: Arc<str> = match listener.local_addr() {
+        Ok(addr) => format!("sni:{addr}").into(),
+        Err(_) => "sni".into(),
+    };
+    let routes = Arc::new(routes);
+    while let Some((stream, client_addr)) = next_client(&listener, &shared, &label).await {
+        let connection = SniConnection {
+            routes: Arc::clone(&routes),
+            shared: Arc::clone(&shared),
+            label: Arc::clone(&label),
+            client_addr,
+        };
+        shared.connections.spawn(connection.serve(stream));
+    }
+}
+
+/// The next accepted client; `None` at shutdown.
+async fn next_client(listener: &TcpListener, shared: &ListenerContext, label: &str) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            accepted = port.listener.accept() => accepted,
+            _ = shared.shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, client_addr)) => {
-                let admitted = match shared.limits.admit(&route_name) {
-                    Ok(admitted) => admitted,
-                    Err(limit) => {
-                        refuse(&shared.limits, &route, client_addr, limit);
-                        continue;
-                    }
-                };
-                let connection = Connection {
-                    route: Arc::clone(&route),
-                    tls: tls.clone(),
-                    shared: Arc::clone(&shared),
-                    target: port.target,
-                    client_addr,
-                    admitted,
-                };
-                shared.connections.spawn(connection.serve(stream));
-            }
+            Ok(client) => return Some(client),
             Err(e) => {
                 // Usually out of file descriptors: back off rather than spin.
-                tracing::error!(route = %route.name, "cannot accept a connection: {e}");
+                tracing::error!(listener = label, "cannot accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// A connection on an SNI port until its ClientHello says which route it is for.
+struct SniConnection {
+    routes: Arc<Vec<SniRoute>>,
+    shared: Arc<ListenerContext>,
+    /// `sni:<address>`, for logs and metrics before a route is known.
+    label: Arc<str>,
+    client_addr: SocketAddr,
+}
+
+impl SniConnection {
+    async fn serve(self, mut client: TcpStream) {
+        let started = Instant::now();
+        let _ = client.set_nodelay(true);
+        let (proxied, initial) = match read_proxy_header(&self.shared, &mut client, self.client_addr).await {
+            Ok(header) => header,
+            Err(e) => return self.refuse("bad_proxy_header", &e.to_string()),
+        };
+        let deadline = tokio::time::Instant::now() + self.shared.settings.tls_handshake_timeout;
+        let hello = match client_hello(&self.shared, client, initial, deadline).await {
+            Ok(hello) => hello,
+            Err(failure) => return self.refuse(failure.reason, &failure.detail),
+        };
+        let server_name = hello.start.client_hello().server_name().map(str::to_owned);
+        let Some(name) = server_name else {
+            return self.refuse("no_sni", "the client sent no SNI server name, so no route can be chosen");
+        };
+        let Some((chosen, target)) = self.routes.iter().find_map(|r| Some((r, r.target(&name)?))) else {
+            return self.refuse("unknown_sni", &format!("SNI `{name}` names no route or broker on this port"));
+        };
+        let (route, tls) = (&chosen.route, &chosen.tls);
+        let route_name: Arc<str> = route.name.as_str().into();
+        let admitted = match self.shared.limits.admit(&route_name) {
+            Ok(admitted) => admitted,
+            Err(limit) => return refuse(&self.shared.limits, route, self.client_addr, limit),
+        };
+        let mut connection = Connection {
+            route: Arc::clone(route),
+            tls: Some(Arc::clone(tls)),
+            shared: Arc::clone(&self.shared),
+            target,
+            client_addr: self.client_addr,
+            admitted,
+        };
+        route.metrics.client_connections_total.inc();
+        route.metrics.client_connections_active.inc();
+        connection.serve_tls(tls, hello, proxied, deadline, started).await;
+        route.metrics.client_connections_active.dec();
+    }
+
+    /// Close a connection no route took: logged (rate-limited per reason) and counted.
+    fn refuse(&self, reason: &'static str, detail: &str) {
+        self.shared.metrics.tls_handshake_failed(&self.label, reason);
+        if let Some(held_back) = CLOSES_LOGGED.allow(reason) {
+            tracing::warn!(client_addr = %self.client_addr, listener = %self.label, held_back, "refusing TLS connection: {detail}");
         }
     }
 }
@@ -163,58 +263,73 @@ struct Connection {
 }
 
 impl Connection {
+    /// A connection of a port route (plaintext or TLS), from its first byte.
     async fn serve(mut self, mut client: TcpStream) {
         let started = Instant::now();
-        let metrics = &self.route.metrics;
-        metrics.client_connections_total.inc();
-        metrics.client_connections_active.inc();
+        self.route.metrics.client_connections_total.inc();
+        self.route.metrics.client_connections_active.inc();
         let _ = client.set_nodelay(true);
-        let session = self.route.session();
-        if let Some((proxied, initial)) = self.proxy_header(&mut client).await {
-            let address = proxied.map_or(self.client_addr, |p| p.source).ip();
-            if let Err(limit) = self.admitted.client(address) {
-                refuse(&self.shared.limits, &self.route, self.client_addr, limit);
-                metrics.client_connections_active.dec();
-                return;
+        let header = read_proxy_header(&self.shared, &mut client, self.client_addr).await;
+        match (header, self.tls.clone()) {
+            (Err(e), _) => self.bad_proxy_header(e),
+            (Ok((proxied, initial)), None) => {
+                if self.admit_client(proxied) {
+                    self.proxy(client, initial, proxied, started).await;
+                }
             }
-            self.audit_open(proxied);
-            match &self.tls {
-                None => self.proxy(client, initial, proxied, &session, started).await,
-                Some(tls) => match self.handshake(tls, client, initial).await {
-                    Ok(client) => self.proxy(client, BytesMut::new(), proxied, &session, started).await,
+            (Ok((proxied, initial)), Some(tls)) => {
+                let deadline = tokio::time::Instant::now() + self.shared.settings.tls_handshake_timeout;
+                match client_hello(&self.shared, client, initial, deadline).await {
+                    Ok(hello) => self.serve_tls(&tls, hello, proxied, deadline, started).await,
                     Err(failure) => self.handshake_failed(failure, proxied, started),
-                },
+                }
             }
         }
-        metrics.client_connections_active.dec();
+        self.route.metrics.client_connections_active.dec();
     }
 
-    /// The client's TLS handshake, within the handshake timeout and the gateway's cap on
-    /// handshakes in progress.
-    async fn handshake(
-        &self,
+    /// The rest of a TLS connection once its ClientHello is read (and, on an SNI port, has
+    /// chosen this route).
+    async fn serve_tls(
+        &mut self,
         tls: &ServerTls,
-        client: TcpStream,
-        initial: BytesMut,
-    ) -> Result<TlsStream<Rewound<TcpStream>>, HandshakeFailure> {
-        let timeout = self.shared.settings.tls_handshake_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let _permit = tokio::time::timeout_at(deadline, self.shared.handshakes.acquire())
-            .await
-            .map_err(|_| {
-                HandshakeFailure::new(
-                    "handshake_queue_timeout",
-                    format!("no handshake slot within {timeout:?} (maxTlsHandshakes reached)"),
-                )
-            })?
-            .map_err(|_| HandshakeFailure::new("shutting_down", "the gateway is stopping".into()))?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-        tokio::time::timeout_at(deadline, acceptor.accept(Rewound::new(initial, client)))
-            .await
-            .map_err(|_| {
-                HandshakeFailure::new("handshake_timeout", format!("the handshake did not finish within {timeout:?}"))
-            })?
-            .map_err(|e| HandshakeFailure::from_io(&e))
+        hello: ClientHello,
+        proxied: Option<ProxiedAddresses>,
+        deadline: tokio::time::Instant,
+        started: Instant,
+    ) {
+        if !self.admit_client(proxied) {
+            return;
+        }
+        let ClientHello { start, permit } = hello;
+        let handshake = tokio::time::timeout_at(deadline, start.into_stream(tls.config())).await;
+        drop(permit);
+        match handshake {
+            Ok(Ok(client)) => self.proxy(client, BytesMut::new(), proxied, started).await,
+            Ok(Err(e)) => self.handshake_failed(HandshakeFailure::from_io(&e), proxied, started),
+            Err(_) => self.handshake_failed(
+                HandshakeFailure::timeout(self.shared.settings.tls_handshake_timeout),
+                proxied,
+                started,
+            ),
+        }
+    }
+
+    /// Count the client against its address's limit (known once the PROXY header is read) and
+    /// audit the open; `false` if the connection was refused.
+    fn admit_client(&mut self, proxied: Option<ProxiedAddresses>) -> bool {
+        let address = proxied.map_or(self.client_addr, |p| p.source).ip();
+        if let Err(limit) = self.admitted.client(address) {
+            refuse(&self.shared.limits, &self.route, self.client_addr, limit);
+            return false;
+        }
+        self.audit_open(proxied);
+        true
+    }
+
+    fn bad_proxy_header(&self, e: ProxyHeaderError) {
+        tracing::warn!(client_addr = %self.client_addr, route = %self.route.name, "closing client connection: {e}");
+        self.route.metrics.connection_closed("bad_proxy_header", true);
     }
 
     fn handshake_failed(&self, failure: HandshakeFailure, proxied: Option<ProxiedAddresses>, started: Instant) {
@@ -227,29 +342,14 @@ impl Connection {
         self.audit_close(proxied, None, &format!("TLS handshake failed: {}", failure.detail), started, None);
     }
 
-    /// The PROXY header's addresses and the bytes after it; `None` if the connection was refused.
-    async fn proxy_header(&self, client: &mut TcpStream) -> Option<(Option<ProxiedAddresses>, BytesMut)> {
-        if !self.shared.proxy_protocol.enabled {
-            return Some((None, BytesMut::new()));
-        }
-        match proxy_protocol::read_header(client, self.client_addr, &self.shared.proxy_protocol).await {
-            Ok(found) => Some(found),
-            Err(e) => {
-                tracing::warn!(client_addr = %self.client_addr, route = %self.route.name, "closing client connection: {e}");
-                self.route.metrics.connection_closed("bad_proxy_header", true);
-                None
-            }
-        }
-    }
-
     async fn proxy<C: Duplex>(
         &self,
         client: C,
         initial: BytesMut,
         proxied: Option<ProxiedAddresses>,
-        session: &CancellationToken,
         started: Instant,
     ) {
+        let session = self.route.session();
         let (route, metrics) = (self.route.name.as_str(), &self.route.metrics);
         let (client_addr, target) = (self.client_addr, self.target);
         let origin = proxied.map(|p| format!(" {p}")).unwrap_or_default();
@@ -275,7 +375,7 @@ impl Connection {
             settings: Arc::clone(&self.shared.settings),
             budget: Arc::clone(&self.shared.budget),
         };
-        let stop = StopSignals { gateway: &self.shared.shutdown, route: session };
+        let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
         let summary = pump(client, initial, upstream, &ctx, stop).await;
         metrics.upstream_connections_active.dec();
         let reason = &summary.reason;
@@ -351,6 +451,10 @@ impl HandshakeFailure {
         HandshakeFailure { reason, detail }
     }
 
+    fn timeout(timeout: Duration) -> Self {
+        HandshakeFailure::new("handshake_timeout", format!("the handshake did not finish within {timeout:?}"))
+    }
+
     fn from_io(error: &std::io::Error) -> Self {
         use rustls::Error as E;
         let reason = match error.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
@@ -364,4 +468,47 @@ impl HandshakeFailure {
         };
         HandshakeFailure { reason, detail: error.to_string() }
     }
+}
+
+/// The PROXY header's addresses (when the feature is on) and the bytes read after it.
+async fn read_proxy_header(
+    shared: &ListenerContext,
+    client: &mut TcpStream,
+    client_addr: SocketAddr,
+) -> Result<(Option<ProxiedAddresses>, BytesMut), ProxyHeaderError> {
+    if !shared.proxy_protocol.enabled {
+        return Ok((None, BytesMut::new()));
+    }
+    proxy_protocol::read_header(client, client_addr, &shared.proxy_protocol).await
+}
+
+/// A client's ClientHello, read, and the handshake slot it holds until its handshake ends.
+struct ClientHello {
+    start: StartHandshake<Rewound<TcpStream>>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Take a handshake slot and read the client's ClientHello, both by `deadline`.
+async fn client_hello(
+    shared: &ListenerContext,
+    client: TcpStream,
+    initial: BytesMut,
+    deadline: tokio::time::Instant,
+) -> Result<ClientHello, HandshakeFailure> {
+    let timeout = shared.settings.tls_handshake_timeout;
+    let permit = tokio::time::timeout_at(deadline, Arc::clone(&shared.handshakes).acquire_owned())
+        .await
+        .map_err(|_| {
+            HandshakeFailure::new(
+                "handshake_queue_timeout",
+                format!("no handshake slot within {timeout:?} (proxy.maxTlsHandshakes are all in progress)"),
+            )
+        })?
+        .map_err(|_| HandshakeFailure::new("shutting_down", "the gateway is stopping".into()))?;
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), Rewound::new(initial, client));
+    let start = tokio::time::timeout_at(deadline, acceptor)
+        .await
+        .map_err(|_| HandshakeFailure::timeout(timeout))?
+        .map_err(|e| HandshakeFailure::from_io(&e))?;
+    Ok(ClientHello { start, permit })
 }

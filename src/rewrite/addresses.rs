@@ -130,12 +130,11 @@ impl Rewriter<'_> {
 
     /// The address clients reach `node_id` (in `rack`) at, logging when it has none.
     pub(super) fn gateway_address(&self, node_id: i32, rack: Option<&str>) -> Option<(StrBytes, i32)> {
-        let Some(port) = self.route.port_map.port_for(node_id) else {
+        let address = self.route.broker_address(node_id, rack, self.client);
+        if address.is_none() {
             self.log_unmapped(node_id);
-            return None;
-        };
-        let host = self.route.advertising.host_for(&self.route.advertised_host, node_id, rack, self.client);
-        Some((host, i32::from(port)))
+        }
+        address
     }
 
     /// The route's cluster id, when it differs from the `actual` one in a response.

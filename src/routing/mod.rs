@@ -31,7 +31,7 @@ struct TopicsSeen {
     overflowed: bool,
 }
 use crate::cluster::Advertising;
-use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPort, PortMap, RouteConfig};
+use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig};
 
 pub use fence::Fence;
 pub use topology::{Broker, Topology};
@@ -120,6 +120,8 @@ pub struct Route {
     /// The host put in every broker address clients see.
     pub advertised_host: StrBytes,
     pub port_map: PortMap,
+    /// The host strategy's broker names; `None`: the port strategy.
+    pub host_pattern: Option<HostPattern>,
     /// Which host each broker is advertised at (this route's, a cluster member's, a balancer's).
     pub advertising: Arc<Advertising>,
     pub metrics: RouteMetrics,
@@ -151,6 +153,7 @@ impl Route {
             name: config.name.clone(),
             advertised_host: StrBytes::from_string(config.endpoint.host.clone()),
             port_map: config.port_map.clone(),
+            host_pattern: config.host_pattern.clone(),
             fence: Fence::new(metrics.requests_in_flight.clone(), metrics.fenced.clone()),
             metrics,
             upstream: RwLock::new(upstream),
@@ -160,6 +163,17 @@ impl Route {
             session: Mutex::new(shutdown.child_token()),
             shutdown: shutdown.clone(),
         }
+    }
+
+    /// Where clients reach broker `node_id` (in `rack`) through this route, for a client whose id
+    /// hashes to `client`; `None` when the route has no port for it.
+    pub fn broker_address(&self, node_id: i32, rack: Option<&str>, client: u32) -> Option<(StrBytes, i32)> {
+        if let Some(pattern) = &self.host_pattern {
+            let port = pattern.port(self.port_map.bootstrap_port());
+            return (node_id >= 0).then(|| (StrBytes::from_string(pattern.host(node_id)), i32::from(port)));
+        }
+        let port = self.port_map.port_for(node_id)?;
+        Some((self.advertising.host_for(&self.advertised_host, node_id, rack, client), i32::from(port)))
     }
 
     /// Stop forwarding new requests on every connection of the route (`Some`), or resume.

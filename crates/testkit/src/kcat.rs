@@ -32,6 +32,9 @@ fn kcat(
     what: &str,
 ) -> Result<CommandOutput> {
     let mut cmd = Command::new("kcat");
+    // `cargo test` puts the build's own librdkafka (built without OpenSSL unless the gateway
+    // needs it) on the library path; kcat must load the system's, which has TLS and SASL.
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd.args(["-b", bootstrap]).args(args);
     process::run(cmd, stdin, timeout)?.ensure_success(&format!("kcat {what}"))
 }
