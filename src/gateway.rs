@@ -301,16 +301,19 @@ async fn join_cluster(
     let domain_name = config.cluster.domain.as_deref().unwrap_or(&config.routes[0].domain);
     let domain = config.domains.iter().find(|d| d.name == domain_name).expect("the config checked the cluster domain");
     let (sender, commands) = mpsc::unbounded_channel();
-    let bootstrap = &domain.bootstrap_servers[0].addresses;
-    let group =
-        ClusterGroup::join(&config.cluster, bootstrap, Arc::clone(&membership), Arc::clone(&rejections), sender)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot join gateway cluster `{}` through domain `{domain_name}`: {e:#}",
-                    membership.cluster_id
-                )
-            })?;
+    let server = &domain.bootstrap_servers[0];
+    let group = ClusterGroup::join(
+        &config.cluster,
+        &server.addresses,
+        &server.security,
+        Arc::clone(&membership),
+        Arc::clone(&rejections),
+        sender,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!("cannot join gateway cluster `{}` through domain `{domain_name}`: {e:#}", membership.cluster_id)
+    })?;
     let internal_load_balancing = config.cluster.internal_load_balancing;
     Ok((Arc::new(ClusterNode { membership, group, rejections, internal_load_balancing }), commands))
 }

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use super::command::{Commands, SwitchoverCommand, MAC_HEADER};
 use super::signing::Signer;
 use super::{Member, Membership, Rejections};
-use crate::config::{ClusterSettings, HostPort, SwitchoverRequest};
+use crate::config::{BrokerSecurity, ClusterSettings, HostPort, SwitchoverRequest};
 use crate::protocol::internal::{CLUSTER_GROUP_PREFIX, INTERNAL_TOPIC_PREFIX};
 
 const CLIENT_ID_PREFIX: &str = "switchyard";
@@ -64,11 +64,13 @@ impl ClusterGroup {
     pub async fn join(
         settings: &ClusterSettings,
         bootstrap: &[HostPort],
+        security: &BrokerSecurity,
         membership: Arc<Membership>,
         rejections: Arc<Rejections>,
         applied: mpsc::UnboundedSender<SwitchoverCommand>,
     ) -> anyhow::Result<ClusterGroup> {
-        let servers = bootstrap.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        // Every client of the group reaches the listener as its security says.
+        let servers = crate::tls::librdkafka::client_config(bootstrap, security)?;
         let id = &membership.cluster_id;
         let secret =
             settings.secret.as_ref().context("a gateway cluster needs its secret (checked with the config)")?;
@@ -80,8 +82,8 @@ impl ClusterGroup {
         let me = &membership.me;
         let commands = Arc::new(Commands::new(signer.clone(), me.node_id.clone()));
         let member_consumer: Arc<BaseConsumer> = Arc::new(
-            ClientConfig::new()
-                .set("bootstrap.servers", &servers)
+            servers
+                .clone()
                 .set("group.id", &group)
                 .set("client.id", encode(me, &signer))
                 .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
@@ -91,16 +93,15 @@ impl ClusterGroup {
                 .create()?,
         );
         member_consumer.subscribe(&[&topic])?;
-        let command_consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &servers)
+        let command_consumer: BaseConsumer = servers
+            .clone()
             .set("group.id", format!("{group}-commands-{}", me.node_id))
             .set("enable.auto.commit", "false")
             .create()?;
         let mut partition = TopicPartitionList::new();
         partition.add_partition_offset(&topic, 0, Offset::End)?;
         command_consumer.assign(&partition)?;
-        let producer: BaseProducer =
-            ClientConfig::new().set("bootstrap.servers", &servers).set("acks", "all").create()?;
+        let producer: BaseProducer = servers.clone().set("acks", "all").create()?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let members =
@@ -146,8 +147,8 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new().name(name.to_string()).spawn(work).expect("a thread can be started")
 }
 
-async fn create_topic(servers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", servers).create()?;
+async fn create_topic(servers: &ClientConfig, topic: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = servers.create()?;
     // One partition: commands are few and must stay in order. -1: the cluster's default factor.
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));

@@ -360,6 +360,9 @@ impl Connection {
                 Err(e) => {
                     tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}{origin}");
                     metrics.upstream_connect_failures.inc();
+                    if let upstream::UpstreamError::Handshake { label, .. } = &e {
+                        metrics.broker_tls_handshake_failed(label);
+                    }
                     self.audit_close(proxied, None, &e.to_string(), started, None);
                     return;
                 }

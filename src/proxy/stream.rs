@@ -44,6 +44,92 @@ impl Duplex for DuplexStream {
     }
 }
 
+/// A connection to a broker: plain TCP, or TLS over it (the listener's `ssl`).
+pub enum BrokerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The read half of a [`BrokerStream`]: a TCP socket's lock-free half, or a TLS session's.
+pub enum BrokerReader {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The write half of a [`BrokerStream`].
+pub enum BrokerWriter {
+    Plain(OwnedWriteHalf),
+    Tls(WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Duplex for BrokerStream {
+    type Reader = BrokerReader;
+    type Writer = BrokerWriter;
+
+    fn into_halves(self) -> (BrokerReader, BrokerWriter) {
+        match self {
+            BrokerStream::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                (BrokerReader::Plain(read), BrokerWriter::Plain(write))
+            }
+            BrokerStream::Tls(stream) => {
+                let (read, write) = split(*stream);
+                (BrokerReader::Tls(read), BrokerWriter::Tls(write))
+            }
+        }
+    }
+}
+
+impl AsyncRead for BrokerReader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerReader::Plain(half) => Pin::new(half).poll_read(cx, buf),
+            BrokerReader::Tls(half) => Pin::new(half).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BrokerWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BrokerWriter::Plain(half) => Pin::new(half).poll_write(cx, buf),
+            BrokerWriter::Tls(half) => Pin::new(half).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BrokerWriter::Plain(half) => Pin::new(half).poll_write_vectored(cx, bufs),
+            BrokerWriter::Tls(half) => Pin::new(half).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BrokerWriter::Plain(half) => half.is_write_vectored(),
+            BrokerWriter::Tls(half) => half.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerWriter::Plain(half) => Pin::new(half).poll_flush(cx),
+            BrokerWriter::Tls(half) => Pin::new(half).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BrokerWriter::Plain(half) => Pin::new(half).poll_shutdown(cx),
+            BrokerWriter::Tls(half) => Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A client's TLS session (its bytes may start with ones read before the handshake).
 impl Duplex for tokio_rustls::server::TlsStream<Rewound<TcpStream>> {
     type Reader = ReadHalf<Self>;

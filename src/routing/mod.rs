@@ -51,6 +51,8 @@ pub struct Upstream {
     pub domain: String,
     pub bootstrap_server_id: String,
     pub bootstrap: Vec<HostPort>,
+    /// The listener's TLS for data-path connections (built once per upstream), if it has TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub topology: Arc<Topology>,
     stop: CancellationToken,
 }
@@ -84,13 +86,23 @@ impl Upstream {
         let server = preferred_id
             .and_then(|id| domain.bootstrap_servers.iter().find(|s| s.id == id))
             .unwrap_or(&domain.bootstrap_servers[0]);
-        let topology = Topology::new(&domain.name, &server.addresses)?;
+        let field = format!("streamingDomains[{}].kafkaCluster.bootstrapServers[{}]", domain.name, server.id);
+        let tls = match &server.security.tls {
+            Some(settings) => Some(
+                crate::tls::client::client_config(settings)
+                    .map_err(|e| anyhow::anyhow!("{field}.ssl: {e}; fix the store's location, type or password"))?,
+            ),
+            None => None,
+        };
+        let topology = Topology::new(&domain.name, &server.addresses, &server.security)
+            .map_err(|e| anyhow::anyhow!("{field}: the gateway's Kafka client cannot be set up: {e:#}"))?;
         let stop = shutdown.child_token();
         tokio::spawn(Arc::clone(&topology).refresh_periodically(refresh_every, timeout, stop.clone()));
         Ok(Arc::new(Upstream {
             domain: domain.name.clone(),
             bootstrap_server_id: server.id.clone(),
             bootstrap: server.addresses.clone(),
+            tls,
             topology,
             stop,
         }))

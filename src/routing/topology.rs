@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::HostPort;
+use crate::config::{BrokerSecurity, HostPort};
 
 /// A broker's real address, and its rack when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +45,9 @@ const MISS_REFRESH_COOLDOWN: Duration = Duration::from_secs(5);
 
 impl Topology {
     /// `bootstrap` are the addresses of the listener the route uses.
-    pub fn new(domain: &str, bootstrap: &[HostPort]) -> anyhow::Result<Arc<Topology>> {
-        let servers: Vec<String> = bootstrap.iter().map(ToString::to_string).collect();
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", servers.join(","))
+    /// `security` is the listener's, for the gateway's own client.
+    pub fn new(domain: &str, bootstrap: &[HostPort], security: &BrokerSecurity) -> anyhow::Result<Arc<Topology>> {
+        let client: BaseConsumer = crate::tls::librdkafka::client_config(bootstrap, security)?
             .set("client.id", format!("switchyard-topology-{domain}"))
             .set("socket.keepalive.enable", "true")
             .create()?;

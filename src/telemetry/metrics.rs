@@ -187,6 +187,10 @@ metric_families! {
         "tls_handshake_failures",
         "Client TLS handshakes that failed or were refused (unknown SNI, no client certificate, ...), by reason",
     ),
+    broker_tls_handshake_failures: Family<ReasonLabels, Counter> = (
+        "broker_tls_handshake_failures",
+        "TLS handshakes with brokers that failed (untrusted or misnamed certificate, refused by the broker, ...), by reason",
+    ),
     tls_certificate_reloads: Family<OutcomeLabels, Counter> = (
         "tls_certificate_reloads",
         "Reloads of a route's TLS stores after their files changed, by outcome (reloaded, failed)",
@@ -339,6 +343,12 @@ impl RouteMetrics {
     /// A client TLS handshake of this route failed for `reason`.
     pub fn tls_handshake_failed(&self, reason: &'static str) {
         self.all.tls_handshake_failed(&self.route, reason);
+    }
+
+    /// A TLS handshake of this route with a broker failed for `reason`.
+    pub fn broker_tls_handshake_failed(&self, reason: &'static str) {
+        let labels = ReasonLabels { route: self.route.clone(), reason };
+        self.all.broker_tls_handshake_failures.get_or_create(&labels).inc();
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {

@@ -6,6 +6,8 @@
 //! clients (topology, cluster, switchover) are configured from the same settings but do their own
 //! TLS.
 
+pub mod client;
+pub mod librdkafka;
 pub mod server;
 pub mod store;
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tempfile::TempDir;
 
+use crate::pki::{Identity, TestPki};
 use crate::poll::{poll_until, try_poll_until};
 use crate::process::{self, CapturedChild, ChildGuard};
 use crate::wire::fetch_metadata;
@@ -179,6 +180,45 @@ pub struct ClusterSpec {
     pub extra_props: Vec<(String, String)>,
     /// Client listener port per node, in node order; free ports when `None`.
     pub listener_ports: Option<Vec<u16>>,
+    /// TLS on the client listener (`SSL` or, with [`Self::sasl`], `SASL_SSL`).
+    pub tls: Option<ListenerTls>,
+    /// SASL on the client listener (`SASL_PLAINTEXT` or, with [`Self::tls`], `SASL_SSL`).
+    pub sasl: Option<ListenerSasl>,
+}
+
+/// TLS on a cluster's client listener.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// The brokers' certificate and key (one for every node: give it every name they are
+    /// reached by, e.g. `localhost` and `127.0.0.1`); its PKCS#12 file is the keystore.
+    pub keystore: Identity,
+    /// A Java truststore (PKCS#12, password [`TestPki::PASSWORD`]) of the CAs whose client
+    /// certificates are accepted; with it, clients must present one (`ssl.client.auth=required`).
+    pub client_truststore: Option<PathBuf>,
+}
+
+/// SASL on a cluster's client listener: the mechanisms enabled and the users that exist.
+#[derive(Debug, Clone)]
+pub struct ListenerSasl {
+    /// Kafka's names: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub mechanisms: Vec<String>,
+    /// `(user, password)`: PLAIN users in the listener's JAAS config, and SCRAM credentials (for
+    /// every enabled SCRAM mechanism) written into the metadata log when storage is formatted.
+    pub users: Vec<(String, String)>,
+}
+
+impl ListenerSasl {
+    /// Every mechanism the gateway supports, with these users.
+    pub fn all_mechanisms(users: &[(&str, &str)]) -> Self {
+        Self {
+            mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].map(str::to_owned).to_vec(),
+            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+        }
+    }
+
+    fn scram_mechanisms(&self) -> impl Iterator<Item = &str> {
+        self.mechanisms.iter().map(String::as_str).filter(|m| m.starts_with("SCRAM-"))
+    }
 }
 
 impl ClusterSpec {
@@ -191,7 +231,41 @@ impl ClusterSpec {
     }
 
     pub fn with_brokers(brokers: usize) -> Self {
-        Self { brokers, first_node_id: 1, racks: None, extra_props: Vec::new(), listener_ports: None }
+        Self {
+            brokers,
+            first_node_id: 1,
+            racks: None,
+            extra_props: Vec::new(),
+            listener_ports: None,
+            tls: None,
+            sasl: None,
+        }
+    }
+
+    /// TLS on the client listener.
+    pub fn tls(mut self, tls: ListenerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// SASL on the client listener.
+    pub fn sasl(mut self, sasl: ListenerSasl) -> Self {
+        self.sasl = Some(sasl);
+        self
+    }
+
+    /// Kafka's name of the client listener's security protocol.
+    pub fn protocol(&self) -> &'static str {
+        match (self.tls.is_some(), self.sasl.is_some()) {
+            (false, false) => "PLAINTEXT",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (true, true) => "SASL_SSL",
+        }
+    }
+
+    fn secured(&self) -> bool {
+        self.tls.is_some() || self.sasl.is_some()
     }
 
     /// Adds a `server.properties` entry for every node.
@@ -212,6 +286,7 @@ impl Default for ClusterSpec {
 #[derive(Debug)]
 pub struct KafkaCluster {
     cluster_id: String,
+    protocol: &'static str,
     nodes: Vec<Node>,
     _dir: TempDir,
 }
@@ -220,6 +295,9 @@ pub struct KafkaCluster {
 struct Node {
     id: i32,
     listener: SocketAddr,
+    /// A plaintext listener for the brokers themselves and the kit's readiness checks: the client
+    /// listener unless that one is secured.
+    internal: SocketAddr,
     /// The KRaft controller listener (`CONTROLLER://`), which clients never use directly.
     controller: SocketAddr,
     dir: PathBuf,
@@ -271,7 +349,7 @@ impl Node {
 
     /// Whether this node's metadata lists every id in `expected`.
     fn sees_brokers(&self, expected: &[i32]) -> bool {
-        fetch_metadata(self.listener, METADATA_TIMEOUT)
+        fetch_metadata(self.internal, METADATA_TIMEOUT)
             .is_ok_and(|metadata| expected.iter().all(|id| metadata.brokers.iter().any(|b| b.node_id.0 == *id)))
     }
 }
@@ -287,8 +365,8 @@ impl KafkaCluster {
         let dir = tempfile::Builder::new().prefix("switchyard-kafka-").tempdir()?;
         let nodes = configure_nodes(&spec, dir.path())?;
         let cluster_id = random_cluster_id()?;
-        format_storage(&cluster_id, &nodes)?;
-        let mut cluster = Self { cluster_id, nodes, _dir: dir };
+        format_storage(&cluster_id, &nodes, spec.sasl.as_ref())?;
+        let mut cluster = Self { cluster_id, protocol: spec.protocol(), nodes, _dir: dir };
         for node in &mut cluster.nodes {
             node.spawn()?;
         }
@@ -300,6 +378,19 @@ impl KafkaCluster {
     /// `127.0.0.1:p1,127.0.0.1:p2,…` for every node, running or not.
     pub fn bootstrap(&self) -> String {
         self.nodes.iter().map(|n| n.listener.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kafka's name of the client listener's security protocol (`PLAINTEXT`, `SSL`,
+    /// `SASL_PLAINTEXT`, `SASL_SSL`): what [`Self::bootstrap`] speaks.
+    pub fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    /// Plaintext `127.0.0.1:p1,…` for every node, whatever the client listener's security: for
+    /// tools that set a test up (topics, offsets). The same as [`Self::bootstrap`] on a plaintext
+    /// cluster. Its metadata names these plaintext addresses.
+    pub fn internal_bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.internal.to_string()).collect::<Vec<_>>().join(",")
     }
 
     /// The first node's client listener.
@@ -359,7 +450,7 @@ impl KafkaCluster {
     /// Waits until every running node reports `topic` with `partitions` partitions, all with a
     /// leader: after that, clients anywhere in the cluster can use it without retries.
     pub fn wait_for_topic(&self, topic: &str, partitions: usize) -> Result<()> {
-        let addrs: Vec<SocketAddr> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.listener).collect();
+        let addrs: Vec<SocketAddr> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.internal).collect();
         let ready = |addr: &SocketAddr| {
             fetch_metadata(*addr, METADATA_TIMEOUT).is_ok_and(|metadata| {
                 metadata.topics.iter().any(|t| {
@@ -422,12 +513,17 @@ impl Drop for KafkaCluster {
 /// directory and `server.properties`.
 fn configure_nodes(spec: &ClusterSpec, root: &Path) -> Result<Vec<Node>> {
     let count = spec.brokers;
-    let base = crate::ports::free_port_block(2 * u16::try_from(count)?);
+    let listeners_per_node = if spec.secured() { 3 } else { 2 };
+    let base = crate::ports::free_port_block(listeners_per_node * u16::try_from(count)?);
     let listener_port = |index: usize| match &spec.listener_ports {
         Some(ports) => ports[index],
         None => base + index as u16,
     };
     let controller_port = |index: usize| base + (count + index) as u16;
+    let internal_port = |index: usize| match spec.secured() {
+        true => base + (2 * count + index) as u16,
+        false => listener_port(index),
+    };
     let ids: Vec<i32> = (spec.first_node_id..).take(count).collect();
     let voters = ids
         .iter()
@@ -441,6 +537,7 @@ fn configure_nodes(spec: &ClusterSpec, root: &Path) -> Result<Vec<Node>> {
             let node = Node {
                 id,
                 listener: SocketAddr::from((Ipv4Addr::LOCALHOST, listener_port(index))),
+                internal: SocketAddr::from((Ipv4Addr::LOCALHOST, internal_port(index))),
                 controller: SocketAddr::from((Ipv4Addr::LOCALHOST, controller_port(index))),
                 dir: root.join(format!("node-{id}")),
                 process: None,
@@ -462,16 +559,11 @@ fn server_properties(
     rack: Option<&str>,
 ) -> String {
     let replication = spec.brokers.min(3).to_string();
-    let listener_port = node.listener.port();
     let mut props: Vec<(String, String)> = [
         ("process.roles", "broker,controller".to_owned()),
         ("node.id", node.id.to_string()),
         ("controller.quorum.voters", voters.to_owned()),
-        ("listeners", format!("PLAINTEXT://127.0.0.1:{listener_port},CONTROLLER://127.0.0.1:{controller_port}")),
-        ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{listener_port}")),
         ("controller.listener.names", "CONTROLLER".to_owned()),
-        ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".to_owned()),
         ("log.dirs", node.dir.join("data").display().to_string()),
         ("offsets.topic.replication.factor", replication.clone()),
         ("transaction.state.log.replication.factor", replication.clone()),
@@ -488,11 +580,70 @@ fn server_properties(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    props.extend(listener_properties(spec, node, controller_port));
     if let Some(rack) = rack {
         props.push(("broker.rack".to_owned(), rack.to_owned()));
     }
     props.extend(spec.extra_props.iter().cloned());
     props.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+/// The listeners: `PLAINTEXT` (clients and brokers) and `CONTROLLER`; or, when the client
+/// listener is secured, `CLIENT` with its protocol, and `INTERNAL` (plaintext) for the brokers.
+fn listener_properties(spec: &ClusterSpec, node: &Node, controller_port: u16) -> Vec<(String, String)> {
+    let port = node.listener.port();
+    if !spec.secured() {
+        return vec![
+            ("listeners".into(), format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}")),
+            ("advertised.listeners".into(), format!("PLAINTEXT://127.0.0.1:{port}")),
+            ("inter.broker.listener.name".into(), "PLAINTEXT".into()),
+            ("listener.security.protocol.map".into(), "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into()),
+        ];
+    }
+    let internal = node.internal.port();
+    let protocol = spec.protocol();
+    let mut props: Vec<(String, String)> = vec![
+        (
+            "listeners".into(),
+            format!(
+                "CLIENT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller_port}"
+            ),
+        ),
+        ("advertised.listeners".into(), format!("CLIENT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}")),
+        ("inter.broker.listener.name".into(), "INTERNAL".into()),
+        ("listener.security.protocol.map".into(), format!("CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,CLIENT:{protocol}")),
+    ];
+    let prefix = "listener.name.client.";
+    if let Some(tls) = &spec.tls {
+        let password = TestPki::PASSWORD.to_owned();
+        props.extend([
+            (format!("{prefix}ssl.keystore.type"), "PKCS12".to_owned()),
+            (format!("{prefix}ssl.keystore.location"), tls.keystore.pkcs12.display().to_string()),
+            (format!("{prefix}ssl.keystore.password"), password.clone()),
+        ]);
+        if let Some(truststore) = &tls.client_truststore {
+            props.extend([
+                (format!("{prefix}ssl.truststore.type"), "PKCS12".to_owned()),
+                (format!("{prefix}ssl.truststore.location"), truststore.display().to_string()),
+                (format!("{prefix}ssl.truststore.password"), password),
+                (format!("{prefix}ssl.client.auth"), "required".to_owned()),
+            ]);
+        }
+    }
+    if let Some(sasl) = &spec.sasl {
+        props.push(("sasl.enabled.mechanisms".to_owned(), sasl.mechanisms.join(",")));
+        for mechanism in &sasl.mechanisms {
+            let module = match mechanism.as_str() {
+                "PLAIN" => {
+                    let users: String = sasl.users.iter().map(|(u, p)| format!(" user_{u}=\"{p}\"")).collect();
+                    format!("org.apache.kafka.common.security.plain.PlainLoginModule required{users};")
+                }
+                _ => "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+            };
+            props.push((format!("{prefix}{}.sasl.jaas.config", mechanism.to_ascii_lowercase()), module));
+        }
+    }
+    props
 }
 
 fn random_cluster_id() -> Result<String> {
@@ -502,14 +653,28 @@ fn random_cluster_id() -> Result<String> {
     output.stdout_lines().pop().context("StorageTool random-uuid printed nothing")
 }
 
-/// Formats every node's log dir with the same cluster id, all nodes at once.
-fn format_storage(cluster_id: &str, nodes: &[Node]) -> Result<()> {
+/// Formats every node's log dir with the same cluster id, all nodes at once, with the SCRAM
+/// credentials of `sasl`'s users in the initial metadata (`--add-scram`).
+fn format_storage(cluster_id: &str, nodes: &[Node], sasl: Option<&ListenerSasl>) -> Result<()> {
+    let scram: Vec<String> = sasl
+        .into_iter()
+        .flat_map(|sasl| {
+            sasl.scram_mechanisms().flat_map(|mechanism| {
+                sasl.users
+                    .iter()
+                    .map(move |(user, password)| format!("{mechanism}=[name=\"{user}\",password=\"{password}\"]"))
+            })
+        })
+        .collect();
     let formats = nodes
         .iter()
         .map(|node| {
             let mut cmd = java_command(TOOL_JVM_OPTS)?;
             cmd.args(["kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", cluster_id, "-c"])
                 .arg(node.config_path());
+            for credential in &scram {
+                cmd.arg("--add-scram").arg(credential);
+            }
             CapturedChild::spawn(cmd, None)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -4,7 +4,9 @@
 //! from Maven Central jars, see [`KafkaJars`]) and genuine clients on loopback, so the gateway is
 //! tested against the behaviour it must proxy rather than against a model of it:
 //!
-//! - [`kafka`]: jar cache and [`KafkaCluster`] (1..n combined broker+controller nodes);
+//! - [`kafka`]: jar cache and [`KafkaCluster`] (1..n combined broker+controller nodes), with an
+//!   optionally secured client listener (`SSL`, `SASL_PLAINTEXT`, `SASL_SSL`);
+//! - [`pki`]: a test CA, server and client certificates, and an unrelated CA, as PEM and PKCS#12;
 //! - [`java`]: Kafka's Java tools (topics, console and perf clients, groups) and small Java
 //!   programs from `crates/testkit/java/`;
 //! - [`clients`]: other client generations: any release of the Java client (its own jars, from
@@ -47,7 +49,7 @@ pub use clients::{JavaClientJars, Workout};
 pub use gateway::{GatewayProcess, GatewayYaml, KafkaDomain};
 pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
-pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars};
+pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars, ListenerSasl, ListenerTls};
 pub use mirrormaker::{committed_offsets, end_offsets, MirrorMaker, MirrorOptions};
 pub use numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
 pub use pki::{Identity, TestPki};
