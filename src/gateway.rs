@@ -28,7 +28,7 @@ use crate::proxy::{
 };
 use crate::routing::{Route, Upstream};
 use crate::switchover::reload::{self, ReloadOutcome};
-use crate::switchover::Switchboard;
+use crate::switchover::{Switchboard, ThroughKafka};
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 use crate::tls::ServerTls;
 
@@ -254,7 +254,12 @@ impl Gateway {
     /// and report what would need a restart.
     pub async fn reload(&self, edited: &GatewayConfig) -> ReloadOutcome {
         let state = &self.state;
-        let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &self.shutdown };
+        let board = Switchboard {
+            config: &state.config,
+            routes: &state.routes,
+            shutdown: &self.shutdown,
+            destinations: &ThroughKafka,
+        };
         let (outcome, reports) = reload::apply(&board, edited).await;
         for report in &reports {
             admin::record_switchover(&state.audit, report);
@@ -323,7 +328,12 @@ async fn join_cluster(
 /// API is refused as a cluster command.
 async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<SwitchoverCommand>, state: Arc<AdminState>) {
     while let Some(command) = commands.recv().await {
-        let board = Switchboard { config: &state.config, routes: &state.routes, shutdown: &state.shutdown };
+        let board = Switchboard {
+            config: &state.config,
+            routes: &state.routes,
+            shutdown: &state.shutdown,
+            destinations: &ThroughKafka,
+        };
         if let Err(refusal) = board.check(&command.route, &command.request) {
             if let Some(cluster) = &state.cluster {
                 let detail = format!("command `{}` from node {}: {refusal}", command.id, command.origin);

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::ClusterNode;
 use crate::config::{GatewayConfig, SwitchoverRequest, ENV_ADMIN_TOKEN};
 use crate::routing::Route;
-use crate::switchover::{Refusal, Switchboard, SwitchoverReport};
+use crate::switchover::{Refusal, Switchboard, SwitchoverReport, ThroughKafka};
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 
 /// What the admin server reads and acts on.
@@ -44,7 +44,12 @@ pub struct AdminState {
 
 impl AdminState {
     fn switchboard(&self) -> Switchboard<'_> {
-        Switchboard { config: &self.config, routes: &self.routes, shutdown: &self.shutdown }
+        Switchboard {
+            config: &self.config,
+            routes: &self.routes,
+            shutdown: &self.shutdown,
+            destinations: &ThroughKafka,
+        }
     }
 }
 

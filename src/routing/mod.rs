@@ -34,7 +34,7 @@ use crate::cluster::Advertising;
 use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig};
 
 pub use fence::Fence;
-pub use topology::{Broker, Topology};
+pub use topology::{Broker, ClusterMetadata, Topology};
 
 /// Which upstream a client-facing port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +83,24 @@ impl Upstream {
         timeout: Duration,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Arc<Upstream>> {
-        let server = preferred_id
-            .and_then(|id| domain.bootstrap_servers.iter().find(|s| s.id == id))
-            .unwrap_or(&domain.bootstrap_servers[0]);
+        let server = bootstrap_server(domain, preferred_id);
+        let field = format!("streamingDomains[{}].kafkaCluster.bootstrapServers[{}]", domain.name, server.id);
+        let topology = Topology::new(&domain.name, &server.addresses, &server.security)
+            .map_err(|e| anyhow::anyhow!("{field}: the gateway's Kafka client cannot be set up: {e:#}"))?;
+        Upstream::with_topology(domain, preferred_id, topology, refresh_every, timeout, shutdown)
+    }
+
+    /// [`Upstream::start`] with a view that asks its cluster through `topology` (the in-process
+    /// tests' fake cluster).
+    pub fn with_topology(
+        domain: &DomainConfig,
+        preferred_id: Option<&str>,
+        topology: Arc<Topology>,
+        refresh_every: Duration,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>> {
+        let server = bootstrap_server(domain, preferred_id);
         let field = format!("streamingDomains[{}].kafkaCluster.bootstrapServers[{}]", domain.name, server.id);
         let tls = match &server.security.tls {
             Some(settings) => Some(
@@ -94,8 +109,6 @@ impl Upstream {
             ),
             None => None,
         };
-        let topology = Topology::new(&domain.name, &server.addresses, &server.security)
-            .map_err(|e| anyhow::anyhow!("{field}: the gateway's Kafka client cannot be set up: {e:#}"))?;
         let stop = shutdown.child_token();
         tokio::spawn(Arc::clone(&topology).refresh_periodically(refresh_every, timeout, stop.clone()));
         Ok(Arc::new(Upstream {
@@ -112,6 +125,13 @@ impl Upstream {
     pub fn retire(&self) {
         self.stop.cancel();
     }
+}
+
+/// The domain's bootstrap server `preferred_id`, else its first.
+fn bootstrap_server<'d>(domain: &'d DomainConfig, preferred_id: Option<&str>) -> &'d crate::config::BootstrapServer {
+    preferred_id
+        .and_then(|id| domain.bootstrap_servers.iter().find(|s| s.id == id))
+        .unwrap_or(&domain.bootstrap_servers[0])
 }
 
 /// A configured route, running.

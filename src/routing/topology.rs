@@ -7,6 +7,9 @@
 //! instance right after a gateway restart, when clients still hold old metadata). Addresses are
 //! only ever added or updated, never dropped: a broker that is briefly absent from metadata
 //! keeps its address so its port keeps working when it returns.
+//!
+//! What the gateway asks a cluster directly goes through [`ClusterMetadata`]: librdkafka in the
+//! gateway, a fake in the in-process tests that drive a switchover's phases in paused time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +27,52 @@ pub struct Broker {
     pub rack: Option<String>,
 }
 
+/// What the gateway asks a cluster about itself. Each call blocks (it is run on a blocking
+/// thread) and is bounded by `timeout`.
+pub trait ClusterMetadata: Send + Sync + 'static {
+    /// Every broker's node id and address.
+    fn brokers(&self, timeout: Duration) -> anyhow::Result<Vec<(i32, HostPort)>>;
+    /// Every topic (internal ones excluded) and its partition count.
+    fn topics(&self, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>>;
+    /// The `(low, high)` watermarks of one partition.
+    fn watermarks(&self, topic: &str, partition: i32, timeout: Duration) -> anyhow::Result<(i64, i64)>;
+}
+
+/// The gateway's own librdkafka client of one listener.
+struct Librdkafka(BaseConsumer);
+
+impl ClusterMetadata for Librdkafka {
+    fn brokers(&self, timeout: Duration) -> anyhow::Result<Vec<(i32, HostPort)>> {
+        let metadata = self.0.fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .brokers()
+            .iter()
+            .filter_map(|b| {
+                Some((b.id(), HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? }))
+            })
+            .collect())
+    }
+
+    fn topics(&self, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
+        let metadata = self.0.fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| (t.name().to_string(), t.partitions().len()))
+            .collect())
+    }
+
+    fn watermarks(&self, topic: &str, partition: i32, timeout: Duration) -> anyhow::Result<(i64, i64)> {
+        Ok(self.0.fetch_watermarks(topic, partition, timeout)?)
+    }
+}
+
 /// The known brokers of one upstream cluster listener.
 pub struct Topology {
     domain: String,
     brokers: RwLock<HashMap<i32, Broker>>,
-    client: BaseConsumer,
+    client: Arc<dyn ClusterMetadata>,
     /// Serialises refreshes so a burst of connections to an unknown node triggers one.
     refreshing: tokio::sync::Mutex<()>,
     /// Whether the last refresh reached the cluster.
@@ -51,14 +95,19 @@ impl Topology {
             .set("client.id", format!("switchyard-topology-{domain}"))
             .set("socket.keepalive.enable", "true")
             .create()?;
-        Ok(Arc::new(Topology {
+        Ok(Topology::with_metadata(domain, Arc::new(Librdkafka(client))))
+    }
+
+    /// A view that asks `client` (the in-process tests' fake cluster).
+    pub fn with_metadata(domain: &str, client: Arc<dyn ClusterMetadata>) -> Arc<Topology> {
+        Arc::new(Topology {
             domain: domain.to_string(),
             brokers: RwLock::new(HashMap::new()),
             client,
             refreshing: tokio::sync::Mutex::new(()),
             reachable: AtomicBool::new(false),
             last_miss_refresh: tokio::sync::Mutex::new(None),
-        }))
+        })
     }
 
     /// Whether the last metadata refresh reached the cluster.
@@ -113,15 +162,8 @@ impl Topology {
         let _one_at_a_time = self.refreshing.lock().await;
         let this = Arc::clone(self);
         let brokers = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, Broker)>> {
-            let metadata = this.client.fetch_metadata(None, timeout)?;
-            Ok(metadata
-                .brokers()
-                .iter()
-                .filter_map(|b| {
-                    let address = HostPort { host: b.host().to_string(), port: u16::try_from(b.port()).ok()? };
-                    Some((b.id(), Broker { address, rack: None }))
-                })
-                .collect())
+            let brokers = this.client.brokers(timeout)?;
+            Ok(brokers.into_iter().map(|(id, address)| (id, Broker { address, rack: None })).collect())
         })
         .await?;
         self.reachable.store(brokers.is_ok(), Ordering::Relaxed);
@@ -180,16 +222,7 @@ impl Topology {
     /// Every topic of the cluster (internal ones excluded) and its partition count.
     pub async fn topics(self: &Arc<Self>, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, usize>> {
-            let metadata = this.client.fetch_metadata(None, timeout)?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
-                .map(|t| (t.name().to_string(), t.partitions().len()))
-                .collect())
-        })
-        .await?
+        tokio::task::spawn_blocking(move || this.client.topics(timeout)).await?
     }
 
     /// `(low, high)` watermarks of each partition of `topic`, in partition order.
@@ -202,7 +235,7 @@ impl Topology {
         let this = Arc::clone(self);
         let topic = topic.to_string();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i64, i64)>> {
-            (0..partitions as i32).map(|p| Ok(this.client.fetch_watermarks(&topic, p, timeout)?)).collect()
+            (0..partitions as i32).map(|p| this.client.watermarks(&topic, p, timeout)).collect()
         })
         .await?
     }

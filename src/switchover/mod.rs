@@ -18,7 +18,9 @@ pub mod reload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -89,11 +91,39 @@ pub enum Refusal {
     OutOfBounds(String),
 }
 
+/// How a switchover reaches its destination cluster: through Kafka in the gateway
+/// ([`ThroughKafka`]); the in-process tests give a fake cluster instead.
+pub trait Destinations: Sync {
+    fn reach(
+        &self,
+        config: &GatewayConfig,
+        domain: &str,
+        bootstrap_server_id: Option<&str>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>>;
+}
+
+/// Destinations reached with the gateway's own Kafka client.
+pub struct ThroughKafka;
+
+impl Destinations for ThroughKafka {
+    fn reach(
+        &self,
+        config: &GatewayConfig,
+        domain: &str,
+        bootstrap_server_id: Option<&str>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>> {
+        Upstream::for_domain(config, domain, bootstrap_server_id, shutdown)
+    }
+}
+
 /// What a switchover needs from the running gateway.
 pub struct Switchboard<'a> {
     pub config: &'a GatewayConfig,
     pub routes: &'a [Arc<Route>],
     pub shutdown: &'a CancellationToken,
+    pub destinations: &'a dyn Destinations,
 }
 
 impl Switchboard<'_> {
@@ -191,9 +221,10 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let to = &self.request.to;
         let unreachable = |cause: String| Refusal::Unreachable { domain: to.clone(), cause };
-        let destination =
-            Upstream::for_domain(board.config, to, Some(&self.source.bootstrap_server_id), board.shutdown)
-                .map_err(|e| unreachable(e.to_string()))?;
+        let destination = board
+            .destinations
+            .reach(board.config, to, Some(&self.source.bootstrap_server_id), board.shutdown)
+            .map_err(|e| unreachable(e.to_string()))?;
         let probe = async {
             destination.topology.refresh(PROBE_TIMEOUT).await?;
             let source_topics = self.source.topology.topics(PROBE_TIMEOUT).await?;

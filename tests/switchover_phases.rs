@@ -1,0 +1,260 @@
+//! Each phase of a live switchover, and its aborts, in process with paused time: a fake cluster
+//! on each side ([`ClusterMetadata`]) stands in for Kafka, so catch-up, the fence's drain and
+//! the timeouts are driven by virtual seconds, exactly and fast. The drills against real Kafka
+//! and MirrorMaker 2 are in `tests/switchover.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard::cluster::Advertising;
+use switchyard::config::{parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, HostPort, SwitchoverRequest};
+use switchyard::routing::{ClusterMetadata, Route, Topology, Upstream};
+use switchyard::switchover::{Destinations, Refusal, Switchboard, SwitchoverReport};
+use switchyard::telemetry::Metrics;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "orders";
+const DRAIN_TIMEOUT_MS: u64 = 3_000;
+
+/// A cluster that answers from what the test sets: its topics, each partition's watermarks,
+/// and whether it can be reached at all.
+#[derive(Default)]
+struct FakeCluster {
+    unreachable: AtomicBool,
+    topics: Mutex<BTreeMap<String, usize>>,
+    marks: Mutex<HashMap<(String, i32), (i64, i64)>>,
+}
+
+impl FakeCluster {
+    /// One topic of one partition holding `records`.
+    fn holding(records: i64) -> Arc<FakeCluster> {
+        let cluster = FakeCluster::default();
+        cluster.topics.lock().unwrap().insert(TOPIC.into(), 1);
+        cluster.marks.lock().unwrap().insert((TOPIC.into(), 0), (0, records));
+        Arc::new(cluster)
+    }
+
+    fn set_records(&self, records: i64) {
+        self.marks.lock().unwrap().insert((TOPIC.into(), 0), (0, records));
+    }
+
+    fn answer<T>(&self, value: T) -> anyhow::Result<T> {
+        anyhow::ensure!(!self.unreachable.load(Ordering::Relaxed), "no broker answers");
+        Ok(value)
+    }
+}
+
+impl ClusterMetadata for FakeCluster {
+    fn brokers(&self, _: Duration) -> anyhow::Result<Vec<(i32, HostPort)>> {
+        self.answer(vec![(1, HostPort { host: "127.0.0.1".into(), port: 9 })])
+    }
+
+    fn topics(&self, _: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
+        self.answer(self.topics.lock().unwrap().clone())
+    }
+
+    fn watermarks(&self, topic: &str, partition: i32, _: Duration) -> anyhow::Result<(i64, i64)> {
+        let marks = self.marks.lock().unwrap().get(&(topic.to_string(), partition)).copied();
+        self.answer(marks.unwrap_or((0, 0)))
+    }
+}
+
+/// Both domains of the config, each a fake cluster.
+struct FakeDestinations(HashMap<String, Arc<FakeCluster>>);
+
+impl Destinations for FakeDestinations {
+    fn reach(
+        &self,
+        config: &GatewayConfig,
+        domain: &str,
+        bootstrap_server_id: Option<&str>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Upstream>> {
+        let cluster = Arc::clone(&self.0[domain]);
+        let domain = config.domains.iter().find(|d| d.name == domain).expect("a domain of the config");
+        let topology = Topology::with_metadata(&domain.name, cluster);
+        let hour = Duration::from_secs(3600);
+        Upstream::with_topology(domain, bootstrap_server_id, topology, hour, Duration::from_secs(1), shutdown)
+    }
+}
+
+/// A route `r` on domain `blue`, which can be switched to `green`.
+struct Setup {
+    config: GatewayConfig,
+    route: Arc<Route>,
+    clusters: FakeDestinations,
+    shutdown: CancellationToken,
+    green: Arc<FakeCluster>,
+}
+
+impl Setup {
+    fn new(blue: Arc<FakeCluster>, green: Arc<FakeCluster>) -> Setup {
+        let yaml = format!(
+            "streamingDomains:
+  - {{name: blue, type: kafka, kafkaCluster: {{name: blue, bootstrapServers: [{{id: b, endpoint: 'blue:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
+  - {{name: green, type: kafka, kafkaCluster: {{name: green, bootstrapServers: [{{id: b, endpoint: 'green:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
+routes:
+  - {{name: r, endpoint: '127.0.0.1:19092', streamingDomain: {{name: blue}}}}
+proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
+"
+        );
+        let config = parse_with_env("phases.yaml", &yaml, &|_| None).expect("a valid config");
+        let clusters =
+            FakeDestinations(HashMap::from([("blue".into(), Arc::clone(&blue)), ("green".into(), Arc::clone(&green))]));
+        let shutdown = CancellationToken::new();
+        let source = clusters.reach(&config, "blue", None, &shutdown).expect("the source");
+        let route =
+            Route::new(&config.routes[0], source, Arc::new(Advertising::RouteEndpoint), &Metrics::new(), &shutdown);
+        route.saw_topics([TOPIC].into_iter());
+        Setup { config, route: Arc::new(route), clusters, shutdown, green }
+    }
+
+    async fn switch(&self, request: &SwitchoverRequest) -> Result<SwitchoverReport, Refusal> {
+        let routes = [Arc::clone(&self.route)];
+        let board = Switchboard {
+            config: &self.config,
+            routes: &routes,
+            shutdown: &self.shutdown,
+            destinations: &self.clusters,
+        };
+        board.switch("r", request).await
+    }
+}
+
+fn to_green(catch_up: CatchUpPolicy, timeout: Duration) -> SwitchoverRequest {
+    SwitchoverRequest {
+        to: "green".into(),
+        catch_up: Some(catch_up),
+        catch_up_timeout_ms: Some(timeout.as_millis() as u64),
+        fence: Some(FenceMode::Hold),
+        dry_run: false,
+        topics: None,
+    }
+}
+
+fn phase_names(report: &SwitchoverReport) -> Vec<&str> {
+    report.phases.iter().map(|p| p.name).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn completes_once_replication_catches_up_with_phases_in_order() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(40));
+    let green = Arc::clone(&setup.green);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        green.set_records(100);
+    });
+    let started = Instant::now();
+    let report = setup.switch(&to_green(CatchUpPolicy::Offsets, Duration::from_secs(60))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+    assert_eq!(phase_names(&report), ["pre-flight", "fence", "catch-up", "cut"]);
+    assert!(started.elapsed() >= Duration::from_secs(5), "the cut waited for replication");
+    assert!(started.elapsed() < Duration::from_secs(7), "and no longer than a poll after it");
+    assert_eq!(setup.route.upstream().domain, "green");
+    assert!(!setup.route.fence.is_closed(), "the fence opens at the cut");
+    assert_eq!(report.topics[0].offset_lag, vec![0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_timeout_aborts_and_unfences_on_the_source() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(40));
+    let started = Instant::now();
+    let report = setup.switch(&to_green(CatchUpPolicy::Offsets, Duration::from_secs(2))).await.expect("a report");
+    assert_eq!(report.outcome, "aborted", "{report:?}");
+    assert!(report.message.contains("did not catch up"), "{}", report.message);
+    assert_eq!(phase_names(&report), ["pre-flight", "fence", "catch-up"]);
+    assert!(started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(3));
+    assert_eq!(setup.route.upstream().domain, "blue", "clients stay on the source");
+    assert!(!setup.route.fence.is_closed(), "the source is unfenced");
+    // A later attempt, once replication caught up, goes through.
+    setup.green.set_records(100);
+    let retry = setup.switch(&to_green(CatchUpPolicy::Offsets, Duration::from_secs(2))).await.expect("retry");
+    assert_eq!(retry.outcome, "completed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_policy_allows_the_configured_lag() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(95));
+    let report = setup
+        .switch(&to_green(CatchUpPolicy::Records { max_lag: 5 }, Duration::from_secs(1)))
+        .await
+        .expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_without_the_topic_is_refused_before_anything_is_fenced() {
+    let green = FakeCluster::holding(100);
+    green.topics.lock().unwrap().clear();
+    let setup = Setup::new(FakeCluster::holding(100), green);
+    let refusal = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.unwrap_err();
+    let Refusal::NotReady(report) = refusal else { panic!("expected NotReady, got {refusal}") };
+    assert!(report.message.contains("`orders` is missing"), "{}", report.message);
+    assert_eq!(phase_names(&report), ["pre-flight"]);
+    assert_eq!(setup.route.upstream().domain, "blue");
+    assert!(!setup.route.fence.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_destination_is_refused_before_anything_is_fenced() {
+    let green = FakeCluster::holding(100);
+    green.unreachable.store(true, Ordering::Relaxed);
+    let setup = Setup::new(FakeCluster::holding(100), green);
+    let refusal = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.unwrap_err();
+    assert!(matches!(refusal, Refusal::Unreachable { .. }), "{refusal}");
+    assert!(!setup.route.fence.is_closed());
+    assert_eq!(setup.route.upstream().domain, "blue");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cut_waits_for_requests_already_forwarded() {
+    let setup = Arc::new(Setup::new(FakeCluster::holding(100), FakeCluster::holding(100)));
+    setup.route.fence.enter().expect("the fence is open");
+    let switching = {
+        let setup = Arc::clone(&setup);
+        tokio::spawn(async move { setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(setup.route.fence.is_closed(), "the fence closed");
+    assert!(!switching.is_finished(), "a forwarded request is unanswered: no cut yet");
+    assert_eq!(setup.route.upstream().domain, "blue");
+    assert_eq!(setup.route.fence.enter(), Err(FenceMode::Hold), "new requests are held");
+    setup.route.fence.leave(1);
+    let report = switching.await.expect("the task").expect("switchover");
+    assert_eq!(report.outcome, "completed");
+    assert!(report.phases[1].detail.contains("every in-flight request answered"), "{:?}", report.phases[1]);
+    assert_eq!(setup.route.upstream().domain, "green");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_request_delays_the_cut_by_the_drain_timeout_only() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    setup.route.fence.enter().expect("the fence is open");
+    let started = Instant::now();
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(DRAIN_TIMEOUT_MS) && waited < Duration::from_millis(DRAIN_TIMEOUT_MS + 500),
+        "waited {waited:?}"
+    );
+    assert!(report.phases[1].detail.contains("1 requests still unanswered"), "{:?}", report.phases[1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_switchover_of_a_route_is_refused_while_one_runs() {
+    let setup = Arc::new(Setup::new(FakeCluster::holding(100), FakeCluster::holding(40)));
+    let first = {
+        let setup = Arc::clone(&setup);
+        tokio::spawn(async move { setup.switch(&to_green(CatchUpPolicy::Offsets, Duration::from_secs(10))).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.unwrap_err();
+    assert!(matches!(second, Refusal::Busy { .. }), "{second}");
+    let first = first.await.expect("the task").expect("a report");
+    assert_eq!(first.outcome, "aborted", "the first one still ends by its own timeout");
+    assert!(!setup.route.fence.is_closed());
+}
