@@ -421,6 +421,40 @@ fn stalled_handshakes_leave_plaintext_and_new_tls_clients_served(env: &Env) -> R
     })
     .context("every stalled handshake ended at the timeout")?;
     drop(stalled);
+    full_handshake_flood_leaves_plaintext_served(env)
+}
+
+/// Four clients doing complete handshakes back to back (the CPU-heavy flood) while a plaintext
+/// client keeps asking: both go on, and the plaintext answers stay in order.
+fn full_handshake_flood_leaves_plaintext_served(env: &Env) -> Result<()> {
+    let window = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let handshakes = std::thread::scope(|scope| -> Result<usize> {
+        let flooders: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let started = Instant::now();
+                    let mut done = 0;
+                    while started.elapsed() < window {
+                        done += usize::from(tls_connect(env, "pem").is_ok());
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut plain = TcpStream::connect(loopback(env.port("plain")))?;
+        plain.set_read_timeout(Some(WAIT))?;
+        let started = Instant::now();
+        let mut answered = 0;
+        while started.elapsed() < window {
+            ensure!(round_trip(&mut plain)? == 1, "plaintext answers stay in order");
+            answered += 1;
+        }
+        ensure!(answered > 10, "the plaintext route answered only {answered} requests during a handshake flood");
+        let handshakes = flooders.into_iter().map(|f| f.join().unwrap_or(0)).sum();
+        println!("handshake flood: {handshakes} full handshakes and {answered} plaintext round trips in {window:?}");
+        Ok(handshakes)
+    })?;
+    ensure!(handshakes > 0, "no flooding handshake completed");
     Ok(())
 }
 
