@@ -19,7 +19,8 @@
 //!
 //! SaslHandshake v0 (a Kafka 0.10.0 client) is followed by raw SASL tokens without Kafka
 //! framing, which a Kafka-aware proxy cannot tell from requests; it is refused
-//! ([`LEGACY_HANDSHAKE`]) and SaslHandshake is advertised from v1 on.
+//! ([`LEGACY_HANDSHAKE`]). Clients since Kafka 1.0 send v1 (and SaslAuthenticate) to any
+//! broker that advertises SaslAuthenticate.
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::Decodable;
@@ -118,8 +119,15 @@ impl Exchange {
     }
 }
 
+/// Tokens longer than this are not read (the principal stays unknown): real first tokens are
+/// a few hundred bytes, a JWT a few kilobytes.
+const MAX_TOKEN: usize = 64 * 1024;
+
 /// The principal a client's first token of `mechanism` names, if it reveals one.
 pub fn principal(mechanism: &str, token: &[u8]) -> Option<String> {
+    if token.len() > MAX_TOKEN {
+        return None;
+    }
     let name = match mechanism {
         "PLAIN" => plain_user(token)?,
         m if m.starts_with("SCRAM-") => scram_user(token)?,

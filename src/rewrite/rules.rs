@@ -102,13 +102,13 @@ pub fn handling(api_key: ApiKey, version: i16) -> ResponseHandling {
 
 /// The versions of `api_key` the gateway lets clients negotiate: those it can decode, for an
 /// API in the table from its first decoded version on, and for an API whose requests name a
-/// group (`protocol::internal`); SaslHandshake from v1 on (`protocol::sasl`); any version
-/// otherwise.
+/// group (`protocol::internal`); any version otherwise.
+///
+/// SaslHandshake keeps the broker's range although v0 is refused ([`classify`]): librdkafka
+/// (2.0 at least) takes a range without v0 to mean the broker has no SASL handshake at all and
+/// gives up; it sends v1 whenever SaslAuthenticate is advertised, as every client since Kafka
+/// 1.0 does.
 pub fn gateway_versions(api_key: ApiKey) -> VersionRange {
-    if api_key == ApiKey::SaslHandshake {
-        let max = api_key.valid_versions().max;
-        return VersionRange { min: sasl::MIN_HANDSHAKE_VERSION, max };
-    }
     match rule_for(api_key) {
         // Versions before `since` pass as bytes, so only the top of the range is bounded.
         Some(rule) if rule.since > 0 => VersionRange { min: 0, max: api_key.valid_versions().max },
@@ -152,9 +152,9 @@ mod tests {
     }
 
     #[test]
-    fn sasl_handshake_is_advertised_from_v1() {
-        let range = gateway_versions(ApiKey::SaslHandshake);
-        assert_eq!((range.min, range.max), (1, 1));
-        assert_eq!(super::super::clamped_versions(ApiKey::SaslHandshake, 0, 1), Some((1, 1)));
+    fn sasl_handshake_keeps_the_brokers_range_and_sasl_authenticate_is_clamped_to_the_codec() {
+        assert_eq!(super::super::clamped_versions(ApiKey::SaslHandshake, 0, 1), Some((0, 1)));
+        let codec = ApiKey::SaslAuthenticate.valid_versions().max;
+        assert_eq!(super::super::clamped_versions(ApiKey::SaslAuthenticate, 0, 99), Some((0, codec)));
     }
 }

@@ -86,7 +86,12 @@ pub fn console_produce_output(
     process::run(cmd, Some(stdin), TOOL_TIMEOUT)
 }
 
-fn console_producer(bootstrap: &str, topic: &str, lines: &[String], props: &[(&str, &str)]) -> Result<(Command, Vec<u8>)> {
+fn console_producer(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    props: &[(&str, &str)],
+) -> Result<(Command, Vec<u8>)> {
     let mut cmd = tool("org.apache.kafka.tools.ConsoleProducer")?;
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic]);
     for (key, value) in [("acks", "all")].iter().chain(props) {
@@ -180,8 +185,11 @@ pub struct ProducerPerfOptions {
     pub record_size: usize,
     /// Records per second; -1 for unthrottled.
     pub throughput: i64,
-    /// Producer configs besides `bootstrap.servers`.
+    /// Producer configs besides `bootstrap.servers`. The tool splits each at every `=`, so a
+    /// value holding one (`sasl.jaas.config`) goes in [`Self::config_file`] instead.
     pub producer_props: Vec<(String, String)>,
+    /// A producer properties file (`--producer.config`), read before `producer_props`.
+    pub config_file: Option<PathBuf>,
     pub transactional_id: Option<String>,
     pub transaction_duration_ms: Option<u64>,
     /// Hard limit for the whole run, JVM startup included.
@@ -198,6 +206,7 @@ impl ProducerPerfOptions {
             record_size: 100,
             throughput: -1,
             producer_props: vec![("acks".to_owned(), "all".to_owned())],
+            config_file: None,
             transactional_id: None,
             transaction_duration_ms: None,
             timeout: Duration::from_secs(120),
@@ -215,6 +224,9 @@ impl ProducerPerfOptions {
         }
         if let Some(ms) = self.transaction_duration_ms {
             cmd.args(["--transaction-duration-ms", &ms.to_string()]);
+        }
+        if let Some(file) = &self.config_file {
+            cmd.arg("--producer.config").arg(file);
         }
         cmd.arg("--producer-props").arg(format!("bootstrap.servers={}", self.bootstrap));
         cmd.args(self.producer_props.iter().map(|(k, v)| format!("{k}={v}")));
