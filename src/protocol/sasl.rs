@@ -292,6 +292,26 @@ mod tests {
         assert_eq!(exchange.summary(), SaslSummary::default());
     }
 
+    proptest::proptest! {
+        /// Any PLAIN token names its user, and nothing of its password; any bytes, with any
+        /// mechanism, are read without a panic.
+        #[test]
+        fn plain_tokens_yield_the_user_only(
+            authzid in "[a-z]{0,8}",
+            user in "[a-zA-Z0-9._@=,-]{1,20}",
+            password in "[!-~]{1,30}",
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let token = format!("{authzid}\0{user}\0{password}");
+            proptest::prop_assert_eq!(principal("PLAIN", token.as_bytes()), Some(user.clone()));
+            let scram = format!("n,,n={},r={password}", user.replace('=', "=3D").replace(',', "=2C"));
+            proptest::prop_assert_eq!(principal("SCRAM-SHA-256", scram.as_bytes()), Some(user));
+            for mechanism in ["PLAIN", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] {
+                let _ = principal(mechanism, &noise);
+            }
+        }
+    }
+
     #[test]
     fn base64url_decodes_jwt_segments() {
         assert_eq!(base64url_decode("eyJzdWIiOiJhIn0").unwrap(), br#"{"sub":"a"}"#);
