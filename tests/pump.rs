@@ -359,3 +359,79 @@ async fn large_frames_wait_for_room_in_the_budget_and_then_pass() {
     assert_eq!(answers(first, 1).await, vec![1]);
     assert_eq!(third_sends.await.unwrap(), vec![3], "the third frame went through once room was given back");
 }
+
+/// A response frame (size prefix included) for `api_key` at `version`.
+fn response_frame<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
+    let header = kafka_protocol::messages::ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    header.encode(&mut out, api_key.response_header_version(version)).unwrap();
+    body.encode(&mut out, version).unwrap();
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    out.freeze()
+}
+
+/// A PLAIN login (SaslHandshake v1, SaslAuthenticate v2) passes through unchanged both ways, and
+/// the connection's summary names the user and the broker's verdict, never the password.
+#[tokio::test(start_paused = true)]
+async fn a_sasl_login_passes_through_and_names_the_principal() {
+    use kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    let gateway = Gateway::new(settings());
+    for (error_code, authenticated) in [(0, true), (58, false)] {
+        let (mut client, mut broker, pumped) = gateway.connect();
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let token = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0alice\0pump-secret"));
+        let requests = [frame(ApiKey::SaslHandshake, 1, 1, &handshake), frame(ApiKey::SaslAuthenticate, 2, 2, &token)];
+        let answers = [
+            response_frame(
+                ApiKey::SaslHandshake,
+                1,
+                1,
+                &SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]),
+            ),
+            response_frame(
+                ApiKey::SaslAuthenticate,
+                2,
+                2,
+                &SaslAuthenticateResponse::default().with_error_code(error_code).with_session_lifetime_ms(3000),
+            ),
+        ];
+        for (request, answer) in requests.iter().zip(&answers) {
+            client.write_all(request).await.unwrap();
+            assert_eq!(read_frame(&mut broker).await.unwrap(), request.slice(4..), "forwarded unchanged");
+            broker.write_all(answer).await.unwrap();
+            assert_eq!(read_frame(&mut client).await.unwrap(), answer.slice(4..), "answered unchanged");
+        }
+        drop(client);
+        let summary = pumped.await.unwrap();
+        assert!(matches!(summary.reason, CloseReason::ClientClosed), "{}", summary.reason);
+        assert_eq!(summary.sasl.principal.as_deref(), Some("alice"));
+        assert_eq!(summary.sasl.mechanism.as_deref(), Some("PLAIN"));
+        assert_eq!(summary.sasl.authenticated, Some(authenticated));
+        assert_eq!(summary.sasl.authentications, u32::from(authenticated));
+        assert!(!format!("{:?}", summary.sasl).contains("pump-secret"));
+    }
+}
+
+/// SaslHandshake v0 (raw tokens would follow) is never forwarded: the connection closes with
+/// the reason.
+#[tokio::test(start_paused = true)]
+async fn a_sasl_handshake_v0_is_refused_before_the_broker_sees_it() {
+    use kafka_protocol::messages::SaslHandshakeRequest;
+    let gateway = Gateway::new(settings());
+    let (mut client, mut broker, pumped) = gateway.connect();
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    client.write_all(&frame(ApiKey::SaslHandshake, 0, 1, &handshake)).await.unwrap();
+    let summary = pumped.await.unwrap();
+    assert_eq!(summary.reason.label(), "refused_request");
+    assert!(
+        summary.reason.to_string().contains("SaslHandshake v0 is followed by raw SASL tokens"),
+        "{}",
+        summary.reason
+    );
+    assert_eq!(read_frame(&mut broker).await, None, "nothing reached the broker");
+    assert_eq!(read_frame(&mut client).await, None, "the client's connection is closed");
+}

@@ -41,6 +41,9 @@ pub enum ResponseHandling {
     ClampApiVersions,
     /// Decode to replace broker addresses with gateway addresses.
     RewriteAddresses,
+    /// Read the error code of a SaslAuthenticate answer (did the broker accept the client?);
+    /// the answer itself is forwarded unchanged.
+    ObserveSaslOutcome,
 }
 
 impl ResponseHandling {

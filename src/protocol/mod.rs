@@ -8,6 +8,7 @@ pub mod frame;
 pub mod inflight;
 pub mod internal;
 pub mod request;
+pub mod sasl;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
@@ -16,6 +17,7 @@ use kafka_protocol::protocol::Encodable;
 pub use frame::{frame_at, FrameError, FrameLimits, FrameStatus, SIZE_PREFIX};
 pub use inflight::{InFlight, ResponseHandling};
 pub use request::{client_hash, client_id_hash, peek_request, RequestError, MIN_REQUEST_BODY};
+pub use sasl::SaslSummary;
 
 /// Bytes every response body starts with: the correlation id.
 pub const MIN_RESPONSE_BODY: usize = 4;

@@ -29,6 +29,9 @@ pub enum RequestError {
     /// A request naming a gateway cluster's internal group: its clients may not touch it.
     #[error("{api_key:?} names `{group}`, a gateway cluster's internal group, which clients may not use")]
     InternalGroup { api_key: ApiKey, group: String },
+    /// SaslHandshake v0, whose SASL tokens follow as raw bytes without Kafka framing.
+    #[error("{}", super::sasl::LEGACY_HANDSHAKE)]
+    LegacySaslHandshake,
     /// A request the gateway had to decode (to answer it itself) but could not.
     #[error("cannot decode the {api_key:?} v{version} request: {cause}")]
     Undecodable { api_key: ApiKey, version: i16, cause: String },

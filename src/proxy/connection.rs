@@ -21,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -39,10 +39,11 @@ use super::stream::{Duplex, ProgressWriter};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
-    client_id_hash, fence_answer, frame_at, internal, peek_request, response_correlation_id, FrameError, FrameLimits,
-    FrameStatus, InFlight, RequestError, ResponseHandling, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+    client_id_hash, fence_answer, frame_at, internal, peek_request, response_correlation_id, sasl, FrameError,
+    FrameLimits, FrameStatus, InFlight, RequestError, ResponseHandling, SaslSummary, MIN_REQUEST_BODY,
+    MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
-use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, RewriteError};
+use crate::rewrite::{classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, RewriteError};
 use crate::routing::{Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
@@ -211,6 +212,8 @@ pub struct ConnectionSummary {
     pub reason: CloseReason,
     pub bytes_from_client: u64,
     pub bytes_to_client: u64,
+    /// Who the client authenticated as, as far as its SASL exchange showed.
+    pub sasl: SaslSummary,
 }
 
 /// Bytes moved each way, shared by the two directions of one connection.
@@ -218,6 +221,15 @@ pub struct ConnectionSummary {
 struct Traffic {
     from_client: AtomicU64,
     to_client: AtomicU64,
+    /// The client's SASL exchanges: requests noted by one direction, answers by the other. Locked
+    /// only for SaslHandshake and SaslAuthenticate, a few times per connection.
+    sasl: Mutex<sasl::Exchange>,
+}
+
+impl Traffic {
+    fn sasl(&self) -> std::sync::MutexGuard<'_, sasl::Exchange> {
+        self.sasl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// An answer the client is owed, queued in the order it asked.
@@ -311,10 +323,12 @@ pub async fn pump<C: Duplex, U: Duplex>(
             ctx.route.metrics.request_failed(unanswered.api_key);
         }
     }
+    let sasl = traffic.sasl().summary();
     ConnectionSummary {
         reason,
         bytes_from_client: traffic.from_client.load(Ordering::Relaxed),
         bytes_to_client: traffic.to_client.load(Ordering::Relaxed),
+        sasl,
     }
 }
 
@@ -672,6 +686,10 @@ impl Requests<'_> {
             }
             Classified::Refuse(e) => return Err(bad_request(e)),
         };
+        if sasl::observed(request.api_key) {
+            // SaslHandshake and SaslAuthenticate only: who the client says it is.
+            self.traffic.sasl().request(request.api_key, request.api_version, body);
+        }
         if internal::names_group(request.api_key) {
             // Group APIs only (never Produce or Fetch): a client posing as a gateway node.
             internal::refuse_internal_group(request.api_key, request.api_version, body).map_err(bad_request)?;
@@ -908,6 +926,13 @@ impl Responses<'_> {
             }
             metrics.upstream_time.observe(read_at.into_std().saturating_duration_since(request.sent_at));
             if !request.handling.decodes_response() {
+                run_end += len;
+                continue;
+            }
+            if request.handling == ResponseHandling::ObserveSaslOutcome {
+                let body = &buf[run_end + SIZE_PREFIX..run_end + len];
+                let error_code = sasl_outcome(&request, body).map_err(CloseReason::BadResponse)?;
+                self.traffic.sasl().answer(error_code);
                 run_end += len;
                 continue;
             }

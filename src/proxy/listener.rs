@@ -382,18 +382,22 @@ impl Connection {
         metrics.connection_closed(reason.label(), reason.rejected_input());
         let duration_ms = started.elapsed().as_millis() as u64;
         let upstream = upstream_addr.to_string();
+        // Who the client authenticated as (never a secret): empty fields when it used no SASL.
+        let sasl = &summary.sasl;
+        let (principal, sasl_mechanism, authenticated) =
+            (sasl.principal.as_deref(), sasl.mechanism.as_deref(), sasl.authenticated);
         match reason.severity() {
             Severity::Routine => {
-                tracing::debug!(%client_addr, route, ?target, upstream, duration_ms, "connection closed: {reason}{origin}")
+                tracing::debug!(%client_addr, route, ?target, upstream, duration_ms, principal, sasl_mechanism, authenticated, "connection closed: {reason}{origin}")
             }
             Severity::Notable => {
                 if let Some(held_back) = CLOSES_LOGGED.allow(reason.label()) {
-                    tracing::info!(%client_addr, route, ?target, upstream, duration_ms, held_back, "connection closed: {reason}{origin}")
+                    tracing::info!(%client_addr, route, ?target, upstream, duration_ms, principal, sasl_mechanism, authenticated, held_back, "connection closed: {reason}{origin}")
                 }
             }
             Severity::Problem => {
                 if let Some(held_back) = CLOSES_LOGGED.allow(reason.label()) {
-                    tracing::warn!(%client_addr, route, ?target, upstream, duration_ms, held_back, "connection closed: {reason}{origin}")
+                    tracing::warn!(%client_addr, route, ?target, upstream, duration_ms, principal, sasl_mechanism, authenticated, held_back, "connection closed: {reason}{origin}")
                 }
             }
         }
@@ -419,6 +423,10 @@ impl Connection {
             bytes_to_client: summary.map(|s| s.bytes_to_client),
             duration_ms: Some(started.elapsed().as_millis() as u64),
             close_reason: Some(reason.to_string()),
+            sasl_mechanism: summary.and_then(|s| s.sasl.mechanism.clone()),
+            principal: summary.and_then(|s| s.sasl.principal.clone()),
+            authenticated: summary.and_then(|s| s.sasl.authenticated),
+            sasl_authentications: summary.map(|s| s.sasl.authentications).filter(|n| *n > 0),
             ..self.event(proxied)
         }));
     }
@@ -436,6 +444,10 @@ impl Connection {
             bytes_to_client: None,
             duration_ms: None,
             close_reason: None,
+            sasl_mechanism: None,
+            principal: None,
+            authenticated: None,
+            sasl_authentications: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse,
     FetchResponse, FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-    ShareAcknowledgeResponse, ShareFetchResponse,
+    SaslAuthenticateResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -61,6 +61,8 @@ pub fn rewrite_response<B: ByteBuf>(
             edit::<ApiVersionsResponse, _>(request, body, api_versions::clamp)
         }
         ResponseHandling::RewriteAddresses => rewrite_addresses(route, upstream, request, body),
+        // Read with `sasl_outcome`, never changed.
+        ResponseHandling::ObserveSaslOutcome => return Ok(None),
     };
     result.map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
 }
@@ -112,4 +114,16 @@ fn edit<R: Decodable + Encodable, B: ByteBuf>(
         return Ok(None);
     }
     encode_response(&header, &response, request.api_key, request.api_version).map(Some)
+}
+
+/// The error code of a SaslAuthenticate answer (`body`: the frame after its size prefix) to
+/// `request`: 0 when the broker accepted the client's credentials. Only the code is kept; the
+/// rest (a SCRAM server message, the session lifetime) is dropped with the decoded copy.
+pub fn sasl_outcome(request: &InFlight, mut body: &[u8]) -> Result<i16, RewriteError> {
+    let body = &mut body;
+    let decode = |body: &mut &[u8]| -> anyhow::Result<i16> {
+        ResponseHeader::decode(body, request.api_key.response_header_version(request.api_version))?;
+        Ok(SaslAuthenticateResponse::decode(body, request.api_version)?.error_code)
+    };
+    decode(body).map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
 }

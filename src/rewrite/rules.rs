@@ -14,7 +14,7 @@
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
-use crate::protocol::{internal, RequestError, ResponseHandling};
+use crate::protocol::{internal, sasl, RequestError, ResponseHandling};
 
 /// One API whose responses the gateway decodes.
 struct Rule {
@@ -28,7 +28,7 @@ const fn rule(api_key: ApiKey, since: i16, handling: ResponseHandling) -> Rule {
     Rule { api_key, since, handling }
 }
 
-use ResponseHandling::{ClampApiVersions, RewriteAddresses};
+use ResponseHandling::{ClampApiVersions, ObserveSaslOutcome, RewriteAddresses};
 
 /// Every decoded response. The reasons, one per row:
 const RULES: &[Rule] = &[
@@ -49,6 +49,9 @@ const RULES: &[Rule] = &[
     // Broker configs name listeners and controllers (`advertised.listeners`, `listeners`,
     // `controller.quorum.voters`, ...).
     rule(ApiKey::DescribeConfigs, 0, RewriteAddresses),
+    // Not rewritten: its error code says whether the broker accepted the client's SASL
+    // credentials, for the connection's audit event (`protocol::sasl`).
+    rule(ApiKey::SaslAuthenticate, 0, ObserveSaslOutcome),
 ];
 
 fn rule_for(api_key: ApiKey) -> Option<&'static Rule> {
@@ -68,6 +71,10 @@ pub enum Classified {
 
 /// Classify a request of `api_key` at `version`.
 pub fn classify(api_key: ApiKey, version: i16) -> Classified {
+    if api_key == ApiKey::SaslHandshake && version < sasl::MIN_HANDSHAKE_VERSION {
+        // Raw SASL tokens would follow, without Kafka framing: refused, never misread.
+        return Classified::Refuse(RequestError::LegacySaslHandshake);
+    }
     let Some(rule) = rule_for(api_key) else {
         return Classified::Forward(ResponseHandling::Opaque);
     };
@@ -96,6 +103,11 @@ pub fn handling(api_key: ApiKey, version: i16) -> ResponseHandling {
 /// The versions of `api_key` the gateway lets clients negotiate: those it can decode, for an
 /// API in the table from its first decoded version on, and for an API whose requests name a
 /// group (`protocol::internal`); any version otherwise.
+///
+/// SaslHandshake keeps the broker's range although v0 is refused ([`classify`]): librdkafka
+/// (2.0 at least) takes a range without v0 to mean the broker has no SASL handshake at all and
+/// gives up; it sends v1 whenever SaslAuthenticate is advertised, as every client since Kafka
+/// 1.0 does.
 pub fn gateway_versions(api_key: ApiKey) -> VersionRange {
     match rule_for(api_key) {
         // Versions before `since` pass as bytes, so only the top of the range is bounded.
@@ -133,5 +145,16 @@ mod tests {
         assert_eq!(classify(ApiKey::ApiVersions, -1), Classified::UnsupportedApiVersions);
         assert!(matches!(classify(ApiKey::Metadata, 99), Classified::Refuse(RequestError::UndecodableVersion { .. })));
         assert!(matches!(classify(ApiKey::DescribeConfigs, 0), Classified::Refuse(_)));
+        assert_eq!(classify(ApiKey::SaslHandshake, 0), Classified::Refuse(RequestError::LegacySaslHandshake));
+        assert_eq!(classify(ApiKey::SaslHandshake, 1), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::SaslAuthenticate, 2), Classified::Forward(ObserveSaslOutcome));
+        assert!(matches!(classify(ApiKey::SaslAuthenticate, 9), Classified::Refuse(_)));
+    }
+
+    #[test]
+    fn sasl_handshake_keeps_the_brokers_range_and_sasl_authenticate_is_clamped_to_the_codec() {
+        assert_eq!(super::super::clamped_versions(ApiKey::SaslHandshake, 0, 1), Some((0, 1)));
+        let codec = ApiKey::SaslAuthenticate.valid_versions().max;
+        assert_eq!(super::super::clamped_versions(ApiKey::SaslAuthenticate, 0, 99), Some((0, codec)));
     }
 }

@@ -107,6 +107,20 @@ pub struct ConnectionEvent {
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// The SASL mechanism the client chose (passed through to the broker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    /// Who the client authenticated as, read from its SASL exchange where the mechanism reveals
+    /// it (PLAIN, SCRAM, OAUTHBEARER's `sub`). Never a password or token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Whether the broker accepted the client's last SASL exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<bool>,
+    /// SASL exchanges the broker accepted on this connection: above 1, the client
+    /// re-authenticated (KIP-368).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_authentications: Option<u32>,
 }
 
 #[derive(Serialize)]

@@ -52,6 +52,15 @@ pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<()> {
     topic_command(bootstrap, &["--delete", "--topic", topic], &format!("deleting topic {topic}")).map(drop)
 }
 
+/// `kafka-acls --add <args>`, e.g. `["--allow-principal", "User:alice", "--operation", "All",
+/// "--topic", "orders"]`. On a cluster with an authorizer, through a listener whose principal
+/// may change ACLs (the kit's plaintext internal listener, when `User:ANONYMOUS` is a super user).
+pub fn add_acls(bootstrap: &str, args: &[&str]) -> Result<()> {
+    let mut cmd = tool("org.apache.kafka.tools.AclCommand")?;
+    cmd.args(["--bootstrap-server", bootstrap, "--add", "--force"]).args(args);
+    run_tool(cmd, None, TOOL_TIMEOUT, &format!("adding ACLs {args:?}")).map(drop)
+}
+
 /// `kafka-topics --list` (internal topics included).
 pub fn list_topics(bootstrap: &str) -> Result<Vec<String>> {
     Ok(topic_command(bootstrap, &["--list"], "listing topics")?.stdout_lines())
@@ -60,13 +69,36 @@ pub fn list_topics(bootstrap: &str) -> Result<Vec<String>> {
 /// Produces one record per line with the console producer (`acks=all` unless `props` say
 /// otherwise; `props` are producer configs).
 pub fn console_produce(bootstrap: &str, topic: &str, lines: &[String], props: &[(&str, &str)]) -> Result<()> {
+    let (cmd, stdin) = console_producer(bootstrap, topic, lines, props)?;
+    run_tool(cmd, Some(stdin), TOOL_TIMEOUT, &format!("console producer to {topic}")).map(drop)
+}
+
+/// [`console_produce`], returning what the tool printed whether or not it succeeded: for
+/// failures a test expects (a refused login, a denied topic), which the console producer reports
+/// on stderr.
+pub fn console_produce_output(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    props: &[(&str, &str)],
+) -> Result<CommandOutput> {
+    let (cmd, stdin) = console_producer(bootstrap, topic, lines, props)?;
+    process::run(cmd, Some(stdin), TOOL_TIMEOUT)
+}
+
+fn console_producer(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    props: &[(&str, &str)],
+) -> Result<(Command, Vec<u8>)> {
     let mut cmd = tool("org.apache.kafka.tools.ConsoleProducer")?;
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic]);
     for (key, value) in [("acks", "all")].iter().chain(props) {
         cmd.arg("--producer-property").arg(format!("{key}={value}"));
     }
     let stdin: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    run_tool(cmd, Some(stdin.into_bytes()), TOOL_TIMEOUT, &format!("console producer to {topic}")).map(drop)
+    Ok((cmd, stdin.into_bytes()))
 }
 
 /// How [`console_consume_with`] reads a topic.
@@ -153,8 +185,11 @@ pub struct ProducerPerfOptions {
     pub record_size: usize,
     /// Records per second; -1 for unthrottled.
     pub throughput: i64,
-    /// Producer configs besides `bootstrap.servers`.
+    /// Producer configs besides `bootstrap.servers`. The tool splits each at every `=`, so a
+    /// value holding one (`sasl.jaas.config`) goes in [`Self::config_file`] instead.
     pub producer_props: Vec<(String, String)>,
+    /// A producer properties file (`--producer.config`), read before `producer_props`.
+    pub config_file: Option<PathBuf>,
     pub transactional_id: Option<String>,
     pub transaction_duration_ms: Option<u64>,
     /// Hard limit for the whole run, JVM startup included.
@@ -171,6 +206,7 @@ impl ProducerPerfOptions {
             record_size: 100,
             throughput: -1,
             producer_props: vec![("acks".to_owned(), "all".to_owned())],
+            config_file: None,
             transactional_id: None,
             transaction_duration_ms: None,
             timeout: Duration::from_secs(120),
@@ -188,6 +224,9 @@ impl ProducerPerfOptions {
         }
         if let Some(ms) = self.transaction_duration_ms {
             cmd.args(["--transaction-duration-ms", &ms.to_string()]);
+        }
+        if let Some(file) = &self.config_file {
+            cmd.arg("--producer.config").arg(file);
         }
         cmd.arg("--producer-props").arg(format!("bootstrap.servers={}", self.bootstrap));
         cmd.args(self.producer_props.iter().map(|(k, v)| format!("{k}={v}")));

@@ -200,7 +200,9 @@ pub struct ListenerTls {
 /// SASL on a cluster's client listener: the mechanisms enabled and the users that exist.
 #[derive(Debug, Clone)]
 pub struct ListenerSasl {
-    /// Kafka's names: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    /// Kafka's names: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` (unsecured JWS
+    /// tokens, validated by Kafka's default unsecured validator: any user the token's `sub`
+    /// names; for tests only).
     pub mechanisms: Vec<String>,
     /// `(user, password)`: PLAIN users in the listener's JAAS config, and SCRAM credentials (for
     /// every enabled SCRAM mechanism) written into the metadata log when storage is formatted.
@@ -214,6 +216,12 @@ impl ListenerSasl {
             mechanisms: ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].map(str::to_owned).to_vec(),
             users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
         }
+    }
+
+    /// Adds `OAUTHBEARER` with unsecured JWS tokens (see [`Self::mechanisms`]).
+    pub fn with_oauthbearer(mut self) -> Self {
+        self.mechanisms.push("OAUTHBEARER".to_owned());
+        self
     }
 
     fn scram_mechanisms(&self) -> impl Iterator<Item = &str> {
@@ -638,6 +646,11 @@ fn listener_properties(spec: &ClusterSpec, node: &Node, controller_port: u16) ->
                     let users: String = sasl.users.iter().map(|(u, p)| format!(" user_{u}=\"{p}\"")).collect();
                     format!("org.apache.kafka.common.security.plain.PlainLoginModule required{users};")
                 }
+                // The broker's own (unused) login; clients' unsecured tokens are validated by
+                // Kafka's default OAUTHBEARER server callback handler.
+                "OAUTHBEARER" => "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+                                  unsecuredLoginStringClaim_sub=\"broker\";"
+                    .to_owned(),
                 _ => "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
             };
             props.push((format!("{prefix}{}.sasl.jaas.config", mechanism.to_ascii_lowercase()), module));

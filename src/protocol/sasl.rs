@@ -1,0 +1,322 @@
+//! Who a client says it is: the principal read from its SASL exchange, which otherwise passes
+//! through to the broker untouched.
+//!
+//! With `auth: passthrough` the broker authenticates the client and authorizes its requests as
+//! the client's own principal; the gateway only watches. Two rare requests are decoded, with
+//! `kafka-protocol`: SaslHandshake (the mechanism) and SaslAuthenticate (the client's token),
+//! plus the error code of SaslAuthenticate answers (read in `crate::rewrite`). Produce and Fetch
+//! are never among them. The principal comes from the token where the mechanism reveals it:
+//!
+//! - `PLAIN`: `authzid NUL user NUL password`: the user. The password is never kept.
+//! - `SCRAM-SHA-256`, `SCRAM-SHA-512`: the client-first message `n,,n=<user>,r=<nonce>`: the
+//!   user, with `=2C` and `=3D` decoded. The proofs that follow reveal nothing.
+//! - `OAUTHBEARER`: `n,,\x01auth=Bearer <JWT>\x01\x01`: the JWT's `sub` claim when the token is
+//!   a readable JWT (its signature is the broker's business); otherwise unknown.
+//! - anything else (GSSAPI, ...): unknown.
+//!
+//! Nothing here ever keeps, logs or returns a password, a proof or a token: only the user
+//! name. A token that cannot be read leaves the principal unknown; the broker decides.
+//!
+//! SaslHandshake v0 (a Kafka 0.10.0 client) is followed by raw SASL tokens without Kafka
+//! framing, which a Kafka-aware proxy cannot tell from requests; it is refused
+//! ([`LEGACY_HANDSHAKE`]). Clients since Kafka 1.0 send v1 (and SaslAuthenticate) to any
+//! broker that advertises SaslAuthenticate.
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::Decodable;
+
+/// The first SaslHandshake version whose tokens travel in SaslAuthenticate requests (KIP-152).
+pub const MIN_HANDSHAKE_VERSION: i16 = 1;
+
+/// Why a SaslHandshake v0 is refused, for the close reason.
+pub const LEGACY_HANDSHAKE: &str = "SaslHandshake v0 is followed by raw SASL tokens without Kafka framing, which the \
+     gateway cannot forward; use a client that sends SaslAuthenticate (Kafka 1.0 or later, SaslHandshake v1)";
+
+/// Whether requests of `api_key` are read by [`Exchange::request`]. Cheap: asked of every
+/// request.
+pub fn observed(api_key: ApiKey) -> bool {
+    matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+}
+
+/// What a connection's SASL exchanges showed, for its close log line and audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaslSummary {
+    /// The mechanism the client chose in its last SaslHandshake.
+    pub mechanism: Option<String>,
+    /// The principal the client claimed, where the mechanism reveals it.
+    pub principal: Option<String>,
+    /// Whether the broker accepted the last exchange; `None` before any answer.
+    pub authenticated: Option<bool>,
+    /// Exchanges the broker accepted: more than one means the client re-authenticated (KIP-368).
+    pub authentications: u32,
+}
+
+/// A connection's SASL exchanges as they happen: requests seen by the request direction,
+/// answers by the response direction. The exchange is a strict request-answer dialogue, so the
+/// two never race over one step.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    summary: SaslSummary,
+    /// SaslAuthenticate requests since the last SaslHandshake.
+    round: u32,
+    /// The principal claimed in the current exchange, until the broker answers.
+    claimed: Option<String>,
+}
+
+impl Exchange {
+    /// Note a SaslHandshake or SaslAuthenticate request (`body`: the frame after its size
+    /// prefix). A request that cannot be read leaves the exchange as it was.
+    pub fn request(&mut self, api_key: ApiKey, version: i16, body: &[u8]) {
+        let mut body = body;
+        let body = &mut body;
+        if RequestHeader::decode(body, api_key.request_header_version(version)).is_err() {
+            return;
+        }
+        match api_key {
+            ApiKey::SaslHandshake => {
+                let Ok(request) = SaslHandshakeRequest::decode(body, version) else { return };
+                self.summary.mechanism = Some(request.mechanism.to_string());
+                self.round = 0;
+                self.claimed = None;
+            }
+            ApiKey::SaslAuthenticate => {
+                let Ok(request) = SaslAuthenticateRequest::decode(body, version) else { return };
+                self.round += 1;
+                if let Some(principal) = self.mechanism().and_then(|m| principal(m, &request.auth_bytes)) {
+                    self.claimed = Some(principal);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Note the error code of the broker's answer to a SaslAuthenticate request.
+    pub fn answer(&mut self, error_code: i16) {
+        if self.claimed.is_some() {
+            self.summary.principal = self.claimed.clone();
+        }
+        if error_code != 0 {
+            self.summary.authenticated = Some(false);
+            return;
+        }
+        // SCRAM succeeds on its second round (the server-first message answers the first).
+        let final_round = match self.mechanism() {
+            Some(m) if m.starts_with("SCRAM-") => self.round >= 2,
+            _ => true,
+        };
+        if final_round {
+            self.summary.authenticated = Some(true);
+            self.summary.authentications += 1;
+        }
+    }
+
+    pub fn summary(&self) -> SaslSummary {
+        self.summary.clone()
+    }
+
+    fn mechanism(&self) -> Option<&str> {
+        self.summary.mechanism.as_deref()
+    }
+}
+
+/// Tokens longer than this are not read (the principal stays unknown): real first tokens are
+/// a few hundred bytes, a JWT a few kilobytes.
+const MAX_TOKEN: usize = 64 * 1024;
+
+/// The principal a client's first token of `mechanism` names, if it reveals one.
+pub fn principal(mechanism: &str, token: &[u8]) -> Option<String> {
+    if token.len() > MAX_TOKEN {
+        return None;
+    }
+    let name = match mechanism {
+        "PLAIN" => plain_user(token)?,
+        m if m.starts_with("SCRAM-") => scram_user(token)?,
+        "OAUTHBEARER" => oauthbearer_subject(token)?,
+        _ => return None,
+    };
+    (!name.is_empty()).then_some(name)
+}
+
+/// `authzid NUL authcid NUL passwd`: the authcid. The password is not looked at.
+fn plain_user(token: &[u8]) -> Option<String> {
+    let mut parts = token.splitn(3, |b| *b == 0);
+    let _authzid = parts.next()?;
+    let user = parts.next()?;
+    // Without a second NUL this is not a PLAIN token: nothing to say.
+    parts.next()?;
+    String::from_utf8(user.to_vec()).ok()
+}
+
+/// `gs2-header client-first-message-bare`, e.g. `n,,n=user,r=nonce` (RFC 5802): the user.
+fn scram_user(token: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(token).ok()?;
+    let mut fields = text.splitn(3, ',');
+    let binding = fields.next()?;
+    if !(binding == "n" || binding == "y" || binding.starts_with("p=")) {
+        // A client-final message (`c=...,r=...,p=...`): no user.
+        return None;
+    }
+    let _authzid = fields.next()?;
+    let bare = fields.next()?;
+    let user = bare.split(',').next()?.strip_prefix("n=")?;
+    Some(user.replace("=2C", ",").replace("=3D", "="))
+}
+
+/// `gs2-header \x01 auth=Bearer <token> \x01 ... \x01\x01` (RFC 7628): the JWT's `sub` claim.
+fn oauthbearer_subject(token: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(token).ok()?;
+    let auth = text.split('\x01').find_map(|kv| kv.strip_prefix("auth="))?;
+    let (scheme, jwt) = auth.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("Bearer") {
+        return None;
+    }
+    let payload = jwt.trim().split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// Base64url without padding (JWT segments); `None` on any other character.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let mut bits = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            bits |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = bits.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn encode(api_key: ApiKey, version: i16, message: &impl Encodable) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(3)
+            .with_client_id(Some(StrBytes::from_static_str("probe")));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
+        message.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    fn handshake(mechanism: &'static str) -> Vec<u8> {
+        encode(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        )
+    }
+
+    fn authenticate(version: i16, token: &'static [u8]) -> Vec<u8> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(token));
+        encode(ApiKey::SaslAuthenticate, version, &request)
+    }
+
+    #[test]
+    fn plain_names_the_user_and_never_the_password() {
+        assert_eq!(principal("PLAIN", b"\0alice\0s3cret"), Some("alice".into()));
+        assert_eq!(principal("PLAIN", b"alice\0alice\0s3cret"), Some("alice".into()));
+        assert_eq!(principal("PLAIN", b"alice-without-nul"), None);
+        let mut exchange = Exchange::default();
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"\0alice\0s3cret"));
+        exchange.answer(0);
+        let summary = exchange.summary();
+        assert_eq!(summary.principal.as_deref(), Some("alice"));
+        assert_eq!(summary.mechanism.as_deref(), Some("PLAIN"));
+        assert_eq!((summary.authenticated, summary.authentications), (Some(true), 1));
+        assert!(!format!("{exchange:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn scram_names_the_user_from_the_first_message_and_succeeds_on_the_second() {
+        assert_eq!(principal("SCRAM-SHA-256", b"n,,n=alice,r=abc"), Some("alice".into()));
+        assert_eq!(principal("SCRAM-SHA-512", b"n,a=bob,n=a=2Cb=3Dc,r=x"), Some("a,b=c".into()));
+        assert_eq!(principal("SCRAM-SHA-512", b"c=biws,r=abc,p=proof"), None);
+        let mut exchange = Exchange::default();
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("SCRAM-SHA-512"));
+        exchange.request(ApiKey::SaslAuthenticate, 1, &authenticate(1, b"n,,n=alice,r=abc"));
+        exchange.answer(0);
+        assert_eq!(exchange.summary().authenticated, None, "only the server-first message so far");
+        exchange.request(ApiKey::SaslAuthenticate, 1, &authenticate(1, b"c=biws,r=abcdef,p=proof"));
+        exchange.answer(0);
+        assert_eq!(exchange.summary().authenticated, Some(true));
+        assert_eq!(exchange.summary().principal.as_deref(), Some("alice"));
+        // Re-authentication (KIP-368): a wrong proof this time.
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("SCRAM-SHA-512"));
+        exchange.request(ApiKey::SaslAuthenticate, 1, &authenticate(1, b"n,,n=alice,r=xyz"));
+        exchange.answer(0);
+        exchange.request(ApiKey::SaslAuthenticate, 1, &authenticate(1, b"c=biws,r=xyzabc,p=bad"));
+        exchange.answer(58);
+        let summary = exchange.summary();
+        assert_eq!((summary.authenticated, summary.authentications), (Some(false), 1));
+    }
+
+    #[test]
+    fn oauthbearer_names_the_subject_of_a_readable_jwt() {
+        // {"alg":"none"} . {"sub":"alice","exp":1} . (unsigned)
+        let token = b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.\x01\x01";
+        assert_eq!(principal("OAUTHBEARER", token), Some("alice".into()));
+        assert_eq!(principal("OAUTHBEARER", b"n,,\x01auth=Bearer opaque-token\x01\x01"), None);
+        assert_eq!(principal("OAUTHBEARER", b"\x01"), None);
+        assert_eq!(principal("GSSAPI", b"anything"), None);
+    }
+
+    #[test]
+    fn unreadable_requests_change_nothing() {
+        let mut exchange = Exchange::default();
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN")[..9]);
+        exchange.request(ApiKey::SaslAuthenticate, 2, &[0, 36, 0, 2]);
+        assert_eq!(exchange.summary(), SaslSummary::default());
+    }
+
+    proptest::proptest! {
+        /// Any PLAIN token names its user, and nothing of its password; any bytes, with any
+        /// mechanism, are read without a panic.
+        #[test]
+        fn plain_tokens_yield_the_user_only(
+            authzid in "[a-z]{0,8}",
+            user in "[a-zA-Z0-9._@=,-]{1,20}",
+            password in "[!-~]{1,30}",
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let token = format!("{authzid}\0{user}\0{password}");
+            proptest::prop_assert_eq!(principal("PLAIN", token.as_bytes()), Some(user.clone()));
+            let scram = format!("n,,n={},r={password}", user.replace('=', "=3D").replace(',', "=2C"));
+            proptest::prop_assert_eq!(principal("SCRAM-SHA-256", scram.as_bytes()), Some(user));
+            for mechanism in ["PLAIN", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] {
+                let _ = principal(mechanism, &noise);
+            }
+        }
+    }
+
+    #[test]
+    fn base64url_decodes_jwt_segments() {
+        assert_eq!(base64url_decode("eyJzdWIiOiJhIn0").unwrap(), br#"{"sub":"a"}"#);
+        assert_eq!(base64url_decode("YQ").unwrap(), b"a");
+        assert_eq!(base64url_decode("Y"), None);
+        assert_eq!(base64url_decode("a!"), None);
+    }
+}

@@ -1,0 +1,534 @@
+//! SASL passthrough against real Kafka with ACLs: clients log in to the broker through the
+//! gateway with their own credentials, the broker authorizes their own principal, and the
+//! gateway's audit log names who they were, never their secrets.
+//!
+//! Two single-node clusters are shared by every test, both with the StandardAuthorizer,
+//! `allow.everyone.if.no.acl.found=false` and ACLs granting `alice` the topics and groups (`bob`
+//! has none; `gateway`, the gateway's own clients, is a super user):
+//!
+//! - `plain`: SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unsecured JWS), and
+//!   `connections.max.reauth.ms` of 3 s, so every long connection re-authenticates (KIP-368);
+//! - `ssl`: SASL_SSL with PLAIN and SCRAM-SHA-256/512.
+//!
+//! Debian's kcat (librdkafka 2.0.2) cannot do SCRAM with Kafka 4 nor re-authenticate: it logs in
+//! with PLAIN, the Java clients with everything.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use switchyard_testkit::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, SaslHandshakeRequest};
+use switchyard_testkit::kafka_protocol::protocol::{Encodable, StrBytes};
+use switchyard_testkit::{
+    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, Identity, KafkaCluster, KafkaWire,
+    ListenerSasl, ListenerTls, ProducerPerfOptions, TestPki,
+};
+
+use common::{binary, loopback, run_suite};
+
+const ALICE: (&str, &str) = ("alice", "alice-Pw-7f3kQ");
+const BOB: (&str, &str) = ("bob", "bob-Pw-91xqZ");
+const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
+const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
+const TOPIC: &str = "orders";
+/// Written only by the re-authentication test, so its end offset counts that test's records.
+const REAUTH_TOPIC: &str = "long-run";
+const REAUTH_MS: u64 = 3000;
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "sasl-token";
+
+struct Env {
+    pki: TestPki,
+    gateway_identity: Identity,
+    plain: KafkaCluster,
+    ssl: KafkaCluster,
+}
+
+fn main() {
+    run_suite(
+        &[
+            ("plain_and_scram_over_a_plaintext_client_leg", plain_and_scram_over_a_plaintext_client_leg),
+            ("oauthbearer_unsecured_token_passes_through", oauthbearer_unsecured_token_passes_through),
+            ("plain_and_scram_over_a_tls_client_leg_to_sasl_ssl", plain_and_scram_over_a_tls_client_leg_to_sasl_ssl),
+            ("wrong_password_and_missing_acls_are_refused", wrong_password_and_missing_acls_are_refused),
+            ("reauthentication_keeps_a_long_producer_going", reauthentication_keeps_a_long_producer_going),
+            ("legacy_sasl_handshake_v0_is_refused_cleanly", legacy_sasl_handshake_v0_is_refused_cleanly),
+            (
+                "switchover_between_sasl_clusters_keeps_the_producer",
+                switchover_between_sasl_clusters_keeps_the_producer,
+            ),
+        ],
+        setup,
+    );
+}
+
+fn authorizer(spec: ClusterSpec) -> ClusterSpec {
+    spec.prop("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+        .prop("allow.everyone.if.no.acl.found", "false")
+        // ANONYMOUS: the kit's plaintext internal and controller listeners (brokers, setup tools).
+        .prop("super.users", format!("User:ANONYMOUS;User:{}", GATEWAY.0))
+}
+
+fn setup() -> Result<Env> {
+    let pki = TestPki::new()?;
+    let broker = pki.server("broker", &["localhost", "127.0.0.1"])?;
+    let gateway_identity = pki.server("gateway", &["127.0.0.1", "localhost"])?;
+    let users = [ALICE, BOB, GATEWAY];
+    let plain_spec = authorizer(ClusterSpec {
+        first_node_id: 1,
+        ..ClusterSpec::single().sasl(ListenerSasl::all_mechanisms(&users).with_oauthbearer())
+    })
+    .prop("connections.max.reauth.ms", REAUTH_MS.to_string());
+    let ssl_spec = authorizer(ClusterSpec {
+        first_node_id: 2,
+        ..ClusterSpec::single()
+            .tls(ListenerTls { keystore: broker, client_truststore: None })
+            .sasl(ListenerSasl::all_mechanisms(&users))
+    });
+    let (plain, ssl) = std::thread::scope(|s| {
+        let plain = s.spawn(|| KafkaCluster::start(plain_spec));
+        let ssl = s.spawn(|| KafkaCluster::start(ssl_spec));
+        (plain.join().expect("plain start"), ssl.join().expect("ssl start"))
+    });
+    let (plain, ssl) = (plain?, ssl?);
+    for cluster in [&plain, &ssl] {
+        let internal = cluster.internal_bootstrap();
+        java::create_topic(&internal, TOPIC, 1, 1)?;
+        let principal = format!("User:{}", ALICE.0);
+        let args = ["--allow-principal", &principal, "--operation", "All", "--topic", "*", "--group", "*"];
+        java::add_acls(&internal, &args)?;
+    }
+    java::create_topic(&plain.internal_bootstrap(), REAUTH_TOPIC, 1, 1)?;
+    for cluster in [&plain, &ssl] {
+        cluster.wait_for_topic(TOPIC, 1)?;
+    }
+    Ok(Env { pki, gateway_identity, plain, ssl })
+}
+
+/// One domain's YAML: `name`, node id `node`, the cluster's bootstrap with its protocol prefix,
+/// the gateway's own login (`gateway`, a super user) and, for SASL_SSL, trust in the test CA.
+fn domain(env: &Env, name: &str, node: i32, cluster: &KafkaCluster) -> String {
+    let ssl = match cluster.protocol() {
+        "SASL_SSL" => format!(
+            "          ssl:\n            truststore: {{type: PEM, location: \"{}\"}}\n",
+            env.pki.ca_pem().display()
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "  - name: {name}\n    type: kafka\n    kafkaCluster:\n      name: {name}\n      bootstrapServers:\n        - id: listener\n          endpoint: \"{}://{}\"\n{ssl}          sasl: {{mechanism: SCRAM-SHA-512, username: {}, password: {{value: {}}}}}\n      nodeIdRanges: [{{name: brokers, start: {node}, end: {node}}}]\n",
+        cluster.protocol(),
+        cluster.bootstrap(),
+        GATEWAY.0,
+        GATEWAY.1,
+    )
+}
+
+struct Gateway {
+    process: GatewayProcess,
+    base: u16,
+    admin: u16,
+    audit: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// A gateway with `domains` and route `main` (node ids `nodes`) to `route_domain`, its client
+    /// leg TLS with the gateway's test certificate when `tls`, and an audit log.
+    fn start(env: &Env, domains: &str, route_domain: &str, nodes: (i32, i32), tls: bool) -> Result<Gateway> {
+        let base = free_port_block((nodes.1 - nodes.0 + 2) as u16);
+        let admin = free_port_block(1);
+        let dir = tempfile::tempdir()?;
+        let audit = dir.path().join("audit.jsonl");
+        let security = match tls {
+            true => format!(
+                "    security:\n      ssl:\n        keystore: {{type: PEM, location: \"{}\"}}\n",
+                env.gateway_identity.combined_pem.display()
+            ),
+            false => String::new(),
+        };
+        let yaml = format!(
+            "streamingDomains:\n{domains}routes:\n  - name: main\n    endpoint: \"127.0.0.1:{base}\"\n    streamingDomain: {{name: {route_domain}, bootstrapServerId: listener}}\n{security}proxy:\n  connectTimeoutMs: 3000\nadmin:\n  address: 127.0.0.1:{admin}\n  token: {TOKEN}\naudit:\n  file: {}\n",
+            audit.display()
+        );
+        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
+        Ok(Gateway { process, base, admin, audit, _dir: dir })
+    }
+
+    /// Route `main` to `plain`, plaintext client leg.
+    fn plain(env: &Env) -> Result<Gateway> {
+        Gateway::start(env, &domain(env, "plain", 1, &env.plain), "plain", (1, 1), false)
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.base)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    /// `switchyard_requests_total` for `api` on route `main`.
+    fn requests(&self, api: &str) -> Result<f64> {
+        let text = ureq::get(&self.url("/metrics")).call()?.body_mut().read_to_string()?;
+        let prefix = format!("switchyard_requests_total{{route=\"main\",api=\"{api}\"}} ");
+        Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(Ok(0.0), str::parse)?)
+    }
+
+    /// The audit log's CONNECTION `close` events so far.
+    fn closes(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["type"] == "CONNECTION" && event["event"] == "close")
+            .collect()
+    }
+
+    /// Waits until a `close` event matches `wanted` (audit events are written when the
+    /// connection closes, off the data path) and returns it.
+    fn wait_for_close(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(event) = self.closes().into_iter().find(|e| wanted(e)) {
+                return Ok(event);
+            }
+            ensure!(Instant::now() < deadline, "no audit close event {what}; closes:\n{:#?}", self.closes());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Neither the gateway's log nor its audit log holds any of `secrets`.
+    fn ensure_no_secrets(&self, secrets: &[&str]) -> Result<()> {
+        let log = self.process.log_contents();
+        let audit = std::fs::read_to_string(&self.audit).unwrap_or_default();
+        ensure!(!audit.is_empty(), "the audit log is empty");
+        for secret in secrets {
+            ensure!(!log.contains(secret), "a secret reached the gateway's log:\n{log}");
+            ensure!(!audit.contains(secret), "a secret reached the audit log:\n{audit}");
+        }
+        Ok(())
+    }
+}
+
+/// A close event of `principal` with `mechanism` whose exchange the broker accepted.
+fn authenticated_as<'a>(principal: &'a str, mechanism: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e: &Value| e["principal"] == principal && e["saslMechanism"] == mechanism && e["authenticated"] == true
+}
+
+fn scram_jaas(user: (&str, &str)) -> String {
+    format!(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";",
+        user.0, user.1
+    )
+}
+
+fn plain_jaas(user: (&str, &str)) -> String {
+    format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{}\" password=\"{}\";",
+        user.0, user.1
+    )
+}
+
+/// Java client settings for SASL: `(security.protocol, sasl.mechanism, sasl.jaas.config)`, plus
+/// the test CA's truststore when `truststore` is given (SASL_SSL).
+fn java_sasl(protocol: &str, mechanism: &str, jaas: &str, truststore: Option<&Path>) -> Vec<(String, String)> {
+    let mut props = vec![
+        ("security.protocol".to_owned(), protocol.to_owned()),
+        ("sasl.mechanism".to_owned(), mechanism.to_owned()),
+        ("sasl.jaas.config".to_owned(), jaas.to_owned()),
+        // A refused login or a denied topic fails the send soon, not after a minute.
+        ("max.block.ms".to_owned(), "20000".to_owned()),
+        ("delivery.timeout.ms".to_owned(), "20000".to_owned()),
+        ("request.timeout.ms".to_owned(), "10000".to_owned()),
+    ];
+    if let Some(truststore) = truststore {
+        props.extend([
+            ("ssl.truststore.type".to_owned(), "PKCS12".to_owned()),
+            ("ssl.truststore.location".to_owned(), truststore.display().to_string()),
+            ("ssl.truststore.password".to_owned(), TestPki::PASSWORD.to_owned()),
+        ]);
+    }
+    props
+}
+
+fn java_produce(bootstrap: &str, topic: &str, lines: &[String], props: &[(String, String)]) -> Result<()> {
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    java::console_produce(bootstrap, topic, lines, &props)
+}
+
+/// What a Java producer that is expected to fail printed.
+fn java_produce_failing(bootstrap: &str, lines: &[String], props: &[(String, String)]) -> Result<String> {
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = java::console_produce_output(bootstrap, TOPIC, lines, &props)?;
+    Ok(format!("{}\n{}", output.stdout, output.stderr))
+}
+
+/// A Java properties file of `props` in `dir` (values escaped as the format needs).
+fn properties_file(dir: &Path, props: &[(String, String)]) -> Result<PathBuf> {
+    let path = dir.join("client.properties");
+    let text: String = props.iter().map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\"))).collect();
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Every record of `topic` read through `bootstrap` with kcat, logged in as alice with PLAIN.
+fn read_all(bootstrap: &str, config: &[(String, String)]) -> Result<Vec<String>> {
+    kcat::consume_with(bootstrap, TOPIC, 10_000, WAIT, config)
+}
+
+/// PLAIN (kcat and Java) and SCRAM-SHA-256/512 (Java) over a plaintext client leg to a
+/// SASL_PLAINTEXT listener: the broker authorizes alice (only her ACLs let the records in), the
+/// audit log names her with each mechanism, and her password is nowhere in the gateway's output.
+fn plain_and_scram_over_a_plaintext_client_leg(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let bootstrap = gateway.bootstrap();
+    let kcat_plain = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, ALICE.1)));
+    kcat::produce_with(&bootstrap, TOPIC, &lines("leg1-kcat-plain", 2), &kcat_plain)?;
+    java_produce(
+        &bootstrap,
+        TOPIC,
+        &lines("leg1-java-plain", 1),
+        &java_sasl("SASL_PLAINTEXT", "PLAIN", &plain_jaas(ALICE), None),
+    )?;
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let props = java_sasl("SASL_PLAINTEXT", mechanism, &scram_jaas(ALICE), None);
+        java_produce(&bootstrap, TOPIC, &lines(&format!("leg1-java-{mechanism}"), 1), &props)?;
+    }
+    let read = read_all(&bootstrap, &kcat_plain)?;
+    for wanted in [
+        "leg1-kcat-plain-0",
+        "leg1-kcat-plain-1",
+        "leg1-java-plain-0",
+        "leg1-java-SCRAM-SHA-256-0",
+        "leg1-java-SCRAM-SHA-512-0",
+    ] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        gateway.wait_for_close(&format!("for alice with {mechanism}"), authenticated_as(ALICE.0, mechanism))?;
+    }
+    gateway.ensure_no_secrets(&[ALICE.1, GATEWAY.1])?;
+    Ok(())
+}
+
+/// OAUTHBEARER with an unsecured JWS token whose `sub` is alice: the broker's default
+/// validator accepts it and authorizes alice; the audit log reads her from the token.
+fn oauthbearer_unsecured_token_passes_through(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let jaas = format!(
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"{}\";",
+        ALICE.0
+    );
+    let props = java_sasl("SASL_PLAINTEXT", "OAUTHBEARER", &jaas, None);
+    java_produce(&gateway.bootstrap(), TOPIC, &lines("oauth", 2), &props)?;
+    let read = read_all(&env.plain.internal_bootstrap(), &[])?;
+    ensure!(read.iter().any(|r| r == "oauth-1"), "the OAUTHBEARER records are missing: {read:?}");
+    gateway.wait_for_close("for alice with OAUTHBEARER", authenticated_as(ALICE.0, "OAUTHBEARER"))?;
+    Ok(())
+}
+
+/// A TLS client leg (`routes[].security.ssl`) in front of a SASL_SSL listener: clients speak
+/// SASL_SSL to the gateway, kcat with PLAIN and Java with SCRAM-SHA-512; the broker authorizes
+/// alice and the audit log names her.
+fn plain_and_scram_over_a_tls_client_leg_to_sasl_ssl(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, &domain(env, "ssl", 2, &env.ssl), "ssl", (2, 2), true)?;
+    let bootstrap = gateway.bootstrap();
+    let kcat_plain = kcat::security_config("SASL_SSL", Some(env.pki.ca_pem()), Some(("PLAIN", ALICE.0, ALICE.1)));
+    kcat::produce_with(&bootstrap, TOPIC, &lines("tls-kcat-plain", 2), &kcat_plain)?;
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let props = java_sasl("SASL_SSL", mechanism, &scram_jaas(ALICE), Some(env.pki.ca_truststore()));
+        java_produce(&bootstrap, TOPIC, &lines(&format!("tls-java-{mechanism}"), 1), &props)?;
+    }
+    let read = read_all(&bootstrap, &kcat_plain)?;
+    for wanted in ["tls-kcat-plain-1", "tls-java-SCRAM-SHA-256-0", "tls-java-SCRAM-SHA-512-0"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        gateway.wait_for_close(&format!("for alice with {mechanism}"), authenticated_as(ALICE.0, mechanism))?;
+    }
+    gateway.ensure_no_secrets(&[ALICE.1, GATEWAY.1])?;
+    Ok(())
+}
+
+/// A wrong password is the broker's refusal, passed through (kcat fails; the Java client reports
+/// an authentication failure); bob logs in but the broker denies him the topic. The audit log
+/// tells them apart, and the wrong password is nowhere.
+fn wrong_password_and_missing_acls_are_refused(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let bootstrap = gateway.bootstrap();
+    let wrong = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, WRONG_PASSWORD)));
+    ensure!(
+        kcat::produce_with(&bootstrap, TOPIC, &lines("x", 1), &wrong).is_err(),
+        "kcat got in with a wrong password"
+    );
+    let props = java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", &scram_jaas((ALICE.0, WRONG_PASSWORD)), None);
+    let output = java_produce_failing(&bootstrap, &lines("wrong", 1), &props)?;
+    ensure!(
+        output.contains("SaslAuthenticationException") || output.contains("Authentication failed"),
+        "the Java client saw no authentication error:\n{output}"
+    );
+    let props = java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-512", &scram_jaas(BOB), None);
+    let output = java_produce_failing(&bootstrap, &lines("bob", 1), &props)?;
+    ensure!(
+        output.contains("TopicAuthorizationException") || output.contains("Not authorized to access topics"),
+        "bob was not denied the topic:\n{output}"
+    );
+    let read = read_all(&env.plain.internal_bootstrap(), &[])?;
+    ensure!(
+        !read.iter().any(|r| r == "wrong-0" || r == "bob-0" || r == "x-0"),
+        "a refused client's record arrived: {read:?}"
+    );
+    gateway.wait_for_close("for a refused SCRAM login", |e| {
+        e["principal"] == ALICE.0 && e["saslMechanism"] == "SCRAM-SHA-256" && e["authenticated"] == false
+    })?;
+    gateway.wait_for_close("for a refused PLAIN login", |e| {
+        e["principal"] == ALICE.0 && e["saslMechanism"] == "PLAIN" && e["authenticated"] == false
+    })?;
+    gateway.wait_for_close("for bob, authenticated", authenticated_as(BOB.0, "SCRAM-SHA-512"))?;
+    // The broker ends a refused login: that close is logged (at warn), naming who tried.
+    let log = gateway.process.log_contents();
+    let refused_line = log.lines().any(|line| {
+        line.contains("connection closed")
+            && line.contains("principal=\"alice\"")
+            && line.contains("authenticated=false")
+    });
+    ensure!(refused_line, "no close line names the refused principal:\n{log}");
+    gateway.ensure_no_secrets(&[WRONG_PASSWORD, BOB.1, GATEWAY.1])?;
+    Ok(())
+}
+
+/// KIP-368: the broker ends every SASL session after 3 s, so a producer sending for ~15 s
+/// re-authenticates on its open connections through the gateway, and loses nothing: every record
+/// is acknowledged and on the broker. The gateway counts the extra SaslAuthenticate requests and
+/// the audit close event of the long connection counts the accepted exchanges.
+fn reauthentication_keeps_a_long_producer_going(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let before = gateway.requests("SaslAuthenticate")?;
+    let records = 1_500;
+    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), REAUTH_TOPIC, records);
+    perf.throughput = 100;
+    let dir = tempfile::tempdir()?;
+    perf.config_file =
+        Some(properties_file(dir.path(), &java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-512", &scram_jaas(ALICE), None))?);
+    perf.timeout = Duration::from_secs(90);
+    let started = Instant::now();
+    let (summary, output) = java::producer_perf_background(&perf)?.wait_with_output()?;
+    let elapsed = started.elapsed();
+    ensure!(
+        summary.records == records,
+        "{} of {records} records acknowledged:\n{}",
+        summary.records,
+        output.describe()
+    );
+    ensure!(!output.stderr.contains("Exception"), "the producer reported errors:\n{}", output.stderr);
+    let on_broker: i64 = end_offsets(&env.plain.internal_bootstrap(), REAUTH_TOPIC)?.iter().map(|(_, o)| o).sum();
+    ensure!(on_broker == records as i64, "{on_broker} records on the broker, {records} sent");
+    // SCRAM takes two SaslAuthenticate requests per login; a 15 s run re-authenticates about
+    // every 3 s (the client starts 85-95 % into the session).
+    let authenticates = gateway.requests("SaslAuthenticate")? - before;
+    let sessions = elapsed.as_millis() as f64 / REAUTH_MS as f64;
+    ensure!(
+        authenticates >= 2.0 * (sessions - 1.0).floor().max(4.0),
+        "{authenticates} SaslAuthenticate requests in {elapsed:?}"
+    );
+    let long = gateway.wait_for_close("for a connection that re-authenticated", |e| {
+        e["principal"] == ALICE.0 && e["saslAuthentications"].as_u64().is_some_and(|n| n >= 3)
+    })?;
+    ensure!(long["authenticated"] == true, "{long}");
+    gateway.ensure_no_secrets(&[ALICE.1])?;
+    Ok(())
+}
+
+/// SaslHandshake v0 is followed by raw SASL tokens the gateway could not frame: a connection
+/// that sends one is closed, with the reason in the gateway's log. The broker's SaslHandshake
+/// range is advertised unchanged (librdkafka needs v0 listed to use v1), and SaslAuthenticate
+/// with it, so clients use v1.
+fn legacy_sasl_handshake_v0_is_refused_cleanly(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let mut wire = KafkaWire::connect(loopback(gateway.base), Duration::from_secs(10))?;
+    let versions = wire.send(
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sasl-test"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+        3,
+    )?;
+    let advertised = |key: ApiKey| {
+        versions.api_keys.iter().find(|api| api.api_key == key as i16).map(|api| (api.min_version, api.max_version))
+    };
+    let handshake = advertised(ApiKey::SaslHandshake).context("no SaslHandshake in the ApiVersions answer")?;
+    // Kafka 4.1 offers 0-1; without v0 listed librdkafka would not log in at all.
+    ensure!(handshake == (0, 1), "SaslHandshake advertised as {handshake:?}, not the broker's 0-1");
+    ensure!(advertised(ApiKey::SaslAuthenticate).is_some(), "SaslAuthenticate is not advertised");
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::SaslHandshake as i16)
+        .with_request_api_version(0)
+        .with_correlation_id(9)
+        .with_client_id(Some(StrBytes::from_static_str("legacy")));
+    let mut body = bytes::BytesMut::new();
+    header.encode(&mut body, 1)?;
+    SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")).encode(&mut body, 0)?;
+    wire.send_raw(&body)?;
+    let answer = wire.read_raw_frame();
+    ensure!(matches!(answer, Ok(None) | Err(_)), "the gateway answered a SaslHandshake v0: {answer:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = gateway.process.log_contents();
+        if log.contains("SaslHandshake v0 is followed by raw SASL tokens") {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no reason logged for the refused SaslHandshake v0:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Both clusters know alice: a switchover from `plain` to `ssl` while a SCRAM producer runs
+/// through the gateway keeps it producing; it logs in again on the destination with the same
+/// credentials and every record is acknowledged.
+fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> {
+    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
+    let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
+    let records = 800;
+    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), TOPIC, records);
+    perf.throughput = 100;
+    let dir = tempfile::tempdir()?;
+    perf.config_file =
+        Some(properties_file(dir.path(), &java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", &scram_jaas(ALICE), None))?);
+    perf.producer_props.push(("delivery.timeout.ms".to_owned(), "60000".to_owned()));
+    perf.timeout = Duration::from_secs(90);
+    let ssl_before: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    let run = java::producer_perf_background(&perf)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
+    let mut response = agent
+        .post(&gateway.url("/admin/v1/routes/main/switchover"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())?;
+    let status = response.status().as_u16();
+    let report: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
+    ensure!(status == 200 && report["outcome"] == "completed", "switchover: {status} {report}");
+    let (summary, output) = run.wait_with_output()?;
+    ensure!(
+        summary.records == records,
+        "{} of {records} records acknowledged:\n{}",
+        summary.records,
+        output.describe()
+    );
+    let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    gateway.wait_for_close("for alice on the destination", |e| {
+        e["principal"] == ALICE.0
+            && e["upstreamAddress"].as_str().is_some_and(|a| a == env.ssl.first_bootstrap().to_string())
+    })?;
+    Ok(())
+}
