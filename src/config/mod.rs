@@ -12,6 +12,7 @@ mod operability;
 mod port_map;
 mod schema;
 mod security;
+mod swap;
 mod switchover;
 mod validate;
 pub mod watch;
@@ -29,6 +30,9 @@ pub use operability::{
 };
 pub use port_map::PortMap;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
+pub use swap::{
+    client_users, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue,
+};
 pub use switchover::{CatchUpPolicy, FenceMode, SwitchoverRequest};
 pub use validate::ConfigError;
 
@@ -45,6 +49,8 @@ pub struct GatewayConfig {
     pub source: String,
     pub domains: Vec<DomainConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `secretStores`: where swap routes look up the credentials clients are mapped to.
+    pub secret_stores: Vec<SecretStoreConfig>,
     pub proxy: ProxySettings,
     pub proxy_protocol: ProxyProtocolSettings,
     pub admin: AdminSettings,
@@ -96,6 +102,9 @@ pub struct RouteConfig {
     pub upstream_security: BrokerSecurity,
     /// Client-facing TLS; `None`: plaintext.
     pub tls: Option<TlsSettings>,
+    /// `auth: swap`: how the gateway authenticates clients and logs in for them; `None`:
+    /// passthrough.
+    pub swap: Option<SwapSettings>,
     /// Node ids of the route's own domain first, then those of every other domain it could be
     /// switched to, so no port ever serves two different node ids. A host route has only its
     /// bootstrap port.

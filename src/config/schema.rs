@@ -8,6 +8,7 @@
 use serde::Deserialize;
 
 use super::security::{RawRouteSecurity, RawSasl, RawSsl};
+use super::swap::RawSecretStore;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -16,6 +17,9 @@ pub(crate) struct RawConfig {
     pub streaming_domains: Vec<RawStreamingDomain>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Where swap routes find the credentials they log in to brokers with.
+    #[serde(default)]
+    pub secret_stores: Vec<RawSecretStore>,
     #[serde(default)]
     pub proxy: RawProxySettings,
     #[serde(default)]

@@ -175,11 +175,15 @@ pub(crate) struct RawSasl {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawRouteSecurity {
-    /// Only `passthrough`: the client's own SASL exchange reaches the broker.
+    /// `passthrough` (the default): the client's own SASL exchange reaches the broker; `swap`:
+    /// the gateway authenticates the client and logs in to the broker with mapped credentials.
     #[serde(default)]
     pub auth: Option<String>,
     #[serde(default)]
     pub ssl: Option<RawSsl>,
+    /// `auth: swap` only.
+    #[serde(default)]
+    pub swap_config: Option<super::swap::RawSwapConfig>,
 }
 
 // ---- Checking ----

@@ -15,7 +15,8 @@ use super::security::RawRouteSecurity;
 use super::security::{self, Leg};
 use super::PortMap;
 use super::{
-    BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig, TlsSettings,
+    BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig, SwapSettings,
+    TlsSettings,
 };
 
 /// A config problem, with everything a user needs to fix it.
@@ -86,7 +87,8 @@ pub(crate) fn deserialize(source: &str, text: &str) -> Result<RawConfig, ConfigE
 
 /// Check that the parts fit together and resolve defaults.
 pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Result<GatewayConfig, ConfigError> {
-    let checker = Checker { source };
+    let secret_stores = super::swap::secret_stores(source, raw.secret_stores)?;
+    let checker = Checker { source, secret_stores: &secret_stores };
     let domains = checker.domains(raw.streaming_domains)?;
     let gateway_node_id =
         env(operability::ENV_NODE_ID).or_else(|| raw.cluster.node_id.clone()).filter(|n| !n.is_empty());
@@ -110,6 +112,7 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Resul
         source: source.to_string(),
         domains,
         routes,
+        secret_stores,
         proxy,
         proxy_protocol,
         admin,
@@ -121,6 +124,7 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Resul
 
 struct Checker<'a> {
     source: &'a str,
+    secret_stores: &'a [super::SecretStoreConfig],
 }
 
 impl Checker<'_> {
@@ -292,7 +296,7 @@ impl Checker<'_> {
         })?;
         let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
         let upstream = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
-        let tls = self.route_tls(at, r.security)?;
+        let (tls, swap) = self.route_security(at, r.security)?;
         if host_pattern.is_some() && tls.is_none() {
             return Err(self.err(
                 format!("{at}.security.ssl"),
@@ -313,6 +317,7 @@ impl Checker<'_> {
             upstream_bootstrap: upstream.addresses.clone(),
             upstream_security: upstream.security.clone(),
             tls,
+            swap,
             port_map,
             host_pattern,
             cluster_id: r.cluster_id,
@@ -368,16 +373,41 @@ impl Checker<'_> {
         }
     }
 
-    fn route_tls(&self, at: &str, raw: Option<RawRouteSecurity>) -> Result<Option<TlsSettings>, ConfigError> {
-        let Some(raw) = raw else { return Ok(None) };
-        if let Some(auth) = raw.auth.filter(|a| !a.eq_ignore_ascii_case("passthrough")) {
-            return Err(self.err(
-                format!("{at}.security.auth"),
-                format!("`{auth}` is not supported"),
-                "use `auth: passthrough` (clients' own SASL exchange reaches the broker)",
-            ));
-        }
-        raw.ssl.map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client)).transpose()
+    /// A route's client-facing TLS and, for `auth: swap`, its swap settings.
+    fn route_security(
+        &self,
+        at: &str,
+        raw: Option<RawRouteSecurity>,
+    ) -> Result<(Option<TlsSettings>, Option<SwapSettings>), ConfigError> {
+        let Some(raw) = raw else { return Ok((None, None)) };
+        let swap = match raw.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("passthrough") => {
+                if raw.swap_config.is_some() {
+                    return Err(self.err(
+                        format!("{at}.security.swapConfig"),
+                        "applies to `auth: swap` only",
+                        "set `auth: swap`, or remove swapConfig",
+                    ));
+                }
+                None
+            }
+            Some("swap") => Some(super::swap::swap(
+                self.source,
+                &format!("{at}.security"),
+                raw.swap_config,
+                self.secret_stores,
+            )?),
+            Some(other) => {
+                return Err(self.err(
+                    format!("{at}.security.auth"),
+                    format!("`{other}` is not supported"),
+                    "use `auth: passthrough` (clients' own SASL exchange reaches the broker) or `auth: swap`",
+                ))
+            }
+        };
+        let tls =
+            raw.ssl.map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client)).transpose()?;
+        Ok((tls, swap))
     }
 
     fn bootstrap_for<'d>(

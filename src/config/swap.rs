@@ -1,0 +1,527 @@
+//! Authentication swapping (`routes[].security.auth: swap`) and the secret stores it reads.
+//!
+//! The shapes are Confluent Gateway's: `gateway.secretStores[] {name, provider: {type, config}}`
+//! and `routes[].security.swapConfig {clientAuth, secretStore, clusterAuth}`. The client-side
+//! JAAS file is a Kafka server JAAS file (`PlainLoginModule required user_alice="...";`,
+//! optionally inside `KafkaServer { ... };`); the cluster-side one is a template with two `%s`
+//! that the mapped user and secret fill, in that order. Both files are read when the config is
+//! loaded, so a mistake is reported at start; the client users are read again by the data path
+//! when the file changes. Secrets are [`Secret`]s: never shown by `Debug`, never in an error.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::security::{password, RawPassword, SaslMechanism, Secret};
+use super::validate::ConfigError;
+
+/// A configured secret store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretStoreConfig {
+    pub name: String,
+    pub provider: SecretProvider,
+}
+
+/// Where a store keeps its entries: each maps a client principal to `user<separator>secret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretProvider {
+    /// A directory with one file per principal (the file name), read at every lookup: a
+    /// mounted Kubernetes secret works as is, and a changed file is seen by the next connection.
+    File { directory: PathBuf, separator: String },
+    /// HashiCorp Vault (or OpenBao) KV version 2, token auth. With `path`: one secret whose keys
+    /// are principals. With `prefix_path`: one secret per principal at `<prefixPath><principal>`,
+    /// its field `value`.
+    Vault { address: String, token: Secret, path: Option<String>, prefix_path: Option<String>, separator: String },
+}
+
+/// How a swap route authenticates clients and logs in to the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapSettings {
+    /// The client side's JAAS file (PLAIN users); read again when it changes.
+    pub client_jaas: PathBuf,
+    /// Its users as read at load time.
+    pub client_users: HashMap<String, Secret>,
+    /// The name of the `secretStores[]` entry.
+    pub secret_store: String,
+    pub cluster_mechanism: SaslMechanism,
+    pub cluster_template: ClusterTemplate,
+}
+
+/// The cluster-side JAAS template: where the mapped user and secret go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTemplate {
+    pub username: TemplateValue,
+    pub password: TemplateValue,
+}
+
+/// One option of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateValue {
+    /// The first `%s` (the mapped user).
+    MappedUser,
+    /// The second `%s` (the mapped secret).
+    MappedSecret,
+    /// A fixed value written in the template.
+    Fixed(Secret),
+}
+
+impl ClusterTemplate {
+    /// The user name and password to log in with, given the store's entry.
+    pub fn fill(&self, user: &str, secret: &Secret) -> (String, Secret) {
+        let value = |v: &TemplateValue| match v {
+            TemplateValue::MappedUser => Secret::new(user),
+            TemplateValue::MappedSecret => secret.clone(),
+            TemplateValue::Fixed(fixed) => fixed.clone(),
+        };
+        (value(&self.username).expose().to_string(), value(&self.password))
+    }
+}
+
+// ---- The YAML shapes ----
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawSecretStore {
+    pub name: String,
+    pub provider: RawProvider,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub config: RawProviderConfig,
+}
+
+/// The fields of every provider type; which apply is checked per type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawProviderConfig {
+    pub directory: Option<String>,
+    pub separator: Option<String>,
+    pub address: Option<String>,
+    pub auth_token: Option<RawTokenValue>,
+    pub path: Option<String>,
+    pub prefix_path: Option<String>,
+}
+
+/// A token written inline (`authToken: s.xyz`, Confluent's form) or `{value | file}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawTokenValue {
+    Inline(String),
+    Password(RawPassword),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawSwapConfig {
+    pub client_auth: RawSaslSide,
+    pub secret_store: String,
+    pub cluster_auth: RawSaslSide,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawSaslSide {
+    pub sasl: RawSwapSasl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawSwapSasl {
+    pub mechanism: String,
+    /// Confluent's files name the Java class; accepted and ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub callback_handler_class: Option<String>,
+    pub jaas_config: RawJaasConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawJaasConfig {
+    pub file: String,
+}
+
+// ---- Checking ----
+
+pub(crate) fn secret_stores(source: &str, raw: Vec<RawSecretStore>) -> Result<Vec<SecretStoreConfig>, ConfigError> {
+    let mut stores: Vec<SecretStoreConfig> = Vec::new();
+    for (i, store) in raw.into_iter().enumerate() {
+        let at = format!("secretStores[{i}]");
+        if store.name.is_empty() || stores.iter().any(|s| s.name == store.name) {
+            return Err(ConfigError::new(
+                source,
+                format!("{at}.name"),
+                format!("`{}` is empty or used twice", store.name),
+                "give every secret store a unique name",
+            ));
+        }
+        let provider = provider(source, &format!("{at}.provider"), store.provider)?;
+        stores.push(SecretStoreConfig { name: store.name, provider });
+    }
+    Ok(stores)
+}
+
+fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, ConfigError> {
+    let err = |field: &str, problem: String, fix: &str| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
+    let config = raw.config;
+    let separator = config.separator.clone().unwrap_or_else(|| ":".to_string());
+    if separator.is_empty() {
+        return Err(err("config.separator", "is empty".into(), "remove it (default `:`) or set a character such as `/`"));
+    }
+    match raw.kind.to_ascii_uppercase().as_str() {
+        "FILE" => {
+            let Some(directory) = config.directory.filter(|d| !d.is_empty()) else {
+                return Err(err(
+                    "config.directory",
+                    "is missing".into(),
+                    "set the directory that holds one file per principal, each containing `user<separator>secret`",
+                ));
+            };
+            if let Some(field) = [
+                ("address", config.address.is_some()),
+                ("authToken", config.auth_token.is_some()),
+                ("path", config.path.is_some()),
+                ("prefixPath", config.prefix_path.is_some()),
+            ]
+            .iter()
+            .find_map(|(name, set)| set.then_some(*name))
+            {
+                return Err(err(&format!("config.{field}"), "applies to VAULT stores only".into(), "remove it"));
+            }
+            let directory = PathBuf::from(directory);
+            if !directory.is_dir() {
+                return Err(err(
+                    "config.directory",
+                    format!("`{}` is not a readable directory", directory.display()),
+                    "create it, or fix the path",
+                ));
+            }
+            Ok(SecretProvider::File { directory, separator })
+        }
+        "VAULT" => {
+            let Some(address) = config.address.filter(|a| !a.is_empty()) else {
+                return Err(err("config.address", "is missing".into(), "set the Vault address, e.g. https://vault:8200"));
+            };
+            if !(address.starts_with("http://") || address.starts_with("https://")) {
+                return Err(err(
+                    "config.address",
+                    format!("`{address}` is not an http:// or https:// URL"),
+                    "write it as https://host:8200",
+                ));
+            }
+            let token = match config.auth_token {
+                Some(RawTokenValue::Inline(token)) => Secret::new(token),
+                Some(RawTokenValue::Password(raw)) => password(source, &format!("{at}.config.authToken"), raw)?,
+                None => {
+                    return Err(err(
+                        "config.authToken",
+                        "is missing (only token authentication is supported)".into(),
+                        "set authToken: <token>, or authToken: {file: /path/to/token}",
+                    ))
+                }
+            };
+            if config.directory.is_some() {
+                return Err(err("config.directory", "applies to FILE stores only".into(), "remove it"));
+            }
+            let (path, prefix_path) = (config.path.filter(|p| !p.is_empty()), config.prefix_path);
+            if path.is_some() == prefix_path.is_some() {
+                return Err(err(
+                    "config.path",
+                    "needs exactly one of `path` and `prefixPath`".into(),
+                    "set path: secret/gateway (one secret, a key per principal) or prefixPath: secret/ (a secret per principal, field `value`)",
+                ));
+            }
+            Ok(SecretProvider::Vault { address: address.trim_end_matches('/').to_string(), token, path, prefix_path, separator })
+        }
+        "AWS" | "AZURE" => Err(err("type", format!("`{}` is not implemented yet", raw.kind), "use FILE or VAULT")),
+        other => Err(err("type", format!("`{other}` is not a secret store type"), "use FILE or VAULT")),
+    }
+}
+
+/// A route's `swapConfig`, checked against the stores.
+pub(crate) fn swap(
+    source: &str,
+    at: &str,
+    raw: Option<RawSwapConfig>,
+    stores: &[SecretStoreConfig],
+) -> Result<SwapSettings, ConfigError> {
+    let err = |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
+    let Some(raw) = raw else {
+        return Err(err(
+            "swapConfig",
+            "`auth: swap` needs a swapConfig".into(),
+            "add swapConfig with clientAuth, secretStore and clusterAuth (see docs/security.md)".into(),
+        ));
+    };
+    if !raw.client_auth.sasl.mechanism.eq_ignore_ascii_case("PLAIN") {
+        return Err(err(
+            "swapConfig.clientAuth.sasl.mechanism",
+            format!("`{}` is not supported for clients of a swap route", raw.client_auth.sasl.mechanism),
+            "use PLAIN".into(),
+        ));
+    }
+    let client_file = raw.client_auth.sasl.jaas_config.file;
+    let client_field = "swapConfig.clientAuth.sasl.jaasConfig.file";
+    let client_text = read_jaas(&client_file).map_err(|problem| {
+        err(client_field, problem, "check the path and the file's permissions".into())
+    })?;
+    let client_users = client_users(&client_text)
+        .map_err(|problem| err(client_field, format!("`{client_file}`: {problem}"), "write `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`".into()))?;
+    if !stores.iter().any(|s| s.name == raw.secret_store) {
+        let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+        return Err(err(
+            "swapConfig.secretStore",
+            format!("no secret store named `{}`", raw.secret_store),
+            if known.is_empty() {
+                "add it under secretStores".into()
+            } else {
+                format!("use one of: {}", known.join(", "))
+            },
+        ));
+    }
+    let mechanism_field = "swapConfig.clusterAuth.sasl.mechanism";
+    let cluster_mechanism = match raw.cluster_auth.sasl.mechanism.to_ascii_uppercase().as_str() {
+        "PLAIN" => SaslMechanism::Plain,
+        "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+        "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+        other => {
+            return Err(err(
+                mechanism_field,
+                format!("`{other}` is not supported"),
+                "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+            ))
+        }
+    };
+    let cluster_file = raw.cluster_auth.sasl.jaas_config.file;
+    let cluster_field = "swapConfig.clusterAuth.sasl.jaasConfig.file";
+    let cluster_text = read_jaas(&cluster_file)
+        .map_err(|problem| err(cluster_field, problem, "check the path and the file's permissions".into()))?;
+    let cluster_template = cluster_template(&cluster_text, cluster_mechanism).map_err(|(problem, fix)| {
+        err(cluster_field, format!("`{cluster_file}`: {problem}"), fix)
+    })?;
+    Ok(SwapSettings {
+        client_jaas: PathBuf::from(client_file),
+        client_users,
+        secret_store: raw.secret_store,
+        cluster_mechanism,
+        cluster_template,
+    })
+}
+
+fn read_jaas(file: &str) -> Result<String, String> {
+    std::fs::read_to_string(file).map_err(|e| format!("cannot read `{file}`: {}", e.kind()))
+}
+
+/// The `user_<name>="<password>"` options of a Kafka server JAAS file for PLAIN. Errors never
+/// quote a password.
+pub fn client_users(text: &str) -> Result<HashMap<String, Secret>, String> {
+    let entries = jaas_entries(text)?;
+    if !entries.iter().any(|e| e.module.ends_with("PlainLoginModule")) {
+        return Err("names no PlainLoginModule".into());
+    }
+    let mut users = HashMap::new();
+    for entry in entries.into_iter().filter(|e| e.module.ends_with("PlainLoginModule")) {
+        for (key, value) in entry.options {
+            if let Some(user) = key.strip_prefix("user_") {
+                users.insert(user.to_string(), Secret::new(value));
+            }
+        }
+    }
+    if users.is_empty() {
+        return Err("lists no users (options `user_<name>=\"<password>\"`)".into());
+    }
+    Ok(users)
+}
+
+fn cluster_template(text: &str, mechanism: SaslMechanism) -> Result<ClusterTemplate, (String, String)> {
+    let example = match mechanism {
+        SaslMechanism::Plain => "org.apache.kafka.common.security.plain.PlainLoginModule",
+        _ => "org.apache.kafka.common.security.scram.ScramLoginModule",
+    };
+    let fix = format!("write `{example} required username=\"%s\" password=\"%s\";`");
+    let entries = jaas_entries(text).map_err(|p| (p, fix.clone()))?;
+    let [entry] = entries.as_slice() else {
+        return Err(("must hold exactly one login module".into(), fix));
+    };
+    let wanted = example.rsplit('.').next().unwrap_or(example);
+    if !entry.module.ends_with(wanted) {
+        return Err((
+            format!("names `{}`, which does not match mechanism {}", entry.module, mechanism.kafka_name()),
+            fix,
+        ));
+    }
+    let mut placeholders = 0;
+    let mut value_of = |name: &str| -> Result<TemplateValue, (String, String)> {
+        let Some((_, value)) = entry.options.iter().find(|(k, _)| k == name) else {
+            return Err((format!("has no `{name}` option"), fix.clone()));
+        };
+        Ok(match value.as_str() {
+            "%s" => {
+                placeholders += 1;
+                TemplateValue::MappedUser
+            }
+            _ if value.contains("%s") => return Err((format!("`{name}` must be exactly \"%s\" or a fixed value"), fix.clone())),
+            fixed => TemplateValue::Fixed(Secret::new(fixed)),
+        })
+    };
+    let mut username = value_of("username")?;
+    let mut password = value_of("password")?;
+    if placeholders != 2 {
+        return Err(("must have two `%s` (username, then password)".into(), fix));
+    }
+    // The first `%s` in the text is the mapped user, the second the secret.
+    let user_first = entry.options.iter().position(|(k, _)| k == "username")
+        < entry.options.iter().position(|(k, _)| k == "password");
+    if user_first {
+        password = TemplateValue::MappedSecret;
+    } else {
+        username = TemplateValue::MappedSecret;
+    }
+    Ok(ClusterTemplate { username, password })
+}
+
+/// One `LoginModule flag options;` of a JAAS file.
+struct JaasEntry {
+    module: String,
+    options: Vec<(String, String)>,
+}
+
+/// The login modules of a JAAS file, with or without `Section { ... };` wrappers. `//` and
+/// `/* */` comments are skipped.
+fn jaas_entries(text: &str) -> Result<Vec<JaasEntry>, String> {
+    let tokens = tokenize(text)?;
+    let mut entries = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        match &tokens[i] {
+            Token::Word(word) if tokens.get(i + 1) == Some(&Token::Punct('{')) => {
+                let _ = word;
+                i += 2;
+            }
+            Token::Punct('}') | Token::Punct(';') => i += 1,
+            Token::Word(module) => {
+                let module = module.clone();
+                let Some(Token::Word(_flag)) = tokens.get(i + 1) else {
+                    return Err(format!("login module `{module}` has no control flag (e.g. `required`)"));
+                };
+                i += 2;
+                let mut options = Vec::new();
+                loop {
+                    match (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2)) {
+                        (Some(Token::Punct(';')), _, _) => {
+                            i += 1;
+                            break;
+                        }
+                        (Some(Token::Word(key)), Some(Token::Punct('=')), Some(Token::Word(v) | Token::Quoted(v))) => {
+                            options.push((key.clone(), v.clone()));
+                            i += 3;
+                        }
+                        _ => return Err(format!("login module `{module}`: expected `key=\"value\"` options ending with `;`")),
+                    }
+                }
+                entries.push(JaasEntry { module, options });
+            }
+            _ => return Err("is not a JAAS file".into()),
+        }
+    }
+    if entries.is_empty() {
+        return Err("holds no login module".into());
+    }
+    Ok(entries)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    Punct(char),
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '{' | '}' | ';' | '=' => tokens.push(Token::Punct(c)),
+            '"' => {
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        None => return Err("has an unterminated quoted value".into()),
+                        Some('"') => break,
+                        Some('\\') => value.extend(chars.next()),
+                        Some(c) => value.push(c),
+                    }
+                }
+                tokens.push(Token::Quoted(value));
+            }
+            c => {
+                let mut word = c.to_string();
+                while let Some(&next) = chars.peek() {
+                    if next.is_whitespace() || matches!(next, '{' | '}' | ';' | '=' | '"') {
+                        break;
+                    }
+                    word.push(next);
+                    chars.next();
+                }
+                tokens.push(Token::Word(word));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_users_from_a_server_jaas_file_with_or_without_a_section() {
+        let bare = r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a-pw" user_bob="b\"pw";"#;
+        let users = client_users(bare).unwrap();
+        assert_eq!(users["alice"].expose(), "a-pw");
+        assert_eq!(users["bob"].expose(), "b\"pw");
+        let wrapped = format!("// gateway users\nKafkaServer {{\n  {bare}\n}};\n");
+        assert_eq!(client_users(&wrapped).unwrap().len(), 2);
+        let error = client_users("KafkaServer { x required user_a=\"secret-pw\"; };").unwrap_err();
+        assert!(!error.contains("secret-pw"), "{error}");
+    }
+
+    #[test]
+    fn cluster_template_places_user_and_secret() {
+        let t = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="%s" password="%s";"#;
+        let template = cluster_template(t, SaslMechanism::Plain).unwrap();
+        let (user, pw) = template.fill("app", &Secret::new("app-pw"));
+        assert_eq!((user.as_str(), pw.expose()), ("app", "app-pw"));
+        let swapped = r#"x.PlainLoginModule required password="%s" username="%s";"#;
+        let (user, pw) = cluster_template(swapped, SaslMechanism::Plain).unwrap().fill("app", &Secret::new("pw"));
+        assert_eq!((user.as_str(), pw.expose()), ("pw", "app"), "the first %s is the user");
+        assert!(cluster_template(t, SaslMechanism::ScramSha256).is_err(), "PLAIN module for SCRAM");
+        let one = r#"x.PlainLoginModule required username="fixed" password="%s";"#;
+        assert!(cluster_template(one, SaslMechanism::Plain).is_err());
+    }
+}
