@@ -8,6 +8,7 @@ pub mod frame;
 pub mod inflight;
 pub mod internal;
 pub mod request;
+pub mod scram;
 pub mod sasl;
 
 use bytes::{BufMut, Bytes, BytesMut};
