@@ -12,6 +12,7 @@
 //! - [`proxy`]: listeners, the PROXY protocol and the per-connection frame pump;
 //! - [`config`]: the YAML schema and its validation, at the bottom: it depends on no other module;
 //! - [`telemetry`]: Prometheus metrics and the audit log;
+//! - [`secrets`]: the secret stores swap routes map client principals to broker credentials with;
 //! - [`admin`]: the admin HTTP API and the command line's client of it;
 //! - [`cluster`]: gateway nodes finding each other through Kafka, and which node clients use;
 //! - [`gateway`]: all of the above running together; [`cli`]: the command line.
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod rewrite;
 pub mod routing;
+pub mod secrets;
 pub mod switchover;
 pub mod telemetry;
 pub mod tls;
