@@ -9,6 +9,7 @@
 //! does all three, shutting down when the future it is given resolves, as tokio's mini-redis
 //! server does.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +26,10 @@ use crate::cluster::{self, ClusterNode, Membership, Rejections};
 use crate::config::GatewayConfig;
 use crate::proxy::{
     accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget, SniRoute,
+    SwapAuth,
 };
 use crate::routing::{Route, Upstream};
+use crate::secrets::SecretStores;
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::{Switchboard, ThroughKafka};
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
@@ -86,6 +89,20 @@ fn spawn_listeners(
         background.spawn(accept_sni_loop(listener, routes, Arc::clone(shared)));
     }
     Ok(())
+}
+
+/// The authentication of every `auth: swap` route, by route name, with its secret store.
+fn swap_routes(config: &GatewayConfig) -> anyhow::Result<HashMap<String, Arc<SwapAuth>>> {
+    let stores = SecretStores::open(&config.secret_stores);
+    let mut swaps = HashMap::new();
+    for route in &config.routes {
+        let Some(settings) = &route.swap else { continue };
+        let store = stores.get(&settings.secret_store).ok_or_else(|| {
+            anyhow::anyhow!("{}: route `{}`: no secret store `{}`", config.source, route.name, settings.secret_store)
+        })?;
+        swaps.insert(route.name.clone(), Arc::new(SwapAuth::new(settings.clone(), store)));
+    }
+    Ok(swaps)
 }
 
 /// A route's client-facing TLS, loaded from its stores; an error names the route and the field.
@@ -201,6 +218,7 @@ impl Gateway {
             budget: MemoryBudget::new(config.proxy.buffer_budget_bytes, metrics.buffered_frame_bytes()),
             handshakes: Arc::new(Semaphore::new(config.proxy.max_tls_handshakes)),
             metrics: Arc::clone(&metrics),
+            swaps: swap_routes(config)?,
         });
         let routes: Vec<Arc<Route>> = bound_routes.iter().map(|served| Arc::clone(&served.route)).collect();
         spawn_listeners(bound_routes, &shared, &background, &metrics)?;

@@ -36,6 +36,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use super::budget::{Held, MemoryBudget};
 use super::proxy_protocol;
 use super::stream::{Duplex, ProgressWriter};
+use super::swap::SwapSession;
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
@@ -95,6 +96,9 @@ pub enum CloseReason {
     UnexpectedResponse { correlation_id: i32, expected: Option<i32> },
     #[error("{0}")]
     BadResponse(RewriteError),
+    /// A swap route refused the client's login (answered with a SASL error first).
+    #[error("SASL login refused by the gateway: {0}")]
+    SaslRefused(String),
     #[error("gateway shutting down, all in-flight requests answered")]
     Shutdown,
     #[error("route reset by an operator, all in-flight requests answered")]
@@ -141,7 +145,7 @@ impl CloseReason {
     pub fn severity(&self) -> Severity {
         match self {
             CloseReason::ClientClosed | CloseReason::Shutdown => Severity::Routine,
-            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset => Severity::Notable,
+            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => Severity::Notable,
             _ => Severity::Problem,
         }
     }
@@ -165,6 +169,7 @@ impl CloseReason {
             CloseReason::BadResponseFrame(_) => "malformed_response_frame",
             CloseReason::UnexpectedResponse { .. } => "unexpected_response",
             CloseReason::BadResponse(_) => "undecodable_response",
+            CloseReason::SaslRefused(_) => "sasl_refused",
             CloseReason::Shutdown => "shutdown",
             CloseReason::RouteReset => "route_reset",
             CloseReason::DrainTimeout => "drain_timeout",
@@ -196,6 +201,8 @@ pub struct ConnectionContext {
     pub settings: Arc<ProxySettings>,
     /// The gateway's budget of buffered frame bytes.
     pub budget: Arc<MemoryBudget>,
+    /// On a swap route, the client's login: the gateway answers its re-authentications.
+    pub swap: Option<SwapSession>,
 }
 
 /// What makes a connection stop taking requests and drain.
@@ -214,6 +221,8 @@ pub struct ConnectionSummary {
     pub bytes_to_client: u64,
     /// Who the client authenticated as, as far as its SASL exchange showed.
     pub sasl: SaslSummary,
+    /// On a swap route: the user the gateway logged in to the broker as.
+    pub cluster_user: Option<String>,
 }
 
 /// Bytes moved each way, shared by the two directions of one connection.
@@ -329,6 +338,7 @@ pub async fn pump<C: Duplex, U: Duplex>(
         bytes_from_client: traffic.from_client.load(Ordering::Relaxed),
         bytes_to_client: traffic.to_client.load(Ordering::Relaxed),
         sasl,
+        cluster_user: None,
     }
 }
 
@@ -648,6 +658,18 @@ impl Requests<'_> {
                     self.owe_gateway_answer(unsupported_version_answer(correlation_id), waits).await?;
                     continue;
                 }
+                Ok(Noted::Answered { answer, refused }) => {
+                    fence.leave(1);
+                    self.write_run(buf, &mut run, upstream, read_at).await?;
+                    buf.advance(len);
+                    self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+                    self.owe_gateway_answer(answer, waits).await?;
+                    if refused {
+                        let reason = "a re-authentication was refused (wrong password or another principal)";
+                        return Err(RequestsEnd::Drain(CloseReason::SaslRefused(reason.into())));
+                    }
+                    continue;
+                }
                 Err(end) => {
                     fence.leave(1);
                     return Err(end);
@@ -686,6 +708,16 @@ impl Requests<'_> {
             }
             Classified::Refuse(e) => return Err(bad_request(e)),
         };
+        if let (Some(swap), true) = (&self.ctx.swap, sasl::observed(request.api_key)) {
+            // A swap route's client re-authenticating (KIP-368): the gateway answers.
+            let (answer, ok) = swap.reauthenticate(&request, body).map_err(bad_request)?;
+            let mut exchange = self.traffic.sasl();
+            exchange.request(request.api_key, request.api_version, body);
+            if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {
+                exchange.answer(if ok { 0 } else { 1 });
+            }
+            return Ok(Noted::Answered { answer, refused: !ok });
+        }
         if sasl::observed(request.api_key) {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
             self.traffic.sasl().request(request.api_key, request.api_version, body);
@@ -780,6 +812,9 @@ enum Noted {
     Forward(InFlight),
     /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
     UnsupportedApiVersions { correlation_id: i32 },
+    /// A swap route's re-authentication request, answered by the gateway; `refused`: the
+    /// connection closes after the answer.
+    Answered { answer: Bytes, refused: bool },
 }
 
 fn bad_request(e: RequestError) -> RequestsEnd {

@@ -12,6 +12,7 @@
 //! (`maxTlsHandshakes`): a flood of handshakes costs bounded memory and CPU and leaves
 //! connections that are already established, and plaintext routes, served.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,9 +28,11 @@ use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
-use super::stream::{Duplex, Rewound};
+use super::stream::{Duplex, Halves, Rewound};
+use super::swap::{self, Legs, SwapAuth, SwapOutcome};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
+use crate::protocol::SaslSummary;
 use crate::routing::{Route, Target};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit, Metrics};
 use crate::tls::ServerTls;
@@ -59,6 +62,8 @@ pub struct ListenerContext {
     pub handshakes: Arc<Semaphore>,
     /// For what happens before a connection has a route (SNI ports).
     pub metrics: Arc<Metrics>,
+    /// The swap routes' authentication, by route name (`auth: swap`).
+    pub swaps: HashMap<String, Arc<SwapAuth>>,
 }
 
 /// Bind every port of a route: its bootstrap port, then one per node id of its port map.
@@ -369,14 +374,54 @@ impl Connection {
             };
         tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened{origin}");
         metrics.upstream_connections_active.inc();
-        let ctx = ConnectionContext {
+        let mut ctx = ConnectionContext {
             route: Arc::clone(&self.route),
             upstream: domain,
             settings: Arc::clone(&self.shared.settings),
             budget: Arc::clone(&self.shared.budget),
+            swap: None,
         };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
-        let summary = pump(client, initial, upstream, &ctx, stop).await;
+        let summary = match self.shared.swaps.get(&self.route.name) {
+            None => pump(client, initial, upstream, &ctx, stop).await,
+            Some(auth) => {
+                let (mut client_read, mut client_write) = client.into_halves();
+                let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+                let legs = Legs {
+                    client_read: &mut client_read,
+                    client_write: &mut client_write,
+                    upstream_read: &mut upstream_read,
+                    upstream_write: &mut upstream_write,
+                };
+                let max_frame = ctx.settings.max_frame_bytes;
+                match swap::login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame).await {
+                    SwapOutcome::Ended { reason, summary, bytes_to_client } => ConnectionSummary {
+                        reason,
+                        bytes_from_client: 0,
+                        bytes_to_client,
+                        sasl: summary,
+                        cluster_user: None,
+                    },
+                    SwapOutcome::LoggedIn { session, leftover, summary: login, bytes_to_client } => {
+                        let cluster_user = session.cluster_user.clone();
+                        ctx.swap = Some(session);
+                        let client = Halves(client_read, client_write);
+                        let upstream = Halves(upstream_read, upstream_write);
+                        let mut summary = pump(client, leftover, upstream, &ctx, stop).await;
+                        summary.bytes_to_client += bytes_to_client;
+                        // The login, then any re-authentications the pump answered.
+                        let reauth = summary.sasl.clone();
+                        summary.sasl = SaslSummary {
+                            authentications: login.authentications + reauth.authentications,
+                            authenticated: reauth.authenticated.or(login.authenticated),
+                            ..login
+                        };
+                        summary.cluster_user = Some(cluster_user);
+                        summary
+                    }
+                }
+            }
+        };
         metrics.upstream_connections_active.dec();
         let reason = &summary.reason;
         metrics.connection_closed(reason.label(), reason.rejected_input());
@@ -427,6 +472,7 @@ impl Connection {
             principal: summary.and_then(|s| s.sasl.principal.clone()),
             authenticated: summary.and_then(|s| s.sasl.authenticated),
             sasl_authentications: summary.map(|s| s.sasl.authentications).filter(|n| *n > 0),
+            cluster_user: summary.and_then(|s| s.cluster_user.clone()),
             ..self.event(proxied)
         }));
     }
@@ -448,6 +494,7 @@ impl Connection {
             principal: None,
             authenticated: None,
             sasl_authentications: None,
+            cluster_user: None,
         }
     }
 }

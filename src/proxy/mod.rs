@@ -7,6 +7,7 @@ mod limits;
 mod listener;
 mod proxy_protocol;
 mod stream;
+mod swap;
 mod upstream;
 
 pub use budget::MemoryBudget;
@@ -14,4 +15,5 @@ pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, St
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, accept_sni_loop, bind_route, BoundPort, ListenerContext, SniRoute};
 pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};
-pub use stream::Duplex;
+pub use stream::{Duplex, Halves};
+pub use swap::SwapAuth;

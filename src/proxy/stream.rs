@@ -44,6 +44,18 @@ impl Duplex for DuplexStream {
     }
 }
 
+/// A stream already split, e.g. after a swap route's login ran on its halves.
+pub struct Halves<R, W>(pub R, pub W);
+
+impl<R: AsyncRead + Send + Unpin + 'static, W: AsyncWrite + Send + Unpin + 'static> Duplex for Halves<R, W> {
+    type Reader = R;
+    type Writer = W;
+
+    fn into_halves(self) -> (R, W) {
+        (self.0, self.1)
+    }
+}
+
 /// A connection to a broker: plain TCP, or TLS over it (the listener's `ssl`).
 pub enum BrokerStream {
     Plain(TcpStream),

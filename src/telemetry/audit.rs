@@ -121,6 +121,10 @@ pub struct ConnectionEvent {
     /// re-authenticated (KIP-368).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl_authentications: Option<u32>,
+    /// On a swap route: the user the gateway logged in to the broker as for this client (the
+    /// secret store's mapping of `principal`). Never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_user: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,567 @@
+//! Authentication swapping (`auth: swap`): the gateway authenticates the client itself, maps
+//! its principal to cluster credentials through the route's secret store, and logs in to the
+//! broker with those on the client's own broker connection, before any other request passes.
+//!
+//! The login runs before the pump, as a strict dialogue (a client sends nothing else while it
+//! authenticates): ApiVersions is forwarded to the broker and its answer clamped as usual;
+//! SaslHandshake and SaslAuthenticate are answered by the gateway (PLAIN, checked against the
+//! users of the route's JAAS file); anything else before authentication ends the connection, as
+//! a broker does. Once the client's password checks out, the store is asked for the principal's
+//! `user<separator>secret`, the cluster JAAS template is filled with it, and the gateway logs in
+//! to the broker (SaslHandshake, then SaslAuthenticate with PLAIN or SCRAM-SHA-256/512). Only
+//! then does the client get its successful SaslAuthenticate answer, and the pump starts.
+//!
+//! A refusal (wrong password, no mapping, the broker refusing the mapped credentials) is answered
+//! with `SASL_AUTHENTICATION_FAILED` and a message, and the connection is closed after it, as
+//! Kafka does. Messages and logs name principals and users, never a secret.
+//!
+//! Re-authentication (KIP-368) on an open connection is answered by the pump through its own
+//! answers ([`SwapSession::reauthenticate`]): the password is checked again and the principal
+//! must not change; the broker session is not renewed (see docs/security.md).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::connection::CloseReason;
+use crate::config::{client_users, SaslMechanism, Secret, SwapSettings};
+use crate::protocol::scram::{ScramClient, ScramHash};
+use crate::protocol::{
+    encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, SaslSummary,
+    MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+};
+use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified};
+use crate::routing::{Route, Upstream};
+use crate::secrets::{Credentials, SecretStore};
+
+/// From the client's first byte to its successful login.
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Correlation ids of the gateway's own requests on the broker connection.
+const GATEWAY_CORRELATION: i32 = 0x5357_0000;
+/// The client id of the gateway's broker logins.
+const CLIENT_ID: &str = "switchyard-swap";
+/// The one mechanism clients of a swap route use.
+const CLIENT_MECHANISM: &str = "PLAIN";
+
+/// A swap route's authentication: its client users and its secret store.
+pub struct SwapAuth {
+    settings: SwapSettings,
+    store_name: String,
+    store: Arc<dyn SecretStore>,
+    /// The client users, and the JAAS file's modification time they were read at.
+    users: Mutex<(Option<SystemTime>, HashMap<String, Secret>)>,
+}
+
+impl SwapAuth {
+    pub fn new(settings: SwapSettings, store: Arc<dyn SecretStore>) -> SwapAuth {
+        let modified = std::fs::metadata(&settings.client_jaas).and_then(|m| m.modified()).ok();
+        let users = Mutex::new((modified, settings.client_users.clone()));
+        SwapAuth { store_name: settings.secret_store.clone(), settings, store, users }
+    }
+
+    /// Whether `user` and `password` match the JAAS file, re-read when it has changed (a file
+    /// that no longer reads keeps the users it had, with a warning).
+    fn password_matches(&self, user: &str, password: &[u8]) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let path = &self.settings.client_jaas;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != users.0 {
+            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| client_users(&text)) {
+                Ok(fresh) => *users = (modified, fresh),
+                Err(problem) => {
+                    tracing::warn!(file = %path.display(), "swap route's JAAS file unreadable, keeping its previous users: {problem}");
+                    users.0 = modified;
+                }
+            }
+        }
+        users.1.get(user).is_some_and(|expected| constant_time_eq(expected.expose().as_bytes(), password))
+    }
+
+    /// The client's PLAIN token checked: the principal, or why it is refused.
+    fn check_plain(&self, token: &[u8]) -> Result<String, Refusal> {
+        let mut parts = token.splitn(3, |b| *b == 0);
+        let (Some(authzid), Some(user), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Refusal::new(None, "Authentication failed: Invalid SASL/PLAIN response: expected 3 tokens"));
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        if !authzid.is_empty() && authzid != user.as_bytes() {
+            return Err(Refusal::new(
+                Some(user),
+                "Authentication failed: Client requested an authorization id that is different from username",
+            ));
+        }
+        if user.is_empty() || !self.password_matches(&user, password) {
+            return Err(Refusal::new(Some(user), "Authentication failed: Invalid username or password"));
+        }
+        Ok(user)
+    }
+
+    /// The credentials `principal` maps to, looked up off the async workers.
+    async fn lookup(self: &Arc<Self>, principal: &str) -> Result<Credentials, Refusal> {
+        let (auth, who) = (Arc::clone(self), principal.to_string());
+        let found = tokio::task::spawn_blocking(move || auth.store.lookup(&who)).await;
+        match found {
+            Ok(Ok(Some(credentials))) => Ok(credentials),
+            Ok(Ok(None)) => Err(Refusal::new(
+                Some(principal.to_string()),
+                format!(
+                    "Authentication failed: the gateway has no cluster credentials for principal `{principal}` (secret store `{}`)",
+                    self.store_name
+                ),
+            )),
+            Ok(Err(e)) => {
+                tracing::warn!(principal, "swap: {e}");
+                Err(Refusal::new(
+                    Some(principal.to_string()),
+                    format!("Authentication failed: the gateway's secret store `{}` could not be read", self.store_name),
+                ))
+            }
+            Err(_) => Err(Refusal::new(Some(principal.to_string()), "Authentication failed: secret store lookup failed")),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A login the gateway refused, answered with `SASL_AUTHENTICATION_FAILED` and `message`.
+#[derive(Debug)]
+struct Refusal {
+    principal: Option<String>,
+    message: String,
+}
+
+impl Refusal {
+    fn new(principal: Option<String>, message: impl Into<String>) -> Refusal {
+        Refusal { principal, message: message.into() }
+    }
+}
+
+/// A client logged in through a swap route.
+pub struct SwapSession {
+    pub auth: Arc<SwapAuth>,
+    pub principal: String,
+    /// The cluster user the gateway logged in to the broker as.
+    pub cluster_user: String,
+    /// Whether the current re-authentication round has had its SaslHandshake.
+    handshaken: Mutex<bool>,
+}
+
+impl SwapSession {
+    /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
+    /// connection (KIP-368 re-authentication): the answer, and whether the connection may go on.
+    /// `body` is the frame after its size prefix.
+    pub fn reauthenticate(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, bool), RequestError> {
+        let mut handshaken = self.handshaken.lock().unwrap_or_else(PoisonError::into_inner);
+        match request.api_key {
+            ApiKey::SaslHandshake => {
+                if request.api_version < crate::protocol::sasl::MIN_HANDSHAKE_VERSION {
+                    return Err(RequestError::LegacySaslHandshake);
+                }
+                let mechanism = decode_handshake(request, body)?;
+                let ok = mechanism == CLIENT_MECHANISM;
+                *handshaken = ok;
+                Ok((handshake_answer(request, ok)?, ok))
+            }
+            _ => {
+                let token = decode_authenticate(request, body)?;
+                let outcome = match *handshaken {
+                    false => Err(Refusal::new(None, "Authentication failed: SaslAuthenticate without SaslHandshake")),
+                    true => self.auth.check_plain(&token).and_then(|principal| match principal == self.principal {
+                        true => Ok(()),
+                        false => Err(Refusal::new(
+                            Some(principal),
+                            "Authentication failed: a re-authentication must keep the connection's principal",
+                        )),
+                    }),
+                };
+                *handshaken = false;
+                let ok = outcome.is_ok();
+                Ok((authenticate_answer(request, outcome.err().map(|r| r.message))?, ok))
+            }
+        }
+    }
+}
+
+/// How a swap login ended, for the close reason and the audit log.
+pub enum SwapOutcome {
+    /// The client is logged in and the broker connection too; `leftover`: client bytes read
+    /// after the login, for the pump.
+    LoggedIn { session: SwapSession, leftover: BytesMut, summary: SaslSummary, bytes_to_client: u64 },
+    /// The connection ends here.
+    Ended { reason: CloseReason, summary: SaslSummary, bytes_to_client: u64 },
+}
+
+/// The client's read and write halves, the broker's, and what the pre-login dialogue needs.
+pub struct Legs<'a, CR, CW, UR, UW> {
+    pub client_read: &'a mut CR,
+    pub client_write: &'a mut CW,
+    pub upstream_read: &'a mut UR,
+    pub upstream_write: &'a mut UW,
+}
+
+/// Run the client's login on a swap route (see the module documentation).
+pub async fn login<CR, CW, UR, UW>(
+    auth: &Arc<SwapAuth>,
+    legs: Legs<'_, CR, CW, UR, UW>,
+    initial: BytesMut,
+    route: &Route,
+    upstream: &Upstream,
+    max_frame_bytes: usize,
+) -> SwapOutcome
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let mut dialogue = Dialogue {
+        auth,
+        legs,
+        client_buf: initial,
+        upstream_buf: BytesMut::new(),
+        route,
+        upstream,
+        request_limits: FrameLimits { min_body: MIN_REQUEST_BODY, max_body: max_frame_bytes },
+        response_limits: FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: max_frame_bytes },
+        summary: SaslSummary::default(),
+        handshaken: false,
+        sasl_authenticate_max: 2,
+        bytes_to_client: 0,
+    };
+    let result = tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await;
+    let (summary, bytes_to_client) = (dialogue.summary.clone(), dialogue.bytes_to_client);
+    match result {
+        Ok(Ok((principal, cluster_user))) => SwapOutcome::LoggedIn {
+            session: SwapSession { auth: Arc::clone(auth), principal, cluster_user, handshaken: Mutex::new(false) },
+            leftover: dialogue.client_buf,
+            summary,
+            bytes_to_client,
+        },
+        Ok(Err(reason)) => SwapOutcome::Ended { reason, summary, bytes_to_client },
+        Err(_) => SwapOutcome::Ended {
+            reason: CloseReason::SaslRefused(format!(
+                "the client did not complete its SASL login within {AUTHENTICATION_TIMEOUT:?}"
+            )),
+            summary,
+            bytes_to_client,
+        },
+    }
+}
+
+struct Dialogue<'a, 'l, CR, CW, UR, UW> {
+    auth: &'a Arc<SwapAuth>,
+    legs: Legs<'l, CR, CW, UR, UW>,
+    client_buf: BytesMut,
+    upstream_buf: BytesMut,
+    route: &'a Route,
+    upstream: &'a Upstream,
+    request_limits: FrameLimits,
+    response_limits: FrameLimits,
+    summary: SaslSummary,
+    handshaken: bool,
+    /// The highest SaslAuthenticate version the broker offers (from the ApiVersions answer).
+    sasl_authenticate_max: i16,
+    bytes_to_client: u64,
+}
+
+impl<CR, CW, UR, UW> Dialogue<'_, '_, CR, CW, UR, UW>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    /// Until the client is logged in: its principal and the cluster user.
+    async fn run(&mut self) -> Result<(String, String), CloseReason> {
+        loop {
+            let frame = self.client_frame().await?;
+            let body = &frame[SIZE_PREFIX..];
+            let request = peek_request(body, std::time::Instant::now()).map_err(CloseReason::BadRequest)?;
+            self.route.metrics.request(request.api_key);
+            match request.api_key {
+                ApiKey::ApiVersions => self.api_versions(request, &frame).await?,
+                ApiKey::SaslHandshake => {
+                    if request.api_version < crate::protocol::sasl::MIN_HANDSHAKE_VERSION {
+                        return Err(CloseReason::BadRequest(RequestError::LegacySaslHandshake));
+                    }
+                    let mechanism = decode_handshake(&request, body).map_err(CloseReason::BadRequest)?;
+                    self.summary.mechanism = Some(mechanism.clone());
+                    let ok = mechanism == CLIENT_MECHANISM;
+                    self.send_client(&handshake_answer(&request, ok).map_err(CloseReason::BadRequest)?).await?;
+                    if !ok {
+                        return Err(CloseReason::SaslRefused(format!(
+                            "the client asked for SASL mechanism {mechanism}; this swap route takes PLAIN"
+                        )));
+                    }
+                    self.handshaken = true;
+                }
+                ApiKey::SaslAuthenticate => {
+                    let token = decode_authenticate(&request, body).map_err(CloseReason::BadRequest)?;
+                    if !self.handshaken {
+                        let answer = authenticate_answer(&request, Some("SaslAuthenticate without SaslHandshake".into()))
+                            .map_err(CloseReason::BadRequest)?;
+                        self.send_client(&answer).await?;
+                        return Err(CloseReason::SaslRefused("SaslAuthenticate before SaslHandshake".into()));
+                    }
+                    return match self.authenticate(&token).await {
+                        Ok((principal, cluster_user)) => {
+                            self.summary.authenticated = Some(true);
+                            self.summary.authentications = 1;
+                            self.send_client(&authenticate_answer(&request, None).map_err(CloseReason::BadRequest)?).await?;
+                            Ok((principal, cluster_user))
+                        }
+                        Err(refusal) => {
+                            self.summary.authenticated = Some(false);
+                            let answer = authenticate_answer(&request, Some(refusal.message.clone()));
+                            self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
+                            Err(CloseReason::SaslRefused(refusal.message))
+                        }
+                    };
+                }
+                other => {
+                    return Err(CloseReason::SaslRefused(format!(
+                        "the client sent {other:?} before authenticating (this route swaps credentials: it must log in with SASL PLAIN first)"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Check the client's token, look its principal up, and log in to the broker.
+    async fn authenticate(&mut self, token: &[u8]) -> Result<(String, String), Refusal> {
+        let principal = self.auth.check_plain(token).inspect_err(|r| self.summary.principal = r.principal.clone())?;
+        self.summary.principal = Some(principal.clone());
+        let credentials = self.auth.lookup(&principal).await?;
+        let (user, password) = self.auth.settings.cluster_template.fill(&credentials.user, &credentials.secret);
+        match self.broker_login(&user, &password).await {
+            Ok(()) => Ok((principal, user)),
+            Err(problem) => {
+                tracing::warn!(principal, cluster_user = user, route = %self.route.name, "swap: the broker refused the mapped credentials: {problem}");
+                Err(Refusal::new(
+                    Some(principal.clone()),
+                    format!("Authentication failed: the gateway could not log in to the cluster for principal `{principal}`"),
+                ))
+            }
+        }
+    }
+
+    /// Log in to the broker as `user` with the route's cluster mechanism.
+    async fn broker_login(&mut self, user: &str, password: &Secret) -> Result<(), String> {
+        let mechanism = self.auth.settings.cluster_mechanism;
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
+        let answer: SaslHandshakeResponse = self.broker_call(ApiKey::SaslHandshake, 1, &handshake).await?;
+        if answer.error_code != 0 {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(format!("SaslHandshake {}: error {} (the broker offers {offered:?})", mechanism.kafka_name(), answer.error_code));
+        }
+        let version = self.sasl_authenticate_max.clamp(0, 2);
+        match mechanism {
+            SaslMechanism::Plain => {
+                let mut token = Vec::with_capacity(user.len() + password.expose().len() + 2);
+                token.push(0);
+                token.extend_from_slice(user.as_bytes());
+                token.push(0);
+                token.extend_from_slice(password.expose().as_bytes());
+                self.broker_authenticate(version, token).await.map(drop)
+            }
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                let hash = if mechanism == SaslMechanism::ScramSha256 { ScramHash::Sha256 } else { ScramHash::Sha512 };
+                let mut scram = ScramClient::new(hash, user, password.expose());
+                let server_first = self.broker_authenticate(version, scram.client_first()).await?;
+                let client_final = scram.client_final(&server_first).map_err(|e| e.to_string())?;
+                let server_final = self.broker_authenticate(version, client_final).await?;
+                scram.verify_server_final(&server_final).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// One SaslAuthenticate round with the broker: its token, or why it refused.
+    async fn broker_authenticate(&mut self, version: i16, token: Vec<u8>) -> Result<Bytes, String> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let answer: SaslAuthenticateResponse = self.broker_call(ApiKey::SaslAuthenticate, version, &request).await?;
+        if answer.error_code != 0 {
+            let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
+            return Err(format!("SaslAuthenticate: error {}: {message}", answer.error_code));
+        }
+        Ok(answer.auth_bytes)
+    }
+
+    /// Send the gateway's own request to the broker and decode its answer.
+    async fn broker_call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        message: &Req,
+    ) -> Result<Resp, String> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(GATEWAY_CORRELATION + api_key as i32)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let frame = encode_request(&header, message, api_key, version).map_err(|e| format!("cannot encode {api_key:?}: {e}"))?;
+        self.legs.upstream_write.write_all(&frame).await.map_err(|e| format!("broker connection: {e}"))?;
+        let answer = self.upstream_frame().await.map_err(|e| e.to_string())?;
+        let mut body = &answer[SIZE_PREFIX..];
+        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
+            .map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))?;
+        if header.correlation_id != GATEWAY_CORRELATION + api_key as i32 {
+            return Err(format!("the broker answered correlation id {} to the gateway's {api_key:?}", header.correlation_id));
+        }
+        Resp::decode(&mut body, version).map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))
+    }
+
+    /// Forward the client's ApiVersions and send it the (clamped) answer; a version the
+    /// gateway cannot read is answered here, as the pump does.
+    async fn api_versions(&mut self, mut request: InFlight, frame: &[u8]) -> Result<(), CloseReason> {
+        request.handling = match classify(request.api_key, request.api_version) {
+            Classified::Forward(handling) => handling,
+            Classified::UnsupportedApiVersions => {
+                return self.send_client(&unsupported_version_answer(request.correlation_id)).await
+            }
+            Classified::Refuse(e) => return Err(CloseReason::BadRequest(e)),
+        };
+        self.legs.upstream_write.write_all(frame).await.map_err(CloseReason::UpstreamError)?;
+        let answer = self.upstream_frame().await?;
+        let body = &answer[SIZE_PREFIX..];
+        let correlation_id = crate::protocol::response_correlation_id(body);
+        if correlation_id != request.correlation_id {
+            return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
+        }
+        self.note_broker_versions(&request, body);
+        match rewrite_response(self.route, self.upstream, &request, body).map_err(CloseReason::BadResponse)? {
+            Some(rewritten) => self.send_client(&rewritten).await,
+            None => self.send_client(&answer).await,
+        }
+    }
+
+    /// Remember the broker's SaslAuthenticate versions, for the gateway's own login.
+    fn note_broker_versions(&mut self, request: &InFlight, mut body: &[u8]) {
+        let header_version = request.api_key.response_header_version(request.api_version);
+        if ResponseHeader::decode(&mut body, header_version).is_err() {
+            return;
+        }
+        if let Ok(answer) = ApiVersionsResponse::decode(&mut body, request.api_version) {
+            if let Some(api) = answer.api_keys.iter().find(|a| a.api_key == ApiKey::SaslAuthenticate as i16) {
+                self.sasl_authenticate_max = api.max_version;
+            }
+        }
+    }
+
+    async fn send_client(&mut self, frame: &[u8]) -> Result<(), CloseReason> {
+        self.legs.client_write.write_all(frame).await.map_err(CloseReason::ClientError)?;
+        self.legs.client_write.flush().await.map_err(CloseReason::ClientError)?;
+        self.bytes_to_client += frame.len() as u64;
+        self.route.metrics.bytes_to_client.inc_by(frame.len() as u64);
+        Ok(())
+    }
+
+    /// The client's next complete request frame.
+    async fn client_frame(&mut self) -> Result<Bytes, CloseReason> {
+        loop {
+            match frame_at(&self.client_buf, self.request_limits) {
+                Ok(FrameStatus::Complete(len)) => {
+                    self.route.metrics.bytes_from_client.inc_by(len as u64);
+                    return Ok(self.client_buf.split_to(len).freeze());
+                }
+                Ok(FrameStatus::Incomplete { .. }) => {}
+                Err(e) => return Err(CloseReason::BadRequestFrame(e)),
+            }
+            match self.legs.client_read.read_buf(&mut self.client_buf).await {
+                Ok(0) if self.client_buf.is_empty() => return Err(CloseReason::ClientClosed),
+                Ok(0) => return Err(CloseReason::ClientClosedMidFrame { received: self.client_buf.len() }),
+                Ok(_) => {}
+                Err(e) => return Err(CloseReason::ClientError(e)),
+            }
+        }
+    }
+
+    /// The broker's next complete response frame.
+    async fn upstream_frame(&mut self) -> Result<Bytes, CloseReason> {
+        loop {
+            match frame_at(&self.upstream_buf, self.response_limits) {
+                Ok(FrameStatus::Complete(len)) => return Ok(self.upstream_buf.split_to(len).freeze()),
+                Ok(FrameStatus::Incomplete { .. }) => {}
+                Err(e) => return Err(CloseReason::BadResponseFrame(e)),
+            }
+            match self.legs.upstream_read.read_buf(&mut self.upstream_buf).await {
+                Ok(0) if self.upstream_buf.is_empty() => return Err(CloseReason::UpstreamClosed),
+                Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: self.upstream_buf.len() }),
+                Ok(_) => {}
+                Err(e) => return Err(CloseReason::UpstreamError(e)),
+            }
+        }
+    }
+}
+
+/// The mechanism of a SaslHandshake request (`body`: the frame after its size prefix).
+fn decode_handshake(request: &InFlight, mut body: &[u8]) -> Result<String, RequestError> {
+    let undecodable = |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
+    let version = request.api_version;
+    RequestHeader::decode(&mut body, request.api_key.request_header_version(version)).map_err(|e| undecodable(e.to_string()))?;
+    let handshake = SaslHandshakeRequest::decode(&mut body, version).map_err(|e| undecodable(e.to_string()))?;
+    Ok(handshake.mechanism.to_string())
+}
+
+/// The token of a SaslAuthenticate request.
+fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, RequestError> {
+    let undecodable = |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
+    let version = request.api_version;
+    RequestHeader::decode(&mut body, request.api_key.request_header_version(version)).map_err(|e| undecodable(e.to_string()))?;
+    let authenticate = SaslAuthenticateRequest::decode(&mut body, version).map_err(|e| undecodable(e.to_string()))?;
+    Ok(authenticate.auth_bytes)
+}
+
+/// The gateway's SaslHandshake answer: PLAIN is the only mechanism offered.
+fn handshake_answer(request: &InFlight, ok: bool) -> Result<Bytes, RequestError> {
+    let code = if ok { 0 } else { ResponseError::UnsupportedSaslMechanism.code() };
+    let body = SaslHandshakeResponse::default()
+        .with_error_code(code)
+        .with_mechanisms(vec![StrBytes::from_static_str(CLIENT_MECHANISM)]);
+    reply(request, &body)
+}
+
+/// The gateway's SaslAuthenticate answer: success, or `SASL_AUTHENTICATION_FAILED` with `error`.
+fn authenticate_answer(request: &InFlight, error: Option<String>) -> Result<Bytes, RequestError> {
+    let body = match error {
+        None => SaslAuthenticateResponse::default(),
+        Some(message) => SaslAuthenticateResponse::default()
+            .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+            .with_error_message(Some(StrBytes::from_string(message))),
+    };
+    reply(request, &body)
+}
+
+fn reply(request: &InFlight, body: &impl Encodable) -> Result<Bytes, RequestError> {
+    let header = ResponseHeader::default().with_correlation_id(request.correlation_id);
+    encode_response(&header, body, request.api_key, request.api_version).map_err(|e| RequestError::Undecodable {
+        api_key: request.api_key,
+        version: request.api_version,
+        cause: format!("cannot answer it: {e:#}"),
+    })
+}
+
+fn encode_request(
+    header: &RequestHeader,
+    message: &impl Encodable,
+    api_key: ApiKey,
+    version: i16,
+) -> anyhow::Result<Bytes> {
+    let header_version = api_key.request_header_version(version);
+    let size = header.compute_size(header_version)? + message.compute_size(version)?;
+    let mut out = BytesMut::with_capacity(SIZE_PREFIX + size);
+    out.put_i32(i32::try_from(size)?);
+    header.encode(&mut out, header_version)?;
+    message.encode(&mut out, version)?;
+    Ok(out.freeze())
+}
