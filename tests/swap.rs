@@ -1,0 +1,361 @@
+//! Authentication swapping (`auth: swap`) against real Kafka with ACLs: clients log in to the
+//! gateway as `alice` (a user of the gateway's JAAS file, unknown to the broker); the gateway
+//! looks alice up in its secret store and logs in to the broker as `app`, the only user with
+//! ACLs. That records get in at all proves the swap: the broker authorizes `app`.
+//!
+//! One single-node cluster, SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256/512, the
+//! StandardAuthorizer and `allow.everyone.if.no.acl.found=false`. Its users: `app` and `app2`
+//! (ACLs on every topic and group), `gateway` (the gateway's own clients, a super user). Alice
+//! and carol exist only in the gateway's JAAS file; carol has no entry in the store.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use switchyard_testkit::{free_port_block, java, kcat, ClusterSpec, GatewayProcess, KafkaCluster, ListenerSasl};
+
+use common::{binary, loopback, run_suite};
+
+/// The client's login at the gateway.
+const ALICE: (&str, &str) = ("alice", "alice-Pw-s3a1X");
+/// In the gateway's JAAS file, but not in the secret store.
+const CAROL: (&str, &str) = ("carol", "carol-Pw-0b2qT");
+/// What the store maps alice to: the broker user with the ACLs.
+const APP: (&str, &str) = ("app", "app-Pw-9Zk2w");
+/// The store's mapping after a rotation.
+const APP2: (&str, &str) = ("app2", "app2-Pw-r0tQ7");
+const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
+const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
+const TOPIC: &str = "orders";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Env {
+    cluster: KafkaCluster,
+    /// The JAAS files and the FILE store's directory.
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn secrets(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    fn client_jaas(&self) -> PathBuf {
+        self.dir.path().join("gateway-users.conf")
+    }
+
+    fn cluster_template(&self, mechanism: &str) -> PathBuf {
+        self.dir.path().join(format!("cluster-{mechanism}.conf"))
+    }
+}
+
+fn main() {
+    run_suite(
+        &[
+            ("swap_plain_to_plain_with_kcat_and_java", swap_plain_to_plain_with_kcat_and_java),
+            ("swap_plain_to_scram_with_java", swap_plain_to_scram_with_java),
+            ("wrong_password_is_refused_at_the_gateway", wrong_password_is_refused_at_the_gateway),
+            ("principal_without_a_mapping_is_refused_and_audited", principal_without_a_mapping_is_refused_and_audited),
+            ("rotated_secret_file_is_used_by_new_connections", rotated_secret_file_is_used_by_new_connections),
+        ],
+        setup,
+    );
+}
+
+fn setup() -> Result<Env> {
+    let users = [APP, APP2, GATEWAY];
+    let spec = ClusterSpec { first_node_id: 1, ..ClusterSpec::single().sasl(ListenerSasl::all_mechanisms(&users)) }
+        .prop("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+        .prop("allow.everyone.if.no.acl.found", "false")
+        .prop("super.users", format!("User:ANONYMOUS;User:{}", GATEWAY.0));
+    let cluster = KafkaCluster::start(spec)?;
+    let internal = cluster.internal_bootstrap();
+    java::create_topic(&internal, TOPIC, 1, 1)?;
+    for user in [APP.0, APP2.0] {
+        let principal = format!("User:{user}");
+        java::add_acls(&internal, &["--allow-principal", &principal, "--operation", "All", "--topic", "*", "--group", "*"])?;
+    }
+    cluster.wait_for_topic(TOPIC, 1)?;
+    let dir = tempfile::tempdir()?;
+    let env = Env { cluster, dir };
+    std::fs::create_dir(env.secrets())?;
+    std::fs::write(env.secrets().join(ALICE.0), format!("{}:{}\n", APP.0, APP.1))?;
+    std::fs::write(
+        env.client_jaas(),
+        format!(
+            "KafkaServer {{\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n    user_{}=\"{}\"\n    user_{}=\"{}\";\n}};\n",
+            ALICE.0, ALICE.1, CAROL.0, CAROL.1
+        ),
+    )?;
+    for (mechanism, module) in [
+        ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
+        ("SCRAM-SHA-512", "org.apache.kafka.common.security.scram.ScramLoginModule"),
+    ] {
+        std::fs::write(env.cluster_template(mechanism), format!("{module} required username=\"%s\" password=\"%s\";\n"))?;
+    }
+    Ok(env)
+}
+
+struct Gateway {
+    process: GatewayProcess,
+    base: u16,
+    audit: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// A gateway whose route `main` swaps to the cluster with `cluster_mechanism`, mapping
+    /// through the FILE store.
+    fn start(env: &Env, cluster_mechanism: &str) -> Result<Gateway> {
+        let base = free_port_block(2);
+        let dir = tempfile::tempdir()?;
+        let audit = dir.path().join("audit.jsonl");
+        let yaml = format!(
+            r#"gateway:
+  secretStores:
+    - name: files
+      provider:
+        type: FILE
+        config: {{directory: "{secrets}", separator: ":"}}
+  streamingDomains:
+    - name: kafka
+      type: kafka
+      kafkaCluster:
+        name: kafka
+        bootstrapServers:
+          - id: listener
+            endpoint: "SASL_PLAINTEXT://{bootstrap}"
+            sasl: {{mechanism: SCRAM-SHA-512, username: {gw_user}, password: {{value: {gw_pw}}}}}
+        nodeIdRanges: [{{name: brokers, start: 1, end: 1}}]
+  routes:
+    - name: main
+      endpoint: "127.0.0.1:{base}"
+      streamingDomain: {{name: kafka, bootstrapServerId: listener}}
+      security:
+        auth: swap
+        swapConfig:
+          clientAuth:
+            sasl:
+              mechanism: PLAIN
+              jaasConfig: {{file: "{client_jaas}"}}
+          secretStore: files
+          clusterAuth:
+            sasl:
+              mechanism: {cluster_mechanism}
+              jaasConfig: {{file: "{template}"}}
+  proxy:
+    connectTimeoutMs: 3000
+  audit:
+    file: "{audit}"
+"#,
+            secrets = env.secrets().display(),
+            bootstrap = env.cluster.bootstrap(),
+            gw_user = GATEWAY.0,
+            gw_pw = GATEWAY.1,
+            client_jaas = env.client_jaas().display(),
+            template = env.cluster_template(cluster_mechanism).display(),
+            audit = audit.display(),
+        );
+        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base)])?;
+        Ok(Gateway { process, base, audit, _dir: dir })
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.base)
+    }
+
+    /// The audit log's CONNECTION `close` events so far.
+    fn closes(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["type"] == "CONNECTION" && event["event"] == "close")
+            .collect()
+    }
+
+    /// Waits until a `close` event matches `wanted` and returns it.
+    fn wait_for_close(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(event) = self.closes().into_iter().find(|e| wanted(e)) {
+                return Ok(event);
+            }
+            ensure!(Instant::now() < deadline, "no audit close event {what}; closes:\n{:#?}", self.closes());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Neither the gateway's log nor its audit log holds any of the test's passwords.
+    fn ensure_no_secrets(&self) -> Result<()> {
+        let log = self.process.log_contents();
+        let audit = std::fs::read_to_string(&self.audit).unwrap_or_default();
+        ensure!(!audit.is_empty(), "the audit log is empty");
+        for secret in [ALICE.1, CAROL.1, APP.1, APP2.1, GATEWAY.1, WRONG_PASSWORD] {
+            ensure!(!log.contains(secret), "a secret reached the gateway's log:\n{log}");
+            ensure!(!audit.contains(secret), "a secret reached the audit log:\n{audit}");
+        }
+        Ok(())
+    }
+}
+
+/// A close event of alice logged in and swapped to `cluster_user`.
+fn swapped_to<'a>(cluster_user: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e: &Value| e["principal"] == ALICE.0 && e["authenticated"] == true && e["clusterUser"] == cluster_user
+}
+
+fn plain_jaas(user: (&str, &str)) -> String {
+    format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{}\" password=\"{}\";",
+        user.0, user.1
+    )
+}
+
+fn java_props(user: (&str, &str)) -> Vec<(String, String)> {
+    vec![
+        ("security.protocol".to_owned(), "SASL_PLAINTEXT".to_owned()),
+        ("sasl.mechanism".to_owned(), "PLAIN".to_owned()),
+        ("sasl.jaas.config".to_owned(), plain_jaas(user)),
+        ("max.block.ms".to_owned(), "15000".to_owned()),
+        ("delivery.timeout.ms".to_owned(), "15000".to_owned()),
+        ("request.timeout.ms".to_owned(), "10000".to_owned()),
+    ]
+}
+
+fn java_produce(bootstrap: &str, lines: &[String], props: &[(String, String)]) -> Result<()> {
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    java::console_produce(bootstrap, TOPIC, lines, &props)
+}
+
+/// What a Java producer that is expected to fail printed.
+fn java_produce_failing(bootstrap: &str, lines: &[String], props: &[(String, String)]) -> Result<String> {
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = java::console_produce_output(bootstrap, TOPIC, lines, &props)?;
+    Ok(format!("{}\n{}", output.stdout, output.stderr))
+}
+
+fn kcat_alice() -> Vec<(String, String)> {
+    kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, ALICE.1)))
+}
+
+fn lines(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Every record of the topic, read directly from the broker's internal listener.
+fn on_broker(env: &Env) -> Result<Vec<String>> {
+    kcat::consume(&env.cluster.internal_bootstrap(), TOPIC, 10_000, WAIT)
+}
+
+/// Lines of the broker's log that report a failed authentication.
+fn broker_failed_logins(env: &Env) -> usize {
+    env.cluster.node_log(1).lines().filter(|l| l.contains("Failed authentication")).count()
+}
+
+/// kcat and Java log in as alice with PLAIN; the gateway logs in as app with PLAIN. Both
+/// produce, kcat consumes through the gateway; the audit log names alice and app, and no
+/// password is anywhere in the gateway's output.
+fn swap_plain_to_plain_with_kcat_and_java(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "PLAIN")?;
+    let bootstrap = gateway.bootstrap();
+    kcat::produce_with(&bootstrap, TOPIC, &lines("swap-kcat", 2), &kcat_alice())?;
+    java_produce(&bootstrap, &lines("swap-java", 2), &java_props(ALICE))?;
+    let read = kcat::consume_with(&bootstrap, TOPIC, 10_000, WAIT, &kcat_alice())?;
+    for wanted in ["swap-kcat-0", "swap-kcat-1", "swap-java-0", "swap-java-1"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from what alice read: {read:?}");
+    }
+    let java_consumed = java::console_consume_with(
+        &bootstrap,
+        TOPIC,
+        &java::ConsumeOptions::new(4, WAIT)
+            .group("swap-java-group")
+            .property("security.protocol", "SASL_PLAINTEXT")
+            .property("sasl.mechanism", "PLAIN")
+            .property("sasl.jaas.config", plain_jaas(ALICE)),
+    )?;
+    ensure!(java_consumed.len() == 4, "the Java consumer read {java_consumed:?}");
+    let event = gateway.wait_for_close("for alice swapped to app", swapped_to(APP.0))?;
+    ensure!(event["saslMechanism"] == "PLAIN", "{event}");
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// The gateway logs in to the broker with SCRAM-SHA-512 as app (the client still uses PLAIN).
+fn swap_plain_to_scram_with_java(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "SCRAM-SHA-512")?;
+    let bootstrap = gateway.bootstrap();
+    java_produce(&bootstrap, &lines("swap-scram-java", 2), &java_props(ALICE))?;
+    kcat::produce_with(&bootstrap, TOPIC, &lines("swap-scram-kcat", 1), &kcat_alice())?;
+    let read = on_broker(env)?;
+    for wanted in ["swap-scram-java-1", "swap-scram-kcat-0"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    gateway.wait_for_close("for alice swapped to app over SCRAM", swapped_to(APP.0))?;
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// A wrong password gets the gateway's own SASL error; the broker sees no login attempt.
+fn wrong_password_is_refused_at_the_gateway(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "PLAIN")?;
+    let failed_before = broker_failed_logins(env);
+    let output = java_produce_failing(&gateway.bootstrap(), &lines("wrong", 1), &java_props((ALICE.0, WRONG_PASSWORD)))?;
+    ensure!(
+        output.contains("SaslAuthenticationException") && output.contains("Invalid username or password"),
+        "the Java client saw no authentication error from the gateway:\n{output}"
+    );
+    let event = gateway.wait_for_close("for alice refused", |e| e["principal"] == ALICE.0 && e["authenticated"] == false)?;
+    let reason = event["closeReason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("Invalid username or password"), "close reason: {reason}");
+    ensure!(event.get("clusterUser").is_none(), "a refused client was swapped: {event}");
+    ensure!(!on_broker(env)?.iter().any(|r| r.starts_with("wrong-")), "a refused client's record arrived");
+    ensure!(broker_failed_logins(env) == failed_before, "the broker saw a failed login: the gateway passed it on");
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// Carol's password is right, but the store has no entry for her: refused with a message that
+/// says so, and audited with her principal.
+fn principal_without_a_mapping_is_refused_and_audited(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "PLAIN")?;
+    let output = java_produce_failing(&gateway.bootstrap(), &lines("carol", 1), &java_props(CAROL))?;
+    ensure!(
+        output.contains("no cluster credentials for principal `carol`"),
+        "the Java client was not told why:\n{output}"
+    );
+    let event = gateway.wait_for_close("for carol refused", |e| e["principal"] == CAROL.0)?;
+    ensure!(event["authenticated"] == false, "{event}");
+    let reason = event["closeReason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("no cluster credentials") && reason.contains("files"), "close reason: {reason}");
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// Alice's entry is rewritten to app2: the next connection logs in to the broker as app2,
+/// without a restart or a reload.
+fn rotated_secret_file_is_used_by_new_connections(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "PLAIN")?;
+    let bootstrap = gateway.bootstrap();
+    kcat::produce_with(&bootstrap, TOPIC, &lines("before-rotation", 1), &kcat_alice())?;
+    gateway.wait_for_close("for alice swapped to app", swapped_to(APP.0))?;
+    let entry = env.secrets().join(ALICE.0);
+    write_entry(&entry, APP2)?;
+    let produced = kcat::produce_with(&bootstrap, TOPIC, &lines("after-rotation", 1), &kcat_alice());
+    write_entry(&entry, APP)?;
+    produced.context("producing after the rotation")?;
+    gateway.wait_for_close("for alice swapped to app2", swapped_to(APP2.0))?;
+    ensure!(on_broker(env)?.iter().any(|r| r == "after-rotation-0"), "the record after the rotation is missing");
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+fn write_entry(path: &Path, user: (&str, &str)) -> Result<()> {
+    // Written aside and renamed, as a secret mount updates.
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, format!("{}:{}", user.0, user.1))?;
+    std::fs::rename(aside, path)?;
+    Ok(())
+}
