@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use switchyard_testkit::{free_port_block, java, kcat, ClusterSpec, GatewayProcess, KafkaCluster, ListenerSasl};
+use switchyard_testkit::{
+    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, KafkaCluster, ListenerSasl, ProducerPerfOptions,
+};
 
 use common::{binary, loopback, run_suite};
 
@@ -31,6 +33,12 @@ const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
 const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
 const TOPIC: &str = "orders";
 const WAIT: Duration = Duration::from_secs(30);
+/// The broker's `connections.max.reauth.ms`.
+const BROKER_REAUTH: Duration = Duration::from_secs(4);
+/// The gateway's `connectionsMaxReauthMs` for clients, in the long-run test.
+const CLIENT_REAUTH: Duration = Duration::from_millis(1500);
+/// Written only by the long-run test, so its end offset counts that test's records.
+const LONG_TOPIC: &str = "long-run";
 /// The root token of the OpenBao dev server.
 const BAO_TOKEN: &str = "bao-Root-t0k3nQ";
 
@@ -63,6 +71,7 @@ fn main() {
             ("principal_without_a_mapping_is_refused_and_audited", principal_without_a_mapping_is_refused_and_audited),
             ("rotated_secret_file_is_used_by_new_connections", rotated_secret_file_is_used_by_new_connections),
             ("vault_store_maps_principals_with_path_and_prefix_path", vault_store_maps_principals_with_path_and_prefix_path),
+            ("long_producer_survives_client_and_broker_session_ends", long_producer_survives_client_and_broker_session_ends),
         ],
         setup,
     );
@@ -73,15 +82,19 @@ fn setup() -> Result<Env> {
     let spec = ClusterSpec { first_node_id: 1, ..ClusterSpec::single().sasl(ListenerSasl::all_mechanisms(&users)) }
         .prop("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
         .prop("allow.everyone.if.no.acl.found", "false")
-        .prop("super.users", format!("User:ANONYMOUS;User:{}", GATEWAY.0));
+        .prop("super.users", format!("User:ANONYMOUS;User:{}", GATEWAY.0))
+        // Every broker session ends after a few seconds (KIP-368): the gateway's sessions too.
+        .prop("connections.max.reauth.ms", BROKER_REAUTH.as_millis().to_string());
     let cluster = KafkaCluster::start(spec)?;
     let internal = cluster.internal_bootstrap();
     java::create_topic(&internal, TOPIC, 1, 1)?;
+    java::create_topic(&internal, LONG_TOPIC, 1, 1)?;
     for user in [APP.0, APP2.0] {
         let principal = format!("User:{user}");
         java::add_acls(&internal, &["--allow-principal", &principal, "--operation", "All", "--topic", "*", "--group", "*"])?;
     }
     cluster.wait_for_topic(TOPIC, 1)?;
+    cluster.wait_for_topic(LONG_TOPIC, 1)?;
     let dir = tempfile::tempdir()?;
     let env = Env { cluster, dir };
     std::fs::create_dir(env.secrets())?;
@@ -117,11 +130,13 @@ impl Gateway {
             "type: FILE\n        config: {{directory: \"{}\", separator: \":\"}}",
             env.secrets().display()
         );
-        Gateway::start_with(env, cluster_mechanism, &store)
+        Gateway::start_with(env, cluster_mechanism, &store, None)
     }
 
     /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
-    fn start_with(env: &Env, cluster_mechanism: &str, store: &str) -> Result<Gateway> {
+    /// `reauth`: the clients' session lifetime (`connectionsMaxReauthMs`).
+    fn start_with(env: &Env, cluster_mechanism: &str, store: &str, reauth: Option<Duration>) -> Result<Gateway> {
+        let reauth = reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
         let base = free_port_block(2);
         let dir = tempfile::tempdir()?;
         let audit = dir.path().join("audit.jsonl");
@@ -151,7 +166,7 @@ impl Gateway {
           clientAuth:
             sasl:
               mechanism: PLAIN
-              jaasConfig: {{file: "{client_jaas}"}}
+              jaasConfig: {{file: "{client_jaas}"}}{reauth}
           secretStore: files
           clusterAuth:
             sasl:
@@ -423,7 +438,7 @@ fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()
         "type: VAULT\n        config: {{address: \"{}\", authToken: {BAO_TOKEN}, path: secret/gateway, separator: /}}",
         bao.address
     );
-    let gateway = Gateway::start_with(env, "PLAIN", &keyed)?;
+    let gateway = Gateway::start_with(env, "PLAIN", &keyed, None)?;
     kcat::produce_with(&gateway.bootstrap(), TOPIC, &lines("vault-path", 1), &kcat_alice())?;
     gateway.wait_for_close("for alice swapped to app through OpenBao", swapped_to(APP.0))?;
     let output = java_produce_failing(&gateway.bootstrap(), &lines("vault-carol", 1), &java_props(CAROL))?;
@@ -434,13 +449,46 @@ fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()
         "type: VAULT\n        config: {{address: \"{}\", authToken: {{value: {BAO_TOKEN}}}, prefixPath: secret/per-principal/}}",
         bao.address
     );
-    let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &prefixed)?;
+    let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &prefixed, None)?;
     kcat::produce_with(&gateway.bootstrap(), TOPIC, &lines("vault-prefix", 1), &kcat_alice())?;
     gateway.wait_for_close("for alice swapped to app2 through OpenBao", swapped_to(APP2.0))?;
     let read = on_broker(env)?;
     for wanted in ["vault-path-0", "vault-prefix-0"] {
         ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
     }
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// A Java producer sends for about 10 s through a swap route whose clients must re-authenticate
+/// every 1.5 s (answered by the gateway, which checks the password again) to a broker whose
+/// sessions end after 4 s (the gateway does not renew its broker session: it drains the
+/// connection before the session ends, and the producer reconnects and logs in again). Every
+/// record is acknowledged and on the broker.
+fn long_producer_survives_client_and_broker_session_ends(env: &Env) -> Result<()> {
+    let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+    let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &store, Some(CLIENT_REAUTH))?;
+    let records = 1_000;
+    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), LONG_TOPIC, records);
+    perf.throughput = 100;
+    let dir = tempfile::tempdir()?;
+    let props: String = java_props(ALICE).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let config = dir.path().join("client.properties");
+    std::fs::write(&config, props)?;
+    perf.config_file = Some(config);
+    perf.timeout = Duration::from_secs(90);
+    let (summary, output) = java::producer_perf_background(&perf)?.wait_with_output()?;
+    ensure!(summary.records == records, "{} of {records} records acknowledged:\n{}", summary.records, output.describe());
+    ensure!(!output.stderr.contains("Exception"), "the producer reported errors:\n{}", output.stderr);
+    let on_broker: i64 = end_offsets(&env.cluster.internal_bootstrap(), LONG_TOPIC)?.iter().map(|(_, o)| o).sum();
+    ensure!(on_broker == records as i64, "{on_broker} records on the broker, {records} sent");
+    let drained = gateway.wait_for_close("for a connection closed before its broker session ended", |e| {
+        e["principal"] == ALICE.0 && e["closeReason"].as_str().is_some_and(|r| r.contains("broker session"))
+    })?;
+    ensure!(drained["clusterUser"] == APP.0, "{drained}");
+    gateway.wait_for_close("for a connection whose client re-authenticated", |e| {
+        e["principal"] == ALICE.0 && e["saslAuthentications"].as_u64().is_some_and(|n| n >= 2)
+    })?;
     gateway.ensure_no_secrets()?;
     Ok(())
 }

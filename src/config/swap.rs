@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -46,6 +47,9 @@ pub struct SwapSettings {
     pub secret_store: String,
     pub cluster_mechanism: SaslMechanism,
     pub cluster_template: ClusterTemplate,
+    /// `clientAuth.sasl.connectionsMaxReauthMs`: clients must re-authenticate within this
+    /// (KIP-368); `None`: never.
+    pub client_reauth: Option<Duration>,
 }
 
 /// The cluster-side JAAS template: where the mapped user and secret go.
@@ -128,6 +132,9 @@ pub(crate) struct RawSwapConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawSaslSide {
     pub sasl: RawSwapSasl,
+    /// Confluent's re-authentication test spelling (`clientAuth.connectionsMaxReAuthMs`).
+    #[serde(default, rename = "connectionsMaxReAuthMs")]
+    pub connections_max_re_auth_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +146,9 @@ pub(crate) struct RawSwapSasl {
     #[allow(dead_code)]
     pub callback_handler_class: Option<String>,
     pub jaas_config: RawJaasConfig,
+    /// Client side only: sessions the gateway gives clients (KIP-368); 0 or absent: unlimited.
+    #[serde(default)]
+    pub connections_max_reauth_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,6 +283,25 @@ pub(crate) fn swap(
             "use PLAIN".into(),
         ));
     }
+    let cluster_reauth = raw.cluster_auth.sasl.connections_max_reauth_ms.or(raw.cluster_auth.connections_max_re_auth_ms);
+    if cluster_reauth.is_some() {
+        return Err(err(
+            "swapConfig.clusterAuth.sasl.connectionsMaxReauthMs",
+            "applies to clientAuth only (the broker sets its own sessions' lifetime)".into(),
+            "move it to clientAuth.sasl, or remove it".into(),
+        ));
+    }
+    let client_reauth = match (raw.client_auth.sasl.connections_max_reauth_ms, raw.client_auth.connections_max_re_auth_ms) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "swapConfig.clientAuth.connectionsMaxReAuthMs",
+                "is given twice (also as clientAuth.sasl.connectionsMaxReauthMs)".into(),
+                "keep one of them".into(),
+            ))
+        }
+        (Some(ms), None) | (None, Some(ms)) => Some(ms).filter(|ms| *ms > 0).map(Duration::from_millis),
+        (None, None) => None,
+    };
     let client_file = raw.client_auth.sasl.jaas_config.file;
     let client_field = "swapConfig.clientAuth.sasl.jaasConfig.file";
     let client_text = read_jaas(&client_file).map_err(|problem| {
@@ -318,6 +347,7 @@ pub(crate) fn swap(
         secret_store: raw.secret_store,
         cluster_mechanism,
         cluster_template,
+        client_reauth,
     })
 }
 

@@ -99,6 +99,10 @@ pub enum CloseReason {
     /// A swap route refused the client's login (answered with a SASL error first).
     #[error("SASL login refused by the gateway: {0}")]
     SaslRefused(String),
+    /// A swap route's broker session (`connections.max.reauth.ms`) was about to end: the
+    /// connection was drained and closed so the client logs in again.
+    #[error("the gateway's broker session for this client was about to end (broker connections.max.reauth.ms), all in-flight requests answered; the client reconnects")]
+    BrokerSessionEnding,
     #[error("gateway shutting down, all in-flight requests answered")]
     Shutdown,
     #[error("route reset by an operator, all in-flight requests answered")]
@@ -144,7 +148,7 @@ impl CloseReason {
     /// How much the close matters to an operator.
     pub fn severity(&self) -> Severity {
         match self {
-            CloseReason::ClientClosed | CloseReason::Shutdown => Severity::Routine,
+            CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::BrokerSessionEnding => Severity::Routine,
             CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => Severity::Notable,
             _ => Severity::Problem,
         }
@@ -170,6 +174,7 @@ impl CloseReason {
             CloseReason::UnexpectedResponse { .. } => "unexpected_response",
             CloseReason::BadResponse(_) => "undecodable_response",
             CloseReason::SaslRefused(_) => "sasl_refused",
+            CloseReason::BrokerSessionEnding => "broker_session_ending",
             CloseReason::Shutdown => "shutdown",
             CloseReason::RouteReset => "route_reset",
             CloseReason::DrainTimeout => "drain_timeout",
@@ -545,6 +550,8 @@ impl Requests<'_> {
     fn stop_reason(&self) -> CloseReason {
         if self.stop.gateway.is_cancelled() {
             CloseReason::Shutdown
+        } else if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
+            CloseReason::BrokerSessionEnding
         } else {
             CloseReason::RouteReset
         }
@@ -708,6 +715,11 @@ impl Requests<'_> {
             }
             Classified::Refuse(e) => return Err(bad_request(e)),
         };
+        if self.ctx.swap.as_ref().is_some_and(|s| !sasl::observed(request.api_key) && s.expired()) {
+            // Only on swap routes: a client whose session (connectionsMaxReauthMs) ended.
+            let reason = "the client's session ended (connectionsMaxReauthMs) without a re-authentication";
+            return Err(RequestsEnd::Failed(CloseReason::SaslRefused(reason.into())));
+        }
         if let (Some(swap), true) = (&self.ctx.swap, sasl::observed(request.api_key)) {
             // A swap route's client re-authenticating (KIP-368): the gateway answers.
             let (answer, ok) = swap.reauthenticate(&request, body).map_err(bad_request)?;

@@ -43,6 +43,10 @@ use crate::tls::ServerTls;
 /// the audit log.
 static CLOSES_LOGGED: KeyedRateLimit = KeyedRateLimit::per_second(20);
 
+/// The share of a swap route's broker session (when the broker limits it) a connection uses
+/// before it is drained and closed, so that it never outlives the session.
+const BROKER_SESSION_USED: f64 = 0.85;
+
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {
     pub listener: TcpListener,
@@ -402,12 +406,33 @@ impl Connection {
                         sasl: summary,
                         cluster_user: None,
                     },
-                    SwapOutcome::LoggedIn { session, leftover, summary: login, bytes_to_client } => {
-                        let cluster_user = session.cluster_user.clone();
-                        ctx.swap = Some(session);
+                    SwapOutcome::LoggedIn { session: logged_in, leftover, summary: login, bytes_to_client } => {
+                        let cluster_user = logged_in.cluster_user.clone();
+                        let broker_session = logged_in.broker_session;
+                        ctx.swap = Some(logged_in);
                         let client = Halves(client_read, client_write);
                         let upstream = Halves(upstream_read, upstream_write);
-                        let mut summary = pump(client, leftover, upstream, &ctx, stop).await;
+                        // A broker session that ends (connections.max.reauth.ms) is not renewed:
+                        // the connection drains and closes before, and the client logs in again.
+                        let connection_stop = session.child_token();
+                        let stop = StopSignals { gateway: &self.shared.shutdown, route: &connection_stop };
+                        let ending = async {
+                            match broker_session {
+                                Some(lifetime) => tokio::time::sleep(lifetime.mul_f64(BROKER_SESSION_USED)).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop));
+                        let mut summary = tokio::select! {
+                            summary = &mut pumped => summary,
+                            _ = ending => {
+                                if let Some(swap) = &ctx.swap {
+                                    swap.broker_session_ending.store(true, std::sync::atomic::Ordering::Release);
+                                }
+                                connection_stop.cancel();
+                                pumped.await
+                            }
+                        };
                         summary.bytes_to_client += bytes_to_client;
                         // The login, then any re-authentications the pump answered.
                         let reauth = summary.sasl.clone();

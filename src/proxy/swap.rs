@@ -20,8 +20,9 @@
 //! must not change; the broker session is not renewed (see docs/security.md).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -153,11 +154,50 @@ pub struct SwapSession {
     pub principal: String,
     /// The cluster user the gateway logged in to the broker as.
     pub cluster_user: String,
+    /// The lifetime of the gateway's broker session, when the broker limits it
+    /// (`connections.max.reauth.ms`): the connection is drained and closed before it ends.
+    pub broker_session: Option<Duration>,
+    /// Set when the connection is being closed because its broker session is about to end.
+    pub broker_session_ending: AtomicBool,
     /// Whether the current re-authentication round has had its SaslHandshake.
     handshaken: Mutex<bool>,
+    /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
+    /// `since`; 0: never.
+    expires_at_ms: AtomicU64,
+    since: Instant,
 }
 
 impl SwapSession {
+    fn new(auth: &Arc<SwapAuth>, principal: String, cluster_user: String, broker_session: Option<Duration>) -> Self {
+        let session = SwapSession {
+            auth: Arc::clone(auth),
+            principal,
+            cluster_user,
+            broker_session,
+            broker_session_ending: AtomicBool::new(false),
+            handshaken: Mutex::new(false),
+            expires_at_ms: AtomicU64::new(0),
+            since: Instant::now(),
+        };
+        session.renew();
+        session
+    }
+
+    /// Start a new client session (at login and at each accepted re-authentication).
+    fn renew(&self) {
+        if let Some(lifetime) = self.auth.settings.client_reauth {
+            let at = self.since.elapsed() + lifetime;
+            self.expires_at_ms.store((at.as_millis() as u64).max(1), Ordering::Release);
+        }
+    }
+
+    /// Whether the client's session has ended without a re-authentication: like a broker, the
+    /// gateway then takes nothing but SaslHandshake and SaslAuthenticate.
+    pub fn expired(&self) -> bool {
+        let at = self.expires_at_ms.load(Ordering::Acquire);
+        at != 0 && self.since.elapsed().as_millis() as u64 >= at
+    }
+
     /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
     /// connection (KIP-368 re-authentication): the answer, and whether the connection may go on.
     /// `body` is the frame after its size prefix.
@@ -187,11 +227,18 @@ impl SwapSession {
                 };
                 *handshaken = false;
                 let ok = outcome.is_ok();
-                Ok((authenticate_answer(request, outcome.err().map(|r| r.message))?, ok))
+                if ok {
+                    self.renew();
+                }
+                let lifetime = self.auth.settings.client_reauth;
+                Ok((authenticate_answer(request, outcome.err().map(|r| r.message), lifetime)?, ok))
             }
         }
     }
 }
+
+/// A finished login: the client's principal, the cluster user, the broker session's lifetime.
+type LoggedIn = (String, String, Option<Duration>);
 
 /// How a swap login ended, for the close reason and the audit log.
 pub enum SwapOutcome {
@@ -242,8 +289,8 @@ where
     let result = tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await;
     let (summary, bytes_to_client) = (dialogue.summary.clone(), dialogue.bytes_to_client);
     match result {
-        Ok(Ok((principal, cluster_user))) => SwapOutcome::LoggedIn {
-            session: SwapSession { auth: Arc::clone(auth), principal, cluster_user, handshaken: Mutex::new(false) },
+        Ok(Ok((principal, cluster_user, broker_session))) => SwapOutcome::LoggedIn {
+            session: SwapSession::new(auth, principal, cluster_user, broker_session),
             leftover: dialogue.client_buf,
             summary,
             bytes_to_client,
@@ -282,8 +329,9 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
 {
-    /// Until the client is logged in: its principal and the cluster user.
-    async fn run(&mut self) -> Result<(String, String), CloseReason> {
+    /// Until the client is logged in: its principal, the cluster user and the broker session's
+    /// lifetime (if limited).
+    async fn run(&mut self) -> Result<LoggedIn, CloseReason> {
         loop {
             let frame = self.client_frame().await?;
             let body = &frame[SIZE_PREFIX..];
@@ -309,21 +357,22 @@ where
                 ApiKey::SaslAuthenticate => {
                     let token = decode_authenticate(&request, body).map_err(CloseReason::BadRequest)?;
                     if !self.handshaken {
-                        let answer = authenticate_answer(&request, Some("SaslAuthenticate without SaslHandshake".into()))
+                        let answer = authenticate_answer(&request, Some("SaslAuthenticate without SaslHandshake".into()), None)
                             .map_err(CloseReason::BadRequest)?;
                         self.send_client(&answer).await?;
                         return Err(CloseReason::SaslRefused("SaslAuthenticate before SaslHandshake".into()));
                     }
                     return match self.authenticate(&token).await {
-                        Ok((principal, cluster_user)) => {
+                        Ok(logged_in) => {
                             self.summary.authenticated = Some(true);
                             self.summary.authentications = 1;
-                            self.send_client(&authenticate_answer(&request, None).map_err(CloseReason::BadRequest)?).await?;
-                            Ok((principal, cluster_user))
+                            let answer = authenticate_answer(&request, None, self.auth.settings.client_reauth);
+                            self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
+                            Ok(logged_in)
                         }
                         Err(refusal) => {
                             self.summary.authenticated = Some(false);
-                            let answer = authenticate_answer(&request, Some(refusal.message.clone()));
+                            let answer = authenticate_answer(&request, Some(refusal.message.clone()), None);
                             self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
                             Err(CloseReason::SaslRefused(refusal.message))
                         }
@@ -339,13 +388,13 @@ where
     }
 
     /// Check the client's token, look its principal up, and log in to the broker.
-    async fn authenticate(&mut self, token: &[u8]) -> Result<(String, String), Refusal> {
+    async fn authenticate(&mut self, token: &[u8]) -> Result<LoggedIn, Refusal> {
         let principal = self.auth.check_plain(token).inspect_err(|r| self.summary.principal = r.principal.clone())?;
         self.summary.principal = Some(principal.clone());
         let credentials = self.auth.lookup(&principal).await?;
         let (user, password) = self.auth.settings.cluster_template.fill(&credentials.user, &credentials.secret);
         match self.broker_login(&user, &password).await {
-            Ok(()) => Ok((principal, user)),
+            Ok(broker_session) => Ok((principal, user, broker_session)),
             Err(problem) => {
                 tracing::warn!(principal, cluster_user = user, route = %self.route.name, "swap: the broker refused the mapped credentials: {problem}");
                 Err(Refusal::new(
@@ -356,8 +405,9 @@ where
         }
     }
 
-    /// Log in to the broker as `user` with the route's cluster mechanism.
-    async fn broker_login(&mut self, user: &str, password: &Secret) -> Result<(), String> {
+    /// Log in to the broker as `user` with the route's cluster mechanism; the session's
+    /// lifetime if the broker limits it.
+    async fn broker_login(&mut self, user: &str, password: &Secret) -> Result<Option<Duration>, String> {
         let mechanism = self.auth.settings.cluster_mechanism;
         let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
         let answer: SaslHandshakeResponse = self.broker_call(ApiKey::SaslHandshake, 1, &handshake).await?;
@@ -373,28 +423,31 @@ where
                 token.extend_from_slice(user.as_bytes());
                 token.push(0);
                 token.extend_from_slice(password.expose().as_bytes());
-                self.broker_authenticate(version, token).await.map(drop)
+                self.broker_authenticate(version, token).await.map(|(_, lifetime)| lifetime)
             }
             SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
                 let hash = if mechanism == SaslMechanism::ScramSha256 { ScramHash::Sha256 } else { ScramHash::Sha512 };
                 let mut scram = ScramClient::new(hash, user, password.expose());
-                let server_first = self.broker_authenticate(version, scram.client_first()).await?;
+                let (server_first, _) = self.broker_authenticate(version, scram.client_first()).await?;
                 let client_final = scram.client_final(&server_first).map_err(|e| e.to_string())?;
-                let server_final = self.broker_authenticate(version, client_final).await?;
-                scram.verify_server_final(&server_final).map_err(|e| e.to_string())
+                let (server_final, lifetime) = self.broker_authenticate(version, client_final).await?;
+                scram.verify_server_final(&server_final).map_err(|e| e.to_string())?;
+                Ok(lifetime)
             }
         }
     }
 
-    /// One SaslAuthenticate round with the broker: its token, or why it refused.
-    async fn broker_authenticate(&mut self, version: i16, token: Vec<u8>) -> Result<Bytes, String> {
+    /// One SaslAuthenticate round with the broker: its token and session lifetime, or why it
+    /// refused.
+    async fn broker_authenticate(&mut self, version: i16, token: Vec<u8>) -> Result<(Bytes, Option<Duration>), String> {
         let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
         let answer: SaslAuthenticateResponse = self.broker_call(ApiKey::SaslAuthenticate, version, &request).await?;
         if answer.error_code != 0 {
             let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
             return Err(format!("SaslAuthenticate: error {}: {message}", answer.error_code));
         }
-        Ok(answer.auth_bytes)
+        let lifetime = u64::try_from(answer.session_lifetime_ms).ok().filter(|ms| *ms > 0).map(Duration::from_millis);
+        Ok((answer.auth_bytes, lifetime))
     }
 
     /// Send the gateway's own request to the broker and decode its answer.
@@ -532,8 +585,15 @@ fn handshake_answer(request: &InFlight, ok: bool) -> Result<Bytes, RequestError>
 }
 
 /// The gateway's SaslAuthenticate answer: success, or `SASL_AUTHENTICATION_FAILED` with `error`.
-fn authenticate_answer(request: &InFlight, error: Option<String>) -> Result<Bytes, RequestError> {
+fn authenticate_answer(
+    request: &InFlight,
+    error: Option<String>,
+    lifetime: Option<Duration>,
+) -> Result<Bytes, RequestError> {
     let body = match error {
+        // The session lifetime exists from v1 on (KIP-368).
+        None if request.api_version >= 1 => SaslAuthenticateResponse::default()
+            .with_session_lifetime_ms(lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX))),
         None => SaslAuthenticateResponse::default(),
         Some(message) => SaslAuthenticateResponse::default()
             .with_error_code(ResponseError::SaslAuthenticationFailed.code())
