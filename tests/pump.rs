@@ -69,7 +69,8 @@ impl Gateway {
             &shutdown,
         );
         let budget = MemoryBudget::new(settings.buffer_budget_bytes, Gauge::default());
-        let ctx = ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget, swap: None };
+        let ctx =
+            ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget, swap: None };
         let route_session = ctx.route.session();
         Gateway { ctx: Arc::new(ctx), shutdown, route_session }
     }

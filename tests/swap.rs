@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use switchyard_testkit::{
-    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, KafkaCluster, ListenerSasl, ProducerPerfOptions,
+    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, KafkaCluster, ListenerSasl,
+    ProducerPerfOptions,
 };
 
 use common::{binary, loopback, run_suite};
@@ -70,8 +71,14 @@ fn main() {
             ("wrong_password_is_refused_at_the_gateway", wrong_password_is_refused_at_the_gateway),
             ("principal_without_a_mapping_is_refused_and_audited", principal_without_a_mapping_is_refused_and_audited),
             ("rotated_secret_file_is_used_by_new_connections", rotated_secret_file_is_used_by_new_connections),
-            ("vault_store_maps_principals_with_path_and_prefix_path", vault_store_maps_principals_with_path_and_prefix_path),
-            ("long_producer_survives_client_and_broker_session_ends", long_producer_survives_client_and_broker_session_ends),
+            (
+                "vault_store_maps_principals_with_path_and_prefix_path",
+                vault_store_maps_principals_with_path_and_prefix_path,
+            ),
+            (
+                "long_producer_survives_client_and_broker_session_ends",
+                long_producer_survives_client_and_broker_session_ends,
+            ),
         ],
         setup,
     );
@@ -91,7 +98,10 @@ fn setup() -> Result<Env> {
     java::create_topic(&internal, LONG_TOPIC, 1, 1)?;
     for user in [APP.0, APP2.0] {
         let principal = format!("User:{user}");
-        java::add_acls(&internal, &["--allow-principal", &principal, "--operation", "All", "--topic", "*", "--group", "*"])?;
+        java::add_acls(
+            &internal,
+            &["--allow-principal", &principal, "--operation", "All", "--topic", "*", "--group", "*"],
+        )?;
     }
     cluster.wait_for_topic(TOPIC, 1)?;
     cluster.wait_for_topic(LONG_TOPIC, 1)?;
@@ -110,7 +120,10 @@ fn setup() -> Result<Env> {
         ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
         ("SCRAM-SHA-512", "org.apache.kafka.common.security.scram.ScramLoginModule"),
     ] {
-        std::fs::write(env.cluster_template(mechanism), format!("{module} required username=\"%s\" password=\"%s\";\n"))?;
+        std::fs::write(
+            env.cluster_template(mechanism),
+            format!("{module} required username=\"%s\" password=\"%s\";\n"),
+        )?;
     }
     Ok(env)
 }
@@ -126,17 +139,16 @@ impl Gateway {
     /// A gateway whose route `main` swaps to the cluster with `cluster_mechanism`, mapping
     /// through the FILE store.
     fn start(env: &Env, cluster_mechanism: &str) -> Result<Gateway> {
-        let store = format!(
-            "type: FILE\n        config: {{directory: \"{}\", separator: \":\"}}",
-            env.secrets().display()
-        );
+        let store =
+            format!("type: FILE\n        config: {{directory: \"{}\", separator: \":\"}}", env.secrets().display());
         Gateway::start_with(env, cluster_mechanism, &store, None)
     }
 
     /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
     /// `reauth`: the clients' session lifetime (`connectionsMaxReauthMs`).
     fn start_with(env: &Env, cluster_mechanism: &str, store: &str, reauth: Option<Duration>) -> Result<Gateway> {
-        let reauth = reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
+        let reauth =
+            reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
         let base = free_port_block(2);
         let dir = tempfile::tempdir()?;
         let audit = dir.path().join("audit.jsonl");
@@ -327,12 +339,14 @@ fn swap_plain_to_scram_with_java(env: &Env) -> Result<()> {
 fn wrong_password_is_refused_at_the_gateway(env: &Env) -> Result<()> {
     let gateway = Gateway::start(env, "PLAIN")?;
     let failed_before = broker_failed_logins(env);
-    let output = java_produce_failing(&gateway.bootstrap(), &lines("wrong", 1), &java_props((ALICE.0, WRONG_PASSWORD)))?;
+    let output =
+        java_produce_failing(&gateway.bootstrap(), &lines("wrong", 1), &java_props((ALICE.0, WRONG_PASSWORD)))?;
     ensure!(
         output.contains("SaslAuthenticationException") && output.contains("Invalid username or password"),
         "the Java client saw no authentication error from the gateway:\n{output}"
     );
-    let event = gateway.wait_for_close("for alice refused", |e| e["principal"] == ALICE.0 && e["authenticated"] == false)?;
+    let event =
+        gateway.wait_for_close("for alice refused", |e| e["principal"] == ALICE.0 && e["authenticated"] == false)?;
     let reason = event["closeReason"].as_str().unwrap_or_default();
     ensure!(reason.contains("Invalid username or password"), "close reason: {reason}");
     ensure!(event.get("clusterUser").is_none(), "a refused client was swapped: {event}");
@@ -478,7 +492,12 @@ fn long_producer_survives_client_and_broker_session_ends(env: &Env) -> Result<()
     perf.config_file = Some(config);
     perf.timeout = Duration::from_secs(90);
     let (summary, output) = java::producer_perf_background(&perf)?.wait_with_output()?;
-    ensure!(summary.records == records, "{} of {records} records acknowledged:\n{}", summary.records, output.describe());
+    ensure!(
+        summary.records == records,
+        "{} of {records} records acknowledged:\n{}",
+        summary.records,
+        output.describe()
+    );
     ensure!(!output.stderr.contains("Exception"), "the producer reported errors:\n{}", output.stderr);
     let on_broker: i64 = end_offsets(&env.cluster.internal_bootstrap(), LONG_TOPIC)?.iter().map(|(_, o)| o).sum();
     ensure!(on_broker == records as i64, "{on_broker} records on the broker, {records} sent");

@@ -30,9 +30,7 @@ pub use operability::{
 };
 pub use port_map::PortMap;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
-pub use swap::{
-    client_users, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue,
-};
+pub use swap::{client_users, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue};
 pub use switchover::{CatchUpPolicy, FenceMode, SwitchoverRequest};
 pub use validate::ConfigError;
 

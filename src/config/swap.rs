@@ -182,7 +182,11 @@ fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, 
     let config = raw.config;
     let separator = config.separator.clone().unwrap_or_else(|| ":".to_string());
     if separator.is_empty() {
-        return Err(err("config.separator", "is empty".into(), "remove it (default `:`) or set a character such as `/`"));
+        return Err(err(
+            "config.separator",
+            "is empty".into(),
+            "remove it (default `:`) or set a character such as `/`",
+        ));
     }
     match raw.kind.to_ascii_uppercase().as_str() {
         "FILE" => {
@@ -216,7 +220,11 @@ fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, 
         }
         "VAULT" => {
             let Some(address) = config.address.filter(|a| !a.is_empty()) else {
-                return Err(err("config.address", "is missing".into(), "set the Vault address, e.g. https://vault:8200"));
+                return Err(err(
+                    "config.address",
+                    "is missing".into(),
+                    "set the Vault address, e.g. https://vault:8200",
+                ));
             };
             if address.starts_with("https://") {
                 return Err(err(
@@ -254,7 +262,13 @@ fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, 
                     "set path: secret/gateway (one secret, a key per principal) or prefixPath: secret/ (a secret per principal, field `value`)",
                 ));
             }
-            Ok(SecretProvider::Vault { address: address.trim_end_matches('/').to_string(), token, path, prefix_path, separator })
+            Ok(SecretProvider::Vault {
+                address: address.trim_end_matches('/').to_string(),
+                token,
+                path,
+                prefix_path,
+                separator,
+            })
         }
         "AWS" | "AZURE" => Err(err("type", format!("`{}` is not implemented yet", raw.kind), "use FILE or VAULT")),
         other => Err(err("type", format!("`{other}` is not a secret store type"), "use FILE or VAULT")),
@@ -268,7 +282,8 @@ pub(crate) fn swap(
     raw: Option<RawSwapConfig>,
     stores: &[SecretStoreConfig],
 ) -> Result<SwapSettings, ConfigError> {
-    let err = |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
+    let err =
+        |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
     let Some(raw) = raw else {
         return Err(err(
             "swapConfig",
@@ -283,7 +298,8 @@ pub(crate) fn swap(
             "use PLAIN".into(),
         ));
     }
-    let cluster_reauth = raw.cluster_auth.sasl.connections_max_reauth_ms.or(raw.cluster_auth.connections_max_re_auth_ms);
+    let cluster_reauth =
+        raw.cluster_auth.sasl.connections_max_reauth_ms.or(raw.cluster_auth.connections_max_re_auth_ms);
     if cluster_reauth.is_some() {
         return Err(err(
             "swapConfig.clusterAuth.sasl.connectionsMaxReauthMs",
@@ -291,24 +307,30 @@ pub(crate) fn swap(
             "move it to clientAuth.sasl, or remove it".into(),
         ));
     }
-    let client_reauth = match (raw.client_auth.sasl.connections_max_reauth_ms, raw.client_auth.connections_max_re_auth_ms) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "swapConfig.clientAuth.connectionsMaxReAuthMs",
-                "is given twice (also as clientAuth.sasl.connectionsMaxReauthMs)".into(),
-                "keep one of them".into(),
-            ))
-        }
-        (Some(ms), None) | (None, Some(ms)) => Some(ms).filter(|ms| *ms > 0).map(Duration::from_millis),
-        (None, None) => None,
-    };
+    let client_reauth =
+        match (raw.client_auth.sasl.connections_max_reauth_ms, raw.client_auth.connections_max_re_auth_ms) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "swapConfig.clientAuth.connectionsMaxReAuthMs",
+                    "is given twice (also as clientAuth.sasl.connectionsMaxReauthMs)".into(),
+                    "keep one of them".into(),
+                ))
+            }
+            (Some(ms), None) | (None, Some(ms)) => Some(ms).filter(|ms| *ms > 0).map(Duration::from_millis),
+            (None, None) => None,
+        };
     let client_file = raw.client_auth.sasl.jaas_config.file;
     let client_field = "swapConfig.clientAuth.sasl.jaasConfig.file";
-    let client_text = read_jaas(&client_file).map_err(|problem| {
-        err(client_field, problem, "check the path and the file's permissions".into())
+    let client_text = read_jaas(&client_file)
+        .map_err(|problem| err(client_field, problem, "check the path and the file's permissions".into()))?;
+    let client_users = client_users(&client_text).map_err(|problem| {
+        err(
+            client_field,
+            format!("`{client_file}`: {problem}"),
+            "write `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`"
+                .into(),
+        )
     })?;
-    let client_users = client_users(&client_text)
-        .map_err(|problem| err(client_field, format!("`{client_file}`: {problem}"), "write `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`".into()))?;
     if !stores.iter().any(|s| s.name == raw.secret_store) {
         let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
         return Err(err(
@@ -338,9 +360,8 @@ pub(crate) fn swap(
     let cluster_field = "swapConfig.clusterAuth.sasl.jaasConfig.file";
     let cluster_text = read_jaas(&cluster_file)
         .map_err(|problem| err(cluster_field, problem, "check the path and the file's permissions".into()))?;
-    let cluster_template = cluster_template(&cluster_text, cluster_mechanism).map_err(|(problem, fix)| {
-        err(cluster_field, format!("`{cluster_file}`: {problem}"), fix)
-    })?;
+    let cluster_template = cluster_template(&cluster_text, cluster_mechanism)
+        .map_err(|(problem, fix)| err(cluster_field, format!("`{cluster_file}`: {problem}"), fix))?;
     Ok(SwapSettings {
         client_jaas: PathBuf::from(client_file),
         client_users,
@@ -403,7 +424,9 @@ fn cluster_template(text: &str, mechanism: SaslMechanism) -> Result<ClusterTempl
                 placeholders += 1;
                 TemplateValue::MappedUser
             }
-            _ if value.contains("%s") => return Err((format!("`{name}` must be exactly \"%s\" or a fixed value"), fix.clone())),
+            _ if value.contains("%s") => {
+                return Err((format!("`{name}` must be exactly \"%s\" or a fixed value"), fix.clone()))
+            }
             fixed => TemplateValue::Fixed(Secret::new(fixed)),
         })
     };
@@ -459,7 +482,11 @@ fn jaas_entries(text: &str) -> Result<Vec<JaasEntry>, String> {
                             options.push((key.clone(), v.clone()));
                             i += 3;
                         }
-                        _ => return Err(format!("login module `{module}`: expected `key=\"value\"` options ending with `;`")),
+                        _ => {
+                            return Err(format!(
+                                "login module `{module}`: expected `key=\"value\"` options ending with `;`"
+                            ))
+                        }
                     }
                 }
                 entries.push(JaasEntry { module, options });
@@ -538,7 +565,8 @@ mod tests {
 
     #[test]
     fn client_users_from_a_server_jaas_file_with_or_without_a_section() {
-        let bare = r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a-pw" user_bob="b\"pw";"#;
+        let bare =
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a-pw" user_bob="b\"pw";"#;
         let users = client_users(bare).unwrap();
         assert_eq!(users["alice"].expose(), "a-pw");
         assert_eq!(users["bob"].expose(), "b\"pw");

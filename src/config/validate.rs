@@ -391,12 +391,9 @@ impl Checker<'_> {
                 }
                 None
             }
-            Some("swap") => Some(super::swap::swap(
-                self.source,
-                &format!("{at}.security"),
-                raw.swap_config,
-                self.secret_stores,
-            )?),
+            Some("swap") => {
+                Some(super::swap::swap(self.source, &format!("{at}.security"), raw.swap_config, self.secret_stores)?)
+            }
             Some(other) => {
                 return Err(self.err(
                     format!("{at}.security.auth"),
@@ -405,8 +402,10 @@ impl Checker<'_> {
                 ))
             }
         };
-        let tls =
-            raw.ssl.map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client)).transpose()?;
+        let tls = raw
+            .ssl
+            .map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client))
+            .transpose()?;
         Ok((tls, swap))
     }
 

@@ -8,8 +8,8 @@ pub mod frame;
 pub mod inflight;
 pub mod internal;
 pub mod request;
-pub mod scram;
 pub mod sasl;
+pub mod scram;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};

@@ -120,7 +120,8 @@ impl ScramClient {
         if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
             return Err(ScramError::Malformed("the server nonce does not extend the client's"));
         }
-        let salt = STANDARD.decode(field("s").ok_or(ScramError::Malformed("no salt"))?)
+        let salt = STANDARD
+            .decode(field("s").ok_or(ScramError::Malformed("no salt"))?)
             .map_err(|_| ScramError::Malformed("the salt is not base64"))?;
         let iterations: u32 = field("i")
             .ok_or(ScramError::Malformed("no iteration count"))?
@@ -148,10 +149,8 @@ impl ScramClient {
         if let Some(error) = text.strip_prefix("e=") {
             return Err(ScramError::Refused(error.to_string()));
         }
-        let signature = text
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("v="))
-            .ok_or(ScramError::Malformed("no server signature"))?;
+        let signature =
+            text.split(',').find_map(|kv| kv.strip_prefix("v=")).ok_or(ScramError::Malformed("no server signature"))?;
         let signature = STANDARD.decode(signature).map_err(|_| ScramError::Malformed("the signature is not base64"))?;
         match &self.server_signature {
             Some(expected) if *expected == signature => Ok(()),

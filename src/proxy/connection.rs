@@ -149,7 +149,9 @@ impl CloseReason {
     pub fn severity(&self) -> Severity {
         match self {
             CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::BrokerSessionEnding => Severity::Routine,
-            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => Severity::Notable,
+            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => {
+                Severity::Notable
+            }
             _ => Severity::Problem,
         }
     }

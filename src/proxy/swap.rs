@@ -409,11 +409,16 @@ where
     /// lifetime if the broker limits it.
     async fn broker_login(&mut self, user: &str, password: &Secret) -> Result<Option<Duration>, String> {
         let mechanism = self.auth.settings.cluster_mechanism;
-        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
         let answer: SaslHandshakeResponse = self.broker_call(ApiKey::SaslHandshake, 1, &handshake).await?;
         if answer.error_code != 0 {
             let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(format!("SaslHandshake {}: error {} (the broker offers {offered:?})", mechanism.kafka_name(), answer.error_code));
+            return Err(format!(
+                "SaslHandshake {}: error {} (the broker offers {offered:?})",
+                mechanism.kafka_name(),
+                answer.error_code
+            ));
         }
         let version = self.sasl_authenticate_max.clamp(0, 2);
         match mechanism {
@@ -462,14 +467,18 @@ where
             .with_request_api_version(version)
             .with_correlation_id(GATEWAY_CORRELATION + api_key as i32)
             .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let frame = encode_request(&header, message, api_key, version).map_err(|e| format!("cannot encode {api_key:?}: {e}"))?;
+        let frame = encode_request(&header, message, api_key, version)
+            .map_err(|e| format!("cannot encode {api_key:?}: {e}"))?;
         self.legs.upstream_write.write_all(&frame).await.map_err(|e| format!("broker connection: {e}"))?;
         let answer = self.upstream_frame().await.map_err(|e| e.to_string())?;
         let mut body = &answer[SIZE_PREFIX..];
         let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
             .map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))?;
         if header.correlation_id != GATEWAY_CORRELATION + api_key as i32 {
-            return Err(format!("the broker answered correlation id {} to the gateway's {api_key:?}", header.correlation_id));
+            return Err(format!(
+                "the broker answered correlation id {} to the gateway's {api_key:?}",
+                header.correlation_id
+            ));
         }
         Resp::decode(&mut body, version).map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))
     }
@@ -559,18 +568,22 @@ where
 
 /// The mechanism of a SaslHandshake request (`body`: the frame after its size prefix).
 fn decode_handshake(request: &InFlight, mut body: &[u8]) -> Result<String, RequestError> {
-    let undecodable = |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
+    let undecodable =
+        |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
     let version = request.api_version;
-    RequestHeader::decode(&mut body, request.api_key.request_header_version(version)).map_err(|e| undecodable(e.to_string()))?;
+    RequestHeader::decode(&mut body, request.api_key.request_header_version(version))
+        .map_err(|e| undecodable(e.to_string()))?;
     let handshake = SaslHandshakeRequest::decode(&mut body, version).map_err(|e| undecodable(e.to_string()))?;
     Ok(handshake.mechanism.to_string())
 }
 
 /// The token of a SaslAuthenticate request.
 fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, RequestError> {
-    let undecodable = |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
+    let undecodable =
+        |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
     let version = request.api_version;
-    RequestHeader::decode(&mut body, request.api_key.request_header_version(version)).map_err(|e| undecodable(e.to_string()))?;
+    RequestHeader::decode(&mut body, request.api_key.request_header_version(version))
+        .map_err(|e| undecodable(e.to_string()))?;
     let authenticate = SaslAuthenticateRequest::decode(&mut body, version).map_err(|e| undecodable(e.to_string()))?;
     Ok(authenticate.auth_bytes)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use file::FileStore;
 pub use vault::VaultStore;
 
-use crate::config::{SecretProvider, SecretStoreConfig, Secret};
+use crate::config::{Secret, SecretProvider, SecretStoreConfig};
 
 /// The credentials a principal is mapped to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +75,16 @@ impl SecretStores {
                     SecretProvider::File { directory, separator } => {
                         Arc::new(FileStore::new(&config.name, directory.clone(), separator.clone()))
                     }
-                    SecretProvider::Vault { address, token, path, prefix_path, separator } => Arc::new(VaultStore::new(
-                        &config.name,
-                        address.clone(),
-                        token.clone(),
-                        path.clone(),
-                        prefix_path.clone(),
-                        separator.clone(),
-                    )),
+                    SecretProvider::Vault { address, token, path, prefix_path, separator } => {
+                        Arc::new(VaultStore::new(
+                            &config.name,
+                            address.clone(),
+                            token.clone(),
+                            path.clone(),
+                            prefix_path.clone(),
+                            separator.clone(),
+                        ))
+                    }
                 };
                 (config.name.clone(), store)
             })

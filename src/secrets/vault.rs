@@ -35,7 +35,8 @@ impl VaultStore {
         prefix_path: Option<String>,
         separator: String,
     ) -> VaultStore {
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into();
+        let agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into();
         VaultStore { name: name.to_string(), address, token, path, prefix_path, separator, agent }
     }
 
