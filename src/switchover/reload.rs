@@ -20,6 +20,9 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
     let mut outcome = ReloadOutcome { source: edited.source.clone(), ..ReloadOutcome::default() };
     let mut reports = Vec::new();
     outcome.needs_restart.extend(domain_changes(&running.domains, &edited.domains));
+    if running.secret_stores != edited.secret_stores {
+        outcome.needs_restart.push("secretStores changed".to_string());
+    }
     for route in &running.routes {
         if !edited.routes.iter().any(|r| r.name == route.name) {
             outcome.needs_restart.push(format!("route `{}` was removed", route.name));
@@ -68,8 +71,26 @@ fn listener_change(old: &RouteConfig, new: &RouteConfig) -> Option<&'static str>
         Some("its port map changed (nodeIdRanges)")
     } else if old.bootstrap_server_id != new.bootstrap_server_id || old.cluster_id != new.cluster_id {
         Some("its bootstrapServerId or clusterId changed")
+    } else if !same_swap(old, new) {
+        // The client JAAS file's users are re-read by the data path when the file changes.
+        Some("its security.auth or swapConfig changed")
     } else {
         None
+    }
+}
+
+/// Whether two routes authenticate the same way, the users of the client JAAS file aside.
+fn same_swap(old: &RouteConfig, new: &RouteConfig) -> bool {
+    match (&old.swap, &new.swap) {
+        (None, None) => true,
+        (Some(old), Some(new)) => {
+            old.client_jaas == new.client_jaas
+                && old.secret_store == new.secret_store
+                && old.cluster_mechanism == new.cluster_mechanism
+                && old.cluster_template == new.cluster_template
+                && old.client_reauth == new.client_reauth
+        }
+        _ => false,
     }
 }
 
