@@ -638,3 +638,119 @@ fn encode_request(
     message.encode(&mut out, version)?;
     Ok(out.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClusterTemplate, TemplateValue};
+    use crate::protocol::ResponseHandling;
+    use crate::secrets::StoreError;
+
+    struct NoStore;
+
+    impl SecretStore for NoStore {
+        fn lookup(&self, _: &str) -> Result<Option<Credentials>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn auth(dir: &std::path::Path, reauth: Option<Duration>) -> Arc<SwapAuth> {
+        let jaas = dir.join("users.conf");
+        std::fs::write(&jaas, r#"x.PlainLoginModule required user_alice="alice-pw" user_bob="bob-pw";"#).unwrap();
+        let settings = SwapSettings {
+            client_users: client_users(&std::fs::read_to_string(&jaas).unwrap()).unwrap(),
+            client_jaas: jaas,
+            secret_store: "none".into(),
+            cluster_mechanism: SaslMechanism::Plain,
+            cluster_template: ClusterTemplate {
+                username: TemplateValue::MappedUser,
+                password: TemplateValue::MappedSecret,
+            },
+            client_reauth: reauth,
+        };
+        Arc::new(SwapAuth::new(settings, Arc::new(NoStore)))
+    }
+
+    #[test]
+    fn plain_tokens_are_checked_against_the_jaas_users_read_again_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), None);
+        assert_eq!(auth.check_plain(b"\0alice\0alice-pw").unwrap(), "alice");
+        assert_eq!(auth.check_plain(b"alice\0alice\0alice-pw").unwrap(), "alice");
+        let wrong = auth.check_plain(b"\0alice\0nope").unwrap_err();
+        assert_eq!(wrong.principal.as_deref(), Some("alice"));
+        assert!(!wrong.message.contains("nope"));
+        assert!(auth.check_plain(b"bob\0alice\0alice-pw").is_err(), "another authorization id");
+        assert!(auth.check_plain(b"alice-pw").is_err(), "not a PLAIN token");
+        // A rewritten file (a later modification time) is read again.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.path().join("users.conf"), r#"x.PlainLoginModule required user_alice="rotated";"#).unwrap();
+        let file = std::fs::File::options().write(true).open(dir.path().join("users.conf")).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+        assert!(auth.check_plain(b"\0alice\0alice-pw").is_err());
+        assert!(auth.check_plain(b"\0alice\0rotated").is_ok());
+    }
+
+    fn request(api_key: ApiKey, version: i16) -> InFlight {
+        InFlight {
+            correlation_id: 7,
+            api_key,
+            api_version: version,
+            handling: ResponseHandling::Opaque,
+            expects_response: true,
+            sent_at: Instant::now(),
+            client: 0,
+        }
+    }
+
+    fn body(api_key: ApiKey, version: i16, message: &impl Encodable) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7);
+        encode_request(&header, message, api_key, version).unwrap().slice(SIZE_PREFIX..)
+    }
+
+    fn answer_code(frame: &Bytes, version: i16) -> (i16, i64) {
+        let mut body = frame.slice(SIZE_PREFIX..);
+        ResponseHeader::decode(&mut body, ApiKey::SaslAuthenticate.response_header_version(version)).unwrap();
+        let answer = SaslAuthenticateResponse::decode(&mut body, version).unwrap();
+        (answer.error_code, answer.session_lifetime_ms)
+    }
+
+    #[test]
+    fn reauthentication_needs_a_handshake_the_right_password_and_the_same_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let session =
+            SwapSession::new(&auth(dir.path(), Some(Duration::from_secs(60))), "alice".into(), "app".into(), None);
+        assert!(!session.expired());
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let authenticate = |token: &'static [u8]| {
+            let message = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(token));
+            session.reauthenticate(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
+        };
+        let (_, ok) = authenticate(b"\0alice\0alice-pw").unwrap();
+        assert!(!ok, "no SaslHandshake first");
+        let shake =
+            || session.reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake));
+        assert!(shake().unwrap().1);
+        let (answer, ok) = authenticate(b"\0alice\0alice-pw").unwrap();
+        assert!(ok);
+        assert_eq!(answer_code(&answer, 2), (0, 60_000));
+        assert!(shake().unwrap().1);
+        let (answer, ok) = authenticate(b"\0alice\0wrong").unwrap();
+        assert!(!ok);
+        assert_eq!(answer_code(&answer, 2).0, ResponseError::SaslAuthenticationFailed.code());
+        let scram = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256"));
+        let (_, ok) = session
+            .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &scram))
+            .unwrap();
+        assert!(!ok, "only PLAIN");
+        assert!(shake().unwrap().1);
+        let (_, ok) = authenticate(b"\0bob\0bob-pw").unwrap();
+        assert!(!ok, "another principal, even with its right password");
+        let legacy =
+            session.reauthenticate(&request(ApiKey::SaslHandshake, 0), &body(ApiKey::SaslHandshake, 0, &handshake));
+        assert!(matches!(legacy, Err(RequestError::LegacySaslHandshake)));
+    }
+}
