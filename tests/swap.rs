@@ -131,6 +131,7 @@ fn setup() -> Result<Env> {
 struct Gateway {
     process: GatewayProcess,
     base: u16,
+    admin: u16,
     audit: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -150,6 +151,7 @@ impl Gateway {
         let reauth =
             reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
         let base = free_port_block(2);
+        let admin = free_port_block(1);
         let dir = tempfile::tempdir()?;
         let audit = dir.path().join("audit.jsonl");
         let yaml = format!(
@@ -186,6 +188,8 @@ impl Gateway {
               jaasConfig: {{file: "{template}"}}
   proxy:
     connectTimeoutMs: 3000
+  admin:
+    address: "127.0.0.1:{admin}"
   audit:
     file: "{audit}"
 "#,
@@ -196,12 +200,20 @@ impl Gateway {
             template = env.cluster_template(cluster_mechanism).display(),
             audit = audit.display(),
         );
-        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base)])?;
-        Ok(Gateway { process, base, audit, _dir: dir })
+        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
+        Ok(Gateway { process, base, admin, audit, _dir: dir })
     }
 
     fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.base)
+    }
+
+    /// `switchyard_swap_logins_total` of route `main` with `outcome`.
+    fn swap_logins(&self, outcome: &str) -> Result<f64> {
+        let text =
+            ureq::get(&format!("http://127.0.0.1:{}/metrics", self.admin)).call()?.body_mut().read_to_string()?;
+        let prefix = format!("switchyard_swap_logins_total{{route=\"main\",outcome=\"{outcome}\"}} ");
+        Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(Ok(0.0), str::parse)?)
     }
 
     /// The audit log's CONNECTION `close` events so far.
@@ -349,6 +361,8 @@ fn wrong_password_is_refused_at_the_gateway(env: &Env) -> Result<()> {
         "close reason: {reason}"
     );
     ensure!(event.get("clusterUser").is_none(), "a refused client was swapped: {event}");
+    ensure!(gateway.swap_logins("bad_credentials")? >= 1.0, "the refusal is not counted");
+    ensure!(gateway.swap_logins("ok")? == 0.0, "a login was counted as accepted");
     ensure!(!on_broker(env)?.iter().any(|r| r.starts_with("wrong-")), "a refused client's record arrived");
     gateway.ensure_no_secrets()?;
     Ok(())
@@ -367,6 +381,7 @@ fn principal_without_a_mapping_is_refused_and_audited(env: &Env) -> Result<()> {
     ensure!(event["authenticated"] == false, "{event}");
     let reason = event["closeReason"].as_str().unwrap_or_default();
     ensure!(reason.contains("no cluster credentials") && reason.contains("files"), "close reason: {reason}");
+    ensure!(gateway.swap_logins("unmapped")? >= 1.0, "the refusal is not counted");
     gateway.ensure_no_secrets()?;
     Ok(())
 }
@@ -503,6 +518,8 @@ fn long_producer_survives_client_and_broker_session_ends(env: &Env) -> Result<()
         e["principal"] == ALICE.0 && e["closeReason"].as_str().is_some_and(|r| r.contains("broker session"))
     })?;
     ensure!(drained["clusterUser"] == APP.0, "{drained}");
+    ensure!(gateway.swap_logins("reauthenticated")? >= 2.0, "few re-authentications counted");
+    ensure!(gateway.swap_logins("ok")? >= 2.0, "the reconnections' logins are not counted");
     gateway.wait_for_close("for a connection whose client re-authenticated", |e| {
         e["principal"] == ALICE.0 && e["saslAuthentications"].as_u64().is_some_and(|n| n >= 2)
     })?;

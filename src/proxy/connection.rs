@@ -725,6 +725,9 @@ impl Requests<'_> {
         if let (Some(swap), true) = (&self.ctx.swap, sasl::observed(request.api_key)) {
             // A swap route's client re-authenticating (KIP-368): the gateway answers.
             let (answer, ok) = swap.reauthenticate(&request, body).map_err(bad_request)?;
+            if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {
+                self.ctx.route.metrics.swap_login(if ok { "reauthenticated" } else { "reauth_refused" });
+            }
             let mut exchange = self.traffic.sasl();
             exchange.request(request.api_key, request.api_version, body);
             if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {

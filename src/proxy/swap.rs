@@ -118,15 +118,18 @@ impl SwapAuth {
                     "Authentication failed: the gateway has no cluster credentials for principal `{principal}` (secret store `{}`)",
                     self.store_name
                 ),
-            )),
+            )
+            .because("unmapped")),
             Ok(Err(e)) => {
                 tracing::warn!(principal, "swap: {e}");
                 Err(Refusal::new(
                     Some(principal.to_string()),
                     format!("Authentication failed: the gateway's secret store `{}` could not be read", self.store_name),
-                ))
+                )
+                .because("store_error"))
             }
-            Err(_) => Err(Refusal::new(Some(principal.to_string()), "Authentication failed: secret store lookup failed")),
+            Err(_) => Err(Refusal::new(Some(principal.to_string()), "Authentication failed: secret store lookup failed")
+                .because("store_error")),
         }
     }
 }
@@ -140,11 +143,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Refusal {
     principal: Option<String>,
     message: String,
+    /// The `swap_logins` metric's outcome.
+    outcome: &'static str,
 }
 
 impl Refusal {
     fn new(principal: Option<String>, message: impl Into<String>) -> Refusal {
-        Refusal { principal, message: message.into() }
+        Refusal { principal, message: message.into(), outcome: "bad_credentials" }
+    }
+
+    fn because(mut self, outcome: &'static str) -> Refusal {
+        self.outcome = outcome;
+        self
     }
 }
 
@@ -364,6 +374,7 @@ where
                     }
                     return match self.authenticate(&token).await {
                         Ok(logged_in) => {
+                            self.route.metrics.swap_login("ok");
                             self.summary.authenticated = Some(true);
                             self.summary.authentications = 1;
                             let answer = authenticate_answer(&request, None, self.auth.settings.client_reauth);
@@ -371,6 +382,7 @@ where
                             Ok(logged_in)
                         }
                         Err(refusal) => {
+                            self.route.metrics.swap_login(refusal.outcome);
                             self.summary.authenticated = Some(false);
                             let answer = authenticate_answer(&request, Some(refusal.message.clone()), None);
                             self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
@@ -400,7 +412,8 @@ where
                 Err(Refusal::new(
                     Some(principal.clone()),
                     format!("Authentication failed: the gateway could not log in to the cluster for principal `{principal}`"),
-                ))
+                )
+                .because("cluster_refused"))
             }
         }
     }

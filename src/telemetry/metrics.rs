@@ -195,6 +195,10 @@ metric_families! {
         "tls_certificate_reloads",
         "Reloads of a route's TLS stores after their files changed, by outcome (reloaded, failed)",
     ),
+    swap_logins: Family<OutcomeLabels, Counter> = (
+        "swap_logins",
+        "SASL logins and re-authentications on swap routes, by outcome (ok, bad_credentials, unmapped, store_error, cluster_refused, reauthenticated, reauth_refused)",
+    ),
     upstream_time: Family<RouteLabels, AtomicHistogram> = (
         "upstream_time_seconds",
         "Time from forwarding a request to receiving its response",
@@ -349,6 +353,11 @@ impl RouteMetrics {
     pub fn broker_tls_handshake_failed(&self, reason: &'static str) {
         let labels = ReasonLabels { route: self.route.clone(), reason };
         self.all.broker_tls_handshake_failures.get_or_create(&labels).inc();
+    }
+
+    /// A swap route's login or re-authentication ended with `outcome`.
+    pub fn swap_login(&self, outcome: &'static str) {
+        self.all.swap_logins.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {
