@@ -587,6 +587,15 @@ impl Requests<'_> {
                     waits.timer.as_mut().reset(next);
                     continue;
                 }
+                // Swap routes only: the broker session is ending; close at a moment with nothing
+                // outstanding, so the client reconnects without a request lost in flight.
+                _ = broker_session_ending(self.ctx.swap.as_ref()) => {
+                    let idle = self.in_flight.capacity() == self.in_flight.max_capacity() && buf.is_empty();
+                    if idle {
+                        return Err(RequestsEnd::Drain(CloseReason::BrokerSessionEnding));
+                    }
+                    continue;
+                }
             };
             waits.last_read = Instant::now();
             // A client whose bytes are always waiting never lets the timer be polled above.
@@ -803,6 +812,20 @@ impl Requests<'_> {
         }
         let hash = client_id_hash(body).map_err(|e| RequestsEnd::Failed(CloseReason::BadRequest(e)))?;
         Ok(*self.client.get_or_init(|| hash))
+    }
+}
+
+/// Resolves while a swap route's broker session is ending (at once on the first poll, then every
+/// few milliseconds), so the request direction can look for an idle moment to close; never
+/// without a swap session or before the session starts ending.
+async fn broker_session_ending(swap: Option<&SwapSession>) {
+    let Some(swap) = swap else { return std::future::pending().await };
+    // Created before the flag is read: a notification in between is not missed.
+    let notified = swap.broker_session_notify.notified();
+    if swap.broker_session_ending.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    } else {
+        notified.await;
     }
 }
 

@@ -43,9 +43,11 @@ use crate::tls::ServerTls;
 /// the audit log.
 static CLOSES_LOGGED: KeyedRateLimit = KeyedRateLimit::per_second(20);
 
-/// The share of a swap route's broker session (when the broker limits it) a connection uses
-/// before it is drained and closed, so that it never outlives the session.
-const BROKER_SESSION_USED: f64 = 0.85;
+/// When a swap route's broker session is limited: the share of it after which the connection
+/// closes at its first moment with nothing outstanding (the client reconnects without a loss)...
+const BROKER_SESSION_IDLE_CLOSE: f64 = 0.8;
+/// ...and after which it is drained and closed regardless, so it never outlives the session.
+const BROKER_SESSION_DRAIN: f64 = 0.95;
 
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {
@@ -417,18 +419,18 @@ impl Connection {
                         let connection_stop = session.child_token();
                         let stop = StopSignals { gateway: &self.shared.shutdown, route: &connection_stop };
                         let ending = async {
-                            match broker_session {
-                                Some(lifetime) => tokio::time::sleep(lifetime.mul_f64(BROKER_SESSION_USED)).await,
-                                None => std::future::pending().await,
+                            let Some(lifetime) = broker_session else { return std::future::pending().await };
+                            tokio::time::sleep(lifetime.mul_f64(BROKER_SESSION_IDLE_CLOSE)).await;
+                            if let Some(swap) = &ctx.swap {
+                                swap.broker_session_ends_soon();
                             }
+                            let hard = BROKER_SESSION_DRAIN - BROKER_SESSION_IDLE_CLOSE;
+                            tokio::time::sleep(lifetime.mul_f64(hard)).await;
                         };
                         let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop));
                         let mut summary = tokio::select! {
                             summary = &mut pumped => summary,
                             _ = ending => {
-                                if let Some(swap) = &ctx.swap {
-                                    swap.broker_session_ending.store(true, std::sync::atomic::Ordering::Release);
-                                }
                                 connection_stop.cancel();
                                 pumped.await
                             }

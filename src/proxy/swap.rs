@@ -50,6 +50,10 @@ const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
 const GATEWAY_CORRELATION: i32 = 0x5357_0000;
 /// The client id of the gateway's broker logins.
 const CLIENT_ID: &str = "switchyard-swap";
+/// The largest request a client may send before it has logged in: Kafka's own bound on
+/// unauthenticated frames (`sasl.server.max.receive.size`), so a stranger cannot make the
+/// gateway buffer `maxFrameBytes`.
+const MAX_UNAUTHENTICATED_REQUEST: usize = 512 * 1024;
 /// The one mechanism clients of a swap route use.
 const CLIENT_MECHANISM: &str = "PLAIN";
 
@@ -167,8 +171,11 @@ pub struct SwapSession {
     /// The lifetime of the gateway's broker session, when the broker limits it
     /// (`connections.max.reauth.ms`): the connection is drained and closed before it ends.
     pub broker_session: Option<Duration>,
-    /// Set when the connection is being closed because its broker session is about to end.
+    /// Set when the broker session is about to end: the connection closes at its next moment
+    /// with nothing outstanding (or at a hard deadline).
     pub broker_session_ending: AtomicBool,
+    /// Wakes the request direction when `broker_session_ending` is set.
+    pub broker_session_notify: tokio::sync::Notify,
     /// Whether the current re-authentication round has had its SaslHandshake.
     handshaken: Mutex<bool>,
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
@@ -185,6 +192,7 @@ impl SwapSession {
             cluster_user,
             broker_session,
             broker_session_ending: AtomicBool::new(false),
+            broker_session_notify: tokio::sync::Notify::new(),
             handshaken: Mutex::new(false),
             expires_at_ms: AtomicU64::new(0),
             since: Instant::now(),
@@ -199,6 +207,12 @@ impl SwapSession {
             let at = self.since.elapsed() + lifetime;
             self.expires_at_ms.store((at.as_millis() as u64).max(1), Ordering::Release);
         }
+    }
+
+    /// The broker session is about to end: close the connection at its next idle moment.
+    pub fn broker_session_ends_soon(&self) {
+        self.broker_session_ending.store(true, Ordering::Release);
+        self.broker_session_notify.notify_waiters();
     }
 
     /// Whether the client's session has ended without a re-authentication: like a broker, the
@@ -289,7 +303,10 @@ where
         upstream_buf: BytesMut::new(),
         route,
         upstream,
-        request_limits: FrameLimits { min_body: MIN_REQUEST_BODY, max_body: max_frame_bytes },
+        request_limits: FrameLimits {
+            min_body: MIN_REQUEST_BODY,
+            max_body: max_frame_bytes.min(MAX_UNAUTHENTICATED_REQUEST),
+        },
         response_limits: FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: max_frame_bytes },
         summary: SaslSummary::default(),
         handshaken: false,
