@@ -21,6 +21,10 @@ use switchyard_testkit::{
 };
 
 use common::{binary, loopback, run_suite};
+use switchyard_testkit::kafka_protocol::error::ResponseError;
+use switchyard_testkit::kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, SaslHandshakeRequest};
+use switchyard_testkit::kafka_protocol::protocol::StrBytes;
+use switchyard_testkit::KafkaWire;
 
 /// The client's login at the gateway.
 const ALICE: (&str, &str) = ("alice", "alice-Pw-s3a1X");
@@ -81,6 +85,7 @@ fn main() {
                 "long_producer_survives_client_and_broker_session_ends",
                 long_producer_survives_client_and_broker_session_ends,
             ),
+            ("requests_before_the_login_are_refused", requests_before_the_login_are_refused),
         ],
         setup,
     );
@@ -572,5 +577,31 @@ fn long_producer_survives_client_and_broker_session_ends(env: &Env) -> Result<()
         e["principal"] == ALICE.0 && e["saslAuthentications"].as_u64().is_some_and(|n| n >= 2)
     })?;
     gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// On a swap route the gateway is the client's SASL server: it offers PLAIN only, and a client
+/// that sends anything but ApiVersions and SASL before logging in is closed, with the reason.
+fn requests_before_the_login_are_refused(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env, "PLAIN")?;
+    let mut wire = KafkaWire::connect(loopback(gateway.base), Duration::from_secs(10))?;
+    let versions = wire.send(
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("swap-test"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+        3,
+    )?;
+    ensure!(versions.error_code == 0 && !versions.api_keys.is_empty(), "ApiVersions not forwarded: {versions:?}");
+    let scram = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-512"));
+    let answer = wire.send(&scram, 1)?;
+    ensure!(answer.error_code == ResponseError::UnsupportedSaslMechanism.code(), "{answer:?}");
+    let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+    ensure!(offered == ["PLAIN"], "the gateway offers {offered:?}");
+    let mut wire = KafkaWire::connect(loopback(gateway.base), Duration::from_secs(10))?;
+    let metadata = wire.send(&MetadataRequest::default().with_topics(None), 12);
+    ensure!(metadata.is_err(), "a Metadata request before the login was answered: {metadata:?}");
+    gateway.wait_for_close("for a Metadata request before the login", |e| {
+        e["closeReason"].as_str().is_some_and(|r| r.contains("Metadata before authenticating"))
+    })?;
     Ok(())
 }
