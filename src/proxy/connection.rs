@@ -505,7 +505,8 @@ impl Requests<'_> {
             if !fence_answer::answerable(&request) {
                 return Ok(Fenced::MustHold);
             }
-            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze()).map_err(|cause| {
+            let codes = self.ctx.route.fence.codes();
+            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze(), codes).map_err(|cause| {
                 RequestsEnd::Failed(CloseReason::BadRequest(RequestError::Undecodable {
                     api_key: request.api_key,
                     version: request.api_version,
