@@ -125,6 +125,8 @@ pub struct TlsReport {
     pub rows: Vec<TlsRow>,
     /// The gateway's peak RSS (VmHWM) after every TLS run.
     pub gateway_peak_rss_kib: u64,
+    /// Runs that failed (the section carries on without their figures).
+    pub failures: Vec<String>,
     pub runs: Vec<RunRecord>,
 }
 
@@ -191,9 +193,19 @@ struct Runner {
     tls_props: Vec<(String, String)>,
     costs: Vec<((Setup, &'static str), Cost)>,
     runs: Vec<RunRecord>,
+    failures: Vec<String>,
 }
 
 impl Runner {
+    /// Notes a failed run: its first line goes into the report, the gateway's log to the console.
+    fn fail(&mut self, setup: Setup, workload: &str, error: anyhow::Error) {
+        let cause = error.root_cause().to_string();
+        let first = cause.lines().next().unwrap_or_default();
+        println!("    {workload} [{}] FAILED: {error:#}", setup.label());
+        println!("    gateway log:\n{}", self.gateway.process.log_tail());
+        self.failures.push(format!("{workload} [{}]: {first}", setup.label()));
+    }
+
     fn bootstrap(&self, setup: Setup) -> String {
         match setup {
             Setup::DirectPlaintext => self.cluster_plain.clone(),
@@ -222,8 +234,7 @@ impl Runner {
         let machine_before = CpuSample::take();
         let pid = self.gateway.process.pid();
         let before = (cpu_seconds(pid)?, self.gateway.traffic()?);
-        let (mib_s, result) = work(&bootstrap, self.props(setup))
-            .with_context(|| format!("{}; gateway log:\n{}", setup.label(), self.gateway.process.log_tail()))?;
+        let (mib_s, result) = work(&bootstrap, self.props(setup)).with_context(|| setup.label())?;
         let after = (cpu_seconds(pid)?, self.gateway.traffic()?);
         let foreign = CpuSample::take().foreign_share_since(&machine_before);
         let cost = (setup.side() == Side::Gateway)
@@ -297,6 +308,7 @@ pub fn tls_cost(plan: &Plan, binary: &Path) -> Result<TlsReport> {
         tls_props,
         costs: Vec::new(),
         runs: Vec::new(),
+        failures: Vec::new(),
     };
     let (n, size) = (plan.produce_records, plan.record_size);
     let produce = |records: u64| {
@@ -309,7 +321,9 @@ pub fn tls_cost(plan: &Plan, binary: &Path) -> Result<TlsReport> {
     let warmup = plan.warmup_records / 2;
     step(&format!("TLS: warm-up, every setup ({warmup} records)"));
     for setup in order(0) {
-        r.run(setup, None, produce(warmup))?;
+        if let Err(e) = r.run(setup, None, produce(warmup)) {
+            r.fail(setup, "warm-up", e);
+        }
     }
     let mut mib_s: Vec<((Setup, &'static str), Vec<f64>)> =
         Setup::ALL.iter().flat_map(|s| [((*s, PRODUCE), Vec::new()), ((*s, CONSUME), Vec::new())]).collect();
@@ -321,19 +335,24 @@ pub fn tls_cost(plan: &Plan, binary: &Path) -> Result<TlsReport> {
     step(&format!("TLS: {PRODUCE}, {n} records of {size} B, unthrottled, each setup in turn"));
     for rep in 0..plan.throughput_reps {
         for setup in order(rep) {
-            let value = r.run(setup, Some(PRODUCE), produce(n))?;
-            record((setup, PRODUCE), value);
+            match r.run(setup, Some(PRODUCE), produce(n)) {
+                Ok(value) => record((setup, PRODUCE), value),
+                Err(e) => r.fail(setup, PRODUCE, e),
+            }
         }
     }
     step(&format!("TLS: {CONSUME}, {n} records from the start of the topic, a new group each run"));
     for rep in 0..plan.throughput_reps {
         for setup in order(rep) {
             let group = format!("bench-tls-{setup:?}-{rep}");
-            let value = r.run(setup, Some(CONSUME), |bs, props| {
+            let result = r.run(setup, Some(CONSUME), |bs, props| {
                 let run = tools::consumer_perf_with(bs, TOPIC, n, &group, props)?;
                 Ok((run.fetch_mib_per_sec, serde_json::to_value(&run)?))
-            })?;
-            record((setup, CONSUME), value);
+            });
+            match result {
+                Ok(value) => record((setup, CONSUME), value),
+                Err(e) => r.fail(setup, CONSUME, e),
+            }
         }
     }
 
@@ -341,7 +360,7 @@ pub fn tls_cost(plan: &Plan, binary: &Path) -> Result<TlsReport> {
     let gateway_peak_rss_kib = vm_kib(pid, "VmHWM")?;
     r.gateway.process.terminate(Duration::from_secs(30));
     drop(cluster);
-    Ok(TlsReport { brokers: 1, rows: rows(mib_s, &r.costs), gateway_peak_rss_kib, runs: r.runs })
+    Ok(TlsReport { brokers: 1, rows: rows(mib_s, &r.costs), gateway_peak_rss_kib, failures: r.failures, runs: r.runs })
 }
 
 fn rows(mib_s: Vec<((Setup, &'static str), Vec<f64>)>, costs: &[((Setup, &'static str), Cost)]) -> Vec<TlsRow> {
@@ -401,6 +420,12 @@ impl TlsReport {
                 row.cpu_ratio.map_or("".to_owned(), |r| format!("{r:.2}")),
             );
         }
+        if !self.failures.is_empty() {
+            let _ = writeln!(md, "\nFailed runs (their rows lack those figures):\n");
+            for failure in &self.failures {
+                let _ = writeln!(md, "- {failure}");
+            }
+        }
     }
 
     /// The console lines.
@@ -420,6 +445,9 @@ impl TlsReport {
                     .map(|(c, r)| format!("  {:.3} CPU ms/MB (x{r:.2})", c.cpu_ms_per_mb))
                     .unwrap_or_default()
             );
+        }
+        for failure in &self.failures {
+            let _ = writeln!(out, "      FAILED: {failure}");
         }
         out
     }
