@@ -206,29 +206,41 @@ impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
         ProgressWriter { inner, timeout, timer }
     }
 
+    /// Writes all of `buf`, then flushes: a TLS session accepts plaintext it could not yet send
+    /// (the socket was full) and sends it only when written to or flushed again, so without
+    /// the flush the end of an answer could wait for the next one.
     pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let mut armed = false;
-            let written = poll_fn(|cx| match Pin::new(&mut *self.inner).poll_write(cx, buf) {
-                Poll::Ready(result) => Poll::Ready(result),
-                Poll::Pending => {
-                    if !armed {
-                        self.timer.as_mut().reset(Instant::now() + self.timeout);
-                        armed = true;
-                    }
-                    match self.timer.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-                        Poll::Pending => Poll::Pending,
-                    }
-                }
-            })
-            .await?;
+            let written = self.progress(|inner, cx| inner.poll_write(cx, buf)).await?;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[written..];
         }
-        Ok(())
+        self.progress(|inner, cx| inner.poll_flush(cx)).await
+    }
+
+    /// Polls `op` until it is ready, failing with [`io::ErrorKind::TimedOut`] when it stays
+    /// pending for the timeout.
+    async fn progress<T>(
+        &mut self,
+        mut op: impl FnMut(Pin<&mut W>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> io::Result<T> {
+        let mut armed = false;
+        poll_fn(|cx| match op(Pin::new(&mut *self.inner), cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => {
+                if !armed {
+                    self.timer.as_mut().reset(Instant::now() + self.timeout);
+                    armed = true;
+                }
+                match self.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        })
+        .await
     }
 
     pub async fn shutdown(&mut self) -> io::Result<()> {
