@@ -247,3 +247,44 @@ impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
         self.inner.shutdown().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes every write, but hands bytes on only when flushed, as a TLS session does when the
+    /// socket is full.
+    #[derive(Default)]
+    struct HoldsUntilFlushed {
+        held: Vec<u8>,
+        sent: Vec<u8>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlushed {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.get_mut().held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            this.sent.append(&mut this.held);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn write_all_flushes_what_a_tls_session_would_hold_back() {
+        let mut inner = HoldsUntilFlushed::default();
+        let timer = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(timer);
+        let mut writer = ProgressWriter::new(&mut inner, Duration::from_secs(1), timer);
+        writer.write_all(b"the end of an answer").await.unwrap();
+        assert_eq!(inner.sent, b"the end of an answer");
+        assert!(inner.held.is_empty());
+    }
+}
