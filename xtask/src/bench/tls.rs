@@ -237,8 +237,11 @@ impl Runner {
         let (mib_s, result) = work(&bootstrap, self.props(setup)).with_context(|| setup.label())?;
         let after = (cpu_seconds(pid)?, self.gateway.traffic()?);
         let foreign = CpuSample::take().foreign_share_since(&machine_before);
-        let cost = (setup.side() == Side::Gateway)
-            .then(|| (after.0 - before.0, after.1 .0 - before.1 .0, after.1 .1 - before.1 .1));
+        let cost = (setup.side() == Side::Gateway).then_some((
+            after.0 - before.0,
+            after.1 .0 - before.1 .0,
+            after.1 .1 - before.1 .1,
+        ));
         if let (Some(workload), Some((cpu, bytes, requests))) = (workload, cost) {
             let key = (setup, workload);
             match self.costs.iter_mut().find(|(k, _)| *k == key) {
@@ -398,6 +401,8 @@ impl TlsReport {
              Throughput: ProducerPerformance MiB/s (`acks=1`), ConsumerPerformance fetch MiB/s. \
              Gateway CPU ms per MB: utime+stime of the gateway over `switchyard_bytes_total` (both directions). \
              Ratios: gateway rows over the plaintext gateway route, direct rows over the plaintext listener. \
+             Broker, Java clients and gateway share the CPUs, so the throughput ratios also carry the TLS work \
+             of the broker and the clients; CPU ms/MB is the gateway's alone. \
              Gateway peak RSS (VmHWM) over these runs: {:.1} MiB.\n",
             self.brokers,
             self.gateway_peak_rss_kib as f64 / 1024.0
