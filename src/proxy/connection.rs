@@ -734,7 +734,12 @@ impl Requests<'_> {
         if len == 0 {
             return Ok(());
         }
-        let written = upstream.write_all(&buf[..len]).await;
+        // Flushed: a TLS session may hold back what the socket could not take yet (see
+        // `ProgressWriter::write_all`); on TCP the flush does nothing.
+        let written = match upstream.write_all(&buf[..len]).await {
+            Ok(()) => upstream.flush().await,
+            Err(e) => Err(e),
+        };
         self.ctx.route.fence.leave(unanswered);
         if let Err(e) = written {
             return Err(RequestsEnd::Failed(CloseReason::UpstreamError(e)));
