@@ -43,7 +43,9 @@ use crate::protocol::{
     FrameLimits, FrameStatus, InFlight, RequestError, ResponseHandling, SaslSummary, MIN_REQUEST_BODY,
     MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
-use crate::rewrite::{classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, RewriteError};
+use crate::rewrite::{
+    classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, ResponseBody, RewriteError,
+};
 use crate::routing::{Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
@@ -948,12 +950,15 @@ impl Responses<'_> {
                 run_end = 0;
                 let frame = buf.split_to(len).freeze();
                 let body = frame.slice(SIZE_PREFIX..);
-                let out = rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)?;
+                let out = rewrite_response(route, upstream, &request, ResponseBody::Shared(body))
+                    .map_err(CloseReason::BadResponse)?;
                 client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(client_write_error)?;
                 continue;
             }
             let body = &buf[run_end + SIZE_PREFIX..run_end + len];
-            match rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)? {
+            match rewrite_response(route, upstream, &request, ResponseBody::Slice(body))
+                .map_err(CloseReason::BadResponse)?
+            {
                 // Unchanged: it stays in the run, written with its neighbours.
                 None => run_end += len,
                 Some(out) => {
