@@ -41,7 +41,7 @@ fn one_line(cause: &anyhow::Error) -> String {
 /// The frame (size prefix included) to send to the client in place of the response whose body
 /// (the frame after its size prefix) is `body`, or `None` to send the response as it is.
 /// `upstream` is where the response came from. What is done is the rewrite table's
-/// ([`rules`]) edit for the request's API.
+/// (`rules.rs`) edit for the request's API.
 pub fn rewrite_response(
     route: &Route,
     upstream: &Upstream,
