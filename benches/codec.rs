@@ -31,7 +31,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use switchyard::cluster::Advertising;
 use switchyard::protocol::{frame_at, peek_request, FrameLimits, FrameStatus, InFlight, MIN_REQUEST_BODY, SIZE_PREFIX};
-use switchyard::rewrite::rewrite_response;
+use switchyard::rewrite::{rewrite_response, ResponseBody};
 use switchyard::routing::{Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -274,31 +274,38 @@ fn bench_rewrite(c: &mut Criterion) {
     let metadata = in_flight(ApiKey::Metadata, METADATA_VERSION, &request);
     let frame = response_frame(ApiKey::Metadata, METADATA_VERSION, 1, &metadata_response(3, 50, 6));
     let body = &frame[SIZE_PREFIX..];
-    let out = rewrite_response(&route, &upstream, &metadata, body).expect("rewriting metadata");
+    let out = rewrite_response(&route, &upstream, &metadata, ResponseBody::Slice(body)).expect("rewriting metadata");
     assert!(out.is_some(), "the broker addresses must have been rewritten");
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("metadata_v12_3_brokers_50x6", |b| {
-        b.iter(|| rewrite_response(&route, &upstream, black_box(&metadata), black_box(body)).unwrap())
+        b.iter(|| {
+            rewrite_response(&route, &upstream, black_box(&metadata), ResponseBody::Slice(black_box(body))).unwrap()
+        })
     });
 
     let produce = in_flight(ApiKey::Produce, PRODUCE_VERSION, &ProduceRequest::default().with_acks(-1));
     let frame = response_frame(ApiKey::Produce, PRODUCE_VERSION, 1, &produce_response(6));
     // Decoded in place from the read buffer, as the proxy does for responses without records.
     let body = &frame[SIZE_PREFIX..];
-    assert_eq!(rewrite_response(&route, &upstream, &produce, body).unwrap(), None);
+    assert_eq!(rewrite_response(&route, &upstream, &produce, ResponseBody::Slice(body)).unwrap(), None);
     group.throughput(Throughput::Elements(1));
     group.bench_function("produce_v12_6_partitions_unchanged", |b| {
-        b.iter(|| rewrite_response(&route, &upstream, black_box(&produce), black_box(body)).unwrap())
+        b.iter(|| {
+            rewrite_response(&route, &upstream, black_box(&produce), ResponseBody::Slice(black_box(body))).unwrap()
+        })
     });
 
     let fetch = in_flight(ApiKey::Fetch, FETCH_VERSION, &FetchRequest::default());
     let frame = response_frame(ApiKey::Fetch, FETCH_VERSION, 1, &fetch_response(6, 4));
     // Decoded from shared `Bytes`, as the proxy does for responses with records.
     let body = frame.slice(SIZE_PREFIX..);
-    assert_eq!(rewrite_response(&route, &upstream, &fetch, body.clone()).unwrap(), None);
+    assert_eq!(rewrite_response(&route, &upstream, &fetch, ResponseBody::Shared(body.clone())).unwrap(), None);
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("fetch_v17_6x64KiB_unchanged", |b| {
-        b.iter(|| rewrite_response(&route, &upstream, black_box(&fetch), black_box(body.clone())).unwrap())
+        b.iter(|| {
+            rewrite_response(&route, &upstream, black_box(&fetch), ResponseBody::Shared(black_box(body.clone())))
+                .unwrap()
+        })
     });
     group.finish();
 }

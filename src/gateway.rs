@@ -284,6 +284,7 @@ impl Gateway {
         }
         tracing::info!(
             switched = ?outcome.switched,
+            fenced = ?outcome.fenced,
             unchanged = ?outcome.unchanged,
             needs_restart = ?outcome.needs_restart,
             failed = ?outcome.failed,

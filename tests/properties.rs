@@ -42,7 +42,7 @@ use switchyard::config::HostPort;
 use switchyard::protocol::{
     frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, MIN_REQUEST_BODY, SIZE_PREFIX,
 };
-use switchyard::rewrite::{handling, rewrite_response};
+use switchyard::rewrite::{handling, rewrite_response, ResponseBody};
 use switchyard::routing::{Broker, Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -163,9 +163,9 @@ fn rewrite_for(fixture: &Fixture, api_key: ApiKey, version: i16, frame: &Bytes) 
     let request = in_flight(api_key, version);
     assert!(request.handling.decodes_response(), "{api_key:?} v{version} is decoded");
     let out = if request.response_carries_records() {
-        rewrite_response(&fixture.route, &fixture.upstream, &request, frame.slice(SIZE_PREFIX..))
+        rewrite_response(&fixture.route, &fixture.upstream, &request, ResponseBody::Shared(frame.slice(SIZE_PREFIX..)))
     } else {
-        rewrite_response(&fixture.route, &fixture.upstream, &request, &frame[SIZE_PREFIX..])
+        rewrite_response(&fixture.route, &fixture.upstream, &request, ResponseBody::Slice(&frame[SIZE_PREFIX..]))
     };
     match out.unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}")) {
         Some(rewritten) => (rewritten, true),

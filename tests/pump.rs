@@ -436,3 +436,37 @@ async fn a_sasl_handshake_v0_is_refused_before_the_broker_sees_it() {
     assert_eq!(read_frame(&mut broker).await, None, "nothing reached the broker");
     assert_eq!(read_frame(&mut client).await, None, "the client's connection is closed");
 }
+
+/// Confluent's route fence (`fence: {scope: ALL, errorCode: ...}`): while the file holds it,
+/// Produce is answered with the configured code and never reaches the broker; dropping it from
+/// the file opens the route.
+#[tokio::test(start_paused = true)]
+async fn a_configuration_fence_answers_with_its_error_code_until_removed() {
+    use kafka_protocol::messages::ProduceResponse;
+    use kafka_protocol::protocol::Decodable;
+    let gateway = Gateway::new(settings());
+    let fenced = switchyard::config::parse(
+        "tests/pump.rs",
+        &CONFIG.replace(
+            "    streamingDomain:",
+            "    fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}\n    streamingDomain:",
+        ),
+    )
+    .expect("a Confluent fence block is accepted");
+    assert!(gateway.ctx.route.set_config_fence(fenced.routes[0].config_fence.clone()));
+    let (mut client, mut broker_end, _pumped) = gateway.connect();
+    client.write_all(&produce(1)).await.unwrap();
+    let answer = read_frame(&mut client).await.expect("the fence answers");
+    let mut body = answer;
+    kafka_protocol::messages::ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+    let response = ProduceResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 8, "BROKER_NOT_AVAILABLE");
+    let mut nothing = [0u8; 1];
+    let forwarded = tokio::time::timeout(Duration::from_millis(100), broker_end.read(&mut nothing)).await;
+    assert!(forwarded.is_err(), "the fenced request reached the broker");
+    assert!(gateway.ctx.route.set_config_fence(None));
+    assert!(!gateway.ctx.route.fence.is_closed());
+    let _broker = broker(broker_end, Duration::ZERO);
+    client.write_all(&produce(2)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![2], "the broker answers once the fence is gone");
+}

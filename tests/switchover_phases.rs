@@ -92,16 +92,7 @@ struct Setup {
 
 impl Setup {
     fn new(blue: Arc<FakeCluster>, green: Arc<FakeCluster>) -> Setup {
-        let yaml = format!(
-            "streamingDomains:
-  - {{name: blue, type: kafka, kafkaCluster: {{name: blue, bootstrapServers: [{{id: b, endpoint: 'blue:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
-  - {{name: green, type: kafka, kafkaCluster: {{name: green, bootstrapServers: [{{id: b, endpoint: 'green:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
-routes:
-  - {{name: r, endpoint: '127.0.0.1:19092', streamingDomain: {{name: blue}}}}
-proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
-"
-        );
-        let config = parse_with_env("phases.yaml", &yaml, &|_| None).expect("a valid config");
+        let config = config("");
         let clusters =
             FakeDestinations(HashMap::from([("blue".into(), Arc::clone(&blue)), ("green".into(), Arc::clone(&green))]));
         let shutdown = CancellationToken::new();
@@ -122,6 +113,20 @@ proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
         };
         board.switch("r", request).await
     }
+}
+
+/// Two domains, `blue` and `green`, and route `r` on blue with `route_extra` (flow YAML fields).
+fn config(route_extra: &str) -> GatewayConfig {
+    let yaml = format!(
+        "streamingDomains:
+  - {{name: blue, type: kafka, kafkaCluster: {{name: blue, bootstrapServers: [{{id: b, endpoint: 'blue:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
+  - {{name: green, type: kafka, kafkaCluster: {{name: green, bootstrapServers: [{{id: b, endpoint: 'green:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
+routes:
+  - {{name: r, endpoint: '127.0.0.1:19092', streamingDomain: {{name: blue}}{route_extra}}}
+proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
+"
+    );
+    parse_with_env("phases.yaml", &yaml, &|_| None).expect("a valid config")
 }
 
 fn to_green(catch_up: CatchUpPolicy, timeout: Duration) -> SwitchoverRequest {
@@ -256,5 +261,43 @@ async fn a_second_switchover_of_a_route_is_refused_while_one_runs() {
     assert!(matches!(second, Refusal::Busy { .. }), "{second}");
     let first = first.await.expect("the task").expect("a report");
     assert_eq!(first.outcome, "aborted", "the first one still ends by its own timeout");
+    assert!(!setup.route.fence.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configuration_fence_stays_across_a_switchover_until_removed() {
+    use switchyard::config::RouteFence;
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    let held = RouteFence { error_code: Some(8), error_message: Some("migrating".into()) };
+    assert!(setup.route.set_config_fence(Some(held)));
+    assert_eq!(setup.route.fence.closed(), Some(FenceMode::Error));
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "a fenced route may be switched");
+    assert_eq!(setup.route.upstream().domain, "green");
+    assert_eq!(setup.route.fence.closed(), Some(FenceMode::Error), "the configuration's fence stays");
+    assert_eq!(setup.route.fence.codes().partition, 8);
+    assert!(setup.route.set_config_fence(None));
+    assert!(!setup.route.fence.is_closed(), "removing it from the file opens the route");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_puts_the_configuration_fence_up_and_takes_it_down() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    let fenced = config(", fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE, errorMessage: moving}");
+    let routes = [Arc::clone(&setup.route)];
+    let board = Switchboard {
+        config: &setup.config,
+        routes: &routes,
+        shutdown: &setup.shutdown,
+        destinations: &setup.clusters,
+    };
+    let (outcome, _) = switchyard::switchover::reload::apply(&board, &fenced).await;
+    assert_eq!(outcome.fenced, ["r: fenced by the configuration"]);
+    assert_eq!(setup.route.fence.closed(), Some(FenceMode::Error));
+    let (outcome, _) = switchyard::switchover::reload::apply(&board, &fenced).await;
+    assert!(outcome.fenced.is_empty(), "an unchanged fence is not applied again");
+    let unfenced = config(", fence: {scope: NONE}");
+    let (outcome, _) = switchyard::switchover::reload::apply(&board, &unfenced).await;
+    assert_eq!(outcome.fenced, ["r: configuration fence removed"]);
     assert!(!setup.route.fence.is_closed());
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use switchyard::protocol::fence_answer::{answerable, fence_answer};
+use switchyard::protocol::fence_answer::{answerable, fence_answer, FenceCodes};
 use switchyard::protocol::{peek_request, SIZE_PREFIX};
 
 fuzz_target!(|body: &[u8]| {
@@ -21,7 +21,7 @@ fuzz_target!(|body: &[u8]| {
     if !answerable(&request) {
         return;
     }
-    if let Ok(answer) = fence_answer(&request, frame.freeze()) {
+    if let Ok(answer) = fence_answer(&request, frame.freeze(), FenceCodes::RETRIABLE) {
         let size = i32::from_be_bytes(answer[..SIZE_PREFIX].try_into().unwrap());
         assert_eq!(size as usize, answer.len() - SIZE_PREFIX, "the size prefix is the frame's length");
         let correlation_id = i32::from_be_bytes(answer[SIZE_PREFIX..SIZE_PREFIX + 4].try_into().unwrap());

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use switchyard::protocol::{InFlight, SIZE_PREFIX};
-use switchyard::rewrite::rewrite_response;
+use switchyard::rewrite::{rewrite_response, ResponseBody};
 use switchyard_fuzz::{fixture, pick_decoded, REWRITE_PREFIX};
 
 // The routes (and the upstream's librdkafka client) are made before the first input, so their
@@ -38,15 +38,15 @@ fuzz_target!(init: { fixture(); }, |data: &[u8]| {
     };
     // The proxy decodes answers with records from shared `Bytes`, the others from its buffer.
     let out = if flags & 2 != 0 {
-        rewrite_response(route, &fixture.upstream, &request, Bytes::copy_from_slice(body))
+        rewrite_response(route, &fixture.upstream, &request, ResponseBody::Shared(Bytes::copy_from_slice(body)))
     } else {
-        rewrite_response(route, &fixture.upstream, &request, body)
+        rewrite_response(route, &fixture.upstream, &request, ResponseBody::Slice(body))
     };
     if let Ok(Some(frame)) = out {
         let size = i32::from_be_bytes(frame[..SIZE_PREFIX].try_into().unwrap());
         assert_eq!(size as usize, frame.len() - SIZE_PREFIX, "the size prefix is the frame's length");
         // What the gateway sends must read back as the same answer, or the client could not.
-        let again = rewrite_response(route, &fixture.upstream, &request, &frame[SIZE_PREFIX..]);
+        let again = rewrite_response(route, &fixture.upstream, &request, ResponseBody::Slice(&frame[SIZE_PREFIX..]));
         assert!(again.is_ok(), "{api_key:?} v{api_version}: the rewritten answer does not decode: {again:?}");
     }
 });

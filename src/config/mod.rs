@@ -31,7 +31,7 @@ pub use operability::{
 pub use port_map::PortMap;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
 pub use swap::{client_users, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue};
-pub use switchover::{CatchUpPolicy, FenceMode, SwitchoverRequest};
+pub use switchover::{kafka_error_code, CatchUpPolicy, FenceMode, RouteFence, SwitchoverRequest};
 pub use validate::ConfigError;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -116,6 +116,8 @@ pub struct RouteConfig {
     pub catch_up_timeout: Option<Duration>,
     /// What the fence does with new requests during a switchover of this route.
     pub fence: FenceMode,
+    /// The fence the file holds on the route (`fence:`), if any.
+    pub config_fence: Option<RouteFence>,
 }
 
 /// Limits and timeouts that apply to every connection.

@@ -104,6 +104,20 @@ pub(crate) struct RawRoute {
     /// Client-facing TLS, and how clients authenticate.
     #[serde(default)]
     pub security: Option<RawRouteSecurity>,
+    /// Confluent's route fence: fenced while present (`null`: not fenced).
+    #[serde(default)]
+    pub fence: Option<RawRouteFence>,
+}
+
+/// `fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE, errorMessage: ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawRouteFence {
+    pub scope: String,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -106,9 +106,46 @@ impl SwitchoverRequest {
     }
 }
 
+/// A fence the configuration holds on a route (`routes[].fence`, Confluent's shape): the route
+/// answers in mode `error` while the file says so, across switchovers, until the file drops it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteFence {
+    /// The Kafka error code every fenced answer carries; `None`: the retriable code each API's
+    /// clients retry on.
+    pub error_code: Option<i16>,
+    /// Logged when the fence is applied.
+    pub error_message: Option<String>,
+}
+
+/// The Kafka error code named `name` (`BROKER_NOT_AVAILABLE`, any case, or a number), and whether
+/// clients retry it.
+pub fn kafka_error_code(name: &str) -> Option<(i16, bool)> {
+    let wanted: String = name.chars().filter(|c| *c != '_').collect::<String>().to_ascii_lowercase();
+    if let Ok(code) = name.parse::<i16>() {
+        let error = kafka_protocol::error::ResponseError::try_from_code(code)?;
+        return (!matches!(error, kafka_protocol::error::ResponseError::Unknown(_)))
+            .then(|| (code, error.is_retriable()));
+    }
+    (-1..=200).find_map(|code| {
+        let error = kafka_protocol::error::ResponseError::try_from_code(code)?;
+        let known = !matches!(error, kafka_protocol::error::ResponseError::Unknown(_));
+        (known && error.to_string().to_ascii_lowercase() == wanted).then(|| (code, error.is_retriable()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_error_codes_by_name_or_number() {
+        assert_eq!(kafka_error_code("BROKER_NOT_AVAILABLE"), Some((8, false)));
+        assert_eq!(kafka_error_code("not_leader_or_follower"), Some((6, true)));
+        assert_eq!(kafka_error_code("16"), Some((16, true)));
+        assert_eq!(kafka_error_code("NO_SUCH_ERROR"), None);
+        assert_eq!(kafka_error_code("0"), None);
+        assert_eq!(kafka_error_code("9999"), None);
+    }
 
     fn request() -> SwitchoverRequest {
         serde_json::from_str(r#"{"to": "b"}"#).unwrap()

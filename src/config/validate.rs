@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use super::host_pattern::{self, HostPattern};
 use super::operability::{self, EnvLookup};
-use super::schema::RawBrokerIdentification;
+use super::schema::{RawBrokerIdentification, RawRouteFence};
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
 use super::security::RawRouteSecurity;
 use super::security::{self, Leg};
 use super::PortMap;
+use super::{kafka_error_code, RouteFence};
 use super::{
     BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig, SwapSettings,
     TlsSettings,
@@ -324,6 +325,7 @@ impl Checker<'_> {
             catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
             catch_up_timeout: r.switchover.as_ref().and_then(|s| s.catch_up_timeout_ms).map(Duration::from_millis),
             fence: r.switchover.as_ref().and_then(|s| s.fence).unwrap_or_default(),
+            config_fence: self.route_fence(at, r.fence)?,
         })
     }
 
@@ -371,6 +373,38 @@ impl Checker<'_> {
                 "use `type: port` or `type: host`",
             )),
         }
+    }
+
+    /// Confluent's `fence: {scope, errorCode, errorMessage}`: `scope: ALL` fences the route,
+    /// `NONE` (or no block) does not.
+    fn route_fence(&self, at: &str, raw: Option<RawRouteFence>) -> Result<Option<RouteFence>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        match raw.scope.to_ascii_uppercase().as_str() {
+            "NONE" => return Ok(None),
+            "ALL" => {}
+            other => {
+                return Err(self.err(
+                    format!("{at}.fence.scope"),
+                    format!("`{other}` is not a scope"),
+                    "use ALL or NONE",
+                ))
+            }
+        }
+        let error_code = match raw.error_code {
+            None => None,
+            Some(name) => Some(
+                kafka_error_code(&name)
+                    .ok_or_else(|| {
+                        self.err(
+                            format!("{at}.fence.errorCode"),
+                            format!("`{name}` is not a Kafka error code"),
+                            "use a Kafka error name such as BROKER_NOT_AVAILABLE or NOT_LEADER_OR_FOLLOWER, or leave it out to answer each API with the retriable code its clients retry on",
+                        )
+                    })?
+                    .0,
+            ),
+        };
+        Ok(Some(RouteFence { error_code, error_message: raw.error_message }))
     }
 
     /// A route's client-facing TLS and, for `auth: swap`, its swap settings.

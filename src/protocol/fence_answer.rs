@@ -27,12 +27,33 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::{encode_response, InFlight, SIZE_PREFIX};
 
-/// Offset APIs ask the partition leader; this sends the client to metadata for a new one.
-const PARTITION_ERROR: ResponseError = ResponseError::NotLeaderOrFollower;
-/// Group APIs ask the coordinator; this sends the client to FindCoordinator.
-const GROUP_ERROR: ResponseError = ResponseError::NotCoordinator;
-/// FindCoordinator itself: retried after a backoff.
-const LOOKUP_ERROR: ResponseError = ResponseError::CoordinatorNotAvailable;
+/// The error codes a fence answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceCodes {
+    /// Partition-level answers (Produce, Fetch, ListOffsets).
+    pub partition: i16,
+    /// Group answers (JoinGroup, OffsetCommit, ...).
+    pub group: i16,
+    /// FindCoordinator.
+    pub lookup: i16,
+}
+
+impl FenceCodes {
+    /// The codes every client retries on by its own standard path: offset APIs ask the
+    /// partition leader, and NOT_LEADER_OR_FOLLOWER sends the client to metadata for a new one;
+    /// group APIs ask the coordinator, and NOT_COORDINATOR sends it to FindCoordinator;
+    /// FindCoordinator itself is retried after a backoff on COORDINATOR_NOT_AVAILABLE.
+    pub const RETRIABLE: FenceCodes = FenceCodes {
+        partition: ResponseError::NotLeaderOrFollower.code(),
+        group: ResponseError::NotCoordinator.code(),
+        lookup: ResponseError::CoordinatorNotAvailable.code(),
+    };
+
+    /// One code for every answer (a configured `fence.errorCode`).
+    pub const fn all(code: i16) -> FenceCodes {
+        FenceCodes { partition: code, group: code, lookup: code }
+    }
+}
 /// OffsetFetch has a top-level error code from this version on.
 const OFFSET_FETCH_TOP_LEVEL_ERROR_SINCE: i16 = 2;
 /// OffsetFetch answers per group from this version on.
@@ -59,26 +80,28 @@ pub fn answerable(request: &InFlight) -> bool {
 
 /// The complete response frame (size prefix included) a fenced route sends for an
 /// [`answerable`] request. `frame` is the request frame, from its size prefix on.
-pub fn fence_answer(request: &InFlight, frame: Bytes) -> anyhow::Result<Bytes> {
+pub fn fence_answer(request: &InFlight, frame: Bytes, codes: FenceCodes) -> anyhow::Result<Bytes> {
     let (api_key, version) = (request.api_key, request.api_version);
     let mut body = frame.slice(SIZE_PREFIX..);
     RequestHeader::decode(&mut body, api_key.request_header_version(version))?;
     let reply = Reply { correlation_id: request.correlation_id, api_key, version };
     match api_key {
-        ApiKey::Produce => reply.with(produce(ProduceRequest::decode(&mut body, version)?)),
-        ApiKey::Fetch => reply.with(fetch(FetchRequest::decode(&mut body, version)?)),
-        ApiKey::ListOffsets => reply.with(list_offsets(ListOffsetsRequest::decode(&mut body, version)?)),
+        ApiKey::Produce => reply.with(produce(ProduceRequest::decode(&mut body, version)?, codes)),
+        ApiKey::Fetch => reply.with(fetch(FetchRequest::decode(&mut body, version)?, codes)),
+        ApiKey::ListOffsets => reply.with(list_offsets(ListOffsetsRequest::decode(&mut body, version)?, codes)),
         ApiKey::FindCoordinator => {
-            reply.with(find_coordinator(FindCoordinatorRequest::decode(&mut body, version)?, version))
+            reply.with(find_coordinator(FindCoordinatorRequest::decode(&mut body, version)?, version, codes))
         }
-        ApiKey::OffsetCommit => reply.with(offset_commit(OffsetCommitRequest::decode(&mut body, version)?)),
-        ApiKey::OffsetFetch => reply.with(offset_fetch(OffsetFetchRequest::decode(&mut body, version)?, version)),
-        ApiKey::JoinGroup => reply.with(JoinGroupResponse::default().with_error_code(GROUP_ERROR.code())),
-        ApiKey::SyncGroup => reply.with(SyncGroupResponse::default().with_error_code(GROUP_ERROR.code())),
-        ApiKey::Heartbeat => reply.with(HeartbeatResponse::default().with_error_code(GROUP_ERROR.code())),
-        ApiKey::LeaveGroup => reply.with(LeaveGroupResponse::default().with_error_code(GROUP_ERROR.code())),
+        ApiKey::OffsetCommit => reply.with(offset_commit(OffsetCommitRequest::decode(&mut body, version)?, codes)),
+        ApiKey::OffsetFetch => {
+            reply.with(offset_fetch(OffsetFetchRequest::decode(&mut body, version)?, version, codes))
+        }
+        ApiKey::JoinGroup => reply.with(JoinGroupResponse::default().with_error_code(codes.group)),
+        ApiKey::SyncGroup => reply.with(SyncGroupResponse::default().with_error_code(codes.group)),
+        ApiKey::Heartbeat => reply.with(HeartbeatResponse::default().with_error_code(codes.group)),
+        ApiKey::LeaveGroup => reply.with(LeaveGroupResponse::default().with_error_code(codes.group)),
         ApiKey::ConsumerGroupHeartbeat => {
-            reply.with(ConsumerGroupHeartbeatResponse::default().with_error_code(GROUP_ERROR.code()))
+            reply.with(ConsumerGroupHeartbeatResponse::default().with_error_code(codes.group))
         }
         other => anyhow::bail!("a fence does not answer {other:?} requests"),
     }
@@ -116,14 +139,14 @@ fn per_partition<T, P, AT, AP>(
 }
 
 /// Every partition written to gets the error.
-fn produce(request: ProduceRequest) -> ProduceResponse {
+fn produce(request: ProduceRequest, codes: FenceCodes) -> ProduceResponse {
     let responses = per_partition(
         request.topic_data,
         |t| &t.partition_data,
         |p| {
             produce_response::PartitionProduceResponse::default()
                 .with_index(p.index)
-                .with_error_code(PARTITION_ERROR.code())
+                .with_error_code(codes.partition)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1)
@@ -140,14 +163,14 @@ fn produce(request: ProduceRequest) -> ProduceResponse {
 
 /// Every partition fetched gets the error, in the client's fetch session if it has one: an
 /// incremental answer that names only these partitions leaves the session intact.
-fn fetch(request: FetchRequest) -> FetchResponse {
+fn fetch(request: FetchRequest, codes: FenceCodes) -> FetchResponse {
     let responses = per_partition(
         request.topics,
         |t| &t.partitions,
         |p| {
             fetch_response::PartitionData::default()
                 .with_partition_index(p.partition)
-                .with_error_code(PARTITION_ERROR.code())
+                .with_error_code(codes.partition)
                 .with_high_watermark(-1)
         },
         |t, partitions| {
@@ -160,14 +183,14 @@ fn fetch(request: FetchRequest) -> FetchResponse {
     FetchResponse::default().with_session_id(request.session_id).with_responses(responses)
 }
 
-fn list_offsets(request: ListOffsetsRequest) -> ListOffsetsResponse {
+fn list_offsets(request: ListOffsetsRequest, codes: FenceCodes) -> ListOffsetsResponse {
     let topics = per_partition(
         request.topics,
         |t| &t.partitions,
         |p| {
             list_offsets_response::ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
-                .with_error_code(PARTITION_ERROR.code())
+                .with_error_code(codes.partition)
         },
         |t, partitions| {
             list_offsets_response::ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
@@ -177,10 +200,10 @@ fn list_offsets(request: ListOffsetsRequest) -> ListOffsetsResponse {
 }
 
 /// One error before v4, one per key asked about from v4 on.
-fn find_coordinator(request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+fn find_coordinator(request: FindCoordinatorRequest, version: i16, codes: FenceCodes) -> FindCoordinatorResponse {
     let response = FindCoordinatorResponse::default();
     if version < 4 {
-        return response.with_error_code(LOOKUP_ERROR.code()).with_node_id((-1).into()).with_port(-1);
+        return response.with_error_code(codes.lookup).with_node_id((-1).into()).with_port(-1);
     }
     let coordinators = request
         .coordinator_keys
@@ -190,20 +213,20 @@ fn find_coordinator(request: FindCoordinatorRequest, version: i16) -> FindCoordi
                 .with_key(key)
                 .with_node_id((-1).into())
                 .with_port(-1)
-                .with_error_code(LOOKUP_ERROR.code())
+                .with_error_code(codes.lookup)
         })
         .collect();
     response.with_coordinators(coordinators)
 }
 
-fn offset_commit(request: OffsetCommitRequest) -> OffsetCommitResponse {
+fn offset_commit(request: OffsetCommitRequest, codes: FenceCodes) -> OffsetCommitResponse {
     let topics = per_partition(
         request.topics,
         |t| &t.partitions,
         |p| {
             offset_commit_response::OffsetCommitResponsePartition::default()
                 .with_partition_index(p.partition_index)
-                .with_error_code(GROUP_ERROR.code())
+                .with_error_code(codes.group)
         },
         |t, partitions| {
             offset_commit_response::OffsetCommitResponseTopic::default()
@@ -217,9 +240,9 @@ fn offset_commit(request: OffsetCommitRequest) -> OffsetCommitResponse {
 
 /// A top-level error from v2, one per group from v8. (v0-1 have only per-partition errors and
 /// may ask for "all partitions", which cannot be echoed, so those are held.)
-fn offset_fetch(request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+fn offset_fetch(request: OffsetFetchRequest, version: i16, codes: FenceCodes) -> OffsetFetchResponse {
     if version < OFFSET_FETCH_GROUPS_SINCE {
-        return OffsetFetchResponse::default().with_error_code(GROUP_ERROR.code());
+        return OffsetFetchResponse::default().with_error_code(codes.group);
     }
     let groups = request
         .groups
@@ -227,7 +250,7 @@ fn offset_fetch(request: OffsetFetchRequest, version: i16) -> OffsetFetchRespons
         .map(|group| {
             offset_fetch_response::OffsetFetchResponseGroup::default()
                 .with_group_id(group.group_id)
-                .with_error_code(GROUP_ERROR.code())
+                .with_error_code(codes.group)
         })
         .collect();
     OffsetFetchResponse::default().with_groups(groups)
@@ -264,7 +287,7 @@ mod tests {
 
     fn answer<R: Decodable>((request, frame): (InFlight, Bytes)) -> R {
         assert!(answerable(&request), "{:?} v{} is answered", request.api_key, request.api_version);
-        let answer = fence_answer(&request, frame).unwrap();
+        let answer = fence_answer(&request, frame, FenceCodes::RETRIABLE).unwrap();
         let size = i32::from_be_bytes(answer[..4].try_into().unwrap()) as usize;
         assert_eq!(size, answer.len() - 4, "size prefix matches the frame");
         let mut body = answer.slice(4..);
@@ -334,7 +357,7 @@ mod tests {
     fn a_truncated_request_is_an_error_not_a_panic() {
         let (request, frame) = request_frame(ApiKey::Produce, 9, &produce_request(-1));
         for cut in [SIZE_PREFIX + 8, frame.len() / 2, frame.len() - 1] {
-            assert!(fence_answer(&request, frame.slice(..cut)).is_err(), "cut at {cut}");
+            assert!(fence_answer(&request, frame.slice(..cut), FenceCodes::RETRIABLE).is_err(), "cut at {cut}");
         }
     }
 

@@ -44,7 +44,9 @@ use crate::protocol::{
     FrameLimits, FrameStatus, InFlight, RequestError, ResponseHandling, SaslSummary, MIN_REQUEST_BODY,
     MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
-use crate::rewrite::{classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, RewriteError};
+use crate::rewrite::{
+    classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, ResponseBody, RewriteError,
+};
 use crate::routing::{Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
@@ -522,7 +524,8 @@ impl Requests<'_> {
             if !fence_answer::answerable(&request) {
                 return Ok(Fenced::MustHold);
             }
-            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze()).map_err(|cause| {
+            let codes = self.ctx.route.fence.codes();
+            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze(), codes).map_err(|cause| {
                 RequestsEnd::Failed(CloseReason::BadRequest(RequestError::Undecodable {
                     api_key: request.api_key,
                     version: request.api_version,
@@ -791,7 +794,12 @@ impl Requests<'_> {
         if len == 0 {
             return Ok(());
         }
-        let written = upstream.write_all(&buf[..len]).await;
+        // Flushed: a TLS session may hold back what the socket could not take yet (see
+        // `ProgressWriter::write_all`); on TCP the flush does nothing.
+        let written = match upstream.write_all(&buf[..len]).await {
+            Ok(()) => upstream.flush().await,
+            Err(e) => Err(e),
+        };
         self.ctx.route.fence.leave(unanswered);
         if let Err(e) = written {
             return Err(RequestsEnd::Failed(CloseReason::UpstreamError(e)));
@@ -1017,12 +1025,15 @@ impl Responses<'_> {
                 run_end = 0;
                 let frame = buf.split_to(len).freeze();
                 let body = frame.slice(SIZE_PREFIX..);
-                let out = rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)?;
+                let out = rewrite_response(route, upstream, &request, ResponseBody::Shared(body))
+                    .map_err(CloseReason::BadResponse)?;
                 client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(client_write_error)?;
                 continue;
             }
             let body = &buf[run_end + SIZE_PREFIX..run_end + len];
-            match rewrite_response(route, upstream, &request, body).map_err(CloseReason::BadResponse)? {
+            match rewrite_response(route, upstream, &request, ResponseBody::Slice(body))
+                .map_err(CloseReason::BadResponse)?
+            {
                 // Unchanged: it stays in the run, written with its neighbours.
                 None => run_end += len,
                 Some(out) => {

@@ -218,32 +218,85 @@ impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
         ProgressWriter { inner, timeout, timer }
     }
 
+    /// Writes all of `buf`, then flushes: a TLS session accepts plaintext it could not yet send
+    /// (the socket was full) and sends it only when written to or flushed again, so without
+    /// the flush the end of an answer could wait for the next one.
     pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let mut armed = false;
-            let written = poll_fn(|cx| match Pin::new(&mut *self.inner).poll_write(cx, buf) {
-                Poll::Ready(result) => Poll::Ready(result),
-                Poll::Pending => {
-                    if !armed {
-                        self.timer.as_mut().reset(Instant::now() + self.timeout);
-                        armed = true;
-                    }
-                    match self.timer.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-                        Poll::Pending => Poll::Pending,
-                    }
-                }
-            })
-            .await?;
+            let written = self.progress(|inner, cx| inner.poll_write(cx, buf)).await?;
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[written..];
         }
-        Ok(())
+        self.progress(|inner, cx| inner.poll_flush(cx)).await
+    }
+
+    /// Polls `op` until it is ready, failing with [`io::ErrorKind::TimedOut`] when it stays
+    /// pending for the timeout.
+    async fn progress<T>(
+        &mut self,
+        mut op: impl FnMut(Pin<&mut W>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> io::Result<T> {
+        let mut armed = false;
+        poll_fn(|cx| match op(Pin::new(&mut *self.inner), cx) {
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => {
+                if !armed {
+                    self.timer.as_mut().reset(Instant::now() + self.timeout);
+                    armed = true;
+                }
+                match self.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        })
+        .await
     }
 
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes every write, but hands bytes on only when flushed, as a TLS session does when the
+    /// socket is full.
+    #[derive(Default)]
+    struct HoldsUntilFlushed {
+        held: Vec<u8>,
+        sent: Vec<u8>,
+    }
+
+    impl AsyncWrite for HoldsUntilFlushed {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.get_mut().held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            this.sent.append(&mut this.held);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn write_all_flushes_what_a_tls_session_would_hold_back() {
+        let mut inner = HoldsUntilFlushed::default();
+        let timer = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(timer);
+        let mut writer = ProgressWriter::new(&mut inner, Duration::from_secs(1), timer);
+        writer.write_all(b"the end of an answer").await.unwrap();
+        assert_eq!(inner.sent, b"the end of an answer");
+        assert!(inner.held.is_empty());
     }
 }

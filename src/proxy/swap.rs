@@ -40,7 +40,7 @@ use crate::protocol::{
     encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, SaslSummary,
     MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
-use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified};
+use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, ResponseBody};
 use crate::routing::{Route, Upstream};
 use crate::secrets::{Credentials, SecretStore};
 
@@ -531,7 +531,9 @@ where
             return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
         }
         self.note_broker_versions(&request, body);
-        match rewrite_response(self.route, self.upstream, &request, body).map_err(CloseReason::BadResponse)? {
+        match rewrite_response(self.route, self.upstream, &request, ResponseBody::Slice(body))
+            .map_err(CloseReason::BadResponse)?
+        {
             Some(rewritten) => self.send_client(&rewritten).await,
             None => self.send_client(&answer).await,
         }

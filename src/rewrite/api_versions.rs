@@ -13,7 +13,8 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::ResponseError;
 
 use super::rules::gateway_versions;
-use crate::protocol::encode_response;
+use crate::protocol::{encode_response, InFlight};
+use kafka_protocol::protocol::buf::ByteBuf;
 
 /// The versions of `api_key` the gateway lets a client use, given what the broker offers;
 /// `None` when they share none.
@@ -46,6 +47,18 @@ pub(super) fn is_error_response(body: &[u8]) -> bool {
 }
 
 /// Returns whether anything changed.
+/// The clamp as the rewrite table's edit. An error answer is encoded at v0 whatever was asked
+/// and lists no API to clamp: it passes as it is.
+pub(super) const CLAMP: super::Edit =
+    super::Edit::new(|_, request, body| clamp_body(request, body), |_, request, body| clamp_body(request, body));
+
+fn clamp_body<B: ByteBuf>(request: &InFlight, body: B) -> anyhow::Result<Option<Bytes>> {
+    if is_error_response(body.chunk()) {
+        return Ok(None);
+    }
+    super::edit::<ApiVersionsResponse, _>(request, body, clamp)
+}
+
 pub(super) fn clamp(response: &mut ApiVersionsResponse) -> bool {
     let before: Vec<(i16, i16, i16)> = response.api_keys.iter().map(versions).collect();
     response.api_keys.retain_mut(|api| {

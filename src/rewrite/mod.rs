@@ -14,15 +14,11 @@ mod configs;
 mod rules;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse,
-    FetchResponse, FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-    SaslAuthenticateResponse, ShareAcknowledgeResponse, ShareFetchResponse,
-};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, SaslAuthenticateResponse};
 use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::protocol::{encode_response, InFlight, ResponseHandling};
+use crate::protocol::{encode_response, InFlight};
 use crate::routing::{Route, Upstream};
 
 pub use api_versions::{clamped_versions, unsupported_version_answer};
@@ -44,58 +40,60 @@ fn one_line(cause: &anyhow::Error) -> String {
 
 /// The frame (size prefix included) to send to the client in place of the response whose body
 /// (the frame after its size prefix) is `body`, or `None` to send the response as it is.
-/// `upstream` is where the response came from.
-pub fn rewrite_response<B: ByteBuf>(
+/// `upstream` is where the response came from. What is done is the rewrite table's
+/// (`rules.rs`) edit for the request's API.
+pub fn rewrite_response(
     route: &Route,
     upstream: &Upstream,
     request: &InFlight,
-    body: B,
+    body: ResponseBody<'_>,
 ) -> Result<Option<Bytes>, RewriteError> {
-    let result = match request.handling {
-        ResponseHandling::Opaque => return Ok(None),
-        ResponseHandling::ClampApiVersions => {
-            if api_versions::is_error_response(body.chunk()) {
-                // An error answer is encoded at v0 whatever was asked; it lists no API to clamp.
-                return Ok(None);
-            }
-            edit::<ApiVersionsResponse, _>(request, body, api_versions::clamp)
-        }
-        ResponseHandling::RewriteAddresses => rewrite_addresses(route, upstream, request, body),
-        // Read with `sasl_outcome`, never changed.
-        ResponseHandling::ObserveSaslOutcome => return Ok(None),
+    let Some(edit) = rules::edit_for(request) else { return Ok(None) };
+    let rewriter = addresses::Rewriter { route, upstream, client: request.client };
+    let result = match body {
+        ResponseBody::Slice(body) => (edit.slice)(&rewriter, request, body),
+        ResponseBody::Shared(body) => (edit.shared)(&rewriter, request, body),
     };
     result.map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
 }
 
-fn rewrite_addresses<B: ByteBuf>(
-    route: &Route,
-    upstream: &Upstream,
-    request: &InFlight,
-    body: B,
-) -> anyhow::Result<Option<Bytes>> {
-    let rewriter = addresses::Rewriter { route, upstream, client: request.client };
-    let version = request.api_version;
-    match request.api_key {
-        ApiKey::Metadata => edit::<MetadataResponse, _>(request, body, |r| rewriter.metadata(r)),
-        ApiKey::DescribeCluster => edit::<DescribeClusterResponse, _>(request, body, |r| rewriter.describe_cluster(r)),
-        ApiKey::FindCoordinator => {
-            edit::<FindCoordinatorResponse, _>(request, body, |r| rewriter.find_coordinator(version, r))
-        }
-        ApiKey::Produce => edit::<ProduceResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints)),
-        ApiKey::Fetch => edit::<FetchResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints)),
-        ApiKey::ShareFetch => {
-            edit::<ShareFetchResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints))
-        }
-        ApiKey::ShareAcknowledge => {
-            edit::<ShareAcknowledgeResponse, _>(request, body, |r| rewriter.endpoints(&mut r.node_endpoints))
-        }
-        ApiKey::DescribeQuorum => {
-            edit::<DescribeQuorumResponse, _>(request, body, addresses::hide_controller_listeners)
-        }
-        ApiKey::DescribeConfigs => edit::<DescribeConfigsResponse, _>(request, body, |r| rewriter.describe_configs(r)),
-        other => anyhow::bail!("{other:?} responses carry no broker address"),
+/// A response body (the frame after its size prefix), as the caller holds it.
+pub enum ResponseBody<'a> {
+    /// A slice of the read buffer: small answers, which stay in place when unchanged.
+    Slice(&'a [u8]),
+    /// Shared bytes: answers that carry records, which are sliced, never copied, on decode.
+    Shared(Bytes),
+}
+
+/// A rewrite function, for each kind of body.
+type EditFn<B> = fn(&addresses::Rewriter<'_>, &InFlight, B) -> anyhow::Result<Option<Bytes>>;
+
+/// One API's rewrite, made for both kinds of body by [`edits!`].
+struct Edit {
+    slice: for<'b> fn(&addresses::Rewriter<'_>, &InFlight, &'b [u8]) -> anyhow::Result<Option<Bytes>>,
+    shared: EditFn<Bytes>,
+}
+
+impl Edit {
+    const fn new(
+        slice: for<'b> fn(&addresses::Rewriter<'_>, &InFlight, &'b [u8]) -> anyhow::Result<Option<Bytes>>,
+        shared: EditFn<Bytes>,
+    ) -> Edit {
+        Edit { slice, shared }
     }
 }
+
+/// The rewrite that decodes a response as `$response` and lets `$change` (given the rewriter,
+/// the request and the response) edit it, for both kinds of body.
+macro_rules! edits {
+    ($response:ty, $change:expr) => {
+        super::Edit::new(
+            |rewriter, request, body| super::edit::<$response, _>(request, body, |r| ($change)(rewriter, request, r)),
+            |rewriter, request, body| super::edit::<$response, _>(request, body, |r| ($change)(rewriter, request, r)),
+        )
+    };
+}
+use edits;
 
 /// Decode a response body as `R`, let `change` edit it, and encode the frame again if it
 /// reports a change. `Ok(None)` means "forward the original bytes".

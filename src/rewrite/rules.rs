@@ -3,7 +3,8 @@
 //! Everything else about decoding follows from this table: which requests are noted as needing
 //! their answer decoded ([`handling`]), which versions a client may negotiate (the ApiVersions
 //! clamp in [`gateway_versions`]), and which versions are refused because the codec could not
-//! read their answer. Adding an address-carrying API is one row here and one rewrite function.
+//! read their answer, and what is done to each decoded answer (the rewrite dispatch). Adding an
+//! address-carrying API is one row here, naming the function that rewrites it.
 //!
 //! A request at a version the gateway cannot decode never reaches the broker: its answer could
 //! not be rewritten and a real address would leak. A client that respects ApiVersions never
@@ -14,7 +15,13 @@
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
-use crate::protocol::{internal, sasl, RequestError, ResponseHandling};
+use kafka_protocol::messages::{
+    DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse, FetchResponse, FindCoordinatorResponse,
+    MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+};
+
+use super::{addresses, api_versions, edits, Edit};
+use crate::protocol::{internal, sasl, InFlight, RequestError, ResponseHandling};
 
 /// One API whose responses the gateway decodes.
 struct Rule {
@@ -22,37 +29,87 @@ struct Rule {
     /// The first version whose response needs decoding; earlier ones pass through as bytes.
     since: i16,
     handling: ResponseHandling,
+    /// What is done to the decoded answer; `None`: it is only read, never changed.
+    edit: Option<Edit>,
 }
 
-const fn rule(api_key: ApiKey, since: i16, handling: ResponseHandling) -> Rule {
-    Rule { api_key, since, handling }
+const fn rule(api_key: ApiKey, since: i16, handling: ResponseHandling, edit: Option<Edit>) -> Rule {
+    Rule { api_key, since, handling, edit }
 }
 
-use ResponseHandling::{ClampApiVersions, ObserveSaslOutcome, RewriteAddresses};
+/// An address-carrying answer, rewritten by `edit`.
+const fn addresses(api_key: ApiKey, since: i16, edit: Edit) -> Rule {
+    rule(api_key, since, ResponseHandling::RewriteAddresses, Some(edit))
+}
 
 /// Every decoded response. The reasons, one per row:
-const RULES: &[Rule] = &[
+static RULES: &[Rule] = &[
     // Clamped so clients negotiate only versions the gateway can decode.
-    rule(ApiKey::ApiVersions, 0, ClampApiVersions),
+    rule(ApiKey::ApiVersions, 0, ResponseHandling::ClampApiVersions, Some(api_versions::CLAMP)),
     // Broker lists.
-    rule(ApiKey::Metadata, 0, RewriteAddresses),
-    rule(ApiKey::DescribeCluster, 0, RewriteAddresses),
+    addresses(ApiKey::Metadata, 0, edits!(MetadataResponse, |rw: &addresses::Rewriter<'_>, _, r| rw.metadata(r))),
+    addresses(
+        ApiKey::DescribeCluster,
+        0,
+        edits!(DescribeClusterResponse, |rw: &addresses::Rewriter<'_>, _, r| rw.describe_cluster(r)),
+    ),
     // The coordinator's address.
-    rule(ApiKey::FindCoordinator, 0, RewriteAddresses),
+    addresses(
+        ApiKey::FindCoordinator,
+        0,
+        edits!(FindCoordinatorResponse, |rw: &addresses::Rewriter<'_>, q: &InFlight, r| rw
+            .find_coordinator(q.api_version, r)),
+    ),
     // Leader endpoints on NOT_LEADER errors (KIP-951).
-    rule(ApiKey::Produce, 10, RewriteAddresses),
-    rule(ApiKey::Fetch, 16, RewriteAddresses),
-    rule(ApiKey::ShareFetch, 0, RewriteAddresses),
-    rule(ApiKey::ShareAcknowledge, 0, RewriteAddresses),
+    addresses(
+        ApiKey::Produce,
+        10,
+        edits!(ProduceResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut ProduceResponse| rw
+            .endpoints(&mut r.node_endpoints)),
+    ),
+    addresses(
+        ApiKey::Fetch,
+        16,
+        edits!(FetchResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut FetchResponse| rw
+            .endpoints(&mut r.node_endpoints)),
+    ),
+    addresses(
+        ApiKey::ShareFetch,
+        0,
+        edits!(ShareFetchResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut ShareFetchResponse| rw
+            .endpoints(&mut r.node_endpoints)),
+    ),
+    addresses(
+        ApiKey::ShareAcknowledge,
+        0,
+        edits!(ShareAcknowledgeResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut ShareAcknowledgeResponse| rw
+            .endpoints(&mut r.node_endpoints)),
+    ),
     // v2 lists every controller's listeners, which are removed.
-    rule(ApiKey::DescribeQuorum, 2, RewriteAddresses),
+    addresses(
+        ApiKey::DescribeQuorum,
+        2,
+        edits!(DescribeQuorumResponse, |_, _, r| addresses::hide_controller_listeners(r)),
+    ),
     // Broker configs name listeners and controllers (`advertised.listeners`, `listeners`,
     // `controller.quorum.voters`, ...).
-    rule(ApiKey::DescribeConfigs, 0, RewriteAddresses),
+    addresses(
+        ApiKey::DescribeConfigs,
+        0,
+        edits!(DescribeConfigsResponse, |rw: &addresses::Rewriter<'_>, _, r| rw.describe_configs(r)),
+    ),
     // Not rewritten: its error code says whether the broker accepted the client's SASL
     // credentials, for the connection's audit event (`protocol::sasl`).
-    rule(ApiKey::SaslAuthenticate, 0, ObserveSaslOutcome),
+    rule(ApiKey::SaslAuthenticate, 0, ResponseHandling::ObserveSaslOutcome, None),
 ];
+
+/// What to do to the answer of `request`; `None` when it passes unchanged.
+pub(super) fn edit_for(request: &InFlight) -> Option<&'static Edit> {
+    if request.handling == ResponseHandling::Opaque {
+        return None;
+    }
+    rule_for(request.api_key)?.edit.as_ref()
+}
 
 fn rule_for(api_key: ApiKey) -> Option<&'static Rule> {
     RULES.iter().find(|rule| rule.api_key == api_key)
@@ -133,8 +190,17 @@ mod tests {
     }
 
     #[test]
+    fn every_rule_that_changes_answers_names_its_edit() {
+        for rule in RULES {
+            let changes =
+                matches!(rule.handling, ResponseHandling::RewriteAddresses | ResponseHandling::ClampApiVersions);
+            assert_eq!(rule.edit.is_some(), changes, "{:?}", rule.api_key);
+        }
+    }
+
+    #[test]
     fn classifies_by_version_gate_and_codec_range() {
-        use ResponseHandling::Opaque;
+        use ResponseHandling::{ClampApiVersions, ObserveSaslOutcome, Opaque, RewriteAddresses};
         assert_eq!(classify(ApiKey::Produce, 9), Classified::Forward(Opaque));
         assert_eq!(classify(ApiKey::Produce, 10), Classified::Forward(RewriteAddresses));
         assert_eq!(classify(ApiKey::DescribeQuorum, 1), Classified::Forward(Opaque));

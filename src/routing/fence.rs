@@ -15,11 +15,13 @@
 //! opens; only a closed fence's last answer wakes the switchover.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{watch, Notify};
 
 use crate::config::FenceMode;
+use crate::protocol::fence_answer::FenceCodes;
 
 /// The state sits in the top byte of the word, the count of requests in the rest.
 const STATE_SHIFT: u32 = 56;
@@ -37,6 +39,8 @@ pub struct Fence {
     in_flight_metric: Gauge,
     /// `route_fenced`: 1 while closed.
     closed_metric: Gauge,
+    /// What mode `error` answers with (read on the fenced path only).
+    codes: Mutex<FenceCodes>,
 }
 
 impl Fence {
@@ -47,6 +51,7 @@ impl Fence {
             drained: Notify::new(),
             in_flight_metric,
             closed_metric,
+            codes: Mutex::new(FenceCodes::RETRIABLE),
         }
     }
 
@@ -93,7 +98,14 @@ impl Fence {
         self.word.load(Ordering::Acquire) & COUNT_MASK
     }
 
+    /// Close with the retriable error codes (mode `error`).
     pub fn close(&self, mode: FenceMode) {
+        self.close_with(mode, FenceCodes::RETRIABLE);
+    }
+
+    /// Close, answering with `codes` in mode `error`.
+    pub fn close_with(&self, mode: FenceMode, codes: FenceCodes) {
+        *self.codes.lock().unwrap_or_else(|e| e.into_inner()) = codes;
         let state = match mode {
             FenceMode::Hold => HOLD,
             FenceMode::Error => ERROR,
@@ -101,6 +113,11 @@ impl Fence {
         self.set_state(state);
         self.closed_metric.set(1);
         self.changes.send_replace(true);
+    }
+
+    /// The codes mode `error` answers with now.
+    pub fn codes(&self) -> FenceCodes {
+        *self.codes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn open(&self) {

@@ -31,7 +31,8 @@ struct TopicsSeen {
     overflowed: bool,
 }
 use crate::cluster::Advertising;
-use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig};
+use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig, RouteFence};
+use crate::protocol::fence_answer::FenceCodes;
 
 pub use fence::Fence;
 pub use topology::{Broker, ClusterMetadata, Topology};
@@ -127,6 +128,11 @@ impl Upstream {
     }
 }
 
+/// What a configuration fence answers with: its code for everything, else the retriable ones.
+fn fence_codes(fence: &RouteFence) -> FenceCodes {
+    fence.error_code.map_or(FenceCodes::RETRIABLE, FenceCodes::all)
+}
+
 /// The domain's bootstrap server `preferred_id`, else its first.
 fn bootstrap_server<'d>(domain: &'d DomainConfig, preferred_id: Option<&str>) -> &'d crate::config::BootstrapServer {
     preferred_id
@@ -151,6 +157,9 @@ pub struct Route {
     /// the same across a switchover.
     cluster_id: Mutex<Option<StrBytes>>,
     switching: AtomicBool,
+    /// The fence the configuration file holds on the route (`routes[].fence`): applied while
+    /// no switchover runs, and restored when one ends.
+    config_fence: Mutex<Option<RouteFence>>,
     /// Topics named in metadata answers to this route's clients: what a switchover must check.
     topics_seen: Mutex<TopicsSeen>,
     /// Cancelled to make the route's current connections drain and close.
@@ -168,7 +177,7 @@ impl Route {
         shutdown: &CancellationToken,
     ) -> Route {
         let metrics = metrics.for_route(&config.name);
-        Route {
+        let route = Route {
             advertising,
             name: config.name.clone(),
             advertised_host: StrBytes::from_string(config.endpoint.host.clone()),
@@ -179,10 +188,13 @@ impl Route {
             upstream: RwLock::new(upstream),
             cluster_id: Mutex::new(config.cluster_id.clone().map(StrBytes::from_string)),
             switching: AtomicBool::new(false),
+            config_fence: Mutex::new(None),
             topics_seen: Mutex::new(TopicsSeen::default()),
             session: Mutex::new(shutdown.child_token()),
             shutdown: shutdown.clone(),
-        }
+        };
+        route.set_config_fence(config.config_fence.clone());
+        route
     }
 
     /// Where clients reach broker `node_id` (in `rack`) through this route, for a client whose id
@@ -196,12 +208,40 @@ impl Route {
         Some((self.advertising.host_for(&self.advertised_host, node_id, rack, client), i32::from(port)))
     }
 
-    /// Stop forwarding new requests on every connection of the route (`Some`), or resume.
+    /// Stop forwarding new requests on every connection of the route (`Some`), or resume:
+    /// open, or back to the configuration's fence if the file holds one.
     pub fn set_fenced(&self, fence: Option<FenceMode>) {
-        match fence {
-            Some(mode) => self.fence.close(mode),
-            None => self.fence.open(),
+        match (fence, self.config_fence()) {
+            (Some(mode), _) => self.fence.close(mode),
+            (None, Some(held)) => self.fence.close_with(FenceMode::Error, fence_codes(&held)),
+            (None, None) => self.fence.open(),
         }
+    }
+
+    /// The fence the configuration holds on the route, if any.
+    pub fn config_fence(&self) -> Option<RouteFence> {
+        self.config_fence.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Hold (or drop) the configuration's fence; returns whether it changed. While a switchover
+    /// runs it keeps its own fence, and the new one applies when it ends.
+    pub fn set_config_fence(&self, fence: Option<RouteFence>) -> bool {
+        let mut held = self.config_fence.lock().unwrap_or_else(|e| e.into_inner());
+        if *held == fence {
+            return false;
+        }
+        match &fence {
+            Some(f) => {
+                tracing::warn!(route = %self.name, error_code = ?f.error_code, message = ?f.error_message, "route fenced by the configuration")
+            }
+            None => tracing::info!(route = %self.name, "configuration fence removed"),
+        }
+        *held = fence;
+        drop(held);
+        if !self.switching.load(Ordering::Acquire) {
+            self.set_fenced(None);
+        }
+        true
     }
 
     /// The upstream new connections go to.

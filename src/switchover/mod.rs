@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, SwitchoverRequest};
+use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, RouteFence, SwitchoverRequest};
 use crate::routing::{Route, Upstream};
 use crate::telemetry::SwitchoverEvent;
 
@@ -168,6 +168,17 @@ impl Switchboard<'_> {
         self.domain_exists(&request.to)?;
         request.check_bounds().map_err(Refusal::OutOfBounds)?;
         Ok(route)
+    }
+
+    /// Hold (or drop) the configuration's fence on route `name`; what changed, if anything.
+    pub fn set_config_fence(&self, name: &str, fence: Option<RouteFence>) -> Option<&'static str> {
+        let route = self.routes.iter().find(|r| r.name == name)?;
+        let up = fence.is_some();
+        route.set_config_fence(fence).then_some(if up {
+            "fenced by the configuration"
+        } else {
+            "configuration fence removed"
+        })
     }
 
     /// The domain route `name` points at now, if there is such a route.

@@ -5,6 +5,9 @@
 //! the one it points at now is switched over live, with its configured catch-up gate and fence.
 //! "Now" is the live route, not the file the gateway started from: after a switchover by the
 //! API or an earlier reload, editing the domain back moves the route back.
+//! A route's `fence:` block (Confluent's route fence) is put up or taken down as the file says,
+//! before any switchover of that route, so an edit-fence, edit-domain, edit-unfence workflow
+//! works; a switchover of a fenced route keeps the fence when it ends.
 //! Routes that did not change keep their connections untouched. Changes that need new
 //! listeners or new clients (new or removed routes, endpoints, ports, domain definitions, proxy
 //! settings) are reported as needing a restart and not applied: a reload never half-applies.
@@ -33,6 +36,9 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
             outcome.needs_restart.push(format!("route `{}` is new", new.name));
             continue;
         };
+        if let Some(change) = board.set_config_fence(&new.name, new.config_fence.clone()) {
+            outcome.fenced.push(format!("{}: {change}", new.name));
+        }
         let live_domain = board.live_domain(&new.name).unwrap_or_else(|| old.domain.clone());
         if let Some(change) = listener_change(old, new) {
             outcome.needs_restart.push(format!("route `{}`: {change}", new.name));

@@ -78,6 +78,8 @@ pub struct SwitchoverEvent {
 pub struct ReloadOutcome {
     pub source: String,
     pub switched: Vec<String>,
+    /// Routes whose configuration fence (`routes[].fence`) was put up or taken down.
+    pub fenced: Vec<String>,
     pub unchanged: Vec<String>,
     pub needs_restart: Vec<String>,
     pub failed: Vec<String>,

@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--quick]`: the gateway against direct Kafka, on this machine, in one run.
+//! `cargo xtask bench [--quick] [--only main|tls]`: the gateway against direct Kafka, on this
+//! machine, in one run.
 //!
 //! Builds the release gateway, starts a real Kafka (1 broker, then 3; `--quick`: 1 only) and a
 //! gateway in front of it, and runs each workload straight against the brokers and through the
@@ -13,7 +14,12 @@
 //!   from the probe;
 //! - gateway cost: CPU seconds (utime+stime of the gateway process) per byte it proxied
 //!   (`switchyard_bytes_total`), and its peak RSS;
-//! - connection cost: N idle client connections (see [`connections`]).
+//! - connection cost: N idle client connections (see [`connections`]);
+//! - TLS cost: produce (`acks=1`) and consume throughput and gateway CPU ms per MB with TLS on
+//!   the client leg, and on both legs, against plaintext in the same run, on a broker with an
+//!   SSL listener; direct TLS to Kafka as a reference (see [`tls`]).
+//!
+//! `--only main` runs everything but the TLS section, `--only tls` the TLS section alone.
 //!
 //! It writes `target/bench/report.md` and `target/bench/report.json` and exits 0 whenever it
 //! ran: goals are reported as pass/fail, never enforced.
@@ -21,6 +27,7 @@
 mod connections;
 mod report;
 mod system;
+mod tls;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -76,6 +83,9 @@ pub struct Plan {
     /// Record the gateway with `perf` during an extra, unmeasured gateway run of the produce
     /// and consume workloads.
     pub profile: bool,
+    /// The sections run: `main` (throughput, latency, cost and connections against plaintext
+    /// Kafka) and `tls` (the TLS cost).
+    pub sections: Vec<&'static str>,
 }
 
 impl Plan {
@@ -94,6 +104,7 @@ impl Plan {
                 e2e_messages: 1_000,
                 connections: 5_000,
                 profile: false,
+                sections: vec!["main", "tls"],
             }
         } else {
             Plan {
@@ -109,25 +120,35 @@ impl Plan {
                 e2e_messages: 2_000,
                 connections: 10_000,
                 profile: false,
+                sections: vec!["main", "tls"],
             }
         }
     }
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    let (mut quick, mut wait_quiet, mut profile) = (false, false, false);
-    for arg in args {
+    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls]";
+    let (mut quick, mut wait_quiet, mut profile, mut only) = (false, false, false, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--wait-quiet" => wait_quiet = true,
             "--profile" => profile = true,
-            other => {
-                bail!("unknown argument `{other}`: usage: cargo xtask bench [--quick] [--wait-quiet] [--profile]")
-            }
+            "--only" => match args.next().map(String::as_str) {
+                Some("main") => only = Some("main"),
+                Some("tls") => only = Some("tls"),
+                other => bail!("`--only` takes `main` or `tls`, not {other:?}: {USAGE}"),
+            },
+            other => bail!("unknown argument `{other}`: {USAGE}"),
         }
     }
     let mut plan = Plan::new(quick);
     plan.profile = profile;
+    if let Some(section) = only {
+        plan.sections = vec![section];
+    }
+    let (run_main, run_tls) = (plan.sections.contains(&"main"), plan.sections.contains(&"tls"));
     if profile && !Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success()) {
         bail!("--profile needs `perf` (Debian: apt-get install linux-perf)");
     }
@@ -156,7 +177,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     let mut notes = Vec::new();
     let mut clusters = Vec::new();
     let mut connection_report = None;
-    for &brokers in &plan.broker_counts {
+    let broker_counts = if run_main { plan.broker_counts.clone() } else { Vec::new() };
+    for &brokers in &broker_counts {
         step(&format!("starting a {brokers}-broker Kafka 4.1.1"));
         let spec = ClusterSpec::with_brokers(brokers).prop("socket.listen.backlog.size", BROKER_LISTEN_BACKLOG);
         let cluster = KafkaCluster::start(spec)?;
@@ -179,6 +201,7 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         step(&format!("stopping the {brokers}-broker Kafka"));
         drop(cluster);
     }
+    let tls_report = if run_tls { Some(tls::tls_cost(&plan, &binary)?) } else { None };
 
     let foreign = CpuSample::take().foreign_share_since(&cpu_at_start);
     if foreign > 0.10 {
@@ -194,6 +217,7 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     }
     let mut report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed(), foreign);
     report.gateway_source = gateway_source;
+    report.tls = tls_report;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
@@ -688,6 +712,12 @@ mod tests {
         use Side::*;
         assert_eq!(sides(1), vec![Direct, Gateway]);
         assert_eq!(sides(3), vec![Direct, Gateway, Gateway, Direct, Direct, Gateway]);
+    }
+
+    #[test]
+    fn both_sections_run_unless_told() {
+        assert_eq!(Plan::new(true).sections, ["main", "tls"]);
+        assert_eq!(Plan::new(false).sections, ["main", "tls"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::connections::ConnectionReport;
 use super::system::Machine;
+use super::tls::TlsReport;
 use super::{median, Plan, Side};
 
 /// Throughput through the gateway must be at least this share of direct.
@@ -35,6 +36,8 @@ pub struct Report {
     pub goals: Vec<Goal>,
     pub clusters: Vec<ClusterReport>,
     pub connections: Option<ConnectionReport>,
+    /// The TLS section (`--only main` leaves it out).
+    pub tls: Option<TlsReport>,
     pub notes: Vec<String>,
 }
 
@@ -334,6 +337,7 @@ impl Report {
             goals,
             clusters,
             connections,
+            tls: None,
             notes,
         }
     }
@@ -352,6 +356,9 @@ impl Report {
                 g.target,
                 if g.significance.is_empty() { String::new() } else { format!("; {}", g.significance) }
             );
+        }
+        if let Some(tls) = &self.tls {
+            out.push_str(&tls.summary());
         }
         out
     }
@@ -470,6 +477,10 @@ impl Report {
                     cluster.profiles.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
                 );
             }
+        }
+
+        if let Some(tls) = &self.tls {
+            tls.markdown(&mut md, self.plan.throughput_reps);
         }
 
         if let Some(c) = &self.connections {

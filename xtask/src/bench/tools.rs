@@ -23,10 +23,24 @@ pub fn producer_perf(
     rate: i64,
     acks: &str,
 ) -> Result<ProducerRun> {
+    producer_perf_with(bootstrap, topic, records, size, rate, acks, &[])
+}
+
+/// [`producer_perf`] with further producer configs (`security.protocol`, `ssl.*`, …).
+pub fn producer_perf_with(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+    rate: i64,
+    acks: &str,
+    props: &[(String, String)],
+) -> Result<ProducerRun> {
     let mut opts = ProducerPerfOptions::new(bootstrap, topic, records);
     opts.record_size = size;
     opts.throughput = rate;
     opts.producer_props = vec![("acks".to_owned(), acks.to_owned())];
+    opts.producer_props.extend(props.iter().cloned());
     opts.timeout = Duration::from_secs(600);
     let s = java::producer_perf(&opts)?;
     Ok(ProducerRun {
@@ -91,11 +105,33 @@ impl ConsumerRun {
 
 /// `ConsumerPerformance` reading `messages` records from the start of `topic` in a new group.
 pub fn consumer_perf(bootstrap: &str, topic: &str, messages: u64, group: &str) -> Result<ConsumerRun> {
+    consumer_perf_with(bootstrap, topic, messages, group, &[])
+}
+
+/// [`consumer_perf`] with further consumer configs, passed in a `--consumer.config` file.
+pub fn consumer_perf_with(
+    bootstrap: &str,
+    topic: &str,
+    messages: u64,
+    group: &str,
+    props: &[(String, String)],
+) -> Result<ConsumerRun> {
     let mut cmd = java_command(PERF_JVM_OPTS)?;
     cmd.arg("org.apache.kafka.tools.ConsumerPerformance")
         .args(["--bootstrap-server", bootstrap, "--topic", topic, "--group", group])
         .args(["--messages", &messages.to_string(), "--timeout", "30000"]);
-    let output = run(cmd, Duration::from_secs(600), "ConsumerPerformance")?;
+    let config = (!props.is_empty())
+        .then(|| std::env::temp_dir().join(format!("switchyard-bench-{}-{group}.properties", std::process::id())));
+    if let Some(path) = &config {
+        let text: String = props.iter().map(|(key, value)| format!("{key}={value}\n")).collect();
+        std::fs::write(path, text)?;
+        cmd.arg("--consumer.config").arg(path);
+    }
+    let output = run(cmd, Duration::from_secs(600), "ConsumerPerformance");
+    if let Some(path) = &config {
+        let _ = std::fs::remove_file(path);
+    }
+    let output = output?;
     let result = output
         .stdout
         .lines()
