@@ -208,28 +208,27 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         step(&format!("starting a {brokers}-broker Kafka 4.1.1"));
         let spec = ClusterSpec::with_brokers(brokers).prop("socket.listen.backlog.size", BROKER_LISTEN_BACKLOG);
         let cluster = KafkaCluster::start(spec)?;
+        if run_main {
+            clusters.push(run_cluster(&plan, &cluster, &binary)?);
+            if brokers == 1 {
+                // The gateway needs 2 fds per connection (client and broker side) plus a few hundred
+                // of its own; the broker and the bench 1 each.
+                let affordable = (nofile.saturating_sub(400) / 2) as usize;
+                let n = plan.connections.min(affordable);
+                if n < plan.connections {
+                    notes.push(format!(
+                        "RLIMIT_NOFILE could only be raised to {nofile} here (the hard limit; raising it needs \
+                         CAP_SYS_RESOURCE): the gateway needs two descriptors per proxied connection, so the \
+                         connection test used {n} connections, not {}",
+                        plan.connections
+                    ));
+                }
+                connection_report = Some(connections::idle_connections(&cluster, &binary, n, nofile)?);
+            }
+        }
+        // After the main section, whose topic creation expects a fresh cluster.
         if run_latency && brokers == 1 {
             closed_loop = Some(latency::closed_loop(&cluster, &binary, plan.closed_loop)?);
-        }
-        if !run_main {
-            drop(cluster);
-            continue;
-        }
-        clusters.push(run_cluster(&plan, &cluster, &binary)?);
-        if brokers == 1 {
-            // The gateway needs 2 fds per connection (client and broker side) plus a few hundred
-            // of its own; the broker and the bench 1 each.
-            let affordable = (nofile.saturating_sub(400) / 2) as usize;
-            let n = plan.connections.min(affordable);
-            if n < plan.connections {
-                notes.push(format!(
-                    "RLIMIT_NOFILE could only be raised to {nofile} here (the hard limit; raising it needs \
-                     CAP_SYS_RESOURCE): the gateway needs two descriptors per proxied connection, so the \
-                     connection test used {n} connections, not {}",
-                    plan.connections
-                ));
-            }
-            connection_report = Some(connections::idle_connections(&cluster, &binary, n, nofile)?);
         }
         step(&format!("stopping the {brokers}-broker Kafka"));
         drop(cluster);
