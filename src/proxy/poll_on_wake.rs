@@ -63,8 +63,11 @@ impl<F: Future + Unpin> Future for PollOnWake<F> {
         if this.polled && !this.signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        this.polled = true;
-        Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker))
+        let result = Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker));
+        // Once ready, every poll goes to the inner future again (a fired cancellation stays
+        // ready), as if this wrapper were not there.
+        this.polled = result.is_pending();
+        result
     }
 }
 
@@ -122,6 +125,7 @@ mod tests {
         let canceller = token.clone();
         tokio::spawn(async move { canceller.cancel() });
         (&mut future).await;
+        assert!(futures_poll_once(&mut future).await.is_ready(), "a fired signal stays ready");
     }
 
     async fn futures_poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {

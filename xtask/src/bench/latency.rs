@@ -111,6 +111,9 @@ pub struct ClosedLoopReport {
     pub gateway_cpu_s: f64,
     /// Per gateway (`gateway`, and `baseline` when given).
     pub threads: Vec<ThreadStats>,
+    /// With a baseline only: gateway CPU ms per MB proxied under unthrottled produce (`acks=1`),
+    /// the two gateways taking turns (G B B G).
+    pub produce_cpu_ms_per_mb: Vec<(String, f64)>,
     /// `/proc/loadavg` before and after the run.
     pub loadavg_before: String,
     pub loadavg_after: String,
@@ -129,7 +132,7 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
     let brokers = cluster.brokers().len();
     let direct = cluster.bootstrap();
     let replication = brokers.min(3) as i16;
-    for (topic, partitions) in [(LATENCY_TOPIC, PARTITIONS), (E2E_TOPIC, 1)] {
+    for (topic, partitions) in [(LATENCY_TOPIC, PARTITIONS), (E2E_TOPIC, 1), (super::THROUGHPUT_TOPIC, PARTITIONS)] {
         // Already there when the main section ran first.
         let _ = java::create_topic(&direct, topic, partitions, replication);
         cluster.wait_for_topic(topic, partitions as usize)?;
@@ -203,6 +206,35 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
             .collect();
         }
     }
+    let mut produce_cpu_ms_per_mb = Vec::new();
+    if gateways.len() > 1 {
+        step("gateway CPU per MB, produce acks=1, unthrottled, gateway and baseline taking turns (G B B G)");
+        let mut totals = vec![(0.0, 0.0); gateways.len()];
+        for i in [0, 1, 1, 0] {
+            let (name, g) = gateways[i];
+            let pid = g.process.pid();
+            let (cpu0, bytes0) =
+                (cpu_seconds(pid)?, super::system::metric_sum(&scrape_metrics(g.admin)?, "switchyard_bytes_total"));
+            super::tools::producer_perf(
+                &g.bootstrap.to_string(),
+                super::THROUGHPUT_TOPIC,
+                100_000,
+                plan.record_size,
+                -1,
+                "1",
+            )?;
+            let cpu = cpu_seconds(pid)? - cpu0;
+            let bytes = super::system::metric_sum(&scrape_metrics(g.admin)?, "switchyard_bytes_total") - bytes0;
+            println!("    {name:<8} {:.3} CPU s, {:.1} MB: {:.3} ms/MB", cpu, bytes / 1e6, cpu * 1e3 / (bytes / 1e6));
+            totals[i].0 += cpu;
+            totals[i].1 += bytes;
+        }
+        produce_cpu_ms_per_mb = gateways
+            .iter()
+            .zip(&totals)
+            .map(|((name, _), (cpu, bytes))| (name.to_string(), cpu * 1e3 / (bytes / 1e6)))
+            .collect();
+    }
     let parse = |what: &str| ProbeResult::parse(&output.stdout, what);
     let side = |kind: &str| -> Option<SideFigures> {
         Some(SideFigures {
@@ -227,6 +259,7 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         gateway_histograms,
         gateway_cpu_s,
         threads,
+        produce_cpu_ms_per_mb,
         loadavg_before,
         loadavg_after,
         foreign_cpu_share,
@@ -495,6 +528,15 @@ impl ClosedLoopReport {
                 per(t.involuntary_switches),
                 per(t.on_cpu_ms * 1000.0),
                 per(t.runqueue_wait_ms * 1000.0)
+            );
+        }
+        if !self.produce_cpu_ms_per_mb.is_empty() {
+            let figures: Vec<String> =
+                self.produce_cpu_ms_per_mb.iter().map(|(name, v)| format!("{name} {v:.3}")).collect();
+            let _ = writeln!(
+                md,
+                "\nGateway CPU ms per MB, produce `acks=1` unthrottled (100,000 records per run, G B B G): {}",
+                figures.join(", ")
             );
         }
     }
