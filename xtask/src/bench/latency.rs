@@ -218,7 +218,7 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
             super::tools::producer_perf(
                 &g.bootstrap.to_string(),
                 super::THROUGHPUT_TOPIC,
-                100_000,
+                super::PROFILE_RECORDS,
                 plan.record_size,
                 -1,
                 "1",
@@ -535,7 +535,7 @@ impl ClosedLoopReport {
                 self.produce_cpu_ms_per_mb.iter().map(|(name, v)| format!("{name} {v:.3}")).collect();
             let _ = writeln!(
                 md,
-                "\nGateway CPU ms per MB, produce `acks=1` unthrottled (100,000 records per run, G B B G): {}",
+                "\nGateway CPU ms per MB, produce `acks=1` unthrottled (400,000 records per run, G B B G): {}",
                 figures.join(", ")
             );
         }
