@@ -34,6 +34,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::budget::{Held, MemoryBudget};
+use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
 use super::stream::{Duplex, ProgressWriter};
 use super::swap::SwapSession;
@@ -400,7 +401,9 @@ struct Requests<'a> {
 /// What a read from the client waits on besides the client. Made once per connection: a timer
 /// or a cancellation future set up for every read would cost a lock each time.
 struct ReadWaits<'a, 'b> {
-    stopped: Pin<&'b mut WaitForCancellationFuture<'a>>,
+    /// The route's stop signal, polled only once it has fired: polling a pending one takes a lock
+    /// shared by every connection of the route (see [`PollOnWake`]).
+    stopped: PollOnWake<Pin<&'b mut WaitForCancellationFuture<'a>>>,
     /// One timer for both deadlines: never later than the earlier of `idleTimeoutMs` after
     /// `last_read` and `frameTimeoutMs` after `frame_started`. Reads do not move it, so it can
     /// fire early, and is then moved to the next deadline.
@@ -438,6 +441,7 @@ impl Requests<'_> {
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let stopped = pin!(self.stop.route.cancelled());
+        let stopped = PollOnWake::new(stopped);
         let timer = pin!(tokio::time::sleep(self.ctx.settings.idle_timeout));
         let waits = &mut ReadWaits { stopped, timer, last_read: Instant::now(), frame_started: None };
         let mut held = Held::new(&self.ctx.budget);
@@ -471,10 +475,10 @@ impl Requests<'_> {
             let deadline = waits.frame_deadline(self.ctx.settings.frame_timeout);
             let room = tokio::select! {
                 // First: it is ready at once unless it must wait for budget, and then the stop
-                // signal is not polled (a poll of it takes a lock).
+                // signal is not polled at all.
                 biased;
                 room = make_room(&mut buf, next_total, &mut held, deadline) => room,
-                _ = waits.stopped.as_mut() => return RequestsEnd::Drain(self.stop_reason()),
+                _ = &mut waits.stopped => return RequestsEnd::Drain(self.stop_reason()),
             };
             if room.is_err() {
                 return RequestsEnd::Failed(CloseReason::NoBufferRoom { direction: "request" });
@@ -584,7 +588,7 @@ impl Requests<'_> {
             let read = tokio::select! {
                 biased;
                 read = client.read_buf(buf) => read,
-                _ = waits.stopped.as_mut() => return Err(RequestsEnd::Drain(self.stop_reason())),
+                _ = &mut waits.stopped => return Err(RequestsEnd::Drain(self.stop_reason())),
                 _ = waits.timer.as_mut() => {
                     let next = self.timer_fired(buf, waits)?;
                     waits.timer.as_mut().reset(next);
@@ -774,7 +778,7 @@ impl Requests<'_> {
     async fn room_in_flight(&self, waits: &mut ReadWaits<'_, '_>) -> Result<mpsc::Permit<'_, Owed>, RequestsEnd> {
         tokio::select! {
             permit = self.in_flight.reserve() => permit.map_err(|_| response_half_ended()),
-            _ = waits.stopped.as_mut() => Err(RequestsEnd::Drain(self.stop_reason())),
+            _ = &mut waits.stopped => Err(RequestsEnd::Drain(self.stop_reason())),
             _ = tokio::time::sleep(self.ctx.settings.idle_timeout) => {
                 Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: 0 }))
             }
@@ -925,7 +929,9 @@ impl Responses<'_> {
         let mut buf = BytesMut::new();
         let mut held = Held::new(&self.ctx.budget);
         let mut requests_finished = false;
-        let mut requests_done = pin!(self.done.cancelled());
+        // Polled only once fired, not at every pending read (see `PollOnWake`).
+        let requests_done = pin!(self.done.cancelled());
+        let mut requests_done = PollOnWake::new(requests_done);
         loop {
             if requests_finished && owed.is_empty() {
                 let _ = client.shutdown().await;
@@ -939,7 +945,7 @@ impl Responses<'_> {
                     send_gateway_answers(owed, client, self.answers).await?;
                     continue;
                 }
-                _ = requests_done.as_mut(), if !requests_finished => {
+                _ = &mut requests_done, if !requests_finished => {
                     requests_finished = true;
                     continue;
                 }

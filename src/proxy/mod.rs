@@ -5,6 +5,7 @@ mod budget;
 mod connection;
 mod limits;
 mod listener;
+mod poll_on_wake;
 mod proxy_protocol;
 mod stream;
 mod swap;

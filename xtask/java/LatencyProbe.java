@@ -16,6 +16,18 @@
 //
 // Output, one line per measurement:
 //   RESULT <produce|e2e> n=<count> avg_ms=<> p50_ms=<> p99_ms=<> p999_ms=<> max_ms=<> rate=<records/s>
+//
+// 3. Closed loop, both sides in one JVM (`closed` as the first argument):
+//
+//   java ... LatencyProbe.java closed <topic> <e2e topic> <rounds> <per round> <e2e per round> <size> <out dir> <name>=<bootstrap>...
+//
+//    One producer per side (acks=1, linger.ms=0), each sending one record and waiting for its
+//    acknowledgement before the next; `rounds` rounds of `per round` records per side, the sides
+//    taking turns within a round (round r starts with side r mod n) so drift hits all alike. Then the same for
+//    produce->consume round trips (`e2e per round` per side per round, 0 to skip). Warm-up
+//    (a tenth of a round per side, at least 200) is not counted. Every sample, in microseconds,
+//    goes to <out dir>/<closed|e2e>-<name>.txt, one a line; RESULT lines are `closed-<name>` and
+//    `e2e-<name>`.
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -40,6 +52,10 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public class LatencyProbe {
     public static void main(String[] args) throws Exception {
+        if (args.length > 0 && args[0].equals("closed")) {
+            closed(args);
+            return;
+        }
         if (args.length != 8) {
             System.err.println("usage: LatencyProbe <bootstrap> <topic> <rate> <seconds> <size> <acks> <e2e topic> <e2e count>");
             System.exit(2);
@@ -163,6 +179,154 @@ public class LatencyProbe {
             double elapsed = (System.nanoTime() - start) / 1e9;
             print("e2e", Arrays.copyOfRange(latencies, count / 20, count), count / elapsed);
         }
+    }
+
+    static void closed(String[] args) throws Exception {
+        if (args.length < 9) {
+            System.err.println("usage: LatencyProbe closed <topic> <e2e topic> <rounds> <per round> <e2e per round> <size> <out dir> <name>=<bootstrap>...");
+            System.exit(2);
+        }
+        String topic = args[1];
+        String e2eTopic = args[2];
+        int rounds = Integer.parseInt(args[3]);
+        int perRound = Integer.parseInt(args[4]);
+        int e2ePerRound = Integer.parseInt(args[5]);
+        int size = Integer.parseInt(args[6]);
+        java.nio.file.Path out = java.nio.file.Paths.get(args[7]);
+        int n = args.length - 8;
+        String[] sides = new String[n];
+        String[] bootstraps = new String[n];
+        for (int s = 0; s < n; s++) {
+            String[] side = args[8 + s].split("=", 2);
+            sides[s] = side[0];
+            bootstraps[s] = side[1];
+        }
+        byte[] payload = new byte[size];
+        new Random(3).nextBytes(payload);
+        List<KafkaProducer<byte[], byte[]>> producers = new ArrayList<>();
+        List<KafkaConsumer<byte[], byte[]>> consumers = new ArrayList<>();
+        try {
+            for (String bootstrap : bootstraps) {
+                Properties props = producerProps(bootstrap, "1");
+                props.put("linger.ms", "0");
+                KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props);
+                producer.partitionsFor(topic);
+                producer.partitionsFor(e2eTopic);
+                producers.add(producer);
+                if (e2ePerRound > 0) {
+                    consumers.add(assignedConsumer(bootstrap, e2eTopic));
+                }
+            }
+            int warmup = Math.max(200, perRound / 10);
+            long[][] closed = new long[n][rounds * perRound];
+            for (int s = 0; s < n; s++) {
+                sendOneByOne(producers.get(s), topic, payload, new long[warmup], 0, warmup);
+            }
+            // Round r starts with side r mod n: each side goes first equally often.
+            for (int r = 0; r < rounds; r++) {
+                for (int k = 0; k < n; k++) {
+                    int s = (r + k) % n;
+                    sendOneByOne(producers.get(s), topic, payload, closed[s], r * perRound, perRound);
+                }
+            }
+            for (int s = 0; s < n; s++) {
+                dump(out.resolve("closed-" + sides[s] + ".txt"), closed[s]);
+                print("closed-" + sides[s], closed[s].clone(), 0);
+            }
+            if (e2ePerRound > 0) {
+                int e2eWarmup = Math.max(100, e2ePerRound / 10);
+                long[][] e2e = new long[n][rounds * e2ePerRound];
+                for (int s = 0; s < n; s++) {
+                    roundTrips(producers.get(s), consumers.get(s), e2eTopic, size, new long[e2eWarmup], 0, e2eWarmup);
+                }
+                for (int r = 0; r < rounds; r++) {
+                    for (int k = 0; k < n; k++) {
+                        int s = (r + k) % n;
+                        roundTrips(producers.get(s), consumers.get(s), e2eTopic, size, e2e[s], r * e2ePerRound, e2ePerRound);
+                    }
+                }
+                for (int s = 0; s < n; s++) {
+                    dump(out.resolve("e2e-" + sides[s] + ".txt"), e2e[s]);
+                    print("e2e-" + sides[s], e2e[s].clone(), 0);
+                }
+            }
+        } finally {
+            for (KafkaProducer<byte[], byte[]> p : producers) {
+                p.close();
+            }
+            for (KafkaConsumer<byte[], byte[]> c : consumers) {
+                c.close();
+            }
+        }
+    }
+
+    static void sendOneByOne(KafkaProducer<byte[], byte[]> producer, String topic, byte[] payload, long[] into,
+            int from, int count) throws Exception {
+        for (int i = 0; i < count; i++) {
+            long begin = System.nanoTime();
+            producer.send(new ProducerRecord<>(topic, payload)).get();
+            into[from + i] = System.nanoTime() - begin;
+        }
+    }
+
+    static KafkaConsumer<byte[], byte[]> assignedConsumer(String bootstrap, String topic) {
+        Properties consumerProps = new Properties();
+        consumerProps.put("bootstrap.servers", bootstrap);
+        consumerProps.put("group.id", "latency-probe-closed-" + System.nanoTime());
+        consumerProps.put("enable.auto.commit", "false");
+        consumerProps.put("auto.offset.reset", "latest");
+        consumerProps.put("fetch.max.wait.ms", "0");
+        consumerProps.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        consumerProps.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(consumerProps);
+        List<TopicPartition> partitions = new ArrayList<>();
+        for (PartitionInfo info : consumer.partitionsFor(topic)) {
+            partitions.add(new TopicPartition(info.topic(), info.partition()));
+        }
+        consumer.assign(partitions);
+        consumer.seekToEnd(partitions);
+        for (TopicPartition partition : partitions) {
+            consumer.position(partition);
+        }
+        return consumer;
+    }
+
+    /// Send one record and poll it back, `count` times; only this side's consumer sees its records
+    /// because each side reads from the end it saw last.
+    static void roundTrips(KafkaProducer<byte[], byte[]> producer, KafkaConsumer<byte[], byte[]> consumer,
+            String topic, int size, long[] into, int from, int count) throws Exception {
+        Random random = new Random(from + 7);
+        // The other side's turn wrote records this consumer has not read: skip them.
+        consumer.seekToEnd(consumer.assignment());
+        for (TopicPartition partition : consumer.assignment()) {
+            consumer.position(partition);
+        }
+        for (int i = 0; i < count; i++) {
+            byte[] message = new byte[size];
+            random.nextBytes(message);
+            long begin = System.nanoTime();
+            producer.send(new ProducerRecord<>(topic, message)).get();
+            ConsumerRecord<byte[], byte[]> received = null;
+            while (received == null) {
+                if (System.nanoTime() - begin > 60_000_000_000L) {
+                    throw new IllegalStateException("round trip " + i + " not consumed within 60 s");
+                }
+                for (ConsumerRecord<byte[], byte[]> record : consumer.poll(Duration.ofMillis(100))) {
+                    if (Arrays.equals(record.value(), message)) {
+                        received = record;
+                    }
+                }
+            }
+            into[from + i] = System.nanoTime() - begin;
+        }
+    }
+
+    static void dump(java.nio.file.Path path, long[] nanos) throws Exception {
+        StringBuilder text = new StringBuilder(nanos.length * 8);
+        for (long n : nanos) {
+            text.append(n / 1000.0).append('\n');
+        }
+        java.nio.file.Files.writeString(path, text);
     }
 
     static void print(String what, long[] nanos, double rate) {

@@ -19,12 +19,18 @@
 //!   the client leg, and on both legs, against plaintext in the same run, on a broker with an
 //!   SSL listener; direct TLS to Kafka as a reference (see [`tls`]).
 //!
-//! `--only main` runs everything but the TLS section, `--only tls` the TLS section alone.
+//! - closed-loop latency: one record at a time (`acks=1`, `linger.ms=0`) and produce->consume
+//!   round trips, direct and through a gateway of its own, from one JVM taking turns between the
+//!   sides, with the gateway's own time histograms and a chart (see [`latency`]).
+//!
+//! `--only main` runs everything but the TLS section, `--only tls` the TLS section alone,
+//! `--only latency` the closed-loop latency probe alone (1 broker, a few minutes).
 //!
 //! It writes `target/bench/report.md` and `target/bench/report.json` and exits 0 whenever it
 //! ran: goals are reported as pass/fail, never enforced.
 
 mod connections;
+mod latency;
 mod report;
 mod system;
 mod tls;
@@ -84,8 +90,9 @@ pub struct Plan {
     /// and consume workloads.
     pub profile: bool,
     /// The sections run: `main` (throughput, latency, cost and connections against plaintext
-    /// Kafka) and `tls` (the TLS cost).
+    /// Kafka), `tls` (the TLS cost) and `latency` (the closed-loop probe, on 1 broker).
     pub sections: Vec<&'static str>,
+    pub closed_loop: latency::ClosedLoopPlan,
 }
 
 impl Plan {
@@ -104,7 +111,13 @@ impl Plan {
                 e2e_messages: 1_000,
                 connections: 5_000,
                 profile: false,
-                sections: vec!["main", "tls"],
+                sections: vec!["main", "tls", "latency"],
+                closed_loop: latency::ClosedLoopPlan {
+                    rounds: 4,
+                    per_round: 1_000,
+                    e2e_per_round: 100,
+                    record_size: RECORD_SIZE,
+                },
             }
         } else {
             Plan {
@@ -120,14 +133,20 @@ impl Plan {
                 e2e_messages: 2_000,
                 connections: 10_000,
                 profile: false,
-                sections: vec!["main", "tls"],
+                sections: vec!["main", "tls", "latency"],
+                closed_loop: latency::ClosedLoopPlan {
+                    rounds: 10,
+                    per_round: 1_000,
+                    e2e_per_round: 300,
+                    record_size: RECORD_SIZE,
+                },
             }
         }
     }
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls]";
+    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency]";
     let (mut quick, mut wait_quiet, mut profile, mut only) = (false, false, false, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -138,7 +157,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
             "--only" => match args.next().map(String::as_str) {
                 Some("main") => only = Some("main"),
                 Some("tls") => only = Some("tls"),
-                other => bail!("`--only` takes `main` or `tls`, not {other:?}: {USAGE}"),
+                Some("latency") => only = Some("latency"),
+                other => bail!("`--only` takes `main`, `tls` or `latency`, not {other:?}: {USAGE}"),
             },
             other => bail!("unknown argument `{other}`: {USAGE}"),
         }
@@ -148,7 +168,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     if let Some(section) = only {
         plan.sections = vec![section];
     }
-    let (run_main, run_tls) = (plan.sections.contains(&"main"), plan.sections.contains(&"tls"));
+    let (run_main, run_tls, run_latency) =
+        (plan.sections.contains(&"main"), plan.sections.contains(&"tls"), plan.sections.contains(&"latency"));
     if profile && !Command::new("perf").arg("--version").output().is_ok_and(|o| o.status.success()) {
         bail!("--profile needs `perf` (Debian: apt-get install linux-perf)");
     }
@@ -177,26 +198,37 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     let mut notes = Vec::new();
     let mut clusters = Vec::new();
     let mut connection_report = None;
-    let broker_counts = if run_main { plan.broker_counts.clone() } else { Vec::new() };
+    let mut closed_loop = None;
+    let broker_counts = match (run_main, run_latency) {
+        (true, _) => plan.broker_counts.clone(),
+        (false, true) => vec![1],
+        (false, false) => Vec::new(),
+    };
     for &brokers in &broker_counts {
         step(&format!("starting a {brokers}-broker Kafka 4.1.1"));
         let spec = ClusterSpec::with_brokers(brokers).prop("socket.listen.backlog.size", BROKER_LISTEN_BACKLOG);
         let cluster = KafkaCluster::start(spec)?;
-        clusters.push(run_cluster(&plan, &cluster, &binary)?);
-        if brokers == 1 {
-            // The gateway needs 2 fds per connection (client and broker side) plus a few hundred
-            // of its own; the broker and the bench 1 each.
-            let affordable = (nofile.saturating_sub(400) / 2) as usize;
-            let n = plan.connections.min(affordable);
-            if n < plan.connections {
-                notes.push(format!(
-                    "RLIMIT_NOFILE could only be raised to {nofile} here (the hard limit; raising it needs \
-                     CAP_SYS_RESOURCE): the gateway needs two descriptors per proxied connection, so the \
-                     connection test used {n} connections, not {}",
-                    plan.connections
-                ));
+        if run_main {
+            clusters.push(run_cluster(&plan, &cluster, &binary)?);
+            if brokers == 1 {
+                // The gateway needs 2 fds per connection (client and broker side) plus a few hundred
+                // of its own; the broker and the bench 1 each.
+                let affordable = (nofile.saturating_sub(400) / 2) as usize;
+                let n = plan.connections.min(affordable);
+                if n < plan.connections {
+                    notes.push(format!(
+                        "RLIMIT_NOFILE could only be raised to {nofile} here (the hard limit; raising it needs \
+                         CAP_SYS_RESOURCE): the gateway needs two descriptors per proxied connection, so the \
+                         connection test used {n} connections, not {}",
+                        plan.connections
+                    ));
+                }
+                connection_report = Some(connections::idle_connections(&cluster, &binary, n, nofile)?);
             }
-            connection_report = Some(connections::idle_connections(&cluster, &binary, n, nofile)?);
+        }
+        // After the main section, whose topic creation expects a fresh cluster.
+        if run_latency && brokers == 1 {
+            closed_loop = Some(latency::closed_loop(&cluster, &binary, plan.closed_loop)?);
         }
         step(&format!("stopping the {brokers}-broker Kafka"));
         drop(cluster);
@@ -218,6 +250,7 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     let mut report = Report::new(plan, machine, clusters, connection_report, notes, started.elapsed(), foreign);
     report.gateway_source = gateway_source;
     report.tls = tls_report;
+    report.closed_loop = closed_loop;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
@@ -262,6 +295,11 @@ pub(crate) struct Gateway {
 }
 
 pub(crate) fn start_gateway(binary: &Path, cluster: &KafkaCluster) -> Result<Gateway> {
+    start_gateway_with_env(binary, cluster, &[])
+}
+
+/// [`start_gateway`] with extra environment variables for the gateway.
+pub(crate) fn start_gateway_with_env(binary: &Path, cluster: &KafkaCluster, env: &[(&str, &str)]) -> Result<Gateway> {
     let brokers = cluster.brokers();
     let first = brokers.iter().map(|(id, _)| *id).min().unwrap_or(1);
     let last = brokers.iter().map(|(id, _)| *id).max().unwrap_or(1);
@@ -275,9 +313,19 @@ pub(crate) fn start_gateway(binary: &Path, cluster: &KafkaCluster) -> Result<Gat
         cluster_name: "bench-cluster",
         ..KafkaDomain::new(&upstream, (first, last))
     };
-    let yaml = GatewayYaml { admin: Some(admin), gateway_wrapper: true, ..GatewayYaml::one_route(domain, bootstrap) }
-        .to_string();
-    let process = GatewayProcess::start(binary, &yaml, &[bootstrap, admin])?;
+    // Every bench client connects from 127.0.0.1, and the connection-cost section opens thousands
+    // at once: the bench measures what connections cost, not the per-client limit.
+    let sections =
+        "proxy:\n  maxConnections: 65536\n  maxConnectionsPerRoute: 65536\n  maxConnectionsPerClient: 65536\n"
+            .to_string();
+    let yaml = GatewayYaml {
+        admin: Some(admin),
+        gateway_wrapper: true,
+        sections,
+        ..GatewayYaml::one_route(domain, bootstrap)
+    }
+    .to_string();
+    let process = GatewayProcess::start_with_env(binary, &yaml, env, &[bootstrap, admin])?;
     Ok(Gateway { process, bootstrap, admin })
 }
 
@@ -716,8 +764,8 @@ mod tests {
 
     #[test]
     fn both_sections_run_unless_told() {
-        assert_eq!(Plan::new(true).sections, ["main", "tls"]);
-        assert_eq!(Plan::new(false).sections, ["main", "tls"]);
+        assert_eq!(Plan::new(true).sections, ["main", "tls", "latency"]);
+        assert_eq!(Plan::new(false).sections, ["main", "tls", "latency"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::connections::ConnectionReport;
+use super::latency::ClosedLoopReport;
 use super::system::Machine;
 use super::tls::TlsReport;
 use super::{median, Plan, Side};
@@ -38,6 +39,8 @@ pub struct Report {
     pub connections: Option<ConnectionReport>,
     /// The TLS section (`--only main` leaves it out).
     pub tls: Option<TlsReport>,
+    /// The closed-loop latency probe (`--only main|tls` leaves it out).
+    pub closed_loop: Option<ClosedLoopReport>,
     pub notes: Vec<String>,
 }
 
@@ -338,6 +341,7 @@ impl Report {
             clusters,
             connections,
             tls: None,
+            closed_loop: None,
             notes,
         }
     }
@@ -359,6 +363,9 @@ impl Report {
         }
         if let Some(tls) = &self.tls {
             out.push_str(&tls.summary());
+        }
+        if let Some(c) = &self.closed_loop {
+            out.push_str(&c.summary());
         }
         out
     }
@@ -481,6 +488,9 @@ impl Report {
 
         if let Some(tls) = &self.tls {
             tls.markdown(&mut md, self.plan.throughput_reps);
+        }
+        if let Some(c) = &self.closed_loop {
+            c.markdown(&mut md);
         }
 
         if let Some(c) = &self.connections {

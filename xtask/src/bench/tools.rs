@@ -193,8 +193,10 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
-    fn parse(stdout: &str, what: &str) -> Option<ProbeResult> {
-        let line = stdout.lines().find(|l| l.strip_prefix("RESULT ").is_some_and(|r| r.starts_with(what)))?;
+    pub fn parse(stdout: &str, what: &str) -> Option<ProbeResult> {
+        let line = stdout.lines().find(|l| {
+            l.strip_prefix("RESULT ").and_then(|r| r.split_whitespace().next()).is_some_and(|name| name == what)
+        })?;
         let field = |name: &str| -> Option<f64> {
             line.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
         };
@@ -249,7 +251,7 @@ pub fn latency_probe(
     }
 }
 
-fn probe_source() -> PathBuf {
+pub fn probe_source() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/LatencyProbe.java")
 }
 
