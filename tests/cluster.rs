@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
-use common::run_suite;
+use common::{metric_sum, run_suite, scrape_metrics};
 use serde_json::{json, Value};
 use switchyard_testkit::kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
 use switchyard_testkit::kafka_protocol::protocol::StrBytes;
@@ -129,19 +129,8 @@ impl Env {
 
     /// `switchyard_cluster_rejected_total{kind, reason}` on `node` (0 when never counted).
     fn rejected(&self, node: usize, kind: &str, reason: &str) -> Result<f64> {
-        let text = ureq::get(&self.admin(node, "/metrics")).call()?.body_mut().read_to_string()?;
-        let lines = text.lines().map(|l| Ok(l.to_string()));
-        let scrape = prometheus_parse::Scrape::parse(lines)?;
-        Ok(scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == "switchyard_cluster_rejected_total")
-            .filter(|s| s.labels.get("kind") == Some(kind) && s.labels.get("reason") == Some(reason))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum())
+        let scrape = scrape_metrics(&format!("{}:{}", node_ip(node), self.ports.admin))?;
+        Ok(metric_sum(&scrape, "switchyard_cluster_rejected_total", &[("kind", kind), ("reason", reason)]))
     }
 
     /// Wait until every node has counted at least one rejection of `kind` for `reason`.

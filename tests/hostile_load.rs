@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{Bytes, BytesMut};
-use common::{loopback, run_suite};
+use common::{loopback, metric_sum, run_suite, scrape_metrics};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -138,24 +138,15 @@ impl Env {
         self.ensure_alive("before the attack")?;
         poll::poll_until(Duration::from_secs(30), || {
             let scrape = self.metrics().ok()?;
-            let active = metric(&scrape, "switchyard_client_connections_active", &[]);
-            let buffered = metric(&scrape, "switchyard_buffered_frame_bytes", &[]);
+            let active = metric_sum(&scrape, "switchyard_client_connections_active", &[]);
+            let buffered = metric_sum(&scrape, "switchyard_buffered_frame_bytes", &[]);
             (active <= 2.0 && buffered == 0.0).then_some(())
         })
         .with_context(|| format!("connections of an earlier attack are still open:\n{}", self.log_tail()))
     }
 
     fn metrics(&self) -> Result<prometheus_parse::Scrape> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let url = format!("http://127.0.0.1:{}/metrics", self.admin_port);
-        let mut response = agent.get(&url).call()?;
-        ensure!(response.status() == 200, "/metrics answered {}", response.status());
-        let body = response.body_mut().read_to_string()?;
-        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).context("parsing /metrics")
+        scrape_metrics(&format!("127.0.0.1:{}", self.admin_port))
     }
 
     /// Starts watching the gateway's memory: resets its `VmHWM` where the kernel allows (the
@@ -390,7 +381,7 @@ fn large_partial_frames_stay_within_the_buffer_budget(env: &Env) -> Result<()> {
     let mut budget_peak = 0.0f64;
     while Instant::now() < deadline {
         if let Ok(scrape) = env.metrics() {
-            budget_peak = budget_peak.max(metric(&scrape, "switchyard_buffered_frame_bytes", &[]));
+            budget_peak = budget_peak.max(metric_sum(&scrape, "switchyard_buffered_frame_bytes", &[]));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -678,7 +669,7 @@ fn a_connection_flood_is_held_to_the_per_client_limit(env: &Env) -> Result<()> {
     env.quiet()?;
     let refusal_lines = |log: &str| log.lines().filter(|line| line.contains(REFUSAL)).count();
     let lines_before = refusal_lines(&env.log());
-    let refused_before = metric(&env.metrics()?, "switchyard_connections_refused_total", &[("reason", "client")]);
+    let refused_before = metric_sum(&env.metrics()?, "switchyard_connections_refused_total", &[("reason", "client")]);
     let attack_started = Instant::now();
     let mut flood: Vec<(TcpStream, Instant, Option<Duration>)> = Vec::with_capacity(FLOOD);
     let check = |flood: &mut Vec<(TcpStream, Instant, Option<Duration>)>| {
@@ -712,7 +703,7 @@ fn a_connection_flood_is_held_to_the_per_client_limit(env: &Env) -> Result<()> {
     let refusal_times: Vec<Option<Duration>> = flood.iter().filter(|f| f.2.is_some()).map(|f| f.2).collect();
     drop(flood);
     env.ensure_alive("after the connection flood")?;
-    let refused = metric(&env.metrics()?, "switchyard_connections_refused_total", &[("reason", "client")]);
+    let refused = metric_sum(&env.metrics()?, "switchyard_connections_refused_total", &[("reason", "client")]);
     let log = env.log();
     let lines = refusal_lines(&log) - lines_before;
     let summary = CloseTimes::of(&refusal_times);
@@ -978,23 +969,8 @@ impl std::fmt::Display for CloseTimes {
     }
 }
 
-/// The sum of every sample of `name` whose labels include `labels`.
-fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
 fn closed_by_reason(env: &Env, reason: &str) -> Result<f64> {
-    Ok(metric(&env.metrics()?, "switchyard_connections_closed_total", &[("reason", reason)]))
+    Ok(metric_sum(&env.metrics()?, "switchyard_connections_closed_total", &[("reason", reason)]))
 }
 
 /// A request header (api key, version, correlation id, client id) as the first bytes of a frame.

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{loopback, run_suite, start_gateway, start_gateway_with_token, TestGateway};
+use common::{loopback, metric_sum, run_suite, scrape_metrics, start_gateway, start_gateway_with_token, TestGateway};
 use kafka_protocol::messages::MetadataRequest;
 use serde_json::Value;
 use switchyard_testkit::{
@@ -128,26 +128,13 @@ fn metrics_parse_and_move_with_traffic(env: &Env) -> Result<()> {
 }
 
 fn scrape(gateway: &TestGateway) -> Result<prometheus_parse::Scrape> {
-    let (status, body) = http("GET", &admin_url(gateway, "/metrics"), None)?;
-    ensure!(status == 200, "/metrics answered {status}");
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    prometheus_parse::Scrape::parse(lines).context("/metrics is not in Prometheus text format")
+    scrape_metrics(&format!("127.0.0.1:{}", gateway.admin_port))
 }
 
 /// The sum of every sample of `name` on route `main` whose labels include `labels`.
 fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && s.labels.get("route") == Some("main"))
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
+    let on_main: Vec<(&str, &str)> = labels.iter().copied().chain([("route", "main")]).collect();
+    metric_sum(scrape, name, &on_main)
 }
 
 fn routes_and_domains_show_the_live_mapping(env: &Env) -> Result<()> {

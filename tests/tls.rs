@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::{binary, loopback, run_suite};
+use common::{binary, loopback, metric_sum, run_suite, scrape_metrics};
 use rustls::pki_types::{CertificateDer, ServerName};
 use switchyard_testkit::pki::{Identity, TestPki};
 use switchyard_testkit::{free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, KafkaCluster};
@@ -63,20 +63,7 @@ impl Env {
     }
 
     fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
-        let mut response = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.admin_port)).call()?;
-        let body = response.body_mut().read_to_string()?;
-        let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))?;
-        Ok(scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum())
+        Ok(metric_sum(&scrape_metrics(&format!("127.0.0.1:{}", self.admin_port))?, name, labels))
     }
 
     /// librdkafka settings for TLS to the gateway, trusting the test CA, verifying its name.

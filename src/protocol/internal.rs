@@ -110,19 +110,10 @@ fn groups_named(api_key: ApiKey, version: i16, mut body: &[u8]) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     fn encode(api_key: ApiKey, version: i16, message: &impl Encodable) -> Vec<u8> {
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(7)
-            .with_client_id(Some(StrBytes::from_static_str("probe")));
-        let mut buf = BytesMut::new();
-        header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
-        message.encode(&mut buf, version).unwrap();
-        buf.to_vec()
+        crate::protocol::request_body(api_key, version, 7, message)
     }
 
     fn find_coordinator(version: i16, key: &'static str) -> Vec<u8> {

@@ -206,19 +206,11 @@ fn base64url_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     fn encode(api_key: ApiKey, version: i16, message: &impl Encodable) -> Vec<u8> {
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(3)
-            .with_client_id(Some(StrBytes::from_static_str("probe")));
-        let mut buf = BytesMut::new();
-        header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
-        message.encode(&mut buf, version).unwrap();
-        buf.to_vec()
+        crate::protocol::request_body(api_key, version, 3, message)
     }
 
     fn handshake(mechanism: &'static str) -> Vec<u8> {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
@@ -37,8 +37,8 @@ use super::connection::CloseReason;
 use crate::config::{client_users, SaslMechanism, Secret, SwapSettings};
 use crate::protocol::scram::{ScramClient, ScramHash};
 use crate::protocol::{
-    encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, SaslSummary,
-    MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+    encode_request, encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError,
+    SaslSummary, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, ResponseBody};
 use crate::routing::{Route, Upstream};
@@ -654,21 +654,6 @@ fn reply(request: &InFlight, body: &impl Encodable) -> Result<Bytes, RequestErro
         version: request.api_version,
         cause: format!("cannot answer it: {e:#}"),
     })
-}
-
-fn encode_request(
-    header: &RequestHeader,
-    message: &impl Encodable,
-    api_key: ApiKey,
-    version: i16,
-) -> anyhow::Result<Bytes> {
-    let header_version = api_key.request_header_version(version);
-    let size = header.compute_size(header_version)? + message.compute_size(version)?;
-    let mut out = BytesMut::with_capacity(SIZE_PREFIX + size);
-    out.put_i32(i32::try_from(size)?);
-    header.encode(&mut out, header_version)?;
-    message.encode(&mut out, version)?;
-    Ok(out.freeze())
 }
 
 #[cfg(test)]

@@ -135,3 +135,33 @@ fn is_selected(args: &Arguments, name: &str) -> bool {
         Some(filter) => name.contains(filter.as_str()),
     }
 }
+
+/// The admin API's `/metrics` at `admin` (`host:port`), parsed.
+pub fn scrape_metrics(admin: &str) -> anyhow::Result<prometheus_parse::Scrape> {
+    use anyhow::Context;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent.get(&format!("http://{admin}/metrics")).call()?;
+    anyhow::ensure!(response.status() == 200, "/metrics answered {}", response.status());
+    let body = response.body_mut().read_to_string()?;
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .context("/metrics is not in Prometheus text format")
+}
+
+/// The sum of every sample of `name` whose labels include `labels` (0 when there is none).
+pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
