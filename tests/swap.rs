@@ -20,7 +20,7 @@ use switchyard_testkit::{
     ProducerPerfOptions, TestPki,
 };
 
-use common::{binary, loopback, run_suite};
+use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_audit_close};
 use switchyard_testkit::kafka_protocol::error::ResponseError;
 use switchyard_testkit::kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, SaslHandshakeRequest};
 use switchyard_testkit::kafka_protocol::protocol::StrBytes;
@@ -241,32 +241,13 @@ impl Gateway {
 
     /// `switchyard_swap_logins_total` of route `main` with `outcome`.
     fn swap_logins(&self, outcome: &str) -> Result<f64> {
-        let text =
-            ureq::get(&format!("http://127.0.0.1:{}/metrics", self.admin)).call()?.body_mut().read_to_string()?;
-        let prefix = format!("switchyard_swap_logins_total{{route=\"main\",outcome=\"{outcome}\"}} ");
-        Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(Ok(0.0), str::parse)?)
+        let scrape = scrape_metrics(&format!("127.0.0.1:{}", self.admin))?;
+        Ok(metric_sum(&scrape, "switchyard_swap_logins_total", &[("route", "main"), ("outcome", outcome)]))
     }
 
-    /// The audit log's CONNECTION `close` events so far.
-    fn closes(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|event| event["type"] == "CONNECTION" && event["event"] == "close")
-            .collect()
-    }
-
-    /// Waits until a `close` event matches `wanted` and returns it.
+    /// Waits until an audit `close` event matches `wanted` and returns it.
     fn wait_for_close(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(event) = self.closes().into_iter().find(|e| wanted(e)) {
-                return Ok(event);
-            }
-            ensure!(Instant::now() < deadline, "no audit close event {what}; closes:\n{:#?}", self.closes());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_audit_close(&self.audit, what, wanted)
     }
 
     /// Neither the gateway's log nor its audit log holds any of the test's passwords.

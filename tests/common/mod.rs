@@ -165,3 +165,34 @@ pub fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str
         })
         .sum()
 }
+
+/// The audit log's CONNECTION `close` events so far.
+pub fn audit_closes(audit: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(audit)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["type"] == "CONNECTION" && event["event"] == "close")
+        .collect()
+}
+
+/// Waits (up to 15 s) until a `close` event of the audit log matches `wanted` and returns it;
+/// audit events are written when the connection closes, off the data path.
+pub fn wait_for_audit_close(
+    audit: &std::path::Path,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(event) = audit_closes(audit).into_iter().find(|e| wanted(e)) {
+            return Ok(event);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no audit close event {what}; closes:\n{:#?}",
+            audit_closes(audit)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
