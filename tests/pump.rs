@@ -49,6 +49,8 @@ const PIPE: usize = 1024 * 1024;
 /// A route, its upstream, and the signals that stop its connections.
 struct Gateway {
     ctx: Arc<ConnectionContext>,
+    /// Bytes taken from the buffer budget now.
+    budget_in_use: Gauge,
     shutdown: CancellationToken,
     route_session: CancellationToken,
 }
@@ -68,11 +70,12 @@ impl Gateway {
             &Metrics::new(),
             &shutdown,
         );
-        let budget = MemoryBudget::new(settings.buffer_budget_bytes, Gauge::default());
+        let budget_in_use = Gauge::default();
+        let budget = MemoryBudget::new(settings.buffer_budget_bytes, budget_in_use.clone());
         let ctx =
             ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget, swap: None };
         let route_session = ctx.route.session();
-        Gateway { ctx: Arc::new(ctx), shutdown, route_session }
+        Gateway { ctx: Arc::new(ctx), budget_in_use, shutdown, route_session }
     }
 
     /// Pump one connection; returns the client's end, the broker's end and the pump's task.
@@ -317,6 +320,72 @@ async fn a_client_that_reads_nothing_is_closed_at_the_write_timeout() {
     assert!(matches!(summary.reason, CloseReason::ClientWriteTimeout), "{}", summary.reason);
     assert_eq!(started.elapsed().as_secs(), 30);
     drop(broker_writes);
+}
+
+/// A large answer that passes unchanged reaches the client as it arrives, taking nothing from
+/// the buffer budget, and the frames after it are read as usual.
+#[tokio::test(start_paused = true)]
+async fn a_large_opaque_answer_streams_through_without_being_held() {
+    const ANSWER: usize = 8 * 1024 * 1024;
+    const FIRST_PART: usize = 512 * 1024;
+    let gateway = Gateway::new(settings());
+    let (mut client, mut broker_end, _pumped) = gateway.connect();
+    client.write_all(&produce(1)).await.unwrap();
+    let request = read_frame(&mut broker_end).await.unwrap();
+    let mut answer = BytesMut::new();
+    answer.put_i32(ANSWER as i32 - 4);
+    answer.put_i32(correlation_id(&request, 4));
+    answer.put_bytes(7, ANSWER - 8);
+    broker_end.write_all(&answer[..FIRST_PART]).await.unwrap();
+    let mut first = vec![0; FIRST_PART];
+    let arrived = tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut first)).await;
+    assert!(arrived.is_ok(), "the answer's first part was held back until the rest came");
+    assert_eq!(first, answer[..FIRST_PART]);
+    assert_eq!(gateway.budget_in_use.get(), 0, "a streamed answer took room from the buffer budget");
+    let broker_sends = tokio::spawn(async move {
+        broker_end.write_all(&answer[FIRST_PART..]).await.unwrap();
+        broker_end
+    });
+    let mut rest = vec![0; ANSWER - FIRST_PART];
+    client.read_exact(&mut rest).await.unwrap();
+    assert!(rest.iter().all(|&b| b == 7));
+    let answering = broker(broker_sends.await.unwrap(), Duration::ZERO);
+    client.write_all(&produce(2)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![2], "framing resumed after the streamed answer");
+    drop(answering);
+}
+
+/// Answers large and small, written by the broker in pieces of any size: the client reads
+/// exactly the bytes the broker sent, whether an answer streamed or was held whole.
+#[tokio::test(start_paused = true)]
+async fn answers_reach_the_client_intact_however_the_broker_splits_them() {
+    const SIZES: [usize; 5] = [12, 300 * 1024, 12, 1024 * 1024 + 3, 200 * 1024];
+    for piece in [997, 65_537, 300_001] {
+        let gateway = Gateway::new(settings());
+        let (mut client, mut broker_end, _pumped) = gateway.connect();
+        let mut sent = BytesMut::new();
+        for (id, size) in (1..).zip(SIZES) {
+            client.write_all(&produce(id)).await.unwrap();
+            let request = read_frame(&mut broker_end).await.unwrap();
+            sent.put_i32(size as i32 - 4);
+            sent.put_i32(correlation_id(&request, 4));
+            sent.put_bytes(id as u8, size - 8);
+        }
+        let sent = sent.freeze();
+        let broker_sends = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                for chunk in sent.chunks(piece) {
+                    broker_end.write_all(chunk).await.unwrap();
+                }
+                broker_end
+            }
+        });
+        let mut received = vec![0; sent.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert!(received == sent, "the client's bytes differ from the broker's (pieces of {piece})");
+        drop(broker_sends.await);
+    }
 }
 
 /// `produce(id)` padded to `size` bytes in all: a large request, opaque after its header.

@@ -9,6 +9,12 @@
 //! answers before noting more, and reads nothing new meanwhile. Forwarding before waiting is
 //! what keeps a read of many pipelined requests from wedging the connection.
 //!
+//! A large answer that passes unchanged (anything but the few APIs whose answers are decoded)
+//! is not held whole: once its header shows whose answer it is, its bytes go to the client as
+//! they arrive, so a 50 MiB Fetch answer costs a connection one read chunk, not 50 MiB of the
+//! buffer budget, and its first bytes reach the client without waiting for its last. Answers
+//! that must be decoded are held whole, within the budget.
+//!
 //! While a switchover fences the route, nothing new is forwarded. In fence mode `hold` the
 //! proxy stops reading from the client; in mode `error` it answers what it can itself with a
 //! retriable error. Those answers join the same queue as forwarded requests, so the client
@@ -264,6 +270,8 @@ enum Owed {
 struct OwedAnswers {
     queue: mpsc::Receiver<Owed>,
     head: Option<InFlight>,
+    /// The answer being streamed to the client as its bytes arrive.
+    streaming: Option<Streaming>,
 }
 
 impl OwedAnswers {
@@ -272,8 +280,31 @@ impl OwedAnswers {
     }
 
     fn is_empty(&self) -> bool {
-        self.head.is_none() && self.queue.is_empty()
+        self.streaming.is_none() && self.head.is_none() && self.queue.is_empty()
     }
+
+    /// The next request left without its answer when the connection ended.
+    fn next_unanswered(&mut self) -> Option<InFlight> {
+        if let Some(streaming) = self.streaming.take() {
+            return Some(streaming.request);
+        }
+        loop {
+            match self.next()? {
+                Owed::Broker(request) => return Some(request),
+                Owed::Gateway(_) => continue,
+            }
+        }
+    }
+}
+
+/// A large answer that needs no rewrite, passed to the client as its bytes arrive rather than
+/// held whole: a connection then buffers one read of it, not the whole of it.
+struct Streaming {
+    request: InFlight,
+    /// The frame's length.
+    total: usize,
+    /// Bytes of it still to come from the broker.
+    left: usize,
 }
 
 /// How many gateway answers are queued, and a way for the request direction to wake the
@@ -331,12 +362,11 @@ pub async fn pump<C: Duplex, U: Duplex>(
     let traffic = Traffic::default();
     let answers = GatewayAnswers::default();
     let (in_flight_tx, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
-    let mut owed = OwedAnswers { queue, head: None };
+    let mut owed = OwedAnswers { queue, head: None, streaming: None };
     let requests =
         Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop, client: OnceLock::new() };
     let reason = run(client, initial, upstream, requests, &mut owed).await;
-    while let Some(unanswered) = owed.next() {
-        let Owed::Broker(unanswered) = unanswered else { continue };
+    while let Some(unanswered) = owed.next_unanswered() {
         ctx.route.fence.leave(1);
         if reason.severity() == Severity::Problem {
             ctx.route.metrics.request_failed(unanswered.api_key);
@@ -922,7 +952,6 @@ impl Responses<'_> {
         owed: &mut OwedAnswers,
     ) -> Result<(), CloseReason> {
         let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
-        let metrics = &self.ctx.route.metrics;
         let write_timeout = self.ctx.settings.write_timeout;
         let write_timer = pin!(tokio::time::sleep(write_timeout));
         let client = &mut ProgressWriter::new(client, write_timeout, write_timer);
@@ -940,8 +969,8 @@ impl Responses<'_> {
             let read = tokio::select! {
                 biased;
                 read = upstream.read_buf(&mut buf) => read,
-                // With a broker answer at the head, the gateway's wait behind it.
-                _ = self.answers.ready(), if owed.head.is_none() => {
+                // With a broker answer at the head or streaming, the gateway's wait behind it.
+                _ = self.answers.ready(), if owed.head.is_none() && owed.streaming.is_none() => {
                     send_gateway_answers(owed, client, self.answers).await?;
                     continue;
                 }
@@ -952,20 +981,19 @@ impl Responses<'_> {
             };
             match read {
                 Err(e) => return Err(CloseReason::UpstreamError(e)),
-                Ok(0) if buf.is_empty() => return Err(CloseReason::UpstreamClosed),
-                Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
+                Ok(0) => return Err(broker_closed(&buf, owed.streaming.as_ref())),
                 Ok(_) => {}
             }
             let read_at = Instant::now();
             let before = buf.len();
-            let next_total = self.forward_complete(&mut buf, limits, owed, client, read_at).await?;
-            if self.answers.any() {
-                send_gateway_answers(owed, client, self.answers).await?;
+            let mut next_total = None;
+            if self.stream_on(&mut buf, owed, client).await? {
+                next_total = self.forward_complete(&mut buf, limits, owed, client, read_at).await?;
+                if self.answers.any() && owed.streaming.is_none() {
+                    send_gateway_answers(owed, client, self.answers).await?;
+                }
             }
-            let forwarded = (before - buf.len()) as u64;
-            self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
-            metrics.bytes_to_client.inc_by(forwarded);
-            metrics.gateway_response_time.observe(read_at.elapsed());
+            self.account(before - buf.len(), read_at);
             let deadline = Instant::now() + self.ctx.settings.frame_timeout;
             if make_room(&mut buf, next_total, &mut held, deadline).await.is_err() {
                 return Err(CloseReason::NoBufferRoom { direction: "response" });
@@ -973,8 +1001,97 @@ impl Responses<'_> {
         }
     }
 
+    /// Count `forwarded` bytes sent to the client from a read made at `read_at`.
+    fn account(&self, forwarded: usize, read_at: Instant) {
+        let metrics = &self.ctx.route.metrics;
+        self.traffic.to_client.fetch_add(forwarded as u64, Ordering::Relaxed);
+        metrics.bytes_to_client.inc_by(forwarded as u64);
+        metrics.gateway_response_time.observe(read_at.elapsed());
+    }
+
+    /// Pass the bytes in `buf` that belong to the answer being streamed to the client. Returns
+    /// whether bytes of the following frames remain to be looked at.
+    async fn stream_on<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+    ) -> Result<bool, CloseReason> {
+        let Some(streaming) = &mut owed.streaming else { return Ok(true) };
+        let passed = streaming.left.min(buf.len());
+        write_run(buf, passed, client).await?;
+        streaming.left -= passed;
+        if streaming.left > 0 {
+            return Ok(false);
+        }
+        owed.streaming = None;
+        // Answered in full: past the fence.
+        self.ctx.route.fence.leave(1);
+        Ok(!buf.is_empty())
+    }
+
+    /// The frame at `buf[start..]` is partial and `total` long. If it is large and answers a
+    /// request whose answer passes unchanged, start streaming it: write what precedes it and
+    /// what has arrived of it, and note how much is still to come. Returns whether it streams;
+    /// if not, a broker request taken off the queue waits in `head`, and `start` is 0 if
+    /// gateway answers owed before it were sent (with the run before them).
+    async fn start_streaming<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        start: &mut usize,
+        total: usize,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+        read_at: Instant,
+    ) -> Result<bool, CloseReason> {
+        let arrived = buf.len() - *start;
+        if total <= FREE_CAPACITY || arrived < SIZE_PREFIX + 4 {
+            return Ok(false);
+        }
+        let correlation_id = response_correlation_id(&buf[*start + SIZE_PREFIX..]);
+        let request = self.next_broker_request(buf, start, owed, client, correlation_id).await?;
+        if request.handling.decodes_response() {
+            owed.head = Some(request);
+            return Ok(false);
+        }
+        if request.correlation_id != correlation_id {
+            self.ctx.route.fence.leave(1);
+            return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
+        }
+        self.ctx.route.metrics.upstream_time.observe(read_at.into_std().saturating_duration_since(request.sent_at));
+        owed.streaming = Some(Streaming { request, total, left: total - arrived });
+        let len = buf.len();
+        write_run(buf, len, client).await?;
+        Ok(true)
+    }
+
+    /// The request the broker answers next. Gateway answers owed before it are sent first, after
+    /// the run of `run_end` bytes at the front of `buf` that precedes them (which then ends at 0).
+    async fn next_broker_request<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        run_end: &mut usize,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+        correlation_id: i32,
+    ) -> Result<InFlight, CloseReason> {
+        loop {
+            match owed.next() {
+                Some(Owed::Broker(request)) => return Ok(request),
+                Some(Owed::Gateway(answer)) => {
+                    write_run(buf, *run_end, client).await?;
+                    *run_end = 0;
+                    client.write_all(&answer).await.map_err(client_write_error)?;
+                    self.answers.sent();
+                }
+                None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
+            }
+        }
+    }
+
     /// Send every complete response at the front of `buf` to the client, opaque runs in one write
-    /// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
+    /// each, and remove them from `buf`; a large partial one that passes unchanged starts
+    /// streaming. Returns the full length of a trailing partial frame that is held.
     async fn forward_complete<W: AsyncWrite + Unpin>(
         &self,
         buf: &mut BytesMut,
@@ -989,24 +1106,17 @@ impl Responses<'_> {
             let len = match frame_at(&buf[run_end..], limits).map_err(CloseReason::BadResponseFrame)? {
                 FrameStatus::Complete(len) => len,
                 FrameStatus::Incomplete { total } => {
+                    if let Some(total) = total {
+                        if self.start_streaming(buf, &mut run_end, total, owed, client, read_at).await? {
+                            return Ok(None);
+                        }
+                    }
                     write_run(buf, run_end, client).await?;
                     return Ok(total);
                 }
             };
             let correlation_id = response_correlation_id(&buf[run_end + SIZE_PREFIX..]);
-            let request = loop {
-                match owed.next() {
-                    Some(Owed::Broker(request)) => break request,
-                    Some(Owed::Gateway(answer)) => {
-                        // Gateway answers owed before this response go first, after what precedes them.
-                        write_run(buf, run_end, client).await?;
-                        run_end = 0;
-                        client.write_all(&answer).await.map_err(client_write_error)?;
-                        self.answers.sent();
-                    }
-                    None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
-                }
-            };
+            let request = self.next_broker_request(buf, &mut run_end, owed, client, correlation_id).await?;
             let metrics = &ctx.route.metrics;
             // Off the queue, so past the fence, whether or not the answer is the right one.
             ctx.route.fence.leave(1);
@@ -1050,6 +1160,16 @@ impl Responses<'_> {
                 }
             }
         }
+    }
+}
+
+/// Why the broker's end of the stream came: between frames, or in the middle of the one in
+/// `buf` or being streamed.
+fn broker_closed(buf: &BytesMut, streaming: Option<&Streaming>) -> CloseReason {
+    match streaming {
+        Some(streaming) => CloseReason::UpstreamClosedMidFrame { received: streaming.total - streaming.left },
+        None if buf.is_empty() => CloseReason::UpstreamClosed,
+        None => CloseReason::UpstreamClosedMidFrame { received: buf.len() },
     }
 }
 
