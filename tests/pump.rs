@@ -7,6 +7,8 @@
 //! in-flight queue neither wedges a pipelined client nor keeps a stop signal out. With time
 //! paused, a ten-minute timeout takes no time at all, and nothing depends on the machine's load.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,11 +45,15 @@ routes:
       name: kafka
 "#;
 
+/// A metadata refresh interval far away: the upstream's cluster is never asked anything.
+const FAR: Duration = Duration::from_secs(100_000);
+
 /// Bytes each in-memory pipe buffers before a writer waits.
 const PIPE: usize = 1024 * 1024;
 
 /// A route, its upstream, and the signals that stop its connections.
 struct Gateway {
+    config: switchyard::config::GatewayConfig,
     ctx: Arc<ConnectionContext>,
     /// Bytes taken from the buffer budget now.
     budget_in_use: Gauge,
@@ -59,9 +65,7 @@ impl Gateway {
     fn new(settings: ProxySettings) -> Gateway {
         let config = switchyard::config::parse("tests/pump.rs", CONFIG).expect("the test config is valid");
         let shutdown = CancellationToken::new();
-        // A refresh far away: the upstream's cluster is never asked anything.
-        let refresh = Duration::from_secs(100_000);
-        let upstream = Upstream::start(&config.domains[0], None, refresh, Duration::from_millis(10), &shutdown)
+        let upstream = Upstream::start(&config.domains[0], None, FAR, Duration::from_millis(10), &shutdown)
             .expect("starting the upstream");
         let route = Route::new(
             &config.routes[0],
@@ -75,7 +79,7 @@ impl Gateway {
         let ctx =
             ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget, swap: None };
         let route_session = ctx.route.session();
-        Gateway { ctx: Arc::new(ctx), budget_in_use, shutdown, route_session }
+        Gateway { config, ctx: Arc::new(ctx), budget_in_use, shutdown, route_session }
     }
 
     /// Pump one connection; returns the client's end, the broker's end and the pump's task.
@@ -85,9 +89,38 @@ impl Gateway {
         let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &shutdown, route: &session };
-            pump(client_side, BytesMut::new(), broker_side, &ctx, stop).await
+            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, None).await
         });
         (client, broker, pumped)
+    }
+
+    /// Pump one connection that can follow its route to another cluster, whose broker there is
+    /// the second broker end returned.
+    fn connect_following(&self) -> (DuplexStream, DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
+        let (client, client_side) = duplex(PIPE);
+        let (broker, broker_side) = duplex(PIPE);
+        let (next_broker, next_broker_side) = duplex(PIPE);
+        let next = std::sync::Mutex::new(Some(next_broker_side));
+        let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
+        let pumped = tokio::spawn(async move {
+            let stop = StopSignals { gateway: &shutdown, route: &session };
+            let redial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+                let stream = next.lock().unwrap().take().ok_or_else(|| "dialled twice".to_string());
+                Box::pin(std::future::ready(stream))
+            };
+            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, Some(&redial)).await
+        });
+        (client, broker, next_broker, pumped)
+    }
+
+    /// Switch the route to another upstream as a switchover's cut does.
+    fn cut(&self) {
+        let route = &self.ctx.route;
+        let destination = Upstream::start(&self.config.domains[0], None, FAR, Duration::from_millis(10), &self.shutdown)
+            .expect("starting the destination");
+        route.replace_upstream(destination);
+        route.move_connections();
+        route.set_fenced(None);
     }
 }
 
@@ -263,6 +296,45 @@ async fn the_drain_waits_for_what_was_forwarded_before_the_fence_closed() {
     assert_eq!(answers(&mut client, 1).await, vec![2], "the held request goes once the fence opens");
     drop(client);
     assert_eq!(broker.await.unwrap(), vec![1, 2]);
+}
+
+/// A switchover's cut keeps the client's connection: what was forwarded before the fence is
+/// answered by the old broker, the request held at the fence goes to the new one, the old
+/// broker connection is closed, and the client goes on on the same connection.
+#[tokio::test(start_paused = true)]
+async fn a_connection_follows_its_route_to_another_cluster() {
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, new_end, pumped) = gateway.connect_following();
+    let (old, new) = (broker(old_end, Duration::from_secs(2)), broker(new_end, Duration::ZERO));
+    client.write_all(&produce(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    client.write_all(&produce(2)).await.unwrap();
+    gateway.ctx.route.fence.drained().await;
+    gateway.cut();
+    assert_eq!(answers(&mut client, 2).await, vec![1, 2]);
+    assert_eq!(old.await.unwrap(), vec![1], "the old broker connection was not closed after the cut");
+    client.write_all(&produce(3)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![3]);
+    assert!(!pumped.is_finished(), "the client's connection was closed");
+    drop(client);
+    assert!(matches!(pumped.await.unwrap().reason, CloseReason::ClientClosed));
+    assert_eq!(new.await.unwrap(), vec![2, 3]);
+}
+
+/// A connection that cannot follow (no way to re-dial, as on a swap route) drains and closes at
+/// the cut, naming the switch.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_cannot_follow_closes_at_the_cut() {
+    let gateway = Gateway::new(settings());
+    let (mut client, broker_end, pumped) = gateway.connect();
+    let _broker = broker(broker_end, Duration::ZERO);
+    client.write_all(&produce(1)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![1]);
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    gateway.cut();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::RouteSwitched), "{}", summary.reason);
 }
 
 /// A connection waiting for room in a full in-flight queue whose broker never answers is idle:

@@ -116,6 +116,13 @@ pub enum CloseReason {
     Shutdown,
     #[error("route reset by an operator, all in-flight requests answered")]
     RouteReset,
+    /// The route switched clusters and this connection could not follow: its client
+    /// authenticated with SASL to the old cluster, and only the client can log in again.
+    #[error("the route switched to another cluster; a connection that authenticated with SASL cannot follow, all in-flight requests answered")]
+    RouteSwitched,
+    /// The route switched clusters and no connection to the new one could be opened.
+    #[error("the route switched to another cluster and the connection could not follow: {0}")]
+    MoveFailed(String),
     #[error("gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")]
     DrainTimeout,
     /// The gateway-wide budget of buffered frame bytes had no room for a large frame in time.
@@ -158,7 +165,11 @@ impl CloseReason {
     pub fn severity(&self) -> Severity {
         match self {
             CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::BrokerSessionEnding => Severity::Routine,
-            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => {
+            CloseReason::IdleTimeout { .. }
+            | CloseReason::RouteReset
+            | CloseReason::RouteSwitched
+            | CloseReason::MoveFailed(_)
+            | CloseReason::SaslRefused(_) => {
                 Severity::Notable
             }
             _ => Severity::Problem,
@@ -188,6 +199,8 @@ impl CloseReason {
             CloseReason::BrokerSessionEnding => "broker_session_ending",
             CloseReason::Shutdown => "shutdown",
             CloseReason::RouteReset => "route_reset",
+            CloseReason::RouteSwitched => "route_switched",
+            CloseReason::MoveFailed(_) => "move_failed",
             CloseReason::DrainTimeout => "drain_timeout",
             CloseReason::NoBufferRoom { .. } => "no_buffer_room",
         }
@@ -347,25 +360,37 @@ impl GatewayAnswers {
 enum RequestsEnd {
     /// Stop reading and let outstanding responses finish: shutdown, reset, or a client half-close.
     Drain(CloseReason),
+    /// The route moved to another cluster: let outstanding responses finish, then continue on
+    /// a broker connection to the new cluster.
+    Move,
     Failed(CloseReason),
 }
 
+/// Opens a broker connection to the cluster a route moved to (given as the route's upstream
+/// now), for a connection that follows the route across a switchover.
+pub type Redial<U> = dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync;
+
 /// Pump both directions until one ends. `initial` holds client bytes already read (after a
-/// PROXY header).
+/// PROXY header). With `redial`, a connection whose route moves to another cluster (a live
+/// switchover's cut) stays open: once its outstanding answers are in, it continues on a new
+/// broker connection. Without it, or when the client logged in with SASL (which only the
+/// client can repeat), the connection drains and closes instead.
 pub async fn pump<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
     upstream: U,
     ctx: &ConnectionContext,
     stop: StopSignals<'_>,
+    redial: Option<&Redial<U>>,
 ) -> ConnectionSummary {
     let traffic = Traffic::default();
     let answers = GatewayAnswers::default();
-    let (in_flight_tx, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
+    let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None, streaming: None };
-    let requests =
-        Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop, client: OnceLock::new() };
-    let reason = run(client, initial, upstream, requests, &mut owed).await;
+    let client_id = OnceLock::new();
+    let shared =
+        Shared { ctx, stop, redial, in_flight: &in_flight, traffic: &traffic, answers: &answers, client_id: &client_id };
+    let reason = run(client, initial, upstream, shared, &mut owed).await;
     while let Some(unanswered) = owed.next_unanswered() {
         ctx.route.fence.leave(1);
         if reason.severity() == Severity::Problem {
@@ -382,50 +407,144 @@ pub async fn pump<C: Duplex, U: Duplex>(
     }
 }
 
+/// What a connection keeps across the broker connections it is pumped to.
+struct Shared<'a, U> {
+    ctx: &'a ConnectionContext,
+    stop: StopSignals<'a>,
+    redial: Option<&'a Redial<U>>,
+    in_flight: &'a mpsc::Sender<Owed>,
+    traffic: &'a Traffic,
+    answers: &'a GatewayAnswers,
+    /// The hash of the client's id, taken from its first request whose response is rewritten.
+    client_id: &'a OnceLock<u32>,
+}
+
+/// How pumping to one broker connection ended.
+enum SessionEnd {
+    /// The connection is over; `shutdown_client`: the client's side is closed in order (FIN
+    /// after the last answer) rather than dropped.
+    Closed { reason: CloseReason, shutdown_client: bool },
+    /// Every answer is in and the route moved: continue on a new broker connection, with the
+    /// client bytes read so far.
+    Move(BytesMut),
+}
+
 async fn run<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
     upstream: U,
-    requests: Requests<'_>,
+    shared: Shared<'_, U>,
     owed: &mut OwedAnswers,
 ) -> CloseReason {
     // The halves live here, not in the two directions: dropping a write half sends FIN, and a
     // broker that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_halves();
     let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let route = &shared.ctx.route;
+    let mut pending = initial;
+    // After a move: the connection's context and route session on the new cluster.
+    let mut moved: Option<(ConnectionContext, CancellationToken)> = None;
+    let mut moves_seen = route.moves();
+    loop {
+        let (ctx, route_stop) = moved.as_ref().map_or((shared.ctx, shared.stop.route), |(ctx, stop)| (ctx, stop));
+        let requests = Requests {
+            ctx,
+            in_flight: shared.in_flight,
+            traffic: shared.traffic,
+            answers: shared.answers,
+            stop: StopSignals { gateway: shared.stop.gateway, route: route_stop },
+            client: shared.client_id,
+            moves_seen,
+            follows_moves: shared.redial.is_some(),
+        };
+        let halves = (&mut client_read, &mut client_write, &mut upstream_read, &mut upstream_write);
+        let buf = match session(halves, pending, requests, owed).await {
+            SessionEnd::Closed { reason, shutdown_client } => {
+                if shutdown_client {
+                    let _ = client_write.shutdown().await;
+                }
+                return reason;
+            }
+            SessionEnd::Move(buf) => buf,
+        };
+        // Read before the session is taken: a move in between then shows as one more move.
+        moves_seen = route.moves();
+        let session = route.session();
+        let destination = route.upstream();
+        let Some(redial) = shared.redial else { return CloseReason::RouteSwitched };
+        match redial(Arc::clone(&destination)).await {
+            Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
+            Err(e) => return CloseReason::MoveFailed(e),
+        }
+        route.metrics.connection_moved();
+        tracing::debug!(route = %route.name, domain = %destination.domain, "connection moved to another cluster");
+        let ctx = ConnectionContext {
+            route: Arc::clone(route),
+            upstream: destination,
+            settings: Arc::clone(&shared.ctx.settings),
+            budget: Arc::clone(&shared.ctx.budget),
+            swap: None,
+        };
+        moved = Some((ctx, session));
+        pending = buf;
+    }
+}
+
+/// Pump both directions between the client and one broker connection until one ends, or until
+/// the route moves and every answer from this broker is in.
+async fn session<CR, CW, UR, UW>(
+    (client_read, client_write, upstream_read, upstream_write): (&mut CR, &mut CW, &mut UR, &mut UW),
+    pending: BytesMut,
+    requests: Requests<'_>,
+    owed: &mut OwedAnswers,
+) -> SessionEnd
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
     let requests_done = CancellationToken::new();
     let (ctx, traffic, answers) = (requests.ctx, requests.traffic, requests.answers);
     let drain_timeout = ctx.settings.drain_timeout;
-
-    let mut requests = pin!(requests.forward(&mut client_read, &mut upstream_write, initial));
+    let mut requests = pin!(requests.forward(client_read, upstream_write, pending));
     let responses = Responses { ctx, traffic, answers, done: &requests_done };
-    let mut responses = pin!(responses.forward(&mut upstream_read, &mut client_write, owed));
-
+    let mut responses = pin!(responses.forward(upstream_read, client_write, owed));
+    let closed = |reason| SessionEnd::Closed { reason, shutdown_client: false };
     tokio::select! {
-        end = &mut requests => match end {
-            RequestsEnd::Failed(reason) => reason,
-            RequestsEnd::Drain(reason) => {
-                requests_done.cancel();
-                match tokio::time::timeout(drain_timeout, &mut responses).await {
-                    Ok(Ok(())) => reason,
-                    Ok(Err(reason)) => reason,
-                    Err(_) => CloseReason::DrainTimeout,
-                }
+        (end, buf) = &mut requests => {
+            let drained = match end {
+                RequestsEnd::Failed(reason) => return closed(reason),
+                RequestsEnd::Drain(reason) => Err(reason),
+                RequestsEnd::Move => Ok(buf),
+            };
+            requests_done.cancel();
+            match tokio::time::timeout(drain_timeout, &mut responses).await {
+                Ok(Ok(())) => match drained {
+                    Ok(buf) => SessionEnd::Move(buf),
+                    Err(reason) => SessionEnd::Closed { reason, shutdown_client: true },
+                },
+                Ok(Err(reason)) => closed(reason),
+                Err(_) => closed(CloseReason::DrainTimeout),
             }
         },
-        end = &mut responses => end.err().unwrap_or(CloseReason::UpstreamClosed),
+        end = &mut responses => closed(end.err().unwrap_or(CloseReason::UpstreamClosed)),
     }
 }
 
 /// The client-to-broker direction of one connection.
 struct Requests<'a> {
     ctx: &'a ConnectionContext,
-    in_flight: mpsc::Sender<Owed>,
+    in_flight: &'a mpsc::Sender<Owed>,
     traffic: &'a Traffic,
     answers: &'a GatewayAnswers,
     stop: StopSignals<'a>,
     /// The hash of the client's id, taken from its first request whose response is rewritten.
-    client: OnceLock<u32>,
+    client: &'a OnceLock<u32>,
+    /// How many moves to another cluster the route had made when this broker connection began.
+    moves_seen: u64,
+    /// Whether the connection can follow its route to another cluster (it can re-dial).
+    follows_moves: bool,
 }
 
 /// What a read from the client waits on besides the client. Made once per connection: a timer
@@ -468,6 +587,17 @@ impl Requests<'_> {
         client: &mut R,
         upstream: &mut W,
         mut buf: BytesMut,
+    ) -> (RequestsEnd, BytesMut) {
+        let end = self.forward_until_end(client, upstream, &mut buf).await;
+        (end, buf)
+    }
+
+    /// [`Self::forward`], with the client bytes read and not yet forwarded left in `buf`.
+    async fn forward_until_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        &self,
+        client: &mut R,
+        upstream: &mut W,
+        buf: &mut BytesMut,
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let stopped = pin!(self.stop.route.cancelled());
@@ -483,17 +613,17 @@ impl Requests<'_> {
                         return end;
                     }
                 }
-                if let Err(end) = self.read(client, &mut buf, waits).await {
+                if let Err(end) = self.read(client, buf, waits).await {
                     return end;
                 }
             }
             already_read = false;
             let read = buf.len();
             let next_total = loop {
-                match self.forward_complete(&mut buf, limits, upstream, waits).await {
+                match self.forward_complete(buf, limits, upstream, waits).await {
                     Ok(Forwarded::All { next_total }) => break next_total,
                     Ok(Forwarded::Fenced) => {
-                        if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
+                        if let Err(end) = self.pass_fence(client, buf, limits, waits).await {
                             return end;
                         }
                     }
@@ -507,8 +637,8 @@ impl Requests<'_> {
                 // First: it is ready at once unless it must wait for budget, and then the stop
                 // signal is not polled at all.
                 biased;
-                room = make_room(&mut buf, next_total, &mut held, deadline) => room,
-                _ = &mut waits.stopped => return RequestsEnd::Drain(self.stop_reason()),
+                room = make_room(buf, next_total, &mut held, deadline) => room,
+                _ = &mut waits.stopped => return self.stopped(),
             };
             if room.is_err() {
                 return RequestsEnd::Failed(CloseReason::NoBufferRoom { direction: "request" });
@@ -581,18 +711,32 @@ impl Requests<'_> {
             return Ok(());
         }
         tokio::select! {
+            // First: a switchover's cut ends the session before it opens the fence, and no
+            // request may pass to the old cluster after the cut.
+            biased;
+            _ = self.stop.route.cancelled() => Err(self.stopped()),
             _ = fence.wait_open() => Ok(()),
-            _ = self.stop.route.cancelled() => Err(RequestsEnd::Drain(self.stop_reason())),
         }
     }
 
-    fn stop_reason(&self) -> CloseReason {
+    /// How the request direction ends on a stop signal: a move to the route's new cluster when
+    /// the connection can follow it, else a drain.
+    fn stopped(&self) -> RequestsEnd {
         if self.stop.gateway.is_cancelled() {
-            CloseReason::Shutdown
-        } else if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
-            CloseReason::BrokerSessionEnding
+            return RequestsEnd::Drain(CloseReason::Shutdown);
+        }
+        if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
+            return RequestsEnd::Drain(CloseReason::BrokerSessionEnding);
+        }
+        if self.ctx.route.moves() == self.moves_seen {
+            return RequestsEnd::Drain(CloseReason::RouteReset);
+        }
+        // A SASL login was with the old cluster, and only the client can log in again.
+        let logged_in = self.ctx.swap.is_some() || self.traffic.sasl().summary().mechanism.is_some();
+        if self.follows_moves && !logged_in {
+            RequestsEnd::Move
         } else {
-            CloseReason::RouteReset
+            RequestsEnd::Drain(CloseReason::RouteSwitched)
         }
     }
 
@@ -613,12 +757,12 @@ impl Requests<'_> {
             // Checked here too: with the read first below, a client that never pauses would
             // otherwise never let the stop be seen.
             if self.stop.route.is_cancelled() {
-                return Err(RequestsEnd::Drain(self.stop_reason()));
+                return Err(self.stopped());
             }
             let read = tokio::select! {
                 biased;
                 read = client.read_buf(buf) => read,
-                _ = &mut waits.stopped => return Err(RequestsEnd::Drain(self.stop_reason())),
+                _ = &mut waits.stopped => return Err(self.stopped()),
                 _ = waits.timer.as_mut() => {
                     let next = self.timer_fired(buf, waits)?;
                     waits.timer.as_mut().reset(next);
@@ -808,7 +952,7 @@ impl Requests<'_> {
     async fn room_in_flight(&self, waits: &mut ReadWaits<'_, '_>) -> Result<mpsc::Permit<'_, Owed>, RequestsEnd> {
         tokio::select! {
             permit = self.in_flight.reserve() => permit.map_err(|_| response_half_ended()),
-            _ = &mut waits.stopped => Err(RequestsEnd::Drain(self.stop_reason())),
+            _ = &mut waits.stopped => Err(self.stopped()),
             _ = tokio::time::sleep(self.ctx.settings.idle_timeout) => {
                 Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: 0 }))
             }
@@ -963,7 +1107,6 @@ impl Responses<'_> {
         let mut requests_done = PollOnWake::new(requests_done);
         loop {
             if requests_finished && owed.is_empty() {
-                let _ = client.shutdown().await;
                 return Ok(());
             }
             let read = tokio::select! {
