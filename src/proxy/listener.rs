@@ -393,9 +393,17 @@ impl Connection {
         let summary = match self.shared.swaps.get(&self.route.name) {
             None => {
                 let connect_timeout = self.shared.settings.connect_timeout;
+                // A broker port whose node the new cluster lacks is dialled to any of its
+                // brokers: they answer what that node led with NOT_LEADER_OR_FOLLOWER (and the
+                // new leader), and the client moves on by its own retry path.
                 let redial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
                     Box::pin(async move {
-                        let connected = upstream::connect(&domain, target, connect_timeout).await;
+                        let connected = match upstream::connect(&domain, target, connect_timeout).await {
+                            Err(upstream::UpstreamError::UnknownNode(_)) => {
+                                upstream::connect(&domain, Target::Bootstrap, connect_timeout).await
+                            }
+                            connected => connected,
+                        };
                         connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
                     })
                 };
