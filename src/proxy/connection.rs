@@ -563,6 +563,17 @@ struct ReadWaits<'a, 'b> {
 }
 
 impl ReadWaits<'_, '_> {
+    /// Whether the stop signal has fired, without waiting. Lock-free unless it may have:
+    /// `CancellationToken::is_cancelled` would take the token's lock, which every connection of
+    /// the route shares, at every read.
+    async fn stop_fired(&mut self) -> bool {
+        if !self.stopped.may_be_ready() {
+            return false;
+        }
+        let stopped = &mut self.stopped;
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *stopped).poll(cx).is_ready())).await
+    }
+
     /// When the partial frame in the buffer must be complete (a full `frame_timeout` from now
     /// when there is none).
     fn frame_deadline(&self, frame_timeout: Duration) -> Instant {
@@ -658,6 +669,9 @@ impl Requests<'_> {
     ) -> Result<(), RequestsEnd> {
         loop {
             match self.ctx.route.fence.closed() {
+                // A switchover's cut ends the session before it opens the fence: nothing held
+                // may then go to the old cluster.
+                None if waits.stop_fired().await => return Err(self.stopped()),
                 None => return Ok(()),
                 Some(FenceMode::Hold) => return self.hold_while_fenced().await,
                 Some(FenceMode::Error) => match self.answer_fenced(buf, limits, waits).await? {
@@ -756,7 +770,7 @@ impl Requests<'_> {
         loop {
             // Checked here too: with the read first below, a client that never pauses would
             // otherwise never let the stop be seen.
-            if self.stop.route.is_cancelled() {
+            if waits.stop_fired().await {
                 return Err(self.stopped());
             }
             let read = tokio::select! {

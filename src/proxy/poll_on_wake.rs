@@ -52,6 +52,14 @@ impl<F: Future + Unpin> PollOnWake<F> {
     }
 }
 
+impl<F> PollOnWake<F> {
+    /// Whether a poll could find the inner future ready: it was never polled, was ready, or
+    /// woke since. An atomic load, no lock.
+    pub fn may_be_ready(&self) -> bool {
+        !self.polled || self.signal.woken.load(Ordering::Acquire)
+    }
+}
+
 impl<F: Future + Unpin> Future for PollOnWake<F> {
     type Output = F::Output;
 
@@ -109,8 +117,10 @@ mod tests {
             assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
         }
         assert_eq!(polls.load(Ordering::Relaxed), 1, "polled once, then left alone until woken");
+        assert!(!future.may_be_ready());
         ready.store(true, Ordering::Release);
         inner_waker.wake();
+        assert!(future.may_be_ready());
         assert!(task.woken.load(Ordering::Acquire), "the inner wake reaches the task");
         assert!(Pin::new(&mut future).poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::Relaxed), 2);
