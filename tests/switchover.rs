@@ -33,6 +33,7 @@ fn main() {
             ("librdkafka_producer_rides_an_error_fence", librdkafka_producer_rides_an_error_fence),
             ("live_cut_keeps_client_connections_and_cluster_id", live_cut_keeps_client_connections_and_cluster_id),
             ("stock_kcat_producer_keeps_producing_across_the_cut", stock_kcat_producer_keeps_producing_across_the_cut),
+            ("stock_kcat_consumer_keeps_consuming_across_the_cut", stock_kcat_consumer_keeps_consuming_across_the_cut),
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
             ("watched_file_edits_apply_live_both_ways", watched_file_edits_apply_live_both_ways),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
@@ -332,7 +333,11 @@ fn stock_kcat_producer_keeps_producing_across_the_cut(env: &Env) -> Result<()> {
     let (status, report) = gateway.switch(json!({"to": "destination"}))?;
     ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
     let output = producer.wait(WAIT)?;
-    ensure!(output.status.success() && !output.stderr.contains("ERROR"), "kcat reported failures:\n{}", output.describe());
+    ensure!(
+        output.status.success() && !output.stderr.contains("ERROR"),
+        "kcat reported failures:\n{}",
+        output.describe()
+    );
     let scrape = common::scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
     let moved = common::metric_sum(&scrape, "switchyard_connections_moved_total", &[("route", "main")]);
     ensure!(moved >= 1.0, "no connection was moved:\n{}", gateway.process.log_tail());
@@ -341,7 +346,43 @@ fn stock_kcat_producer_keeps_producing_across_the_cut(env: &Env) -> Result<()> {
     landed.sort();
     landed.dedup();
     let missing: Vec<&String> = lines.iter().filter(|line| landed.binary_search(line).is_err()).collect();
-    ensure!(missing.is_empty(), "{} records missing on both clusters, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    ensure!(
+        missing.is_empty(),
+        "{} records missing on both clusters, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    Ok(())
+}
+
+/// A stock librdkafka consumer (kcat, no group, no `-E`) reading through a live switchover keeps
+/// its connections and goes on reading on the destination. The topic holds the same records at
+/// the same offsets on both clusters, as offset-preserving replication leaves it.
+fn stock_kcat_consumer_keeps_consuming_across_the_cut(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    let topic = "kcat-consumed";
+    let before: Vec<String> = (0..40).map(|i| format!("before-{i}")).collect();
+    for cluster in [&env.source, &env.destination] {
+        java::create_topic(&cluster.bootstrap(), topic, 1, 1)?;
+        kcat::produce(&cluster.bootstrap(), topic, &before)?;
+    }
+    let after: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
+    let consumer = std::thread::spawn({
+        let (bootstrap, wanted) = (gateway.bootstrap(), before.len() + after.len());
+        move || kcat::consume_until(&bootstrap, topic, wanted, WAIT)
+    });
+    // The consumer has read what is there and waits on its fetch, through the gateway.
+    poll::try_poll_until(WAIT, || {
+        let scrape = common::scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+        let fetches = common::metric_sum(&scrape, "switchyard_requests_total", &[("route", "main"), ("api", "Fetch")]);
+        Ok((fetches >= 3.0).then_some(()))
+    })?;
+    let (status, report) = gateway.switch(json!({"to": "destination"}))?;
+    ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
+    kcat::produce(&gateway.bootstrap(), topic, &after)?;
+    let read = consumer.join().expect("the consumer thread")?;
+    let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
+    ensure!(read == expected, "the consumer read {} records: {:?}", read.len(), &read[read.len().saturating_sub(5)..]);
     Ok(())
 }
 

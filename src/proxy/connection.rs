@@ -169,9 +169,7 @@ impl CloseReason {
             | CloseReason::RouteReset
             | CloseReason::RouteSwitched
             | CloseReason::MoveFailed(_)
-            | CloseReason::SaslRefused(_) => {
-                Severity::Notable
-            }
+            | CloseReason::SaslRefused(_) => Severity::Notable,
             _ => Severity::Problem,
         }
     }
@@ -388,8 +386,15 @@ pub async fn pump<C: Duplex, U: Duplex>(
     let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None, streaming: None };
     let client_id = OnceLock::new();
-    let shared =
-        Shared { ctx, stop, redial, in_flight: &in_flight, traffic: &traffic, answers: &answers, client_id: &client_id };
+    let shared = Shared {
+        ctx,
+        stop,
+        redial,
+        in_flight: &in_flight,
+        traffic: &traffic,
+        answers: &answers,
+        client_id: &client_id,
+    };
     let reason = run(client, initial, upstream, shared, &mut owed).await;
     while let Some(unanswered) = owed.next_unanswered() {
         ctx.route.fence.leave(1);

@@ -346,7 +346,9 @@ impl<'a> Run<'a> {
         self.phase(
             "cut",
             started,
-            format!("new connections go to `{to}`; existing ones continue there (those that logged in with SASL reconnect)"),
+            format!(
+                "new connections go to `{to}`; existing ones continue there (those that logged in with SASL reconnect)"
+            ),
         );
     }
 

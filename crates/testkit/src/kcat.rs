@@ -171,6 +171,15 @@ pub fn consume_with(
     Ok(kcat(bootstrap, &args, None, timeout, &format!("consume from {topic}"))?.stdout_lines())
 }
 
+/// Reads `count` record values from the beginning of `topic`, waiting for new records as a
+/// stock consumer does (no group, no `-E`); fails if fewer arrive within `timeout` or kcat exits
+/// with an error.
+pub fn consume_until(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
+    let count = count.to_string();
+    let args = ["-C", "-t", topic, "-o", "beginning", "-c", &count, "-q"];
+    Ok(kcat(bootstrap, &args, None, timeout, &format!("consume {count} records from {topic}"))?.stdout_lines())
+}
+
 /// Reads up to `count` record values from the beginning of every partition of `topic`, stopping
 /// early at the end of the partitions (no consumer group).
 pub fn consume(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Result<Vec<String>> {
