@@ -12,10 +12,13 @@
 //!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target of `fuzz/` in turn, 60 s each by
 //!   default, with executions and crashes per target (see `fuzz.rs`; needs nightly and cargo-fuzz).
+//!   `fuzz --capture-seeds` records real clients talking to a real broker into the seed corpora
+//!   (see `seeds.rs`).
 
 mod bench;
 mod fuzz;
 mod layers;
+mod seeds;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,12 +38,13 @@ fn main() -> ExitCode {
         Some("layers") => layers(args.get(1).map(PathBuf::from)),
         Some("bench") => bench::bench(&args[1..]),
         Some("drill") => drill(&args[1..]),
+        Some("fuzz") if args.get(1).is_some_and(|a| a == "--capture-seeds") => seeds::capture_seeds(),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask demo | cargo xtask test [--no-lint] [cargo test args] | cargo xtask lint \
                  | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency] \
-                 | cargo xtask fuzz [--time SECONDS] [target...]"
+                 | cargo xtask fuzz [--time SECONDS] [target...] | cargo xtask fuzz --capture-seeds"
             );
             return ExitCode::from(2);
         }

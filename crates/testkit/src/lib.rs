@@ -19,6 +19,7 @@
 //! - [`mirrormaker`]: MirrorMaker 2 replicating one cluster into another, and end/committed
 //!   offset checks on both sides;
 //! - [`numbered`]: numbered records sent and read by the Java client, for switchover drills;
+//! - [`recorder`]: a recording forwarder in front of a broker, for the fuzz seed corpora;
 //! - [`process`], [`ports`], [`poll`]: the plumbing (processes that die with the test, free
 //!   ports, waiting by polling).
 //!
@@ -39,6 +40,7 @@ pub mod pki;
 pub mod poll;
 pub mod ports;
 pub mod process;
+pub mod recorder;
 pub mod wire;
 
 /// The protocol crate the [`wire`] client speaks, re-exported so tests build requests with the
