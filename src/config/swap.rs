@@ -705,4 +705,95 @@ mod tests {
         let one = r#"x.PlainLoginModule required username="fixed" password="%s";"#;
         assert!(cluster_template(one, SaslMechanism::Plain).is_err());
     }
+
+    /// A gateway config with one swap route: `ssl` and `client_auth` are its YAML (indented).
+    fn route_config(
+        dir: &std::path::Path,
+        ssl: &str,
+        client_auth: &str,
+    ) -> Result<super::super::GatewayConfig, String> {
+        let template = dir.join("cluster.conf");
+        std::fs::write(&template, r#"x.PlainLoginModule required username="%s" password="%s";"#).unwrap();
+        let yaml = format!(
+            r#"gateway:
+  secretStores:
+    - name: files
+      provider: {{type: FILE, config: {{directory: "{dir}"}}}}
+  streamingDomains:
+    - name: kafka
+      type: kafka
+      kafkaCluster:
+        name: kafka
+        bootstrapServers: [{{id: b, endpoint: "127.0.0.1:9092"}}]
+        nodeIdRanges: [{{name: brokers, start: 1, end: 1}}]
+  routes:
+    - name: main
+      endpoint: "127.0.0.1:19092"
+      streamingDomain: {{name: kafka, bootstrapServerId: b}}
+      security:{ssl}
+        auth: swap
+        swapConfig:
+          clientAuth:
+{client_auth}
+          secretStore: files
+          clusterAuth:
+            sasl: {{mechanism: PLAIN, jaasConfig: {{file: "{template}"}}}}
+"#,
+            dir = dir.display(),
+            template = template.display(),
+        );
+        super::super::parse("test.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_auth_sasl_scram_or_mtls_in_both_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("scram.conf");
+        std::fs::write(
+            &users,
+            r#"x.ScramLoginModule required user_alice="salt=AAAA,stored_key=AAAA,server_key=AAAA,iterations=4096";"#,
+        )
+        .unwrap();
+        let scram =
+            format!("            sasl: {{mechanism: SCRAM-SHA-512, jaasConfig: {{file: \"{}\"}}}}", users.display());
+        let config = route_config(dir.path(), "", &scram).unwrap();
+        let Some(SwapSettings { client_auth: ClientAuthSettings::Sasl { mechanism, users, .. }, .. }) =
+            &config.routes[0].swap
+        else {
+            panic!("no SASL client auth")
+        };
+        assert_eq!((*mechanism, users.len()), (SaslMechanism::ScramSha512, 1));
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").unwrap();
+        let tls = |mode: &str| {
+            format!(
+                "\n        ssl:\n          keystore: {{type: PEM, location: \"{ca}\"}}\n          truststore: {{type: PEM, location: \"{ca}\"}}\n          clientAuth: {mode}",
+                ca = ca.display()
+            )
+        };
+        let list = "            mtls: {ssl: {principalMappingRules: [\"RULE:^CN=(.*?)$/$1/L\", DEFAULT]}}";
+        let string = "            ssl: {principalMappingRules: \"RULE:^CN=(.*?)$/$1/L,DEFAULT\"}";
+        for mtls in [list, string] {
+            let config = route_config(dir.path(), &tls("required"), mtls).unwrap();
+            let Some(SwapSettings { client_auth: ClientAuthSettings::Mtls { rules }, .. }) = &config.routes[0].swap
+            else {
+                panic!("no mTLS client auth")
+            };
+            assert_eq!(rules.apply("CN=Alice").as_deref(), Some("alice"));
+            assert_eq!(rules.apply("O=x").as_deref(), Some("O=x"));
+        }
+        let requested = route_config(dir.path(), &tls("requested"), list).unwrap_err();
+        assert!(requested.contains("ssl.clientAuth") && requested.contains("required"), "{requested}");
+        let plaintext = route_config(dir.path(), "", list).unwrap_err();
+        assert!(plaintext.contains("ssl.clientAuth"), "{plaintext}");
+        let bad_rule = route_config(
+            dir.path(),
+            &tls("required"),
+            "            mtls: {ssl: {principalMappingRules: [\"RULE:x\"]}}",
+        )
+        .unwrap_err();
+        assert!(bad_rule.contains("principalMappingRules") && bad_rule.contains("RULE:x"), "{bad_rule}");
+        let both = format!("{scram}\n{list}");
+        assert!(route_config(dir.path(), &tls("required"), &both).unwrap_err().contains("exactly one"));
+    }
 }

@@ -301,6 +301,29 @@ fn decode_saslname(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// What an unknown user's made-up verifier looks like: the salt length and iterations of the
+/// real ones, so the server-first message does not tell unknown users apart. The salt itself is
+/// derived from the name and a per-process key, so asking twice gives the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoy {
+    pub salt_len: usize,
+    pub iterations: u32,
+}
+
+impl Default for Decoy {
+    /// The shape of `switchyard scram-verifier`'s verifiers.
+    fn default() -> Decoy {
+        Decoy { salt_len: 32, iterations: 8192 }
+    }
+}
+
+impl ScramVerifier {
+    /// The decoy of this verifier's shape.
+    pub fn decoy(&self) -> Decoy {
+        Decoy { salt_len: self.salt.len(), iterations: self.iterations }
+    }
+}
+
 /// One client's SCRAM login, server side: [`ScramServer::client_first`] reads who the client
 /// is; the caller finds its verifier; [`ScramServer::server_first`] answers;
 /// [`ScramServer::client_final`] checks the proof and gives the server-final message.
@@ -370,19 +393,24 @@ impl ScramServer {
         &self.user
     }
 
-    /// The server-first message, with `verifier` (the user's, or `None` if unknown: a stable
-    /// made-up salt then, and the proof will fail like a wrong password).
-    pub fn server_first(&mut self, verifier: Option<ScramVerifier>) -> Vec<u8> {
+    /// The server-first message, with `verifier`: the user's, or, if the user is unknown, a
+    /// decoy of the shape real verifiers have (see [`Decoy`]), and the proof will fail like a
+    /// wrong password.
+    pub fn server_first(&mut self, verifier: Result<ScramVerifier, Decoy>) -> Vec<u8> {
         let mut random = [0u8; 24];
         getrandom::fill(&mut random).expect("the OS random source is available");
         self.server_first_with_nonce(verifier, &STANDARD.encode(random))
     }
 
     /// [`ScramServer::server_first`] with a given server nonce (tests).
-    pub fn server_first_with_nonce(&mut self, verifier: Option<ScramVerifier>, server_nonce: &str) -> Vec<u8> {
-        let (salt, iterations) = match &verifier {
-            Some(v) => (v.salt.clone(), v.iterations),
-            None => (self.hash.hmac(unknown_user_key(), self.user.as_bytes())[..16].to_vec(), 4096),
+    pub fn server_first_with_nonce(&mut self, verifier: Result<ScramVerifier, Decoy>, server_nonce: &str) -> Vec<u8> {
+        let (salt, iterations, verifier) = match verifier {
+            Ok(v) => (v.salt.clone(), v.iterations, Some(v)),
+            Err(decoy) => {
+                let mut salt = self.hash.hmac(unknown_user_key(), self.user.as_bytes());
+                salt.truncate(decoy.salt_len.clamp(1, salt.len()));
+                (salt, decoy.iterations.clamp(*ITERATIONS.start(), *ITERATIONS.end()), None)
+            }
         };
         let nonce = format!("{}{server_nonce}", self.client_nonce);
         let message = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
@@ -482,7 +510,7 @@ mod tests {
         assert_eq!(parsed, verifier);
         let mut server = ScramServer::client_first(ScramHash::Sha256, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
         assert_eq!(server.user(), "user");
-        let first = server.server_first_with_nonce(Some(verifier), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
+        let first = server.server_first_with_nonce(Ok(verifier), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
         assert_eq!(first, b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
         let last = server
             .client_final(
@@ -494,7 +522,7 @@ mod tests {
 
     /// A full login of the gateway's client against its server, for `password`; the outcome.
     fn login(hash: ScramHash, known: Option<&str>, password: &str) -> Result<(), ScramServerError> {
-        let verifier = known.map(|pw| ScramVerifier::derive(hash, pw, b"salt-of-alice", 4096));
+        let verifier = known.map(|pw| ScramVerifier::derive(hash, pw, b"salt-of-alice", 4096)).ok_or(Decoy::default());
         let mut client = ScramClient::new(hash, "alice", password);
         let mut server = ScramServer::client_first(hash, &client.client_first())?;
         let first = server.server_first(verifier);
@@ -515,10 +543,19 @@ mod tests {
         // The made-up salt is stable, so asking twice does not reveal an unknown user.
         let first = |nonce| {
             let mut server = ScramServer::client_first(ScramHash::Sha256, b"n,,n=nobody,r=abc").unwrap();
-            String::from_utf8(server.server_first_with_nonce(None, nonce)).unwrap()
+            String::from_utf8(server.server_first_with_nonce(Err(Decoy { salt_len: 20, iterations: 4096 }), nonce))
+                .unwrap()
         };
-        let salt = |m: String| m.split(',').nth(1).unwrap().to_string();
+        let salt = |m: String| m.split(',').skip(1).collect::<Vec<_>>().join(",");
         assert_eq!(salt(first("x")), salt(first("y")));
+        let real = ScramVerifier::derive(ScramHash::Sha256, "pw", &[7; 20], 4096);
+        let shape = |m: String| {
+            let salt = m.split(',').nth(1).unwrap().strip_prefix("s=").unwrap().to_string();
+            (STANDARD.decode(salt).unwrap().len(), m.split(',').nth(2).unwrap().to_string())
+        };
+        let mut server = ScramServer::client_first(ScramHash::Sha256, b"n,,n=alice,r=abc").unwrap();
+        let known = String::from_utf8(server.server_first_with_nonce(Ok(real), "x")).unwrap();
+        assert_eq!(shape(first("x")), shape(known), "an unknown user's salt and iterations look like a real one's");
     }
 
     #[test]
@@ -526,7 +563,7 @@ mod tests {
         let hash = ScramHash::Sha256;
         let mut client = ScramClient::with_nonce(hash, "alice", "pw", "client-nonce");
         let mut server = ScramServer::client_first(hash, &client.client_first()).unwrap();
-        let first = server.server_first(Some(ScramVerifier::derive(hash, "pw", b"salt", 4096)));
+        let first = server.server_first(Ok(ScramVerifier::derive(hash, "pw", b"salt", 4096)));
         let last = String::from_utf8(client.client_final(&first).unwrap()).unwrap();
         let (_, proof) = last.rsplit_once(",p=").unwrap();
         let forged = format!("c=biws,r=client-nonceSOMETHINGELSE,p={proof}");
@@ -540,7 +577,7 @@ mod tests {
         assert!(ScramServer::client_first(hash, &vec![b'n'; 5000]).is_err());
         let mut with_authzid = ScramServer::client_first(hash, b"n,a=alice,n=alice,r=x").unwrap();
         assert_eq!(with_authzid.user(), "alice");
-        with_authzid.server_first(None);
+        with_authzid.server_first(Err(Decoy::default()));
         let refused = with_authzid.client_final(b"c=biws,r=x,p=AAAA");
         assert!(matches!(refused, Err(ScramServerError::Malformed(_))), "c= must repeat the authzid header");
         assert!(matches!(

@@ -41,7 +41,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::connection::CloseReason;
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
-use crate::protocol::scram::{constant_time_eq, ScramClient, ScramHash, ScramServer, ScramServerError, ScramVerifier};
+use crate::protocol::scram::{
+    constant_time_eq, Decoy, ScramClient, ScramHash, ScramServer, ScramServerError, ScramVerifier,
+};
 use crate::protocol::{
     encode_request, encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError,
     SaslSummary, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
@@ -154,6 +156,13 @@ impl SwapAuth {
         users.1.get(user).cloned()
     }
 
+    /// What an unknown SCRAM user's made-up verifier looks like: the shape of a real one.
+    fn decoy(&self, hash: ScramHash) -> Decoy {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shapes = users.1.values().filter_map(|v| ScramVerifier::parse(hash, v.expose()).ok());
+        shapes.next().map_or_else(Decoy::default, |v| v.decoy())
+    }
+
     /// The client's PLAIN token checked: the principal, or why it is refused.
     fn check_plain(&self, token: &[u8]) -> Result<String, Refusal> {
         let mut parts = token.splitn(3, |b| *b == 0);
@@ -190,7 +199,7 @@ impl SwapAuth {
                 let mut server =
                     ScramServer::client_first(hash, token).map_err(|e| scram_refusal(None, e, mechanism))?;
                 let verifier = self.user_entry(server.user()).and_then(|v| ScramVerifier::parse(hash, v.expose()).ok());
-                let first = server.server_first(verifier);
+                let first = server.server_first(verifier.ok_or_else(|| self.decoy(hash)));
                 *exchange = ClientExchange::Scram(Box::new(server));
                 Ok(Step::Challenge(first))
             }
