@@ -691,8 +691,9 @@ fn swap_scram_clients_to_plain_and_scram_with_java(env: &Env) -> Result<()> {
     java_produce(&gateway.bootstrap(), &lines("swap-scram-client-512", 2), &java_scram_props("SCRAM-SHA-512", ALICE))?;
     let event = gateway.wait_for_close("for alice (SCRAM-SHA-512) swapped to app", swapped_to(APP.0))?;
     ensure!(event["saslMechanism"] == "SCRAM-SHA-512", "{event}");
+    librdkafka_scram_produce(&gateway.bootstrap(), "SCRAM-SHA-512", ALICE, "swap-scram-client-librdkafka", 3)?;
     let read = on_broker(env)?;
-    for wanted in ["swap-scram-client-256-1", "swap-scram-client-512-1"] {
+    for wanted in ["swap-scram-client-256-1", "swap-scram-client-512-1", "swap-scram-client-librdkafka-2"] {
         ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
     }
     // A client asking PLAIN of a SCRAM route is told which mechanism is enabled.
@@ -772,6 +773,49 @@ fn swap_mtls_client_to_plain_with_java(env: &Env) -> Result<()> {
     ensure!(event["saslMechanism"] == "mTLS", "{event}");
     ensure!(gateway.swap_logins("ok")? >= 1.0, "the certificate login is not counted");
     gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// Produce `n` records `<prefix>-<i>` with a current librdkafka logging in with SCRAM, through
+/// Python's confluent-kafka (its wheel bundles librdkafka 2.16; Debian's kcat 2.0.2 cannot SCRAM
+/// against Kafka 4).
+fn librdkafka_scram_produce(
+    bootstrap: &str,
+    mechanism: &str,
+    user: (&str, &str),
+    prefix: &str,
+    n: usize,
+) -> Result<()> {
+    const SCRIPT: &str = r#"
+import os, sys
+try:
+    from confluent_kafka import Producer, libversion
+except ImportError:
+    print("MISSING: Python's confluent-kafka; install it with `python3 -m pip install confluent-kafka==2.16.1` (.ci/run does)")
+    sys.exit(3)
+bootstrap, mechanism, user, topic, prefix, n = sys.argv[1:7]
+producer = Producer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                     "sasl.mechanism": mechanism, "sasl.username": user,
+                     "sasl.password": os.environ["SCRAM_PASSWORD"], "message.timeout.ms": 15000})
+errors = []
+for i in range(int(n)):
+    producer.produce(topic, f"{prefix}-{i}".encode(), callback=lambda err, msg: err and errors.append(str(err)))
+left = producer.flush(20)
+if errors or left:
+    print(f"librdkafka {libversion()[0]}: errors {errors}, {left} undelivered")
+    sys.exit(1)
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, bootstrap, mechanism, user.0, TOPIC, prefix, &n.to_string()])
+        .env("SCRAM_PASSWORD", user.1)
+        .output()
+        .context("running python3 (needed for the librdkafka SCRAM client)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the librdkafka SCRAM producer failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(())
 }
 
