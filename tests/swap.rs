@@ -747,6 +747,7 @@ fn wrong_scram_password_is_refused_at_the_gateway(env: &Env) -> Result<()> {
 
 /// A Java client with a certificate for `CN=Alice` (issued by the test CA) connects over TLS
 /// without SASL; the rule maps its subject to `alice`, the store to app, and its records land.
+/// A certificate whose principal has no store entry is refused.
 fn swap_mtls_client_to_plain_with_java(env: &Env) -> Result<()> {
     let identity = env.pki.client("alice-client", "Alice")?;
     // The test PKI's subjects are CN then O; RFC 2253 writes them last first.
@@ -772,8 +773,50 @@ fn swap_mtls_client_to_plain_with_java(env: &Env) -> Result<()> {
     let event = gateway.wait_for_close("for alice (mTLS) swapped to app", swapped_to(APP.0))?;
     ensure!(event["saslMechanism"] == "mTLS", "{event}");
     ensure!(gateway.swap_logins("ok")? >= 1.0, "the certificate login is not counted");
+    // Carol's certificate maps to `carol`, who has no store entry: the gateway closes the
+    // connection right after the TLS handshake, with the reason audited.
+    let carol = env.pki.client("carol-client", "Carol")?;
+    let mut stream = mtls_connect(env, &gateway, &carol)?;
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut stream, &mut byte);
+    ensure!(matches!(read, Ok(0) | Err(_)), "the gateway kept an unmapped client's connection open: {read:?}");
+    let event = gateway.wait_for_close("for carol (mTLS) refused", |e| e["principal"] == CAROL.0)?;
+    ensure!(event["authenticated"] == false && event.get("clusterUser").is_none(), "{event}");
+    let reason = event["closeReason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("no cluster credentials for principal `carol`"), "close reason: {reason}");
+    ensure!(gateway.swap_logins("unmapped")? >= 1.0, "the refusal is not counted");
     gateway.ensure_no_secrets()?;
     Ok(())
+}
+
+/// A TLS connection to the gateway presenting `identity`'s certificate.
+fn mtls_connect(
+    env: &Env,
+    gateway: &Gateway,
+    identity: &Identity,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(env.pki.ca_pem())? {
+        roots.add(cert?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(&identity.chain_pem)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&identity.key_pem)?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    let name = ServerName::try_from("127.0.0.1")?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let tcp = std::net::TcpStream::connect(loopback(gateway.base))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
 }
 
 /// Produce `n` records `<prefix>-<i>` with a current librdkafka logging in with SCRAM, through
