@@ -201,6 +201,10 @@ pub(crate) struct RawSwapSasl {
     /// Client side only: sessions the gateway gives clients (KIP-368); 0 or absent: unlimited.
     #[serde(default)]
     pub connections_max_reauth_ms: Option<u64>,
+    /// Confluent's `scram: {alterScramCredentials, admin}` (verifiers written by
+    /// AlterUserScramCredentials): read only to refuse it with a useful message.
+    #[serde(default)]
+    pub scram: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +377,13 @@ pub(crate) fn swap(
             ))
         }
         (Some(sasl), None) => {
+            if sasl.scram.is_some() {
+                return Err(err(
+                    "swapConfig.clientAuth.sasl.scram",
+                    "is not supported: the gateway does not take AlterUserScramCredentials".into(),
+                    "remove it, and list the users' SCRAM verifiers in jaasConfig.file (`switchyard scram-verifier` prints them; see docs/security.md)".into(),
+                ));
+            }
             (client_sasl(source, at, sasl.mechanism, &sasl.jaas_config.file)?, sasl.connections_max_reauth_ms)
         }
         (None, Some(ssl)) => {
@@ -458,6 +469,13 @@ fn client_sasl(source: &str, at: &str, mechanism: String, file: &str) -> Result<
         "PLAIN" => SaslMechanism::Plain,
         "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
         "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+        "SCRAM" => {
+            return Err(err(
+                "swapConfig.clientAuth.sasl.mechanism",
+                "`SCRAM` names no hash (a swap route offers its clients one mechanism)".into(),
+                "use SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+            ))
+        }
         _ => {
             return Err(err(
                 "swapConfig.clientAuth.sasl.mechanism",
@@ -793,6 +811,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad_rule.contains("principalMappingRules") && bad_rule.contains("RULE:x"), "{bad_rule}");
+        let confluent = format!(
+            "            sasl: {{mechanism: SCRAM, jaasConfig: {{file: \"{}\"}}}}",
+            dir.path().join("scram.conf").display()
+        );
+        assert!(route_config(dir.path(), "", &confluent).unwrap_err().contains("SCRAM-SHA-256 or SCRAM-SHA-512"));
+        let admin = format!(
+            "            sasl: {{mechanism: SCRAM-SHA-512, jaasConfig: {{file: \"{}\"}}, scram: {{alterScramCredentials: true}}}}",
+            dir.path().join("scram.conf").display()
+        );
+        assert!(route_config(dir.path(), "", &admin).unwrap_err().contains("AlterUserScramCredentials"));
         let both = format!("{scram}\n{list}");
         assert!(route_config(dir.path(), &tls("required"), &both).unwrap_err().contains("exactly one"));
     }
