@@ -19,11 +19,15 @@
 //!
 //! A refusal (wrong password, no mapping, the broker refusing the mapped credentials) is answered
 //! with `SASL_AUTHENTICATION_FAILED` and a message, and the connection is closed after it, as
-//! Kafka does. Messages and logs name principals and users, never a secret.
+//! Kafka does; an mTLS client, which speaks no SASL, is just disconnected. Messages and logs
+//! name principals and users, never a password, a verifier or a secret. A SCRAM user without a
+//! verifier is refused at the proof exactly like a wrong password, after a server-first message
+//! shaped like a real one, so users cannot be enumerated.
 //!
 //! Re-authentication (KIP-368) on an open connection is answered by the pump through its own
-//! answers ([`SwapSession::reauthenticate`]): the password is checked again and the principal
-//! must not change; the broker session is not renewed (see docs/security.md).
+//! answers ([`SwapSession::reauthenticate`]), with the same exchange code as the login
+//! (`SwapAuth::step`): the password or SCRAM proof is checked again and the principal must not
+//! change; the broker session is not renewed (see docs/security.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
