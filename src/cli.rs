@@ -40,6 +40,22 @@ pub enum Command {
     },
     /// Move every client of a route to another streaming domain, live (token: $GATEWAY_ADMIN_TOKEN).
     Switchover(SwitchoverCommand),
+    /// Print a SCRAM verifier for a swap route's client JAAS file; the password is read from
+    /// standard input (its first line), never from the command line.
+    ScramVerifier(ScramVerifierCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScramVerifierCommand {
+    /// The client user the verifier is for.
+    #[arg(long)]
+    user: String,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, default_value = "SCRAM-SHA-256", value_parser = ["SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    mechanism: String,
+    /// PBKDF2 iterations (Kafka allows 4096 to 16384).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(4096..=16384))]
+    iterations: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,7 +109,32 @@ pub fn main() -> ExitCode {
         Command::Run(arg) => run(&arg),
         Command::Status { admin } => status(admin),
         Command::Switchover(command) => switchover(command),
+        Command::ScramVerifier(command) => scram_verifier(&command),
     }
+}
+
+/// `switchyard scram-verifier`: a `user_<name>="<verifier>"` option for a `ScramLoginModule`.
+fn scram_verifier(command: &ScramVerifierCommand) -> ExitCode {
+    use crate::protocol::scram::{ScramHash, ScramVerifier};
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("error: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("error: no password on standard input (e.g. `printf '%s' \"$PW\" | switchyard scram-verifier --user alice`)");
+        return ExitCode::FAILURE;
+    }
+    let hash = ScramHash::from_mechanism(&command.mechanism).unwrap_or(ScramHash::Sha256);
+    let mut salt = [0u8; 32];
+    if let Err(e) = getrandom::fill(&mut salt) {
+        eprintln!("error: no random source for the salt: {e}");
+        return ExitCode::FAILURE;
+    }
+    let verifier = ScramVerifier::derive(hash, password, &salt, command.iterations);
+    println!("user_{}=\"{}\"", command.user, verifier.to_kafka_string());
+    ExitCode::SUCCESS
 }
 
 fn init_logging(json: bool) {

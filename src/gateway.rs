@@ -100,7 +100,15 @@ fn swap_routes(config: &GatewayConfig) -> anyhow::Result<HashMap<String, Arc<Swa
         let store = stores.get(&settings.secret_store).ok_or_else(|| {
             anyhow::anyhow!("{}: route `{}`: no secret store `{}`", config.source, route.name, settings.secret_store)
         })?;
-        swaps.insert(route.name.clone(), Arc::new(SwapAuth::new(settings.clone(), store)));
+        let auth = SwapAuth::new(settings.clone(), store).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: route `{}`: swapConfig.clientAuth.sasl.jaasConfig.file: {e}; fix: write each verifier as \
+                     `salt=...,stored_key=...,server_key=...,iterations=...` (`switchyard scram-verifier` prints one)",
+                config.source,
+                route.name
+            )
+        })?;
+        swaps.insert(route.name.clone(), Arc::new(auth));
     }
     Ok(swaps)
 }

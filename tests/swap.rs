@@ -67,6 +67,11 @@ impl Env {
     fn cluster_template(&self, mechanism: &str) -> PathBuf {
         self.dir.path().join(format!("cluster-{mechanism}.conf"))
     }
+
+    /// The client JAAS file of SCRAM routes: alice's verifier for `mechanism`.
+    fn scram_jaas(&self, mechanism: &str) -> PathBuf {
+        self.dir.path().join(format!("gateway-users-{mechanism}.conf"))
+    }
 }
 
 fn main() {
@@ -86,6 +91,9 @@ fn main() {
                 long_producer_survives_client_and_broker_session_ends,
             ),
             ("requests_before_the_login_are_refused", requests_before_the_login_are_refused),
+            ("swap_scram_clients_to_plain_and_scram_with_java", swap_scram_clients_to_plain_and_scram_with_java),
+            ("wrong_scram_password_is_refused_at_the_gateway", wrong_scram_password_is_refused_at_the_gateway),
+            ("swap_mtls_client_to_plain_with_java", swap_mtls_client_to_plain_with_java),
         ],
         setup,
     );
@@ -125,6 +133,17 @@ fn setup() -> Result<Env> {
             ALICE.0, ALICE.1, CAROL.0, CAROL.1
         ),
     )?;
+    // Alice's SCRAM verifiers, made by the gateway's own command (the password on stdin).
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let output = scram_verifier(mechanism, ALICE)?;
+        let option = output.trim();
+        ensure!(option.starts_with("user_alice=\"salt="), "scram-verifier printed {option}");
+        ensure!(!option.contains(ALICE.1), "the verifier holds the password");
+        std::fs::write(
+            env.scram_jaas(mechanism),
+            format!("KafkaServer {{\n  org.apache.kafka.common.security.scram.ScramLoginModule required\n    {option};\n}};\n"),
+        )?;
+    }
     for (mechanism, module) in [
         ("PLAIN", "org.apache.kafka.common.security.plain.PlainLoginModule"),
         ("SCRAM-SHA-256", "org.apache.kafka.common.security.scram.ScramLoginModule"),
@@ -162,25 +181,45 @@ impl Gateway {
             "\n        ssl:\n          keystore: {{type: PEM, location: \"{}\"}}",
             env.gateway_identity.combined_pem.display()
         );
-        Gateway::start_full(env, cluster_mechanism, &store, None, &ssl)
+        Gateway::start_full(env, cluster_mechanism, &store, &sasl_client("PLAIN", &env.client_jaas(), None), &ssl)
+    }
+
+    /// A gateway whose clients log in with `client_mechanism` (SCRAM, verifiers of alice).
+    fn start_scram(
+        env: &Env,
+        client_mechanism: &str,
+        cluster_mechanism: &str,
+        reauth: Option<Duration>,
+    ) -> Result<Gateway> {
+        let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+        let client = sasl_client(client_mechanism, &env.scram_jaas(client_mechanism), reauth);
+        Gateway::start_full(env, cluster_mechanism, &store, &client, "")
+    }
+
+    /// A gateway whose clients log in with their TLS certificate (route TLS with
+    /// `clientAuth: required`), its subject mapped by `rules`.
+    fn start_mtls(env: &Env, cluster_mechanism: &str, rules: &str) -> Result<Gateway> {
+        let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+        let ssl = format!(
+            "\n        ssl:\n          keystore: {{type: PEM, location: \"{}\"}}\n          truststore: {{type: PEM, location: \"{}\"}}\n          clientAuth: required",
+            env.gateway_identity.combined_pem.display(),
+            env.pki.ca_pem().display()
+        );
+        let client = format!(
+            "            mtls:\n              ssl:\n                principalMappingRules: [\"{rules}\", DEFAULT]"
+        );
+        Gateway::start_full(env, cluster_mechanism, &store, &client, &ssl)
     }
 
     /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
     /// `reauth`: the clients' session lifetime (`connectionsMaxReauthMs`).
     fn start_with(env: &Env, cluster_mechanism: &str, store: &str, reauth: Option<Duration>) -> Result<Gateway> {
-        Gateway::start_full(env, cluster_mechanism, store, reauth, "")
+        Gateway::start_full(env, cluster_mechanism, store, &sasl_client("PLAIN", &env.client_jaas(), reauth), "")
     }
 
-    /// `ssl`: the route's `security.ssl` block, indented, or nothing.
-    fn start_full(
-        env: &Env,
-        cluster_mechanism: &str,
-        store: &str,
-        reauth: Option<Duration>,
-        ssl: &str,
-    ) -> Result<Gateway> {
-        let reauth =
-            reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
+    /// `client_auth`: the lines under `clientAuth:`, indented; `ssl`: the route's
+    /// `security.ssl` block, indented, or nothing.
+    fn start_full(env: &Env, cluster_mechanism: &str, store: &str, client_auth: &str, ssl: &str) -> Result<Gateway> {
         let base = free_port_block(2);
         let admin = free_port_block(1);
         let dir = tempfile::tempdir()?;
@@ -209,9 +248,7 @@ impl Gateway {
         auth: swap
         swapConfig:
           clientAuth:
-            sasl:
-              mechanism: PLAIN
-              jaasConfig: {{file: "{client_jaas}"}}{reauth}
+{client_auth}
           secretStore: files
           clusterAuth:
             sasl:
@@ -227,7 +264,6 @@ impl Gateway {
             bootstrap = env.cluster.bootstrap(),
             gw_user = GATEWAY.0,
             gw_pw = GATEWAY.1,
-            client_jaas = env.client_jaas().display(),
             template = env.cluster_template(cluster_mechanism).display(),
             audit = audit.display(),
         );
@@ -263,6 +299,32 @@ impl Gateway {
     }
 }
 
+/// `switchyard scram-verifier` for `user`, the password on its standard input.
+fn scram_verifier(mechanism: &str, user: (&str, &str)) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary())
+        .args(["scram-verifier", "--user", user.0, "--mechanism", mechanism, "--iterations", "4096"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running switchyard scram-verifier")?;
+    child.stdin.take().context("scram-verifier's stdin")?.write_all(format!("{}\n", user.1).as_bytes())?;
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "scram-verifier failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// A route's `clientAuth.sasl` lines: `mechanism` with users from `jaas`.
+fn sasl_client(mechanism: &str, jaas: &Path, reauth: Option<Duration>) -> String {
+    let reauth = reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
+    format!(
+        "            sasl:\n              mechanism: {mechanism}\n              jaasConfig: {{file: \"{}\"}}{reauth}",
+        jaas.display()
+    )
+}
+
 /// A close event of alice logged in and swapped to `cluster_user`.
 fn swapped_to<'a>(cluster_user: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |e: &Value| e["principal"] == ALICE.0 && e["authenticated"] == true && e["clusterUser"] == cluster_user
@@ -284,6 +346,17 @@ fn java_props(user: (&str, &str)) -> Vec<(String, String)> {
         ("delivery.timeout.ms".to_owned(), "15000".to_owned()),
         ("request.timeout.ms".to_owned(), "10000".to_owned()),
     ]
+}
+
+/// A Java client logging in to the gateway with SCRAM.
+fn java_scram_props(mechanism: &str, user: (&str, &str)) -> Vec<(String, String)> {
+    let mut props = java_props(user);
+    props[1].1 = mechanism.to_owned();
+    props[2].1 = format!(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";",
+        user.0, user.1
+    );
+    props
 }
 
 fn java_produce(bootstrap: &str, lines: &[String], props: &[(String, String)]) -> Result<()> {
@@ -584,5 +657,220 @@ fn requests_before_the_login_are_refused(env: &Env) -> Result<()> {
     gateway.wait_for_close("for a Metadata request before the login", |e| {
         e["closeReason"].as_str().is_some_and(|r| r.contains("Metadata before authenticating"))
     })?;
+    Ok(())
+}
+
+/// Alice logs in to the gateway with SCRAM (the gateway is the SCRAM server, holding only her
+/// verifier): SCRAM-SHA-256 with the gateway logging in to the broker with PLAIN, then
+/// SCRAM-SHA-512 to a SCRAM-SHA-256 login, and a producer that re-authenticates (KIP-368) with
+/// SCRAM on its open connection. The verifiers never reach a log.
+fn swap_scram_clients_to_plain_and_scram_with_java(env: &Env) -> Result<()> {
+    let gateway = Gateway::start_scram(env, "SCRAM-SHA-256", "PLAIN", Some(Duration::from_millis(1000)))?;
+    java_produce(&gateway.bootstrap(), &lines("swap-scram-client-256", 2), &java_scram_props("SCRAM-SHA-256", ALICE))?;
+    let event = gateway.wait_for_close("for alice (SCRAM-SHA-256) swapped to app", swapped_to(APP.0))?;
+    ensure!(event["saslMechanism"] == "SCRAM-SHA-256", "{event}");
+    // A producer running for ~3 s re-authenticates every second with SCRAM.
+    let records = 300;
+    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), LONG_TOPIC, records);
+    perf.throughput = 100;
+    let dir = tempfile::tempdir()?;
+    let props: String = java_scram_props("SCRAM-SHA-256", ALICE).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let config = dir.path().join("client.properties");
+    std::fs::write(&config, props)?;
+    perf.config_file = Some(config);
+    perf.timeout = Duration::from_secs(60);
+    let (summary, output) = java::producer_perf_background(&perf)?.wait_with_output()?;
+    ensure!(summary.records == records, "{} of {records} acknowledged:\n{}", summary.records, output.describe());
+    ensure!(gateway.swap_logins("reauthenticated")? >= 1.0, "no SCRAM re-authentication counted");
+    ensure!(gateway.swap_logins("reauth_refused")? == 0.0, "a SCRAM re-authentication was refused");
+    gateway.ensure_no_secrets()?;
+    ensure_no_verifiers(env, &gateway)?;
+    drop(gateway);
+
+    let gateway = Gateway::start_scram(env, "SCRAM-SHA-512", "SCRAM-SHA-256", None)?;
+    java_produce(&gateway.bootstrap(), &lines("swap-scram-client-512", 2), &java_scram_props("SCRAM-SHA-512", ALICE))?;
+    let event = gateway.wait_for_close("for alice (SCRAM-SHA-512) swapped to app", swapped_to(APP.0))?;
+    ensure!(event["saslMechanism"] == "SCRAM-SHA-512", "{event}");
+    librdkafka_scram_produce(&gateway.bootstrap(), "SCRAM-SHA-512", ALICE, "swap-scram-client-librdkafka", 3)?;
+    let read = on_broker(env)?;
+    for wanted in ["swap-scram-client-256-1", "swap-scram-client-512-1", "swap-scram-client-librdkafka-2"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    // A client asking PLAIN of a SCRAM route is told which mechanism is enabled.
+    let mut wire = KafkaWire::connect(loopback(gateway.base), Duration::from_secs(10))?;
+    let plain = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let answer = wire.send(&plain, 1)?;
+    ensure!(answer.error_code == ResponseError::UnsupportedSaslMechanism.code(), "{answer:?}");
+    let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+    ensure!(offered == ["SCRAM-SHA-512"], "the gateway offers {offered:?}");
+    gateway.ensure_no_secrets()?;
+    ensure_no_verifiers(env, &gateway)?;
+    Ok(())
+}
+
+/// A wrong SCRAM password and an unknown user get the same SASL error from the gateway (users
+/// cannot be enumerated), nothing reaches the broker, and no secret is logged.
+fn wrong_scram_password_is_refused_at_the_gateway(env: &Env) -> Result<()> {
+    let gateway = Gateway::start_scram(env, "SCRAM-SHA-256", "PLAIN", None)?;
+    let bootstrap = gateway.bootstrap();
+    let wrong = java_produce_failing(
+        &bootstrap,
+        &lines("wrong-scram", 1),
+        &java_scram_props("SCRAM-SHA-256", (ALICE.0, WRONG_PASSWORD)),
+    )?;
+    let expected =
+        "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256";
+    ensure!(
+        wrong.contains("SaslAuthenticationException") && wrong.contains(expected),
+        "the Java client saw no SCRAM error from the gateway:\n{wrong}"
+    );
+    let unknown = java_produce_failing(
+        &bootstrap,
+        &lines("wrong-scram", 1),
+        &java_scram_props("SCRAM-SHA-256", ("mallory", ALICE.1)),
+    )?;
+    ensure!(unknown.contains(expected), "an unknown user was told something else:\n{unknown}");
+    let event =
+        gateway.wait_for_close("for alice refused", |e| e["principal"] == ALICE.0 && e["authenticated"] == false)?;
+    let reason = event["closeReason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.starts_with("SASL login refused by the gateway") && reason.contains(expected),
+        "close reason: {reason}"
+    );
+    ensure!(gateway.swap_logins("bad_credentials")? >= 2.0, "the refusals are not counted");
+    ensure!(gateway.swap_logins("ok")? == 0.0, "a login was counted as accepted");
+    ensure!(!on_broker(env)?.iter().any(|r| r.starts_with("wrong-scram")), "a refused client's record arrived");
+    gateway.ensure_no_secrets()?;
+    ensure_no_verifiers(env, &gateway)?;
+    Ok(())
+}
+
+/// A Java client with a certificate for `CN=Alice` (issued by the test CA) connects over TLS
+/// without SASL; the rule maps its subject to `alice`, the store to app, and its records land.
+/// A certificate whose principal has no store entry is refused.
+fn swap_mtls_client_to_plain_with_java(env: &Env) -> Result<()> {
+    let identity = env.pki.client("alice-client", "Alice")?;
+    // The test PKI's subjects are CN then O; RFC 2253 writes them last first.
+    let gateway = Gateway::start_mtls(env, "PLAIN", "RULE:^O=Switchyard tests,CN=(.*?)$/$1/L")?;
+    let mut props = java_props(ALICE);
+    props.retain(|(k, _)| !k.starts_with("sasl."));
+    props[0].1 = "SSL".to_owned();
+    let pkcs12 = identity.pkcs12.display().to_string();
+    let truststore = env.pki.ca_truststore().display().to_string();
+    for (k, v) in [
+        ("ssl.truststore.type", "PKCS12"),
+        ("ssl.truststore.location", truststore.as_str()),
+        ("ssl.truststore.password", TestPki::PASSWORD),
+        ("ssl.keystore.type", "PKCS12"),
+        ("ssl.keystore.location", pkcs12.as_str()),
+        ("ssl.keystore.password", TestPki::PASSWORD),
+    ] {
+        props.push((k.to_owned(), v.to_owned()));
+    }
+    java_produce(&gateway.bootstrap(), &lines("swap-mtls-java", 2), &props)?;
+    let read = on_broker(env)?;
+    ensure!(read.iter().any(|r| r == "swap-mtls-java-1"), "the mTLS client's records are missing: {read:?}");
+    let event = gateway.wait_for_close("for alice (mTLS) swapped to app", swapped_to(APP.0))?;
+    ensure!(event["saslMechanism"] == "mTLS", "{event}");
+    ensure!(gateway.swap_logins("ok")? >= 1.0, "the certificate login is not counted");
+    // Carol's certificate maps to `carol`, who has no store entry: the gateway closes the
+    // connection right after the TLS handshake, with the reason audited.
+    let carol = env.pki.client("carol-client", "Carol")?;
+    let mut stream = mtls_connect(env, &gateway, &carol)?;
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut stream, &mut byte);
+    ensure!(matches!(read, Ok(0) | Err(_)), "the gateway kept an unmapped client's connection open: {read:?}");
+    let event = gateway.wait_for_close("for carol (mTLS) refused", |e| e["principal"] == CAROL.0)?;
+    ensure!(event["authenticated"] == false && event.get("clusterUser").is_none(), "{event}");
+    let reason = event["closeReason"].as_str().unwrap_or_default();
+    ensure!(reason.contains("no cluster credentials for principal `carol`"), "close reason: {reason}");
+    ensure!(gateway.swap_logins("unmapped")? >= 1.0, "the refusal is not counted");
+    gateway.ensure_no_secrets()?;
+    Ok(())
+}
+
+/// A TLS connection to the gateway presenting `identity`'s certificate.
+fn mtls_connect(
+    env: &Env,
+    gateway: &Gateway,
+    identity: &Identity,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(env.pki.ca_pem())? {
+        roots.add(cert?)?;
+    }
+    let chain = CertificateDer::pem_file_iter(&identity.chain_pem)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&identity.key_pem)?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    let name = ServerName::try_from("127.0.0.1")?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let tcp = std::net::TcpStream::connect(loopback(gateway.base))?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Produce `n` records `<prefix>-<i>` with a current librdkafka logging in with SCRAM, through
+/// Python's confluent-kafka (its wheel bundles librdkafka 2.16; Debian's kcat 2.0.2 cannot SCRAM
+/// against Kafka 4).
+fn librdkafka_scram_produce(
+    bootstrap: &str,
+    mechanism: &str,
+    user: (&str, &str),
+    prefix: &str,
+    n: usize,
+) -> Result<()> {
+    const SCRIPT: &str = r#"
+import os, sys
+try:
+    from confluent_kafka import Producer, libversion
+except ImportError:
+    print("MISSING: Python's confluent-kafka; install it with `python3 -m pip install confluent-kafka==2.16.1` (.ci/run does)")
+    sys.exit(3)
+bootstrap, mechanism, user, topic, prefix, n = sys.argv[1:7]
+producer = Producer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                     "sasl.mechanism": mechanism, "sasl.username": user,
+                     "sasl.password": os.environ["SCRAM_PASSWORD"], "message.timeout.ms": 15000})
+errors = []
+for i in range(int(n)):
+    producer.produce(topic, f"{prefix}-{i}".encode(), callback=lambda err, msg: err and errors.append(str(err)))
+left = producer.flush(20)
+if errors or left:
+    print(f"librdkafka {libversion()[0]}: errors {errors}, {left} undelivered")
+    sys.exit(1)
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, bootstrap, mechanism, user.0, TOPIC, prefix, &n.to_string()])
+        .env("SCRAM_PASSWORD", user.1)
+        .output()
+        .context("running python3 (needed for the librdkafka SCRAM client)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the librdkafka SCRAM producer failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// No part of alice's SCRAM verifiers (salt, keys) is in the gateway's log or audit log.
+fn ensure_no_verifiers(env: &Env, gateway: &Gateway) -> Result<()> {
+    let log = gateway.process.log_contents();
+    let audit = std::fs::read_to_string(&gateway.audit).unwrap_or_default();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let text = std::fs::read_to_string(env.scram_jaas(mechanism))?;
+        for part in text.split(['"', ',']).filter_map(|f| f.split_once('=').map(|(_, v)| v)).filter(|v| v.len() > 8) {
+            ensure!(!log.contains(part) && !audit.contains(part), "a verifier part reached the logs: {part}");
+        }
+    }
     Ok(())
 }

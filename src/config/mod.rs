@@ -10,6 +10,7 @@
 mod host_pattern;
 mod operability;
 mod port_map;
+mod principal_rules;
 mod schema;
 mod security;
 mod swap;
@@ -29,8 +30,11 @@ pub use operability::{
     ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
 };
 pub use port_map::PortMap;
+pub use principal_rules::PrincipalRules;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
-pub use swap::{client_users, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue};
+pub use swap::{
+    client_users, ClientAuthSettings, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue,
+};
 pub use switchover::{kafka_error_code, CatchUpPolicy, FenceMode, RouteFence, SwitchoverRequest};
 pub use validate::ConfigError;
 

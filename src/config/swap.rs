@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::security::{password, RawPassword, SaslMechanism, Secret};
+use super::principal_rules::PrincipalRules;
+use super::security::{password, ClientAuth, RawPassword, SaslMechanism, Secret};
 use super::validate::ConfigError;
 
 /// A configured secret store.
@@ -39,10 +40,7 @@ pub enum SecretProvider {
 /// How a swap route authenticates clients and logs in to the brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapSettings {
-    /// The client side's JAAS file (PLAIN users); read again when it changes.
-    pub client_jaas: PathBuf,
-    /// Its users as read at load time.
-    pub client_users: HashMap<String, Secret>,
+    pub client_auth: ClientAuthSettings,
     /// The name of the `secretStores[]` entry.
     pub secret_store: String,
     pub cluster_mechanism: SaslMechanism,
@@ -50,6 +48,23 @@ pub struct SwapSettings {
     /// `clientAuth.sasl.connectionsMaxReauthMs`: clients must re-authenticate within this
     /// (KIP-368); `None`: never.
     pub client_reauth: Option<Duration>,
+}
+
+/// How clients of a swap route prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthSettings {
+    /// SASL PLAIN (passwords) or SCRAM (verifiers), users from a JAAS file read again when it
+    /// changes.
+    Sasl {
+        mechanism: SaslMechanism,
+        jaas: PathBuf,
+        /// Its users as read at load time: PLAIN passwords, or SCRAM verifiers in Kafka's
+        /// credential text (`salt=...,stored_key=...,server_key=...,iterations=...`).
+        users: HashMap<String, Secret>,
+    },
+    /// The client's TLS certificate (the route's `ssl.clientAuth: required`); its subject mapped
+    /// to the principal with Kafka's `ssl.principal.mapping.rules`.
+    Mtls { rules: PrincipalRules },
 }
 
 /// The cluster-side JAAS template: where the mapped user and secret go.
@@ -123,9 +138,46 @@ pub(crate) enum RawTokenValue {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RawSwapConfig {
-    pub client_auth: RawSaslSide,
+    pub client_auth: RawClientAuth,
     pub secret_store: String,
     pub cluster_auth: RawSaslSide,
+}
+
+/// `clientAuth`: SASL, or mTLS in either of Confluent's spellings (`mtls.ssl.principalMappingRules`
+/// with a list, or `ssl.principalMappingRules` with a comma-separated string).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    #[serde(default)]
+    pub sasl: Option<RawSwapSasl>,
+    #[serde(default)]
+    pub ssl: Option<RawMtlsSsl>,
+    #[serde(default)]
+    pub mtls: Option<RawMtls>,
+    /// Confluent's re-authentication test spelling (`clientAuth.connectionsMaxReAuthMs`).
+    #[serde(default, rename = "connectionsMaxReAuthMs")]
+    pub connections_max_re_auth_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawMtls {
+    pub ssl: RawMtlsSsl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawMtlsSsl {
+    #[serde(default)]
+    pub principal_mapping_rules: Option<RawRules>,
+}
+
+/// Kafka's `ssl.principal.mapping.rules`: one comma-separated string, or a list of rules.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawRules {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +201,10 @@ pub(crate) struct RawSwapSasl {
     /// Client side only: sessions the gateway gives clients (KIP-368); 0 or absent: unlimited.
     #[serde(default)]
     pub connections_max_reauth_ms: Option<u64>,
+    /// Confluent's `scram: {alterScramCredentials, admin}` (verifiers written by
+    /// AlterUserScramCredentials): read only to refuse it with a useful message.
+    #[serde(default)]
+    pub scram: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +337,7 @@ pub(crate) fn swap(
     at: &str,
     raw: Option<RawSwapConfig>,
     stores: &[SecretStoreConfig],
+    route_client_auth: ClientAuth,
 ) -> Result<SwapSettings, ConfigError> {
     let err =
         |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
@@ -291,13 +348,6 @@ pub(crate) fn swap(
             "add swapConfig with clientAuth, secretStore and clusterAuth (see docs/security.md)".into(),
         ));
     };
-    if !raw.client_auth.sasl.mechanism.eq_ignore_ascii_case("PLAIN") {
-        return Err(err(
-            "swapConfig.clientAuth.sasl.mechanism",
-            format!("`{}` is not supported for clients of a swap route", raw.client_auth.sasl.mechanism),
-            "use PLAIN".into(),
-        ));
-    }
     let cluster_reauth =
         raw.cluster_auth.sasl.connections_max_reauth_ms.or(raw.cluster_auth.connections_max_re_auth_ms);
     if cluster_reauth.is_some() {
@@ -307,30 +357,76 @@ pub(crate) fn swap(
             "move it to clientAuth.sasl, or remove it".into(),
         ));
     }
-    let client_reauth =
-        match (raw.client_auth.sasl.connections_max_reauth_ms, raw.client_auth.connections_max_re_auth_ms) {
-            (Some(_), Some(_)) => {
+    let client = raw.client_auth;
+    let mtls_ssl = match (client.ssl, client.mtls) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "swapConfig.clientAuth.mtls",
+                "is given twice (also as clientAuth.ssl)".into(),
+                "keep one of them".into(),
+            ))
+        }
+        (ssl, mtls) => ssl.or(mtls.map(|m| m.ssl)),
+    };
+    let (client_auth, sasl_reauth) = match (client.sasl, mtls_ssl) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(err(
+                "swapConfig.clientAuth",
+                "needs exactly one of `sasl` and `mtls` (or `ssl`)".into(),
+                "use sasl: {mechanism, jaasConfig} for SASL clients, or mtls: {ssl: {principalMappingRules: [...]}} for TLS certificates".into(),
+            ))
+        }
+        (Some(sasl), None) => {
+            if sasl.scram.is_some() {
                 return Err(err(
-                    "swapConfig.clientAuth.connectionsMaxReAuthMs",
-                    "is given twice (also as clientAuth.sasl.connectionsMaxReauthMs)".into(),
-                    "keep one of them".into(),
-                ))
+                    "swapConfig.clientAuth.sasl.scram",
+                    "is not supported: the gateway does not take AlterUserScramCredentials".into(),
+                    "remove it, and list the users' SCRAM verifiers in jaasConfig.file (`switchyard scram-verifier` prints them; see docs/security.md)".into(),
+                ));
             }
-            (Some(ms), None) | (None, Some(ms)) => Some(ms).filter(|ms| *ms > 0).map(Duration::from_millis),
-            (None, None) => None,
-        };
-    let client_file = raw.client_auth.sasl.jaas_config.file;
-    let client_field = "swapConfig.clientAuth.sasl.jaasConfig.file";
-    let client_text = read_jaas(&client_file)
-        .map_err(|problem| err(client_field, problem, "check the path and the file's permissions".into()))?;
-    let client_users = client_users(&client_text).map_err(|problem| {
-        err(
-            client_field,
-            format!("`{client_file}`: {problem}"),
-            "write `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`"
-                .into(),
-        )
-    })?;
+            (client_sasl(source, at, sasl.mechanism, &sasl.jaas_config.file)?, sasl.connections_max_reauth_ms)
+        }
+        (None, Some(ssl)) => {
+            if route_client_auth != ClientAuth::Required {
+                return Err(err(
+                    "ssl.clientAuth",
+                    "must be `required` on a swap route whose clients log in with their TLS certificate".into(),
+                    "set security.ssl.clientAuth: required (with a truststore of the clients' CA)".into(),
+                ));
+            }
+            let text = match ssl.principal_mapping_rules {
+                None => "DEFAULT".to_string(),
+                Some(RawRules::One(text)) => text,
+                Some(RawRules::List(rules)) => rules.join(","),
+            };
+            let rules = PrincipalRules::parse(&text).map_err(|problem| {
+                err(
+                    "swapConfig.clientAuth.mtls.ssl.principalMappingRules",
+                    problem,
+                    "write Kafka's ssl.principal.mapping.rules, e.g. `RULE:^CN=(.*?),OU=(.*?)$/$1@$2/L,DEFAULT`".into(),
+                )
+            })?;
+            (ClientAuthSettings::Mtls { rules }, None)
+        }
+    };
+    let client_reauth = match (sasl_reauth, client.connections_max_re_auth_ms) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "swapConfig.clientAuth.connectionsMaxReAuthMs",
+                "is given twice (also as clientAuth.sasl.connectionsMaxReauthMs)".into(),
+                "keep one of them".into(),
+            ))
+        }
+        (Some(ms), None) | (None, Some(ms)) => Some(ms).filter(|ms| *ms > 0).map(Duration::from_millis),
+        (None, None) => None,
+    };
+    if client_reauth.is_some() && matches!(client_auth, ClientAuthSettings::Mtls { .. }) {
+        return Err(err(
+            "swapConfig.clientAuth.connectionsMaxReAuthMs",
+            "applies to SASL clients only (a TLS certificate is checked once, at the handshake)".into(),
+            "remove it".into(),
+        ));
+    }
     if !stores.iter().any(|s| s.name == raw.secret_store) {
         let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
         return Err(err(
@@ -362,29 +458,65 @@ pub(crate) fn swap(
         .map_err(|problem| err(cluster_field, problem, "check the path and the file's permissions".into()))?;
     let cluster_template = cluster_template(&cluster_text, cluster_mechanism)
         .map_err(|(problem, fix)| err(cluster_field, format!("`{cluster_file}`: {problem}"), fix))?;
-    Ok(SwapSettings {
-        client_jaas: PathBuf::from(client_file),
-        client_users,
-        secret_store: raw.secret_store,
-        cluster_mechanism,
-        cluster_template,
-        client_reauth,
-    })
+    Ok(SwapSettings { client_auth, secret_store: raw.secret_store, cluster_mechanism, cluster_template, client_reauth })
+}
+
+/// `clientAuth.sasl`: the mechanism and its users' file.
+fn client_sasl(source: &str, at: &str, mechanism: String, file: &str) -> Result<ClientAuthSettings, ConfigError> {
+    let err =
+        |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
+    let mechanism = match mechanism.to_ascii_uppercase().as_str() {
+        "PLAIN" => SaslMechanism::Plain,
+        "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+        "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+        "SCRAM" => {
+            return Err(err(
+                "swapConfig.clientAuth.sasl.mechanism",
+                "`SCRAM` names no hash (a swap route offers its clients one mechanism)".into(),
+                "use SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+            ))
+        }
+        _ => {
+            return Err(err(
+                "swapConfig.clientAuth.sasl.mechanism",
+                format!("`{mechanism}` is not supported for clients of a swap route"),
+                "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+            ))
+        }
+    };
+    let field = "swapConfig.clientAuth.sasl.jaasConfig.file";
+    let text =
+        read_jaas(file).map_err(|problem| err(field, problem, "check the path and the file's permissions".into()))?;
+    let users = client_users(&text, mechanism).map_err(|problem| {
+        let fix = match mechanism {
+            SaslMechanism::Plain => {
+                "write `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`"
+            }
+            _ => "write `org.apache.kafka.common.security.scram.ScramLoginModule required user_alice=\"salt=...,stored_key=...,server_key=...,iterations=8192\";` (see `switchyard scram-verifier`)",
+        };
+        err(field, format!("`{file}`: {problem}"), fix.into())
+    })?;
+    Ok(ClientAuthSettings::Sasl { mechanism, jaas: PathBuf::from(file), users })
 }
 
 fn read_jaas(file: &str) -> Result<String, String> {
     std::fs::read_to_string(file).map_err(|e| format!("cannot read `{file}`: {}", e.kind()))
 }
 
-/// The `user_<name>="<password>"` options of a Kafka server JAAS file for PLAIN. Errors never
-/// quote a password.
-pub fn client_users(text: &str) -> Result<HashMap<String, Secret>, String> {
+/// The `user_<name>="<value>"` options of a Kafka server JAAS file: passwords of a
+/// `PlainLoginModule` for PLAIN, SCRAM verifiers of a `ScramLoginModule` for SCRAM (checked
+/// when the route's authentication is set up). Errors never quote a value.
+pub fn client_users(text: &str, mechanism: SaslMechanism) -> Result<HashMap<String, Secret>, String> {
+    let module = match mechanism {
+        SaslMechanism::Plain => "PlainLoginModule",
+        SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => "ScramLoginModule",
+    };
     let entries = jaas_entries(text)?;
-    if !entries.iter().any(|e| e.module.ends_with("PlainLoginModule")) {
-        return Err("names no PlainLoginModule".into());
+    if !entries.iter().any(|e| e.module.ends_with(module)) {
+        return Err(format!("names no {module}"));
     }
     let mut users = HashMap::new();
-    for entry in entries.into_iter().filter(|e| e.module.ends_with("PlainLoginModule")) {
+    for entry in entries.into_iter().filter(|e| e.module.ends_with(module)) {
         for (key, value) in entry.options {
             if let Some(user) = key.strip_prefix("user_") {
                 users.insert(user.to_string(), Secret::new(value));
@@ -567,12 +699,14 @@ mod tests {
     fn client_users_from_a_server_jaas_file_with_or_without_a_section() {
         let bare =
             r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a-pw" user_bob="b\"pw";"#;
-        let users = client_users(bare).unwrap();
+        let users = client_users(bare, SaslMechanism::Plain).unwrap();
         assert_eq!(users["alice"].expose(), "a-pw");
         assert_eq!(users["bob"].expose(), "b\"pw");
         let wrapped = format!("// gateway users\nKafkaServer {{\n  {bare}\n}};\n");
-        assert_eq!(client_users(&wrapped).unwrap().len(), 2);
-        let error = client_users("KafkaServer { x required user_a=\"secret-pw\"; };").unwrap_err();
+        assert_eq!(client_users(&wrapped, SaslMechanism::Plain).unwrap().len(), 2);
+        assert!(client_users(&wrapped, SaslMechanism::ScramSha256).is_err(), "no ScramLoginModule");
+        let error =
+            client_users("KafkaServer { x required user_a=\"secret-pw\"; };", SaslMechanism::Plain).unwrap_err();
         assert!(!error.contains("secret-pw"), "{error}");
     }
 
@@ -588,5 +722,106 @@ mod tests {
         assert!(cluster_template(t, SaslMechanism::ScramSha256).is_err(), "PLAIN module for SCRAM");
         let one = r#"x.PlainLoginModule required username="fixed" password="%s";"#;
         assert!(cluster_template(one, SaslMechanism::Plain).is_err());
+    }
+
+    /// A gateway config with one swap route: `ssl` and `client_auth` are its YAML (indented).
+    fn route_config(
+        dir: &std::path::Path,
+        ssl: &str,
+        client_auth: &str,
+    ) -> Result<super::super::GatewayConfig, String> {
+        let template = dir.join("cluster.conf");
+        std::fs::write(&template, r#"x.PlainLoginModule required username="%s" password="%s";"#).unwrap();
+        let yaml = format!(
+            r#"gateway:
+  secretStores:
+    - name: files
+      provider: {{type: FILE, config: {{directory: "{dir}"}}}}
+  streamingDomains:
+    - name: kafka
+      type: kafka
+      kafkaCluster:
+        name: kafka
+        bootstrapServers: [{{id: b, endpoint: "127.0.0.1:9092"}}]
+        nodeIdRanges: [{{name: brokers, start: 1, end: 1}}]
+  routes:
+    - name: main
+      endpoint: "127.0.0.1:19092"
+      streamingDomain: {{name: kafka, bootstrapServerId: b}}
+      security:{ssl}
+        auth: swap
+        swapConfig:
+          clientAuth:
+{client_auth}
+          secretStore: files
+          clusterAuth:
+            sasl: {{mechanism: PLAIN, jaasConfig: {{file: "{template}"}}}}
+"#,
+            dir = dir.display(),
+            template = template.display(),
+        );
+        super::super::parse("test.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_auth_sasl_scram_or_mtls_in_both_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("scram.conf");
+        std::fs::write(
+            &users,
+            r#"x.ScramLoginModule required user_alice="salt=AAAA,stored_key=AAAA,server_key=AAAA,iterations=4096";"#,
+        )
+        .unwrap();
+        let scram =
+            format!("            sasl: {{mechanism: SCRAM-SHA-512, jaasConfig: {{file: \"{}\"}}}}", users.display());
+        let config = route_config(dir.path(), "", &scram).unwrap();
+        let Some(SwapSettings { client_auth: ClientAuthSettings::Sasl { mechanism, users, .. }, .. }) =
+            &config.routes[0].swap
+        else {
+            panic!("no SASL client auth")
+        };
+        assert_eq!((*mechanism, users.len()), (SaslMechanism::ScramSha512, 1));
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").unwrap();
+        let tls = |mode: &str| {
+            format!(
+                "\n        ssl:\n          keystore: {{type: PEM, location: \"{ca}\"}}\n          truststore: {{type: PEM, location: \"{ca}\"}}\n          clientAuth: {mode}",
+                ca = ca.display()
+            )
+        };
+        let list = "            mtls: {ssl: {principalMappingRules: [\"RULE:^CN=(.*?)$/$1/L\", DEFAULT]}}";
+        let string = "            ssl: {principalMappingRules: \"RULE:^CN=(.*?)$/$1/L,DEFAULT\"}";
+        for mtls in [list, string] {
+            let config = route_config(dir.path(), &tls("required"), mtls).unwrap();
+            let Some(SwapSettings { client_auth: ClientAuthSettings::Mtls { rules }, .. }) = &config.routes[0].swap
+            else {
+                panic!("no mTLS client auth")
+            };
+            assert_eq!(rules.apply("CN=Alice").as_deref(), Some("alice"));
+            assert_eq!(rules.apply("O=x").as_deref(), Some("O=x"));
+        }
+        let requested = route_config(dir.path(), &tls("requested"), list).unwrap_err();
+        assert!(requested.contains("ssl.clientAuth") && requested.contains("required"), "{requested}");
+        let plaintext = route_config(dir.path(), "", list).unwrap_err();
+        assert!(plaintext.contains("ssl.clientAuth"), "{plaintext}");
+        let bad_rule = route_config(
+            dir.path(),
+            &tls("required"),
+            "            mtls: {ssl: {principalMappingRules: [\"RULE:x\"]}}",
+        )
+        .unwrap_err();
+        assert!(bad_rule.contains("principalMappingRules") && bad_rule.contains("RULE:x"), "{bad_rule}");
+        let confluent = format!(
+            "            sasl: {{mechanism: SCRAM, jaasConfig: {{file: \"{}\"}}}}",
+            dir.path().join("scram.conf").display()
+        );
+        assert!(route_config(dir.path(), "", &confluent).unwrap_err().contains("SCRAM-SHA-256 or SCRAM-SHA-512"));
+        let admin = format!(
+            "            sasl: {{mechanism: SCRAM-SHA-512, jaasConfig: {{file: \"{}\"}}, scram: {{alterScramCredentials: true}}}}",
+            dir.path().join("scram.conf").display()
+        );
+        assert!(route_config(dir.path(), "", &admin).unwrap_err().contains("AlterUserScramCredentials"));
+        let both = format!("{scram}\n{list}");
+        assert!(route_config(dir.path(), &tls("required"), &both).unwrap_err().contains("exactly one"));
     }
 }

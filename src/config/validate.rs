@@ -12,7 +12,7 @@ use super::operability::{self, EnvLookup};
 use super::schema::{RawBrokerIdentification, RawRouteFence};
 use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings, RawRoute, RawStreamingDomain};
 use super::security::RawRouteSecurity;
-use super::security::{self, Leg};
+use super::security::{self, ClientAuth, Leg};
 use super::PortMap;
 use super::{kafka_error_code, RouteFence};
 use super::{
@@ -414,6 +414,10 @@ impl Checker<'_> {
         raw: Option<RawRouteSecurity>,
     ) -> Result<(Option<TlsSettings>, Option<SwapSettings>), ConfigError> {
         let Some(raw) = raw else { return Ok((None, None)) };
+        let tls = raw
+            .ssl
+            .map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client))
+            .transpose()?;
         let swap = match raw.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("passthrough") => {
                 if raw.swap_config.is_some() {
@@ -426,7 +430,14 @@ impl Checker<'_> {
                 None
             }
             Some("swap") => {
-                Some(super::swap::swap(self.source, &format!("{at}.security"), raw.swap_config, self.secret_stores)?)
+                let route_client_auth = tls.as_ref().map_or(ClientAuth::None, |t| t.client_auth);
+                Some(super::swap::swap(
+                    self.source,
+                    &format!("{at}.security"),
+                    raw.swap_config,
+                    self.secret_stores,
+                    route_client_auth,
+                )?)
             }
             Some(other) => {
                 return Err(self.err(
@@ -436,10 +447,6 @@ impl Checker<'_> {
                 ))
             }
         };
-        let tls = raw
-            .ssl
-            .map(|ssl| security::tls(self.source, &format!("{at}.security.ssl"), ssl, Leg::Client))
-            .transpose()?;
         Ok((tls, swap))
     }
 

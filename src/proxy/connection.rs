@@ -43,7 +43,7 @@ use super::budget::{Held, MemoryBudget};
 use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
 use super::stream::{Duplex, ProgressWriter};
-use super::swap::SwapSession;
+use super::swap::{Reauth, SwapSession};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
@@ -933,8 +933,9 @@ impl Requests<'_> {
         }
         if let (Some(swap), true) = (&self.ctx.swap, sasl::observed(request.api_key)) {
             // A swap route's client re-authenticating (KIP-368): the gateway answers.
-            let (answer, ok) = swap.reauthenticate(&request, body).map_err(bad_request)?;
-            if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {
+            let (answer, step) = swap.reauthenticate(&request, body).map_err(bad_request)?;
+            let ok = step != Reauth::Refused;
+            if step != Reauth::Continue {
                 self.ctx.route.metrics.swap_login(if ok { "reauthenticated" } else { "reauth_refused" });
             }
             let mut exchange = self.traffic.sasl();

@@ -287,7 +287,7 @@ impl Connection {
             (Err(e), _) => self.bad_proxy_header(e),
             (Ok((proxied, initial)), None) => {
                 if self.admit_client(proxied) {
-                    self.proxy(client, initial, proxied, started).await;
+                    self.proxy(client, initial, proxied, started, None).await;
                 }
             }
             (Ok((proxied, initial)), Some(tls)) => {
@@ -318,7 +318,10 @@ impl Connection {
         let handshake = tokio::time::timeout_at(deadline, start.into_stream(tls.config())).await;
         drop(permit);
         match handshake {
-            Ok(Ok(client)) => self.proxy(client, BytesMut::new(), proxied, started).await,
+            Ok(Ok(client)) => {
+                let subject = self.certificate_subject(&client);
+                self.proxy(client, BytesMut::new(), proxied, started, subject).await
+            }
             Ok(Err(e)) => self.handshake_failed(HandshakeFailure::from_io(&e), proxied, started),
             Err(_) => self.handshake_failed(
                 HandshakeFailure::timeout(self.shared.settings.tls_handshake_timeout),
@@ -326,6 +329,18 @@ impl Connection {
                 started,
             ),
         }
+    }
+
+    /// The subject of the client's certificate, kept for swap routes that log clients in with
+    /// it (mTLS); a certificate that cannot be read is logged and refused there.
+    fn certificate_subject<IO>(&self, client: &tokio_rustls::server::TlsStream<IO>) -> Option<String> {
+        if !self.shared.swaps.get(&self.route.name).is_some_and(|auth| auth.wants_certificate()) {
+            return None;
+        }
+        let der = client.get_ref().1.peer_certificates()?.first()?;
+        crate::tls::subject::subject_rfc2253(der)
+            .inspect_err(|e| tracing::warn!(client_addr = %self.client_addr, route = %self.route.name, "{e}"))
+            .ok()
     }
 
     /// Count the client against its address's limit (known once the PROXY header is read) and
@@ -361,6 +376,7 @@ impl Connection {
         initial: BytesMut,
         proxied: Option<ProxiedAddresses>,
         started: Instant,
+        certificate: Option<String>,
     ) {
         let session = self.route.session();
         let (route, metrics) = (self.route.name.as_str(), &self.route.metrics);
@@ -420,7 +436,7 @@ impl Connection {
                     upstream_write: &mut upstream_write,
                 };
                 let max_frame = ctx.settings.max_frame_bytes;
-                match swap::login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame).await {
+                match swap::login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame, certificate).await {
                     SwapOutcome::Ended { reason, summary, bytes_to_client } => ConnectionSummary {
                         reason,
                         bytes_from_client: 0,

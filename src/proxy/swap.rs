@@ -4,20 +4,30 @@
 //!
 //! The login runs before the pump, as a strict dialogue (a client sends nothing else while it
 //! authenticates): ApiVersions is forwarded to the broker and its answer clamped as usual;
-//! SaslHandshake and SaslAuthenticate are answered by the gateway (PLAIN, checked against the
-//! users of the route's JAAS file); anything else before authentication ends the connection, as
-//! a broker does. Once the client's password checks out, the store is asked for the principal's
-//! `user<separator>secret`, the cluster JAAS template is filled with it, and the gateway logs in
-//! to the broker (SaslHandshake, then SaslAuthenticate with PLAIN or SCRAM-SHA-256/512). Only
-//! then does the client get its successful SaslAuthenticate answer, and the pump starts.
+//! SaslHandshake and SaslAuthenticate are answered by the gateway with the route's one client
+//! mechanism: PLAIN (passwords of the route's JAAS file) or SCRAM-SHA-256/512 (the gateway is
+//! the SCRAM server, with verifiers from the same file: no password is kept); anything else
+//! before authentication ends the connection, as a broker does. Once the client is
+//! authenticated, the store is asked for the principal's `user<separator>secret`, the cluster
+//! JAAS template is filled with it, and the gateway logs in to the broker (SaslHandshake, then
+//! SaslAuthenticate with PLAIN or SCRAM-SHA-256/512). Only then does the client get its
+//! successful (final) SaslAuthenticate answer, and the pump starts.
+//!
+//! With mTLS client authentication the TLS handshake has already proved who the client is: the
+//! certificate's subject goes through the route's `principalMappingRules`, and the gateway logs
+//! in to the broker before reading anything from the client, which never speaks SASL.
 //!
 //! A refusal (wrong password, no mapping, the broker refusing the mapped credentials) is answered
 //! with `SASL_AUTHENTICATION_FAILED` and a message, and the connection is closed after it, as
-//! Kafka does. Messages and logs name principals and users, never a secret.
+//! Kafka does; an mTLS client, which speaks no SASL, is just disconnected. Messages and logs
+//! name principals and users, never a password, a verifier or a secret. A SCRAM user without a
+//! verifier is refused at the proof exactly like a wrong password, after a server-first message
+//! shaped like a real one, so users cannot be enumerated.
 //!
 //! Re-authentication (KIP-368) on an open connection is answered by the pump through its own
-//! answers ([`SwapSession::reauthenticate`]): the password is checked again and the principal
-//! must not change; the broker session is not renewed (see docs/security.md).
+//! answers ([`SwapSession::reauthenticate`]), with the same exchange code as the login
+//! (`SwapAuth::step`): the password or SCRAM proof is checked again and the principal must not
+//! change; the broker session is not renewed (see docs/security.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,15 +37,17 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::connection::CloseReason;
-use crate::config::{client_users, SaslMechanism, Secret, SwapSettings};
-use crate::protocol::scram::{ScramClient, ScramHash};
+use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
+use crate::protocol::scram::{
+    constant_time_eq, Decoy, ScramClient, ScramHash, ScramServer, ScramServerError, ScramVerifier,
+};
 use crate::protocol::{
     encode_request, encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError,
     SaslSummary, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
@@ -54,41 +66,105 @@ const CLIENT_ID: &str = "switchyard-swap";
 /// unauthenticated frames (`sasl.server.max.receive.size`), so a stranger cannot make the
 /// gateway buffer `maxFrameBytes`.
 const MAX_UNAUTHENTICATED_REQUEST: usize = 512 * 1024;
-/// The one mechanism clients of a swap route use.
-const CLIENT_MECHANISM: &str = "PLAIN";
+/// The mechanism the audit log and close line name for certificate logins.
+const MTLS: &str = "mTLS";
+/// Kafka's answer to a SCRAM client whose proof is wrong (or whose user is unknown: the two
+/// must read the same).
+const SCRAM_INVALID: &str =
+    "Authentication failed during authentication due to invalid credentials with SASL mechanism";
 
 /// A swap route's authentication: its client users and its secret store.
 pub struct SwapAuth {
     settings: SwapSettings,
     store_name: String,
     store: Arc<dyn SecretStore>,
-    /// The client users, and the JAAS file's modification time they were read at.
+    /// SASL clients' users (passwords or verifiers), and the JAAS file's modification time they
+    /// were read at; empty for mTLS.
     users: Mutex<(Option<SystemTime>, HashMap<String, Secret>)>,
 }
 
+/// The SCRAM hash of a client mechanism, if it is SCRAM.
+fn scram_hash(mechanism: SaslMechanism) -> Option<ScramHash> {
+    match mechanism {
+        SaslMechanism::Plain => None,
+        SaslMechanism::ScramSha256 => Some(ScramHash::Sha256),
+        SaslMechanism::ScramSha512 => Some(ScramHash::Sha512),
+    }
+}
+
+/// Users whose SCRAM verifiers cannot be read, named (never quoted).
+fn check_verifiers(mechanism: SaslMechanism, users: &HashMap<String, Secret>) -> Result<(), String> {
+    let Some(hash) = scram_hash(mechanism) else { return Ok(()) };
+    let mut bad: Vec<String> = users
+        .iter()
+        .filter_map(|(user, text)| ScramVerifier::parse(hash, text.expose()).err().map(|e| format!("`{user}` {e}")))
+        .collect();
+    bad.sort();
+    match bad.is_empty() {
+        true => Ok(()),
+        false => Err(format!("SCRAM verifiers of {}", bad.join("; "))),
+    }
+}
+
 impl SwapAuth {
-    pub fn new(settings: SwapSettings, store: Arc<dyn SecretStore>) -> SwapAuth {
-        let modified = std::fs::metadata(&settings.client_jaas).and_then(|m| m.modified()).ok();
-        let users = Mutex::new((modified, settings.client_users.clone()));
-        SwapAuth { store_name: settings.secret_store.clone(), settings, store, users }
+    /// The route's authentication; fails when a SCRAM verifier of the JAAS file is unusable.
+    pub fn new(settings: SwapSettings, store: Arc<dyn SecretStore>) -> Result<SwapAuth, String> {
+        let users = match &settings.client_auth {
+            ClientAuthSettings::Sasl { mechanism, jaas, users } => {
+                check_verifiers(*mechanism, users).map_err(|e| format!("`{}`: {e}", jaas.display()))?;
+                let modified = std::fs::metadata(jaas).and_then(|m| m.modified()).ok();
+                (modified, users.clone())
+            }
+            ClientAuthSettings::Mtls { .. } => (None, HashMap::new()),
+        };
+        Ok(SwapAuth { store_name: settings.secret_store.clone(), settings, store, users: Mutex::new(users) })
     }
 
-    /// Whether `user` and `password` match the JAAS file, re-read when it has changed (a file
-    /// that no longer reads keeps the users it had, with a warning).
-    fn password_matches(&self, user: &str, password: &[u8]) -> bool {
+    /// The client mechanism, on SASL routes.
+    fn mechanism(&self) -> Option<SaslMechanism> {
+        match &self.settings.client_auth {
+            ClientAuthSettings::Sasl { mechanism, .. } => Some(*mechanism),
+            ClientAuthSettings::Mtls { .. } => None,
+        }
+    }
+
+    /// Whether clients log in with their TLS certificate (the listener then keeps its subject).
+    pub fn wants_certificate(&self) -> bool {
+        matches!(self.settings.client_auth, ClientAuthSettings::Mtls { .. })
+    }
+
+    /// The mechanisms a SaslHandshake answer lists.
+    fn mechanisms(&self) -> Vec<StrBytes> {
+        self.mechanism().map(|m| StrBytes::from_static_str(m.kafka_name())).into_iter().collect()
+    }
+
+    /// The JAAS file's entry for `user` (a password or a verifier), the file read again when it
+    /// has changed (a file that no longer reads keeps the users it had, with a warning).
+    fn user_entry(&self, user: &str) -> Option<Secret> {
+        let ClientAuthSettings::Sasl { mechanism, jaas: path, .. } = &self.settings.client_auth else { return None };
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        let path = &self.settings.client_jaas;
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         if modified.is_some() && modified != users.0 {
-            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|text| client_users(&text)) {
+            let fresh = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| client_users(&text, *mechanism))
+                .and_then(|fresh| check_verifiers(*mechanism, &fresh).map(|()| fresh));
+            match fresh {
                 Ok(fresh) => *users = (modified, fresh),
                 Err(problem) => {
-                    tracing::warn!(file = %path.display(), "swap route's JAAS file unreadable, keeping its previous users: {problem}");
+                    tracing::warn!(file = %path.display(), "swap route's JAAS file unusable, keeping its previous users: {problem}");
                     users.0 = modified;
                 }
             }
         }
-        users.1.get(user).is_some_and(|expected| constant_time_eq(expected.expose().as_bytes(), password))
+        users.1.get(user).cloned()
+    }
+
+    /// What an unknown SCRAM user's made-up verifier looks like: the shape of a real one.
+    fn decoy(&self, hash: ScramHash) -> Decoy {
+        let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shapes = users.1.values().filter_map(|v| ScramVerifier::parse(hash, v.expose()).ok());
+        shapes.next().map_or_else(Decoy::default, |v| v.decoy())
     }
 
     /// The client's PLAIN token checked: the principal, or why it is refused.
@@ -104,10 +180,41 @@ impl SwapAuth {
                 "Authentication failed: Client requested an authorization id that is different from username",
             ));
         }
-        if user.is_empty() || !self.password_matches(&user, password) {
+        let matches = |expected: Secret| constant_time_eq(expected.expose().as_bytes(), password);
+        if user.is_empty() || !self.user_entry(&user).is_some_and(matches) {
             return Err(Refusal::new(Some(user), "Authentication failed: Invalid username or password"));
         }
         Ok(user)
+    }
+
+    /// One SaslAuthenticate of a client's exchange (login or re-authentication), after its
+    /// SaslHandshake: a challenge to send and wait for the next, the authenticated principal, or
+    /// a refusal.
+    fn step(&self, exchange: &mut ClientExchange, token: &[u8]) -> Result<Step, Refusal> {
+        match (std::mem::take(exchange), self.mechanism()) {
+            (ClientExchange::Idle, _) | (_, None) => {
+                Err(Refusal::new(None, "Authentication failed: SaslAuthenticate without SaslHandshake"))
+            }
+            (ClientExchange::Handshaken, Some(SaslMechanism::Plain)) => {
+                self.check_plain(token).map(|principal| Step::Authenticated { principal, last: Vec::new() })
+            }
+            (ClientExchange::Handshaken, Some(mechanism)) => {
+                let hash = scram_hash(mechanism).unwrap_or(ScramHash::Sha256);
+                let mut server =
+                    ScramServer::client_first(hash, token).map_err(|e| scram_refusal(None, e, mechanism))?;
+                let verifier = self.user_entry(server.user()).and_then(|v| ScramVerifier::parse(hash, v.expose()).ok());
+                let first = server.server_first(verifier.ok_or_else(|| self.decoy(hash)));
+                *exchange = ClientExchange::Scram(Box::new(server));
+                Ok(Step::Challenge(first))
+            }
+            (ClientExchange::Scram(server), Some(mechanism)) => {
+                let principal = server.user().to_string();
+                match server.client_final(token) {
+                    Ok(last) => Ok(Step::Authenticated { principal, last }),
+                    Err(e) => Err(scram_refusal(Some(principal), e, mechanism)),
+                }
+            }
+        }
     }
 
     /// The credentials `principal` maps to, looked up off the async workers.
@@ -138,8 +245,33 @@ impl SwapAuth {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A client's SASL exchange in progress.
+#[derive(Debug, Default)]
+enum ClientExchange {
+    /// No SaslHandshake yet (or the last exchange ended).
+    #[default]
+    Idle,
+    /// The SaslHandshake chose the route's mechanism.
+    Handshaken,
+    /// SCRAM: the server-first message was sent.
+    Scram(Box<ScramServer>),
+}
+
+/// Where a client's SaslAuthenticate led.
+enum Step {
+    /// Send this token and wait for the next SaslAuthenticate (SCRAM's server-first).
+    Challenge(Vec<u8>),
+    /// The client is who it says; `last`: the final token to send (SCRAM's server-final).
+    Authenticated { principal: String, last: Vec<u8> },
+}
+
+/// A refused SCRAM message: a wrong proof and an unknown user read the same.
+fn scram_refusal(principal: Option<String>, error: ScramServerError, mechanism: SaslMechanism) -> Refusal {
+    let message = match error {
+        ScramServerError::InvalidCredentials => format!("{SCRAM_INVALID} {}", mechanism.kafka_name()),
+        other => format!("Authentication failed: {other}"),
+    };
+    Refusal::new(principal, message)
 }
 
 /// A login the gateway refused, answered with `SASL_AUTHENTICATION_FAILED` and `message`.
@@ -176,8 +308,8 @@ pub struct SwapSession {
     pub broker_session_ending: AtomicBool,
     /// Wakes the request direction when `broker_session_ending` is set.
     pub broker_session_notify: tokio::sync::Notify,
-    /// Whether the current re-authentication round has had its SaslHandshake.
-    handshaken: Mutex<bool>,
+    /// The client's re-authentication in progress.
+    exchange: Mutex<ClientExchange>,
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
     /// `since`; 0: never.
     expires_at_ms: AtomicU64,
@@ -193,7 +325,7 @@ impl SwapSession {
             broker_session,
             broker_session_ending: AtomicBool::new(false),
             broker_session_notify: tokio::sync::Notify::new(),
-            handshaken: Mutex::new(false),
+            exchange: Mutex::new(ClientExchange::Idle),
             expires_at_ms: AtomicU64::new(0),
             since: Instant::now(),
         };
@@ -223,42 +355,58 @@ impl SwapSession {
     }
 
     /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
-    /// connection (KIP-368 re-authentication): the answer, and whether the connection may go on.
+    /// connection (KIP-368 re-authentication): the answer, and where the exchange stands.
     /// `body` is the frame after its size prefix.
-    pub fn reauthenticate(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, bool), RequestError> {
-        let mut handshaken = self.handshaken.lock().unwrap_or_else(PoisonError::into_inner);
+    pub fn reauthenticate(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, Reauth), RequestError> {
+        let mut exchange = self.exchange.lock().unwrap_or_else(PoisonError::into_inner);
         match request.api_key {
             ApiKey::SaslHandshake => {
                 if request.api_version < crate::protocol::sasl::MIN_HANDSHAKE_VERSION {
                     return Err(RequestError::LegacySaslHandshake);
                 }
                 let mechanism = decode_handshake(request, body)?;
-                let ok = mechanism == CLIENT_MECHANISM;
-                *handshaken = ok;
-                Ok((handshake_answer(request, ok)?, ok))
+                let ok = self.auth.mechanism().is_some_and(|m| m.kafka_name() == mechanism);
+                *exchange = if ok { ClientExchange::Handshaken } else { ClientExchange::Idle };
+                let answer = handshake_answer(request, ok, self.auth.mechanisms())?;
+                Ok((answer, if ok { Reauth::Continue } else { Reauth::Refused }))
             }
             _ => {
                 let token = decode_authenticate(request, body)?;
-                let outcome = match *handshaken {
-                    false => Err(Refusal::new(None, "Authentication failed: SaslAuthenticate without SaslHandshake")),
-                    true => self.auth.check_plain(&token).and_then(|principal| match principal == self.principal {
-                        true => Ok(()),
-                        false => Err(Refusal::new(
-                            Some(principal),
-                            "Authentication failed: a re-authentication must keep the connection's principal",
-                        )),
-                    }),
-                };
-                *handshaken = false;
-                let ok = outcome.is_ok();
-                if ok {
-                    self.renew();
-                }
                 let lifetime = self.auth.settings.client_reauth;
-                Ok((authenticate_answer(request, outcome.err().map(|r| r.message), lifetime)?, ok))
+                let outcome = self.auth.step(&mut exchange, &token).and_then(|step| match step {
+                    Step::Authenticated { principal, .. } if principal != self.principal => Err(Refusal::new(
+                        Some(principal),
+                        "Authentication failed: a re-authentication must keep the connection's principal",
+                    )),
+                    step => Ok(step),
+                });
+                match outcome {
+                    Ok(Step::Challenge(token)) => {
+                        Ok((authenticate_answer(request, Ok(token), None)?, Reauth::Continue))
+                    }
+                    Ok(Step::Authenticated { last, .. }) => {
+                        self.renew();
+                        Ok((authenticate_answer(request, Ok(last), lifetime)?, Reauth::Accepted))
+                    }
+                    Err(refusal) => {
+                        *exchange = ClientExchange::Idle;
+                        Ok((authenticate_answer(request, Err(refusal.message), None)?, Reauth::Refused))
+                    }
+                }
             }
         }
     }
+}
+
+/// Where a client's re-authentication stands after one of its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reauth {
+    /// Accepted so far; more requests follow (a SaslHandshake, SCRAM's first round).
+    Continue,
+    /// The client is authenticated again.
+    Accepted,
+    /// Refused: the connection closes after the answer.
+    Refused,
 }
 
 /// A finished login: the client's principal, the cluster user, the broker session's lifetime.
@@ -281,7 +429,8 @@ pub struct Legs<'a, CR, CW, UR, UW> {
     pub upstream_write: &'a mut UW,
 }
 
-/// Run the client's login on a swap route (see the module documentation).
+/// Run the client's login on a swap route (see the module documentation). `certificate`: the
+/// subject of the client's TLS certificate (RFC 2253), kept on mTLS routes.
 pub async fn login<CR, CW, UR, UW>(
     auth: &Arc<SwapAuth>,
     legs: Legs<'_, CR, CW, UR, UW>,
@@ -289,6 +438,7 @@ pub async fn login<CR, CW, UR, UW>(
     route: &Route,
     upstream: &Upstream,
     max_frame_bytes: usize,
+    certificate: Option<String>,
 ) -> SwapOutcome
 where
     CR: AsyncRead + Unpin,
@@ -309,11 +459,16 @@ where
         },
         response_limits: FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: max_frame_bytes },
         summary: SaslSummary::default(),
-        handshaken: false,
+        exchange: ClientExchange::Idle,
         sasl_authenticate_max: 2,
         bytes_to_client: 0,
     };
-    let result = tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await;
+    let result = match &auth.settings.client_auth {
+        ClientAuthSettings::Sasl { .. } => tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await,
+        ClientAuthSettings::Mtls { rules } => {
+            tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run_mtls(rules, certificate)).await
+        }
+    };
     let (summary, bytes_to_client) = (dialogue.summary.clone(), dialogue.bytes_to_client);
     match result {
         Ok(Ok((principal, cluster_user, broker_session))) => SwapOutcome::LoggedIn {
@@ -343,7 +498,7 @@ struct Dialogue<'a, 'l, CR, CW, UR, UW> {
     request_limits: FrameLimits,
     response_limits: FrameLimits,
     summary: SaslSummary,
-    handshaken: bool,
+    exchange: ClientExchange,
     /// The highest SaslAuthenticate version the broker offers (from the ApiVersions answer).
     sasl_authenticate_max: i16,
     bytes_to_client: u64,
@@ -372,67 +527,128 @@ where
                     }
                     let mechanism = decode_handshake(&request, body).map_err(CloseReason::BadRequest)?;
                     self.summary.mechanism = Some(mechanism.clone());
-                    let ok = mechanism == CLIENT_MECHANISM;
-                    self.send_client(&handshake_answer(&request, ok).map_err(CloseReason::BadRequest)?).await?;
+                    let offered = self.auth.mechanism().map_or("", |m| m.kafka_name());
+                    let ok = mechanism == offered;
+                    let answer = handshake_answer(&request, ok, self.auth.mechanisms());
+                    self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
                     if !ok {
                         return Err(CloseReason::SaslRefused(format!(
-                            "the client asked for SASL mechanism {mechanism}; this swap route takes PLAIN"
+                            "the client asked for SASL mechanism {mechanism}; this swap route takes {offered}"
                         )));
                     }
-                    self.handshaken = true;
+                    self.exchange = ClientExchange::Handshaken;
                 }
                 ApiKey::SaslAuthenticate => {
                     let token = decode_authenticate(&request, body).map_err(CloseReason::BadRequest)?;
-                    if !self.handshaken {
-                        let answer = authenticate_answer(&request, Some("SaslAuthenticate without SaslHandshake".into()), None)
-                            .map_err(CloseReason::BadRequest)?;
-                        self.send_client(&answer).await?;
-                        return Err(CloseReason::SaslRefused("SaslAuthenticate before SaslHandshake".into()));
-                    }
-                    return match self.authenticate(&token).await {
-                        Ok(logged_in) => {
-                            self.route.metrics.swap_login("ok");
-                            self.summary.authenticated = Some(true);
-                            self.summary.authentications = 1;
-                            let answer = authenticate_answer(&request, None, self.auth.settings.client_reauth);
+                    let outcome = match self.auth.step(&mut self.exchange, &token) {
+                        Ok(Step::Challenge(challenge)) => {
+                            if let ClientExchange::Scram(server) = &self.exchange {
+                                self.summary.principal = Some(server.user().to_string());
+                            }
+                            let answer = authenticate_answer(&request, Ok(challenge), None);
+                            self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
+                            continue;
+                        }
+                        Ok(Step::Authenticated { principal, last }) => {
+                            self.summary.principal = Some(principal.clone());
+                            self.connect(&principal).await.map(|logged_in| (logged_in, last))
+                        }
+                        Err(refusal) => Err(refusal),
+                    };
+                    return match outcome {
+                        Ok((logged_in, last)) => {
+                            self.logged_in();
+                            let answer = authenticate_answer(&request, Ok(last), self.auth.settings.client_reauth);
                             self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
                             Ok(logged_in)
                         }
                         Err(refusal) => {
-                            self.route.metrics.swap_login(refusal.outcome);
-                            self.summary.authenticated = Some(false);
-                            let answer = authenticate_answer(&request, Some(refusal.message.clone()), None);
+                            let reason = self.refused(refusal);
+                            let answer = authenticate_answer(&request, Err(reason.clone()), None);
                             self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
-                            Err(CloseReason::SaslRefused(refusal.message))
+                            Err(CloseReason::SaslRefused(reason))
                         }
                     };
                 }
                 other => {
+                    let how = self.auth.mechanism().map_or("", |m| m.kafka_name());
                     return Err(CloseReason::SaslRefused(format!(
-                        "the client sent {other:?} before authenticating (this route swaps credentials: it must log in with SASL PLAIN first)"
-                    )))
+                        "the client sent {other:?} before authenticating (this route swaps credentials: it must log in with SASL {how} first)"
+                    )));
                 }
             }
         }
     }
 
-    /// Check the client's token, look its principal up, and log in to the broker.
-    async fn authenticate(&mut self, token: &[u8]) -> Result<LoggedIn, Refusal> {
-        let principal = self.auth.check_plain(token).inspect_err(|r| self.summary.principal = r.principal.clone())?;
+    /// An mTLS client: its certificate's subject mapped to the principal, then the broker login,
+    /// before anything is read from the client.
+    async fn run_mtls(&mut self, rules: &PrincipalRules, subject: Option<String>) -> Result<LoggedIn, CloseReason> {
+        self.summary.mechanism = Some(MTLS.to_string());
+        let Some(subject) = subject else {
+            let reason = "the client presented no usable TLS certificate (this route logs clients in with theirs)";
+            return Err(CloseReason::SaslRefused(self.refused(Refusal::new(None, reason))));
+        };
+        let Some(principal) = rules.apply(&subject) else {
+            let reason =
+                format!("no principalMappingRules rule applies to the client certificate's subject `{subject}`");
+            return Err(CloseReason::SaslRefused(self.refused(Refusal::new(None, reason))));
+        };
         self.summary.principal = Some(principal.clone());
-        let credentials = self.auth.lookup(&principal).await?;
+        if let Err(problem) = self.broker_versions().await {
+            return Err(CloseReason::SaslRefused(format!("the broker's ApiVersions answer: {problem}")));
+        }
+        match self.connect(&principal).await {
+            Ok(logged_in) => {
+                self.logged_in();
+                Ok(logged_in)
+            }
+            Err(refusal) => Err(CloseReason::SaslRefused(self.refused(refusal))),
+        }
+    }
+
+    /// Count and note a successful login.
+    fn logged_in(&mut self) {
+        self.route.metrics.swap_login("ok");
+        self.summary.authenticated = Some(true);
+        self.summary.authentications = 1;
+    }
+
+    /// Count and note a refused login: the reason to close with.
+    fn refused(&mut self, refusal: Refusal) -> String {
+        self.route.metrics.swap_login(refusal.outcome);
+        self.summary.authenticated = Some(false);
+        if refusal.principal.is_some() {
+            self.summary.principal = refusal.principal;
+        }
+        refusal.message
+    }
+
+    /// The authenticated principal's cluster credentials looked up, and the broker login.
+    async fn connect(&mut self, principal: &str) -> Result<LoggedIn, Refusal> {
+        let credentials = self.auth.lookup(principal).await?;
         let (user, password) = self.auth.settings.cluster_template.fill(&credentials.user, &credentials.secret);
         match self.broker_login(&user, &password).await {
-            Ok(broker_session) => Ok((principal, user, broker_session)),
+            Ok(broker_session) => Ok((principal.to_string(), user, broker_session)),
             Err(problem) => {
                 tracing::warn!(principal, cluster_user = user, route = %self.route.name, "swap: the broker refused the mapped credentials: {problem}");
                 Err(Refusal::new(
-                    Some(principal.clone()),
+                    Some(principal.to_string()),
                     format!("Authentication failed: the gateway could not log in to the cluster for principal `{principal}`"),
                 )
                 .because("cluster_refused"))
             }
         }
+    }
+
+    /// The gateway's own ApiVersions, for the broker's SaslAuthenticate versions (mTLS clients
+    /// send theirs only after the login).
+    async fn broker_versions(&mut self) -> Result<(), String> {
+        let answer: ApiVersionsResponse =
+            self.broker_call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
+        if let Some(api) = answer.api_keys.iter().find(|a| a.api_key == ApiKey::SaslAuthenticate as i16) {
+            self.sasl_authenticate_max = api.max_version;
+        }
+        Ok(())
     }
 
     /// Log in to the broker as `user` with the route's cluster mechanism; the session's
@@ -620,27 +836,30 @@ fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, Req
     Ok(authenticate.auth_bytes)
 }
 
-/// The gateway's SaslHandshake answer: PLAIN is the only mechanism offered.
-fn handshake_answer(request: &InFlight, ok: bool) -> Result<Bytes, RequestError> {
+/// The gateway's SaslHandshake answer, listing the route's mechanisms (none on mTLS routes).
+fn handshake_answer(request: &InFlight, ok: bool, mechanisms: Vec<StrBytes>) -> Result<Bytes, RequestError> {
     let code = if ok { 0 } else { ResponseError::UnsupportedSaslMechanism.code() };
-    let body = SaslHandshakeResponse::default()
-        .with_error_code(code)
-        .with_mechanisms(vec![StrBytes::from_static_str(CLIENT_MECHANISM)]);
-    reply(request, &body)
+    reply(request, &SaslHandshakeResponse::default().with_error_code(code).with_mechanisms(mechanisms))
 }
 
-/// The gateway's SaslAuthenticate answer: success, or `SASL_AUTHENTICATION_FAILED` with `error`.
+/// The gateway's SaslAuthenticate answer: success with a token (empty for PLAIN), or
+/// `SASL_AUTHENTICATION_FAILED` with a message.
 fn authenticate_answer(
     request: &InFlight,
-    error: Option<String>,
+    outcome: Result<Vec<u8>, String>,
     lifetime: Option<Duration>,
 ) -> Result<Bytes, RequestError> {
-    let body = match error {
-        // The session lifetime exists from v1 on (KIP-368).
-        None if request.api_version >= 1 => SaslAuthenticateResponse::default()
-            .with_session_lifetime_ms(lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX))),
-        None => SaslAuthenticateResponse::default(),
-        Some(message) => SaslAuthenticateResponse::default()
+    let body = match outcome {
+        Ok(token) => {
+            let body = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(token));
+            // The session lifetime exists from v1 on (KIP-368).
+            match request.api_version >= 1 {
+                true => body
+                    .with_session_lifetime_ms(lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX))),
+                false => body,
+            }
+        }
+        Err(message) => SaslAuthenticateResponse::default()
             .with_error_code(ResponseError::SaslAuthenticationFailed.code())
             .with_error_message(Some(StrBytes::from_string(message))),
     };
@@ -672,11 +891,21 @@ mod tests {
     }
 
     fn auth(dir: &std::path::Path, reauth: Option<Duration>) -> Arc<SwapAuth> {
+        let users = r#"x.PlainLoginModule required user_alice="alice-pw" user_bob="bob-pw";"#;
+        auth_with(dir, reauth, SaslMechanism::Plain, users)
+    }
+
+    fn auth_with(
+        dir: &std::path::Path,
+        reauth: Option<Duration>,
+        mechanism: SaslMechanism,
+        users: &str,
+    ) -> Arc<SwapAuth> {
         let jaas = dir.join("users.conf");
-        std::fs::write(&jaas, r#"x.PlainLoginModule required user_alice="alice-pw" user_bob="bob-pw";"#).unwrap();
+        std::fs::write(&jaas, users).unwrap();
+        let users = client_users(users, mechanism).unwrap();
         let settings = SwapSettings {
-            client_users: client_users(&std::fs::read_to_string(&jaas).unwrap()).unwrap(),
-            client_jaas: jaas,
+            client_auth: ClientAuthSettings::Sasl { mechanism, jaas, users },
             secret_store: "none".into(),
             cluster_mechanism: SaslMechanism::Plain,
             cluster_template: ClusterTemplate {
@@ -685,7 +914,7 @@ mod tests {
             },
             client_reauth: reauth,
         };
-        Arc::new(SwapAuth::new(settings, Arc::new(NoStore)))
+        Arc::new(SwapAuth::new(settings, Arc::new(NoStore)).unwrap())
     }
 
     #[test]
@@ -746,28 +975,125 @@ mod tests {
             let message = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(token));
             session.reauthenticate(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
         };
-        let (_, ok) = authenticate(b"\0alice\0alice-pw").unwrap();
-        assert!(!ok, "no SaslHandshake first");
+        let (_, step) = authenticate(b"\0alice\0alice-pw").unwrap();
+        assert_eq!(step, Reauth::Refused, "no SaslHandshake first");
         let shake =
             || session.reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake));
-        assert!(shake().unwrap().1);
-        let (answer, ok) = authenticate(b"\0alice\0alice-pw").unwrap();
-        assert!(ok);
+        assert_eq!(shake().unwrap().1, Reauth::Continue);
+        let (answer, step) = authenticate(b"\0alice\0alice-pw").unwrap();
+        assert_eq!(step, Reauth::Accepted);
         assert_eq!(answer_code(&answer, 2), (0, 60_000));
-        assert!(shake().unwrap().1);
-        let (answer, ok) = authenticate(b"\0alice\0wrong").unwrap();
-        assert!(!ok);
+        assert_eq!(shake().unwrap().1, Reauth::Continue);
+        let (answer, step) = authenticate(b"\0alice\0wrong").unwrap();
+        assert_eq!(step, Reauth::Refused);
         assert_eq!(answer_code(&answer, 2).0, ResponseError::SaslAuthenticationFailed.code());
         let scram = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256"));
-        let (_, ok) = session
+        let (answer, step) = session
             .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &scram))
             .unwrap();
-        assert!(!ok, "only PLAIN");
-        assert!(shake().unwrap().1);
-        let (_, ok) = authenticate(b"\0bob\0bob-pw").unwrap();
-        assert!(!ok, "another principal, even with its right password");
+        assert_eq!(step, Reauth::Refused, "only PLAIN");
+        let mut answer = answer.slice(SIZE_PREFIX..);
+        ResponseHeader::decode(&mut answer, ApiKey::SaslHandshake.response_header_version(1)).unwrap();
+        let answer = SaslHandshakeResponse::decode(&mut answer, 1).unwrap();
+        assert_eq!(answer.error_code, ResponseError::UnsupportedSaslMechanism.code());
+        assert_eq!(answer.mechanisms, vec![StrBytes::from_static_str("PLAIN")], "the enabled list");
+        assert_eq!(shake().unwrap().1, Reauth::Continue);
+        let (_, step) = authenticate(b"\0bob\0bob-pw").unwrap();
+        assert_eq!(step, Reauth::Refused, "another principal, even with its right password");
         let legacy =
             session.reauthenticate(&request(ApiKey::SaslHandshake, 0), &body(ApiKey::SaslHandshake, 0, &handshake));
         assert!(matches!(legacy, Err(RequestError::LegacySaslHandshake)));
+    }
+
+    /// The token of a SaslAuthenticate answer, or its error.
+    fn answer_token(frame: &Bytes) -> Result<Bytes, String> {
+        let mut body = frame.slice(SIZE_PREFIX..);
+        ResponseHeader::decode(&mut body, ApiKey::SaslAuthenticate.response_header_version(2)).unwrap();
+        let answer = SaslAuthenticateResponse::decode(&mut body, 2).unwrap();
+        match answer.error_code {
+            0 => Ok(answer.auth_bytes),
+            _ => Err(answer.error_message.map(|m| m.to_string()).unwrap_or_default()),
+        }
+    }
+
+    /// A SCRAM route's client users: alice's verifier, for `alice-pw`.
+    fn scram_auth(dir: &std::path::Path, hash: ScramHash, mechanism: SaslMechanism) -> Arc<SwapAuth> {
+        let verifier = ScramVerifier::derive(hash, "alice-pw", b"alice-salt", 4096).to_kafka_string();
+        let users = format!(r#"x.ScramLoginModule required user_alice="{verifier}";"#);
+        auth_with(dir, Some(Duration::from_secs(60)), mechanism, &users)
+    }
+
+    /// One SCRAM re-authentication of `user` with `password`: the final step, and the error a
+    /// refusal carries.
+    fn scram_reauth(session: &SwapSession, hash: ScramHash, user: &str, password: &str) -> (Reauth, Option<String>) {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(hash.mechanism()));
+        let (_, step) = session
+            .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake))
+            .unwrap();
+        assert_eq!(step, Reauth::Continue);
+        let send = |token: Vec<u8>| {
+            let message = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+            session.reauthenticate(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
+        };
+        let mut client = ScramClient::new(hash, user, password);
+        let (first, step) = send(client.client_first()).unwrap();
+        assert_eq!(step, Reauth::Continue);
+        let (last, step) = send(client.client_final(&answer_token(&first).unwrap()).unwrap()).unwrap();
+        match answer_token(&last) {
+            Ok(signature) => {
+                client.verify_server_final(&signature).unwrap();
+                (step, None)
+            }
+            Err(message) => (step, Some(message)),
+        }
+    }
+
+    #[test]
+    fn scram_reauthentication_with_the_right_password_the_wrong_one_or_an_unknown_user() {
+        for (hash, mechanism) in
+            [(ScramHash::Sha256, SaslMechanism::ScramSha256), (ScramHash::Sha512, SaslMechanism::ScramSha512)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let session =
+                SwapSession::new(&scram_auth(dir.path(), hash, mechanism), "alice".into(), "app".into(), None);
+            assert_eq!(scram_reauth(&session, hash, "alice", "alice-pw"), (Reauth::Accepted, None));
+            let (step, wrong) = scram_reauth(&session, hash, "alice", "not-the-pw");
+            assert_eq!(step, Reauth::Refused);
+            let wrong = wrong.unwrap();
+            assert!(!wrong.contains("not-the-pw") && !wrong.contains("alice-pw"), "{wrong}");
+            let (step, unknown) = scram_reauth(&session, hash, "mallory", "alice-pw");
+            assert_eq!(step, Reauth::Refused);
+            assert_eq!(unknown.unwrap(), wrong, "an unknown user reads like a wrong password");
+            // PLAIN is not offered on a SCRAM route.
+            let plain = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+            let (_, step) = session
+                .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &plain))
+                .unwrap();
+            assert_eq!(step, Reauth::Refused);
+        }
+    }
+
+    #[test]
+    fn unusable_verifiers_are_refused_at_start_without_quoting_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let jaas = dir.path().join("users.conf");
+        let users = r#"x.ScramLoginModule required user_alice="plain-password-by-mistake";"#;
+        std::fs::write(&jaas, users).unwrap();
+        let settings = SwapSettings {
+            client_auth: ClientAuthSettings::Sasl {
+                mechanism: SaslMechanism::ScramSha256,
+                jaas,
+                users: client_users(users, SaslMechanism::ScramSha256).unwrap(),
+            },
+            secret_store: "none".into(),
+            cluster_mechanism: SaslMechanism::Plain,
+            cluster_template: ClusterTemplate {
+                username: TemplateValue::MappedUser,
+                password: TemplateValue::MappedSecret,
+            },
+            client_reauth: None,
+        };
+        let error = SwapAuth::new(settings, Arc::new(NoStore)).err().unwrap();
+        assert!(error.contains("`alice`") && !error.contains("plain-password-by-mistake"), "{error}");
     }
 }

@@ -14,7 +14,7 @@
 
 use super::{Switchboard, SwitchoverReport};
 use crate::config::SwitchoverRequest;
-use crate::config::{DomainConfig, GatewayConfig, RouteConfig};
+use crate::config::{ClientAuthSettings, DomainConfig, GatewayConfig, RouteConfig};
 pub use crate::telemetry::ReloadOutcome;
 
 /// Apply `edited` over `running`, switching routes through `board` (whose config is `running`).
@@ -90,12 +90,25 @@ fn same_swap(old: &RouteConfig, new: &RouteConfig) -> bool {
     match (&old.swap, &new.swap) {
         (None, None) => true,
         (Some(old), Some(new)) => {
-            old.client_jaas == new.client_jaas
+            same_client_auth(&old.client_auth, &new.client_auth)
                 && old.secret_store == new.secret_store
                 && old.cluster_mechanism == new.cluster_mechanism
                 && old.cluster_template == new.cluster_template
                 && old.client_reauth == new.client_reauth
         }
+        _ => false,
+    }
+}
+
+/// Whether clients log in the same way: the users of a client JAAS file are re-read by the data
+/// path, so only its path and mechanism count.
+fn same_client_auth(old: &ClientAuthSettings, new: &ClientAuthSettings) -> bool {
+    match (old, new) {
+        (
+            ClientAuthSettings::Sasl { mechanism: a, jaas: x, .. },
+            ClientAuthSettings::Sasl { mechanism: b, jaas: y, .. },
+        ) => a == b && x == y,
+        (ClientAuthSettings::Mtls { rules: a }, ClientAuthSettings::Mtls { rules: b }) => a == b,
         _ => false,
     }
 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod librdkafka;
 pub mod server;
 pub mod store;
+pub mod subject;
 
 use std::path::Path;
 
