@@ -34,6 +34,9 @@ pub struct Exchange {
     pub response: Option<Bytes>,
 }
 
+/// Where an answer goes: its request's (API key, version) and index among those kept.
+type Slot = (i16, i16, usize);
+
 /// What the recorder has seen, by (API key, version).
 #[derive(Default)]
 struct Recorded {
@@ -42,7 +45,7 @@ struct Recorded {
 
 impl Recorded {
     /// Keep a request, unless enough of its kind are kept; returns its slot for the answer.
-    fn request(&mut self, body: Bytes) -> Option<(i16, i16, usize)> {
+    fn request(&mut self, body: Bytes) -> Option<Slot> {
         let (api_key, api_version) = (i16::from_be_bytes([body[0], body[1]]), i16::from_be_bytes([body[2], body[3]]));
         let kept = self.exchanges.entry((api_key, api_version)).or_default();
         if kept.len() >= PER_VERSION || body.len() > MAX_FRAME {
@@ -52,7 +55,7 @@ impl Recorded {
         Some((api_key, api_version, kept.len() - 1))
     }
 
-    fn response(&mut self, slot: (i16, i16, usize), body: Bytes) {
+    fn response(&mut self, slot: Slot, body: Bytes) {
         if body.len() > MAX_FRAME {
             return;
         }
@@ -118,7 +121,7 @@ impl Drop for Recorder {
 /// Pump one connection both ways on two threads, recording frames; the answers' correlation
 /// ids find their requests.
 fn forward_connection(client: TcpStream, broker: TcpStream, recorded: Arc<Mutex<Recorded>>) {
-    let pending: Arc<Mutex<HashMap<i32, (i16, i16, usize)>>> = Arc::default();
+    let pending: Arc<Mutex<HashMap<i32, Slot>>> = Arc::default();
     let (Ok(client_read), Ok(broker_read)) = (client.try_clone(), broker.try_clone()) else { return };
     let requests = {
         let (recorded, pending) = (Arc::clone(&recorded), Arc::clone(&pending));
