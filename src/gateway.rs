@@ -108,7 +108,18 @@ fn swap_routes(config: &GatewayConfig) -> anyhow::Result<HashMap<String, Arc<Swa
                 route.name
             )
         })?;
-        swaps.insert(route.name.clone(), Arc::new(auth));
+        let mut by_domain = HashMap::new();
+        for (domain, name) in &settings.domain_secret_stores {
+            let store = stores.get(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: route `{}`: no secret store `{name}` for domain `{domain}`",
+                    config.source,
+                    route.name
+                )
+            })?;
+            by_domain.insert(domain.clone(), (name.clone(), store));
+        }
+        swaps.insert(route.name.clone(), Arc::new(auth.with_domain_stores(by_domain)));
     }
     Ok(swaps)
 }

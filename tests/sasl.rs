@@ -60,6 +60,10 @@ fn main() {
                 "switchover_between_sasl_clusters_keeps_the_producer",
                 switchover_between_sasl_clusters_keeps_the_producer,
             ),
+            (
+                "swap_connections_follow_a_switchover_with_each_domains_credentials",
+                swap_connections_follow_a_switchover_with_each_domains_credentials,
+            ),
         ],
         setup,
     );
@@ -512,4 +516,80 @@ fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> 
             && e["upstreamAddress"].as_str().is_some_and(|a| a == env.ssl.first_bootstrap().to_string())
     })?;
     Ok(())
+}
+
+/// A swap route's connections follow a live switchover, and the gateway logs in to the
+/// destination with that domain's credentials. Client `carol` exists only in the gateway's JAAS
+/// file. On `plain` the domain's store maps her to `alice`, on `ssl` to `gateway` (a super
+/// user); the route's default store maps her to `bob`, who may do nothing, so records landing
+/// on the destination prove that the destination's store was used. The producer's connections
+/// are kept, not closed.
+fn swap_connections_follow_a_switchover_with_each_domains_credentials(env: &Env) -> Result<()> {
+    const CAROL: (&str, &str) = ("carol", "carol-Pw-4d1aS");
+    let dir = tempfile::tempdir()?;
+    let users = dir.path().join("users.conf");
+    std::fs::write(
+        &users,
+        format!("KafkaServer {{\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n    user_{}=\"{}\";\n}};\n", CAROL.0, CAROL.1),
+    )?;
+    let template = dir.path().join("cluster.conf");
+    std::fs::write(&template, format!("{}\n", scram_jaas(("%s", "%s"))))?;
+    let mut stores = String::new();
+    for (store, mapped) in [("default", BOB), ("plain", ALICE), ("ssl", GATEWAY)] {
+        let directory = dir.path().join(store);
+        std::fs::create_dir(&directory)?;
+        std::fs::write(directory.join(CAROL.0), format!("{}:{}\n", mapped.0, mapped.1))?;
+        stores += &format!(
+            "  - name: {store}-store\n    provider:\n      type: FILE\n      config: {{directory: \"{}\"}}\n",
+            directory.display()
+        );
+    }
+    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
+    let (base, admin) = (free_port_block(3), free_port_block(1));
+    let audit = dir.path().join("audit.jsonl");
+    let yaml = format!(
+        "secretStores:\n{stores}streamingDomains:\n{domains}routes:\n  - name: main\n    endpoint: \"127.0.0.1:{base}\"\n    streamingDomain: {{name: plain, bootstrapServerId: listener}}\n    security:\n      auth: swap\n      swapConfig:\n        clientAuth:\n          sasl:\n            mechanism: PLAIN\n            jaasConfig: {{file: \"{}\"}}\n        secretStore: default-store\n        domainSecretStores: {{plain: plain-store, ssl: ssl-store}}\n        clusterAuth:\n          sasl:\n            mechanism: SCRAM-SHA-512\n            jaasConfig: {{file: \"{}\"}}\nproxy:\n  connectTimeoutMs: 3000\nadmin:\n  address: 127.0.0.1:{admin}\n  token: {TOKEN}\naudit:\n  file: {}\n",
+        users.display(),
+        template.display(),
+        audit.display()
+    );
+    let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
+    let gateway = Gateway { process, base, admin, audit, _dir: dir };
+    let records = 600;
+    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), TOPIC, records);
+    perf.throughput = 100;
+    let props_dir = tempfile::tempdir()?;
+    perf.config_file =
+        Some(properties_file(props_dir.path(), &java_sasl("SASL_PLAINTEXT", "PLAIN", &plain_jaas(CAROL), None))?);
+    perf.producer_props.push(("delivery.timeout.ms".to_owned(), "60000".to_owned()));
+    perf.timeout = Duration::from_secs(90);
+    let ssl_before: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    let run = java::producer_perf_background(&perf)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
+    let mut response = agent
+        .post(&gateway.url("/admin/v1/routes/main/switchover"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())?;
+    let status = response.status().as_u16();
+    let report: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
+    ensure!(status == 200 && report["outcome"] == "completed", "switchover: {status} {report}");
+    let (summary, output) = run.wait_with_output()?;
+    ensure!(
+        summary.records == records,
+        "{} of {records} records acknowledged:\n{}",
+        summary.records,
+        output.describe()
+    );
+    let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    let scrape = scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+    let moved = metric_sum(&scrape, "switchyard_connections_moved_total", &[("route", "main")]);
+    ensure!(moved >= 1.0, "no connection followed the route:\n{}", gateway.process.log_tail());
+    let switched =
+        metric_sum(&scrape, "switchyard_connections_closed_total", &[("route", "main"), ("reason", "route_switched")]);
+    ensure!(switched == 0.0, "{switched} connections were closed at the cut instead of following it");
+    gateway.ensure_no_secrets(&[CAROL.1, ALICE.1, GATEWAY.1, BOB.1])
 }

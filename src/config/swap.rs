@@ -8,7 +8,7 @@
 //! loaded, so a mistake is reported at start; the client users are read again by the data path
 //! when the file changes. Secrets are [`Secret`]s: never shown by `Debug`, never in an error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub struct SwapSettings {
     pub client_auth: ClientAuthSettings,
     /// The name of the `secretStores[]` entry.
     pub secret_store: String,
+    /// `domainSecretStores`: a store per streaming domain, for clusters whose users differ
+    /// (a switchover between them changes the credentials); other domains use `secret_store`.
+    pub domain_secret_stores: BTreeMap<String, String>,
     pub cluster_mechanism: SaslMechanism,
     pub cluster_template: ClusterTemplate,
     /// `clientAuth.sasl.connectionsMaxReauthMs`: clients must re-authenticate within this
@@ -140,6 +143,8 @@ pub(crate) enum RawTokenValue {
 pub(crate) struct RawSwapConfig {
     pub client_auth: RawClientAuth,
     pub secret_store: String,
+    #[serde(default)]
+    pub domain_secret_stores: BTreeMap<String, String>,
     pub cluster_auth: RawSaslSide,
 }
 
@@ -427,17 +432,24 @@ pub(crate) fn swap(
             "remove it".into(),
         ));
     }
-    if !stores.iter().any(|s| s.name == raw.secret_store) {
-        let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
-        return Err(err(
-            "swapConfig.secretStore",
-            format!("no secret store named `{}`", raw.secret_store),
-            if known.is_empty() {
-                "add it under secretStores".into()
-            } else {
-                format!("use one of: {}", known.join(", "))
-            },
-        ));
+    let named = std::iter::once(("swapConfig.secretStore".to_string(), &raw.secret_store)).chain(
+        raw.domain_secret_stores
+            .iter()
+            .map(|(domain, store)| (format!("swapConfig.domainSecretStores.{domain}"), store)),
+    );
+    for (field, store) in named {
+        if !stores.iter().any(|s| s.name == *store) {
+            let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+            return Err(err(
+                &field,
+                format!("no secret store named `{store}`"),
+                if known.is_empty() {
+                    "add it under secretStores".into()
+                } else {
+                    format!("use one of: {}", known.join(", "))
+                },
+            ));
+        }
     }
     let mechanism_field = "swapConfig.clusterAuth.sasl.mechanism";
     let cluster_mechanism = match raw.cluster_auth.sasl.mechanism.to_ascii_uppercase().as_str() {
@@ -458,7 +470,14 @@ pub(crate) fn swap(
         .map_err(|problem| err(cluster_field, problem, "check the path and the file's permissions".into()))?;
     let cluster_template = cluster_template(&cluster_text, cluster_mechanism)
         .map_err(|(problem, fix)| err(cluster_field, format!("`{cluster_file}`: {problem}"), fix))?;
-    Ok(SwapSettings { client_auth, secret_store: raw.secret_store, cluster_mechanism, cluster_template, client_reauth })
+    Ok(SwapSettings {
+        client_auth,
+        secret_store: raw.secret_store,
+        domain_secret_stores: raw.domain_secret_stores,
+        cluster_mechanism,
+        cluster_template,
+        client_reauth,
+    })
 }
 
 /// `clientAuth.sasl`: the mechanism and its users' file.

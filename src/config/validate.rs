@@ -298,6 +298,15 @@ impl Checker<'_> {
         let bootstrap_server_id = r.streaming_domain.bootstrap_server_id;
         let upstream = self.bootstrap_for(at, domain, bootstrap_server_id.as_deref())?;
         let (tls, swap) = self.route_security(at, r.security)?;
+        let stores_by_domain = swap.iter().flat_map(|s| s.domain_secret_stores.keys());
+        if let Some(unknown) = stores_by_domain.into_iter().find(|d| !domains.iter().any(|known| &known.name == *d)) {
+            let known: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+            return Err(self.err(
+                format!("{at}.security.swapConfig.domainSecretStores.{unknown}"),
+                format!("unknown streaming domain `{unknown}`"),
+                format!("use one of: {}", known.join(", ")),
+            ));
+        }
         if host_pattern.is_some() && tls.is_none() {
             return Err(self.err(
                 format!("{at}.security.ssl"),

@@ -229,7 +229,7 @@ pub struct ConnectionContext {
     /// The gateway's budget of buffered frame bytes.
     pub budget: Arc<MemoryBudget>,
     /// On a swap route, the client's login: the gateway answers its re-authentications.
-    pub swap: Option<SwapSession>,
+    pub swap: Option<Arc<SwapSession>>,
 }
 
 /// What makes a connection stop taking requests and drain.
@@ -488,7 +488,7 @@ async fn run<C: Duplex, U: Duplex>(
             upstream: destination,
             settings: Arc::clone(&shared.ctx.settings),
             budget: Arc::clone(&shared.ctx.budget),
-            swap: None,
+            swap: shared.ctx.swap.clone(),
         };
         moved = Some((ctx, session));
         pending = buf;
@@ -750,9 +750,10 @@ impl Requests<'_> {
         if self.ctx.route.moves() == self.moves_seen {
             return RequestsEnd::Drain(CloseReason::RouteReset);
         }
-        // A SASL login was with the old cluster, and only the client can log in again.
-        let logged_in = self.ctx.swap.is_some() || self.traffic.sasl().summary().mechanism.is_some();
-        if self.follows_moves && !logged_in {
+        // The client's own SASL login was with the old cluster, and only the client can log in
+        // again (a swap route's gateway login is redone by its re-dial).
+        let own_login = self.ctx.swap.is_none() && self.traffic.sasl().summary().mechanism.is_some();
+        if self.follows_moves && !own_login {
             RequestsEnd::Move
         } else {
             RequestsEnd::Drain(CloseReason::RouteSwitched)
@@ -1024,7 +1025,7 @@ impl Requests<'_> {
 /// Resolves while a swap route's broker session is ending (at once on the first poll, then every
 /// few milliseconds), so the request direction can look for an idle moment to close; never
 /// without a swap session or before the session starts ending.
-async fn broker_session_ending(swap: Option<&SwapSession>) {
+async fn broker_session_ending(swap: Option<&Arc<SwapSession>>) {
     let Some(swap) = swap else { return std::future::pending().await };
     // Created before the flag is read: a notification in between is not missed.
     let notified = swap.broker_session_notify.notified();

@@ -30,8 +30,8 @@ use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
-use super::stream::{Duplex, Halves, Rewound};
-use super::swap::{self, Legs, SwapAuth, SwapOutcome};
+use super::stream::{BrokerReader, BrokerStream, BrokerWriter, Duplex, Halves, Rewound};
+use super::swap::{self, Legs, SwapAuth, SwapOutcome, SwapSession};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::protocol::SaslSummary;
@@ -265,6 +265,20 @@ fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, lim
 }
 
 /// One accepted client connection, from accept to close.
+/// A swap route's broker connection on the cluster its connection moved to, logged in.
+type MovedBroker = Pin<Box<dyn Future<Output = Result<Halves<BrokerReader, BrokerWriter>, String>> + Send>>;
+
+/// Dial `target` on the cluster a connection moves to. A broker port whose node that cluster
+/// lacks is dialled to any of its brokers: they answer for what that node led with
+/// NOT_LEADER_OR_FOLLOWER (and the new leader), and the client moves on by its own retry path.
+async fn redial(domain: &Upstream, target: Target, timeout: Duration) -> Result<BrokerStream, String> {
+    let connected = match upstream::connect(domain, target, timeout).await {
+        Err(upstream::UpstreamError::UnknownNode(_)) => upstream::connect(domain, Target::Bootstrap, timeout).await,
+        connected => connected,
+    };
+    connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
+}
+
 struct Connection {
     route: Arc<Route>,
     tls: Option<Arc<ServerTls>>,
@@ -408,20 +422,10 @@ impl Connection {
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
         let summary = match self.shared.swaps.get(&self.route.name) {
             None => {
+                let target = self.target;
                 let connect_timeout = self.shared.settings.connect_timeout;
-                // A broker port whose node the new cluster lacks is dialled to any of its
-                // brokers: they answer what that node led with NOT_LEADER_OR_FOLLOWER (and the
-                // new leader), and the client moves on by its own retry path.
                 let redial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
-                    Box::pin(async move {
-                        let connected = match upstream::connect(&domain, target, connect_timeout).await {
-                            Err(upstream::UpstreamError::UnknownNode(_)) => {
-                                upstream::connect(&domain, Target::Bootstrap, connect_timeout).await
-                            }
-                            connected => connected,
-                        };
-                        connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
-                    })
+                    Box::pin(async move { redial(&domain, target, connect_timeout).await })
                 };
                 let redial: &Redial<_> = &redial;
                 pump(client, initial, upstream, &ctx, stop, Some(redial)).await
@@ -447,7 +451,8 @@ impl Connection {
                     SwapOutcome::LoggedIn { session: logged_in, leftover, summary: login, bytes_to_client } => {
                         let cluster_user = logged_in.cluster_user.clone();
                         let broker_session = logged_in.broker_session;
-                        ctx.swap = Some(logged_in);
+                        let logged_in = Arc::new(logged_in);
+                        ctx.swap = Some(Arc::clone(&logged_in));
                         let client = Halves(client_read, client_write);
                         let upstream = Halves(upstream_read, upstream_write);
                         // A broker session that ends (connections.max.reauth.ms) is not renewed:
@@ -463,7 +468,9 @@ impl Connection {
                             let hard = BROKER_SESSION_DRAIN - BROKER_SESSION_IDLE_CLOSE;
                             tokio::time::sleep(lifetime.mul_f64(hard)).await;
                         };
-                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop, None));
+                        let redial = self.swap_redial(logged_in);
+                        let redial: &Redial<_> = &redial;
+                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop, Some(redial)));
                         let mut summary = tokio::select! {
                             summary = &mut pumped => summary,
                             _ = ending => {
@@ -510,6 +517,22 @@ impl Connection {
             }
         }
         self.audit_close(proxied, Some(upstream), &reason.to_string(), started, Some(&summary));
+    }
+
+    /// How a swap route's connection follows its route to another cluster: a broker connection
+    /// there, and the gateway's login on it for the client's principal, with the credentials
+    /// that cluster's domain maps it to.
+    fn swap_redial(&self, session: Arc<SwapSession>) -> impl Fn(Arc<Upstream>) -> MovedBroker + Send + Sync {
+        let (target, timeout) = (self.target, self.shared.settings.connect_timeout);
+        let (max_frame, route) = (self.shared.settings.max_frame_bytes, self.route.name.clone());
+        move |domain: Arc<Upstream>| -> MovedBroker {
+            let (session, route) = (Arc::clone(&session), route.clone());
+            Box::pin(async move {
+                let (mut read, mut write) = redial(&domain, target, timeout).await?.into_halves();
+                swap::relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
+                Ok(Halves(read, write))
+            })
+        }
     }
 
     fn audit_open(&self, proxied: Option<ProxiedAddresses>) {

@@ -1,6 +1,7 @@
 //! Proxying: client-facing listeners, the PROXY protocol, broker connections, and the frame
 //! pump between them.
 
+mod broker_login;
 mod budget;
 mod connection;
 mod limits;

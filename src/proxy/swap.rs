@@ -37,20 +37,19 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::broker_login::BrokerSide;
 use super::connection::CloseReason;
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
-use crate::protocol::scram::{
-    constant_time_eq, Decoy, ScramClient, ScramHash, ScramServer, ScramServerError, ScramVerifier,
-};
+use crate::protocol::scram::{constant_time_eq, Decoy, ScramHash, ScramServer, ScramServerError, ScramVerifier};
 use crate::protocol::{
-    encode_request, encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError,
-    SaslSummary, MIN_REQUEST_BODY, MIN_RESPONSE_BODY, SIZE_PREFIX,
+    encode_response, frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, SaslSummary,
+    MIN_REQUEST_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Classified, ResponseBody};
 use crate::routing::{Route, Upstream};
@@ -58,10 +57,6 @@ use crate::secrets::{Credentials, SecretStore};
 
 /// From the client's first byte to its successful login.
 const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Correlation ids of the gateway's own requests on the broker connection.
-const GATEWAY_CORRELATION: i32 = 0x5357_0000;
-/// The client id of the gateway's broker logins.
-const CLIENT_ID: &str = "switchyard-swap";
 /// The largest request a client may send before it has logged in: Kafka's own bound on
 /// unauthenticated frames (`sasl.server.max.receive.size`), so a stranger cannot make the
 /// gateway buffer `maxFrameBytes`.
@@ -78,6 +73,8 @@ pub struct SwapAuth {
     settings: SwapSettings,
     store_name: String,
     store: Arc<dyn SecretStore>,
+    /// `domainSecretStores`: by domain, the store's name and the store.
+    domain_stores: HashMap<String, (String, Arc<dyn SecretStore>)>,
     /// SASL clients' users (passwords or verifiers), and the JAAS file's modification time they
     /// were read at; empty for mTLS.
     users: Mutex<(Option<SystemTime>, HashMap<String, Secret>)>,
@@ -117,7 +114,14 @@ impl SwapAuth {
             }
             ClientAuthSettings::Mtls { .. } => (None, HashMap::new()),
         };
-        Ok(SwapAuth { store_name: settings.secret_store.clone(), settings, store, users: Mutex::new(users) })
+        let store_name = settings.secret_store.clone();
+        Ok(SwapAuth { store_name, settings, store, domain_stores: HashMap::new(), users: Mutex::new(users) })
+    }
+
+    /// Use these stores (by domain, with their names) for logins to those domains.
+    pub fn with_domain_stores(mut self, stores: HashMap<String, (String, Arc<dyn SecretStore>)>) -> SwapAuth {
+        self.domain_stores = stores;
+        self
     }
 
     /// The client mechanism, on SASL routes.
@@ -218,16 +222,55 @@ impl SwapAuth {
     }
 
     /// The credentials `principal` maps to, looked up off the async workers.
-    async fn lookup(self: &Arc<Self>, principal: &str) -> Result<Credentials, Refusal> {
-        let (auth, who) = (Arc::clone(self), principal.to_string());
-        let found = tokio::task::spawn_blocking(move || auth.store.lookup(&who)).await;
+    /// Log `principal` in on a broker connection of `domain`, as the cluster user the domain's
+    /// secret store (else the route's) maps it to: that user and the broker session's lifetime.
+    async fn cluster_login<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        self: &Arc<Self>,
+        principal: &str,
+        domain: &str,
+        route: &str,
+        broker: &mut BrokerSide<'_, R, W>,
+    ) -> Result<(String, Option<Duration>), Refusal> {
+        let credentials = self.lookup(principal, domain).await?;
+        let (user, password) = self.settings.cluster_template.fill(&credentials.user, &credentials.secret);
+        match broker.login(self.settings.cluster_mechanism, &user, &password).await {
+            Ok(broker_session) => Ok((user, broker_session)),
+            Err(problem) => {
+                tracing::warn!(
+                    principal,
+                    cluster_user = user,
+                    route,
+                    domain,
+                    "swap: the broker refused the mapped credentials: {problem}"
+                );
+                Err(Refusal::new(
+                    Some(principal.to_string()),
+                    format!("Authentication failed: the gateway could not log in to the cluster for principal `{principal}`"),
+                )
+                .because("cluster_refused"))
+            }
+        }
+    }
+
+    /// The secret store for logins to `domain`, and its name.
+    fn store_for(&self, domain: &str) -> (&Arc<dyn SecretStore>, &str) {
+        match self.domain_stores.get(domain) {
+            Some((name, store)) => (store, name),
+            None => (&self.store, &self.store_name),
+        }
+    }
+
+    async fn lookup(self: &Arc<Self>, principal: &str, domain: &str) -> Result<Credentials, Refusal> {
+        let (store, store_name) = self.store_for(domain);
+        let (store, who) = (Arc::clone(store), principal.to_string());
+        let found = tokio::task::spawn_blocking(move || store.lookup(&who)).await;
         match found {
             Ok(Ok(Some(credentials))) => Ok(credentials),
             Ok(Ok(None)) => Err(Refusal::new(
                 Some(principal.to_string()),
                 format!(
                     "Authentication failed: the gateway has no cluster credentials for principal `{principal}` (secret store `{}`)",
-                    self.store_name
+                    store_name
                 ),
             )
             .because("unmapped")),
@@ -235,7 +278,7 @@ impl SwapAuth {
                 tracing::warn!(principal, "swap: {e}");
                 Err(Refusal::new(
                     Some(principal.to_string()),
-                    format!("Authentication failed: the gateway's secret store `{}` could not be read", self.store_name),
+                    format!("Authentication failed: the gateway's secret store `{}` could not be read", store_name),
                 )
                 .because("store_error"))
             }
@@ -446,21 +489,21 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin,
 {
+    let Legs { client_read, client_write, upstream_read, upstream_write } = legs;
     let mut dialogue = Dialogue {
         auth,
-        legs,
+        client_read,
+        client_write,
+        broker: BrokerSide::new(upstream_read, upstream_write, max_frame_bytes),
         client_buf: initial,
-        upstream_buf: BytesMut::new(),
         route,
         upstream,
         request_limits: FrameLimits {
             min_body: MIN_REQUEST_BODY,
             max_body: max_frame_bytes.min(MAX_UNAUTHENTICATED_REQUEST),
         },
-        response_limits: FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: max_frame_bytes },
         summary: SaslSummary::default(),
         exchange: ClientExchange::Idle,
-        sasl_authenticate_max: 2,
         bytes_to_client: 0,
     };
     let result = match &auth.settings.client_auth {
@@ -488,19 +531,34 @@ where
     }
 }
 
+/// Log a client that is already authenticated in again, on a new broker connection to `domain`
+/// (its connection followed the route there at a switchover): the cluster user, from the
+/// domain's store. Nothing is read from or sent to the client.
+pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    session: &SwapSession,
+    domain: &str,
+    route: &str,
+    (read, write): (&mut R, &mut W),
+    max_frame_bytes: usize,
+) -> Result<String, String> {
+    let mut broker = BrokerSide::new(read, write, max_frame_bytes);
+    broker.versions().await.map_err(|problem| format!("the broker's ApiVersions answer: {problem}"))?;
+    let principal = &session.principal;
+    let logged_in = session.auth.cluster_login(principal, domain, route, &mut broker).await;
+    logged_in.map(|(user, _)| user).map_err(|refusal| refusal.message)
+}
+
 struct Dialogue<'a, 'l, CR, CW, UR, UW> {
     auth: &'a Arc<SwapAuth>,
-    legs: Legs<'l, CR, CW, UR, UW>,
+    client_read: &'l mut CR,
+    client_write: &'l mut CW,
+    broker: BrokerSide<'l, UR, UW>,
     client_buf: BytesMut,
-    upstream_buf: BytesMut,
     route: &'a Route,
     upstream: &'a Upstream,
     request_limits: FrameLimits,
-    response_limits: FrameLimits,
     summary: SaslSummary,
     exchange: ClientExchange,
-    /// The highest SaslAuthenticate version the broker offers (from the ApiVersions answer).
-    sasl_authenticate_max: i16,
     bytes_to_client: u64,
 }
 
@@ -594,7 +652,7 @@ where
             return Err(CloseReason::SaslRefused(self.refused(Refusal::new(None, reason))));
         };
         self.summary.principal = Some(principal.clone());
-        if let Err(problem) = self.broker_versions().await {
+        if let Err(problem) = self.broker.versions().await {
             return Err(CloseReason::SaslRefused(format!("the broker's ApiVersions answer: {problem}")));
         }
         match self.connect(&principal).await {
@@ -625,108 +683,9 @@ where
 
     /// The authenticated principal's cluster credentials looked up, and the broker login.
     async fn connect(&mut self, principal: &str) -> Result<LoggedIn, Refusal> {
-        let credentials = self.auth.lookup(principal).await?;
-        let (user, password) = self.auth.settings.cluster_template.fill(&credentials.user, &credentials.secret);
-        match self.broker_login(&user, &password).await {
-            Ok(broker_session) => Ok((principal.to_string(), user, broker_session)),
-            Err(problem) => {
-                tracing::warn!(principal, cluster_user = user, route = %self.route.name, "swap: the broker refused the mapped credentials: {problem}");
-                Err(Refusal::new(
-                    Some(principal.to_string()),
-                    format!("Authentication failed: the gateway could not log in to the cluster for principal `{principal}`"),
-                )
-                .because("cluster_refused"))
-            }
-        }
-    }
-
-    /// The gateway's own ApiVersions, for the broker's SaslAuthenticate versions (mTLS clients
-    /// send theirs only after the login).
-    async fn broker_versions(&mut self) -> Result<(), String> {
-        let answer: ApiVersionsResponse =
-            self.broker_call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
-        if let Some(api) = answer.api_keys.iter().find(|a| a.api_key == ApiKey::SaslAuthenticate as i16) {
-            self.sasl_authenticate_max = api.max_version;
-        }
-        Ok(())
-    }
-
-    /// Log in to the broker as `user` with the route's cluster mechanism; the session's
-    /// lifetime if the broker limits it.
-    async fn broker_login(&mut self, user: &str, password: &Secret) -> Result<Option<Duration>, String> {
-        let mechanism = self.auth.settings.cluster_mechanism;
-        let handshake =
-            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
-        let answer: SaslHandshakeResponse = self.broker_call(ApiKey::SaslHandshake, 1, &handshake).await?;
-        if answer.error_code != 0 {
-            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(format!(
-                "SaslHandshake {}: error {} (the broker offers {offered:?})",
-                mechanism.kafka_name(),
-                answer.error_code
-            ));
-        }
-        let version = self.sasl_authenticate_max.clamp(0, 2);
-        match mechanism {
-            SaslMechanism::Plain => {
-                let mut token = Vec::with_capacity(user.len() + password.expose().len() + 2);
-                token.push(0);
-                token.extend_from_slice(user.as_bytes());
-                token.push(0);
-                token.extend_from_slice(password.expose().as_bytes());
-                self.broker_authenticate(version, token).await.map(|(_, lifetime)| lifetime)
-            }
-            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
-                let hash = if mechanism == SaslMechanism::ScramSha256 { ScramHash::Sha256 } else { ScramHash::Sha512 };
-                let mut scram = ScramClient::new(hash, user, password.expose());
-                let (server_first, _) = self.broker_authenticate(version, scram.client_first()).await?;
-                let client_final = scram.client_final(&server_first).map_err(|e| e.to_string())?;
-                let (server_final, lifetime) = self.broker_authenticate(version, client_final).await?;
-                scram.verify_server_final(&server_final).map_err(|e| e.to_string())?;
-                Ok(lifetime)
-            }
-        }
-    }
-
-    /// One SaslAuthenticate round with the broker: its token and session lifetime, or why it
-    /// refused.
-    async fn broker_authenticate(&mut self, version: i16, token: Vec<u8>) -> Result<(Bytes, Option<Duration>), String> {
-        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-        let answer: SaslAuthenticateResponse = self.broker_call(ApiKey::SaslAuthenticate, version, &request).await?;
-        if answer.error_code != 0 {
-            let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
-            return Err(format!("SaslAuthenticate: error {}: {message}", answer.error_code));
-        }
-        let lifetime = u64::try_from(answer.session_lifetime_ms).ok().filter(|ms| *ms > 0).map(Duration::from_millis);
-        Ok((answer.auth_bytes, lifetime))
-    }
-
-    /// Send the gateway's own request to the broker and decode its answer.
-    async fn broker_call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api_key: ApiKey,
-        version: i16,
-        message: &Req,
-    ) -> Result<Resp, String> {
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(GATEWAY_CORRELATION + api_key as i32)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        let frame = encode_request(&header, message, api_key, version)
-            .map_err(|e| format!("cannot encode {api_key:?}: {e}"))?;
-        self.legs.upstream_write.write_all(&frame).await.map_err(|e| format!("broker connection: {e}"))?;
-        let answer = self.upstream_frame().await.map_err(|e| e.to_string())?;
-        let mut body = &answer[SIZE_PREFIX..];
-        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
-            .map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))?;
-        if header.correlation_id != GATEWAY_CORRELATION + api_key as i32 {
-            return Err(format!(
-                "the broker answered correlation id {} to the gateway's {api_key:?}",
-                header.correlation_id
-            ));
-        }
-        Resp::decode(&mut body, version).map_err(|e| format!("cannot decode the broker's {api_key:?} answer: {e}"))
+        let (auth, domain, route) = (self.auth, &self.upstream.domain, &self.route.name);
+        let (user, broker_session) = auth.cluster_login(principal, domain, route, &mut self.broker).await?;
+        Ok((principal.to_string(), user, broker_session))
     }
 
     /// Forward the client's ApiVersions and send it the (clamped) answer; a version the
@@ -739,14 +698,14 @@ where
             }
             Classified::Refuse(e) => return Err(CloseReason::BadRequest(e)),
         };
-        self.legs.upstream_write.write_all(frame).await.map_err(CloseReason::UpstreamError)?;
-        let answer = self.upstream_frame().await?;
+        self.broker.forward(frame).await?;
+        let answer = self.broker.frame().await?;
         let body = &answer[SIZE_PREFIX..];
         let correlation_id = crate::protocol::response_correlation_id(body);
         if correlation_id != request.correlation_id {
             return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
         }
-        self.note_broker_versions(&request, body);
+        self.broker.note_versions(&request, body);
         match rewrite_response(self.route, self.upstream, &request, ResponseBody::Slice(body))
             .map_err(CloseReason::BadResponse)?
         {
@@ -755,22 +714,9 @@ where
         }
     }
 
-    /// Remember the broker's SaslAuthenticate versions, for the gateway's own login.
-    fn note_broker_versions(&mut self, request: &InFlight, mut body: &[u8]) {
-        let header_version = request.api_key.response_header_version(request.api_version);
-        if ResponseHeader::decode(&mut body, header_version).is_err() {
-            return;
-        }
-        if let Ok(answer) = ApiVersionsResponse::decode(&mut body, request.api_version) {
-            if let Some(api) = answer.api_keys.iter().find(|a| a.api_key == ApiKey::SaslAuthenticate as i16) {
-                self.sasl_authenticate_max = api.max_version;
-            }
-        }
-    }
-
     async fn send_client(&mut self, frame: &[u8]) -> Result<(), CloseReason> {
-        self.legs.client_write.write_all(frame).await.map_err(CloseReason::ClientError)?;
-        self.legs.client_write.flush().await.map_err(CloseReason::ClientError)?;
+        self.client_write.write_all(frame).await.map_err(CloseReason::ClientError)?;
+        self.client_write.flush().await.map_err(CloseReason::ClientError)?;
         self.bytes_to_client += frame.len() as u64;
         self.route.metrics.bytes_to_client.inc_by(frame.len() as u64);
         Ok(())
@@ -787,28 +733,11 @@ where
                 Ok(FrameStatus::Incomplete { .. }) => {}
                 Err(e) => return Err(CloseReason::BadRequestFrame(e)),
             }
-            match self.legs.client_read.read_buf(&mut self.client_buf).await {
+            match self.client_read.read_buf(&mut self.client_buf).await {
                 Ok(0) if self.client_buf.is_empty() => return Err(CloseReason::ClientClosed),
                 Ok(0) => return Err(CloseReason::ClientClosedMidFrame { received: self.client_buf.len() }),
                 Ok(_) => {}
                 Err(e) => return Err(CloseReason::ClientError(e)),
-            }
-        }
-    }
-
-    /// The broker's next complete response frame.
-    async fn upstream_frame(&mut self) -> Result<Bytes, CloseReason> {
-        loop {
-            match frame_at(&self.upstream_buf, self.response_limits) {
-                Ok(FrameStatus::Complete(len)) => return Ok(self.upstream_buf.split_to(len).freeze()),
-                Ok(FrameStatus::Incomplete { .. }) => {}
-                Err(e) => return Err(CloseReason::BadResponseFrame(e)),
-            }
-            match self.legs.upstream_read.read_buf(&mut self.upstream_buf).await {
-                Ok(0) if self.upstream_buf.is_empty() => return Err(CloseReason::UpstreamClosed),
-                Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: self.upstream_buf.len() }),
-                Ok(_) => {}
-                Err(e) => return Err(CloseReason::UpstreamError(e)),
             }
         }
     }
@@ -879,7 +808,8 @@ fn reply(request: &InFlight, body: &impl Encodable) -> Result<Bytes, RequestErro
 mod tests {
     use super::*;
     use crate::config::{ClusterTemplate, TemplateValue};
-    use crate::protocol::ResponseHandling;
+    use crate::protocol::scram::ScramClient;
+    use crate::protocol::{encode_request, ResponseHandling};
     use crate::secrets::StoreError;
 
     struct NoStore;
@@ -907,6 +837,7 @@ mod tests {
         let settings = SwapSettings {
             client_auth: ClientAuthSettings::Sasl { mechanism, jaas, users },
             secret_store: "none".into(),
+            domain_secret_stores: Default::default(),
             cluster_mechanism: SaslMechanism::Plain,
             cluster_template: ClusterTemplate {
                 username: TemplateValue::MappedUser,
@@ -1086,6 +1017,7 @@ mod tests {
                 users: client_users(users, SaslMechanism::ScramSha256).unwrap(),
             },
             secret_store: "none".into(),
+            domain_secret_stores: Default::default(),
             cluster_mechanism: SaslMechanism::Plain,
             cluster_template: ClusterTemplate {
                 username: TemplateValue::MappedUser,
