@@ -167,7 +167,9 @@ impl ClusterMetadata for Librdkafka {
                 ends.insert(partition, high);
             }
         }
-        let reader: BaseConsumer = self.settings.clone().set("enable.auto.commit", "false").create()?;
+        // librdkafka assigns partitions only to a client with a group id; this one never joins
+        // its group nor commits.
+        let reader = self.group_client("switchyard-reader")?;
         reader.assign(&start)?;
         let mut records = Vec::new();
         while !ends.is_empty() {
