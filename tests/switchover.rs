@@ -416,7 +416,14 @@ fn group_resumes_on_the_destination_where_it_stopped(env: &Env) -> Result<()> {
 
 fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
     let report =
-        drill::run(&DrillOptions { gateway_binary: common::binary(), mode, records: 3000, rate: 300, partitions: 3 })?;
+        drill::run(&DrillOptions {
+        gateway_binary: common::binary(),
+        mode,
+        records: 3000,
+        rate: 300,
+        partitions: 3,
+        group_offsets: true,
+    })?;
     println!("{report}");
     ensure!(report.acked_missing.is_empty(), "acknowledged records lost: {:?}", report.acked_missing);
     ensure!(
