@@ -399,10 +399,14 @@ fn group_resumes_on_the_destination_where_it_stopped(env: &Env) -> Result<()> {
         "to": "destination",
         "catchUp": {"policy": "records", "maxLag": 0},
         "catchUpTimeoutMs": 20000,
-        "groupOffsets": {"checkpointsTopic": checkpoints, "groups": [group]},
+        "groupOffsets": {"checkpointsTopic": checkpoints},
     }))?;
     ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
-    ensure!(report["groups"][0]["group"] == group, "no group carried: {report}");
+    ensure!(
+        report["groups"][0]["group"] == group,
+        "group not found on the source: {report}\n{}",
+        gateway.process.log_tail()
+    );
     let on_destination = mirrormaker::committed_offsets(&env.destination.bootstrap(), group, topic)?;
     ensure!(on_destination == stopped, "destination holds {on_destination:?}, the source {stopped:?}");
 

@@ -150,6 +150,7 @@ pub async fn carry(
             .filter(|g| !is_tooling_group(g))
             .collect(),
     };
+    tracing::info!(source = %source.domain, ?groups, "switchover: consumer groups whose offsets may be carried");
     // Group -> (topic, partition, source offset), for groups with offsets in the route's topics.
     let mut wanted: BTreeMap<String, Vec<(String, i32, i64)>> = BTreeMap::new();
     for group in groups {

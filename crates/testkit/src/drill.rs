@@ -4,7 +4,8 @@
 //! Two independent clusters (the destination's broker ids differ from the source's), MirrorMaker 2
 //! replicating the drill topic with identical names and translated group offsets, a gateway
 //! route pointing at the source, an idempotent `acks=all` Java producer sending numbered records
-//! through the route and a consumer group reading them through it. Midway, the route is switched
+//! through the route and a consumer group reading them through it. Midway (once the producer has
+//! half its records acknowledged and the group has caught up to within a second), the route is switched
 //! to the destination, either live (the admin API's switchover, with the fence holding requests
 //! or answering them with retriable errors) or as Confluent documents it (edit the route's
 //! domain, restart the gateway). Afterwards the destination is read in full
@@ -163,9 +164,13 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     let bootstrap = ports.bootstrap().to_string();
     let mut producer = NumberedProducer::start(&bootstrap, TOPIC, options.records, options.rate, &[])?;
     let consumer_idle = Duration::from_secs(60);
-    let consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
+    let mut consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
     let run_time = Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 180);
-    producer.wait_acked((options.records / 2) as usize, run_time)?;
+    let half = (options.records / 2) as usize;
+    producer.wait_acked(half, run_time)?;
+    // Switch a group in its steady state (within a second of the producer, committing every
+    // second), not one still starting its JVM or joining: that is what an operator moves.
+    consumer.wait_seen(half.saturating_sub(options.rate as usize), run_time)?;
 
     let switch_started = Instant::now();
     let switch_started_ms = unix_millis();

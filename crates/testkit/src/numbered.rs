@@ -247,6 +247,15 @@ impl NumberedConsumer {
         ConsumerReport::parse(&self.run.stdout())
     }
 
+    /// Waits until at least `distinct` different numbered records have been received (or the
+    /// consumer is done).
+    pub fn wait_seen(&mut self, distinct: usize, timeout: Duration) -> Result<ConsumerReport> {
+        self.run.poll(timeout, &format!("{distinct} records received"), |stdout| {
+            let report = ConsumerReport::parse(stdout);
+            (report.distinct >= distinct || report.done).then_some(report)
+        })
+    }
+
     /// Waits until the consumer has been assigned at least one partition.
     pub fn wait_assigned(&mut self, timeout: Duration) -> Result<()> {
         self.run.poll(timeout, "a partition assignment", |stdout| {
