@@ -419,8 +419,7 @@ fn group_resumes_on_the_destination_where_it_stopped(env: &Env) -> Result<()> {
 }
 
 fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
-    let report =
-        drill::run(&DrillOptions {
+    let report = drill::run(&DrillOptions {
         gateway_binary: common::binary(),
         mode,
         records: 3000,

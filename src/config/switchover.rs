@@ -76,7 +76,10 @@ impl GroupOffsets {
         }
         if let Some(groups) = &self.groups {
             if groups.len() > MAX_TOPICS {
-                return Err(format!("{} groups named in groupOffsets.groups, at most {MAX_TOPICS} may be", groups.len()));
+                return Err(format!(
+                    "{} groups named in groupOffsets.groups, at most {MAX_TOPICS} may be",
+                    groups.len()
+                ));
             }
             if groups.iter().any(String::is_empty) {
                 return Err("groupOffsets.groups names an empty group id".to_string());

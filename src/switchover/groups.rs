@@ -73,9 +73,13 @@ impl Checkpoint {
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
         let string = |s: &str| [(s.len() as i16).to_be_bytes().as_slice(), s.as_bytes()].concat();
         let key = [string(&self.group), string(&self.topic), self.partition.to_be_bytes().to_vec()].concat();
-        let value =
-            [0i16.to_be_bytes().to_vec(), self.upstream.to_be_bytes().to_vec(), self.downstream.to_be_bytes().to_vec(), string("")]
-                .concat();
+        let value = [
+            0i16.to_be_bytes().to_vec(),
+            self.upstream.to_be_bytes().to_vec(),
+            self.downstream.to_be_bytes().to_vec(),
+            string(""),
+        ]
+        .concat();
         (key, value)
     }
 }
@@ -166,11 +170,10 @@ pub async fn carry(
     }
     let translated = loop {
         let topic = settings.checkpoints_topic.clone();
-        let records = destination
-            .topology
-            .ask(move |cluster| cluster.records(&topic, PROBE_TIMEOUT))
-            .await
-            .map_err(|e| format!("cannot read MirrorMaker 2's checkpoints `{}`: {e:#}", settings.checkpoints_topic))?;
+        let records =
+            destination.topology.ask(move |cluster| cluster.records(&topic, PROBE_TIMEOUT)).await.map_err(|e| {
+                format!("cannot read MirrorMaker 2's checkpoints `{}`: {e:#}", settings.checkpoints_topic)
+            })?;
         let latest: BTreeMap<(String, String, i32), Checkpoint> = records
             .iter()
             .filter_map(|(key, value)| decode(key, value))
@@ -178,13 +181,11 @@ pub async fn carry(
             .collect();
         match translate(&wanted, &latest) {
             Ok(translated) => break translated,
-            Err(pending) if started.elapsed() >= timeout => {
-                return Err(format!(
-                    "MirrorMaker 2 had not translated every group's offsets within {timeout:?} (checkpoints in `{}`): {}",
-                    settings.checkpoints_topic,
-                    pending.join(", ")
-                ))
-            }
+            Err(pending) if started.elapsed() >= timeout => return Err(format!(
+                "MirrorMaker 2 had not translated every group's offsets within {timeout:?} (checkpoints in `{}`): {}",
+                settings.checkpoints_topic,
+                pending.join(", ")
+            )),
             Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
     };
@@ -244,9 +245,7 @@ async fn commit(
         .map_err(|e| format!("cannot read group `{group}`'s offsets on the destination: {e:#}"))?;
     let behind: Vec<(String, i32, i64)> = partitions
         .iter()
-        .filter(|p| {
-            !current.iter().any(|(t, n, at)| *t == p.topic && *n == p.partition && *at >= p.destination_offset)
-        })
+        .filter(|p| !current.iter().any(|(t, n, at)| *t == p.topic && *n == p.partition && *at >= p.destination_offset))
         .map(|p| (p.topic.clone(), p.partition, p.destination_offset))
         .collect();
     let committed = behind.len();
@@ -271,7 +270,10 @@ mod tests {
     fn checkpoints_decode_and_garbage_does_not() {
         let (key, value) = encoded("g", "orders", 2, 120, 117);
         let c = decode(&key, &value).expect("a checkpoint");
-        assert_eq!((c.group.as_str(), c.topic.as_str(), c.partition, c.upstream, c.downstream), ("g", "orders", 2, 120, 117));
+        assert_eq!(
+            (c.group.as_str(), c.topic.as_str(), c.partition, c.upstream, c.downstream),
+            ("g", "orders", 2, 120, 117)
+        );
         assert_eq!(decode(&key[..key.len() - 1], &value), None);
         assert_eq!(decode(&key, &value[..5]), None);
         let mut other_version = value.clone();

@@ -82,7 +82,8 @@ pub fn draw_drill(report: &DrillReport, png: &Path) -> Result<()> {
 
     let root = BitMapBackend::new(png, (1400, 900)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(&format!("switchover drill: {} ({} records)", report.mode, report.records), ("sans-serif", 24))?;
+    let root =
+        root.titled(&format!("switchover drill: {} ({} records)", report.mode, report.records), ("sans-serif", 24))?;
     let (top, bottom) = root.split_vertically(470);
     let shades = [RGBColor(255, 200, 80), RGBColor(230, 90, 90), RGBColor(150, 110, 220), RGBColor(60, 170, 90)];
 
@@ -111,7 +112,12 @@ pub fn draw_drill(report: &DrillReport, png: &Path) -> Result<()> {
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
 
     let mut chart = ChartBuilder::on(&bottom)
         .caption("records so far: a consumer curve above the acknowledged one is re-reads", ("sans-serif", 18))
@@ -124,9 +130,10 @@ pub fn draw_drill(report: &DrillReport, png: &Path) -> Result<()> {
         let (from, to) = (seconds(*from), seconds(*to).max(seconds(*from) + 0.02));
         chart.draw_series([Rectangle::new([(from, 0.0), (to, total_max)], color.mix(0.35).filled())])?;
     }
-    for (name, series, color) in
-        [("acknowledged", &acked_so_far, BLUE), ("received by the consumer group", &consumed_so_far, RGBColor(230, 120, 0))]
-    {
+    for (name, series, color) in [
+        ("acknowledged", &acked_so_far, BLUE),
+        ("received by the consumer group", &consumed_so_far, RGBColor(230, 120, 0)),
+    ] {
         chart
             .draw_series(LineSeries::new(series.iter().map(|(x, n)| (*x, *n as f64)), color.stroke_width(2)))?
             .label(name)

@@ -7,7 +7,8 @@
 //! - `lint`: `cargo fmt --check`, the module layering (`layers`), `cargo deny check licenses bans
 //!   sources`, clippy and rustdoc, all with warnings as errors.
 //! - `layers [SRC_DIR]`: only the module layering check (see `layers.rs`), of `src/` by default.
-//! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
+//! - `drill`: the client-switchover drill against real clusters, a table and a timeline chart per
+//!   mode (docs/switchover.md).
 //! - `bench [--quick] [--wait-quiet] [--profile]`: the gateway against direct Kafka on this
 //!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target of `fuzz/` in turn, 60 s each by
