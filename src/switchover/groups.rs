@@ -181,11 +181,13 @@ pub async fn carry(
             .collect();
         match translate(&wanted, &latest) {
             Ok(translated) => break translated,
-            Err(pending) if started.elapsed() >= timeout => return Err(format!(
+            Err(pending) if started.elapsed() >= timeout => {
+                return Err(format!(
                 "MirrorMaker 2 had not translated every group's offsets within {timeout:?} (checkpoints in `{}`): {}",
                 settings.checkpoints_topic,
                 pending.join(", ")
-            )),
+            ))
+            }
             Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
     };

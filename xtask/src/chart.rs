@@ -96,10 +96,12 @@ pub fn draw_drill(report: &DrillReport, png: &Path) -> Result<()> {
     chart.configure_mesh().x_desc("seconds").label_style(("sans-serif", 14)).draw()?;
     for ((name, from, to), color) in timeline.phases.iter().zip(shades.iter().cycle()) {
         let color = *color;
+        let label = format!("{name} ({} ms)", to - from);
+        // At least 20 ms wide, so a phase of no time still shows.
         let (from, to) = (seconds(*from), seconds(*to).max(seconds(*from) + 0.02));
         chart
             .draw_series([Rectangle::new([(from, 0.0), (to, rate_max)], color.mix(0.35).filled())])?
-            .label(format!("{name} ({} ms)", ((to - from) * 1000.0).round()))
+            .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.mix(0.5).filled()));
     }
     for (name, series, color) in [

@@ -114,6 +114,10 @@ pub struct DrillReport {
     pub fence_answers: u64,
     /// Whether the switchover carried the group's offsets (`groupOffsets`).
     pub group_offsets: bool,
+    /// With `groupOffsets`: records between the group's source offsets and their translations
+    /// on the destination, summed over partitions: the re-reads MM2's offset-sync granularity
+    /// causes (the rest were consumed after the group's last commit on the source).
+    pub translation_gap: Option<i64>,
     pub timeline: Timeline,
     /// Where the timeline was drawn, once someone drew it.
     pub chart: Option<PathBuf>,
@@ -134,6 +138,10 @@ impl fmt::Display for DrillReport {
             ("switch duration as the operator saw it (ms)", self.switch_ms.to_string()),
             ("requests the fence answered with an error", self.fence_answers.to_string()),
             ("group offsets carried by the gateway", if self.group_offsets { "yes" } else { "no" }.to_string()),
+            (
+                "of the re-reads, from MM2's offset translation",
+                self.translation_gap.map_or("-".to_string(), |gap| gap.to_string()),
+            ),
         ];
         for (name, value) in rows {
             writeln!(f, "| {name:<48} | {value:>8} |")?;
@@ -185,7 +193,10 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         }
     };
     let switch_ms = switch_started.elapsed().as_millis() as u64;
-    let phases = match &switchover {
+    let parsed: Option<serde_json::Value> =
+        switchover.as_deref().map(serde_json::from_str).transpose().context("the switchover report is not JSON")?;
+    let translation_gap = parsed.as_ref().filter(|_| group_offsets).map(translation_gap);
+    let phases = match &parsed {
         Some(report) => phase_spans(report, switch_started_ms)?,
         None => vec![("restart".to_string(), switch_started_ms, switch_started_ms + switch_ms)],
     };
@@ -219,6 +230,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         switchover,
         fence_answers,
         group_offsets,
+        translation_gap,
         timeline: Timeline {
             acks: produced.acks.iter().map(|a| (a.epoch_millis, a.epoch_millis >= cut_ms)).collect(),
             consumed: consumed.records.iter().map(|r| r.epoch_millis).collect(),
@@ -282,8 +294,7 @@ fn unix_millis() -> u64 {
 }
 
 /// The phases of the gateway's switchover `report` (JSON), back to back from `started` (Unix ms).
-fn phase_spans(report: &str, started: u64) -> Result<Vec<(String, u64, u64)>> {
-    let report: serde_json::Value = serde_json::from_str(report).context("the switchover report is not JSON")?;
+fn phase_spans(report: &serde_json::Value, started: u64) -> Result<Vec<(String, u64, u64)>> {
     let mut at = started;
     let mut spans = Vec::new();
     for phase in report["phases"].as_array().into_iter().flatten() {
@@ -293,6 +304,13 @@ fn phase_spans(report: &str, started: u64) -> Result<Vec<(String, u64, u64)>> {
         at = end;
     }
     Ok(spans)
+}
+
+/// Σ (source offset - translated offset) over the carried groups' partitions in `report`.
+fn translation_gap(report: &serde_json::Value) -> i64 {
+    let partitions =
+        report["groups"].as_array().into_iter().flatten().flat_map(|g| g["partitions"].as_array()).flatten();
+    Ok(partitions.map(|p| p["sourceOffset"].as_i64().unwrap_or(0) - p["destinationOffset"].as_i64().unwrap_or(0)).sum())
 }
 
 /// Ask the running gateway to switch the route with this fence mode (carrying the group's
