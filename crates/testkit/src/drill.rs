@@ -310,7 +310,7 @@ fn phase_spans(report: &serde_json::Value, started: u64) -> Result<Vec<(String, 
 fn translation_gap(report: &serde_json::Value) -> i64 {
     let partitions =
         report["groups"].as_array().into_iter().flatten().flat_map(|g| g["partitions"].as_array()).flatten();
-    Ok(partitions.map(|p| p["sourceOffset"].as_i64().unwrap_or(0) - p["destinationOffset"].as_i64().unwrap_or(0)).sum())
+    partitions.map(|p| p["sourceOffset"].as_i64().unwrap_or(0) - p["destinationOffset"].as_i64().unwrap_or(0)).sum()
 }
 
 /// Ask the running gateway to switch the route with this fence mode (carrying the group's
