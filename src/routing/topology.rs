@@ -157,7 +157,10 @@ impl ClusterMetadata for Librdkafka {
     fn records(&self, topic: &str, timeout: Duration) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let deadline = std::time::Instant::now() + timeout;
         let metadata = self.client.fetch_metadata(Some(topic), timeout)?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        let partitions = match metadata.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len() as i32,
+            _ => anyhow::bail!("the cluster has no topic `{topic}`"),
+        };
         let mut start = TopicPartitionList::new();
         let mut ends = HashMap::new();
         for partition in 0..partitions {

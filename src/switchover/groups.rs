@@ -172,7 +172,10 @@ pub async fn carry(
         let topic = settings.checkpoints_topic.clone();
         let records =
             destination.topology.ask(move |cluster| cluster.records(&topic, PROBE_TIMEOUT)).await.map_err(|e| {
-                format!("cannot read MirrorMaker 2's checkpoints `{}`: {e:#}", settings.checkpoints_topic)
+                format!(
+                    "cannot read MirrorMaker 2's checkpoints `{}` on the destination (is groupOffsets.checkpointsTopic `<source alias>.checkpoints.internal`?): {e:#}",
+                    settings.checkpoints_topic
+                )
             })?;
         let latest: BTreeMap<(String, String, i32), Checkpoint> = records
             .iter()
@@ -253,9 +256,17 @@ async fn commit(
     let committed = behind.len();
     if !behind.is_empty() {
         let name = group.clone();
-        destination.topology.ask(move |cluster| cluster.commit(&name, &behind, PROBE_TIMEOUT)).await.map_err(|e| {
-            format!("cannot commit group `{group}`'s offsets on the destination (does it have members there?): {e:#}")
-        })?;
+        // librdkafka bounds a synchronous commit by its own retries only: bound the wait here.
+        let committing = destination.topology.ask(move |cluster| cluster.commit(&name, &behind, PROBE_TIMEOUT));
+        let failed = match tokio::time::timeout(PROBE_TIMEOUT, committing).await {
+            Ok(result) => result.err().map(|e| format!("{e:#}")),
+            Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        };
+        if let Some(why) = failed {
+            return Err(format!(
+                "cannot commit group `{group}`'s offsets on the destination (does it have members there?): {why}"
+            ));
+        }
     }
     Ok(GroupReport { group, partitions, committed })
 }
