@@ -12,7 +12,7 @@ use switchyard::cluster::Advertising;
 use switchyard::config::{
     parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, HostPort, SwitchoverRequest,
 };
-use switchyard::routing::{ClusterMetadata, Route, Topology, Upstream};
+use switchyard::routing::{ClusterMetadata, KeyValue, Route, Topology, Upstream};
 use switchyard::switchover::groups::Checkpoint;
 use switchyard::switchover::{Destinations, Refusal, Switchboard, SwitchoverReport};
 use switchyard::telemetry::Metrics;
@@ -33,7 +33,7 @@ struct FakeCluster {
     /// Committed offsets by (group, topic, partition).
     committed: Mutex<BTreeMap<(String, String, i32), i64>>,
     /// Every record of every topic, as (key, value).
-    records: Mutex<HashMap<String, Vec<(Vec<u8>, Vec<u8>)>>>,
+    records: Mutex<HashMap<String, Vec<KeyValue>>>,
 }
 
 impl FakeCluster {
@@ -112,7 +112,7 @@ impl ClusterMetadata for FakeCluster {
         self.answer(())
     }
 
-    fn records(&self, topic: &str, _: Duration) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn records(&self, topic: &str, _: Duration) -> anyhow::Result<Vec<KeyValue>> {
         self.answer(self.records.lock().unwrap().get(topic).cloned().unwrap_or_default())
     }
 }

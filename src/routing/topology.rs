@@ -30,6 +30,9 @@ pub struct Broker {
     pub rack: Option<String>,
 }
 
+/// A record's key and value, as [`ClusterMetadata::records`] reads them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// What the gateway asks a cluster about itself. Each call blocks (it is run on a blocking
 /// thread) and is bounded by `timeout`.
 pub trait ClusterMetadata: Send + Sync + 'static {
@@ -59,7 +62,7 @@ pub trait ClusterMetadata: Send + Sync + 'static {
         anyhow::bail!("this cluster client cannot commit offsets")
     }
     /// Every record of `topic` as `(key, value)`, up to its end as it was when asked.
-    fn records(&self, _topic: &str, _timeout: Duration) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn records(&self, _topic: &str, _timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
         anyhow::bail!("this cluster client cannot read topics")
     }
 }
@@ -154,7 +157,7 @@ impl ClusterMetadata for Librdkafka {
         Ok(())
     }
 
-    fn records(&self, topic: &str, timeout: Duration) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn records(&self, topic: &str, timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
         let deadline = std::time::Instant::now() + timeout;
         let metadata = self.client.fetch_metadata(Some(topic), timeout)?;
         let partitions = match metadata.topics().first() {
