@@ -172,7 +172,11 @@ impl Setup {
 
 /// Two domains, `blue` and `green`, and route `r` on blue with `route_extra` (flow YAML fields).
 fn config(route_extra: &str) -> GatewayConfig {
-    let yaml = format!(
+    parse_with_env("phases.yaml", &yaml(route_extra), &|_| None).expect("a valid config")
+}
+
+fn yaml(route_extra: &str) -> String {
+    format!(
         "streamingDomains:
   - {{name: blue, type: kafka, kafkaCluster: {{name: blue, bootstrapServers: [{{id: b, endpoint: 'blue:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
   - {{name: green, type: kafka, kafkaCluster: {{name: green, bootstrapServers: [{{id: b, endpoint: 'green:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
@@ -180,8 +184,7 @@ routes:
   - {{name: r, endpoint: '127.0.0.1:19092', streamingDomain: {{name: blue}}{route_extra}}}
 proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
 "
-    );
-    parse_with_env("phases.yaml", &yaml, &|_| None).expect("a valid config")
+    )
 }
 
 fn to_green(catch_up: CatchUpPolicy, timeout: Duration) -> SwitchoverRequest {
@@ -411,4 +414,20 @@ async fn a_destination_group_ahead_of_the_translation_is_not_moved_back() {
     assert_eq!(report.outcome, "completed", "{report:?}");
     assert_eq!(report.groups[0].committed, 0);
     assert_eq!(setup.green.committed_offset("g", 0), Some(90));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_configured_with_group_offsets_carries_groups_and_a_bad_one_is_refused() {
+    let bad = yaml(", switchover: {groupOffsets: {checkpointsTopic: ''}}");
+    let error = parse_with_env("phases.yaml", &bad, &|_| None).unwrap_err().to_string();
+    for needle in ["phases.yaml", "routes[0].switchover.groupOffsets", "Fix:", "checkpoints.internal"] {
+        assert!(error.contains(needle), "{needle} missing from: {error}");
+    }
+    let mut setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    setup.config = config(&format!(", switchover: {{groupOffsets: {{checkpointsTopic: {CHECKPOINTS}}}}}"));
+    setup.clusters.0["blue"].commit_offset("g", 0, 80);
+    setup.green.checkpoint("g", 80, 80);
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(3))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+    assert_eq!(setup.green.committed_offset("g", 0), Some(80), "the route's groupOffsets applied");
 }
