@@ -7,6 +7,8 @@
 //! in-flight queue neither wedges a pipelined client nor keeps a stop signal out. With time
 //! paused, a ten-minute timeout takes no time at all, and nothing depends on the machine's load.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +45,18 @@ routes:
       name: kafka
 "#;
 
+/// A metadata refresh interval far away: the upstream's cluster is never asked anything.
+const FAR: Duration = Duration::from_secs(100_000);
+
 /// Bytes each in-memory pipe buffers before a writer waits.
 const PIPE: usize = 1024 * 1024;
 
 /// A route, its upstream, and the signals that stop its connections.
 struct Gateway {
+    config: switchyard::config::GatewayConfig,
     ctx: Arc<ConnectionContext>,
+    /// Bytes taken from the buffer budget now.
+    budget_in_use: Gauge,
     shutdown: CancellationToken,
     route_session: CancellationToken,
 }
@@ -57,9 +65,7 @@ impl Gateway {
     fn new(settings: ProxySettings) -> Gateway {
         let config = switchyard::config::parse("tests/pump.rs", CONFIG).expect("the test config is valid");
         let shutdown = CancellationToken::new();
-        // A refresh far away: the upstream's cluster is never asked anything.
-        let refresh = Duration::from_secs(100_000);
-        let upstream = Upstream::start(&config.domains[0], None, refresh, Duration::from_millis(10), &shutdown)
+        let upstream = Upstream::start(&config.domains[0], None, FAR, Duration::from_millis(10), &shutdown)
             .expect("starting the upstream");
         let route = Route::new(
             &config.routes[0],
@@ -68,11 +74,12 @@ impl Gateway {
             &Metrics::new(),
             &shutdown,
         );
-        let budget = MemoryBudget::new(settings.buffer_budget_bytes, Gauge::default());
+        let budget_in_use = Gauge::default();
+        let budget = MemoryBudget::new(settings.buffer_budget_bytes, budget_in_use.clone());
         let ctx =
             ConnectionContext { route: Arc::new(route), upstream, settings: Arc::new(settings), budget, swap: None };
         let route_session = ctx.route.session();
-        Gateway { ctx: Arc::new(ctx), shutdown, route_session }
+        Gateway { config, ctx: Arc::new(ctx), budget_in_use, shutdown, route_session }
     }
 
     /// Pump one connection; returns the client's end, the broker's end and the pump's task.
@@ -82,9 +89,38 @@ impl Gateway {
         let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &shutdown, route: &session };
-            pump(client_side, BytesMut::new(), broker_side, &ctx, stop).await
+            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, None).await
         });
         (client, broker, pumped)
+    }
+
+    /// Pump one connection that can follow its route to another cluster, whose broker there is
+    /// the second broker end returned.
+    fn connect_following(&self) -> (DuplexStream, DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
+        let (client, client_side) = duplex(PIPE);
+        let (broker, broker_side) = duplex(PIPE);
+        let (next_broker, next_broker_side) = duplex(PIPE);
+        let next = std::sync::Mutex::new(Some(next_broker_side));
+        let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
+        let pumped = tokio::spawn(async move {
+            let stop = StopSignals { gateway: &shutdown, route: &session };
+            let redial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+                let stream = next.lock().unwrap().take().ok_or_else(|| "dialled twice".to_string());
+                Box::pin(std::future::ready(stream))
+            };
+            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, Some(&redial)).await
+        });
+        (client, broker, next_broker, pumped)
+    }
+
+    /// Switch the route to another upstream as a switchover's cut does.
+    fn cut(&self) {
+        let route = &self.ctx.route;
+        let destination = Upstream::start(&self.config.domains[0], None, FAR, Duration::from_millis(10), &self.shutdown)
+            .expect("starting the destination");
+        route.replace_upstream(destination);
+        route.move_connections();
+        route.set_fenced(None);
     }
 }
 
@@ -262,6 +298,45 @@ async fn the_drain_waits_for_what_was_forwarded_before_the_fence_closed() {
     assert_eq!(broker.await.unwrap(), vec![1, 2]);
 }
 
+/// A switchover's cut keeps the client's connection: what was forwarded before the fence is
+/// answered by the old broker, the request held at the fence goes to the new one, the old
+/// broker connection is closed, and the client goes on on the same connection.
+#[tokio::test(start_paused = true)]
+async fn a_connection_follows_its_route_to_another_cluster() {
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, new_end, pumped) = gateway.connect_following();
+    let (old, new) = (broker(old_end, Duration::from_secs(2)), broker(new_end, Duration::ZERO));
+    client.write_all(&produce(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    client.write_all(&produce(2)).await.unwrap();
+    gateway.ctx.route.fence.drained().await;
+    gateway.cut();
+    assert_eq!(answers(&mut client, 2).await, vec![1, 2]);
+    assert_eq!(old.await.unwrap(), vec![1], "the old broker connection was not closed after the cut");
+    client.write_all(&produce(3)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![3]);
+    assert!(!pumped.is_finished(), "the client's connection was closed");
+    drop(client);
+    assert!(matches!(pumped.await.unwrap().reason, CloseReason::ClientClosed));
+    assert_eq!(new.await.unwrap(), vec![2, 3]);
+}
+
+/// A connection that cannot follow (no way to re-dial, as on a swap route) drains and closes at
+/// the cut, naming the switch.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_cannot_follow_closes_at_the_cut() {
+    let gateway = Gateway::new(settings());
+    let (mut client, broker_end, pumped) = gateway.connect();
+    let _broker = broker(broker_end, Duration::ZERO);
+    client.write_all(&produce(1)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![1]);
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    gateway.cut();
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::RouteSwitched), "{}", summary.reason);
+}
+
 /// A connection waiting for room in a full in-flight queue whose broker never answers is idle:
 /// closed after `idleTimeoutMs`, not held forever.
 #[tokio::test(start_paused = true)]
@@ -317,6 +392,72 @@ async fn a_client_that_reads_nothing_is_closed_at_the_write_timeout() {
     assert!(matches!(summary.reason, CloseReason::ClientWriteTimeout), "{}", summary.reason);
     assert_eq!(started.elapsed().as_secs(), 30);
     drop(broker_writes);
+}
+
+/// A large answer that passes unchanged reaches the client as it arrives, taking nothing from
+/// the buffer budget, and the frames after it are read as usual.
+#[tokio::test(start_paused = true)]
+async fn a_large_opaque_answer_streams_through_without_being_held() {
+    const ANSWER: usize = 8 * 1024 * 1024;
+    const FIRST_PART: usize = 512 * 1024;
+    let gateway = Gateway::new(settings());
+    let (mut client, mut broker_end, _pumped) = gateway.connect();
+    client.write_all(&produce(1)).await.unwrap();
+    let request = read_frame(&mut broker_end).await.unwrap();
+    let mut answer = BytesMut::new();
+    answer.put_i32(ANSWER as i32 - 4);
+    answer.put_i32(correlation_id(&request, 4));
+    answer.put_bytes(7, ANSWER - 8);
+    broker_end.write_all(&answer[..FIRST_PART]).await.unwrap();
+    let mut first = vec![0; FIRST_PART];
+    let arrived = tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut first)).await;
+    assert!(arrived.is_ok(), "the answer's first part was held back until the rest came");
+    assert_eq!(first, answer[..FIRST_PART]);
+    assert_eq!(gateway.budget_in_use.get(), 0, "a streamed answer took room from the buffer budget");
+    let broker_sends = tokio::spawn(async move {
+        broker_end.write_all(&answer[FIRST_PART..]).await.unwrap();
+        broker_end
+    });
+    let mut rest = vec![0; ANSWER - FIRST_PART];
+    client.read_exact(&mut rest).await.unwrap();
+    assert!(rest.iter().all(|&b| b == 7));
+    let answering = broker(broker_sends.await.unwrap(), Duration::ZERO);
+    client.write_all(&produce(2)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![2], "framing resumed after the streamed answer");
+    drop(answering);
+}
+
+/// Answers large and small, written by the broker in pieces of any size: the client reads
+/// exactly the bytes the broker sent, whether an answer streamed or was held whole.
+#[tokio::test(start_paused = true)]
+async fn answers_reach_the_client_intact_however_the_broker_splits_them() {
+    const SIZES: [usize; 5] = [12, 300 * 1024, 12, 1024 * 1024 + 3, 200 * 1024];
+    for piece in [997, 65_537, 300_001] {
+        let gateway = Gateway::new(settings());
+        let (mut client, mut broker_end, _pumped) = gateway.connect();
+        let mut sent = BytesMut::new();
+        for (id, size) in (1..).zip(SIZES) {
+            client.write_all(&produce(id)).await.unwrap();
+            let request = read_frame(&mut broker_end).await.unwrap();
+            sent.put_i32(size as i32 - 4);
+            sent.put_i32(correlation_id(&request, 4));
+            sent.put_bytes(id as u8, size - 8);
+        }
+        let sent = sent.freeze();
+        let broker_sends = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                for chunk in sent.chunks(piece) {
+                    broker_end.write_all(chunk).await.unwrap();
+                }
+                broker_end
+            }
+        });
+        let mut received = vec![0; sent.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert!(received == sent, "the client's bytes differ from the broker's (pieces of {piece})");
+        drop(broker_sends.await);
+    }
 }
 
 /// `produce(id)` padded to `size` bytes in all: a large request, opaque after its header.

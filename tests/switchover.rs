@@ -32,7 +32,8 @@ fn main() {
             ("bad_requests_are_refused_before_fencing", bad_requests_are_refused_before_fencing),
             ("catch_up_timeout_aborts_and_unfences", catch_up_timeout_aborts_and_unfences),
             ("librdkafka_producer_rides_an_error_fence", librdkafka_producer_rides_an_error_fence),
-            ("live_cut_moves_clients_and_keeps_cluster_id", live_cut_moves_clients_and_keeps_cluster_id),
+            ("live_cut_keeps_client_connections_and_cluster_id", live_cut_keeps_client_connections_and_cluster_id),
+            ("stock_kcat_producer_keeps_producing_across_the_cut", stock_kcat_producer_keeps_producing_across_the_cut),
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
             ("watched_file_edits_apply_live_both_ways", watched_file_edits_apply_live_both_ways),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
@@ -277,7 +278,7 @@ fn librdkafka_producer_rides_an_error_fence(env: &Env) -> Result<()> {
     Ok(())
 }
 
-fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
+fn live_cut_keeps_client_connections_and_cluster_id(env: &Env) -> Result<()> {
     let gateway = Gateway::start(env)?;
     topic_with_records(env, &gateway, "moving", 2)?;
     let cluster_id = |wire: &mut KafkaWire| -> Result<Option<String>> {
@@ -302,8 +303,12 @@ fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
         ensure!(metrics.contains(needle), "metrics lack {needle}");
     }
 
-    before.stream().set_read_timeout(Some(WAIT))?;
-    ensure!(before.read_raw_frame()?.is_none(), "a connection of the switched route stayed open");
+    // The client's connection stays open and now reaches the destination.
+    let id_on_kept = cluster_id(&mut before).context("a connection of the switched route was closed at the cut")?;
+    ensure!(id_on_kept == id_before, "the cluster id a kept connection sees changed across the switchover");
+    let metrics = common::scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+    let moved = common::metric_sum(&metrics, "switchyard_connections_moved_total", &[("route", "main")]);
+    ensure!(moved >= 1.0, "no connection was moved to the destination:\n{}", gateway.process.log_tail());
     steady.send(&MetadataRequest::default(), 12).context("a connection of another route was disturbed")?;
 
     let mut after = KafkaWire::connect(addr(gateway.base), WAIT)?;
@@ -311,6 +316,34 @@ fn live_cut_moves_clients_and_keeps_cluster_id(env: &Env) -> Result<()> {
     kcat::produce(&gateway.bootstrap(), "moving", &["after-the-cut".to_string()])?;
     let on_destination = kcat::consume(&env.destination.bootstrap(), "moving", 1, WAIT)?;
     ensure!(on_destination == ["after-the-cut"], "destination holds {on_destination:?}");
+    Ok(())
+}
+
+/// A stock librdkafka producer (kcat, no `-E`, which used to exit with "all broker connections
+/// are down" when the cut closed them all at once) rides a live switchover: its connections are
+/// kept, it reports no error, and every record lands on one cluster or the other. The clusters'
+/// node ids differ, so its broker connection is re-dialled to the destination's bootstrap and
+/// steered by the broker's own NOT_LEADER_OR_FOLLOWER.
+fn stock_kcat_producer_keeps_producing_across_the_cut(env: &Env) -> Result<()> {
+    let gateway = Gateway::start(env)?;
+    let topic = "kcat-kept";
+    topic_with_records(env, &gateway, topic, 1)?;
+    let lines: Vec<String> = (0..300).map(|i| format!("kept-{i}")).collect();
+    let producer = kcat::produce_paced(&gateway.bootstrap(), topic, lines.clone(), Duration::from_millis(10))?;
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, report) = gateway.switch(json!({"to": "destination"}))?;
+    ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
+    let output = producer.wait(WAIT)?;
+    ensure!(output.status.success() && !output.stderr.contains("ERROR"), "kcat reported failures:\n{}", output.describe());
+    let scrape = common::scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+    let moved = common::metric_sum(&scrape, "switchyard_connections_moved_total", &[("route", "main")]);
+    ensure!(moved >= 1.0, "no connection was moved:\n{}", gateway.process.log_tail());
+    let mut landed = kcat::consume(&env.source.bootstrap(), topic, 10 * lines.len(), WAIT)?;
+    landed.extend(kcat::consume(&env.destination.bootstrap(), topic, 10 * lines.len(), WAIT)?);
+    landed.sort();
+    landed.dedup();
+    let missing: Vec<&String> = lines.iter().filter(|line| landed.binary_search(line).is_err()).collect();
+    ensure!(missing.is_empty(), "{} records missing on both clusters, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
     Ok(())
 }
 

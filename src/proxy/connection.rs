@@ -9,6 +9,12 @@
 //! answers before noting more, and reads nothing new meanwhile. Forwarding before waiting is
 //! what keeps a read of many pipelined requests from wedging the connection.
 //!
+//! A large answer that passes unchanged (anything but the few APIs whose answers are decoded)
+//! is not held whole: once its header shows whose answer it is, its bytes go to the client as
+//! they arrive, so a 50 MiB Fetch answer costs a connection one read chunk, not 50 MiB of the
+//! buffer budget, and its first bytes reach the client without waiting for its last. Answers
+//! that must be decoded are held whole, within the budget.
+//!
 //! While a switchover fences the route, nothing new is forwarded. In fence mode `hold` the
 //! proxy stops reading from the client; in mode `error` it answers what it can itself with a
 //! retriable error. Those answers join the same queue as forwarded requests, so the client
@@ -110,6 +116,13 @@ pub enum CloseReason {
     Shutdown,
     #[error("route reset by an operator, all in-flight requests answered")]
     RouteReset,
+    /// The route switched clusters and this connection could not follow: its client
+    /// authenticated with SASL to the old cluster, and only the client can log in again.
+    #[error("the route switched to another cluster; a connection that authenticated with SASL cannot follow, all in-flight requests answered")]
+    RouteSwitched,
+    /// The route switched clusters and no connection to the new one could be opened.
+    #[error("the route switched to another cluster and the connection could not follow: {0}")]
+    MoveFailed(String),
     #[error("gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")]
     DrainTimeout,
     /// The gateway-wide budget of buffered frame bytes had no room for a large frame in time.
@@ -152,7 +165,11 @@ impl CloseReason {
     pub fn severity(&self) -> Severity {
         match self {
             CloseReason::ClientClosed | CloseReason::Shutdown | CloseReason::BrokerSessionEnding => Severity::Routine,
-            CloseReason::IdleTimeout { .. } | CloseReason::RouteReset | CloseReason::SaslRefused(_) => {
+            CloseReason::IdleTimeout { .. }
+            | CloseReason::RouteReset
+            | CloseReason::RouteSwitched
+            | CloseReason::MoveFailed(_)
+            | CloseReason::SaslRefused(_) => {
                 Severity::Notable
             }
             _ => Severity::Problem,
@@ -182,6 +199,8 @@ impl CloseReason {
             CloseReason::BrokerSessionEnding => "broker_session_ending",
             CloseReason::Shutdown => "shutdown",
             CloseReason::RouteReset => "route_reset",
+            CloseReason::RouteSwitched => "route_switched",
+            CloseReason::MoveFailed(_) => "move_failed",
             CloseReason::DrainTimeout => "drain_timeout",
             CloseReason::NoBufferRoom { .. } => "no_buffer_room",
         }
@@ -264,6 +283,8 @@ enum Owed {
 struct OwedAnswers {
     queue: mpsc::Receiver<Owed>,
     head: Option<InFlight>,
+    /// The answer being streamed to the client as its bytes arrive.
+    streaming: Option<Streaming>,
 }
 
 impl OwedAnswers {
@@ -272,8 +293,31 @@ impl OwedAnswers {
     }
 
     fn is_empty(&self) -> bool {
-        self.head.is_none() && self.queue.is_empty()
+        self.streaming.is_none() && self.head.is_none() && self.queue.is_empty()
     }
+
+    /// The next request left without its answer when the connection ended.
+    fn next_unanswered(&mut self) -> Option<InFlight> {
+        if let Some(streaming) = self.streaming.take() {
+            return Some(streaming.request);
+        }
+        loop {
+            match self.next()? {
+                Owed::Broker(request) => return Some(request),
+                Owed::Gateway(_) => continue,
+            }
+        }
+    }
+}
+
+/// A large answer that needs no rewrite, passed to the client as its bytes arrive rather than
+/// held whole: a connection then buffers one read of it, not the whole of it.
+struct Streaming {
+    request: InFlight,
+    /// The frame's length.
+    total: usize,
+    /// Bytes of it still to come from the broker.
+    left: usize,
 }
 
 /// How many gateway answers are queued, and a way for the request direction to wake the
@@ -316,27 +360,38 @@ impl GatewayAnswers {
 enum RequestsEnd {
     /// Stop reading and let outstanding responses finish: shutdown, reset, or a client half-close.
     Drain(CloseReason),
+    /// The route moved to another cluster: let outstanding responses finish, then continue on
+    /// a broker connection to the new cluster.
+    Move,
     Failed(CloseReason),
 }
 
+/// Opens a broker connection to the cluster a route moved to (given as the route's upstream
+/// now), for a connection that follows the route across a switchover.
+pub type Redial<U> = dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync;
+
 /// Pump both directions until one ends. `initial` holds client bytes already read (after a
-/// PROXY header).
+/// PROXY header). With `redial`, a connection whose route moves to another cluster (a live
+/// switchover's cut) stays open: once its outstanding answers are in, it continues on a new
+/// broker connection. Without it, or when the client logged in with SASL (which only the
+/// client can repeat), the connection drains and closes instead.
 pub async fn pump<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
     upstream: U,
     ctx: &ConnectionContext,
     stop: StopSignals<'_>,
+    redial: Option<&Redial<U>>,
 ) -> ConnectionSummary {
     let traffic = Traffic::default();
     let answers = GatewayAnswers::default();
-    let (in_flight_tx, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
-    let mut owed = OwedAnswers { queue, head: None };
-    let requests =
-        Requests { ctx, in_flight: in_flight_tx, traffic: &traffic, answers: &answers, stop, client: OnceLock::new() };
-    let reason = run(client, initial, upstream, requests, &mut owed).await;
-    while let Some(unanswered) = owed.next() {
-        let Owed::Broker(unanswered) = unanswered else { continue };
+    let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
+    let mut owed = OwedAnswers { queue, head: None, streaming: None };
+    let client_id = OnceLock::new();
+    let shared =
+        Shared { ctx, stop, redial, in_flight: &in_flight, traffic: &traffic, answers: &answers, client_id: &client_id };
+    let reason = run(client, initial, upstream, shared, &mut owed).await;
+    while let Some(unanswered) = owed.next_unanswered() {
         ctx.route.fence.leave(1);
         if reason.severity() == Severity::Problem {
             ctx.route.metrics.request_failed(unanswered.api_key);
@@ -352,50 +407,144 @@ pub async fn pump<C: Duplex, U: Duplex>(
     }
 }
 
+/// What a connection keeps across the broker connections it is pumped to.
+struct Shared<'a, U> {
+    ctx: &'a ConnectionContext,
+    stop: StopSignals<'a>,
+    redial: Option<&'a Redial<U>>,
+    in_flight: &'a mpsc::Sender<Owed>,
+    traffic: &'a Traffic,
+    answers: &'a GatewayAnswers,
+    /// The hash of the client's id, taken from its first request whose response is rewritten.
+    client_id: &'a OnceLock<u32>,
+}
+
+/// How pumping to one broker connection ended.
+enum SessionEnd {
+    /// The connection is over; `shutdown_client`: the client's side is closed in order (FIN
+    /// after the last answer) rather than dropped.
+    Closed { reason: CloseReason, shutdown_client: bool },
+    /// Every answer is in and the route moved: continue on a new broker connection, with the
+    /// client bytes read so far.
+    Move(BytesMut),
+}
+
 async fn run<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
     upstream: U,
-    requests: Requests<'_>,
+    shared: Shared<'_, U>,
     owed: &mut OwedAnswers,
 ) -> CloseReason {
     // The halves live here, not in the two directions: dropping a write half sends FIN, and a
     // broker that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_halves();
     let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let route = &shared.ctx.route;
+    let mut pending = initial;
+    // After a move: the connection's context and route session on the new cluster.
+    let mut moved: Option<(ConnectionContext, CancellationToken)> = None;
+    let mut moves_seen = route.moves();
+    loop {
+        let (ctx, route_stop) = moved.as_ref().map_or((shared.ctx, shared.stop.route), |(ctx, stop)| (ctx, stop));
+        let requests = Requests {
+            ctx,
+            in_flight: shared.in_flight,
+            traffic: shared.traffic,
+            answers: shared.answers,
+            stop: StopSignals { gateway: shared.stop.gateway, route: route_stop },
+            client: shared.client_id,
+            moves_seen,
+            follows_moves: shared.redial.is_some(),
+        };
+        let halves = (&mut client_read, &mut client_write, &mut upstream_read, &mut upstream_write);
+        let buf = match session(halves, pending, requests, owed).await {
+            SessionEnd::Closed { reason, shutdown_client } => {
+                if shutdown_client {
+                    let _ = client_write.shutdown().await;
+                }
+                return reason;
+            }
+            SessionEnd::Move(buf) => buf,
+        };
+        // Read before the session is taken: a move in between then shows as one more move.
+        moves_seen = route.moves();
+        let session = route.session();
+        let destination = route.upstream();
+        let Some(redial) = shared.redial else { return CloseReason::RouteSwitched };
+        match redial(Arc::clone(&destination)).await {
+            Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
+            Err(e) => return CloseReason::MoveFailed(e),
+        }
+        route.metrics.connection_moved();
+        tracing::debug!(route = %route.name, domain = %destination.domain, "connection moved to another cluster");
+        let ctx = ConnectionContext {
+            route: Arc::clone(route),
+            upstream: destination,
+            settings: Arc::clone(&shared.ctx.settings),
+            budget: Arc::clone(&shared.ctx.budget),
+            swap: None,
+        };
+        moved = Some((ctx, session));
+        pending = buf;
+    }
+}
+
+/// Pump both directions between the client and one broker connection until one ends, or until
+/// the route moves and every answer from this broker is in.
+async fn session<CR, CW, UR, UW>(
+    (client_read, client_write, upstream_read, upstream_write): (&mut CR, &mut CW, &mut UR, &mut UW),
+    pending: BytesMut,
+    requests: Requests<'_>,
+    owed: &mut OwedAnswers,
+) -> SessionEnd
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
     let requests_done = CancellationToken::new();
     let (ctx, traffic, answers) = (requests.ctx, requests.traffic, requests.answers);
     let drain_timeout = ctx.settings.drain_timeout;
-
-    let mut requests = pin!(requests.forward(&mut client_read, &mut upstream_write, initial));
+    let mut requests = pin!(requests.forward(client_read, upstream_write, pending));
     let responses = Responses { ctx, traffic, answers, done: &requests_done };
-    let mut responses = pin!(responses.forward(&mut upstream_read, &mut client_write, owed));
-
+    let mut responses = pin!(responses.forward(upstream_read, client_write, owed));
+    let closed = |reason| SessionEnd::Closed { reason, shutdown_client: false };
     tokio::select! {
-        end = &mut requests => match end {
-            RequestsEnd::Failed(reason) => reason,
-            RequestsEnd::Drain(reason) => {
-                requests_done.cancel();
-                match tokio::time::timeout(drain_timeout, &mut responses).await {
-                    Ok(Ok(())) => reason,
-                    Ok(Err(reason)) => reason,
-                    Err(_) => CloseReason::DrainTimeout,
-                }
+        (end, buf) = &mut requests => {
+            let drained = match end {
+                RequestsEnd::Failed(reason) => return closed(reason),
+                RequestsEnd::Drain(reason) => Err(reason),
+                RequestsEnd::Move => Ok(buf),
+            };
+            requests_done.cancel();
+            match tokio::time::timeout(drain_timeout, &mut responses).await {
+                Ok(Ok(())) => match drained {
+                    Ok(buf) => SessionEnd::Move(buf),
+                    Err(reason) => SessionEnd::Closed { reason, shutdown_client: true },
+                },
+                Ok(Err(reason)) => closed(reason),
+                Err(_) => closed(CloseReason::DrainTimeout),
             }
         },
-        end = &mut responses => end.err().unwrap_or(CloseReason::UpstreamClosed),
+        end = &mut responses => closed(end.err().unwrap_or(CloseReason::UpstreamClosed)),
     }
 }
 
 /// The client-to-broker direction of one connection.
 struct Requests<'a> {
     ctx: &'a ConnectionContext,
-    in_flight: mpsc::Sender<Owed>,
+    in_flight: &'a mpsc::Sender<Owed>,
     traffic: &'a Traffic,
     answers: &'a GatewayAnswers,
     stop: StopSignals<'a>,
     /// The hash of the client's id, taken from its first request whose response is rewritten.
-    client: OnceLock<u32>,
+    client: &'a OnceLock<u32>,
+    /// How many moves to another cluster the route had made when this broker connection began.
+    moves_seen: u64,
+    /// Whether the connection can follow its route to another cluster (it can re-dial).
+    follows_moves: bool,
 }
 
 /// What a read from the client waits on besides the client. Made once per connection: a timer
@@ -438,6 +587,17 @@ impl Requests<'_> {
         client: &mut R,
         upstream: &mut W,
         mut buf: BytesMut,
+    ) -> (RequestsEnd, BytesMut) {
+        let end = self.forward_until_end(client, upstream, &mut buf).await;
+        (end, buf)
+    }
+
+    /// [`Self::forward`], with the client bytes read and not yet forwarded left in `buf`.
+    async fn forward_until_end<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        &self,
+        client: &mut R,
+        upstream: &mut W,
+        buf: &mut BytesMut,
     ) -> RequestsEnd {
         let limits = FrameLimits { min_body: MIN_REQUEST_BODY, max_body: self.ctx.settings.max_frame_bytes };
         let stopped = pin!(self.stop.route.cancelled());
@@ -453,17 +613,17 @@ impl Requests<'_> {
                         return end;
                     }
                 }
-                if let Err(end) = self.read(client, &mut buf, waits).await {
+                if let Err(end) = self.read(client, buf, waits).await {
                     return end;
                 }
             }
             already_read = false;
             let read = buf.len();
             let next_total = loop {
-                match self.forward_complete(&mut buf, limits, upstream, waits).await {
+                match self.forward_complete(buf, limits, upstream, waits).await {
                     Ok(Forwarded::All { next_total }) => break next_total,
                     Ok(Forwarded::Fenced) => {
-                        if let Err(end) = self.pass_fence(client, &mut buf, limits, waits).await {
+                        if let Err(end) = self.pass_fence(client, buf, limits, waits).await {
                             return end;
                         }
                     }
@@ -477,8 +637,8 @@ impl Requests<'_> {
                 // First: it is ready at once unless it must wait for budget, and then the stop
                 // signal is not polled at all.
                 biased;
-                room = make_room(&mut buf, next_total, &mut held, deadline) => room,
-                _ = &mut waits.stopped => return RequestsEnd::Drain(self.stop_reason()),
+                room = make_room(buf, next_total, &mut held, deadline) => room,
+                _ = &mut waits.stopped => return self.stopped(),
             };
             if room.is_err() {
                 return RequestsEnd::Failed(CloseReason::NoBufferRoom { direction: "request" });
@@ -551,18 +711,32 @@ impl Requests<'_> {
             return Ok(());
         }
         tokio::select! {
+            // First: a switchover's cut ends the session before it opens the fence, and no
+            // request may pass to the old cluster after the cut.
+            biased;
+            _ = self.stop.route.cancelled() => Err(self.stopped()),
             _ = fence.wait_open() => Ok(()),
-            _ = self.stop.route.cancelled() => Err(RequestsEnd::Drain(self.stop_reason())),
         }
     }
 
-    fn stop_reason(&self) -> CloseReason {
+    /// How the request direction ends on a stop signal: a move to the route's new cluster when
+    /// the connection can follow it, else a drain.
+    fn stopped(&self) -> RequestsEnd {
         if self.stop.gateway.is_cancelled() {
-            CloseReason::Shutdown
-        } else if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
-            CloseReason::BrokerSessionEnding
+            return RequestsEnd::Drain(CloseReason::Shutdown);
+        }
+        if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
+            return RequestsEnd::Drain(CloseReason::BrokerSessionEnding);
+        }
+        if self.ctx.route.moves() == self.moves_seen {
+            return RequestsEnd::Drain(CloseReason::RouteReset);
+        }
+        // A SASL login was with the old cluster, and only the client can log in again.
+        let logged_in = self.ctx.swap.is_some() || self.traffic.sasl().summary().mechanism.is_some();
+        if self.follows_moves && !logged_in {
+            RequestsEnd::Move
         } else {
-            CloseReason::RouteReset
+            RequestsEnd::Drain(CloseReason::RouteSwitched)
         }
     }
 
@@ -583,12 +757,12 @@ impl Requests<'_> {
             // Checked here too: with the read first below, a client that never pauses would
             // otherwise never let the stop be seen.
             if self.stop.route.is_cancelled() {
-                return Err(RequestsEnd::Drain(self.stop_reason()));
+                return Err(self.stopped());
             }
             let read = tokio::select! {
                 biased;
                 read = client.read_buf(buf) => read,
-                _ = &mut waits.stopped => return Err(RequestsEnd::Drain(self.stop_reason())),
+                _ = &mut waits.stopped => return Err(self.stopped()),
                 _ = waits.timer.as_mut() => {
                     let next = self.timer_fired(buf, waits)?;
                     waits.timer.as_mut().reset(next);
@@ -778,7 +952,7 @@ impl Requests<'_> {
     async fn room_in_flight(&self, waits: &mut ReadWaits<'_, '_>) -> Result<mpsc::Permit<'_, Owed>, RequestsEnd> {
         tokio::select! {
             permit = self.in_flight.reserve() => permit.map_err(|_| response_half_ended()),
-            _ = &mut waits.stopped => Err(RequestsEnd::Drain(self.stop_reason())),
+            _ = &mut waits.stopped => Err(self.stopped()),
             _ = tokio::time::sleep(self.ctx.settings.idle_timeout) => {
                 Err(RequestsEnd::Failed(CloseReason::IdleTimeout { partial_frame_bytes: 0 }))
             }
@@ -922,7 +1096,6 @@ impl Responses<'_> {
         owed: &mut OwedAnswers,
     ) -> Result<(), CloseReason> {
         let limits = FrameLimits { min_body: MIN_RESPONSE_BODY, max_body: self.ctx.settings.max_frame_bytes };
-        let metrics = &self.ctx.route.metrics;
         let write_timeout = self.ctx.settings.write_timeout;
         let write_timer = pin!(tokio::time::sleep(write_timeout));
         let client = &mut ProgressWriter::new(client, write_timeout, write_timer);
@@ -934,14 +1107,13 @@ impl Responses<'_> {
         let mut requests_done = PollOnWake::new(requests_done);
         loop {
             if requests_finished && owed.is_empty() {
-                let _ = client.shutdown().await;
                 return Ok(());
             }
             let read = tokio::select! {
                 biased;
                 read = upstream.read_buf(&mut buf) => read,
-                // With a broker answer at the head, the gateway's wait behind it.
-                _ = self.answers.ready(), if owed.head.is_none() => {
+                // With a broker answer at the head or streaming, the gateway's wait behind it.
+                _ = self.answers.ready(), if owed.head.is_none() && owed.streaming.is_none() => {
                     send_gateway_answers(owed, client, self.answers).await?;
                     continue;
                 }
@@ -952,20 +1124,19 @@ impl Responses<'_> {
             };
             match read {
                 Err(e) => return Err(CloseReason::UpstreamError(e)),
-                Ok(0) if buf.is_empty() => return Err(CloseReason::UpstreamClosed),
-                Ok(0) => return Err(CloseReason::UpstreamClosedMidFrame { received: buf.len() }),
+                Ok(0) => return Err(broker_closed(&buf, owed.streaming.as_ref())),
                 Ok(_) => {}
             }
             let read_at = Instant::now();
             let before = buf.len();
-            let next_total = self.forward_complete(&mut buf, limits, owed, client, read_at).await?;
-            if self.answers.any() {
-                send_gateway_answers(owed, client, self.answers).await?;
+            let mut next_total = None;
+            if self.stream_on(&mut buf, owed, client).await? {
+                next_total = self.forward_complete(&mut buf, limits, owed, client, read_at).await?;
+                if self.answers.any() && owed.streaming.is_none() {
+                    send_gateway_answers(owed, client, self.answers).await?;
+                }
             }
-            let forwarded = (before - buf.len()) as u64;
-            self.traffic.to_client.fetch_add(forwarded, Ordering::Relaxed);
-            metrics.bytes_to_client.inc_by(forwarded);
-            metrics.gateway_response_time.observe(read_at.elapsed());
+            self.account(before - buf.len(), read_at);
             let deadline = Instant::now() + self.ctx.settings.frame_timeout;
             if make_room(&mut buf, next_total, &mut held, deadline).await.is_err() {
                 return Err(CloseReason::NoBufferRoom { direction: "response" });
@@ -973,8 +1144,97 @@ impl Responses<'_> {
         }
     }
 
+    /// Count `forwarded` bytes sent to the client from a read made at `read_at`.
+    fn account(&self, forwarded: usize, read_at: Instant) {
+        let metrics = &self.ctx.route.metrics;
+        self.traffic.to_client.fetch_add(forwarded as u64, Ordering::Relaxed);
+        metrics.bytes_to_client.inc_by(forwarded as u64);
+        metrics.gateway_response_time.observe(read_at.elapsed());
+    }
+
+    /// Pass the bytes in `buf` that belong to the answer being streamed to the client. Returns
+    /// whether bytes of the following frames remain to be looked at.
+    async fn stream_on<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+    ) -> Result<bool, CloseReason> {
+        let Some(streaming) = &mut owed.streaming else { return Ok(true) };
+        let passed = streaming.left.min(buf.len());
+        write_run(buf, passed, client).await?;
+        streaming.left -= passed;
+        if streaming.left > 0 {
+            return Ok(false);
+        }
+        owed.streaming = None;
+        // Answered in full: past the fence.
+        self.ctx.route.fence.leave(1);
+        Ok(!buf.is_empty())
+    }
+
+    /// The frame at `buf[start..]` is partial and `total` long. If it is large and answers a
+    /// request whose answer passes unchanged, start streaming it: write what precedes it and
+    /// what has arrived of it, and note how much is still to come. Returns whether it streams;
+    /// if not, a broker request taken off the queue waits in `head`, and `start` is 0 if
+    /// gateway answers owed before it were sent (with the run before them).
+    async fn start_streaming<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        start: &mut usize,
+        total: usize,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+        read_at: Instant,
+    ) -> Result<bool, CloseReason> {
+        let arrived = buf.len() - *start;
+        if total <= FREE_CAPACITY || arrived < SIZE_PREFIX + 4 {
+            return Ok(false);
+        }
+        let correlation_id = response_correlation_id(&buf[*start + SIZE_PREFIX..]);
+        let request = self.next_broker_request(buf, start, owed, client, correlation_id).await?;
+        if request.handling.decodes_response() {
+            owed.head = Some(request);
+            return Ok(false);
+        }
+        if request.correlation_id != correlation_id {
+            self.ctx.route.fence.leave(1);
+            return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
+        }
+        self.ctx.route.metrics.upstream_time.observe(read_at.into_std().saturating_duration_since(request.sent_at));
+        owed.streaming = Some(Streaming { request, total, left: total - arrived });
+        let len = buf.len();
+        write_run(buf, len, client).await?;
+        Ok(true)
+    }
+
+    /// The request the broker answers next. Gateway answers owed before it are sent first, after
+    /// the run of `run_end` bytes at the front of `buf` that precedes them (which then ends at 0).
+    async fn next_broker_request<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        run_end: &mut usize,
+        owed: &mut OwedAnswers,
+        client: &mut ProgressWriter<'_, W>,
+        correlation_id: i32,
+    ) -> Result<InFlight, CloseReason> {
+        loop {
+            match owed.next() {
+                Some(Owed::Broker(request)) => return Ok(request),
+                Some(Owed::Gateway(answer)) => {
+                    write_run(buf, *run_end, client).await?;
+                    *run_end = 0;
+                    client.write_all(&answer).await.map_err(client_write_error)?;
+                    self.answers.sent();
+                }
+                None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
+            }
+        }
+    }
+
     /// Send every complete response at the front of `buf` to the client, opaque runs in one write
-    /// each, and remove them from `buf`. Returns the full length of a trailing partial frame.
+    /// each, and remove them from `buf`; a large partial one that passes unchanged starts
+    /// streaming. Returns the full length of a trailing partial frame that is held.
     async fn forward_complete<W: AsyncWrite + Unpin>(
         &self,
         buf: &mut BytesMut,
@@ -989,24 +1249,17 @@ impl Responses<'_> {
             let len = match frame_at(&buf[run_end..], limits).map_err(CloseReason::BadResponseFrame)? {
                 FrameStatus::Complete(len) => len,
                 FrameStatus::Incomplete { total } => {
+                    if let Some(total) = total {
+                        if self.start_streaming(buf, &mut run_end, total, owed, client, read_at).await? {
+                            return Ok(None);
+                        }
+                    }
                     write_run(buf, run_end, client).await?;
                     return Ok(total);
                 }
             };
             let correlation_id = response_correlation_id(&buf[run_end + SIZE_PREFIX..]);
-            let request = loop {
-                match owed.next() {
-                    Some(Owed::Broker(request)) => break request,
-                    Some(Owed::Gateway(answer)) => {
-                        // Gateway answers owed before this response go first, after what precedes them.
-                        write_run(buf, run_end, client).await?;
-                        run_end = 0;
-                        client.write_all(&answer).await.map_err(client_write_error)?;
-                        self.answers.sent();
-                    }
-                    None => return Err(CloseReason::UnexpectedResponse { correlation_id, expected: None }),
-                }
-            };
+            let request = self.next_broker_request(buf, &mut run_end, owed, client, correlation_id).await?;
             let metrics = &ctx.route.metrics;
             // Off the queue, so past the fence, whether or not the answer is the right one.
             ctx.route.fence.leave(1);
@@ -1050,6 +1303,16 @@ impl Responses<'_> {
                 }
             }
         }
+    }
+}
+
+/// Why the broker's end of the stream came: between frames, or in the middle of the one in
+/// `buf` or being streamed.
+fn broker_closed(buf: &BytesMut, streaming: Option<&Streaming>) -> CloseReason {
+    match streaming {
+        Some(streaming) => CloseReason::UpstreamClosedMidFrame { received: streaming.total - streaming.left },
+        None if buf.is_empty() => CloseReason::UpstreamClosed,
+        None => CloseReason::UpstreamClosedMidFrame { received: buf.len() },
     }
 }
 

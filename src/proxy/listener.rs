@@ -13,7 +13,9 @@
 //! connections that are already established, and plaintext routes, served.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::MemoryBudget;
-use super::connection::{pump, ConnectionContext, ConnectionSummary, Severity, StopSignals};
+use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
 use super::stream::{Duplex, Halves, Rewound};
@@ -33,7 +35,7 @@ use super::swap::{self, Legs, SwapAuth, SwapOutcome};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::protocol::SaslSummary;
-use crate::routing::{Route, Target};
+use crate::routing::{Route, Target, Upstream};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit, Metrics};
 use crate::tls::ServerTls;
 
@@ -389,7 +391,25 @@ impl Connection {
         };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
         let summary = match self.shared.swaps.get(&self.route.name) {
-            None => pump(client, initial, upstream, &ctx, stop).await,
+            None => {
+                let connect_timeout = self.shared.settings.connect_timeout;
+                // A broker port whose node the new cluster lacks is dialled to any of its
+                // brokers: they answer what that node led with NOT_LEADER_OR_FOLLOWER (and the
+                // new leader), and the client moves on by its own retry path.
+                let redial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+                    Box::pin(async move {
+                        let connected = match upstream::connect(&domain, target, connect_timeout).await {
+                            Err(upstream::UpstreamError::UnknownNode(_)) => {
+                                upstream::connect(&domain, Target::Bootstrap, connect_timeout).await
+                            }
+                            connected => connected,
+                        };
+                        connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
+                    })
+                };
+                let redial: &Redial<_> = &redial;
+                pump(client, initial, upstream, &ctx, stop, Some(redial)).await
+            }
             Some(auth) => {
                 let (mut client_read, mut client_write) = client.into_halves();
                 let (mut upstream_read, mut upstream_write) = upstream.into_halves();
@@ -427,7 +447,7 @@ impl Connection {
                             let hard = BROKER_SESSION_DRAIN - BROKER_SESSION_IDLE_CLOSE;
                             tokio::time::sleep(lifetime.mul_f64(hard)).await;
                         };
-                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop));
+                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop, None));
                         let mut summary = tokio::select! {
                             summary = &mut pumped => summary,
                             _ = ending => {

@@ -12,7 +12,7 @@ mod swap;
 mod upstream;
 
 pub use budget::MemoryBudget;
-pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, StopSignals};
+pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, StopSignals};
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, accept_sni_loop, bind_route, BoundPort, ListenerContext, SniRoute};
 pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};

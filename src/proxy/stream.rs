@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{split, AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{split, AsyncRead, AsyncWrite, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -253,10 +253,6 @@ impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
             }
         })
         .await
-    }
-
-    pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.inner.shutdown().await
     }
 }
 

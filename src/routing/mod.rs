@@ -11,7 +11,7 @@ mod fence;
 mod topology;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -162,8 +162,10 @@ pub struct Route {
     config_fence: Mutex<Option<RouteFence>>,
     /// Topics named in metadata answers to this route's clients: what a switchover must check.
     topics_seen: Mutex<TopicsSeen>,
-    /// Cancelled to make the route's current connections drain and close.
+    /// Cancelled to make the route's current connections drain and close, or move.
     session: Mutex<CancellationToken>,
+    /// How many times [`Route::move_connections`] was called.
+    moves: AtomicU64,
     /// The gateway's shutdown token; every session is its child.
     shutdown: CancellationToken,
 }
@@ -191,6 +193,7 @@ impl Route {
             config_fence: Mutex::new(None),
             topics_seen: Mutex::new(TopicsSeen::default()),
             session: Mutex::new(shutdown.child_token()),
+            moves: AtomicU64::new(0),
             shutdown: shutdown.clone(),
         };
         route.set_config_fence(config.config_fence.clone());
@@ -293,6 +296,19 @@ impl Route {
     /// The token a new connection watches: cancelled by [`Route::reset_connections`] or shutdown.
     pub fn session(&self) -> CancellationToken {
         self.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Make every current connection of the route finish its in-flight requests and continue on
+    /// the route's upstream now (a switchover's cut, after [`Route::replace_upstream`]). A
+    /// connection that cannot follow (its client logged in with SASL) closes instead.
+    pub fn move_connections(&self) {
+        self.moves.fetch_add(1, Ordering::AcqRel);
+        self.reset_connections();
+    }
+
+    /// How many times the route's connections were moved to another upstream.
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Acquire)
     }
 
     /// Make every current connection of the route finish its in-flight requests and close, so

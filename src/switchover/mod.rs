@@ -12,8 +12,10 @@
 //!    (with `groupOffsets`) until MirrorMaker 2 has translated every consumer group's committed
 //!    offsets, and commit them on the destination ([`groups`]); on timeout the fence opens again
 //!    on the source and the switchover is reported aborted.
-//! 4. **Cut**: new connections go to the destination, current ones drain and close so their
-//!    clients reconnect and refresh metadata, and the fence opens.
+//! 4. **Cut**: new connections go to the destination; current ones, drained by the fence,
+//!    continue on a new broker connection to the destination (the client keeps its connection;
+//!    brokers' own errors steer it to the new leaders), and the fence opens. A connection whose
+//!    client logged in with SASL closes instead, since only the client can log in again.
 
 mod catch_up;
 pub mod groups;
@@ -372,11 +374,15 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         let to = destination.domain.clone();
         let previous = self.route.replace_upstream(destination);
-        // Reset before unfencing: a parked connection must see its session end, not the open gate.
-        self.route.reset_connections();
+        // Before unfencing: a parked connection must see its session end, not the open gate.
+        self.route.move_connections();
         self.route.set_fenced(None);
         previous.retire();
-        self.phase("cut", started, format!("new connections go to `{to}`; existing ones drain and reconnect"));
+        self.phase(
+            "cut",
+            started,
+            format!("new connections go to `{to}`; existing ones continue there (those that logged in with SASL reconnect)"),
+        );
     }
 
     fn report(&self, outcome: &'static str, message: String) -> SwitchoverReport {

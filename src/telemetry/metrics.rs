@@ -148,6 +148,10 @@ metric_families! {
         "upstream_connect_failures",
         "Broker connections that could not be opened",
     ),
+    connections_moved: Family<RouteLabels, Counter> = (
+        "connections_moved",
+        "Client connections that followed their route to another cluster at a switchover, kept open",
+    ),
     requests: Family<ApiLabels, Counter> = ("requests", "Requests forwarded, by API"),
     requests_in_flight: Family<RouteLabels, Gauge> = ("requests_in_flight", "Requests forwarded and not yet answered"),
     request_failures: Family<ApiLabels, Counter> = (
@@ -358,6 +362,12 @@ impl RouteMetrics {
     /// A swap route's login or re-authentication ended with `outcome`.
     pub fn swap_login(&self, outcome: &'static str) {
         self.all.swap_logins.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
+    }
+
+    /// A client connection followed its route to another cluster (at a cut only: takes the
+    /// family's lock).
+    pub fn connection_moved(&self) {
+        self.all.connections_moved.get_or_create(&RouteLabels { route: self.route.clone() }).inc();
     }
 
     pub fn connection_closed(&self, reason: &'static str, rejected_input: bool) {
