@@ -5,10 +5,10 @@
 //! replicating the drill topic with identical names and translated group offsets, a gateway
 //! route pointing at the source, an idempotent `acks=all` Java producer sending numbered records
 //! through the route and a consumer group reading them through it. Midway (once the producer has
-//! half its records acknowledged and the group has caught up to within a second), the route is switched
-//! to the destination, either live (the admin API's switchover, with the fence holding requests
-//! or answering them with retriable errors) or as Confluent documents it (edit the route's
-//! domain, restart the gateway). Afterwards the destination is read in full
+//! half its records acknowledged and the group has caught up to within a second and committed),
+//! the route is switched to the destination, either live (the admin API's switchover, with the
+//! fence holding requests or answering them with retriable errors) or as Confluent documents it
+//! (edit the route's domain, restart the gateway). Afterwards the destination is read in full
 //! and the drill reports acknowledged records missing (must be 0), duplicates, producer errors,
 //! the longest pause each client saw, and what the consumer skipped or re-read, with a
 //! [`Timeline`] of acknowledgements, consumption and the switchover's phases for a chart.
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::mirrormaker::{MirrorMaker, MirrorOptions, SOURCE_ALIAS};
+use crate::mirrormaker::{committed_offsets, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use crate::numbered::{NumberedConsumer, NumberedProducer};
+use crate::poll::try_poll_until;
 use crate::{free_port_block, java, ClusterSpec, GatewayProcess, KafkaCluster};
 
 const TOPIC: &str = "drill";
@@ -179,6 +180,12 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     // Switch a group in its steady state (within a second of the producer, committing every
     // second), not one still starting its JVM or joining: that is what an operator moves.
     consumer.wait_seen(half.saturating_sub(options.rate as usize), run_time)?;
+    // A group that caught up in one burst may not have committed yet: it would have nothing to
+    // carry and fall back to `auto.offset.reset`, which measures the JVM's start, not the move.
+    try_poll_until(Duration::from_secs(30), || {
+        Ok(committed_offsets(&source.bootstrap(), GROUP, TOPIC).ok().filter(|offsets| !offsets.is_empty()))
+    })
+    .context("the drill's consumer group never committed on the source")?;
 
     let switch_started = Instant::now();
     let switch_started_ms = unix_millis();
