@@ -206,6 +206,7 @@ fn switchover(command: SwitchoverCommand) -> ExitCode {
         catch_up_timeout_ms: command.catch_up_timeout_ms,
         fence: command.fence,
         topics: None,
+        group_offsets: None,
     };
     match client::switchover(&command.admin.unwrap_or_else(client::default_admin_url), &command.route, &request) {
         Ok((ok, report)) => {

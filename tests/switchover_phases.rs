@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard::cluster::Advertising;
-use switchyard::config::{parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, HostPort, SwitchoverRequest};
-use switchyard::routing::{ClusterMetadata, Route, Topology, Upstream};
+use switchyard::config::{
+    parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, HostPort, SwitchoverRequest,
+};
+use switchyard::routing::{ClusterMetadata, KeyValue, Route, Topology, Upstream};
+use switchyard::switchover::groups::Checkpoint;
 use switchyard::switchover::{Destinations, Refusal, Switchboard, SwitchoverReport};
 use switchyard::telemetry::Metrics;
 use tokio::time::Instant;
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "orders";
 const DRAIN_TIMEOUT_MS: u64 = 3_000;
+const CHECKPOINTS: &str = "blue.checkpoints.internal";
 
 /// A cluster that answers from what the test sets: its topics, each partition's watermarks,
 /// and whether it can be reached at all.
@@ -26,6 +30,10 @@ struct FakeCluster {
     unreachable: AtomicBool,
     topics: Mutex<BTreeMap<String, usize>>,
     marks: Mutex<HashMap<(String, i32), (i64, i64)>>,
+    /// Committed offsets by (group, topic, partition).
+    committed: Mutex<BTreeMap<(String, String, i32), i64>>,
+    /// Every record of every topic, as (key, value).
+    records: Mutex<HashMap<String, Vec<KeyValue>>>,
 }
 
 impl FakeCluster {
@@ -39,6 +47,20 @@ impl FakeCluster {
 
     fn set_records(&self, records: i64) {
         self.marks.lock().unwrap().insert((TOPIC.into(), 0), (0, records));
+    }
+
+    fn commit_offset(&self, group: &str, partition: i32, offset: i64) {
+        self.committed.lock().unwrap().insert((group.into(), TOPIC.into(), partition), offset);
+    }
+
+    fn committed_offset(&self, group: &str, partition: i32) -> Option<i64> {
+        self.committed.lock().unwrap().get(&(group.to_string(), TOPIC.to_string(), partition)).copied()
+    }
+
+    /// MirrorMaker 2 checkpoints `group`'s `upstream` offset of partition 0 as `downstream`.
+    fn checkpoint(&self, group: &str, upstream: i64, downstream: i64) {
+        let checkpoint = Checkpoint { group: group.into(), topic: TOPIC.into(), partition: 0, upstream, downstream };
+        self.records.lock().unwrap().entry(CHECKPOINTS.into()).or_default().push(checkpoint.encode());
     }
 
     fn answer<T>(&self, value: T) -> anyhow::Result<T> {
@@ -59,6 +81,39 @@ impl ClusterMetadata for FakeCluster {
     fn watermarks(&self, topic: &str, partition: i32, _: Duration) -> anyhow::Result<(i64, i64)> {
         let marks = self.marks.lock().unwrap().get(&(topic.to_string(), partition)).copied();
         self.answer(marks.unwrap_or((0, 0)))
+    }
+
+    fn consumer_groups(&self, _: Duration) -> anyhow::Result<Vec<String>> {
+        let mut groups: Vec<String> = self.committed.lock().unwrap().keys().map(|(g, _, _)| g.clone()).collect();
+        groups.dedup();
+        self.answer(groups)
+    }
+
+    fn committed(
+        &self,
+        group: &str,
+        topics: &BTreeMap<String, usize>,
+        _: Duration,
+    ) -> anyhow::Result<Vec<(String, i32, i64)>> {
+        let committed = self.committed.lock().unwrap();
+        let found = committed
+            .iter()
+            .filter(|((g, t, _), _)| g == group && topics.contains_key(t))
+            .map(|((_, t, p), offset)| (t.clone(), *p, *offset))
+            .collect();
+        self.answer(found)
+    }
+
+    fn commit(&self, group: &str, offsets: &[(String, i32, i64)], _: Duration) -> anyhow::Result<()> {
+        let mut committed = self.committed.lock().unwrap();
+        for (topic, partition, offset) in offsets {
+            committed.insert((group.to_string(), topic.clone(), *partition), *offset);
+        }
+        self.answer(())
+    }
+
+    fn records(&self, topic: &str, _: Duration) -> anyhow::Result<Vec<KeyValue>> {
+        self.answer(self.records.lock().unwrap().get(topic).cloned().unwrap_or_default())
     }
 }
 
@@ -117,7 +172,11 @@ impl Setup {
 
 /// Two domains, `blue` and `green`, and route `r` on blue with `route_extra` (flow YAML fields).
 fn config(route_extra: &str) -> GatewayConfig {
-    let yaml = format!(
+    parse_with_env("phases.yaml", &yaml(route_extra), &|_| None).expect("a valid config")
+}
+
+fn yaml(route_extra: &str) -> String {
+    format!(
         "streamingDomains:
   - {{name: blue, type: kafka, kafkaCluster: {{name: blue, bootstrapServers: [{{id: b, endpoint: 'blue:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
   - {{name: green, type: kafka, kafkaCluster: {{name: green, bootstrapServers: [{{id: b, endpoint: 'green:9092'}}], nodeIdRanges: [{{name: n, start: 1, end: 1}}]}}}}
@@ -125,8 +184,7 @@ routes:
   - {{name: r, endpoint: '127.0.0.1:19092', streamingDomain: {{name: blue}}{route_extra}}}
 proxy: {{drainTimeoutMs: {DRAIN_TIMEOUT_MS}}}
 "
-    );
-    parse_with_env("phases.yaml", &yaml, &|_| None).expect("a valid config")
+    )
 }
 
 fn to_green(catch_up: CatchUpPolicy, timeout: Duration) -> SwitchoverRequest {
@@ -137,7 +195,14 @@ fn to_green(catch_up: CatchUpPolicy, timeout: Duration) -> SwitchoverRequest {
         fence: Some(FenceMode::Hold),
         dry_run: false,
         topics: None,
+        group_offsets: None,
     }
+}
+
+/// [`to_green`] carrying consumer groups by MirrorMaker 2's checkpoints.
+fn to_green_with_groups(timeout: Duration) -> SwitchoverRequest {
+    let group_offsets = GroupOffsets { checkpoints_topic: CHECKPOINTS.into(), groups: None };
+    SwitchoverRequest { group_offsets: Some(group_offsets), ..to_green(CatchUpPolicy::Offsets, timeout) }
 }
 
 fn phase_names(report: &SwitchoverReport) -> Vec<&str> {
@@ -300,4 +365,69 @@ async fn a_reload_puts_the_configuration_fence_up_and_takes_it_down() {
     let (outcome, _) = switchyard::switchover::reload::apply(&board, &unfenced).await;
     assert_eq!(outcome.fenced, ["r: configuration fence removed"]);
     assert!(!setup.route.fence.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cut_waits_for_group_offsets_translated_and_commits_them() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    let blue = Arc::clone(&setup.clusters.0["blue"]);
+    blue.commit_offset("g", 0, 80);
+    setup.green.checkpoint("g", 60, 57);
+    let green = Arc::clone(&setup.green);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        green.checkpoint("g", 80, 77);
+    });
+    let started = Instant::now();
+    let report = setup.switch(&to_green_with_groups(Duration::from_secs(30))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "the cut waited for the checkpoint of offset 80");
+    assert!(started.elapsed() < Duration::from_secs(5), "and no longer than a poll after it");
+    assert_eq!(setup.green.committed_offset("g", 0), Some(77), "the translation is committed on the destination");
+    assert_eq!(report.groups[0].committed, 1, "{:?}", report.groups);
+    assert!(report.phases[2].detail.contains("1 consumer groups translated"), "{:?}", report.phases[2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn untranslated_group_offsets_abort_at_the_catch_up_timeout() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    setup.clusters.0["blue"].commit_offset("g", 0, 80);
+    setup.green.checkpoint("g", 60, 57);
+    let started = Instant::now();
+    let report = setup.switch(&to_green_with_groups(Duration::from_secs(3))).await.expect("a report");
+    assert_eq!(report.outcome, "aborted", "{report:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4), "waited {waited:?}");
+    assert!(report.message.contains("group `g` orders-0 at 80 (latest checkpoint: 60 -> 57)"), "{}", report.message);
+    assert_eq!(setup.route.upstream().domain, "blue", "clients stay on the source");
+    assert!(!setup.route.fence.is_closed(), "the source is unfenced");
+    assert_eq!(setup.green.committed_offset("g", 0), None, "nothing was committed on the destination");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_group_ahead_of_the_translation_is_not_moved_back() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    setup.clusters.0["blue"].commit_offset("g", 0, 80);
+    setup.green.checkpoint("g", 80, 77);
+    setup.green.commit_offset("g", 0, 90);
+    let report = setup.switch(&to_green_with_groups(Duration::from_secs(3))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+    assert_eq!(report.groups[0].committed, 0);
+    assert_eq!(setup.green.committed_offset("g", 0), Some(90));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_configured_with_group_offsets_carries_groups_and_a_bad_one_is_refused() {
+    let bad = yaml(", switchover: {groupOffsets: {checkpointsTopic: ''}}");
+    let error = parse_with_env("phases.yaml", &bad, &|_| None).unwrap_err().to_string();
+    for needle in ["phases.yaml", "routes[0].switchover.groupOffsets", "Fix:", "checkpoints.internal"] {
+        assert!(error.contains(needle), "{needle} missing from: {error}");
+    }
+    let mut setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    setup.config = config(&format!(", switchover: {{groupOffsets: {{checkpointsTopic: {CHECKPOINTS}}}}}"));
+    setup.clusters.0["blue"].commit_offset("g", 0, 80);
+    setup.green.checkpoint("g", 80, 80);
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(3))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed", "{report:?}");
+    assert_eq!(setup.green.committed_offset("g", 0), Some(80), "the route's groupOffsets applied");
 }

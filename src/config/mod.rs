@@ -35,7 +35,7 @@ pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secr
 pub use swap::{
     client_users, ClientAuthSettings, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue,
 };
-pub use switchover::{kafka_error_code, CatchUpPolicy, FenceMode, RouteFence, SwitchoverRequest};
+pub use switchover::{kafka_error_code, CatchUpPolicy, FenceMode, GroupOffsets, RouteFence, SwitchoverRequest};
 pub use validate::ConfigError;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -118,6 +118,8 @@ pub struct RouteConfig {
     /// The catch-up gate a switchover of this route uses unless told otherwise.
     pub catch_up: CatchUpPolicy,
     pub catch_up_timeout: Option<Duration>,
+    /// How consumer groups' offsets cross over in a switchover of this route; `None`: they do not.
+    pub group_offsets: Option<GroupOffsets>,
     /// What the fence does with new requests during a switchover of this route.
     pub fence: FenceMode,
     /// The fence the file holds on the route (`fence:`), if any.

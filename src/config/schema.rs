@@ -129,6 +129,8 @@ pub(crate) struct RawSwitchoverDefaults {
     pub catch_up_timeout_ms: Option<u64>,
     #[serde(default)]
     pub fence: Option<super::FenceMode>,
+    #[serde(default)]
+    pub group_offsets: Option<super::GroupOffsets>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,46 @@ impl fmt::Display for CatchUpPolicy {
     }
 }
 
+/// How consumer groups' committed offsets cross over to the destination: the gateway reads
+/// MirrorMaker 2's checkpoints (each group's source offset and its translation) from
+/// `checkpointsTopic` on the destination, waits until they cover every offset the group has
+/// committed on the source, and commits the translations to the destination's group itself
+/// before the cut (`switchover.groupOffsets`, or `groupOffsets` in a request).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupOffsets {
+    /// MirrorMaker 2's checkpoints topic on the destination: `<source alias>.checkpoints.internal`.
+    pub checkpoints_topic: String,
+    /// The groups to carry; every consumer group of the source with committed offsets in the
+    /// route's topics when absent.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+}
+
+impl GroupOffsets {
+    /// Whether the topic and group names could be Kafka's; the error says which is not.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.checkpoints_topic.is_empty() || self.checkpoints_topic.len() > MAX_TOPIC_NAME {
+            return Err(format!(
+                "groupOffsets.checkpointsTopic `{}` is not a Kafka topic name: name MirrorMaker 2's checkpoints topic on the destination, `<source alias>.checkpoints.internal`",
+                self.checkpoints_topic
+            ));
+        }
+        if let Some(groups) = &self.groups {
+            if groups.len() > MAX_TOPICS {
+                return Err(format!(
+                    "{} groups named in groupOffsets.groups, at most {MAX_TOPICS} may be",
+                    groups.len()
+                ));
+            }
+            if groups.iter().any(String::is_empty) {
+                return Err("groupOffsets.groups names an empty group id".to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What an operator asks for.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -69,6 +109,10 @@ pub struct SwitchoverRequest {
     /// Topics to check; by default those the route's clients have asked about, else every topic.
     #[serde(default)]
     pub topics: Option<Vec<String>>,
+    /// How consumer groups' offsets cross over; the route's configured way, else not at all,
+    /// when absent.
+    #[serde(default)]
+    pub group_offsets: Option<GroupOffsets>,
 }
 
 /// The longest catch-up bound a switchover may ask for: longer, and a fenced route would stall
@@ -101,6 +145,9 @@ impl SwitchoverRequest {
             if let Some(bad) = topics.iter().find(|t| t.is_empty() || t.len() > MAX_TOPIC_NAME) {
                 return Err(format!("topic name of {} characters is not a Kafka topic name", bad.len()));
             }
+        }
+        if let Some(groups) = &self.group_offsets {
+            groups.check_bounds()?;
         }
         Ok(())
     }
@@ -160,6 +207,10 @@ mod tests {
             SwitchoverRequest { catch_up: Some(CatchUpPolicy::Records { max_lag: -1 }), ..request() },
             SwitchoverRequest { topics: Some(vec![String::new()]), ..request() },
             SwitchoverRequest { topics: Some(vec!["t".into(); MAX_TOPICS + 1]), ..request() },
+            SwitchoverRequest {
+                group_offsets: Some(GroupOffsets { checkpoints_topic: String::new(), groups: None }),
+                ..request()
+            },
         ];
         for request in bad {
             assert!(request.check_bounds().is_err(), "{request:?}");

@@ -14,7 +14,7 @@ use super::schema::{RawConfig, RawKafkaCluster, RawNodeIdRange, RawProxySettings
 use super::security::RawRouteSecurity;
 use super::security::{self, ClientAuth, Leg};
 use super::PortMap;
-use super::{kafka_error_code, RouteFence};
+use super::{kafka_error_code, GroupOffsets, RouteFence};
 use super::{
     BootstrapServer, DomainConfig, GatewayConfig, HostPort, NodeIdRange, ProxySettings, RouteConfig, SwapSettings,
     TlsSettings,
@@ -334,6 +334,7 @@ impl Checker<'_> {
             catch_up: r.switchover.as_ref().and_then(|s| s.catch_up).unwrap_or_default(),
             catch_up_timeout: r.switchover.as_ref().and_then(|s| s.catch_up_timeout_ms).map(Duration::from_millis),
             fence: r.switchover.as_ref().and_then(|s| s.fence).unwrap_or_default(),
+            group_offsets: self.group_offsets(at, r.switchover.as_ref().and_then(|s| s.group_offsets.clone()))?,
             config_fence: self.route_fence(at, r.fence)?,
         })
     }
@@ -386,6 +387,18 @@ impl Checker<'_> {
 
     /// Confluent's `fence: {scope, errorCode, errorMessage}`: `scope: ALL` fences the route,
     /// `NONE` (or no block) does not.
+    fn group_offsets(&self, at: &str, raw: Option<GroupOffsets>) -> Result<Option<GroupOffsets>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        raw.check_bounds().map_err(|why| {
+            self.err(
+                format!("{at}.switchover.groupOffsets"),
+                why,
+                "set checkpointsTopic to MirrorMaker 2's checkpoints topic on the destination (`<source alias>.checkpoints.internal`) and name non-empty group ids, or drop groupOffsets",
+            )
+        })?;
+        Ok(Some(raw))
+    }
+
     fn route_fence(&self, at: &str, raw: Option<RawRouteFence>) -> Result<Option<RouteFence>, ConfigError> {
         let Some(raw) = raw else { return Ok(None) };
         match raw.scope.to_ascii_uppercase().as_str() {

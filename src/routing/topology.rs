@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{BrokerSecurity, HostPort};
 
@@ -27,6 +30,9 @@ pub struct Broker {
     pub rack: Option<String>,
 }
 
+/// A record's key and value, as [`ClusterMetadata::records`] reads them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// What the gateway asks a cluster about itself. Each call blocks (it is run on a blocking
 /// thread) and is bounded by `timeout`.
 pub trait ClusterMetadata: Send + Sync + 'static {
@@ -36,14 +42,54 @@ pub trait ClusterMetadata: Send + Sync + 'static {
     fn topics(&self, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>>;
     /// The `(low, high)` watermarks of one partition.
     fn watermarks(&self, topic: &str, partition: i32, timeout: Duration) -> anyhow::Result<(i64, i64)>;
+    /// The ids of the cluster's consumer groups (ListGroups; Connect's and other non-consumer
+    /// groups left out).
+    fn consumer_groups(&self, _timeout: Duration) -> anyhow::Result<Vec<String>> {
+        anyhow::bail!("this cluster client cannot list consumer groups")
+    }
+    /// `group`'s committed offsets in `topics` (name and partition count), as
+    /// `(topic, partition, offset)` for each partition it has committed.
+    fn committed(
+        &self,
+        _group: &str,
+        _topics: &BTreeMap<String, usize>,
+        _timeout: Duration,
+    ) -> anyhow::Result<Vec<(String, i32, i64)>> {
+        anyhow::bail!("this cluster client cannot read committed offsets")
+    }
+    /// Commit `offsets` for `group`, which must have no member on this cluster.
+    fn commit(&self, _group: &str, _offsets: &[(String, i32, i64)], _timeout: Duration) -> anyhow::Result<()> {
+        anyhow::bail!("this cluster client cannot commit offsets")
+    }
+    /// Every record of `topic` as `(key, value)`, up to its end as it was when asked.
+    fn records(&self, _topic: &str, _timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
+        anyhow::bail!("this cluster client cannot read topics")
+    }
 }
 
-/// The gateway's own librdkafka client of one listener.
-struct Librdkafka(BaseConsumer);
+/// The gateway's own librdkafka client of one listener, and its settings for the short-lived
+/// clients that read or commit a group's offsets (librdkafka binds a client to one group id).
+struct Librdkafka {
+    client: BaseConsumer,
+    settings: ClientConfig,
+}
+
+impl Librdkafka {
+    /// A client of `group` that never joins it: it only reads and commits offsets.
+    fn group_client(&self, group: &str) -> anyhow::Result<BaseConsumer> {
+        Ok(self
+            .settings
+            .clone()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()?)
+    }
+}
 
 impl ClusterMetadata for Librdkafka {
     fn brokers(&self, timeout: Duration) -> anyhow::Result<Vec<(i32, HostPort)>> {
-        let metadata = self.0.fetch_metadata(None, timeout)?;
+        let metadata = self.client.fetch_metadata(None, timeout)?;
         Ok(metadata
             .brokers()
             .iter()
@@ -54,7 +100,7 @@ impl ClusterMetadata for Librdkafka {
     }
 
     fn topics(&self, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
-        let metadata = self.0.fetch_metadata(None, timeout)?;
+        let metadata = self.client.fetch_metadata(None, timeout)?;
         Ok(metadata
             .topics()
             .iter()
@@ -64,7 +110,85 @@ impl ClusterMetadata for Librdkafka {
     }
 
     fn watermarks(&self, topic: &str, partition: i32, timeout: Duration) -> anyhow::Result<(i64, i64)> {
-        Ok(self.0.fetch_watermarks(topic, partition, timeout)?)
+        Ok(self.client.fetch_watermarks(topic, partition, timeout)?)
+    }
+
+    fn consumer_groups(&self, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let list = self.client.fetch_group_list(None, timeout)?;
+        Ok(list
+            .groups()
+            .iter()
+            // A group that only ever committed (no member joined) has no protocol type.
+            .filter(|g| matches!(g.protocol_type(), "consumer" | ""))
+            .map(|g| g.name().to_string())
+            .collect())
+    }
+
+    fn committed(
+        &self,
+        group: &str,
+        topics: &BTreeMap<String, usize>,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<(String, i32, i64)>> {
+        let mut wanted = TopicPartitionList::new();
+        for (topic, &partitions) in topics {
+            for partition in 0..partitions as i32 {
+                wanted.add_partition(topic, partition);
+            }
+        }
+        let found = self.group_client(group)?.committed_offsets(wanted, timeout)?;
+        Ok(found
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.topic().to_string(), e.partition(), offset)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn commit(&self, group: &str, offsets: &[(String, i32, i64)], _timeout: Duration) -> anyhow::Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        // A synchronous commit is bounded by librdkafka's own request timeouts.
+        self.group_client(group)?.commit(&list, CommitMode::Sync)?;
+        Ok(())
+    }
+
+    fn records(&self, topic: &str, timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let metadata = self.client.fetch_metadata(Some(topic), timeout)?;
+        let partitions = match metadata.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len() as i32,
+            _ => anyhow::bail!("the cluster has no topic `{topic}`"),
+        };
+        let mut start = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for partition in 0..partitions {
+            let (low, high) = self.client.fetch_watermarks(topic, partition, timeout)?;
+            if high > low {
+                start.add_partition_offset(topic, partition, Offset::Offset(low))?;
+                ends.insert(partition, high);
+            }
+        }
+        // librdkafka assigns partitions only to a client with a group id; this one never joins
+        // its group nor commits.
+        let reader = self.group_client("switchyard-reader")?;
+        reader.assign(&start)?;
+        let mut records = Vec::new();
+        while !ends.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            anyhow::ensure!(!left.is_zero(), "{topic} not read to its end within {timeout:?}");
+            let Some(message) = reader.poll(left.min(Duration::from_millis(100))) else { continue };
+            let message = message?;
+            records.push((message.key().unwrap_or_default().to_vec(), message.payload().unwrap_or_default().to_vec()));
+            if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
+                ends.remove(&message.partition());
+            }
+        }
+        Ok(records)
     }
 }
 
@@ -91,11 +215,10 @@ impl Topology {
     /// `bootstrap` are the addresses of the listener the route uses.
     /// `security` is the listener's, for the gateway's own client.
     pub fn new(domain: &str, bootstrap: &[HostPort], security: &BrokerSecurity) -> anyhow::Result<Arc<Topology>> {
-        let client: BaseConsumer = crate::tls::librdkafka::client_config(bootstrap, security)?
-            .set("client.id", format!("switchyard-topology-{domain}"))
-            .set("socket.keepalive.enable", "true")
-            .create()?;
-        Ok(Topology::with_metadata(domain, Arc::new(Librdkafka(client))))
+        let mut settings = crate::tls::librdkafka::client_config(bootstrap, security)?;
+        settings.set("client.id", format!("switchyard-topology-{domain}")).set("socket.keepalive.enable", "true");
+        let client: BaseConsumer = settings.create()?;
+        Ok(Topology::with_metadata(domain, Arc::new(Librdkafka { client, settings })))
     }
 
     /// A view that asks `client` (the in-process tests' fake cluster).
@@ -221,8 +344,16 @@ impl Topology {
 
     /// Every topic of the cluster (internal ones excluded) and its partition count.
     pub async fn topics(self: &Arc<Self>, timeout: Duration) -> anyhow::Result<BTreeMap<String, usize>> {
+        self.ask(move |cluster| cluster.topics(timeout)).await
+    }
+
+    /// Ask the cluster `question` on a blocking thread (every [`ClusterMetadata`] call blocks).
+    pub async fn ask<T: Send + 'static>(
+        self: &Arc<Self>,
+        question: impl FnOnce(&dyn ClusterMetadata) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.client.topics(timeout)).await?
+        tokio::task::spawn_blocking(move || question(this.client.as_ref())).await?
     }
 
     /// `(low, high)` watermarks of each partition of `topic`, in partition order.

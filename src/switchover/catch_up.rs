@@ -18,7 +18,7 @@ use crate::config::CatchUpPolicy;
 use crate::routing::Upstream;
 
 /// How often catch-up re-reads the watermarks.
-const POLL_EVERY: Duration = Duration::from_millis(250);
+pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// Topics a replication tool keeps for itself, never checked by default.
 pub fn is_replication_internal(topic: &str) -> bool {

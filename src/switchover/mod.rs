@@ -8,14 +8,17 @@
 //! 2. **Fence**: the route forwards no new request and waits for the requests already
 //!    forwarded to be answered. Mode `hold` parks new requests (clients see a pause); mode
 //!    `error` answers them with a retriable error code (clients back off and retry).
-//! 3. **Catch-up** (optional): wait until replication has caught up by the chosen policy; on
-//!    timeout the fence opens again on the source and the switchover is reported aborted.
+//! 3. **Catch-up** (optional): wait until replication has caught up by the chosen policy, then
+//!    (with `groupOffsets`) until MirrorMaker 2 has translated every consumer group's committed
+//!    offsets, and commit them on the destination ([`groups`]); on timeout the fence opens again
+//!    on the source and the switchover is reported aborted.
 //! 4. **Cut**: new connections go to the destination; current ones, drained by the fence,
 //!    continue on a new broker connection to the destination (the client keeps its connection;
 //!    brokers' own errors steer it to the new leaders), and the fence opens. A connection whose
 //!    client logged in with SASL closes instead, since only the client can log in again.
 
 mod catch_up;
+pub mod groups;
 pub mod reload;
 
 use std::collections::BTreeMap;
@@ -27,7 +30,7 @@ use tokio::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, RouteFence, SwitchoverRequest};
+use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, RouteFence, SwitchoverRequest};
 use crate::routing::{Route, Upstream};
 use crate::telemetry::SwitchoverEvent;
 
@@ -49,6 +52,9 @@ pub struct SwitchoverReport {
     pub message: String,
     pub phases: Vec<PhaseReport>,
     pub topics: Vec<TopicReport>,
+    /// Consumer groups whose offsets were carried to the destination (with `groupOffsets`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<groups::GroupReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +151,7 @@ impl Switchboard<'_> {
             .or(defaults.and_then(|d| d.catch_up_timeout))
             .unwrap_or(DEFAULT_CATCH_UP_TIMEOUT);
         let fence = request.fence.or(defaults.map(|d| d.fence)).unwrap_or_default();
+        let group_offsets = request.group_offsets.clone().or_else(|| defaults.and_then(|d| d.group_offsets.clone()));
         let mut run = Run::new(route, &source, request);
         let destination = run.preflight(self).await?;
         if request.dry_run {
@@ -152,7 +159,7 @@ impl Switchboard<'_> {
             return Ok(run.report("dry-run", "pre-flight passed; nothing was changed".into()));
         }
         run.fence(fence, self.config.proxy.drain_timeout).await;
-        if let Err(why) = run.catch_up(&destination, catch_up, catch_up_timeout).await {
+        if let Err(why) = run.catch_up(&destination, catch_up, group_offsets.as_ref(), catch_up_timeout).await {
             route.set_fenced(None);
             destination.retire();
             tracing::warn!(route = route_name, "switchover aborted, clients stay on `{}`: {why}", source.domain);
@@ -215,11 +222,20 @@ struct Run<'a> {
     topics: Vec<TopicReport>,
     /// Partition counts of the checked topics on the source.
     partitions: BTreeMap<String, usize>,
+    groups: Vec<groups::GroupReport>,
 }
 
 impl<'a> Run<'a> {
     fn new(route: &'a Route, source: &'a Arc<Upstream>, request: &'a SwitchoverRequest) -> Self {
-        Run { route, source, request, phases: Vec::new(), topics: Vec::new(), partitions: BTreeMap::new() }
+        Run {
+            route,
+            source,
+            request,
+            phases: Vec::new(),
+            topics: Vec::new(),
+            partitions: BTreeMap::new(),
+            groups: Vec::new(),
+        }
     }
 
     fn phase(&mut self, name: &'static str, started: Instant, detail: String) {
@@ -315,15 +331,17 @@ impl<'a> Run<'a> {
         self.phase("fence", started, detail);
     }
 
+    /// Wait for the data by `policy`, then carry the groups, both within `timeout`.
     async fn catch_up(
         &mut self,
         destination: &Arc<Upstream>,
         policy: CatchUpPolicy,
+        group_offsets: Option<&GroupOffsets>,
         timeout: Duration,
     ) -> Result<(), String> {
         let started = Instant::now();
         let result = catch_up::wait(policy, self.source, destination, &self.partitions, timeout).await;
-        let (detail, outcome) = match result {
+        let (mut detail, mut outcome) = match result {
             Ok(Some(topics)) => {
                 self.topics = topics;
                 (format!("replication caught up ({policy})"), Ok(()))
@@ -331,6 +349,23 @@ impl<'a> Run<'a> {
             Ok(None) => ("skipped (policy none)".to_string(), Ok(())),
             Err(why) => (why.clone(), Err(why)),
         };
+        if let (Some(settings), Ok(())) = (group_offsets, &outcome) {
+            let left = timeout.saturating_sub(started.elapsed());
+            match groups::carry(settings, self.source, destination, &self.partitions, left).await {
+                Ok(groups) => {
+                    let committed: usize = groups.iter().map(|g| g.committed).sum();
+                    detail += &format!(
+                        "; {} consumer groups translated by MirrorMaker 2, {committed} partition offsets committed on the destination",
+                        groups.len()
+                    );
+                    self.groups = groups;
+                }
+                Err(why) => {
+                    detail = why.clone();
+                    outcome = Err(why);
+                }
+            }
+        }
         self.phase("catch-up", started, detail);
         outcome
     }
@@ -363,6 +398,7 @@ impl<'a> Run<'a> {
             message,
             phases: self.phases.clone(),
             topics: self.topics.clone(),
+            groups: self.groups.clone(),
         }
     }
 }

@@ -52,6 +52,7 @@ pub async fn apply(board: &Switchboard<'_>, edited: &GatewayConfig) -> (ReloadOu
                 catch_up_timeout_ms: new.catch_up_timeout.map(|t| t.as_millis() as u64),
                 fence: Some(new.fence),
                 topics: None,
+                group_offsets: new.group_offsets.clone(),
             };
             match board.switch(&new.name, &request).await {
                 Ok(report) if report.outcome == "completed" => {

@@ -7,7 +7,8 @@
 //! - `lint`: `cargo fmt --check`, the module layering (`layers`), `cargo deny check licenses bans
 //!   sources`, clippy and rustdoc, all with warnings as errors.
 //! - `layers [SRC_DIR]`: only the module layering check (see `layers.rs`), of `src/` by default.
-//! - `drill`: the client-switchover drill against real clusters (docs/switchover.md).
+//! - `drill`: the client-switchover drill against real clusters, a table and a timeline chart per
+//!   mode (docs/switchover.md).
 //! - `bench [--quick] [--wait-quiet] [--profile]`: the gateway against direct Kafka on this
 //!   machine (README's Performance section); writes `target/bench/report.md` and `report.json`.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target of `fuzz/` in turn, 60 s each by
@@ -16,6 +17,7 @@
 //!   (see `seeds.rs`).
 
 mod bench;
+mod chart;
 mod fuzz;
 mod layers;
 mod seeds;
@@ -279,12 +281,15 @@ fn step(text: &str) {
 
 // ---- drill -------------------------------------------------------------------------------
 
-/// `cargo xtask drill [--mode live|live-error|restart|all] [--records N] [--rate R]`: the
-/// switchover drill (see docs/switchover.md), with a table per mode.
+/// `cargo xtask drill [--mode live|live-error|restart|all] [--records N] [--rate R]
+/// [--group-offsets on|off] [--gateway PATH]`: the switchover drill (see docs/switchover.md),
+/// with a table and a timeline chart (`target/drill/<mode>.png`) per mode. `--gateway` runs an
+/// already built gateway binary instead of building the release one.
 fn drill(args: &[String]) -> Result<ExitCode> {
     let all = [DrillMode::Live, DrillMode::LiveErrorFence, DrillMode::Restart];
     let mut modes = all.to_vec();
     let (mut records, mut rate) = (20_000u64, 1_000u32);
+    let (mut group_offsets, mut gateway) = (true, None);
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
@@ -300,26 +305,43 @@ fn drill(args: &[String]) -> Result<ExitCode> {
             }
             "--records" => records = value.parse().context("--records takes a number")?,
             "--rate" => rate = value.parse().context("--rate takes records per second")?,
-            other => bail!("unknown option {other}: use --mode, --records, --rate"),
+            "--group-offsets" => {
+                group_offsets = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!("--group-offsets {other}: use on or off"),
+                }
+            }
+            "--gateway" => gateway = Some(PathBuf::from(value)),
+            other => bail!("unknown option {other}: use --mode, --records, --rate, --group-offsets, --gateway"),
         }
     }
-    step("building the gateway (release)");
-    let status = cargo().args(["build", "--release", "--quiet", "-p", "switchyard", "--bin", "switchyard"]).status()?;
-    if !status.success() {
-        bail!("the build failed");
-    }
+    let gateway_binary = match gateway {
+        Some(binary) => binary,
+        None => {
+            step("building the gateway (release)");
+            let status =
+                cargo().args(["build", "--release", "--quiet", "-p", "switchyard", "--bin", "switchyard"]).status()?;
+            if !status.success() {
+                bail!("the build failed");
+            }
+            target_dir().join("release/switchyard")
+        }
+    };
     KafkaJars::ensure()?;
+    let charts = target_dir().join("drill");
+    std::fs::create_dir_all(&charts).with_context(|| format!("creating {}", charts.display()))?;
     let mut lost = false;
     for mode in modes {
         step(&format!("drill: {mode}, {records} records at {rate}/s"));
-        let options = DrillOptions {
-            gateway_binary: target_dir().join("release/switchyard"),
-            mode,
-            records,
-            rate,
-            partitions: 3,
-        };
-        let report = switchyard_testkit::drill::run(&options)?;
+        let options =
+            DrillOptions { gateway_binary: gateway_binary.clone(), mode, records, rate, partitions: 3, group_offsets };
+        let mut report = switchyard_testkit::drill::run(&options)?;
+        let png = charts.join(format!("{}.png", mode.slug()));
+        match chart::draw_drill(&report, &png) {
+            Ok(()) => report.chart = Some(png),
+            Err(e) => eprintln!("the timeline chart was not drawn: {e:#}"),
+        }
         println!("{report}");
         lost |= !report.acked_missing.is_empty();
     }

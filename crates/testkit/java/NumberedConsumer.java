@@ -12,7 +12,7 @@
 //
 // Output (stdout, one line each, flushed as written; logging goes to stderr):
 //   ASSIGNED <topic-partition,...>           after each rebalance (possibly empty)
-//   REC <value> <partition> <offset>         per record, in arrival order
+//   REC <value> <partition> <offset> <epochMillis>   per record, in arrival order (when polled)
 //   DONE records=<n> distinct=<n> maxPollGapMs=<ms>
 // distinct counts different seq- values in 1..expectedCount; maxPollGapMs is the longest time
 // between two polls that both returned records.
@@ -162,7 +162,7 @@ public class NumberedConsumer {
                     if (n >= 1 && n <= expected) {
                         seen.set((int) n);
                     }
-                    write("REC " + record.value() + " " + record.partition() + " " + record.offset());
+                    write("REC " + record.value() + " " + record.partition() + " " + record.offset() + " " + now);
                 }
                 flush();
             }

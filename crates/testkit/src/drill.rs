@@ -4,22 +4,29 @@
 //! Two independent clusters (the destination's broker ids differ from the source's), MirrorMaker 2
 //! replicating the drill topic with identical names and translated group offsets, a gateway
 //! route pointing at the source, an idempotent `acks=all` Java producer sending numbered records
-//! through the route and a consumer group reading them through it. Midway, the route is switched
-//! to the destination, either live (the admin API's switchover, with the fence holding requests
-//! or answering them with retriable errors) or as Confluent documents it (edit the route's
-//! domain, restart the gateway). Afterwards the destination is read in full
+//! through the route and a consumer group reading them through it. Midway (once the producer has
+//! half its records acknowledged and the group has caught up to within a second and committed),
+//! the route is switched to the destination, either live (the admin API's switchover, with the
+//! fence holding requests or answering them with retriable errors) or as Confluent documents it
+//! (edit the route's domain, restart the gateway). Afterwards the destination is read in full
 //! and the drill reports acknowledged records missing (must be 0), duplicates, producer errors,
-//! the longest pause each client saw, and what the consumer skipped or re-read.
+//! the longest pause each client saw, and what the consumer skipped or re-read, with a
+//! [`Timeline`] of acknowledgements, consumption and the switchover's phases for a chart.
+//!
+//! With [`DrillOptions::group_offsets`], a live switchover carries the consumer group's offsets
+//! by MirrorMaker 2's checkpoints (`groupOffsets`), so the group resumes on the destination where
+//! it stopped instead of where MM2's periodic offset sync last left it.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
-use crate::mirrormaker::{MirrorMaker, MirrorOptions};
+use crate::mirrormaker::{committed_offsets, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use crate::numbered::{NumberedConsumer, NumberedProducer};
+use crate::poll::try_poll_until;
 use crate::{free_port_block, java, ClusterSpec, GatewayProcess, KafkaCluster};
 
 const TOPIC: &str = "drill";
@@ -36,6 +43,17 @@ pub enum DrillMode {
     LiveErrorFence,
     /// Edit the route's `streamingDomain.name` and restart the gateway.
     Restart,
+}
+
+impl DrillMode {
+    /// A file-name-friendly name: `live`, `live-error` or `restart`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            DrillMode::Live => "live",
+            DrillMode::LiveErrorFence => "live-error",
+            DrillMode::Restart => "restart",
+        }
+    }
 }
 
 impl fmt::Display for DrillMode {
@@ -56,6 +74,20 @@ pub struct DrillOptions {
     /// Records per second the producer sends.
     pub rate: u32,
     pub partitions: i32,
+    /// Live modes: carry the group's offsets by MM2's checkpoints (`groupOffsets`).
+    pub group_offsets: bool,
+}
+
+/// What happened when, as Unix milliseconds, for drawing the drill.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// When each record was acknowledged, and whether on the destination (acknowledged after
+    /// the cut; before it, clients only reach the source).
+    pub acks: Vec<(u64, bool)>,
+    /// When the consumer group received each record, re-reads included.
+    pub consumed: Vec<u64>,
+    /// The switchover's phases (or the restart): name, start, end.
+    pub phases: Vec<(String, u64, u64)>,
 }
 
 /// What the clients experienced.
@@ -81,6 +113,15 @@ pub struct DrillReport {
     pub switchover: Option<String>,
     /// Requests the fence answered with a retriable error (live modes).
     pub fence_answers: u64,
+    /// Whether the switchover carried the group's offsets (`groupOffsets`).
+    pub group_offsets: bool,
+    /// With `groupOffsets`: records between the group's source offsets and their translations
+    /// on the destination, summed over partitions: the re-reads MM2's offset-sync granularity
+    /// causes (the rest were consumed after the group's last commit on the source).
+    pub translation_gap: Option<i64>,
+    pub timeline: Timeline,
+    /// Where the timeline was drawn, once someone drew it.
+    pub chart: Option<PathBuf>,
 }
 
 impl fmt::Display for DrillReport {
@@ -97,12 +138,20 @@ impl fmt::Display for DrillReport {
             ("records the consumer re-read", self.consumer_reread.to_string()),
             ("switch duration as the operator saw it (ms)", self.switch_ms.to_string()),
             ("requests the fence answered with an error", self.fence_answers.to_string()),
+            ("group offsets carried by the gateway", if self.group_offsets { "yes" } else { "no" }.to_string()),
+            (
+                "of the re-reads, from MM2's offset translation",
+                self.translation_gap.map_or("-".to_string(), |gap| gap.to_string()),
+            ),
         ];
         for (name, value) in rows {
             writeln!(f, "| {name:<48} | {value:>8} |")?;
         }
         if let Some(report) = &self.switchover {
             writeln!(f, "gateway switchover report: {report}")?;
+        }
+        if let Some(chart) = &self.chart {
+            writeln!(f, "timeline chart (records per 100 ms, consumer progress, phases): {}", chart.display())?;
         }
         Ok(())
     }
@@ -124,14 +173,26 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     let bootstrap = ports.bootstrap().to_string();
     let mut producer = NumberedProducer::start(&bootstrap, TOPIC, options.records, options.rate, &[])?;
     let consumer_idle = Duration::from_secs(60);
-    let consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
+    let mut consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
     let run_time = Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 180);
-    producer.wait_acked((options.records / 2) as usize, run_time)?;
+    let half = (options.records / 2) as usize;
+    producer.wait_acked(half, run_time)?;
+    // Switch a group in its steady state (within a second of the producer, committing every
+    // second), not one still starting its JVM or joining: that is what an operator moves.
+    consumer.wait_seen(half.saturating_sub(options.rate as usize), run_time)?;
+    // A group that caught up in one burst may not have committed yet: it would have nothing to
+    // carry and fall back to `auto.offset.reset`, which measures the JVM's start, not the move.
+    try_poll_until(Duration::from_secs(30), || {
+        Ok(committed_offsets(&source.bootstrap(), GROUP, TOPIC).ok().filter(|offsets| !offsets.is_empty()))
+    })
+    .context("the drill's consumer group never committed on the source")?;
 
     let switch_started = Instant::now();
+    let switch_started_ms = unix_millis();
+    let group_offsets = options.group_offsets && options.mode != DrillMode::Restart;
     let switchover = match options.mode {
-        DrillMode::Live => Some(live_switch(&ports, "hold")?),
-        DrillMode::LiveErrorFence => Some(live_switch(&ports, "error")?),
+        DrillMode::Live => Some(live_switch(&ports, "hold", group_offsets)?),
+        DrillMode::LiveErrorFence => Some(live_switch(&ports, "error", group_offsets)?),
         DrillMode::Restart => {
             gateway.terminate(Duration::from_secs(60));
             gateway = GatewayProcess::start(&options.gateway_binary, &config("destination"), &[ports.bootstrap()])?;
@@ -139,6 +200,13 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         }
     };
     let switch_ms = switch_started.elapsed().as_millis() as u64;
+    let parsed: Option<serde_json::Value> =
+        switchover.as_deref().map(serde_json::from_str).transpose().context("the switchover report is not JSON")?;
+    let translation_gap = parsed.as_ref().filter(|_| group_offsets).map(translation_gap);
+    let phases = match &parsed {
+        Some(report) => phase_spans(report, switch_started_ms)?,
+        None => vec![("restart".to_string(), switch_started_ms, switch_started_ms + switch_ms)],
+    };
     let fence_answers = fence_answers(&ports)?;
 
     let produced = producer.wait(run_time)?;
@@ -152,6 +220,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         &[],
     )?
     .wait(Duration::from_secs(240))?;
+    let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
     let seen_on_destination: std::collections::HashSet<u64> = on_destination.values.iter().copied().collect();
     let report = DrillReport {
         mode: options.mode,
@@ -167,6 +236,14 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         switch_ms,
         switchover,
         fence_answers,
+        group_offsets,
+        translation_gap,
+        timeline: Timeline {
+            acks: produced.acks.iter().map(|a| (a.epoch_millis, a.epoch_millis >= cut_ms)).collect(),
+            consumed: consumed.records.iter().map(|r| r.epoch_millis).collect(),
+            phases,
+        },
+        chart: None,
     };
     drop(gateway);
     drop(mirror);
@@ -219,15 +296,40 @@ admin:
     )
 }
 
-/// Ask the running gateway to switch the route with this fence mode; returns its report.
-fn live_switch(ports: &DrillPorts, fence: &str) -> Result<String> {
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The phases of the gateway's switchover `report` (JSON), back to back from `started` (Unix ms).
+fn phase_spans(report: &serde_json::Value, started: u64) -> Result<Vec<(String, u64, u64)>> {
+    let mut at = started;
+    let mut spans = Vec::new();
+    for phase in report["phases"].as_array().into_iter().flatten() {
+        let name = phase["name"].as_str().context("a phase without a name")?;
+        let end = at + phase["durationMs"].as_u64().context("a phase without a duration")?;
+        spans.push((name.to_string(), at, end));
+        at = end;
+    }
+    Ok(spans)
+}
+
+/// Σ (source offset - translated offset) over the carried groups' partitions in `report`.
+fn translation_gap(report: &serde_json::Value) -> i64 {
+    let partitions =
+        report["groups"].as_array().into_iter().flatten().flat_map(|g| g["partitions"].as_array()).flatten();
+    partitions.map(|p| p["sourceOffset"].as_i64().unwrap_or(0) - p["destinationOffset"].as_i64().unwrap_or(0)).sum()
+}
+
+/// Ask the running gateway to switch the route with this fence mode (carrying the group's
+/// offsets by MM2's checkpoints if `group_offsets`); returns its report.
+fn live_switch(ports: &DrillPorts, fence: &str, group_offsets: bool) -> Result<String> {
     let url = format!("http://127.0.0.1:{}/admin/v1/routes/{ROUTE}/switchover", ports.admin);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent
         .post(&url)
         .header("Authorization", &format!("Bearer {TOKEN}"))
         .header("Content-Type", "application/json")
-        .send(format!(r#"{{"to": "destination", "fence": "{fence}"}}"#))
+        .send(live_switch_request(fence, group_offsets).to_string())
         .context("calling the switchover API")?;
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string()?;
@@ -235,6 +337,14 @@ fn live_switch(ports: &DrillPorts, fence: &str) -> Result<String> {
         bail!("switchover answered {status}: {body}");
     }
     Ok(body)
+}
+
+fn live_switch_request(fence: &str, group_offsets: bool) -> serde_json::Value {
+    let mut body = serde_json::json!({"to": "destination", "fence": fence});
+    if group_offsets {
+        body["groupOffsets"] = serde_json::json!({"checkpointsTopic": format!("{SOURCE_ALIAS}.checkpoints.internal")});
+    }
+    body
 }
 
 /// The sum of `switchyard_fence_answers_total` over every API, from the gateway's metrics.

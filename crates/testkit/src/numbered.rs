@@ -145,6 +145,8 @@ pub struct ConsumedRecord {
     pub seq: Option<u64>,
     pub partition: i32,
     pub offset: i64,
+    /// When the poll that returned it returned.
+    pub epoch_millis: u64,
 }
 
 /// What a [`NumberedConsumer`] reported, so far or in total.
@@ -171,11 +173,13 @@ impl ConsumerReport {
         for line in output.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                ["REC", value, partition, offset] => {
-                    if let (Ok(partition), Ok(offset)) = (partition.parse(), offset.parse()) {
+                ["REC", value, partition, offset, millis] => {
+                    let parsed = (partition.parse(), offset.parse(), millis.parse());
+                    if let (Ok(partition), Ok(offset), Ok(epoch_millis)) = parsed {
                         let seq = value.strip_prefix("seq-").and_then(|n| n.parse().ok());
                         report.values.extend(seq);
-                        report.records.push(ConsumedRecord { value: (*value).to_owned(), seq, partition, offset });
+                        let value = (*value).to_owned();
+                        report.records.push(ConsumedRecord { value, seq, partition, offset, epoch_millis });
                     }
                 }
                 ["ASSIGNED"] => report.assignments.push(Vec::new()),
@@ -241,6 +245,15 @@ impl NumberedConsumer {
     /// What the consumer has reported so far.
     pub fn progress(&self) -> ConsumerReport {
         ConsumerReport::parse(&self.run.stdout())
+    }
+
+    /// Waits until at least `distinct` different numbered records have been received (or the
+    /// consumer is done).
+    pub fn wait_seen(&mut self, distinct: usize, timeout: Duration) -> Result<ConsumerReport> {
+        self.run.poll(timeout, &format!("{distinct} records received"), |stdout| {
+            let report = ConsumerReport::parse(stdout);
+            (report.distinct >= distinct || report.done).then_some(report)
+        })
     }
 
     /// Waits until the consumer has been assigned at least one partition.
@@ -382,10 +395,10 @@ DONE sent=4 acked=2 errors=1 maxAckGapMs=5
 [12:00:00,000] WARN something (org.apache.kafka)
 ASSIGNED
 ASSIGNED drill-0,drill-1
-REC seq-00000002 0 0
-REC seq-00000001 1 0
-REC seq-00000002 0 0
-REC other 0 1
+REC seq-00000002 0 0 1700000000100
+REC seq-00000001 1 0 1700000000100
+REC seq-00000002 0 0 1700000000200
+REC other 0 1 1700000000200
 RECORD seq-00000009 0 0
 DONE records=4 distinct=2 maxPollGapMs=250
 ";
@@ -394,6 +407,7 @@ DONE records=4 distinct=2 maxPollGapMs=250
         assert_eq!((report.distinct, report.duplicates()), (2, 1));
         assert_eq!(report.records.len(), 4);
         assert_eq!(report.records[3].seq, None);
+        assert_eq!(report.records[2].epoch_millis, 1_700_000_000_200);
         assert_eq!(report.assignments, vec![vec![], vec!["drill-0".to_owned(), "drill-1".to_owned()]]);
         assert_eq!((report.max_poll_gap_ms, report.done), (250, true));
         assert_eq!(report.missing(3), vec![3]);

@@ -344,10 +344,7 @@ fn samples(path: &Path) -> Result<Vec<f64>> {
 /// is as visible as the median; closed loop left, round trips right.
 fn draw_cdf(dir: &Path, png: &Path) -> Result<()> {
     use plotters::prelude::*;
-    const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-    let font = std::fs::read(FONT).with_context(|| format!("a font for the chart's labels: {FONT}"))?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| anyhow::anyhow!("{FONT} is not a usable font"))?;
+    crate::chart::use_font()?;
     let root = BitMapBackend::new(png, (1400, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
