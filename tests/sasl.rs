@@ -475,23 +475,19 @@ fn legacy_sasl_handshake_v0_is_refused_cleanly(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// Both clusters know alice: a switchover from `plain` to `ssl` while a SCRAM producer runs
-/// through the gateway keeps it producing; it logs in again on the destination with the same
-/// credentials and every record is acknowledged.
-fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> {
-    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
-    let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
-    let records = 800;
+/// Runs a Java producer of `records` (client settings `client`) through `gateway` while route
+/// `main` is switched from `plain` to `ssl`: every record must be acknowledged, and some must
+/// land on the destination.
+fn produce_across_a_switchover(env: &Env, gateway: &Gateway, client: &[(String, String)], records: u64) -> Result<()> {
     let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), TOPIC, records);
     perf.throughput = 100;
     let dir = tempfile::tempdir()?;
-    perf.config_file =
-        Some(properties_file(dir.path(), &java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", &scram_jaas(ALICE), None))?);
+    perf.config_file = Some(properties_file(dir.path(), client)?);
     perf.producer_props.push(("delivery.timeout.ms".to_owned(), "60000".to_owned()));
     perf.timeout = Duration::from_secs(90);
     let ssl_before: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
     let run = java::producer_perf_background(&perf)?;
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(3));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
     let mut response = agent
@@ -511,6 +507,17 @@ fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> 
     );
     let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
     ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    Ok(())
+}
+
+/// Both clusters know alice: a switchover from `plain` to `ssl` while a SCRAM producer runs
+/// through the gateway keeps it producing; it logs in again on the destination with the same
+/// credentials and every record is acknowledged.
+fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> {
+    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
+    let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
+    let client = java_sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", &scram_jaas(ALICE), None);
+    produce_across_a_switchover(env, &gateway, &client, 800)?;
     gateway.wait_for_close("for alice on the destination", |e| {
         e["principal"] == ALICE.0
             && e["upstreamAddress"].as_str().is_some_and(|a| a == env.ssl.first_bootstrap().to_string())
@@ -555,36 +562,7 @@ fn swap_connections_follow_a_switchover_with_each_domains_credentials(env: &Env)
     );
     let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
     let gateway = Gateway { process, base, admin, audit, _dir: dir };
-    let records = 600;
-    let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), TOPIC, records);
-    perf.throughput = 100;
-    let props_dir = tempfile::tempdir()?;
-    perf.config_file =
-        Some(properties_file(props_dir.path(), &java_sasl("SASL_PLAINTEXT", "PLAIN", &plain_jaas(CAROL), None))?);
-    perf.producer_props.push(("delivery.timeout.ms".to_owned(), "60000".to_owned()));
-    perf.timeout = Duration::from_secs(90);
-    let ssl_before: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
-    let run = java::producer_perf_background(&perf)?;
-    std::thread::sleep(Duration::from_secs(3));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
-    let mut response = agent
-        .post(&gateway.url("/admin/v1/routes/main/switchover"))
-        .header("Authorization", &format!("Bearer {TOKEN}"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())?;
-    let status = response.status().as_u16();
-    let report: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
-    ensure!(status == 200 && report["outcome"] == "completed", "switchover: {status} {report}");
-    let (summary, output) = run.wait_with_output()?;
-    ensure!(
-        summary.records == records,
-        "{} of {records} records acknowledged:\n{}",
-        summary.records,
-        output.describe()
-    );
-    let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
-    ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    produce_across_a_switchover(env, &gateway, &java_sasl("SASL_PLAINTEXT", "PLAIN", &plain_jaas(CAROL), None), 600)?;
     let scrape = scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
     let moved = metric_sum(&scrape, "switchyard_connections_moved_total", &[("route", "main")]);
     ensure!(moved >= 1.0, "no connection followed the route:\n{}", gateway.process.log_tail());

@@ -831,10 +831,20 @@ mod tests {
         mechanism: SaslMechanism,
         users: &str,
     ) -> Arc<SwapAuth> {
+        Arc::new(SwapAuth::new(settings(dir, reauth, mechanism, users), Arc::new(NoStore)).unwrap())
+    }
+
+    /// A SASL route's settings, its JAAS file (`users`) written in `dir`, and no store.
+    fn settings(
+        dir: &std::path::Path,
+        reauth: Option<Duration>,
+        mechanism: SaslMechanism,
+        users: &str,
+    ) -> SwapSettings {
         let jaas = dir.join("users.conf");
         std::fs::write(&jaas, users).unwrap();
         let users = client_users(users, mechanism).unwrap();
-        let settings = SwapSettings {
+        SwapSettings {
             client_auth: ClientAuthSettings::Sasl { mechanism, jaas, users },
             secret_store: "none".into(),
             domain_secret_stores: Default::default(),
@@ -844,8 +854,7 @@ mod tests {
                 password: TemplateValue::MappedSecret,
             },
             client_reauth: reauth,
-        };
-        Arc::new(SwapAuth::new(settings, Arc::new(NoStore)).unwrap())
+        }
     }
 
     #[test]
@@ -1007,24 +1016,8 @@ mod tests {
     #[test]
     fn unusable_verifiers_are_refused_at_start_without_quoting_them() {
         let dir = tempfile::tempdir().unwrap();
-        let jaas = dir.path().join("users.conf");
         let users = r#"x.ScramLoginModule required user_alice="plain-password-by-mistake";"#;
-        std::fs::write(&jaas, users).unwrap();
-        let settings = SwapSettings {
-            client_auth: ClientAuthSettings::Sasl {
-                mechanism: SaslMechanism::ScramSha256,
-                jaas,
-                users: client_users(users, SaslMechanism::ScramSha256).unwrap(),
-            },
-            secret_store: "none".into(),
-            domain_secret_stores: Default::default(),
-            cluster_mechanism: SaslMechanism::Plain,
-            cluster_template: ClusterTemplate {
-                username: TemplateValue::MappedUser,
-                password: TemplateValue::MappedSecret,
-            },
-            client_reauth: None,
-        };
+        let settings = settings(dir.path(), None, SaslMechanism::ScramSha256, users);
         let error = SwapAuth::new(settings, Arc::new(NoStore)).err().unwrap();
         assert!(error.contains("`alice`") && !error.contains("plain-password-by-mistake"), "{error}");
     }
