@@ -361,6 +361,9 @@ enum RequestsEnd {
     /// The route moved to another cluster: let outstanding responses finish, then continue on
     /// a broker connection to the new cluster.
     Move,
+    /// A swap route's broker session is ending: let outstanding responses finish, then continue
+    /// on a new broker connection, logged in again.
+    Renew,
     Failed(CloseReason),
 }
 
@@ -429,9 +432,9 @@ enum SessionEnd {
     /// The connection is over; `shutdown_client`: the client's side is closed in order (FIN
     /// after the last answer) rather than dropped.
     Closed { reason: CloseReason, shutdown_client: bool },
-    /// Every answer is in and the route moved: continue on a new broker connection, with the
-    /// client bytes read so far.
-    Move(BytesMut),
+    /// Every answer is in and the route moved (or, `renewal`, the broker session is ending):
+    /// continue on a new broker connection, with the client bytes read so far.
+    Move { buf: BytesMut, renewal: bool },
 }
 
 async fn run<C: Duplex, U: Duplex>(
@@ -463,14 +466,14 @@ async fn run<C: Duplex, U: Duplex>(
             follows_moves: shared.redial.is_some(),
         };
         let halves = (&mut client_read, &mut client_write, &mut upstream_read, &mut upstream_write);
-        let buf = match session(halves, pending, requests, owed).await {
+        let (buf, renewal) = match session(halves, pending, requests, owed).await {
             SessionEnd::Closed { reason, shutdown_client } => {
                 if shutdown_client {
                     let _ = client_write.shutdown().await;
                 }
                 return reason;
             }
-            SessionEnd::Move(buf) => buf,
+            SessionEnd::Move { buf, renewal } => (buf, renewal),
         };
         // Read before the session is taken: a move in between then shows as one more move.
         moves_seen = route.moves();
@@ -481,8 +484,13 @@ async fn run<C: Duplex, U: Duplex>(
             Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
             Err(e) => return CloseReason::MoveFailed(e),
         }
-        route.metrics.connection_moved();
-        tracing::debug!(route = %route.name, domain = %destination.domain, "connection moved to another cluster");
+        if renewal {
+            route.metrics.swap_login("renewed");
+            tracing::debug!(route = %route.name, domain = %destination.domain, "broker session renewed on a new connection");
+        } else {
+            route.metrics.connection_moved();
+            tracing::debug!(route = %route.name, domain = %destination.domain, "connection moved to another cluster");
+        }
         let ctx = ConnectionContext {
             route: Arc::clone(route),
             upstream: destination,
@@ -521,12 +529,13 @@ where
             let drained = match end {
                 RequestsEnd::Failed(reason) => return closed(reason),
                 RequestsEnd::Drain(reason) => Err(reason),
-                RequestsEnd::Move => Ok(buf),
+                RequestsEnd::Move => Ok((buf, false)),
+                RequestsEnd::Renew => Ok((buf, true)),
             };
             requests_done.cancel();
             match tokio::time::timeout(drain_timeout, &mut responses).await {
                 Ok(Ok(())) => match drained {
-                    Ok(buf) => SessionEnd::Move(buf),
+                    Ok((buf, renewal)) => SessionEnd::Move { buf, renewal },
                     Err(reason) => SessionEnd::Closed { reason, shutdown_client: true },
                 },
                 Ok(Err(reason)) => closed(reason),
@@ -738,14 +747,22 @@ impl Requests<'_> {
         }
     }
 
+    /// How the request direction ends when the gateway's broker session must be renewed: on a
+    /// new broker connection where the connection can re-dial, else by closing (the client
+    /// logs in again).
+    fn renewal(&self) -> RequestsEnd {
+        if self.follows_moves {
+            RequestsEnd::Renew
+        } else {
+            RequestsEnd::Drain(CloseReason::BrokerSessionEnding)
+        }
+    }
+
     /// How the request direction ends on a stop signal: a move to the route's new cluster when
     /// the connection can follow it, else a drain.
     fn stopped(&self) -> RequestsEnd {
         if self.stop.gateway.is_cancelled() {
             return RequestsEnd::Drain(CloseReason::Shutdown);
-        }
-        if self.ctx.swap.as_ref().is_some_and(|s| s.broker_session_ending.load(Ordering::Acquire)) {
-            return RequestsEnd::Drain(CloseReason::BrokerSessionEnding);
         }
         if self.ctx.route.moves() == self.moves_seen {
             return RequestsEnd::Drain(CloseReason::RouteReset);
@@ -788,12 +805,13 @@ impl Requests<'_> {
                     waits.timer.as_mut().reset(next);
                     continue;
                 }
-                // Swap routes only: the broker session is ending; close at a moment with nothing
-                // outstanding, so the client reconnects without a request lost in flight.
-                _ = broker_session_ending(self.ctx.swap.as_ref()) => {
-                    let idle = self.in_flight.capacity() == self.in_flight.max_capacity() && buf.is_empty();
-                    if idle {
-                        return Err(RequestsEnd::Drain(CloseReason::BrokerSessionEnding));
+                // Swap routes only: the gateway's broker session is ending; renew it at a moment
+                // with nothing outstanding (or, near its end, once what is outstanding is
+                // answered), so no request is lost in flight.
+                _ = broker_session_renewal(self.ctx.swap.as_ref()) => {
+                    let idle = self.in_flight.capacity() == self.in_flight.max_capacity();
+                    if idle || self.ctx.swap.as_ref().is_some_and(|swap| swap.broker_session_must_renew()) {
+                        return Err(self.renewal());
                     }
                     continue;
                 }
@@ -1022,17 +1040,13 @@ impl Requests<'_> {
     }
 }
 
-/// Resolves while a swap route's broker session is ending (at once on the first poll, then every
-/// few milliseconds), so the request direction can look for an idle moment to close; never
-/// without a swap session or before the session starts ending.
-async fn broker_session_ending(swap: Option<&Arc<SwapSession>>) {
-    let Some(swap) = swap else { return std::future::pending().await };
-    // Created before the flag is read: a notification in between is not missed.
-    let notified = swap.broker_session_notify.notified();
-    if swap.broker_session_ending.load(Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    } else {
-        notified.await;
+/// Resolves when a swap route's broker session is due for renewal (then again every few
+/// milliseconds), so the request direction can look for an idle moment; never without a swap
+/// session or a broker that limits sessions.
+async fn broker_session_renewal(swap: Option<&Arc<SwapSession>>) {
+    match swap.and_then(|swap| swap.broker_session_renewal_in()) {
+        None => std::future::pending().await,
+        Some(wait) => tokio::time::sleep(wait.max(Duration::from_millis(5))).await,
     }
 }
 

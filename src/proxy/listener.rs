@@ -45,12 +45,6 @@ use crate::tls::ServerTls;
 /// the audit log.
 static CLOSES_LOGGED: KeyedRateLimit = KeyedRateLimit::per_second(20);
 
-/// When a swap route's broker session is limited: the share of it after which the connection
-/// closes at its first moment with nothing outstanding (the client reconnects without a loss)...
-const BROKER_SESSION_IDLE_CLOSE: f64 = 0.8;
-/// ...and after which it is drained and closed regardless, so it never outlives the session.
-const BROKER_SESSION_DRAIN: f64 = 0.95;
-
 /// A bound client-facing port and what it leads to.
 pub struct BoundPort {
     pub listener: TcpListener,
@@ -450,34 +444,15 @@ impl Connection {
                     },
                     SwapOutcome::LoggedIn { session: logged_in, leftover, summary: login, bytes_to_client } => {
                         let cluster_user = logged_in.cluster_user.clone();
-                        let broker_session = logged_in.broker_session;
                         let logged_in = Arc::new(logged_in);
                         ctx.swap = Some(Arc::clone(&logged_in));
                         let client = Halves(client_read, client_write);
                         let upstream = Halves(upstream_read, upstream_write);
-                        // A broker session that ends (connections.max.reauth.ms) is not renewed:
-                        // the connection drains and closes before, and the client logs in again.
-                        let connection_stop = session.child_token();
-                        let stop = StopSignals { gateway: &self.shared.shutdown, route: &connection_stop };
-                        let ending = async {
-                            let Some(lifetime) = broker_session else { return std::future::pending().await };
-                            tokio::time::sleep(lifetime.mul_f64(BROKER_SESSION_IDLE_CLOSE)).await;
-                            if let Some(swap) = &ctx.swap {
-                                swap.broker_session_ends_soon();
-                            }
-                            let hard = BROKER_SESSION_DRAIN - BROKER_SESSION_IDLE_CLOSE;
-                            tokio::time::sleep(lifetime.mul_f64(hard)).await;
-                        };
+                        // The re-dial serves both a switchover's cut and the renewal of the
+                        // gateway's broker session (connections.max.reauth.ms).
                         let redial = self.swap_redial(logged_in);
                         let redial: &Redial<_> = &redial;
-                        let mut pumped = std::pin::pin!(pump(client, leftover, upstream, &ctx, stop, Some(redial)));
-                        let mut summary = tokio::select! {
-                            summary = &mut pumped => summary,
-                            _ = ending => {
-                                connection_stop.cancel();
-                                pumped.await
-                            }
-                        };
+                        let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(redial)).await;
                         summary.bytes_to_client += bytes_to_client;
                         // The login, then any re-authentications the pump answered.
                         let reauth = summary.sasl.clone();

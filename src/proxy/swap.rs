@@ -30,7 +30,7 @@
 //! change; the broker session is not renewed (see docs/security.md).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -337,20 +337,24 @@ impl Refusal {
     }
 }
 
+/// When a swap route's broker session is limited: the share of it after which it is renewed on
+/// a new broker connection at the first moment the client has nothing outstanding...
+const BROKER_SESSION_RENEW: f64 = 0.8;
+/// ...and after which it is renewed regardless (outstanding requests are answered first), so
+/// it never outlives the broker's limit.
+const BROKER_SESSION_RENEW_AT_ANY_COST: f64 = 0.95;
+
 /// A client logged in through a swap route.
 pub struct SwapSession {
     pub auth: Arc<SwapAuth>,
     pub principal: String,
     /// The cluster user the gateway logged in to the broker as.
     pub cluster_user: String,
-    /// The lifetime of the gateway's broker session, when the broker limits it
-    /// (`connections.max.reauth.ms`): the connection is drained and closed before it ends.
-    pub broker_session: Option<Duration>,
-    /// Set when the broker session is about to end: the connection closes at its next moment
-    /// with nothing outstanding (or at a hard deadline).
-    pub broker_session_ending: AtomicBool,
-    /// Wakes the request direction when `broker_session_ending` is set.
-    pub broker_session_notify: tokio::sync::Notify,
+    /// The gateway's broker session, when the broker limits it (`connections.max.reauth.ms`):
+    /// its lifetime in milliseconds (0: unlimited) and when it began, in milliseconds after
+    /// `since`. Before it ends, the pump renews it on a new broker connection.
+    broker_lifetime_ms: AtomicU64,
+    broker_started_ms: AtomicU64,
     /// The client's re-authentication in progress.
     exchange: Mutex<ClientExchange>,
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
@@ -365,15 +369,44 @@ impl SwapSession {
             auth: Arc::clone(auth),
             principal,
             cluster_user,
-            broker_session,
-            broker_session_ending: AtomicBool::new(false),
-            broker_session_notify: tokio::sync::Notify::new(),
+            broker_lifetime_ms: AtomicU64::new(0),
+            broker_started_ms: AtomicU64::new(0),
             exchange: Mutex::new(ClientExchange::Idle),
             expires_at_ms: AtomicU64::new(0),
             since: Instant::now(),
         };
         session.renew();
+        session.broker_session_started(broker_session);
         session
+    }
+
+    /// A broker session of `lifetime` (if limited) began now.
+    fn broker_session_started(&self, lifetime: Option<Duration>) {
+        let lifetime_ms = lifetime.map_or(0, |l| (l.as_millis() as u64).max(1));
+        self.broker_started_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Release);
+        self.broker_lifetime_ms.store(lifetime_ms, Ordering::Release);
+    }
+
+    /// How long until the broker session should be renewed at the first moment with nothing
+    /// outstanding (zero: now; `None`: it never ends).
+    pub fn broker_session_renewal_in(&self) -> Option<Duration> {
+        self.broker_session_share_in(BROKER_SESSION_RENEW)
+    }
+
+    /// Whether the broker session is so near its end that it is renewed even with requests
+    /// outstanding (they are answered first), so it never outlives the broker's limit.
+    pub fn broker_session_must_renew(&self) -> bool {
+        self.broker_session_share_in(BROKER_SESSION_RENEW_AT_ANY_COST).is_some_and(|wait| wait.is_zero())
+    }
+
+    /// How long until `share` of the broker session has passed.
+    fn broker_session_share_in(&self, share: f64) -> Option<Duration> {
+        let lifetime = self.broker_lifetime_ms.load(Ordering::Acquire);
+        if lifetime == 0 {
+            return None;
+        }
+        let at = self.broker_started_ms.load(Ordering::Acquire) + (lifetime as f64 * share) as u64;
+        Some(Duration::from_millis(at.saturating_sub(self.since.elapsed().as_millis() as u64)))
     }
 
     /// Start a new client session (at login and at each accepted re-authentication).
@@ -382,12 +415,6 @@ impl SwapSession {
             let at = self.since.elapsed() + lifetime;
             self.expires_at_ms.store((at.as_millis() as u64).max(1), Ordering::Release);
         }
-    }
-
-    /// The broker session is about to end: close the connection at its next idle moment.
-    pub fn broker_session_ends_soon(&self) {
-        self.broker_session_ending.store(true, Ordering::Release);
-        self.broker_session_notify.notify_waiters();
     }
 
     /// Whether the client's session has ended without a re-authentication: like a broker, the
@@ -532,8 +559,8 @@ where
 }
 
 /// Log a client that is already authenticated in again, on a new broker connection to `domain`
-/// (its connection followed the route there at a switchover): the cluster user, from the
-/// domain's store. Nothing is read from or sent to the client.
+/// (its connection followed the route there at a switchover, or its broker session is renewed):
+/// the cluster user, from the domain's store. Nothing is read from or sent to the client.
 pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     session: &SwapSession,
     domain: &str,
@@ -544,8 +571,10 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut broker = BrokerSide::new(read, write, max_frame_bytes);
     broker.versions().await.map_err(|problem| format!("the broker's ApiVersions answer: {problem}"))?;
     let principal = &session.principal;
-    let logged_in = session.auth.cluster_login(principal, domain, route, &mut broker).await;
-    logged_in.map(|(user, _)| user).map_err(|refusal| refusal.message)
+    let (user, lifetime) =
+        session.auth.cluster_login(principal, domain, route, &mut broker).await.map_err(|refusal| refusal.message)?;
+    session.broker_session_started(lifetime);
+    Ok(user)
 }
 
 struct Dialogue<'a, 'l, CR, CW, UR, UW> {
