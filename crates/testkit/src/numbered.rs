@@ -421,6 +421,22 @@ DONE sent=4 acked=2 errors=1 maxAckGapMs=5
         );
         assert_eq!((report.sent, report.max_ack_gap_ms, report.done), (4, 5, true));
         assert_eq!(report.missing(4), vec![3, 4]);
+        assert_eq!((report.aborted, report.fatal), (0, None));
+    }
+
+    #[test]
+    fn transactional_producer_output_parses() {
+        let output = "\
+ACK 1 0 0 1700000000000
+ERR 2 org.apache.kafka.common.errors.InvalidPidMappingException: The producer attempted ...
+FATAL org.apache.kafka.common.errors.InvalidTxnStateException: invalid state
+DONE sent=3 acked=1 errors=1 maxAckGapMs=0 aborted=1
+";
+        let report = ProducerReport::parse(output);
+        assert_eq!(report.acked, BTreeSet::from([1]));
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.aborted, 1);
+        assert_eq!(report.fatal.as_deref(), Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state"));
     }
 
     #[test]
