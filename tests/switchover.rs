@@ -442,9 +442,16 @@ fn java_transactional_producer_keeps_committing_across_the_cut(
     let name = format!("txn-{}", client.unwrap_or("broker").replace('.', "-"));
     topic_with_records(env, &gateway, &name, 1)?;
     let (records, rate) = (600, 100);
-    let props = [("transactional.id", name.as_str()), ("txn.records", "10"), ("transaction.timeout.ms", "30000"), ("max.block.ms", "30000")];
+    let props = [
+        ("transactional.id", name.as_str()),
+        ("txn.records", "10"),
+        ("transaction.timeout.ms", "30000"),
+        ("max.block.ms", "30000"),
+    ];
     let mut producer = match client {
-        Some(version) => NumberedProducer::start_client_version(version, &gateway.bootstrap(), &name, records, rate, &props)?,
+        Some(version) => {
+            NumberedProducer::start_client_version(version, &gateway.bootstrap(), &name, records, rate, &props)?
+        }
         None => NumberedProducer::start(&gateway.bootstrap(), &name, records, rate, &props)?,
     };
     producer.wait_acked(100, Duration::from_secs(90))?;
@@ -464,7 +471,13 @@ fn java_transactional_producer_keeps_committing_across_the_cut(
     let tail = || switchyard_testkit::process::tail(&client_log, 60);
     ensure!(produced.fatal.is_none(), "the producer gave up: {:?}\n{}", produced.fatal, tail());
     let missing = produced.missing(records);
-    ensure!(missing.is_empty(), "{} records never committed, e.g. {:?}\n{}", missing.len(), &missing[..missing.len().min(5)], tail());
+    ensure!(
+        missing.is_empty(),
+        "{} records never committed, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        tail()
+    );
 
     let read_committed = [("isolation.level".to_owned(), "read_committed".to_owned())];
     let mut landed = Vec::new();

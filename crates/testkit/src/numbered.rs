@@ -436,7 +436,10 @@ DONE sent=3 acked=1 errors=1 maxAckGapMs=0 aborted=1
         assert_eq!(report.acked, BTreeSet::from([1]));
         assert_eq!(report.errors.len(), 1);
         assert_eq!(report.aborted, 1);
-        assert_eq!(report.fatal.as_deref(), Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state"));
+        assert_eq!(
+            report.fatal.as_deref(),
+            Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state")
+        );
     }
 
     #[test]
