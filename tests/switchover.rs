@@ -399,7 +399,8 @@ fn stock_kcat_consumer_keeps_consuming_across_the_cut(env: &Env) -> Result<()> {
 }
 
 /// The brokers' own 4.1 client, on a destination that never hosted a transaction. Known to
-/// fail (issue 15): the producer stalls until `commitTransaction` times out.
+/// fail (issue 15): the producer stalls until `commitTransaction` times out, or, when the cut
+/// catches its commit, fails fatally.
 fn java_transactional_producer_4(env: &Env) -> Result<()> {
     java_transactional_producer_keeps_committing_across_the_cut(env, None, false)
 }
