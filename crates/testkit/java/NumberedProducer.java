@@ -16,6 +16,19 @@
 //
 // SIGTERM stops sending; the shutdown hook waits for main to flush, close the producer (30 s at
 // most; records still pending then fail with an ERR line) and print DONE.
+//
+// Transactional mode, when a transactional.id=<id> config is given, runs the loop a real
+// transactional application runs: initTransactions() once, then transactions of txn.records=<K>
+// records (default 10; a setting of this program, not a producer config): beginTransaction,
+// send K, commitTransaction. An abortable KafkaException aborts the transaction and sends the
+// same records again in a new one, with the same producer; only a fatal error (the producer is
+// fenced, unauthorized, or its state is unusable) ends the run. Lines differ:
+//   ACK <n> <partition> <offset> <epochMillis>   per record of a COMMITTED transaction, after the commit
+//   ERR <first n> <exception class>: <message>   per failed transaction attempt (then aborted and resent)
+//   FATAL <exception class>: <message>           once, when the producer cannot go on (no DONE follows
+//                                                 until it is closed)
+//   DONE ... aborted=<n>                          aborted transactions
+// maxAckGapMs is then the longest time between two commits.
 
 import java.io.BufferedWriter;
 import java.io.FileDescriptor;
@@ -25,12 +38,23 @@ import java.io.OutputStreamWriter;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Properties;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.errors.AuthenticationException;
+import org.apache.kafka.common.errors.AuthorizationException;
+import org.apache.kafka.common.errors.OutOfOrderSequenceException;
+import org.apache.kafka.common.errors.ProducerFencedException;
+import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 public class NumberedProducer {
@@ -43,6 +67,7 @@ public class NumberedProducer {
 
     private static final AtomicLong acked = new AtomicLong();
     private static final AtomicLong errors = new AtomicLong();
+    private static final AtomicLong aborted = new AtomicLong();
     private static long lastAckMillis = -1;
     private static long maxAckGapMs = 0;
 
@@ -68,8 +93,27 @@ public class NumberedProducer {
 
     static void onError(long n, Throwable e) {
         errors.incrementAndGet();
-        String message = String.valueOf(e.getMessage()).replace('\n', ' ');
-        emit("ERR " + n + " " + e.getClass().getName() + ": " + message);
+        emit("ERR " + n + " " + describe(e));
+    }
+
+    static String describe(Throwable e) {
+        return e.getClass().getName() + ": " + String.valueOf(e.getMessage()).replace('\n', ' ');
+    }
+
+    /** Sleeps until record n is due at `rate` per second from `start`; false once stopping. */
+    static boolean pace(long start, double rate, long n) throws InterruptedException {
+        if (rate > 0) {
+            long due = start + (long) ((n - 1) * 1_000_000_000.0 / rate);
+            long wait;
+            while (!stopping && (wait = due - System.nanoTime()) > 0) {
+                Thread.sleep(Math.min(wait / 1_000_000 + 1, 100));
+            }
+        }
+        return !stopping;
+    }
+
+    static ProducerRecord<String, String> record(String topic, long n) {
+        return new ProducerRecord<>(topic, Long.toString(n), String.format("seq-%08d", n));
     }
 
     public static void main(String[] args) throws Exception {
@@ -111,38 +155,19 @@ public class NumberedProducer {
             }
         }, "numbered-producer-shutdown"));
 
+        // A setting of this program, not of the producer, which would warn about it.
+        Object txnRecordsSetting = props.remove("txn.records");
+        int txnRecords = txnRecordsSetting == null ? 10 : Integer.parseInt(txnRecordsSetting.toString());
+        boolean transactional = props.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
+
         long sent = 0;
         KafkaProducer<String, String> producer = new KafkaProducer<>(props);
         try {
             long start = System.nanoTime();
-            for (long n = 1; n <= count && !stopping; n++) {
-                if (rate > 0) {
-                    long due = start + (long) ((n - 1) * 1_000_000_000.0 / rate);
-                    long wait;
-                    while (!stopping && (wait = due - System.nanoTime()) > 0) {
-                        Thread.sleep(Math.min(wait / 1_000_000 + 1, 100));
-                    }
-                    if (stopping) {
-                        break;
-                    }
-                }
-                final long seq = n;
-                ProducerRecord<String, String> record =
-                        new ProducerRecord<>(topic, Long.toString(seq), String.format("seq-%08d", seq));
-                try {
-                    producer.send(record, (metadata, e) -> {
-                        if (e != null) {
-                            onError(seq, e);
-                        } else {
-                            onAck(seq, metadata.partition(), metadata.offset());
-                        }
-                    });
-                } catch (Exception e) {
-                    // send() itself failed (for example max.block.ms spent waiting for metadata):
-                    // no callback follows.
-                    onError(seq, e);
-                }
-                sent++;
+            if (transactional) {
+                sent = sendTransactions(producer, topic, count, rate, txnRecords, start);
+            } else {
+                sent = sendIdempotent(producer, topic, count, rate, start);
             }
             if (!stopping) {
                 producer.flush();
@@ -154,7 +179,101 @@ public class NumberedProducer {
         }
         synchronized (NumberedProducer.class) {
             emit("DONE sent=" + sent + " acked=" + acked.get() + " errors=" + errors.get()
-                    + " maxAckGapMs=" + maxAckGapMs);
+                    + " maxAckGapMs=" + maxAckGapMs + " aborted=" + aborted.get());
         }
+    }
+
+    static long sendIdempotent(KafkaProducer<String, String> producer, String topic, long count, double rate,
+            long start) throws InterruptedException {
+        long sent = 0;
+        for (long n = 1; n <= count && pace(start, rate, n); n++) {
+            final long seq = n;
+            try {
+                producer.send(record(topic, seq), (metadata, e) -> {
+                    if (e != null) {
+                        onError(seq, e);
+                    } else {
+                        onAck(seq, metadata.partition(), metadata.offset());
+                    }
+                });
+            } catch (Exception e) {
+                // send() itself failed (for example max.block.ms spent waiting for metadata):
+                // no callback follows.
+                onError(seq, e);
+            }
+            sent++;
+        }
+        return sent;
+    }
+
+    /**
+     * Errors after which the producer cannot be used again, whatever the application does: the
+     * Java client's documented fatal errors. Everything else that is a KafkaException is treated
+     * as abortable, as the client's javadoc tells applications to.
+     */
+    static boolean fatal(Throwable e) {
+        return e instanceof ProducerFencedException
+                || e instanceof OutOfOrderSequenceException
+                || e instanceof AuthorizationException
+                || e instanceof AuthenticationException
+                || e instanceof UnsupportedVersionException
+                || e instanceof IllegalStateException;
+    }
+
+    /**
+     * Transactions of txnRecords records; a failed one is aborted and its records sent again in
+     * the next. Records are ACKed only once their transaction committed. Returns records handed
+     * to send(), resends included.
+     */
+    static long sendTransactions(KafkaProducer<String, String> producer, String topic, long count, double rate,
+            int txnRecords, long start) throws InterruptedException {
+        long sent = 0;
+        try {
+            producer.initTransactions();
+        } catch (RuntimeException e) {
+            emit("FATAL " + describe(e));
+            return sent;
+        }
+        long first = 1;
+        while (first <= count && !stopping) {
+            long last = Math.min(count, first + txnRecords - 1);
+            List<Future<RecordMetadata>> sends = new ArrayList<>();
+            try {
+                producer.beginTransaction();
+                for (long n = first; n <= last; n++) {
+                    // A resent transaction is not paced again: its records are already due.
+                    if (!pace(start, rate, n)) {
+                        break;
+                    }
+                    sends.add(producer.send(record(topic, n)));
+                    sent++;
+                }
+                if (stopping) {
+                    producer.abortTransaction();
+                    break;
+                }
+                producer.commitTransaction();
+                for (int i = 0; i < sends.size(); i++) {
+                    RecordMetadata metadata = sends.get(i).get();
+                    onAck(first + i, metadata.partition(), metadata.offset());
+                }
+                first = last + 1;
+            } catch (KafkaException | IllegalStateException | ExecutionException e) {
+                Throwable cause = e instanceof ExecutionException && e.getCause() != null ? e.getCause() : e;
+                onError(first, cause);
+                if (fatal(cause)) {
+                    emit("FATAL " + describe(cause));
+                    return sent;
+                }
+                try {
+                    producer.abortTransaction();
+                    aborted.incrementAndGet();
+                } catch (RuntimeException abortFailed) {
+                    emit("FATAL abortTransaction failed: " + describe(abortFailed));
+                    return sent;
+                }
+            }
+        }
+        return sent;
     }
 }

@@ -79,15 +79,21 @@ impl JavaClientJars {
     }
 }
 
-/// `java <tool opts> -cp '<client jars>/*' crates/testkit/java/<file>`, warnings logged to stderr.
-fn client_program(version: &str, file: &str) -> Result<Command> {
+/// `java <tool opts> -cp '<client jars>/*'`, warnings logged to stderr: a program to run follows.
+pub(crate) fn client_java_command(version: &str) -> Result<Command> {
     let jars = JavaClientJars::ensure(version)?;
     let mut cmd = Command::new("java");
     cmd.args(TOOL_JVM_OPTS)
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
         .arg("-cp")
-        .arg(format!("{}/*", jars.display()))
-        .arg(java_programs_dir().join(file));
+        .arg(format!("{}/*", jars.display()));
+    Ok(cmd)
+}
+
+/// `java <tool opts> -cp '<client jars>/*' crates/testkit/java/<file>`.
+fn client_program(version: &str, file: &str) -> Result<Command> {
+    let mut cmd = client_java_command(version)?;
+    cmd.arg(java_programs_dir().join(file));
     Ok(cmd)
 }
 

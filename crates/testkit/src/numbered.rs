@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
+use crate::clients::client_java_command;
 use crate::java::java_programs_dir;
 use crate::kafka::{java_command, TOOL_JVM_OPTS};
 use crate::poll::try_poll_until;
@@ -53,6 +54,11 @@ pub struct ProducerReport {
     pub max_ack_gap_ms: u64,
     /// Whether the final `DONE` line has been printed.
     pub done: bool,
+    /// Transactional mode: transactions aborted (and resent) after an abortable error (from the
+    /// final line; 0 until it is printed).
+    pub aborted: u64,
+    /// Transactional mode: the error that made the producer give up, if one did.
+    pub fatal: Option<String>,
 }
 
 impl ProducerReport {
@@ -70,10 +76,12 @@ impl ProducerReport {
                     }
                 }
                 ["ERR", _, ..] => report.errors.push(line["ERR ".len()..].trim_end().to_owned()),
+                ["FATAL", _, ..] => report.fatal = Some(line["FATAL ".len()..].trim_end().to_owned()),
                 ["DONE", rest @ ..] => {
                     report.done = true;
                     report.sent = field(rest, "sent").unwrap_or(0);
                     report.max_ack_gap_ms = field(rest, "maxAckGapMs").unwrap_or(0);
+                    report.aborted = field(rest, "aborted").unwrap_or(0);
                 }
                 _ => {}
             }
@@ -99,10 +107,39 @@ impl NumberedProducer {
     /// `topic` at `rate` records per second (0: as fast as possible). `extra_props` are producer
     /// configs applied after the program's defaults (idempotence, `acks=all`, unlimited retries,
     /// 120 s delivery timeout, 10 s request timeout, `linger.ms=5`).
+    ///
+    /// With a `transactional.id` among them the program runs transactions of `txn.records`
+    /// records (default 10): an ack then means the record's transaction committed, an error is
+    /// a failed transaction that was aborted and resent, and a fatal error ends the run (see the
+    /// program's header).
     pub fn start(bootstrap: &str, topic: &str, count: u64, rate: u32, extra_props: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, count, rate, extra_props)
+    }
+
+    /// [`NumberedProducer::start`] with kafka-clients `version` (and only its jars) instead of
+    /// the brokers' own client.
+    pub fn start_client_version(
+        version: &str,
+        bootstrap: &str,
+        topic: &str,
+        count: u64,
+        rate: u32,
+        extra_props: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_with(client_java_command(version)?, bootstrap, topic, count, rate, extra_props)
+    }
+
+    fn start_with(
+        java: Command,
+        bootstrap: &str,
+        topic: &str,
+        count: u64,
+        rate: u32,
+        extra_props: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut args = vec![bootstrap.to_owned(), topic.to_owned(), count.to_string(), rate.to_string()];
         args.extend(extra_props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start(PRODUCER_PROGRAM, &args)? })
+        Ok(Self { run: ProgramRun::start(java, PRODUCER_PROGRAM, &args)? })
     }
 
     pub fn pid(&self) -> u32 {
@@ -132,8 +169,13 @@ impl NumberedProducer {
     /// Waits up to `timeout` for the producer to exit and returns its full report. Fails if it
     /// never printed its final line (it crashed, or was killed after the timeout).
     pub fn wait(self, timeout: Duration) -> Result<ProducerReport> {
-        let stdout = self.run.wait(timeout)?;
-        Ok(ProducerReport::parse(&stdout))
+        self.wait_with_log(timeout).map(|(report, _)| report)
+    }
+
+    /// [`NumberedProducer::wait`], also returning what the client logged on stderr.
+    pub fn wait_with_log(self, timeout: Duration) -> Result<(ProducerReport, String)> {
+        let (stdout, stderr) = self.run.wait(timeout)?;
+        Ok((ProducerReport::parse(&stdout), stderr))
     }
 }
 
@@ -235,7 +277,7 @@ impl NumberedConsumer {
             idle_timeout.as_millis().to_string(),
         ];
         args.extend(props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start(CONSUMER_PROGRAM, &args)? })
+        Ok(Self { run: ProgramRun::start(java_command(TOOL_JVM_OPTS)?, CONSUMER_PROGRAM, &args)? })
     }
 
     pub fn pid(&self) -> u32 {
@@ -273,7 +315,7 @@ impl NumberedConsumer {
     /// Waits up to `timeout` for the consumer to exit and returns its full report. Fails if it
     /// never printed its final line.
     pub fn wait(self, timeout: Duration) -> Result<ConsumerReport> {
-        let stdout = self.run.wait(timeout)?;
+        let (stdout, _) = self.run.wait(timeout)?;
         Ok(ConsumerReport::parse(&stdout))
     }
 }
@@ -289,11 +331,11 @@ struct ProgramRun {
 }
 
 impl ProgramRun {
-    fn start(program: &'static str, args: &[String]) -> Result<Self> {
+    /// Runs `program` with `cmd`, a `java` command with its options and classpath.
+    fn start(mut cmd: Command, program: &'static str, args: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("switchyard-numbered-").tempdir()?;
         let stdout_path = dir.path().join("stdout");
         let stderr_path = dir.path().join("stderr");
-        let mut cmd: Command = java_command(TOOL_JVM_OPTS)?;
         cmd.arg(java_programs_dir().join(program))
             .args(args)
             .stdin(Stdio::null())
@@ -301,6 +343,11 @@ impl ProgramRun {
             .stderr(File::create(&stderr_path)?);
         let child = ChildGuard::spawn(cmd).with_context(|| format!("starting {program}"))?;
         Ok(Self { child, program, stdout_path, stderr_path, _dir: dir })
+    }
+
+    /// What the program has written to stderr so far (the client's logs).
+    fn stderr(&self) -> String {
+        process::read_lossy(&self.stderr_path)
     }
 
     /// Complete lines printed so far (a line still being written is left out).
@@ -342,8 +389,8 @@ impl ProgramRun {
     }
 
     /// Waits for exit (killing the program past `timeout`) and returns stdout, which must end
-    /// with the program's `DONE` line.
-    fn wait(mut self, timeout: Duration) -> Result<String> {
+    /// with the program's `DONE` line, and stderr.
+    fn wait(mut self, timeout: Duration) -> Result<(String, String)> {
         let status = self.child.wait_timeout(timeout);
         if status.is_none() {
             self.child.kill();
@@ -354,7 +401,7 @@ impl ProgramRun {
         if !stdout.lines().any(|line| line.starts_with("DONE ")) {
             bail!("no DONE line: {}", self.describe(status));
         }
-        Ok(stdout)
+        Ok((stdout, self.stderr()))
     }
 }
 
@@ -387,6 +434,25 @@ DONE sent=4 acked=2 errors=1 maxAckGapMs=5
         );
         assert_eq!((report.sent, report.max_ack_gap_ms, report.done), (4, 5, true));
         assert_eq!(report.missing(4), vec![3, 4]);
+        assert_eq!((report.aborted, report.fatal), (0, None));
+    }
+
+    #[test]
+    fn transactional_producer_output_parses() {
+        let output = "\
+ACK 1 0 0 1700000000000
+ERR 2 org.apache.kafka.common.errors.InvalidPidMappingException: The producer attempted ...
+FATAL org.apache.kafka.common.errors.InvalidTxnStateException: invalid state
+DONE sent=3 acked=1 errors=1 maxAckGapMs=0 aborted=1
+";
+        let report = ProducerReport::parse(output);
+        assert_eq!(report.acked, BTreeSet::from([1]));
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.aborted, 1);
+        assert_eq!(
+            report.fatal.as_deref(),
+            Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state")
+        );
     }
 
     #[test]
