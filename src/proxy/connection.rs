@@ -108,8 +108,9 @@ pub enum CloseReason {
     /// A swap route refused the client's login (answered with a SASL error first).
     #[error("SASL login refused by the gateway: {0}")]
     SaslRefused(String),
-    /// A swap route's broker session (`connections.max.reauth.ms`) was about to end: the
-    /// connection was drained and closed so the client logs in again.
+    /// A swap route's broker session (`connections.max.reauth.ms`) was about to end and the
+    /// connection could not renew it on a new broker connection (it has no way to re-dial): it
+    /// was drained and closed so the client logs in again.
     #[error("the gateway's broker session for this client was about to end (broker connections.max.reauth.ms), all in-flight requests answered; the client reconnects")]
     BrokerSessionEnding,
     #[error("gateway shutting down, all in-flight requests answered")]
