@@ -71,7 +71,7 @@ fn spawn_listeners(
             (Some(_), Some(tls)) => {
                 let addr = SocketAddr::new(bind_ip, route.port_map.bootstrap_port());
                 let listener = ports.into_iter().next().map(|port| port.listener);
-                let entry = SniRoute { route: Arc::clone(&route), tls };
+                let entry = SniRoute::new(Arc::clone(&route), tls);
                 match sni_ports.iter_mut().find(|(a, _, _)| *a == addr) {
                     Some((_, _, routes)) => routes.push(entry),
                     None => sni_ports.push((addr, listener, vec![entry])),

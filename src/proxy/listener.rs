@@ -136,11 +136,18 @@ pub async fn accept_loop(
 
 /// A host route served on an SNI port.
 pub struct SniRoute {
-    pub route: Arc<Route>,
-    pub tls: Arc<ServerTls>,
+    route: Arc<Route>,
+    tls: Arc<ServerTls>,
+    /// The route's name, made once for the connection limits rather than at every accept.
+    name: Arc<str>,
 }
 
 impl SniRoute {
+    pub fn new(route: Arc<Route>, tls: Arc<ServerTls>) -> SniRoute {
+        let name = route.name.as_str().into();
+        SniRoute { route, tls, name }
+    }
+
     /// What `server_name` asks this route for: its bootstrap (the endpoint host) or a broker.
     fn target(&self, server_name: &str) -> Option<Target> {
         if server_name.eq_ignore_ascii_case(&self.route.advertised_host) {
@@ -217,8 +224,7 @@ impl SniConnection {
             return self.refuse("unknown_sni", &format!("SNI `{name}` names no route or broker on this port"));
         };
         let (route, tls) = (&chosen.route, &chosen.tls);
-        let route_name: Arc<str> = route.name.as_str().into();
-        let admitted = match self.shared.limits.admit(&route_name) {
+        let admitted = match self.shared.limits.admit(&chosen.name) {
             Ok(admitted) => admitted,
             Err(limit) => return refuse(&self.shared.limits, route, self.client_addr, limit),
         };
