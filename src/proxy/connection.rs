@@ -121,8 +121,9 @@ pub enum CloseReason {
     /// authenticated with SASL to the old cluster, and only the client can log in again.
     #[error("the route switched to another cluster; a connection that authenticated with SASL cannot follow, all in-flight requests answered")]
     RouteSwitched,
-    /// The route switched clusters and no connection to the new one could be opened.
-    #[error("the route switched to another cluster and the connection could not follow: {0}")]
+    /// No new broker connection could be opened (or logged in) for a connection moving to the
+    /// route's new cluster, or renewing a swap route's broker session.
+    #[error("the connection could not continue on a new broker connection (after a switchover's cut or to renew the gateway's broker session): {0}")]
     MoveFailed(String),
     #[error("gateway shutting down, requests still unanswered after proxy.drainTimeoutMs")]
     DrainTimeout,
