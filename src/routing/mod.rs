@@ -35,7 +35,7 @@ use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPor
 use crate::protocol::fence_answer::FenceCodes;
 
 pub use fence::Fence;
-pub use topology::{Broker, ClusterMetadata, KeyValue, Topology};
+pub use topology::{Broker, ClusterMetadata, KeyValue, PartitionWindow, StoredRecord, Topology};
 
 /// Which upstream a client-facing port leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

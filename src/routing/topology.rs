@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{BrokerSecurity, HostPort};
@@ -32,6 +32,34 @@ pub struct Broker {
 
 /// A record's key and value, as [`ClusterMetadata::records`] reads them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// One record where it sits in its partition, with everything a replication tool copies of it
+/// (MirrorMaker 2 keeps timestamp, key, value and headers, and gives the copy its own offset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl StoredRecord {
+    /// Whether `other` holds the same record, wherever it sits.
+    pub fn same_content(&self, other: &StoredRecord) -> bool {
+        (self.timestamp, &self.key, &self.value, &self.headers)
+            == (other.timestamp, &other.key, &other.value, &other.headers)
+    }
+}
+
+/// A partition's watermarks and a few of its records, as [`ClusterMetadata::records_from`]
+/// reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionWindow {
+    pub low: i64,
+    pub high: i64,
+    pub records: Vec<StoredRecord>,
+}
 
 /// What the gateway asks a cluster about itself. Each call blocks (it is run on a blocking
 /// thread) and is bounded by `timeout`.
@@ -64,6 +92,31 @@ pub trait ClusterMetadata: Send + Sync + 'static {
     /// Every record of `topic` as `(key, value)`, up to its end as it was when asked.
     fn records(&self, _topic: &str, _timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
         anyhow::bail!("this cluster client cannot read topics")
+    }
+    /// For each `(topic, partition, offset)` (distinct partitions), the partition's watermarks
+    /// and up to `count` of its records from `offset` on, stopping at the high watermark as it
+    /// was when asked. Control records are not returned, so a first record may sit later.
+    fn records_from(
+        &self,
+        _starts: &[(String, i32, i64)],
+        _count: usize,
+        _timeout: Duration,
+    ) -> anyhow::Result<Vec<PartitionWindow>> {
+        anyhow::bail!("this cluster client cannot read topics")
+    }
+}
+
+/// What [`StoredRecord`] keeps of a message read by the gateway.
+fn stored(message: &BorrowedMessage<'_>) -> StoredRecord {
+    let headers = message.headers().map_or_else(Vec::new, |headers| {
+        headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()
+    });
+    StoredRecord {
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
     }
 }
 
@@ -158,37 +211,65 @@ impl ClusterMetadata for Librdkafka {
     }
 
     fn records(&self, topic: &str, timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
-        let deadline = std::time::Instant::now() + timeout;
         let metadata = self.client.fetch_metadata(Some(topic), timeout)?;
         let partitions = match metadata.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().len() as i32,
             _ => anyhow::bail!("the cluster has no topic `{topic}`"),
         };
-        let mut start = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for partition in 0..partitions {
-            let (low, high) = self.client.fetch_watermarks(topic, partition, timeout)?;
-            if high > low {
-                start.add_partition_offset(topic, partition, Offset::Offset(low))?;
-                ends.insert(partition, high);
+        let starts: Vec<_> = (0..partitions).map(|p| (topic.to_string(), p, 0)).collect();
+        let windows = self.records_from(&starts, usize::MAX, timeout)?;
+        Ok(windows
+            .into_iter()
+            .flat_map(|w| w.records)
+            .map(|r| (r.key.unwrap_or_default(), r.value.unwrap_or_default()))
+            .collect())
+    }
+
+    fn records_from(
+        &self,
+        starts: &[(String, i32, i64)],
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<PartitionWindow>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut windows = Vec::with_capacity(starts.len());
+        let mut assignment = TopicPartitionList::new();
+        let mut reading = HashMap::new();
+        for (topic, partition, offset) in starts {
+            let (low, high) = self.client.fetch_watermarks(topic, *partition, timeout)?;
+            let from = (*offset).max(low);
+            if from < high && count > 0 {
+                assignment.add_partition_offset(topic, *partition, Offset::Offset(from))?;
+                reading.insert((topic.clone(), *partition), windows.len());
             }
+            windows.push(PartitionWindow { low, high, records: Vec::new() });
         }
         // librdkafka assigns partitions only to a client with a group id; this one never joins
         // its group nor commits.
         let reader = self.group_client("switchyard-reader")?;
-        reader.assign(&start)?;
-        let mut records = Vec::new();
-        while !ends.is_empty() {
+        reader.assign(&assignment)?;
+        while !reading.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            anyhow::ensure!(!left.is_zero(), "{topic} not read to its end within {timeout:?}");
-            let Some(message) = reader.poll(left.min(Duration::from_millis(100))) else { continue };
+            anyhow::ensure!(!left.is_zero(), "{} partition(s) not read within {timeout:?}", reading.len());
+            let Some(message) = reader.poll(left.min(Duration::from_millis(100))) else {
+                // Control records (transaction markers) may end a partition: no message marks it.
+                let positions = reader.position()?;
+                reading.retain(|(topic, partition), at| {
+                    let past_end = |offset| matches!(offset, Offset::Offset(o) if o >= windows[*at].high);
+                    !positions.find_partition(topic, *partition).is_some_and(|e| past_end(e.offset()))
+                });
+                continue;
+            };
             let message = message?;
-            records.push((message.key().unwrap_or_default().to_vec(), message.payload().unwrap_or_default().to_vec()));
-            if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
-                ends.remove(&message.partition());
+            let place = (message.topic().to_string(), message.partition());
+            let Some(&at) = reading.get(&place) else { continue };
+            let window = &mut windows[at];
+            window.records.push(stored(&message));
+            if window.records.len() >= count || message.offset() + 1 >= window.high {
+                reading.remove(&place);
             }
         }
-        Ok(records)
+        Ok(windows)
     }
 }
 

@@ -21,6 +21,16 @@
 //! A translation is exact to MM2's offset-sync granularity (`offset.lag.max`, 100 records by
 //! default): a switched group re-reads at most that many records per partition, plus what it
 //! consumed after its last commit on the source.
+//!
+//! Waiting for a checkpoint costs up to one flush of MM2's offset syncs plus one checkpoint
+//! interval, all of it while the route is fenced. So before waiting, the gateway tries to place
+//! each group's offset by the records themselves: once catch-up has replicated the source's
+//! tail, the record before the group's position and the one at it have copies on the
+//! destination at the same distance from its end. When both copies are found there (same
+//! timestamp, key, value and headers, at consecutive offsets), the position after the first copy
+//! is an exact translation, with no checkpoint and no re-read. Partitions where they are not
+//! (transaction markers or compaction in the tail, a destination written by others, a group at
+//! the very start of its partition) wait for checkpoints as above.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +42,7 @@ use tokio::time::Instant;
 use super::catch_up::POLL_EVERY;
 use super::PROBE_TIMEOUT;
 use crate::config::GroupOffsets;
-use crate::routing::Upstream;
+use crate::routing::{PartitionWindow, Upstream};
 
 /// One checkpoint record of MirrorMaker 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +64,20 @@ pub struct GroupPartition {
     pub partition: i32,
     /// The group's committed offset on the source.
     pub source_offset: i64,
-    /// MM2's translation of it, now committed on the destination (or already passed there).
+    /// Its translation, now committed on the destination (or already passed there).
     pub destination_offset: i64,
+    /// How the translation was found.
+    pub translated_by: TranslatedBy,
+}
+
+/// How a group's source offset was translated.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TranslatedBy {
+    /// The records around it were found at the same distance from the destination's end.
+    Records,
+    /// MirrorMaker 2's checkpoint of exactly that offset.
+    Checkpoint,
 }
 
 /// One consumer group carried to the destination.
@@ -168,7 +190,34 @@ pub async fn carry(
             wanted.insert(group, committed);
         }
     }
-    let translated = loop {
+    let mut translated = BTreeMap::new();
+    for (group, committed) in &mut wanted {
+        let placed = place_by_records(source, destination, committed).await;
+        committed.retain(|(topic, partition, _)| !placed.iter().any(|p| p.topic == *topic && p.partition == *partition));
+        translated.insert(group.clone(), placed);
+    }
+    wanted.retain(|_, committed| !committed.is_empty());
+    if !wanted.is_empty() {
+        for (group, partitions) in wait_for_checkpoints(settings, destination, &wanted, started, timeout).await? {
+            translated.entry(group).or_default().extend(partitions);
+        }
+    }
+    let mut reports = Vec::new();
+    for (group, partitions) in translated {
+        reports.push(commit(destination, topics, group, partitions).await?);
+    }
+    Ok(reports)
+}
+
+/// Wait until MirrorMaker 2 has checkpointed exactly each `wanted` offset, and translate them.
+async fn wait_for_checkpoints(
+    settings: &GroupOffsets,
+    destination: &Arc<Upstream>,
+    wanted: &BTreeMap<String, Vec<(String, i32, i64)>>,
+    started: Instant,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Vec<GroupPartition>>, String> {
+    loop {
         let topic = settings.checkpoints_topic.clone();
         let records =
             destination.topology.ask(move |cluster| cluster.records(&topic, PROBE_TIMEOUT)).await.map_err(|e| {
@@ -182,8 +231,8 @@ pub async fn carry(
             .filter_map(|(key, value)| decode(key, value))
             .map(|c| ((c.group.clone(), c.topic.clone(), c.partition), c))
             .collect();
-        match translate(&wanted, &latest) {
-            Ok(translated) => break translated,
+        match translate(wanted, &latest) {
+            Ok(translated) => return Ok(translated),
             Err(pending) if started.elapsed() >= timeout => {
                 return Err(format!(
                 "MirrorMaker 2 had not translated every group's offsets within {timeout:?} (checkpoints in `{}`): {}",
@@ -193,12 +242,76 @@ pub async fn carry(
             }
             Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
-    };
-    let mut reports = Vec::new();
-    for (group, partitions) in translated {
-        reports.push(commit(destination, topics, group, partitions).await?);
     }
-    Ok(reports)
+}
+
+/// The partitions of one group (`committed`: topic, partition, source offset) whose translation
+/// the records themselves give (see the module doc). A cluster that cannot be read leaves every
+/// partition to the checkpoints.
+async fn place_by_records(
+    source: &Arc<Upstream>,
+    destination: &Arc<Upstream>,
+    committed: &[(String, i32, i64)],
+) -> Vec<GroupPartition> {
+    // The record before each position, and the one at it.
+    let starts: Vec<_> = committed.iter().map(|(t, p, offset)| (t.clone(), *p, offset - 1)).collect();
+    let read = source.topology.ask(move |cluster| cluster.records_from(&starts, 2, PROBE_TIMEOUT)).await;
+    let on_source = match read {
+        Ok(windows) => windows,
+        Err(e) => {
+            tracing::info!(error = %format!("{e:#}"), "switchover: the source's records cannot be read; waiting for checkpoints");
+            return Vec::new();
+        }
+    };
+    // The same distance from the destination's end.
+    let lags: Vec<_> = committed.iter().zip(&on_source).map(|((t, p, offset), w)| (t.clone(), *p, w.high - offset)).collect();
+    let read = destination
+        .topology
+        .ask(move |cluster| {
+            let mut starts = Vec::with_capacity(lags.len());
+            for (topic, partition, lag) in lags {
+                let (_, high) = cluster.watermarks(&topic, partition, PROBE_TIMEOUT)?;
+                starts.push((topic, partition, high - lag - 1));
+            }
+            cluster.records_from(&starts, 2, PROBE_TIMEOUT)
+        })
+        .await;
+    let on_destination = match read {
+        Ok(windows) => windows,
+        Err(e) => {
+            tracing::info!(error = %format!("{e:#}"), "switchover: the destination's records cannot be read; waiting for checkpoints");
+            return Vec::new();
+        }
+    };
+    committed
+        .iter()
+        .zip(on_source.iter().zip(&on_destination))
+        .filter_map(|((topic, partition, offset), (src, dst))| {
+            Some(GroupPartition {
+                topic: topic.clone(),
+                partition: *partition,
+                source_offset: *offset,
+                destination_offset: align(*offset, src, dst)?,
+                translated_by: TranslatedBy::Records,
+            })
+        })
+        .collect()
+}
+
+/// Where a group at `offset` on the source resumes on the destination, if the records show it:
+/// `source` read from `offset - 1`, `destination` from the same distance before its end, two
+/// records each. Both must hold the same records at exactly those offsets, consecutive; at the
+/// source's end there is only the one before.
+pub fn align(offset: i64, source: &PartitionWindow, destination: &PartitionWindow) -> Option<i64> {
+    let lag = source.high - offset;
+    let at = destination.high - lag;
+    let expected = if lag == 0 { 1 } else { 2 };
+    let placed = |window: &PartitionWindow, first: i64| {
+        window.records.len() == expected
+            && window.records.iter().zip(first..).all(|(record, offset)| record.offset == offset)
+    };
+    let same = source.records.iter().zip(&destination.records).all(|(a, b)| a.same_content(b));
+    (lag >= 0 && placed(source, offset - 1) && placed(destination, at - 1) && same).then_some(at)
 }
 
 /// Every wanted partition's translation, or the partitions whose latest checkpoint does not
@@ -218,6 +331,7 @@ fn translate(
                     partition: *partition,
                     source_offset: *offset,
                     destination_offset: c.downstream,
+                    translated_by: TranslatedBy::Checkpoint,
                 }),
                 found => pending.push(format!(
                     "group `{group}` {topic}-{partition} at {offset} (latest checkpoint: {})",
@@ -274,6 +388,7 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::StoredRecord;
 
     fn encoded(group: &str, topic: &str, partition: i32, upstream: i64, downstream: i64) -> (Vec<u8>, Vec<u8>) {
         Checkpoint { group: group.into(), topic: topic.into(), partition, upstream, downstream }.encode()
@@ -308,5 +423,40 @@ mod tests {
         let translated = translate(&wanted, &at(50)).unwrap();
         assert_eq!(translated["g"][0].destination_offset, 47);
         assert!(translate(&wanted, &BTreeMap::new()).unwrap_err()[0].contains("none"));
+    }
+
+    fn window(low: i64, high: i64, records: &[(i64, &str)]) -> PartitionWindow {
+        let record = |&(offset, value): &(i64, &str)| StoredRecord {
+            offset,
+            timestamp: Some(1_700_000_000_000),
+            value: Some(value.as_bytes().to_vec()),
+            ..StoredRecord::default()
+        };
+        PartitionWindow { low, high, records: records.iter().map(record).collect() }
+    }
+
+    #[test]
+    fn records_place_a_group_in_the_middle_and_at_the_end() {
+        // The source's offsets 40.. were copied to the destination's 10.. (it started later).
+        let source = window(0, 60, &[(49, "r49"), (50, "r50")]);
+        let destination = window(0, 30, &[(19, "r49"), (20, "r50")]);
+        assert_eq!(align(50, &source, &destination), Some(20));
+        let at_end = (window(0, 60, &[(59, "r59")]), window(0, 30, &[(29, "r59")]));
+        assert_eq!(align(60, &at_end.0, &at_end.1), Some(30));
+    }
+
+    #[test]
+    fn records_that_do_not_line_up_leave_the_group_to_checkpoints() {
+        let source = window(0, 60, &[(49, "r49"), (50, "r50")]);
+        // A record written to the destination by someone else shifts the distance.
+        assert_eq!(align(50, &source, &window(0, 31, &[(20, "r50"), (21, "other")])), None);
+        // A transaction marker at 49 on the source: the record before is not where it should be.
+        assert_eq!(align(50, &window(0, 60, &[(50, "r50"), (51, "r51")]), &window(0, 30, &[(19, "r50"), (20, "r51")])), None);
+        // A group at the partition's start has no record before it.
+        assert_eq!(align(0, &window(0, 60, &[(0, "r0"), (1, "r1")]), &window(0, 60, &[(0, "r0"), (1, "r1")])), None);
+        // Same offsets, different content (another timestamp or value).
+        assert_eq!(align(50, &source, &window(0, 30, &[(19, "r49"), (20, "x")])), None);
+        // Fewer records than expected on either side.
+        assert_eq!(align(50, &source, &window(0, 30, &[(19, "r49")])), None);
     }
 }
