@@ -12,7 +12,7 @@ use switchyard::cluster::Advertising;
 use switchyard::config::{
     parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, HostPort, SwitchoverRequest,
 };
-use switchyard::routing::{ClusterMetadata, KeyValue, Route, Topology, Upstream};
+use switchyard::routing::{ClusterMetadata, Effect, KeyValue, Route, Topology, Upstream};
 use switchyard::switchover::groups::Checkpoint;
 use switchyard::switchover::{Destinations, Refusal, Switchboard, SwitchoverReport};
 use switchyard::telemetry::Metrics;
@@ -282,7 +282,7 @@ async fn an_unreachable_destination_is_refused_before_anything_is_fenced() {
 #[tokio::test(start_paused = true)]
 async fn the_cut_waits_for_requests_already_forwarded() {
     let setup = Arc::new(Setup::new(FakeCluster::holding(100), FakeCluster::holding(100)));
-    setup.route.fence.enter().expect("the fence is open");
+    let produce = setup.route.fence.enter(Effect::MayWrite).expect("the fence is open");
     let switching = {
         let setup = Arc::clone(&setup);
         tokio::spawn(async move { setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await })
@@ -291,8 +291,8 @@ async fn the_cut_waits_for_requests_already_forwarded() {
     assert!(setup.route.fence.is_closed(), "the fence closed");
     assert!(!switching.is_finished(), "a forwarded request is unanswered: no cut yet");
     assert_eq!(setup.route.upstream().domain, "blue");
-    assert_eq!(setup.route.fence.enter(), Err(FenceMode::Hold), "new requests are held");
-    setup.route.fence.leave(1);
+    assert_eq!(setup.route.fence.enter(Effect::MayWrite), Err(FenceMode::Hold), "new requests are held");
+    setup.route.fence.leave(produce);
     let report = switching.await.expect("the task").expect("switchover");
     assert_eq!(report.outcome, "completed");
     assert!(report.phases[1].detail.contains("every in-flight request answered"), "{:?}", report.phases[1]);
@@ -302,7 +302,7 @@ async fn the_cut_waits_for_requests_already_forwarded() {
 #[tokio::test(start_paused = true)]
 async fn an_unanswered_request_delays_the_cut_by_the_drain_timeout_only() {
     let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
-    setup.route.fence.enter().expect("the fence is open");
+    setup.route.fence.enter(Effect::MayWrite).expect("the fence is open");
     let started = Instant::now();
     let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.expect("switchover");
     assert_eq!(report.outcome, "completed");
@@ -312,6 +312,21 @@ async fn an_unanswered_request_delays_the_cut_by_the_drain_timeout_only() {
         "waited {waited:?}"
     );
     assert!(report.phases[1].detail.contains("1 requests still unanswered"), "{:?}", report.phases[1]);
+}
+
+/// A consumer's Fetch parked at the broker (no data comes once producers are fenced) does not
+/// hold up catch-up and the cut: its connection waits for its answer before it moves.
+#[tokio::test(start_paused = true)]
+async fn a_parked_fetch_does_not_delay_the_cut() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    let fetch = setup.route.fence.enter(Effect::ReadsOnly).expect("the fence is open");
+    let started = Instant::now();
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed");
+    assert!(started.elapsed() < Duration::from_millis(DRAIN_TIMEOUT_MS), "waited {:?}", started.elapsed());
+    assert!(report.phases[1].detail.contains("but 1 Fetch"), "{:?}", report.phases[1]);
+    assert_eq!(setup.route.upstream().domain, "green");
+    setup.route.fence.leave(fetch);
 }
 
 #[tokio::test(start_paused = true)]

@@ -54,7 +54,7 @@ use crate::protocol::{
 use crate::rewrite::{
     classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, ResponseBody, RewriteError,
 };
-use crate::routing::{Route, Upstream};
+use crate::routing::{Effect, Passed, Route, Upstream};
 
 /// Read at least this much at a time: large reads mean fewer syscalls.
 const READ_CHUNK: usize = 64 * 1024;
@@ -402,7 +402,7 @@ pub async fn pump<C: Duplex, U: Duplex>(
     };
     let reason = run(client, initial, upstream, shared, &mut owed).await;
     while let Some(unanswered) = owed.next_unanswered() {
-        ctx.route.fence.leave(1);
+        ctx.route.fence.leave(passed(&unanswered));
         if reason.severity() == Severity::Problem {
             ctx.route.metrics.request_failed(unanswered.api_key);
         }
@@ -882,14 +882,16 @@ impl Requests<'_> {
                 }
                 Err(e) => return Err(refused_frame(&buf[run.end..], e)),
             };
-            if fence.enter().is_err() {
+            let body = &buf[run.end + SIZE_PREFIX..run.end + len];
+            let api_key = body.get(..2).map_or(-1, |key| i16::from_be_bytes([key[0], key[1]]));
+            let Ok(passed) = fence.enter(Effect::of(api_key)) else {
                 self.write_run(buf, &mut run, upstream, read_at).await?;
                 return Ok(Forwarded::Fenced);
-            }
+            };
             let request = match self.note(&buf[run.end + SIZE_PREFIX..run.end + len], read_at) {
                 Ok(Noted::Forward(request)) => request,
                 Ok(Noted::UnsupportedApiVersions { correlation_id }) => {
-                    fence.leave(1);
+                    fence.leave(passed);
                     // Answered here, not forwarded: the run ends before it.
                     self.write_run(buf, &mut run, upstream, read_at).await?;
                     buf.advance(len);
@@ -898,7 +900,7 @@ impl Requests<'_> {
                     continue;
                 }
                 Ok(Noted::Answered { answer, refused }) => {
-                    fence.leave(1);
+                    fence.leave(passed);
                     self.write_run(buf, &mut run, upstream, read_at).await?;
                     buf.advance(len);
                     self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
@@ -910,7 +912,7 @@ impl Requests<'_> {
                     continue;
                 }
                 Err(end) => {
-                    fence.leave(1);
+                    fence.leave(passed);
                     return Err(end);
                 }
             };
@@ -919,10 +921,10 @@ impl Requests<'_> {
                     Ok(permit) => permit,
                     Err(mpsc::error::TrySendError::Full(())) => {
                         self.write_run(buf, &mut run, upstream, read_at).await?;
-                        self.room_in_flight(waits).await.inspect_err(|_| fence.leave(1))?
+                        self.room_in_flight(waits).await.inspect_err(|_| fence.leave(passed))?
                     }
                     Err(mpsc::error::TrySendError::Closed(())) => {
-                        fence.leave(1);
+                        fence.leave(passed);
                         return Err(response_half_ended());
                     }
                 };
@@ -930,7 +932,7 @@ impl Requests<'_> {
                 permit.send(Owed::Broker(request));
             } else {
                 // No answer will come: counted until written.
-                run.unanswered += 1;
+                run.unanswered += passed;
             }
             run.end += len;
         }
@@ -1052,13 +1054,18 @@ async fn broker_session_renewal(swap: Option<&Arc<SwapSession>>) {
     }
 }
 
+/// How `request` was counted when it passed the fence.
+fn passed(request: &InFlight) -> Passed {
+    Passed::one(Effect::of(request.api_key as i16))
+}
+
 /// The requests at the front of the buffer that passed the fence and are not written yet.
 #[derive(Default)]
 struct Run {
     /// Bytes they span.
     end: usize,
-    /// How many of them expect no answer (`acks=0`).
-    unanswered: u64,
+    /// Those of them that expect no answer (`acks=0`).
+    unanswered: Passed,
 }
 
 /// How far [`Requests::forward_complete`] got.
@@ -1198,15 +1205,16 @@ impl Responses<'_> {
         client: &mut ProgressWriter<'_, W>,
     ) -> Result<bool, CloseReason> {
         let Some(streaming) = &mut owed.streaming else { return Ok(true) };
-        let passed = streaming.left.min(buf.len());
-        write_run(buf, passed, client).await?;
-        streaming.left -= passed;
+        let arrived = streaming.left.min(buf.len());
+        write_run(buf, arrived, client).await?;
+        streaming.left -= arrived;
         if streaming.left > 0 {
             return Ok(false);
         }
-        owed.streaming = None;
-        // Answered in full: past the fence.
-        self.ctx.route.fence.leave(1);
+        if let Some(streamed) = owed.streaming.take() {
+            // Answered in full: past the fence.
+            self.ctx.route.fence.leave(passed(&streamed.request));
+        }
         Ok(!buf.is_empty())
     }
 
@@ -1235,7 +1243,7 @@ impl Responses<'_> {
             return Ok(false);
         }
         if request.correlation_id != correlation_id {
-            self.ctx.route.fence.leave(1);
+            self.ctx.route.fence.leave(passed(&request));
             return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
         }
         self.ctx.route.metrics.upstream_time.observe(read_at.into_std().saturating_duration_since(request.sent_at));
@@ -1299,7 +1307,7 @@ impl Responses<'_> {
             let request = self.next_broker_request(buf, &mut run_end, owed, client, correlation_id).await?;
             let metrics = &ctx.route.metrics;
             // Off the queue, so past the fence, whether or not the answer is the right one.
-            ctx.route.fence.leave(1);
+            ctx.route.fence.leave(passed(&request));
             if request.correlation_id != correlation_id {
                 return Err(CloseReason::UnexpectedResponse { correlation_id, expected: Some(request.correlation_id) });
             }

@@ -13,22 +13,76 @@
 //! counted before the fence closes, and the switchover waits for its answer, or it finds the
 //! fence closed. Only a connection that finds the fence closed subscribes to be woken when it
 //! opens; only a closed fence's last answer wakes the switchover.
+//!
+//! The count is kept in two parts, by what a request may change ([`Effect`]): a switchover needs
+//! every request that may write to be answered before it measures replication, while a Fetch
+//! only reads. A consumer's Fetch is often parked by the broker for up to its `max_wait_ms`
+//! (500 ms by default) for data that, once producers are fenced, never comes; waiting for it
+//! would add that to every client's pause. It finishes on its own while replication is
+//! measured, and its connection waits for its answer before it moves at the cut.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use kafka_protocol::messages::ApiKey;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{watch, Notify};
 
 use crate::config::FenceMode;
 use crate::protocol::fence_answer::FenceCodes;
 
-/// The state sits in the top byte of the word, the count of requests in the rest.
+/// The state sits in the top byte of the word, the counts of requests in the rest: reads from
+/// bit 28, the others below.
 const STATE_SHIFT: u32 = 56;
 const COUNT_MASK: u64 = (1 << STATE_SHIFT) - 1;
+const READS_SHIFT: u32 = 28;
+const WRITES_MASK: u64 = (1 << READS_SHIFT) - 1;
 const OPEN: u64 = 0;
 const HOLD: u64 = 1;
 const ERROR: u64 = 2;
+
+/// What a request passing the fence may change on the cluster (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    MayWrite,
+    ReadsOnly,
+}
+
+impl Effect {
+    /// The effect of a request with API key `api_key` (as the request header has it).
+    pub fn of(api_key: i16) -> Effect {
+        if api_key == ApiKey::Fetch as i16 {
+            Effect::ReadsOnly
+        } else {
+            Effect::MayWrite
+        }
+    }
+}
+
+/// Requests counted by the fence, packed as the fence counts them, so that a run of requests
+/// leaves in one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Passed(u64);
+
+impl Passed {
+    pub const fn one(effect: Effect) -> Passed {
+        match effect {
+            Effect::MayWrite => Passed(1),
+            Effect::ReadsOnly => Passed(1 << READS_SHIFT),
+        }
+    }
+
+    /// How many requests, of either effect.
+    pub fn requests(self) -> u64 {
+        (self.0 & WRITES_MASK) + (self.0 >> READS_SHIFT)
+    }
+}
+
+impl std::ops::AddAssign for Passed {
+    fn add_assign(&mut self, other: Passed) {
+        self.0 += other.0;
+    }
+}
 
 pub struct Fence {
     /// State and count, see [`STATE_SHIFT`].
@@ -66,36 +120,43 @@ impl Fence {
 
     /// Pass the fence with one request and count it, or learn how the fence is closed. A request
     /// that passed must [`leave`](Fence::leave) once answered (or once its answer is lost).
-    pub fn enter(&self) -> Result<(), FenceMode> {
+    pub fn enter(&self, effect: Effect) -> Result<Passed, FenceMode> {
+        let one = Passed::one(effect);
         let passed = self.word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| match mode(word) {
-            None => Some(word + 1),
+            None => Some(word + one.0),
             Some(_) => None,
         });
         match passed {
             Ok(_) => {
                 self.in_flight_metric.inc();
-                Ok(())
+                Ok(one)
             }
             Err(word) => Err(mode(word).expect("only a closed fence refuses")),
         }
     }
 
-    /// `requests` that passed the fence are answered (or will never be).
-    pub fn leave(&self, requests: u64) {
-        if requests == 0 {
+    /// `passed` requests are answered (or will never be).
+    pub fn leave(&self, passed: Passed) {
+        if passed == Passed::default() {
             return;
         }
-        let before = self.word.fetch_sub(requests, Ordering::AcqRel);
-        debug_assert!(before & COUNT_MASK >= requests, "more requests left than entered");
-        self.in_flight_metric.dec_by(requests as i64);
-        if before & COUNT_MASK == requests && mode(before).is_some() {
+        let before = self.word.fetch_sub(passed.0, Ordering::AcqRel);
+        debug_assert!(before & COUNT_MASK >= passed.0, "more requests left than entered");
+        self.in_flight_metric.dec_by(passed.requests() as i64);
+        let after = before - passed.0;
+        if mode(before).is_some() && (after & WRITES_MASK == 0 || after & COUNT_MASK == 0) {
             self.drained.notify_waiters();
         }
     }
 
     /// Requests that passed the fence and are not answered yet.
     pub fn in_flight(&self) -> u64 {
-        self.word.load(Ordering::Acquire) & COUNT_MASK
+        Passed(self.word.load(Ordering::Acquire) & COUNT_MASK).requests()
+    }
+
+    /// Requests that passed the fence, may write, and are not answered yet.
+    pub fn writes_in_flight(&self) -> u64 {
+        self.word.load(Ordering::Acquire) & WRITES_MASK
     }
 
     /// Close with the retriable error codes (mode `error`).
@@ -142,10 +203,20 @@ impl Fence {
     /// Resolve once every request that passed the fence is answered. Call after closing it:
     /// nothing new can pass then, so the count only falls.
     pub async fn drained(&self) {
+        self.until(|fence| fence.in_flight() == 0).await;
+    }
+
+    /// Resolve once every request that passed the fence and may write is answered, as
+    /// [`Self::drained`] for those alone.
+    pub async fn writes_drained(&self) {
+        self.until(|fence| fence.writes_in_flight() == 0).await;
+    }
+
+    async fn until(&self, done: impl Fn(&Fence) -> bool) {
         loop {
             // Registered before the check, so a last answer between the two still wakes us.
             let notified = self.drained.notified();
-            if self.in_flight() == 0 {
+            if done(self) {
                 return;
             }
             notified.await;
@@ -176,14 +247,14 @@ mod tests {
     #[test]
     fn a_closed_fence_lets_nothing_in_and_counts_what_passed() {
         let fence = fence();
-        fence.enter().unwrap();
-        fence.enter().unwrap();
+        let mut passed = fence.enter(Effect::MayWrite).unwrap();
+        passed += fence.enter(Effect::ReadsOnly).unwrap();
         fence.close(FenceMode::Error);
-        assert_eq!(fence.enter(), Err(FenceMode::Error));
-        assert_eq!(fence.in_flight(), 2);
-        fence.leave(2);
+        assert_eq!(fence.enter(Effect::MayWrite), Err(FenceMode::Error));
+        assert_eq!((fence.in_flight(), fence.writes_in_flight()), (2, 1));
+        fence.leave(passed);
         fence.open();
-        assert_eq!(fence.enter(), Ok(()));
+        assert_eq!(fence.enter(Effect::MayWrite), Ok(Passed::one(Effect::MayWrite)));
         assert_eq!(fence.in_flight(), 1);
         assert_eq!(fence.in_flight_metric.get(), 1);
     }
@@ -191,7 +262,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_drain_waits_for_the_last_answer_of_what_passed_before_closing() {
         let fence = fence();
-        fence.enter().unwrap();
+        let passed = fence.enter(Effect::MayWrite).unwrap();
         fence.close(FenceMode::Hold);
         let waiter = tokio::spawn({
             let fence = Arc::clone(&fence);
@@ -199,7 +270,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!waiter.is_finished(), "drained with a request unanswered");
-        fence.leave(1);
+        fence.leave(passed);
         tokio::time::timeout(Duration::from_secs(1), waiter).await.expect("the last answer wakes the drain").unwrap();
     }
 
@@ -217,9 +288,9 @@ mod tests {
                     let (fence, drained) = (Arc::clone(&fence), Arc::clone(&drained));
                     std::thread::spawn(move || {
                         for _ in 0..2_000 {
-                            if fence.enter().is_ok() {
+                            if let Ok(passed) = fence.enter(Effect::MayWrite) {
                                 assert!(!drained.load(Ordering::SeqCst), "a request passed after the drain");
-                                fence.leave(1);
+                                fence.leave(passed);
                             }
                         }
                     })
@@ -231,5 +302,26 @@ mod tests {
             assert_eq!(fence.in_flight(), 0);
             senders.into_iter().for_each(|sender| sender.join().unwrap());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_fetch_holds_up_the_full_drain_only() {
+        let fence = fence();
+        let fetch = fence.enter(Effect::of(ApiKey::Fetch as i16)).unwrap();
+        let produce = fence.enter(Effect::of(ApiKey::Produce as i16)).unwrap();
+        fence.close(FenceMode::Hold);
+        let (writes, all) = {
+            let (a, b) = (Arc::clone(&fence), Arc::clone(&fence));
+            (tokio::spawn(async move { a.writes_drained().await }), tokio::spawn(async move { b.drained().await }))
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!writes.is_finished() && !all.is_finished(), "a Produce is unanswered");
+        fence.leave(produce);
+        tokio::time::timeout(Duration::from_secs(1), writes).await.expect("the writes are answered").unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!all.is_finished(), "the Fetch is unanswered");
+        fence.leave(fetch);
+        tokio::time::timeout(Duration::from_secs(1), all).await.expect("the Fetch is answered").unwrap();
+        assert_eq!(fence.in_flight_metric.get(), 0);
     }
 }

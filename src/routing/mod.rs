@@ -34,7 +34,7 @@ use crate::cluster::Advertising;
 use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig, RouteFence};
 use crate::protocol::fence_answer::FenceCodes;
 
-pub use fence::Fence;
+pub use fence::{Effect, Fence, Passed};
 pub use topology::{Broker, ClusterMetadata, KeyValue, PartitionWindow, StoredRecord, Topology};
 
 /// Which upstream a client-facing port leads to.

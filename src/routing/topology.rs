@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -104,6 +104,19 @@ pub trait ClusterMetadata: Send + Sync + 'static {
     ) -> anyhow::Result<Vec<PartitionWindow>> {
         anyhow::bail!("this cluster client cannot read topics")
     }
+    /// Connect, and keep until [`Self::release_clients`], the clients that read and commit
+    /// `groups`' offsets in `topics` and read records, so that a switchover's fenced phase does
+    /// not wait for each to connect and find its coordinator.
+    fn prepare_clients(
+        &self,
+        _groups: &[String],
+        _topics: &BTreeMap<String, usize>,
+        _timeout: Duration,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Close the clients [`Self::prepare_clients`] kept.
+    fn release_clients(&self) {}
 }
 
 /// What [`StoredRecord`] keeps of a message read by the gateway.
@@ -120,23 +133,35 @@ fn stored(message: &BorrowedMessage<'_>) -> StoredRecord {
     }
 }
 
+/// The group id of the client that reads records (it never joins its group nor commits).
+const READER_GROUP: &str = "switchyard-reader";
+
+/// At most this many clients are kept ready at once; other groups get a client when asked.
+const MAX_KEPT_CLIENTS: usize = 16;
+
 /// The gateway's own librdkafka client of one listener, and its settings for the short-lived
-/// clients that read or commit a group's offsets (librdkafka binds a client to one group id).
+/// clients that read or commit a group's offsets (librdkafka binds a client to one group id),
+/// with those kept ready for a switchover.
 struct Librdkafka {
     client: BaseConsumer,
     settings: ClientConfig,
+    kept: Mutex<HashMap<String, Arc<BaseConsumer>>>,
 }
 
 impl Librdkafka {
     /// A client of `group` that never joins it: it only reads and commits offsets.
-    fn group_client(&self, group: &str) -> anyhow::Result<BaseConsumer> {
-        Ok(self
-            .settings
-            .clone()
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .create()?)
+    fn group_client(&self, group: &str) -> anyhow::Result<Arc<BaseConsumer>> {
+        if let Some(kept) = self.kept.lock().unwrap_or_else(PoisonError::into_inner).get(group) {
+            return Ok(Arc::clone(kept));
+        }
+        Ok(Arc::new(
+            self.settings
+                .clone()
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .create()?,
+        ))
     }
 }
 
@@ -244,9 +269,8 @@ impl ClusterMetadata for Librdkafka {
             }
             windows.push(PartitionWindow { low, high, records: Vec::new() });
         }
-        // librdkafka assigns partitions only to a client with a group id; this one never joins
-        // its group nor commits.
-        let reader = self.group_client("switchyard-reader")?;
+        // librdkafka assigns partitions only to a client with a group id.
+        let reader = self.group_client(READER_GROUP)?;
         reader.assign(&assignment)?;
         while !reading.is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -270,6 +294,29 @@ impl ClusterMetadata for Librdkafka {
             }
         }
         Ok(windows)
+    }
+
+    fn prepare_clients(
+        &self,
+        groups: &[String],
+        topics: &BTreeMap<String, usize>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let reader = self.group_client(READER_GROUP)?;
+        reader.fetch_metadata(None, timeout)?;
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner).insert(READER_GROUP.to_string(), reader);
+        for group in groups.iter().take(MAX_KEPT_CLIENTS - 1) {
+            let client = self.group_client(group)?;
+            self.kept.lock().unwrap_or_else(PoisonError::into_inner).insert(group.clone(), client);
+            // Reading the offsets finds the group's coordinator and connects to it.
+            self.committed(group, topics, timeout)?;
+        }
+        Ok(())
+    }
+
+    fn release_clients(&self) {
+        let kept = std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(kept);
     }
 }
 
@@ -299,7 +346,7 @@ impl Topology {
         let mut settings = crate::tls::librdkafka::client_config(bootstrap, security)?;
         settings.set("client.id", format!("switchyard-topology-{domain}")).set("socket.keepalive.enable", "true");
         let client: BaseConsumer = settings.create()?;
-        Ok(Topology::with_metadata(domain, Arc::new(Librdkafka { client, settings })))
+        Ok(Topology::with_metadata(domain, Arc::new(Librdkafka { client, settings, kept: Mutex::default() })))
     }
 
     /// A view that asks `client` (the in-process tests' fake cluster).

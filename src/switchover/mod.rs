@@ -158,6 +158,10 @@ impl Switchboard<'_> {
             destination.retire();
             return Ok(run.report("dry-run", "pre-flight passed; nothing was changed".into()));
         }
+        let _prepared = match &group_offsets {
+            Some(settings) => Some(groups::prepare(settings, &source, &destination, &run.partitions).await),
+            None => None,
+        };
         run.fence(fence, self.config.proxy.drain_timeout).await;
         if let Err(why) = run.catch_up(&destination, catch_up, group_offsets.as_ref(), catch_up_timeout).await {
             route.set_fenced(None);
@@ -321,11 +325,18 @@ impl<'a> Run<'a> {
         let started = Instant::now();
         self.route.set_fenced(Some(mode));
         let fence = &self.route.fence;
-        let detail = match tokio::time::timeout(bound, fence.drained()).await {
-            Ok(()) => format!("fenced ({mode}); every in-flight request answered"),
+        // Fetches still parked at the broker are not waited for: each connection waits for its
+        // own before it moves at the cut (see `routing::fence`).
+        let detail = match tokio::time::timeout(bound, fence.writes_drained()).await {
+            Ok(()) => match fence.in_flight() {
+                0 => format!("fenced ({mode}); every in-flight request answered"),
+                fetches => {
+                    format!("fenced ({mode}); every in-flight request answered but {fetches} Fetch (they only read)")
+                }
+            },
             Err(_) => format!(
                 "fenced ({mode}); {} requests still unanswered after {bound:?}, they will be retried by clients",
-                fence.in_flight()
+                fence.writes_in_flight()
             ),
         };
         self.phase("fence", started, detail);
@@ -344,19 +355,22 @@ impl<'a> Run<'a> {
         let (mut detail, mut outcome) = match result {
             Ok(Some(topics)) => {
                 self.topics = topics;
-                (format!("replication caught up ({policy})"), Ok(()))
+                (format!("replication caught up ({policy}) in {} ms", started.elapsed().as_millis()), Ok(()))
             }
             Ok(None) => ("skipped (policy none)".to_string(), Ok(())),
             Err(why) => (why.clone(), Err(why)),
         };
         if let (Some(settings), Ok(())) = (group_offsets, &outcome) {
-            let left = timeout.saturating_sub(started.elapsed());
+            let (left, carrying) = (timeout.saturating_sub(started.elapsed()), Instant::now());
             match groups::carry(settings, self.source, destination, &self.partitions, left).await {
                 Ok(groups) => {
                     let committed: usize = groups.iter().map(|g| g.committed).sum();
+                    let partitions = groups.iter().flat_map(|g| &g.partitions);
+                    let by_records = partitions.filter(|p| p.translated_by == groups::TranslatedBy::Records).count();
                     detail += &format!(
-                        "; {} consumer groups translated by MirrorMaker 2, {committed} partition offsets committed on the destination",
-                        groups.len()
+                        "; {} consumer groups translated ({by_records} partitions by their records, the others by MirrorMaker 2's checkpoints), {committed} partition offsets committed on the destination, in {} ms",
+                        groups.len(),
+                        carrying.elapsed().as_millis()
                     );
                     self.groups = groups;
                 }
