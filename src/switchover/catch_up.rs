@@ -17,8 +17,10 @@ use super::{TopicReport, PROBE_TIMEOUT};
 use crate::config::CatchUpPolicy;
 use crate::routing::Upstream;
 
-/// How often catch-up re-reads the watermarks.
-pub(super) const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often catch-up re-reads the watermarks. Every client's pause includes the wait for the
+/// next look after replication caught up, so it is short; each look is one ListOffsets per
+/// partition on each cluster.
+pub(super) const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// Topics a replication tool keeps for itself, never checked by default.
 pub fn is_replication_internal(topic: &str) -> bool {
