@@ -304,3 +304,71 @@ fn credential_infos(store: &dyn SecretStore, user: &str) -> Result<Vec<Credentia
     }
     Ok(infos)
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+
+    use super::*;
+
+    fn upsertion(name: &'static str, mechanism: i8, iterations: i32) -> ScramCredentialUpsertion {
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_mechanism(mechanism)
+            .with_iterations(iterations)
+            .with_salt(Bytes::from_static(b"salt"))
+            .with_salted_password(Bytes::from_static(&[7; 32]))
+    }
+
+    /// Each user's first error, or its changes, in the order users first appear.
+    fn outcomes(alter: AlterUserScramCredentialsRequest) -> Vec<(String, Result<usize, ResponseError>)> {
+        checked_changes(alter)
+            .into_iter()
+            .map(|(user, checked)| (user, checked.map(|changes| changes.len()).map_err(|(error, _)| error)))
+            .collect()
+    }
+
+    #[test]
+    fn changes_are_checked_per_user_as_kafka_checks_them() {
+        let deletion = ScramCredentialDeletion::default().with_name(StrBytes::from_static_str("bob")).with_mechanism(2);
+        let alter = AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]).with_upsertions(vec![
+            upsertion("alice", 1, 8192),
+            upsertion("bob", 1, 4096),
+            upsertion("", 1, 4096),
+            upsertion("carol", 3, 4096),
+            upsertion("dave", 1, 100),
+            upsertion("dave", 2, 4096),
+            upsertion("erin", 2, 20_000),
+            upsertion("alice", 1, 8192),
+        ]);
+        let owned = |name: &str, outcome| (name.to_string(), outcome);
+        assert_eq!(
+            outcomes(alter),
+            vec![
+                owned("bob", Ok(2)),
+                owned("alice", Err(ResponseError::DuplicateResource)),
+                owned("", Err(ResponseError::UnacceptableCredential)),
+                owned("carol", Err(ResponseError::UnsupportedSaslMechanism)),
+                owned("dave", Err(ResponseError::UnacceptableCredential)),
+                owned("erin", Err(ResponseError::UnacceptableCredential)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_upsertion_stores_the_verifier_of_its_salted_password() {
+        let Ok(Change::Upsert(hash, text)) =
+            check_change("alice", 2, Some((4096, Bytes::from_static(b"NaCl"), Bytes::from_static(&[9; 64]))), true)
+        else {
+            panic!("refused")
+        };
+        let verifier = ScramVerifier::parse(hash, text.expose()).unwrap();
+        assert_eq!(
+            (hash, verifier.iterations, verifier.salt.as_slice()),
+            (ScramHash::Sha512, 4096, b"NaCl".as_slice())
+        );
+        assert_eq!(verifier, ScramVerifier::from_salted(ScramHash::Sha512, &[9; 64], b"NaCl", 4096));
+    }
+}

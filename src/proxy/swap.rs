@@ -1172,6 +1172,56 @@ mod tests {
         }
     }
 
+    /// A store holding SCRAM verifiers in memory.
+    #[derive(Default)]
+    struct Verifiers(Mutex<HashMap<(String, String), Secret>>);
+
+    impl SecretStore for Verifiers {
+        fn lookup(&self, _: &str) -> Result<Option<Credentials>, StoreError> {
+            Ok(None)
+        }
+
+        fn verifier(&self, mechanism: &str, user: &str) -> Result<Option<Secret>, StoreError> {
+            Ok(self.0.lock().unwrap().get(&(mechanism.to_string(), user.to_string())).cloned())
+        }
+
+        fn write_verifier(&self, mechanism: &str, user: &str, verifier: &Secret) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert((mechanism.to_string(), user.to_string()), verifier.clone());
+            Ok(())
+        }
+
+        fn delete_verifier(&self, mechanism: &str, user: &str) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().remove(&(mechanism.to_string(), user.to_string())).is_some())
+        }
+    }
+
+    #[test]
+    fn stored_scram_offers_both_hashes_reads_the_store_and_knows_its_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings =
+            settings(dir.path(), None, SaslMechanism::Plain, r#"x.PlainLoginModule required user_a="b";"#);
+        let admin = crate::config::ScramAdmin { username: "root".into(), password: Secret::new("root-pw") };
+        settings.client_auth = ClientAuthSettings::StoredScram { admin: Some(admin) };
+        let store = Arc::new(Verifiers::default());
+        let verifier = ScramVerifier::derive(ScramHash::Sha512, "alice-pw", b"alice-salt", 4096);
+        store.write_verifier("SCRAM-SHA-512", "alice", &Secret::new(verifier.to_kafka_string())).unwrap();
+        let auth = Arc::new(SwapAuth::new(settings, store).unwrap());
+        assert_eq!(auth.mechanisms(), ["SCRAM-SHA-256", "SCRAM-SHA-512"].map(StrBytes::from_static_str));
+        assert_eq!(auth.scram_admin(), Some("root"));
+        let alice = SwapSession::new(&auth, "alice".into(), "app".into(), None);
+        assert_eq!(scram_reauth(&alice, ScramHash::Sha512, "alice", "alice-pw"), (Reauth::Accepted, None));
+        assert_eq!(scram_reauth(&alice, ScramHash::Sha512, "alice", "wrong").0, Reauth::Refused);
+        assert_eq!(
+            scram_reauth(&alice, ScramHash::Sha256, "alice", "alice-pw").0,
+            Reauth::Refused,
+            "no SHA-256 verifier"
+        );
+        let root = SwapSession::new(&auth, "root".into(), "app".into(), None);
+        for hash in [ScramHash::Sha256, ScramHash::Sha512] {
+            assert_eq!(scram_reauth(&root, hash, "root", "root-pw"), (Reauth::Accepted, None), "{hash:?}");
+        }
+    }
+
     #[test]
     fn unusable_verifiers_are_refused_at_start_without_quoting_them() {
         let dir = tempfile::tempdir().unwrap();
