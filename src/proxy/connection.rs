@@ -980,6 +980,8 @@ impl Requests<'_> {
 
     /// The gateway's answer to a request a swap route answers itself, and whether the
     /// connection closes after it (a refused re-authentication).
+    /// It may wait for the secret store (a verifier read or written), within the store's own
+    /// timeout; the answers already owed keep flowing meanwhile.
     async fn answer_swap(
         &self,
         request: &InFlight,
