@@ -15,7 +15,7 @@
 //! Store access blocks, so it runs off the async workers. Logs name the admin, the users and
 //! the mechanisms, never a salt, a salted password or a verifier.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -88,20 +88,18 @@ impl ScramAdminRequest {
     /// Carry out an Alter: one result per user, in the order users first appear (deletions
     /// first).
     fn alter(&self, alter: AlterUserScramCredentialsRequest) -> Vec<AlterUserScramCredentialsResult> {
-        let changes = checked_changes(alter);
         if !self.admin {
-            let users: Vec<&str> = changes.iter().map(|(user, _)| user.as_str()).collect();
+            // Refused before anything is checked or derived: a stranger's request costs little.
+            let users = named_users(&alter);
             tracing::warn!(
                 principal = self.principal,
-                ?users,
+                users = users.len(),
                 "swap: AlterUserScramCredentials refused: not the route's SCRAM admin"
             );
-            return changes
-                .into_iter()
-                .map(|(user, _)| result(user, Err((ResponseError::ClusterAuthorizationFailed, None))))
-                .collect();
+            let refused = || Err((ResponseError::ClusterAuthorizationFailed, None));
+            return users.into_iter().map(|user| result(user, refused())).collect();
         }
-        changes
+        checked_changes(alter)
             .into_iter()
             .map(|(user, checked)| {
                 let outcome = checked.and_then(|changes| self.apply(&user, changes));
@@ -180,9 +178,17 @@ enum Change {
 /// Why a user's changes are refused: the error and its message.
 type Refused = (ResponseError, String);
 
+/// Every user an Alter names, once, in the order they first appear (deletions first).
+fn named_users(alter: &AlterUserScramCredentialsRequest) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let names = alter.deletions.iter().map(|d| &d.name).chain(alter.upsertions.iter().map(|u| &u.name));
+    names.filter(|name| seen.insert(name.as_str())).map(|name| name.to_string()).collect()
+}
+
 /// Every user named, with its changes or the first error among them.
 fn checked_changes(alter: AlterUserScramCredentialsRequest) -> Vec<(String, Result<Vec<Change>, Refused>)> {
     let mut users: Vec<(String, Result<Vec<Change>, Refused>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut seen: HashSet<(String, i8)> = HashSet::new();
     let deletions = alter.deletions.into_iter().map(|d| (d.name.to_string(), d.mechanism, None));
     let upsertions = alter.upsertions.into_iter().map(|u| {
@@ -191,13 +197,11 @@ fn checked_changes(alter: AlterUserScramCredentialsRequest) -> Vec<(String, Resu
     });
     for (user, mechanism, upsert) in deletions.chain(upsertions) {
         let checked = check_change(&user, mechanism, upsert, seen.insert((user.clone(), mechanism)));
-        let entry = match users.iter_mut().find(|(name, _)| *name == user) {
-            Some((_, entry)) => entry,
-            None => {
-                users.push((user, Ok(Vec::new())));
-                &mut users.last_mut().expect("just pushed").1
-            }
-        };
+        let at = *index.entry(user.clone()).or_insert_with(|| {
+            users.push((user, Ok(Vec::new())));
+            users.len() - 1
+        });
+        let entry = &mut users[at].1;
         match (entry.as_mut(), checked) {
             (Ok(changes), Ok(change)) => changes.push(change),
             (Ok(_), Err(error)) => *entry = Err(error),
@@ -344,6 +348,8 @@ mod tests {
             upsertion("alice", 1, 8192),
         ]);
         let owned = |name: &str, outcome| (name.to_string(), outcome);
+        let named = ["bob", "alice", "", "carol", "dave", "erin"];
+        assert_eq!(named_users(&alter), named);
         assert_eq!(
             outcomes(alter),
             vec![
