@@ -7,6 +7,11 @@
 //! StandardAuthorizer and `allow.everyone.if.no.acl.found=false`. Its users: `app` and `app2`
 //! (ACLs on every topic and group), `gateway` (the gateway's own clients, a super user). Alice
 //! and carol exist only in the gateway's JAAS file; carol has no entry in the store.
+//!
+//! On `mechanism: SCRAM` routes, alice's and bob's SCRAM verifiers are written to the store by
+//! the route's SCRAM admin through the gateway (`AlterUserScramCredentials` from the Java Admin
+//! client); neither is a broker user, nor does the admin's mapped user (`app`) have the
+//! cluster permission a broker would ask for such a request.
 
 mod common;
 
@@ -36,6 +41,12 @@ const APP: (&str, &str) = ("app", "app-Pw-9Zk2w");
 const APP2: (&str, &str) = ("app2", "app2-Pw-r0tQ7");
 const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
 const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
+/// The SCRAM admin of `mechanism: SCRAM` routes (`scram.admin`); the store maps it to app.
+const SCRAM_ADMIN: (&str, &str) = ("scram-admin", "admin-Pw-4dm1nQ");
+/// Registered by the SCRAM admin with SCRAM-SHA-512 (alice with SCRAM-SHA-256); mapped to app2.
+const BOB: (&str, &str) = ("bob", "bob-Pw-b0bZq7");
+/// Written only by the stored-SCRAM tests.
+const SCRAM_TOPIC: &str = "scram-store";
 const TOPIC: &str = "orders";
 const WAIT: Duration = Duration::from_secs(30);
 /// The broker's `connections.max.reauth.ms`.
@@ -94,6 +105,14 @@ fn main() {
             ("swap_scram_clients_to_plain_and_scram_with_java", swap_scram_clients_to_plain_and_scram_with_java),
             ("wrong_scram_password_is_refused_at_the_gateway", wrong_scram_password_is_refused_at_the_gateway),
             ("swap_mtls_client_to_plain_with_java", swap_mtls_client_to_plain_with_java),
+            (
+                "scram_admin_registers_users_in_the_file_store_through_the_gateway",
+                scram_admin_registers_users_in_the_file_store_through_the_gateway,
+            ),
+            (
+                "scram_admin_registers_users_in_vault_through_the_gateway",
+                scram_admin_registers_users_in_vault_through_the_gateway,
+            ),
         ],
         setup,
     );
@@ -111,6 +130,7 @@ fn setup() -> Result<Env> {
     let internal = cluster.internal_bootstrap();
     java::create_topic(&internal, TOPIC, 1, 1)?;
     java::create_topic(&internal, LONG_TOPIC, 1, 1)?;
+    java::create_topic(&internal, SCRAM_TOPIC, 1, 1)?;
     for user in [APP.0, APP2.0] {
         let principal = format!("User:{user}");
         java::add_acls(
@@ -120,6 +140,7 @@ fn setup() -> Result<Env> {
     }
     cluster.wait_for_topic(TOPIC, 1)?;
     cluster.wait_for_topic(LONG_TOPIC, 1)?;
+    cluster.wait_for_topic(SCRAM_TOPIC, 1)?;
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new()?;
     let gateway_identity = pki.server("gateway", &["127.0.0.1", "localhost"])?;
@@ -211,6 +232,16 @@ impl Gateway {
         Gateway::start_full(env, cluster_mechanism, &store, &client, &ssl)
     }
 
+    /// A gateway whose clients log in with `mechanism: SCRAM`, their verifiers in `store`, written
+    /// there by [`SCRAM_ADMIN`] (`alterScramCredentials: true`).
+    fn start_stored_scram(env: &Env, store: &str) -> Result<Gateway> {
+        let client = format!(
+            "            sasl:\n              mechanism: SCRAM\n              scram:\n                alterScramCredentials: true\n                admin: {{username: {}, password: {{value: {}}}}}",
+            SCRAM_ADMIN.0, SCRAM_ADMIN.1
+        );
+        Gateway::start_full(env, "PLAIN", store, &client, "")
+    }
+
     /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
     /// `reauth`: the clients' session lifetime (`connectionsMaxReauthMs`).
     fn start_with(env: &Env, cluster_mechanism: &str, store: &str, reauth: Option<Duration>) -> Result<Gateway> {
@@ -291,7 +322,7 @@ impl Gateway {
         let log = self.process.log_contents();
         let audit = std::fs::read_to_string(&self.audit).unwrap_or_default();
         ensure!(!audit.is_empty(), "the audit log is empty");
-        for secret in [ALICE.1, CAROL.1, APP.1, APP2.1, GATEWAY.1, WRONG_PASSWORD, BAO_TOKEN] {
+        for secret in [ALICE.1, CAROL.1, APP.1, APP2.1, GATEWAY.1, WRONG_PASSWORD, BAO_TOKEN, SCRAM_ADMIN.1, BOB.1] {
             ensure!(!log.contains(secret), "a secret reached the gateway's log:\n{log}");
             ensure!(!audit.contains(secret), "a secret reached the audit log:\n{audit}");
         }
@@ -536,6 +567,22 @@ impl Bao {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(bao)
+    }
+
+    /// `bao kv get secret/<path>`: its data, or `None`.
+    fn get(&self, path: &str) -> Result<Option<Value>> {
+        let response = ureq::get(&format!("{}/v1/secret/data/{path}", self.address))
+            .header("X-Vault-Token", BAO_TOKEN)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .with_context(|| format!("reading secret/{path} from OpenBao"))?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        let body: Value = serde_json::from_str(&response.into_body().read_to_string()?)?;
+        Ok(Some(body["data"]["data"].clone()))
     }
 
     /// `bao kv put secret/<path> <data>`.
@@ -866,5 +913,163 @@ fn ensure_no_verifiers(env: &Env, gateway: &Gateway) -> Result<()> {
             ensure!(!log.contains(part) && !audit.contains(part), "a verifier part reached the logs: {part}");
         }
     }
+    Ok(())
+}
+
+/// `ScramCredentials.java` logged in as `login` with `mechanism`: its result lines, e.g.
+/// `alter alice ok`, `describe alice SCRAM-SHA-256 8192`.
+fn scram_credentials(bootstrap: &str, mechanism: &str, login: (&str, &str), ops: &[String]) -> Result<Vec<String>> {
+    let mut args = vec![bootstrap, mechanism, login.0, login.1];
+    args.extend(ops.iter().map(String::as_str));
+    Ok(java::run_program("ScramCredentials.java", &args, Duration::from_secs(120))?
+        .stdout_lines()
+        .into_iter()
+        .filter(|line| line.starts_with("alter ") || line.starts_with("describe "))
+        .collect())
+}
+
+fn upsert(user: (&str, &str), mechanism: &str, iterations: u32) -> String {
+    format!("upsert:{}:{mechanism}:{iterations}:{}", user.0, user.1)
+}
+
+fn delete(user: &str, mechanism: &str) -> String {
+    format!("delete:{user}:{mechanism}")
+}
+
+/// Produce two records `<prefix>-<i>` to [`SCRAM_TOPIC`] as `user`, logged in with SCRAM.
+fn scram_produce(bootstrap: &str, mechanism: &str, user: (&str, &str), prefix: &str) -> Result<()> {
+    let props = java_scram_props(mechanism, user);
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    java::console_produce(bootstrap, SCRAM_TOPIC, &lines(prefix, 2), &props)
+}
+
+/// What `user` reads of [`SCRAM_TOPIC`] through the gateway, in its own group.
+fn scram_consume(bootstrap: &str, mechanism: &str, user: (&str, &str), max: usize) -> Result<Vec<String>> {
+    let mut options = java::ConsumeOptions::new(max, WAIT).group(format!("scram-{}", user.0));
+    for (key, value) in java_scram_props(mechanism, user) {
+        options = options.property(key, value);
+    }
+    java::console_consume_with(bootstrap, SCRAM_TOPIC, &options)
+}
+
+/// What a SCRAM login that is expected to fail printed, producing to [`SCRAM_TOPIC`].
+fn scram_login_fails(bootstrap: &str, mechanism: &str, user: (&str, &str)) -> Result<()> {
+    let props = java_scram_props(mechanism, user);
+    let props: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let output = java::console_produce_output(bootstrap, SCRAM_TOPIC, &lines("refused", 1), &props)?;
+    let printed = format!("{}\n{}", output.stdout, output.stderr);
+    let expected = format!(
+        "Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}"
+    );
+    ensure!(printed.contains(&expected), "{}'s {mechanism} login was not refused:\n{printed}", user.0);
+    Ok(())
+}
+
+/// A `mechanism: SCRAM` route with the FILE store: the SCRAM admin registers alice
+/// (SCRAM-SHA-256) and bob (SCRAM-SHA-512) through the gateway; both log in, produce and consume,
+/// each as the cluster user the store maps it to (the broker authorizes app and app2; neither
+/// alice, bob nor the admin is a broker user). A wrong password is refused; alice, not the
+/// admin, is refused `CLUSTER_AUTHORIZATION_FAILED` per user and nothing is stored; after the
+/// admin deletes bob's credential, bob's next login fails. The store holds verifiers only, in
+/// hidden files readable by the gateway's user alone, and no password or verifier is logged.
+fn scram_admin_registers_users_in_the_file_store_through_the_gateway(env: &Env) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let store_dir = tempfile::tempdir()?;
+    for (principal, user) in [(ALICE.0, APP), (BOB.0, APP2), (SCRAM_ADMIN.0, APP), ("mallory", APP)] {
+        std::fs::write(store_dir.path().join(principal), format!("{}:{}\n", user.0, user.1))?;
+    }
+    let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", store_dir.path().display());
+    let gateway = Gateway::start_stored_scram(env, &store)?;
+    let bootstrap = gateway.bootstrap();
+    let ops = [upsert(ALICE, "SCRAM-SHA-256", 8192), upsert(BOB, "SCRAM-SHA-512", 4096), "describe:alice".to_owned()];
+    let answered = scram_credentials(&bootstrap, "SCRAM-SHA-512", SCRAM_ADMIN, &ops)?;
+    ensure!(
+        answered == ["alter alice ok", "alter bob ok", "describe alice SCRAM-SHA-256 8192"],
+        "the admin's AlterUserScramCredentials: {answered:?}\n{}",
+        gateway.process.log_tail()
+    );
+    let alice_file = store_dir.path().join(".scram-sha-256").join(ALICE.0);
+    let alice_verifier = std::fs::read_to_string(&alice_file).context("alice's stored verifier")?;
+    ensure!(alice_verifier.starts_with("salt=") && !alice_verifier.contains(ALICE.1), "stored: {alice_verifier}");
+    ensure!(std::fs::metadata(&alice_file)?.permissions().mode() & 0o077 == 0, "the verifier is readable by others");
+    ensure!(store_dir.path().join(".scram-sha-512").join(BOB.0).is_file(), "bob's verifier is not stored");
+
+    scram_produce(&bootstrap, "SCRAM-SHA-256", ALICE, "stored-alice")?;
+    scram_produce(&bootstrap, "SCRAM-SHA-512", BOB, "stored-bob")?;
+    let records: i64 = end_offsets(&env.cluster.internal_bootstrap(), SCRAM_TOPIC)?.iter().map(|(_, o)| o).sum();
+    for (mechanism, user) in [("SCRAM-SHA-256", ALICE), ("SCRAM-SHA-512", BOB)] {
+        let read = scram_consume(&bootstrap, mechanism, user, usize::try_from(records)?)?;
+        for wanted in ["stored-alice-1", "stored-bob-1"] {
+            ensure!(read.iter().any(|r| r == wanted), "{} read {read:?}, without {wanted}", user.0);
+        }
+    }
+    for (user, mechanism, cluster_user) in [(ALICE.0, "SCRAM-SHA-256", APP.0), (BOB.0, "SCRAM-SHA-512", APP2.0)] {
+        gateway.wait_for_close(&format!("for {user} swapped to {cluster_user}"), |e| {
+            e["principal"] == user && e["saslMechanism"] == mechanism && e["clusterUser"] == cluster_user
+        })?;
+    }
+    scram_login_fails(&bootstrap, "SCRAM-SHA-256", (ALICE.0, WRONG_PASSWORD))?;
+    scram_login_fails(&bootstrap, "SCRAM-SHA-512", (ALICE.0, ALICE.1))?;
+
+    // Alice is not the admin: every user of her request is refused, nothing changes.
+    let ops = [upsert(("mallory", WRONG_PASSWORD), "SCRAM-SHA-256", 4096), delete(BOB.0, "SCRAM-SHA-512")];
+    let refused = scram_credentials(&bootstrap, "SCRAM-SHA-256", ALICE, &ops)?;
+    ensure!(
+        refused.len() == 2 && refused.iter().all(|r| r.contains("error ClusterAuthorizationException")),
+        "alice's AlterUserScramCredentials: {refused:?}"
+    );
+    ensure!(!store_dir.path().join(".scram-sha-256").join("mallory").exists(), "a non-admin's credential was stored");
+    scram_login_fails(&bootstrap, "SCRAM-SHA-256", ("mallory", WRONG_PASSWORD))?;
+
+    let deleted = scram_credentials(&bootstrap, "SCRAM-SHA-256", SCRAM_ADMIN, &[delete(BOB.0, "SCRAM-SHA-512")])?;
+    ensure!(deleted == ["alter bob ok"], "the admin's deletion: {deleted:?}");
+    scram_login_fails(&bootstrap, "SCRAM-SHA-512", BOB)?;
+    let again = scram_credentials(&bootstrap, "SCRAM-SHA-256", SCRAM_ADMIN, &[delete(BOB.0, "SCRAM-SHA-512")])?;
+    ensure!(
+        again.len() == 1 && again[0].starts_with("alter bob error ResourceNotFoundException"),
+        "deleting twice: {again:?}"
+    );
+    gateway.ensure_no_secrets()?;
+    let (log, audit) = (gateway.process.log_contents(), std::fs::read_to_string(&gateway.audit)?);
+    for part in alice_verifier.split(',').filter_map(|f| f.split_once('=').map(|(_, v)| v)).filter(|v| v.len() > 8) {
+        ensure!(!log.contains(part) && !audit.contains(part), "a stored verifier part reached the logs: {part}");
+    }
+    Ok(())
+}
+
+/// The same with the mapping and the verifiers in OpenBao (`prefixPath`): the admin registers
+/// alice (SCRAM-SHA-512), whose verifier is a KV v2 secret under the prefix's hidden
+/// `.scram-sha-512/`; alice logs in and produces as app2; after the deletion the secret is gone
+/// and her login fails.
+fn scram_admin_registers_users_in_vault_through_the_gateway(env: &Env) -> Result<()> {
+    let bao = Bao::start()?;
+    for (principal, user) in [(ALICE.0, APP2), (SCRAM_ADMIN.0, APP)] {
+        bao.put(&format!("stored/{principal}"), serde_json::json!({ "value": format!("{}:{}", user.0, user.1) }))?;
+    }
+    let store = format!(
+        "type: VAULT\n        config: {{address: \"{}\", authToken: {BAO_TOKEN}, prefixPath: secret/stored/}}",
+        bao.address
+    );
+    let gateway = Gateway::start_stored_scram(env, &store)?;
+    let bootstrap = gateway.bootstrap();
+    let answered =
+        scram_credentials(&bootstrap, "SCRAM-SHA-256", SCRAM_ADMIN, &[upsert(ALICE, "SCRAM-SHA-512", 4096)])?;
+    ensure!(answered == ["alter alice ok"], "the admin's AlterUserScramCredentials: {answered:?}");
+    let stored = bao.get("stored/.scram-sha-512/alice")?.context("alice's verifier is not in OpenBao")?;
+    let verifier = stored["value"].as_str().unwrap_or_default();
+    ensure!(verifier.starts_with("salt=") && verifier.contains("iterations=4096"), "stored: {stored}");
+    scram_produce(&bootstrap, "SCRAM-SHA-512", ALICE, "vault-stored-alice")?;
+    ensure!(
+        kcat::consume(&env.cluster.internal_bootstrap(), SCRAM_TOPIC, 10_000, WAIT)?
+            .iter()
+            .any(|r| r == "vault-stored-alice-1"),
+        "alice's records are missing"
+    );
+    gateway.wait_for_close("for alice swapped to app2", |e| e["principal"] == ALICE.0 && e["clusterUser"] == APP2.0)?;
+    let deleted = scram_credentials(&bootstrap, "SCRAM-SHA-256", SCRAM_ADMIN, &[delete(ALICE.0, "SCRAM-SHA-512")])?;
+    ensure!(deleted == ["alter alice ok"], "the admin's deletion: {deleted:?}");
+    ensure!(bao.get("stored/.scram-sha-512/alice")?.is_none(), "the deleted verifier is still in OpenBao");
+    scram_login_fails(&bootstrap, "SCRAM-SHA-512", ALICE)?;
+    gateway.ensure_no_secrets()?;
     Ok(())
 }

@@ -33,7 +33,8 @@ pub use port_map::PortMap;
 pub use principal_rules::PrincipalRules;
 pub use security::{BrokerSecurity, ClientAuth, SaslMechanism, SaslSettings, Secret, Store, StoreKind, TlsSettings};
 pub use swap::{
-    client_users, ClientAuthSettings, ClusterTemplate, SecretProvider, SecretStoreConfig, SwapSettings, TemplateValue,
+    client_users, ClientAuthSettings, ClusterTemplate, ScramAdmin, SecretProvider, SecretStoreConfig, SwapSettings,
+    TemplateValue,
 };
 pub use switchover::{kafka_error_code, CatchUpPolicy, FenceMode, GroupOffsets, RouteFence, SwitchoverRequest};
 pub use validate::ConfigError;

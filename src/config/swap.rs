@@ -65,9 +65,22 @@ pub enum ClientAuthSettings {
         /// credential text (`salt=...,stored_key=...,server_key=...,iterations=...`).
         users: HashMap<String, Secret>,
     },
+    /// Confluent's `mechanism: SCRAM`: SCRAM-SHA-256 and SCRAM-SHA-512, the users' verifiers in
+    /// the route's secret store, written there by `AlterUserScramCredentials` from `admin`
+    /// (none: nobody may write them through the gateway).
+    StoredScram { admin: Option<ScramAdmin> },
     /// The client's TLS certificate (the route's `ssl.clientAuth: required`); its subject mapped
     /// to the principal with Kafka's `ssl.principal.mapping.rules`.
     Mtls { rules: PrincipalRules },
+}
+
+/// `clientAuth.sasl.scram.admin`: the one principal whose `AlterUserScramCredentials` the
+/// gateway carries out. It logs in with SCRAM (either hash) and this password; like any
+/// principal, the store maps it to cluster credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramAdmin {
+    pub username: String,
+    pub password: Secret,
 }
 
 /// The cluster-side JAAS template: where the mapped user and secret go.
@@ -202,14 +215,32 @@ pub(crate) struct RawSwapSasl {
     #[serde(default)]
     #[allow(dead_code)]
     pub callback_handler_class: Option<String>,
-    pub jaas_config: RawJaasConfig,
+    /// Absent only with `mechanism: SCRAM` (verifiers in the secret store).
+    #[serde(default)]
+    pub jaas_config: Option<RawJaasConfig>,
     /// Client side only: sessions the gateway gives clients (KIP-368); 0 or absent: unlimited.
     #[serde(default)]
     pub connections_max_reauth_ms: Option<u64>,
-    /// Confluent's `scram: {alterScramCredentials, admin}` (verifiers written by
-    /// AlterUserScramCredentials): read only to refuse it with a useful message.
+    /// Confluent's `scram: {alterScramCredentials, admin}`, with `mechanism: SCRAM` only.
     #[serde(default)]
-    pub scram: Option<serde::de::IgnoredAny>,
+    pub scram: Option<RawScram>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawScram {
+    #[serde(default)]
+    pub alter_scram_credentials: bool,
+    #[serde(default)]
+    pub admin: Option<RawScramAdmin>,
+}
+
+/// The password inline (`password: admin-password`, Confluent's form) or `{value | file}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScramAdmin {
+    pub username: String,
+    pub password: RawTokenValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,8 +333,7 @@ fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, 
                 ));
             }
             let token = match config.auth_token {
-                Some(RawTokenValue::Inline(token)) => Secret::new(token),
-                Some(RawTokenValue::Password(raw)) => password(source, &format!("{at}.config.authToken"), raw)?,
+                Some(raw) => secret_value(source, &format!("{at}.config.authToken"), raw)?,
                 None => {
                     return Err(err(
                         "config.authToken",
@@ -333,6 +363,14 @@ fn provider(source: &str, at: &str, raw: RawProvider) -> Result<SecretProvider, 
         }
         "AWS" | "AZURE" => Err(err("type", format!("`{}` is not implemented yet", raw.kind), "use FILE or VAULT")),
         other => Err(err("type", format!("`{other}` is not a secret store type"), "use FILE or VAULT")),
+    }
+}
+
+/// A secret written inline or as `{value | file}`.
+fn secret_value(source: &str, field: &str, raw: RawTokenValue) -> Result<Secret, ConfigError> {
+    match raw {
+        RawTokenValue::Inline(secret) => Ok(Secret::new(secret)),
+        RawTokenValue::Password(raw) => password(source, field, raw),
     }
 }
 
@@ -382,14 +420,8 @@ pub(crate) fn swap(
             ))
         }
         (Some(sasl), None) => {
-            if sasl.scram.is_some() {
-                return Err(err(
-                    "swapConfig.clientAuth.sasl.scram",
-                    "is not supported: the gateway does not take AlterUserScramCredentials".into(),
-                    "remove it, and list the users' SCRAM verifiers in jaasConfig.file (`switchyard scram-verifier` prints them; see docs/security.md)".into(),
-                ));
-            }
-            (client_sasl(source, at, sasl.mechanism, &sasl.jaas_config.file)?, sasl.connections_max_reauth_ms)
+            let reauth = sasl.connections_max_reauth_ms;
+            (client_sasl(source, at, sasl)?, reauth)
         }
         (None, Some(ssl)) => {
             if route_client_auth != ClientAuth::Required {
@@ -464,7 +496,20 @@ pub(crate) fn swap(
             ))
         }
     };
-    let cluster_file = raw.cluster_auth.sasl.jaas_config.file;
+    if raw.cluster_auth.sasl.scram.is_some() {
+        return Err(err(
+            "swapConfig.clusterAuth.sasl.scram",
+            "applies to clientAuth only (verifiers of the gateway's clients)".into(),
+            "move it to clientAuth.sasl, or remove it".into(),
+        ));
+    }
+    let Some(RawJaasConfig { file: cluster_file }) = raw.cluster_auth.sasl.jaas_config else {
+        return Err(err(
+            "swapConfig.clusterAuth.sasl.jaasConfig",
+            "is missing".into(),
+            "set jaasConfig: {file: ...}, a template with username=\"%s\" password=\"%s\"".into(),
+        ));
+    };
     let cluster_field = "swapConfig.clusterAuth.sasl.jaasConfig.file";
     let cluster_text = read_jaas(&cluster_file)
         .map_err(|problem| err(cluster_field, problem, "check the path and the file's permissions".into()))?;
@@ -480,29 +525,41 @@ pub(crate) fn swap(
     })
 }
 
-/// `clientAuth.sasl`: the mechanism and its users' file.
-fn client_sasl(source: &str, at: &str, mechanism: String, file: &str) -> Result<ClientAuthSettings, ConfigError> {
+/// `clientAuth.sasl`: the mechanism and its users' file, or `SCRAM` with its `scram` block.
+fn client_sasl(source: &str, at: &str, sasl: RawSwapSasl) -> Result<ClientAuthSettings, ConfigError> {
     let err =
         |field: &str, problem: String, fix: String| ConfigError::new(source, format!("{at}.{field}"), problem, fix);
-    let mechanism = match mechanism.to_ascii_uppercase().as_str() {
+    let mechanism = match sasl.mechanism.to_ascii_uppercase().as_str() {
         "PLAIN" => SaslMechanism::Plain,
         "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
         "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
-        "SCRAM" => {
-            return Err(err(
-                "swapConfig.clientAuth.sasl.mechanism",
-                "`SCRAM` names no hash (a swap route offers its clients one mechanism)".into(),
-                "use SCRAM-SHA-256 or SCRAM-SHA-512".into(),
-            ))
-        }
+        "SCRAM" => return stored_scram(source, at, sasl),
         _ => {
             return Err(err(
                 "swapConfig.clientAuth.sasl.mechanism",
-                format!("`{mechanism}` is not supported for clients of a swap route"),
-                "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                format!("`{}` is not supported for clients of a swap route", sasl.mechanism),
+                "use PLAIN, SCRAM (verifiers in the secret store), SCRAM-SHA-256 or SCRAM-SHA-512 (verifiers in jaasConfig.file)".into(),
             ))
         }
     };
+    if sasl.scram.is_some() {
+        return Err(err(
+            "swapConfig.clientAuth.sasl.scram",
+            format!(
+                "applies to `mechanism: SCRAM` only ({} reads its users from jaasConfig.file)",
+                mechanism.kafka_name()
+            ),
+            "set mechanism: SCRAM to keep SCRAM verifiers in the secret store, or remove the scram block".into(),
+        ));
+    }
+    let Some(RawJaasConfig { file }) = sasl.jaas_config else {
+        return Err(err(
+            "swapConfig.clientAuth.sasl.jaasConfig",
+            format!("is missing ({} reads its users from a JAAS file)", mechanism.kafka_name()),
+            "set jaasConfig: {file: /path/to/users.conf}, or use mechanism: SCRAM to keep SCRAM verifiers in the secret store".into(),
+        ));
+    };
+    let file = file.as_str();
     let field = "swapConfig.clientAuth.sasl.jaasConfig.file";
     let text =
         read_jaas(file).map_err(|problem| err(field, problem, "check the path and the file's permissions".into()))?;
@@ -516,6 +573,51 @@ fn client_sasl(source: &str, at: &str, mechanism: String, file: &str) -> Result<
         err(field, format!("`{file}`: {problem}"), fix.into())
     })?;
     Ok(ClientAuthSettings::Sasl { mechanism, jaas: PathBuf::from(file), users })
+}
+
+/// `mechanism: SCRAM`: no JAAS file; the `scram` block's admin, if it may write verifiers.
+fn stored_scram(source: &str, at: &str, sasl: RawSwapSasl) -> Result<ClientAuthSettings, ConfigError> {
+    let err = |field: &str, problem: &str, fix: &str| {
+        ConfigError::new(source, format!("{at}.swapConfig.clientAuth.sasl.{field}"), problem, fix)
+    };
+    if sasl.jaas_config.is_some() {
+        return Err(err(
+            "jaasConfig",
+            "does not apply to `mechanism: SCRAM` (its users' verifiers are in the secret store)",
+            "remove it, or name the hash (SCRAM-SHA-256 or SCRAM-SHA-512) to read verifiers from the file",
+        ));
+    }
+    let scram = sasl.scram.unwrap_or_default();
+    let admin = match (scram.alter_scram_credentials, scram.admin) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(err(
+                "scram.admin",
+                "is set, but alterScramCredentials is not true",
+                "set scram.alterScramCredentials: true to let this admin write verifiers, or remove admin",
+            ))
+        }
+        (true, None) => {
+            return Err(err(
+                "scram.admin",
+                "is missing: alterScramCredentials needs the admin who may send AlterUserScramCredentials",
+                "set admin: {username: <admin>, password: {file: /path/to/admin.pwd}}",
+            ))
+        }
+        (true, Some(admin)) => {
+            let field = format!("{at}.swapConfig.clientAuth.sasl.scram.admin.password");
+            let password = secret_value(source, &field, admin.password)?;
+            if admin.username.is_empty() || password.expose().is_empty() {
+                return Err(err(
+                    "scram.admin",
+                    "has an empty username or password",
+                    "set both: the admin logs in to the gateway with them (SCRAM)",
+                ));
+            }
+            Some(ScramAdmin { username: admin.username, password })
+        }
+    };
+    Ok(ClientAuthSettings::StoredScram { admin })
 }
 
 fn read_jaas(file: &str) -> Result<String, String> {
@@ -830,17 +932,40 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad_rule.contains("principalMappingRules") && bad_rule.contains("RULE:x"), "{bad_rule}");
-        let confluent = format!(
-            "            sasl: {{mechanism: SCRAM, jaasConfig: {{file: \"{}\"}}}}",
-            dir.path().join("scram.conf").display()
-        );
-        assert!(route_config(dir.path(), "", &confluent).unwrap_err().contains("SCRAM-SHA-256 or SCRAM-SHA-512"));
-        let admin = format!(
-            "            sasl: {{mechanism: SCRAM-SHA-512, jaasConfig: {{file: \"{}\"}}, scram: {{alterScramCredentials: true}}}}",
-            dir.path().join("scram.conf").display()
-        );
-        assert!(route_config(dir.path(), "", &admin).unwrap_err().contains("AlterUserScramCredentials"));
         let both = format!("{scram}\n{list}");
         assert!(route_config(dir.path(), &tls("required"), &both).unwrap_err().contains("exactly one"));
+    }
+
+    #[test]
+    fn confluent_scram_with_verifiers_in_the_store_and_an_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.pwd"), "admin-pw\n").unwrap();
+        let sasl = |rest: &str| format!("            sasl: {{mechanism: SCRAM{rest}}}");
+        let stored = |yaml: &str| match &route_config(dir.path(), "", yaml).unwrap().routes[0].swap {
+            Some(SwapSettings { client_auth: ClientAuthSettings::StoredScram { admin }, .. }) => admin.clone(),
+            other => panic!("not stored SCRAM: {other:?}"),
+        };
+        assert_eq!(stored(&sasl("")), None);
+        let inline =
+            stored(&sasl(", scram: {alterScramCredentials: true, admin: {username: root, password: root-pw}}"));
+        let inline = inline.unwrap();
+        assert_eq!((inline.username.as_str(), inline.password.expose()), ("root", "root-pw"));
+        let file = format!(
+            ", scram: {{alterScramCredentials: true, admin: {{username: root, password: {{file: \"{}\"}}}}}}",
+            dir.path().join("admin.pwd").display()
+        );
+        assert_eq!(stored(&sasl(&file)).unwrap().password.expose(), "admin-pw");
+        let refused = |rest: &str| route_config(dir.path(), "", &sasl(rest)).unwrap_err();
+        let no_admin = refused(", scram: {alterScramCredentials: true}");
+        assert!(no_admin.contains("scram.admin") && no_admin.contains("AlterUserScramCredentials"), "{no_admin}");
+        let idle_admin = refused(", scram: {admin: {username: root, password: pw}}");
+        assert!(idle_admin.contains("alterScramCredentials"), "{idle_admin}");
+        let jaas = refused(", jaasConfig: {file: /x}");
+        assert!(jaas.contains("jaasConfig") && jaas.contains("secret store"), "{jaas}");
+        let hashed =
+            route_config(dir.path(), "", "            sasl: {mechanism: SCRAM-SHA-256, scram: {}}").unwrap_err();
+        assert!(hashed.contains("mechanism: SCRAM"), "{hashed}");
+        let no_file = route_config(dir.path(), "", "            sasl: {mechanism: PLAIN}").unwrap_err();
+        assert!(no_file.contains("jaasConfig") && no_file.contains("is missing"), "{no_file}");
     }
 }

@@ -38,7 +38,7 @@ pub enum ScramError {
 }
 
 /// Kafka's bounds on SCRAM iterations; more would let a hostile server burn the gateway's CPU.
-const ITERATIONS: std::ops::RangeInclusive<u32> = 4096..=16384;
+pub const ITERATIONS: std::ops::RangeInclusive<u32> = 4096..=16384;
 
 impl ScramHash {
     fn hmac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -215,11 +215,18 @@ impl ScramVerifier {
     /// stores).
     pub fn derive(hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> ScramVerifier {
         let salted = hash.salted_password(password.as_bytes(), salt, iterations);
+        ScramVerifier::from_salted(hash, &salted, salt, iterations)
+    }
+
+    /// The verifier of a salted password (`Hi(password, salt, iterations)`), as an
+    /// `AlterUserScramCredentials` upsertion carries it: StoredKey and ServerKey computed the way
+    /// Kafka's `ScramFormatter` does.
+    pub fn from_salted(hash: ScramHash, salted: &[u8], salt: &[u8], iterations: u32) -> ScramVerifier {
         ScramVerifier {
             salt: salt.to_vec(),
             iterations,
-            stored_key: hash.hash(&hash.hmac(&salted, b"Client Key")),
-            server_key: hash.hmac(&salted, b"Server Key"),
+            stored_key: hash.hash(&hash.hmac(salted, b"Client Key")),
+            server_key: hash.hmac(salted, b"Server Key"),
         }
     }
 

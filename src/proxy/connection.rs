@@ -42,6 +42,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use super::budget::{Held, MemoryBudget};
 use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
+use super::scram_admin::{self, ScramAdminRequest};
 use super::stream::{Duplex, ProgressWriter};
 use super::swap::{Reauth, SwapSession};
 use crate::config::FenceMode;
@@ -899,11 +900,14 @@ impl Requests<'_> {
                     self.owe_gateway_answer(unsupported_version_answer(correlation_id), waits).await?;
                     continue;
                 }
-                Ok(Noted::Answered { answer, refused }) => {
+                Ok(Noted::Swap(request, asked)) => {
                     fence.leave(passed);
+                    // Answered here, not forwarded: the run ends before it.
                     self.write_run(buf, &mut run, upstream, read_at).await?;
+                    let body = Bytes::copy_from_slice(&buf[SIZE_PREFIX..len]);
                     buf.advance(len);
                     self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+                    let (answer, refused) = self.answer_swap(&request, asked, &body).await?;
                     self.owe_gateway_answer(answer, waits).await?;
                     if refused {
                         let reason = "a re-authentication was refused (wrong password or another principal)";
@@ -956,17 +960,11 @@ impl Requests<'_> {
         }
         if let (Some(swap), true) = (&self.ctx.swap, sasl::observed(request.api_key)) {
             // A swap route's client re-authenticating (KIP-368): the gateway answers.
-            let (answer, step) = swap.reauthenticate(&request, body).map_err(bad_request)?;
-            let ok = step != Reauth::Refused;
-            if step != Reauth::Continue {
-                self.ctx.route.metrics.swap_login(if ok { "reauthenticated" } else { "reauth_refused" });
-            }
-            let mut exchange = self.traffic.sasl();
-            exchange.request(request.api_key, request.api_version, body);
-            if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {
-                exchange.answer(if ok { 0 } else { 1 });
-            }
-            return Ok(Noted::Answered { answer, refused: !ok });
+            return Ok(Noted::Swap(request, SwapAsked::Reauthentication(Arc::clone(swap))));
+        }
+        if let Some(asked) = self.ctx.swap.as_ref().and_then(|swap| scram_admin::answered_here(swap, request.api_key)) {
+            // A `mechanism: SCRAM` route's SCRAM credentials: kept by the gateway, not the broker.
+            return Ok(Noted::Swap(request, SwapAsked::ScramCredentials(asked)));
         }
         if sasl::observed(request.api_key) {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
@@ -980,6 +978,35 @@ impl Requests<'_> {
             request.client = self.client_hash(body)?;
         }
         Ok(Noted::Forward(request))
+    }
+
+    /// The gateway's answer to a request a swap route answers itself, and whether the
+    /// connection closes after it (a refused re-authentication).
+    /// It may wait for the secret store (a verifier read or written), within the store's own
+    /// timeout; the answers already owed keep flowing meanwhile.
+    async fn answer_swap(
+        &self,
+        request: &InFlight,
+        asked: SwapAsked,
+        body: &[u8],
+    ) -> Result<(Bytes, bool), RequestsEnd> {
+        let swap = match asked {
+            SwapAsked::ScramCredentials(asked) => {
+                return Ok((asked.answer(request, body).await.map_err(bad_request)?, false))
+            }
+            SwapAsked::Reauthentication(swap) => swap,
+        };
+        let (answer, step) = swap.reauthenticate(request, body).await.map_err(bad_request)?;
+        let ok = step != Reauth::Refused;
+        if step != Reauth::Continue {
+            self.ctx.route.metrics.swap_login(if ok { "reauthenticated" } else { "reauth_refused" });
+        }
+        let mut exchange = self.traffic.sasl();
+        exchange.request(request.api_key, request.api_version, body);
+        if request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate || !ok {
+            exchange.answer(if ok { 0 } else { 1 });
+        }
+        Ok((answer, !ok))
     }
 
     /// Queue an answer of the gateway's own behind those already owed.
@@ -1082,9 +1109,17 @@ enum Noted {
     Forward(InFlight),
     /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
     UnsupportedApiVersions { correlation_id: i32 },
-    /// A swap route's re-authentication request, answered by the gateway; `refused`: the
-    /// connection closes after the answer.
-    Answered { answer: Bytes, refused: bool },
+    /// A request a swap route's gateway answers itself.
+    Swap(InFlight, SwapAsked),
+}
+
+/// What a swap route's client asked of the gateway.
+enum SwapAsked {
+    /// A re-authentication step (KIP-368).
+    Reauthentication(Arc<SwapSession>),
+    /// `AlterUserScramCredentials` or `DescribeUserScramCredentials` on a `mechanism: SCRAM`
+    /// route.
+    ScramCredentials(ScramAdminRequest),
 }
 
 fn bad_request(e: RequestError) -> RequestsEnd {

@@ -4,10 +4,13 @@
 //!
 //! The login runs before the pump, as a strict dialogue (a client sends nothing else while it
 //! authenticates): ApiVersions is forwarded to the broker and its answer clamped as usual;
-//! SaslHandshake and SaslAuthenticate are answered by the gateway with the route's one client
-//! mechanism: PLAIN (passwords of the route's JAAS file) or SCRAM-SHA-256/512 (the gateway is
-//! the SCRAM server, with verifiers from the same file: no password is kept); anything else
-//! before authentication ends the connection, as a broker does. Once the client is
+//! SaslHandshake and SaslAuthenticate are answered by the gateway with the route's client
+//! mechanism: PLAIN (passwords of the route's JAAS file), SCRAM-SHA-256/512 (the gateway is
+//! the SCRAM server, with verifiers from the same file: no password is kept), or Confluent's
+//! `SCRAM`, both hashes with verifiers from the route's secret store (written by the route's
+//! SCRAM admin, `scram_admin.rs`; the admin's own verifiers are derived from its configured
+//! password at start); anything else before authentication ends the connection, as a broker
+//! does. Once the client is
 //! authenticated, the store is asked for the principal's `user<separator>secret`, the cluster
 //! JAAS template is filled with it, and the gateway logs in to the broker (SaslHandshake, then
 //! SaslAuthenticate with PLAIN or SCRAM-SHA-256/512). Only then does the client get its
@@ -55,6 +58,11 @@ use crate::rewrite::{classify, rewrite_response, unsupported_version_answer, Cla
 use crate::routing::{Route, Upstream};
 use crate::secrets::{Credentials, SecretStore};
 
+/// SASL mechanisms offered by `mechanism: SCRAM` routes.
+const STORED_SCRAM: [SaslMechanism; 2] = [SaslMechanism::ScramSha256, SaslMechanism::ScramSha512];
+/// The iterations of the admin's verifiers (Kafka's tools default to 4096 or 8192).
+const ADMIN_ITERATIONS: u32 = 8192;
+
 /// From the client's first byte to its successful login.
 const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request a client may send before it has logged in: Kafka's own bound on
@@ -76,8 +84,37 @@ pub struct SwapAuth {
     /// `domainSecretStores`: by domain, the store's name and the store.
     domain_stores: HashMap<String, (String, Arc<dyn SecretStore>)>,
     /// SASL clients' users (passwords or verifiers), and the JAAS file's modification time they
-    /// were read at; empty for mTLS.
+    /// were read at; empty for mTLS and stored SCRAM.
     users: Mutex<(Option<SystemTime>, HashMap<String, Secret>)>,
+    /// Stored SCRAM with `alterScramCredentials`: the admin's name and its verifiers.
+    admin: Option<AdminLogin>,
+}
+
+/// The SCRAM admin of a `mechanism: SCRAM` route: it logs in with verifiers derived from its
+/// configured password, never from the store (so a store without them still has an admin).
+struct AdminLogin {
+    name: String,
+    sha256: ScramVerifier,
+    sha512: ScramVerifier,
+}
+
+impl AdminLogin {
+    fn new(name: &str, password: &Secret) -> AdminLogin {
+        let derive = |hash| {
+            let mut salt = [0u8; 32];
+            // Without an OS random source nothing else would work either.
+            getrandom::fill(&mut salt).expect("the OS random source is available");
+            ScramVerifier::derive(hash, password.expose(), &salt, ADMIN_ITERATIONS)
+        };
+        AdminLogin { name: name.to_string(), sha256: derive(ScramHash::Sha256), sha512: derive(ScramHash::Sha512) }
+    }
+
+    fn verifier(&self, hash: ScramHash) -> &ScramVerifier {
+        match hash {
+            ScramHash::Sha256 => &self.sha256,
+            ScramHash::Sha512 => &self.sha512,
+        }
+    }
 }
 
 /// The SCRAM hash of a client mechanism, if it is SCRAM.
@@ -106,16 +143,19 @@ fn check_verifiers(mechanism: SaslMechanism, users: &HashMap<String, Secret>) ->
 impl SwapAuth {
     /// The route's authentication; fails when a SCRAM verifier of the JAAS file is unusable.
     pub fn new(settings: SwapSettings, store: Arc<dyn SecretStore>) -> Result<SwapAuth, String> {
-        let users = match &settings.client_auth {
+        let (users, admin) = match &settings.client_auth {
             ClientAuthSettings::Sasl { mechanism, jaas, users } => {
                 check_verifiers(*mechanism, users).map_err(|e| format!("`{}`: {e}", jaas.display()))?;
                 let modified = std::fs::metadata(jaas).and_then(|m| m.modified()).ok();
-                (modified, users.clone())
+                ((modified, users.clone()), None)
             }
-            ClientAuthSettings::Mtls { .. } => (None, HashMap::new()),
+            ClientAuthSettings::StoredScram { admin } => {
+                ((None, HashMap::new()), admin.as_ref().map(|a| AdminLogin::new(&a.username, &a.password)))
+            }
+            ClientAuthSettings::Mtls { .. } => ((None, HashMap::new()), None),
         };
         let store_name = settings.secret_store.clone();
-        Ok(SwapAuth { store_name, settings, store, domain_stores: HashMap::new(), users: Mutex::new(users) })
+        Ok(SwapAuth { store_name, settings, store, domain_stores: HashMap::new(), users: Mutex::new(users), admin })
     }
 
     /// Use these stores (by domain, with their names) for logins to those domains.
@@ -124,12 +164,36 @@ impl SwapAuth {
         self
     }
 
-    /// The client mechanism, on SASL routes.
-    fn mechanism(&self) -> Option<SaslMechanism> {
+    /// The mechanisms the route offers its SASL clients (none on mTLS routes).
+    fn client_mechanisms(&self) -> &[SaslMechanism] {
         match &self.settings.client_auth {
-            ClientAuthSettings::Sasl { mechanism, .. } => Some(*mechanism),
-            ClientAuthSettings::Mtls { .. } => None,
+            ClientAuthSettings::Sasl { mechanism, .. } => std::slice::from_ref(mechanism),
+            ClientAuthSettings::StoredScram { .. } => &STORED_SCRAM,
+            ClientAuthSettings::Mtls { .. } => &[],
         }
+    }
+
+    /// The offered mechanism a SaslHandshake names, if it is one.
+    fn offered(&self, name: &str) -> Option<SaslMechanism> {
+        self.client_mechanisms().iter().find(|m| m.kafka_name() == name).copied()
+    }
+
+    /// The offered mechanisms as a message names them (`SCRAM-SHA-256 or SCRAM-SHA-512`).
+    fn offered_names(&self) -> String {
+        self.client_mechanisms().iter().map(|m| m.kafka_name()).collect::<Vec<_>>().join(" or ")
+    }
+
+    /// The store SCRAM verifiers are kept in, on `mechanism: SCRAM` routes (the route's
+    /// `secretStore`: clients log in to the gateway, whatever domain the route is on), with its
+    /// name.
+    pub(super) fn verifier_store(&self) -> Option<(&Arc<dyn SecretStore>, &str)> {
+        matches!(self.settings.client_auth, ClientAuthSettings::StoredScram { .. })
+            .then_some((&self.store, self.store_name.as_str()))
+    }
+
+    /// The principal allowed to write SCRAM verifiers (`scram.admin`), if any.
+    pub(super) fn scram_admin(&self) -> Option<&str> {
+        self.admin.as_ref().map(|a| a.name.as_str())
     }
 
     /// Whether clients log in with their TLS certificate (the listener then keeps its subject).
@@ -139,7 +203,44 @@ impl SwapAuth {
 
     /// The mechanisms a SaslHandshake answer lists.
     fn mechanisms(&self) -> Vec<StrBytes> {
-        self.mechanism().map(|m| StrBytes::from_static_str(m.kafka_name())).into_iter().collect()
+        self.client_mechanisms().iter().map(|m| StrBytes::from_static_str(m.kafka_name())).collect()
+    }
+
+    /// `user`'s SCRAM verifier for `hash`: the admin's own, or from the route's store
+    /// (`mechanism: SCRAM`, looked up off the async workers), or from the JAAS file. A stored
+    /// verifier that cannot be read is none (with a warning naming the user); a store that cannot
+    /// be read refuses the login.
+    async fn scram_verifier(&self, hash: ScramHash, user: &str) -> Result<Option<ScramVerifier>, Refusal> {
+        if let Some(admin) = self.admin.as_ref().filter(|admin| admin.name == user) {
+            return Ok(Some(admin.verifier(hash).clone()));
+        }
+        let Some((store, store_name)) = self.verifier_store() else {
+            return Ok(self.user_entry(user).and_then(|v| ScramVerifier::parse(hash, v.expose()).ok()));
+        };
+        let (store, who) = (Arc::clone(store), user.to_string());
+        let found = tokio::task::spawn_blocking(move || store.verifier(hash.mechanism(), &who)).await;
+        let unreadable = || {
+            Refusal::new(
+                Some(user.to_string()),
+                format!("Authentication failed: the gateway's secret store `{store_name}` could not be read"),
+            )
+            .because("store_error")
+        };
+        match found {
+            Ok(Ok(Some(text))) => match ScramVerifier::parse(hash, text.expose()) {
+                Ok(verifier) => Ok(Some(verifier)),
+                Err(e) => {
+                    tracing::warn!(user, store = store_name, "swap: the stored {} verifier {e}", hash.mechanism());
+                    Ok(None)
+                }
+            },
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(e)) => {
+                tracing::warn!(user, "swap: {e}");
+                Err(unreadable())
+            }
+            Err(_) => Err(unreadable()),
+        }
     }
 
     /// The JAAS file's entry for `user` (a password or a verifier), the file read again when it
@@ -194,24 +295,24 @@ impl SwapAuth {
     /// One SaslAuthenticate of a client's exchange (login or re-authentication), after its
     /// SaslHandshake: a challenge to send and wait for the next, the authenticated principal, or
     /// a refusal.
-    fn step(&self, exchange: &mut ClientExchange, token: &[u8]) -> Result<Step, Refusal> {
-        match (std::mem::take(exchange), self.mechanism()) {
-            (ClientExchange::Idle, _) | (_, None) => {
+    async fn step(&self, exchange: &mut ClientExchange, token: &[u8]) -> Result<Step, Refusal> {
+        match std::mem::take(exchange) {
+            ClientExchange::Idle => {
                 Err(Refusal::new(None, "Authentication failed: SaslAuthenticate without SaslHandshake"))
             }
-            (ClientExchange::Handshaken, Some(SaslMechanism::Plain)) => {
+            ClientExchange::Handshaken(SaslMechanism::Plain) => {
                 self.check_plain(token).map(|principal| Step::Authenticated { principal, last: Vec::new() })
             }
-            (ClientExchange::Handshaken, Some(mechanism)) => {
+            ClientExchange::Handshaken(mechanism) => {
                 let hash = scram_hash(mechanism).unwrap_or(ScramHash::Sha256);
                 let mut server =
                     ScramServer::client_first(hash, token).map_err(|e| scram_refusal(None, e, mechanism))?;
-                let verifier = self.user_entry(server.user()).and_then(|v| ScramVerifier::parse(hash, v.expose()).ok());
+                let verifier = self.scram_verifier(hash, server.user()).await?;
                 let first = server.server_first(verifier.ok_or_else(|| self.decoy(hash)));
-                *exchange = ClientExchange::Scram(Box::new(server));
+                *exchange = ClientExchange::Scram(Box::new(server), mechanism);
                 Ok(Step::Challenge(first))
             }
-            (ClientExchange::Scram(server), Some(mechanism)) => {
+            ClientExchange::Scram(server, mechanism) => {
                 let principal = server.user().to_string();
                 match server.client_final(token) {
                     Ok(last) => Ok(Step::Authenticated { principal, last }),
@@ -294,10 +395,10 @@ enum ClientExchange {
     /// No SaslHandshake yet (or the last exchange ended).
     #[default]
     Idle,
-    /// The SaslHandshake chose the route's mechanism.
-    Handshaken,
+    /// The SaslHandshake chose this mechanism, one the route offers.
+    Handshaken(SaslMechanism),
     /// SCRAM: the server-first message was sent.
-    Scram(Box<ScramServer>),
+    Scram(Box<ScramServer>, SaslMechanism),
 }
 
 /// Where a client's SaslAuthenticate led.
@@ -427,23 +528,35 @@ impl SwapSession {
     /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
     /// connection (KIP-368 re-authentication): the answer, and where the exchange stands.
     /// `body` is the frame after its size prefix.
-    pub fn reauthenticate(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, Reauth), RequestError> {
-        let mut exchange = self.exchange.lock().unwrap_or_else(PoisonError::into_inner);
+    pub async fn reauthenticate(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, Reauth), RequestError> {
+        // Taken out for the exchange (which may look a verifier up) and put back after: a
+        // connection's requests are read one after the other, so nothing else uses it meanwhile.
+        let mut exchange = std::mem::take(&mut *self.exchange.lock().unwrap_or_else(PoisonError::into_inner));
+        let answer = self.reauthenticate_step(&mut exchange, request, body).await;
+        *self.exchange.lock().unwrap_or_else(PoisonError::into_inner) = exchange;
+        answer
+    }
+
+    async fn reauthenticate_step(
+        &self,
+        exchange: &mut ClientExchange,
+        request: &InFlight,
+        body: &[u8],
+    ) -> Result<(Bytes, Reauth), RequestError> {
         match request.api_key {
             ApiKey::SaslHandshake => {
                 if request.api_version < crate::protocol::sasl::MIN_HANDSHAKE_VERSION {
                     return Err(RequestError::LegacySaslHandshake);
                 }
-                let mechanism = decode_handshake(request, body)?;
-                let ok = self.auth.mechanism().is_some_and(|m| m.kafka_name() == mechanism);
-                *exchange = if ok { ClientExchange::Handshaken } else { ClientExchange::Idle };
-                let answer = handshake_answer(request, ok, self.auth.mechanisms())?;
-                Ok((answer, if ok { Reauth::Continue } else { Reauth::Refused }))
+                let chosen = self.auth.offered(&decode_handshake(request, body)?);
+                *exchange = chosen.map_or(ClientExchange::Idle, ClientExchange::Handshaken);
+                let answer = handshake_answer(request, chosen.is_some(), self.auth.mechanisms())?;
+                Ok((answer, if chosen.is_some() { Reauth::Continue } else { Reauth::Refused }))
             }
             _ => {
                 let token = decode_authenticate(request, body)?;
                 let lifetime = self.auth.settings.client_reauth;
-                let outcome = self.auth.step(&mut exchange, &token).and_then(|step| match step {
+                let outcome = self.auth.step(exchange, &token).await.and_then(|step| match step {
                     Step::Authenticated { principal, .. } if principal != self.principal => Err(Refusal::new(
                         Some(principal),
                         "Authentication failed: a re-authentication must keep the connection's principal",
@@ -534,7 +647,9 @@ where
         bytes_to_client: 0,
     };
     let result = match &auth.settings.client_auth {
-        ClientAuthSettings::Sasl { .. } => tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await,
+        ClientAuthSettings::Sasl { .. } | ClientAuthSettings::StoredScram { .. } => {
+            tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run()).await
+        }
         ClientAuthSettings::Mtls { rules } => {
             tokio::time::timeout(AUTHENTICATION_TIMEOUT, dialogue.run_mtls(rules, certificate)).await
         }
@@ -614,22 +729,22 @@ where
                     }
                     let mechanism = decode_handshake(&request, body).map_err(CloseReason::BadRequest)?;
                     self.summary.mechanism = Some(mechanism.clone());
-                    let offered = self.auth.mechanism().map_or("", |m| m.kafka_name());
-                    let ok = mechanism == offered;
-                    let answer = handshake_answer(&request, ok, self.auth.mechanisms());
+                    let chosen = self.auth.offered(&mechanism);
+                    let answer = handshake_answer(&request, chosen.is_some(), self.auth.mechanisms());
                     self.send_client(&answer.map_err(CloseReason::BadRequest)?).await?;
-                    if !ok {
+                    let Some(chosen) = chosen else {
                         return Err(CloseReason::SaslRefused(format!(
-                            "the client asked for SASL mechanism {mechanism}; this swap route takes {offered}"
+                            "the client asked for SASL mechanism {mechanism}; this swap route takes {}",
+                            self.auth.offered_names()
                         )));
-                    }
-                    self.exchange = ClientExchange::Handshaken;
+                    };
+                    self.exchange = ClientExchange::Handshaken(chosen);
                 }
                 ApiKey::SaslAuthenticate => {
                     let token = decode_authenticate(&request, body).map_err(CloseReason::BadRequest)?;
-                    let outcome = match self.auth.step(&mut self.exchange, &token) {
+                    let outcome = match self.auth.step(&mut self.exchange, &token).await {
                         Ok(Step::Challenge(challenge)) => {
-                            if let ClientExchange::Scram(server) = &self.exchange {
+                            if let ClientExchange::Scram(server, _) = &self.exchange {
                                 self.summary.principal = Some(server.user().to_string());
                             }
                             let answer = authenticate_answer(&request, Ok(challenge), None);
@@ -658,7 +773,7 @@ where
                     };
                 }
                 other => {
-                    let how = self.auth.mechanism().map_or("", |m| m.kafka_name());
+                    let how = self.auth.offered_names();
                     return Err(CloseReason::SaslRefused(format!(
                         "the client sent {other:?} before authenticating (this route swaps credentials: it must log in with SASL {how} first)"
                     )));
@@ -824,7 +939,7 @@ fn authenticate_answer(
     reply(request, &body)
 }
 
-fn reply(request: &InFlight, body: &impl Encodable) -> Result<Bytes, RequestError> {
+pub(super) fn reply(request: &InFlight, body: &impl Encodable) -> Result<Bytes, RequestError> {
     let header = ResponseHeader::default().with_correlation_id(request.correlation_id);
     encode_response(&header, body, request.api_key, request.api_version).map_err(|e| RequestError::Undecodable {
         api_key: request.api_key,
@@ -846,6 +961,26 @@ mod tests {
     impl SecretStore for NoStore {
         fn lookup(&self, _: &str) -> Result<Option<Credentials>, StoreError> {
             Ok(None)
+        }
+
+        fn verifier(&self, _: &str, _: &str) -> Result<Option<Secret>, StoreError> {
+            Ok(None)
+        }
+
+        fn write_verifier(&self, _: &str, _: &str, _: &Secret) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn delete_verifier(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    impl SwapSession {
+        /// [`SwapSession::reauthenticate`] run to its end.
+        fn reauth(&self, request: &InFlight, body: &[u8]) -> Result<(Bytes, Reauth), RequestError> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(self.reauthenticate(request, body))
         }
     }
 
@@ -942,12 +1077,11 @@ mod tests {
         let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
         let authenticate = |token: &'static [u8]| {
             let message = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(token));
-            session.reauthenticate(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
+            session.reauth(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
         };
         let (_, step) = authenticate(b"\0alice\0alice-pw").unwrap();
         assert_eq!(step, Reauth::Refused, "no SaslHandshake first");
-        let shake =
-            || session.reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake));
+        let shake = || session.reauth(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake));
         assert_eq!(shake().unwrap().1, Reauth::Continue);
         let (answer, step) = authenticate(b"\0alice\0alice-pw").unwrap();
         assert_eq!(step, Reauth::Accepted);
@@ -957,9 +1091,8 @@ mod tests {
         assert_eq!(step, Reauth::Refused);
         assert_eq!(answer_code(&answer, 2).0, ResponseError::SaslAuthenticationFailed.code());
         let scram = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256"));
-        let (answer, step) = session
-            .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &scram))
-            .unwrap();
+        let (answer, step) =
+            session.reauth(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &scram)).unwrap();
         assert_eq!(step, Reauth::Refused, "only PLAIN");
         let mut answer = answer.slice(SIZE_PREFIX..);
         ResponseHeader::decode(&mut answer, ApiKey::SaslHandshake.response_header_version(1)).unwrap();
@@ -969,8 +1102,7 @@ mod tests {
         assert_eq!(shake().unwrap().1, Reauth::Continue);
         let (_, step) = authenticate(b"\0bob\0bob-pw").unwrap();
         assert_eq!(step, Reauth::Refused, "another principal, even with its right password");
-        let legacy =
-            session.reauthenticate(&request(ApiKey::SaslHandshake, 0), &body(ApiKey::SaslHandshake, 0, &handshake));
+        let legacy = session.reauth(&request(ApiKey::SaslHandshake, 0), &body(ApiKey::SaslHandshake, 0, &handshake));
         assert!(matches!(legacy, Err(RequestError::LegacySaslHandshake)));
     }
 
@@ -996,13 +1128,12 @@ mod tests {
     /// refusal carries.
     fn scram_reauth(session: &SwapSession, hash: ScramHash, user: &str, password: &str) -> (Reauth, Option<String>) {
         let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(hash.mechanism()));
-        let (_, step) = session
-            .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake))
-            .unwrap();
+        let (_, step) =
+            session.reauth(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &handshake)).unwrap();
         assert_eq!(step, Reauth::Continue);
         let send = |token: Vec<u8>| {
             let message = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-            session.reauthenticate(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
+            session.reauth(&request(ApiKey::SaslAuthenticate, 2), &body(ApiKey::SaslAuthenticate, 2, &message))
         };
         let mut client = ScramClient::new(hash, user, password);
         let (first, step) = send(client.client_first()).unwrap();
@@ -1035,10 +1166,59 @@ mod tests {
             assert_eq!(unknown.unwrap(), wrong, "an unknown user reads like a wrong password");
             // PLAIN is not offered on a SCRAM route.
             let plain = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
-            let (_, step) = session
-                .reauthenticate(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &plain))
-                .unwrap();
+            let (_, step) =
+                session.reauth(&request(ApiKey::SaslHandshake, 1), &body(ApiKey::SaslHandshake, 1, &plain)).unwrap();
             assert_eq!(step, Reauth::Refused);
+        }
+    }
+
+    /// A store holding SCRAM verifiers in memory.
+    #[derive(Default)]
+    struct Verifiers(Mutex<HashMap<(String, String), Secret>>);
+
+    impl SecretStore for Verifiers {
+        fn lookup(&self, _: &str) -> Result<Option<Credentials>, StoreError> {
+            Ok(None)
+        }
+
+        fn verifier(&self, mechanism: &str, user: &str) -> Result<Option<Secret>, StoreError> {
+            Ok(self.0.lock().unwrap().get(&(mechanism.to_string(), user.to_string())).cloned())
+        }
+
+        fn write_verifier(&self, mechanism: &str, user: &str, verifier: &Secret) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert((mechanism.to_string(), user.to_string()), verifier.clone());
+            Ok(())
+        }
+
+        fn delete_verifier(&self, mechanism: &str, user: &str) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().remove(&(mechanism.to_string(), user.to_string())).is_some())
+        }
+    }
+
+    #[test]
+    fn stored_scram_offers_both_hashes_reads_the_store_and_knows_its_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings =
+            settings(dir.path(), None, SaslMechanism::Plain, r#"x.PlainLoginModule required user_a="b";"#);
+        let admin = crate::config::ScramAdmin { username: "root".into(), password: Secret::new("root-pw") };
+        settings.client_auth = ClientAuthSettings::StoredScram { admin: Some(admin) };
+        let store = Arc::new(Verifiers::default());
+        let verifier = ScramVerifier::derive(ScramHash::Sha512, "alice-pw", b"alice-salt", 4096);
+        store.write_verifier("SCRAM-SHA-512", "alice", &Secret::new(verifier.to_kafka_string())).unwrap();
+        let auth = Arc::new(SwapAuth::new(settings, store).unwrap());
+        assert_eq!(auth.mechanisms(), ["SCRAM-SHA-256", "SCRAM-SHA-512"].map(StrBytes::from_static_str));
+        assert_eq!(auth.scram_admin(), Some("root"));
+        let alice = SwapSession::new(&auth, "alice".into(), "app".into(), None);
+        assert_eq!(scram_reauth(&alice, ScramHash::Sha512, "alice", "alice-pw"), (Reauth::Accepted, None));
+        assert_eq!(scram_reauth(&alice, ScramHash::Sha512, "alice", "wrong").0, Reauth::Refused);
+        assert_eq!(
+            scram_reauth(&alice, ScramHash::Sha256, "alice", "alice-pw").0,
+            Reauth::Refused,
+            "no SHA-256 verifier"
+        );
+        let root = SwapSession::new(&auth, "root".into(), "app".into(), None);
+        for hash in [ScramHash::Sha256, ScramHash::Sha512] {
+            assert_eq!(scram_reauth(&root, hash, "root", "root-pw"), (Reauth::Accepted, None), "{hash:?}");
         }
     }
 

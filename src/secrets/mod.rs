@@ -7,6 +7,13 @@
 //! (`tokio::task::spawn_blocking`). Nothing is cached: a rotated entry is seen by the next
 //! login. Errors name the store and the principal, never a secret.
 //!
+//! Routes whose clients log in with `mechanism: SCRAM` also keep their users' SCRAM verifiers
+//! in the store ([`SecretStore::verifier`]), written by the gateway when an admin sends
+//! `AlterUserScramCredentials`. They live under a hidden name per mechanism
+//! ([`verifier_folder`], `.scram-sha-256/<user>`): both stores refuse principals that start
+//! with `.`, so a verifier can never be read as a principal's cluster credentials, and no
+//! principal's entry can be overwritten by a verifier.
+//!
 //! - [`FileStore`]: a directory with one file per principal (a mounted Kubernetes secret is one).
 //! - [`VaultStore`]: HashiCorp Vault (or OpenBao) KV version 2 with token auth.
 //!
@@ -38,10 +45,39 @@ pub struct StoreError {
     pub problem: String,
 }
 
-/// Where principals' credentials are kept.
+/// Where principals' credentials (and SCRAM users' verifiers) are kept. Every method blocks.
 pub trait SecretStore: Send + Sync {
-    /// The entry of `principal`; `Ok(None)` when the store has none. Blocks.
+    /// The entry of `principal`; `Ok(None)` when the store has none.
     fn lookup(&self, principal: &str) -> Result<Option<Credentials>, StoreError>;
+
+    /// `user`'s verifier for `mechanism` (`SCRAM-SHA-256` or `SCRAM-SHA-512`) in Kafka's
+    /// credential text; `Ok(None)` when there is none or `user` cannot have one.
+    fn verifier(&self, mechanism: &str, user: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// Store `user`'s verifier for `mechanism`, replacing the one it had.
+    fn write_verifier(&self, mechanism: &str, user: &str, verifier: &Secret) -> Result<(), StoreError>;
+
+    /// Remove `user`'s verifier for `mechanism`: whether there was one.
+    fn delete_verifier(&self, mechanism: &str, user: &str) -> Result<bool, StoreError>;
+}
+
+/// The hidden name a store keeps `mechanism`'s verifiers under (`.scram-sha-256`).
+pub fn verifier_folder(mechanism: &str) -> String {
+    format!(".{}", mechanism.to_ascii_lowercase())
+}
+
+/// Whether `name` (a principal, a SCRAM user) can have an entry: not empty, not hidden (so it
+/// cannot reach a verifier folder, `.` or `..`).
+fn usable_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.')
+}
+
+/// Why a SCRAM user's verifier cannot be stored.
+fn unusable_user(store: &str, user: &str) -> StoreError {
+    StoreError {
+        store: store.to_string(),
+        problem: format!("SCRAM user `{user}` cannot be stored (empty, starting with `.`, or not a file name)"),
+    }
 }
 
 /// Split an entry `user<separator>secret` at the first separator.

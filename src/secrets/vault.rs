@@ -7,10 +7,16 @@
 //!
 //! The first segment of the path is the KV mount. The token goes in `X-Vault-Token`; a 404
 //! means no entry. Plain `http://` only for now (the gateway's HTTP client is built without TLS).
+//!
+//! SCRAM verifiers are one secret per user and mechanism under the store's `path` or
+//! `prefixPath`, field `value`: `secret/gateway/.scram-sha-256/alice` (or
+//! `secret/gw/.scram-sha-256/alice`). They are written with a KV v2 write
+//! (`POST /v1/<mount>/data/...`) and removed with every version (`DELETE /v1/<mount>/metadata/...`),
+//! so the token's policy needs `create`, `update` and `delete` there, besides `read`.
 
 use std::time::Duration;
 
-use super::{split_entry, Credentials, SecretStore, StoreError};
+use super::{split_entry, unusable_user, usable_name, verifier_folder, Credentials, SecretStore, StoreError};
 use crate::config::Secret;
 
 /// A lookup that takes longer fails the client's login rather than hang it.
@@ -46,9 +52,29 @@ impl VaultStore {
 
     /// The KV v2 data URL of `secret_path` (`mount/rest`).
     fn data_url(&self, secret_path: &str) -> String {
+        self.kv_url("data", secret_path)
+    }
+
+    /// The KV v2 URL of `secret_path` for `kind` (`data`, `metadata`).
+    fn kv_url(&self, kind: &str, secret_path: &str) -> String {
         let secret_path = secret_path.trim_matches('/');
         let (mount, rest) = secret_path.split_once('/').unwrap_or((secret_path, ""));
-        format!("{}/v1/{mount}/data/{rest}", self.address)
+        format!("{}/v1/{mount}/{kind}/{rest}", self.address)
+    }
+
+    /// The secret of `user`'s verifier for `mechanism`, if `user` can have one.
+    fn verifier_path(&self, mechanism: &str, user: &str) -> Option<String> {
+        let base = self.path.as_deref().or(self.prefix_path.as_deref())?.trim_end_matches('/');
+        usable_name(user).then(|| format!("{base}/{}/{}", verifier_folder(mechanism), path_segment(user)))
+    }
+
+    /// What a write or delete's status means: done, or why not.
+    fn written(&self, url: &str, status: u16) -> Result<(), StoreError> {
+        match status {
+            200 | 204 => Ok(()),
+            403 => Err(self.error(format!("{url}: permission denied (the token's policy must allow writing there)"))),
+            status => Err(self.error(format!("{url} answered HTTP {status}"))),
+        }
     }
 
     /// The `data.data` object of the secret at `secret_path`; `None` if there is none.
@@ -87,7 +113,7 @@ fn path_segment(principal: &str) -> String {
 
 impl SecretStore for VaultStore {
     fn lookup(&self, principal: &str) -> Result<Option<Credentials>, StoreError> {
-        if principal.is_empty() || principal.starts_with('.') {
+        if !usable_name(principal) {
             return Ok(None);
         }
         let (data, key) = match (&self.path, &self.prefix_path) {
@@ -100,6 +126,45 @@ impl SecretStore for VaultStore {
             return Err(self.error(format!("the entry of principal `{principal}` is not a string")));
         };
         split_entry(&self.name, principal, entry, &self.separator).map(Some)
+    }
+
+    fn verifier(&self, mechanism: &str, user: &str) -> Result<Option<Secret>, StoreError> {
+        let Some(path) = self.verifier_path(mechanism, user) else { return Ok(None) };
+        let data = self.read(&path)?;
+        match data.as_ref().and_then(|d| d.get("value")) {
+            None => Ok(None),
+            Some(serde_json::Value::String(text)) => Ok(Some(Secret::new(text))),
+            Some(_) => Err(self.error(format!("the SCRAM verifier of `{user}` is not a string"))),
+        }
+    }
+
+    fn write_verifier(&self, mechanism: &str, user: &str, verifier: &Secret) -> Result<(), StoreError> {
+        let path = self.verifier_path(mechanism, user).ok_or_else(|| unusable_user(&self.name, user))?;
+        let url = self.data_url(&path);
+        let body = serde_json::json!({ "data": { "value": verifier.expose() } }).to_string();
+        let response = self
+            .agent
+            .post(&url)
+            .header("X-Vault-Token", self.token.expose())
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| self.error(format!("cannot reach {url}: {e}")))?;
+        self.written(&url, response.status().as_u16())
+    }
+
+    fn delete_verifier(&self, mechanism: &str, user: &str) -> Result<bool, StoreError> {
+        let Some(path) = self.verifier_path(mechanism, user) else { return Ok(false) };
+        if self.read(&path)?.is_none() {
+            return Ok(false);
+        }
+        let url = self.kv_url("metadata", &path);
+        let response = self
+            .agent
+            .delete(&url)
+            .header("X-Vault-Token", self.token.expose())
+            .call()
+            .map_err(|e| self.error(format!("cannot reach {url}: {e}")))?;
+        self.written(&url, response.status().as_u16()).map(|()| true)
     }
 }
 
@@ -122,5 +187,11 @@ mod tests {
         assert_eq!(store(Some("secret/gw"), None).data_url("secret/gw"), "http://127.0.0.1:8200/v1/secret/data/gw");
         assert_eq!(store(None, Some("kv/")).data_url("kv/a/b"), "http://127.0.0.1:8200/v1/kv/data/a/b");
         assert_eq!(path_segment("CN=a b"), "CN%3Da%20b");
+        let keyed = store(Some("secret/gw"), None);
+        assert_eq!(keyed.verifier_path("SCRAM-SHA-256", "a/b").unwrap(), "secret/gw/.scram-sha-256/a%2Fb");
+        assert_eq!(keyed.verifier_path("SCRAM-SHA-256", ".."), None);
+        let prefixed = store(None, Some("secret/per/"));
+        assert_eq!(prefixed.verifier_path("SCRAM-SHA-512", "bob").unwrap(), "secret/per/.scram-sha-512/bob");
+        assert_eq!(prefixed.kv_url("metadata", "secret/per/x"), "http://127.0.0.1:8200/v1/secret/metadata/per/x");
     }
 }

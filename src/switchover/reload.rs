@@ -110,6 +110,7 @@ fn same_client_auth(old: &ClientAuthSettings, new: &ClientAuthSettings) -> bool 
             ClientAuthSettings::Sasl { mechanism: b, jaas: y, .. },
         ) => a == b && x == y,
         (ClientAuthSettings::Mtls { rules: a }, ClientAuthSettings::Mtls { rules: b }) => a == b,
+        (ClientAuthSettings::StoredScram { admin: a }, ClientAuthSettings::StoredScram { admin: b }) => a == b,
         _ => false,
     }
 }
