@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use switchyard_testkit::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, SaslHandshakeRequest};
 use switchyard_testkit::kafka_protocol::protocol::{Encodable, StrBytes};
 use switchyard_testkit::{
-    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, Identity, KafkaCluster, KafkaWire,
+    end_offsets, free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, Identity, KafkaCluster, KafkaWire,
     ListenerSasl, ListenerTls, ProducerPerfOptions, TestPki,
 };
 
@@ -486,8 +486,13 @@ fn produce_across_a_switchover(env: &Env, gateway: &Gateway, client: &[(String, 
     perf.producer_props.push(("delivery.timeout.ms".to_owned(), "60000".to_owned()));
     perf.timeout = Duration::from_secs(90);
     let ssl_before: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    let on_plain =
+        || end_offsets(&env.plain.internal_bootstrap(), TOPIC).map(|o| o.iter().map(|(_, o)| o).sum::<i64>());
+    let plain_before = on_plain()?;
     let run = java::producer_perf_background(&perf)?;
-    std::thread::sleep(Duration::from_secs(3));
+    // Switch once the producer is connected and producing (a JVM on a loaded machine may take
+    // seconds to start), so its connections are there to follow the cut.
+    poll::try_poll_until(Duration::from_secs(60), || Ok((on_plain()? >= plain_before + 50).then_some(())))?;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
     let mut response = agent
@@ -569,5 +574,9 @@ fn swap_connections_follow_a_switchover_with_each_domains_credentials(env: &Env)
     let switched =
         metric_sum(&scrape, "switchyard_connections_closed_total", &[("route", "main"), ("reason", "route_switched")]);
     ensure!(switched == 0.0, "{switched} connections were closed at the cut instead of following it");
+    // A connection that followed is audited with the user it was last logged in as.
+    gateway.wait_for_close("for carol as the destination's user", |e| {
+        e["principal"] == CAROL.0 && e["clusterUser"] == GATEWAY.0
+    })?;
     gateway.ensure_no_secrets(&[CAROL.1, ALICE.1, GATEWAY.1, BOB.1])
 }

@@ -449,14 +449,13 @@ impl Connection {
                         cluster_user: None,
                     },
                     SwapOutcome::LoggedIn { session: logged_in, leftover, summary: login, bytes_to_client } => {
-                        let cluster_user = logged_in.cluster_user.clone();
                         let logged_in = Arc::new(logged_in);
                         ctx.swap = Some(Arc::clone(&logged_in));
                         let client = Halves(client_read, client_write);
                         let upstream = Halves(upstream_read, upstream_write);
                         // The re-dial serves both a switchover's cut and the renewal of the
                         // gateway's broker session (connections.max.reauth.ms).
-                        let redial = self.swap_redial(logged_in);
+                        let redial = self.swap_redial(Arc::clone(&logged_in));
                         let redial: &Redial<_> = &redial;
                         let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(redial)).await;
                         summary.bytes_to_client += bytes_to_client;
@@ -467,7 +466,8 @@ impl Connection {
                             authenticated: reauth.authenticated.or(login.authenticated),
                             ..login
                         };
-                        summary.cluster_user = Some(cluster_user);
+                        // The user of the last broker login: after a switchover, the destination's.
+                        summary.cluster_user = Some(logged_in.cluster_user());
                         summary
                     }
                 }

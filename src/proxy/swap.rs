@@ -449,8 +449,9 @@ const BROKER_SESSION_RENEW_AT_ANY_COST: f64 = 0.95;
 pub struct SwapSession {
     pub auth: Arc<SwapAuth>,
     pub principal: String,
-    /// The cluster user the gateway logged in to the broker as.
-    pub cluster_user: String,
+    /// The cluster user the gateway last logged in to the broker as (a connection that followed
+    /// a switchover may have logged in as another user there).
+    cluster_user: Mutex<String>,
     /// The gateway's broker session, when the broker limits it (`connections.max.reauth.ms`):
     /// its lifetime in milliseconds (0: unlimited) and when it began, in milliseconds after
     /// `since`. Before it ends, the pump renews it on a new broker connection.
@@ -469,7 +470,7 @@ impl SwapSession {
         let session = SwapSession {
             auth: Arc::clone(auth),
             principal,
-            cluster_user,
+            cluster_user: Mutex::new(cluster_user),
             broker_lifetime_ms: AtomicU64::new(0),
             broker_started_ms: AtomicU64::new(0),
             exchange: Mutex::new(ClientExchange::Idle),
@@ -479,6 +480,11 @@ impl SwapSession {
         session.renew();
         session.broker_session_started(broker_session);
         session
+    }
+
+    /// The cluster user of the current broker session.
+    pub fn cluster_user(&self) -> String {
+        self.cluster_user.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// A broker session of `lifetime` (if limited) began now.
@@ -689,6 +695,7 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let (user, lifetime) =
         session.auth.cluster_login(principal, domain, route, &mut broker).await.map_err(|refusal| refusal.message)?;
     session.broker_session_started(lifetime);
+    *session.cluster_user.lock().unwrap_or_else(PoisonError::into_inner) = user.clone();
     Ok(user)
 }
 
