@@ -874,6 +874,13 @@ impl Requests<'_> {
         let fence = &self.ctx.route.fence;
         let mut run = Run::default();
         loop {
+            // A swap route's broker session at its end is renewed before the next request, even
+            // when the client never pauses (its renewal timer in `read` is then never polled):
+            // what went before is answered first, the rest waits in `buf` for the new session.
+            if self.ctx.swap.as_ref().is_some_and(|swap| swap.broker_session_must_renew()) {
+                self.write_run(buf, &mut run, upstream, read_at).await?;
+                return Err(self.renewal());
+            }
             let len = match frame_at(&buf[run.end..], limits) {
                 Ok(FrameStatus::Complete(len)) => len,
                 Ok(FrameStatus::Incomplete { total }) => {

@@ -27,12 +27,16 @@
 //! Re-authentication (KIP-368) on an open connection is answered by the pump through its own
 //! answers ([`SwapSession::reauthenticate`]), with the same exchange code as the login
 //! (`SwapAuth::step`): the password or SCRAM proof is checked again and the principal must not
-//! change; the broker session is not renewed (see docs/security.md).
+//! change. The gateway's own broker session, when the broker limits it, is renewed apart from
+//! the client's: the pump re-dials before it ends and [`serve`] logs in again there (see
+//! docs/security.md).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -42,9 +46,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::broker_login::BrokerSide;
-use super::connection::CloseReason;
+use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, StopSignals};
+use super::stream::{Duplex, Halves};
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
 use crate::protocol::scram::{constant_time_eq, Decoy, ScramHash, ScramServer, ScramServerError, ScramVerifier};
 use crate::protocol::{
@@ -360,6 +366,8 @@ pub struct SwapSession {
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
     /// `since`; 0: never.
     expires_at_ms: AtomicU64,
+    /// On tokio's clock, the one the pump's renewal timer sleeps on: the two must agree, or the
+    /// timer wakes to a session that has not aged (and, with time paused, never does).
     since: Instant,
 }
 
@@ -575,6 +583,68 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         session.auth.cluster_login(principal, domain, route, &mut broker).await.map_err(|refusal| refusal.message)?;
     session.broker_session_started(lifetime);
     Ok(user)
+}
+
+/// A swap route's connection from the client's first byte to its end: the login, then the
+/// pump. `dial` opens a broker connection to a domain, not logged in; the pump's re-dials (a
+/// switchover's cut, the renewal of the gateway's broker session) go through it and log in
+/// there again. The summary's SASL part counts the login and the re-authentications the pump
+/// answered. `certificate`: the subject of the client's TLS certificate, for mTLS routes.
+pub async fn serve<C, U, D>(
+    auth: &Arc<SwapAuth>,
+    (client, initial, certificate): (C, BytesMut, Option<String>),
+    upstream: U,
+    mut ctx: ConnectionContext,
+    stop: StopSignals<'_>,
+    dial: D,
+) -> ConnectionSummary
+where
+    C: Duplex,
+    U: Duplex,
+    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync + 'static,
+{
+    let (mut client_read, mut client_write) = client.into_halves();
+    let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let legs = Legs {
+        client_read: &mut client_read,
+        client_write: &mut client_write,
+        upstream_read: &mut upstream_read,
+        upstream_write: &mut upstream_write,
+    };
+    let max_frame = ctx.settings.max_frame_bytes;
+    let (session, leftover, login, bytes_to_client) =
+        match login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame, certificate).await {
+            SwapOutcome::Ended { reason, summary, bytes_to_client } => {
+                let sasl = summary;
+                return ConnectionSummary { reason, bytes_from_client: 0, bytes_to_client, sasl, cluster_user: None };
+            }
+            SwapOutcome::LoggedIn { session, leftover, summary, bytes_to_client } => {
+                (Arc::new(session), leftover, summary, bytes_to_client)
+            }
+        };
+    let cluster_user = session.cluster_user.clone();
+    ctx.swap = Some(Arc::clone(&session));
+    let route = ctx.route.name.clone();
+    let relogin_dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+        let (dialled, session, route) = (dial(Arc::clone(&domain)), Arc::clone(&session), route.clone());
+        Box::pin(async move {
+            let (mut read, mut write) = dialled.await?.into_halves();
+            relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
+            Ok(Halves(read, write))
+        })
+    };
+    let relogin_dial: &Redial<_> = &relogin_dial;
+    let (client, upstream) = (Halves(client_read, client_write), Halves(upstream_read, upstream_write));
+    let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(relogin_dial)).await;
+    summary.bytes_to_client += bytes_to_client;
+    let reauth = std::mem::take(&mut summary.sasl);
+    summary.sasl = SaslSummary {
+        authentications: login.authentications + reauth.authentications,
+        authenticated: reauth.authenticated.or(login.authenticated),
+        ..login
+    };
+    summary.cluster_user = Some(cluster_user);
+    summary
 }
 
 struct Dialogue<'a, 'l, CR, CW, UR, UW> {
@@ -913,7 +983,7 @@ mod tests {
             api_version: version,
             handling: ResponseHandling::Opaque,
             expects_response: true,
-            sent_at: Instant::now(),
+            sent_at: std::time::Instant::now(),
             client: 0,
         }
     }
