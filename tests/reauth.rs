@@ -222,19 +222,20 @@ struct Seen {
 }
 
 /// A broker whose SASL sessions last `lifetime`, answering Produce after `latency` (answers
-/// pipelined, in order) and accepting `user` with its password; each connection is scripted
-/// the same and records what it saw.
+/// pipelined, in order), accepting `user` with its password after `login_delay`; each
+/// connection is scripted the same and records what it saw.
 #[derive(Clone)]
 struct Broker {
     lifetime: Duration,
     latency: Duration,
+    login_delay: Duration,
     user: (&'static str, &'static str),
     connections: Arc<Mutex<Vec<Arc<Mutex<Seen>>>>>,
 }
 
 impl Broker {
     fn new(lifetime: Duration, latency: Duration, user: (&'static str, &'static str)) -> Broker {
-        Broker { lifetime, latency, user, connections: Arc::default() }
+        Broker { lifetime, latency, login_delay: Duration::ZERO, user, connections: Arc::default() }
     }
 
     /// A new connection to this broker: the gateway's end.
@@ -280,7 +281,8 @@ impl Broker {
                     let request = SaslAuthenticateRequest::decode(&mut body, version).unwrap();
                     let expected = format!("\0{}\0{}", self.user.0, self.user.1);
                     let answer = if request.auth_bytes == expected.as_bytes() {
-                        session_started = Some(now);
+                        // The session begins when the broker answers.
+                        session_started = Some(now + self.login_delay);
                         seen.lock().unwrap().logins.push(self.user.0.to_string());
                         SaslAuthenticateResponse::default().with_session_lifetime_ms(self.lifetime.as_millis() as i64)
                     } else {
@@ -302,7 +304,11 @@ impl Broker {
                 }
                 other => panic!("the scripted broker got {other:?}"),
             };
-            let due = if api_key == ApiKey::Produce { now + self.latency } else { now };
+            let due = match api_key {
+                ApiKey::Produce => now + self.latency,
+                ApiKey::SaslAuthenticate => now + self.login_delay,
+                _ => now,
+            };
             if answers.send((due, answer)).is_err() {
                 break;
             }
@@ -666,4 +672,36 @@ async fn swap_client_that_does_not_reauthenticate_is_closed_by_the_gateway() {
     assert!(summary.reason.to_string().contains("connectionsMaxReauthMs"), "{}", summary.reason);
     assert!(broker.seen().iter().all(|c| !c.expired), "a broker session ended under the client");
     assert!(broker.seen().len() >= 3, "the broker session was renewed meanwhile");
+}
+
+/// Swap: the gateway stops reading the client while it renews its broker session (here a
+/// 20 s login, from 80 % of the session at 285 s). A Produce and the re-authentication the
+/// client sends during that pause, before its own session ends at 300 s, are read only after
+/// it: the client is not judged late for the gateway's delay, and goes on.
+#[tokio::test(start_paused = true)]
+async fn swap_client_is_not_closed_for_the_gateways_renewal_pause() {
+    let client_session = 5 * MINUTE;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Arc::new(Gateway::new(swap_config(dir.path(), client_session), settings()));
+    let broker = Broker {
+        login_delay: Duration::from_secs(20),
+        ..Broker::new(Duration::from_millis(356_250), Duration::ZERO, APP)
+    };
+    let (client, pumped) = gateway.connect_swap(broker.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    assert_eq!(answers.login(0).await.error_code, 0);
+    // The gateway renews from 285 s after the login and reads nothing until 305 s.
+    tokio::time::sleep(Duration::from_secs(295)).await;
+    let mut frames = produce(2).to_vec();
+    frames.extend_from_slice(&login(3, ALICE));
+    write.write_all(&frames).await.unwrap();
+    assert_eq!(answers.next().await.0, 2, "the Produce sent before the session's end");
+    assert_eq!(answers.login(3).await.error_code, 0);
+    write.write_all(&produce(5)).await.unwrap();
+    assert_eq!(answers.next().await.0, 5);
+    assert!(!pumped.is_finished());
+    assert_eq!(gateway.swap_logins("renewed"), 1);
+    assert_eq!(broker.seen().len(), 2);
 }

@@ -753,6 +753,9 @@ impl Requests<'_> {
     /// new broker connection where the connection can re-dial, else by closing (the client
     /// logs in again).
     fn renewal(&self) -> RequestsEnd {
+        if let Some(swap) = &self.ctx.swap {
+            swap.pause_for_renewal();
+        }
         if self.follows_moves {
             RequestsEnd::Renew
         } else {

@@ -366,6 +366,9 @@ pub struct SwapSession {
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
     /// `since`; 0: never.
     expires_at_ms: AtomicU64,
+    /// When the pump stopped reading the client to renew the broker session, in milliseconds
+    /// after `since`; 0: it reads.
+    paused_at_ms: AtomicU64,
     /// On tokio's clock, the one the pump's renewal timer sleeps on: the two must agree, or the
     /// timer wakes to a session that has not aged (and, with time paused, never does).
     since: Instant,
@@ -381,6 +384,7 @@ impl SwapSession {
             broker_started_ms: AtomicU64::new(0),
             exchange: Mutex::new(ClientExchange::Idle),
             expires_at_ms: AtomicU64::new(0),
+            paused_at_ms: AtomicU64::new(0),
             since: Instant::now(),
         };
         session.renew();
@@ -391,7 +395,7 @@ impl SwapSession {
     /// A broker session of `lifetime` (if limited) began now.
     fn broker_session_started(&self, lifetime: Option<Duration>) {
         let lifetime_ms = lifetime.map_or(0, |l| (l.as_millis() as u64).max(1));
-        self.broker_started_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Release);
+        self.broker_started_ms.store(self.elapsed_ms(), Ordering::Release);
         self.broker_lifetime_ms.store(lifetime_ms, Ordering::Release);
     }
 
@@ -414,7 +418,30 @@ impl SwapSession {
             return None;
         }
         let at = self.broker_started_ms.load(Ordering::Acquire) + (lifetime as f64 * share) as u64;
-        Some(Duration::from_millis(at.saturating_sub(self.since.elapsed().as_millis() as u64)))
+        Some(Duration::from_millis(at.saturating_sub(self.elapsed_ms())))
+    }
+
+    /// The pump stops reading the client now, to renew the broker session.
+    pub fn pause_for_renewal(&self) {
+        self.paused_at_ms.store(self.elapsed_ms().max(1), Ordering::Release);
+    }
+
+    /// The pump reads the client again after a renewal. The client's session is lengthened by
+    /// the pause: its requests waited unread, and one it sent before its session ended must
+    /// not be judged late for the gateway's own delay.
+    fn resume_after_renewal(&self) {
+        let paused_at = self.paused_at_ms.swap(0, Ordering::AcqRel);
+        if paused_at == 0 {
+            return;
+        }
+        let pause = self.elapsed_ms().saturating_sub(paused_at);
+        let _ = self
+            .expires_at_ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |at| (at != 0).then(|| at.saturating_add(pause)));
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
     }
 
     /// Start a new client session (at login and at each accepted re-authentication).
@@ -429,7 +456,7 @@ impl SwapSession {
     /// gateway then takes nothing but SaslHandshake and SaslAuthenticate.
     pub fn expired(&self) -> bool {
         let at = self.expires_at_ms.load(Ordering::Acquire);
-        at != 0 && self.since.elapsed().as_millis() as u64 >= at
+        at != 0 && self.elapsed_ms() >= at
     }
 
     /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
@@ -582,6 +609,7 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let (user, lifetime) =
         session.auth.cluster_login(principal, domain, route, &mut broker).await.map_err(|refusal| refusal.message)?;
     session.broker_session_started(lifetime);
+    session.resume_after_renewal();
     Ok(user)
 }
 
