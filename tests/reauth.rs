@@ -157,8 +157,12 @@ impl Gateway {
 
     /// A passthrough connection to `broker`: the client's end and the pump's task.
     fn connect(self: &Arc<Self>, broker: Broker) -> (DuplexStream, JoinHandle<ConnectionSummary>) {
+        self.connect_to(broker.connection())
+    }
+
+    /// A passthrough connection whose broker end is `broker_side`.
+    fn connect_to(self: &Arc<Self>, broker_side: DuplexStream) -> (DuplexStream, JoinHandle<ConnectionSummary>) {
         let (client, client_side) = duplex(PIPE);
-        let broker_side = broker.connection();
         let gateway = Arc::clone(self);
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
@@ -504,7 +508,7 @@ async fn passthrough_reauthentication_keeps_a_connection_for_hours() {
 
 /// Passthrough: a client that stops re-authenticating is disconnected by the broker at its
 /// first request after the session's end; the gateway closes the client's connection too,
-/// with the broker's close as the reason and the client's login in the summary.
+/// saying the client's session had ended, with the client's login in the summary.
 #[tokio::test(start_paused = true)]
 async fn passthrough_client_that_does_not_reauthenticate_is_closed_by_the_broker() {
     let lifetime = 5 * MINUTE;
@@ -528,11 +532,34 @@ async fn passthrough_client_that_does_not_reauthenticate_is_closed_by_the_broker
     assert_eq!(read_frame(&mut answers.read).await, None, "the client's connection was closed");
     let summary = pumped.await.unwrap();
     assert!(started.elapsed() < lifetime + Duration::from_secs(21), "closed at {:?}", started.elapsed());
-    assert!(matches!(summary.reason, CloseReason::UpstreamClosed), "{}", summary.reason);
-    assert_eq!(summary.reason.label(), "broker_closed");
+    assert!(matches!(summary.reason, CloseReason::ClientSessionEnded), "{}", summary.reason);
+    assert_eq!(summary.reason.label(), "client_session_ended");
     assert_eq!(summary.sasl.principal.as_deref(), Some(ALICE.0));
     assert_eq!((summary.sasl.authenticated, summary.sasl.authentications), (Some(true), 1));
     assert!(broker.seen()[0].expired);
+}
+
+/// Passthrough: a broker that closes a connection while the client's session still runs is
+/// reported as the broker closing it, not as a missed re-authentication.
+#[tokio::test(start_paused = true)]
+async fn passthrough_broker_closing_within_the_session_is_not_blamed_on_the_client() {
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let (broker_side, mut broker) = duplex(PIPE);
+    let (client, pumped) = gateway.connect_to(broker_side);
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    read_frame(&mut broker).await.unwrap();
+    let handshake = SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+    broker.write_all(&response(ApiKey::SaslHandshake, 1, 0, &handshake)).await.unwrap();
+    read_frame(&mut broker).await.unwrap();
+    let accepted = SaslAuthenticateResponse::default().with_session_lifetime_ms(5 * 60 * 1000);
+    broker.write_all(&response(ApiKey::SaslAuthenticate, 2, 1, &accepted)).await.unwrap();
+    assert_eq!(answers.login(0).await.error_code, 0);
+    tokio::time::sleep(4 * MINUTE).await;
+    drop(broker);
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::UpstreamClosed), "{}", summary.reason);
 }
 
 /// Swap: the client re-authenticates with the gateway every four minutes (sessions of five),
