@@ -5,8 +5,8 @@
 //! the client's own principal; the gateway only watches. Two rare requests are decoded, with
 //! `kafka-protocol`: SaslHandshake (the mechanism) and SaslAuthenticate (the client's token),
 //! plus the error code and session lifetime of SaslAuthenticate answers (read in
-//! `crate::rewrite`). Produce and Fetch
-//! are never among them. The principal comes from the token where the mechanism reveals it:
+//! `crate::rewrite`). Produce and Fetch are never among them. The principal comes from the
+//! token where the mechanism reveals it:
 //!
 //! - `PLAIN`: `authzid NUL user NUL password`: the user. The password is never kept.
 //! - `SCRAM-SHA-256`, `SCRAM-SHA-512`: the client-first message `n,,n=<user>,r=<nonce>`: the
