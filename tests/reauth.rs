@@ -10,6 +10,8 @@
 //! Swap: the gateway answers the client's re-authentications itself and renews its own broker
 //! session under the open connection, when the client is idle or, if it never is, regardless.
 
+mod frames;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -17,13 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use frames::{frame, produce, read_frame, response_frame};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, ProduceRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    ApiKey, ApiVersionsResponse, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use switchyard::cluster::Advertising;
 use switchyard::config::ProxySettings;
 use switchyard::proxy::{
@@ -275,11 +277,11 @@ impl Broker {
                 break;
             }
             let answer = match api_key {
-                ApiKey::ApiVersions => response(api_key, version, id, &api_versions()),
+                ApiKey::ApiVersions => response_frame(api_key, version, id, &api_versions()),
                 ApiKey::SaslHandshake => {
                     let answer =
                         SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
-                    response(api_key, version, id, &answer)
+                    response_frame(api_key, version, id, &answer)
                 }
                 ApiKey::SaslAuthenticate => {
                     let request = SaslAuthenticateRequest::decode(&mut body, version).unwrap();
@@ -292,7 +294,7 @@ impl Broker {
                     } else {
                         SaslAuthenticateResponse::default().with_error_code(58)
                     };
-                    response(api_key, version, id, &answer)
+                    response_frame(api_key, version, id, &answer)
                 }
                 ApiKey::Produce => {
                     let mut seen = seen.lock().unwrap();
@@ -341,65 +343,18 @@ fn api_versions() -> ApiVersionsResponse {
     ])
 }
 
-/// A response frame, size prefix included.
-fn response<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, api_key.response_header_version(version))
-        .unwrap();
-    body.encode(&mut out, version).unwrap();
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out.freeze()
-}
-
-/// A request frame, size prefix included.
-fn request<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("reauth-test")));
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    header.encode(&mut out, api_key.request_header_version(version)).unwrap();
-    body.encode(&mut out, version).unwrap();
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out.freeze()
-}
-
-fn produce(correlation_id: i32) -> Bytes {
-    let partition = PartitionProduceData::default().with_index(0);
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_partition_data(vec![partition]);
-    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![topic]);
-    request(ApiKey::Produce, 9, correlation_id, &body)
-}
-
 /// SaslHandshake (PLAIN) and SaslAuthenticate v2 with `user`'s PLAIN token, as one write.
 fn login(first_id: i32, (user, password): (&str, &str)) -> Vec<u8> {
     let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
     let token = Bytes::from(format!("\0{user}\0{password}"));
-    let mut frames = request(ApiKey::SaslHandshake, 1, first_id, &handshake).to_vec();
-    frames.extend_from_slice(&request(
+    let mut frames = frame(ApiKey::SaslHandshake, 1, first_id, &handshake).to_vec();
+    frames.extend_from_slice(&frame(
         ApiKey::SaslAuthenticate,
         2,
         first_id + 1,
         &SaslAuthenticateRequest::default().with_auth_bytes(token),
     ));
     frames
-}
-
-/// One frame's body (after its size prefix); `None` at end of stream.
-async fn read_frame<R: AsyncReadExt + Unpin>(stream: &mut R) -> Option<Bytes> {
-    let size = stream.read_i32().await.ok()?;
-    let mut body = vec![0; size as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(body.into())
 }
 
 /// The client's view of the answers to its requests, read in order.
@@ -551,10 +506,10 @@ async fn passthrough_broker_closing_within_the_session_is_not_blamed_on_the_clie
     write.write_all(&login(0, ALICE)).await.unwrap();
     read_frame(&mut broker).await.unwrap();
     let handshake = SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
-    broker.write_all(&response(ApiKey::SaslHandshake, 1, 0, &handshake)).await.unwrap();
+    broker.write_all(&response_frame(ApiKey::SaslHandshake, 1, 0, &handshake)).await.unwrap();
     read_frame(&mut broker).await.unwrap();
     let accepted = SaslAuthenticateResponse::default().with_session_lifetime_ms(5 * 60 * 1000);
-    broker.write_all(&response(ApiKey::SaslAuthenticate, 2, 1, &accepted)).await.unwrap();
+    broker.write_all(&response_frame(ApiKey::SaslAuthenticate, 2, 1, &accepted)).await.unwrap();
     assert_eq!(answers.login(0).await.error_code, 0);
     tokio::time::sleep(4 * MINUTE).await;
     drop(broker);
