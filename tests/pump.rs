@@ -7,15 +7,17 @@
 //! in-flight queue neither wedges a pipelined client nor keeps a stop signal out. With time
 //! paused, a ten-minute timeout takes no time at all, and nothing depends on the machine's load.
 
+mod frames;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use frames::{frame, produce, read_frame, response_frame};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::StrBytes;
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard::cluster::Advertising;
 use switchyard::config::{FenceMode, ProxySettings};
@@ -132,39 +134,6 @@ fn settings() -> ProxySettings {
         drain_timeout: Duration::from_secs(30),
         ..ProxySettings::default()
     }
-}
-
-/// A Produce v9 request (`acks=1`, one empty partition): its answer passes through opaque.
-fn produce(correlation_id: i32) -> Bytes {
-    let partition = PartitionProduceData::default().with_index(0);
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_partition_data(vec![partition]);
-    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![topic]);
-    frame(ApiKey::Produce, 9, correlation_id, &body)
-}
-
-fn frame<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("pump-test")));
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    header.encode(&mut out, api_key.request_header_version(version)).unwrap();
-    body.encode(&mut out, version).unwrap();
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out.freeze()
-}
-
-/// Read one frame's body; `None` at end of stream.
-async fn read_frame(stream: &mut DuplexStream) -> Option<Bytes> {
-    let size = stream.read_i32().await.ok()?;
-    let mut body = vec![0; size as usize];
-    stream.read_exact(&mut body).await.ok()?;
-    Some(body.into())
 }
 
 fn correlation_id(body: &[u8], at: usize) -> i32 {
@@ -501,18 +470,6 @@ async fn large_frames_wait_for_room_in_the_budget_and_then_pass() {
     first.write_all(&frame[FRAME - 10..]).await.unwrap();
     assert_eq!(answers(first, 1).await, vec![1]);
     assert_eq!(third_sends.await.unwrap(), vec![3], "the third frame went through once room was given back");
-}
-
-/// A response frame (size prefix included) for `api_key` at `version`.
-fn response_frame<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let header = kafka_protocol::messages::ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    header.encode(&mut out, api_key.response_header_version(version)).unwrap();
-    body.encode(&mut out, version).unwrap();
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    out.freeze()
 }
 
 /// A PLAIN login (SaslHandshake v1, SaslAuthenticate v2) passes through unchanged both ways, and

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use switchyard_testkit::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, SaslHandshakeRequest};
 use switchyard_testkit::kafka_protocol::protocol::{Encodable, StrBytes};
 use switchyard_testkit::{
-    end_offsets, free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, Identity, KafkaCluster, KafkaWire,
-    ListenerSasl, ListenerTls, ProducerPerfOptions, TestPki,
+    confluent_kafka, end_offsets, free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, Identity,
+    KafkaCluster, KafkaWire, ListenerSasl, ListenerTls, ProducerPerfOptions, TestPki,
 };
 
 use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_audit_close};
@@ -32,6 +32,8 @@ use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_a
 const ALICE: (&str, &str) = ("alice", "alice-Pw-7f3kQ");
 const BOB: (&str, &str) = ("bob", "bob-Pw-91xqZ");
 const GATEWAY: (&str, &str) = ("gateway", "gateway-Pw-c0deY");
+/// Only in the swap routes' JAAS file: the gateway logs her in to the brokers as another user.
+const CAROL: (&str, &str) = ("carol", "carol-Pw-4d1aS");
 const WRONG_PASSWORD: &str = "wrong-Pw-5eedX";
 const TOPIC: &str = "orders";
 /// Written only by the re-authentication test, so its end offset counts that test's records.
@@ -52,6 +54,7 @@ fn main() {
         &[
             ("plain_and_scram_over_a_plaintext_client_leg", plain_and_scram_over_a_plaintext_client_leg),
             ("oauthbearer_unsecured_token_passes_through", oauthbearer_unsecured_token_passes_through),
+            ("librdkafka_scram_and_oauthbearer_pass_through", librdkafka_scram_and_oauthbearer_pass_through),
             ("plain_and_scram_over_a_tls_client_leg_to_sasl_ssl", plain_and_scram_over_a_tls_client_leg_to_sasl_ssl),
             ("wrong_password_and_missing_acls_are_refused", wrong_password_and_missing_acls_are_refused),
             ("reauthentication_keeps_a_long_producer_going", reauthentication_keeps_a_long_producer_going),
@@ -63,6 +66,10 @@ fn main() {
             (
                 "swap_connections_follow_a_switchover_with_each_domains_credentials",
                 swap_connections_follow_a_switchover_with_each_domains_credentials,
+            ),
+            (
+                "swap_route_to_a_sasl_ssl_listener_produces_and_consumes",
+                swap_route_to_a_sasl_ssl_listener_produces_and_consumes,
             ),
         ],
         setup,
@@ -165,6 +172,46 @@ impl Gateway {
     /// Route `main` to `plain`, plaintext client leg.
     fn plain(env: &Env) -> Result<Gateway> {
         Gateway::start(env, &domain(env, "plain", 1, &env.plain), "plain", (1, 1), false)
+    }
+
+    /// A gateway whose route `main` to `route_domain` swaps: carol logs in with PLAIN (the
+    /// gateway's JAAS file) and the gateway logs in to the brokers with SCRAM-SHA-512 as the user
+    /// each store maps her to. `stores`: `(name, mapped user)`, each becoming FILE store
+    /// `<name>-store` (`default` is the route's); `domain_stores`: `domainSecretStores`.
+    fn start_swap(
+        domains: &str,
+        route_domain: &str,
+        stores: &[(&str, (&str, &str))],
+        domain_stores: &str,
+    ) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let users = dir.path().join("users.conf");
+        std::fs::write(
+            &users,
+            format!("KafkaServer {{\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n    user_{}=\"{}\";\n}};\n", CAROL.0, CAROL.1),
+        )?;
+        let template = dir.path().join("cluster.conf");
+        std::fs::write(&template, format!("{}\n", scram_jaas(("%s", "%s"))))?;
+        let mut yaml_stores = String::new();
+        for (store, mapped) in stores {
+            let directory = dir.path().join(store);
+            std::fs::create_dir(&directory)?;
+            std::fs::write(directory.join(CAROL.0), format!("{}:{}\n", mapped.0, mapped.1))?;
+            yaml_stores += &format!(
+                "  - name: {store}-store\n    provider:\n      type: FILE\n      config: {{directory: \"{}\"}}\n",
+                directory.display()
+            );
+        }
+        let (base, admin) = (free_port_block(3), free_port_block(1));
+        let audit = dir.path().join("audit.jsonl");
+        let yaml = format!(
+            "secretStores:\n{yaml_stores}streamingDomains:\n{domains}routes:\n  - name: main\n    endpoint: \"127.0.0.1:{base}\"\n    streamingDomain: {{name: {route_domain}, bootstrapServerId: listener}}\n    security:\n      auth: swap\n      swapConfig:\n        clientAuth:\n          sasl:\n            mechanism: PLAIN\n            jaasConfig: {{file: \"{}\"}}\n        secretStore: default-store\n        domainSecretStores: {domain_stores}\n        clusterAuth:\n          sasl:\n            mechanism: SCRAM-SHA-512\n            jaasConfig: {{file: \"{}\"}}\nproxy:\n  connectTimeoutMs: 3000\nadmin:\n  address: 127.0.0.1:{admin}\n  token: {TOKEN}\naudit:\n  file: {}\n",
+            users.display(),
+            template.display(),
+            audit.display()
+        );
+        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
+        Ok(Gateway { process, base, admin, audit, _dir: dir })
     }
 
     fn bootstrap(&self) -> String {
@@ -317,6 +364,54 @@ fn oauthbearer_unsecured_token_passes_through(env: &Env) -> Result<()> {
     let read = read_all(&env.plain.internal_bootstrap(), &[])?;
     ensure!(read.iter().any(|r| r == "oauth-1"), "the OAUTHBEARER records are missing: {read:?}");
     gateway.wait_for_close("for alice with OAUTHBEARER", authenticated_as(ALICE.0, "OAUTHBEARER"))?;
+    Ok(())
+}
+
+/// librdkafka's OAUTHBEARER with an unsecured JWS (`sub`: the configured principal).
+fn rdkafka_oauthbearer(principal: &str) -> Vec<(String, String)> {
+    vec![
+        ("security.protocol".to_owned(), "SASL_PLAINTEXT".to_owned()),
+        ("sasl.mechanism".to_owned(), "OAUTHBEARER".to_owned()),
+        ("enable.sasl.oauthbearer.unsecure.jwt".to_owned(), "true".to_owned()),
+        ("sasl.oauthbearer.config".to_owned(), format!("principal={principal}")),
+    ]
+}
+
+/// librdkafka 2.16 (Python's confluent-kafka) with SCRAM-SHA-512 and with OAUTHBEARER (an
+/// unsecured JWS naming alice), and Debian's kcat (librdkafka 2.0.2) with OAUTHBEARER, through
+/// a passthrough route: only alice's ACLs let the records in (bob's token logs in and is
+/// denied), and the audit log names her with each mechanism. The records are spread over 8 s,
+/// longer than the broker's 3 s sessions: librdkafka 2.16 re-authenticates on its open
+/// connections (KIP-368), and their close events count the logins.
+fn librdkafka_scram_and_oauthbearer_pass_through(env: &Env) -> Result<()> {
+    let gateway = Gateway::plain(env)?;
+    let bootstrap = gateway.bootstrap();
+    let pace = Duration::from_millis(500);
+    let scram = kcat::security_config("SASL_PLAINTEXT", None, Some(("SCRAM-SHA-512", ALICE.0, ALICE.1)));
+    for (mechanism, config) in [("SCRAM-SHA-512", scram), ("OAUTHBEARER", rdkafka_oauthbearer(ALICE.0))] {
+        let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        confluent_kafka::produce(&bootstrap, TOPIC, &config, &lines(&format!("rdkafka-{mechanism}"), 16), pace)?;
+        let event = gateway.wait_for_close(&format!("for alice with {mechanism}, re-authenticated"), |e| {
+            authenticated_as(ALICE.0, mechanism)(e) && e["saslAuthentications"].as_u64() >= Some(2)
+        })?;
+        ensure!(event["closeReason"] == "client closed the connection", "{event}");
+    }
+    kcat::produce_with(&bootstrap, TOPIC, &lines("kcat-OAUTHBEARER", 2), &rdkafka_oauthbearer(ALICE.0))?;
+    gateway.wait_for_close("for alice with OAUTHBEARER from kcat", |e| {
+        authenticated_as(ALICE.0, "OAUTHBEARER")(e) && e["saslAuthentications"] == 1
+    })?;
+    let config = rdkafka_oauthbearer(BOB.0);
+    let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let denied = confluent_kafka::produce(&bootstrap, TOPIC, &config, &lines("rdkafka-bob", 1), Duration::ZERO);
+    let denied = format!("{:#}", denied.err().context("bob's token got a record in")?);
+    ensure!(denied.contains("TOPIC_AUTHORIZATION_FAILED") || denied.contains("Authorization"), "{denied}");
+    gateway.wait_for_close("for bob with OAUTHBEARER", authenticated_as(BOB.0, "OAUTHBEARER"))?;
+    let read = read_all(&env.plain.internal_bootstrap(), &[])?;
+    for wanted in ["rdkafka-SCRAM-SHA-512-15", "rdkafka-OAUTHBEARER-15", "kcat-OAUTHBEARER-1"] {
+        ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
+    }
+    ensure!(!read.iter().any(|r| r == "rdkafka-bob-0"), "bob's record arrived");
+    gateway.ensure_no_secrets(&[ALICE.1, GATEWAY.1])?;
     Ok(())
 }
 
@@ -537,36 +632,9 @@ fn switchover_between_sasl_clusters_keeps_the_producer(env: &Env) -> Result<()> 
 /// on the destination prove that the destination's store was used. The producer's connections
 /// are kept, not closed.
 fn swap_connections_follow_a_switchover_with_each_domains_credentials(env: &Env) -> Result<()> {
-    const CAROL: (&str, &str) = ("carol", "carol-Pw-4d1aS");
-    let dir = tempfile::tempdir()?;
-    let users = dir.path().join("users.conf");
-    std::fs::write(
-        &users,
-        format!("KafkaServer {{\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n    user_{}=\"{}\";\n}};\n", CAROL.0, CAROL.1),
-    )?;
-    let template = dir.path().join("cluster.conf");
-    std::fs::write(&template, format!("{}\n", scram_jaas(("%s", "%s"))))?;
-    let mut stores = String::new();
-    for (store, mapped) in [("default", BOB), ("plain", ALICE), ("ssl", GATEWAY)] {
-        let directory = dir.path().join(store);
-        std::fs::create_dir(&directory)?;
-        std::fs::write(directory.join(CAROL.0), format!("{}:{}\n", mapped.0, mapped.1))?;
-        stores += &format!(
-            "  - name: {store}-store\n    provider:\n      type: FILE\n      config: {{directory: \"{}\"}}\n",
-            directory.display()
-        );
-    }
     let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
-    let (base, admin) = (free_port_block(3), free_port_block(1));
-    let audit = dir.path().join("audit.jsonl");
-    let yaml = format!(
-        "secretStores:\n{stores}streamingDomains:\n{domains}routes:\n  - name: main\n    endpoint: \"127.0.0.1:{base}\"\n    streamingDomain: {{name: plain, bootstrapServerId: listener}}\n    security:\n      auth: swap\n      swapConfig:\n        clientAuth:\n          sasl:\n            mechanism: PLAIN\n            jaasConfig: {{file: \"{}\"}}\n        secretStore: default-store\n        domainSecretStores: {{plain: plain-store, ssl: ssl-store}}\n        clusterAuth:\n          sasl:\n            mechanism: SCRAM-SHA-512\n            jaasConfig: {{file: \"{}\"}}\nproxy:\n  connectTimeoutMs: 3000\nadmin:\n  address: 127.0.0.1:{admin}\n  token: {TOKEN}\naudit:\n  file: {}\n",
-        users.display(),
-        template.display(),
-        audit.display()
-    );
-    let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
-    let gateway = Gateway { process, base, admin, audit, _dir: dir };
+    let stores = [("default", BOB), ("plain", ALICE), ("ssl", GATEWAY)];
+    let gateway = Gateway::start_swap(&domains, "plain", &stores, "{plain: plain-store, ssl: ssl-store}")?;
     produce_across_a_switchover(env, &gateway, &java_sasl("SASL_PLAINTEXT", "PLAIN", &plain_jaas(CAROL), None), 600)?;
     let scrape = scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
     let moved = metric_sum(&scrape, "switchyard_connections_moved_total", &[("route", "main")]);
@@ -579,4 +647,23 @@ fn swap_connections_follow_a_switchover_with_each_domains_credentials(env: &Env)
         e["principal"] == CAROL.0 && e["clusterUser"] == GATEWAY.0
     })?;
     gateway.ensure_no_secrets(&[CAROL.1, ALICE.1, GATEWAY.1, BOB.1])
+}
+
+/// A swap route to the SASL_SSL listener (the broker leg TLS, trusting the test CA): carol logs
+/// in to the gateway with PLAIN and the gateway logs in to the broker over TLS as alice with
+/// SCRAM-SHA-512; kcat produces and consumes through it. Only alice's ACLs let the records in,
+/// and the audit log names carol and the cluster user.
+fn swap_route_to_a_sasl_ssl_listener_produces_and_consumes(env: &Env) -> Result<()> {
+    let gateway = Gateway::start_swap(&domain(env, "ssl", 2, &env.ssl), "ssl", &[("default", ALICE)], "{}")?;
+    let carol = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", CAROL.0, CAROL.1)));
+    kcat::produce_with(&gateway.bootstrap(), TOPIC, &lines("swap-sasl-ssl", 3), &carol)?;
+    let read = read_all(&gateway.bootstrap(), &carol)?;
+    ensure!(read.iter().any(|r| r == "swap-sasl-ssl-2"), "the records are missing from what kcat read: {read:?}");
+    let on_broker = read_all(&env.ssl.internal_bootstrap(), &[])?;
+    ensure!(on_broker.iter().any(|r| r == "swap-sasl-ssl-2"), "the records are not on the broker: {on_broker:?}");
+    let event = gateway.wait_for_close("for carol swapped to alice", |e| {
+        authenticated_as(CAROL.0, "PLAIN")(e) && e["clusterUser"] == ALICE.0
+    })?;
+    ensure!(event["closeReason"] == "client closed the connection", "{event}");
+    gateway.ensure_no_secrets(&[CAROL.1, ALICE.1, GATEWAY.1])
 }

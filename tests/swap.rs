@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use switchyard_testkit::{
-    end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, Identity, KafkaCluster, ListenerSasl,
-    ProducerPerfOptions, TestPki,
+    confluent_kafka, end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, Identity, KafkaCluster,
+    ListenerSasl, ProducerPerfOptions, TestPki,
 };
 
 use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_audit_close};
@@ -732,7 +732,14 @@ fn swap_scram_clients_to_plain_and_scram_with_java(env: &Env) -> Result<()> {
     java_produce(&gateway.bootstrap(), &lines("swap-scram-client-512", 2), &java_scram_props("SCRAM-SHA-512", ALICE))?;
     let event = gateway.wait_for_close("for alice (SCRAM-SHA-512) swapped to app", swapped_to(APP.0))?;
     ensure!(event["saslMechanism"] == "SCRAM-SHA-512", "{event}");
-    librdkafka_scram_produce(&gateway.bootstrap(), "SCRAM-SHA-512", ALICE, "swap-scram-client-librdkafka", 3)?;
+    let librdkafka = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", ALICE.0),
+        ("sasl.password", ALICE.1),
+    ];
+    let records = lines("swap-scram-client-librdkafka", 3);
+    confluent_kafka::produce(&gateway.bootstrap(), TOPIC, &librdkafka, &records, Duration::ZERO)?;
     let read = on_broker(env)?;
     for wanted in ["swap-scram-client-256-1", "swap-scram-client-512-1", "swap-scram-client-librdkafka-2"] {
         ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");
@@ -858,49 +865,6 @@ fn mtls_connect(
         stream.conn.complete_io(&mut stream.sock)?;
     }
     Ok(stream)
-}
-
-/// Produce `n` records `<prefix>-<i>` with a current librdkafka logging in with SCRAM, through
-/// Python's confluent-kafka (its wheel bundles librdkafka 2.16; Debian's kcat 2.0.2 cannot SCRAM
-/// against Kafka 4).
-fn librdkafka_scram_produce(
-    bootstrap: &str,
-    mechanism: &str,
-    user: (&str, &str),
-    prefix: &str,
-    n: usize,
-) -> Result<()> {
-    const SCRIPT: &str = r#"
-import os, sys
-try:
-    from confluent_kafka import Producer, libversion
-except ImportError:
-    print("MISSING: Python's confluent-kafka; install it with `python3 -m pip install confluent-kafka==2.16.1` (.ci/run does)")
-    sys.exit(3)
-bootstrap, mechanism, user, topic, prefix, n = sys.argv[1:7]
-producer = Producer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
-                     "sasl.mechanism": mechanism, "sasl.username": user,
-                     "sasl.password": os.environ["SCRAM_PASSWORD"], "message.timeout.ms": 15000})
-errors = []
-for i in range(int(n)):
-    producer.produce(topic, f"{prefix}-{i}".encode(), callback=lambda err, msg: err and errors.append(str(err)))
-left = producer.flush(20)
-if errors or left:
-    print(f"librdkafka {libversion()[0]}: errors {errors}, {left} undelivered")
-    sys.exit(1)
-"#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", SCRIPT, bootstrap, mechanism, user.0, TOPIC, prefix, &n.to_string()])
-        .env("SCRAM_PASSWORD", user.1)
-        .output()
-        .context("running python3 (needed for the librdkafka SCRAM client)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "the librdkafka SCRAM producer failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
 }
 
 /// No part of alice's SCRAM verifiers (salt, keys) is in the gateway's log or audit log.

@@ -4,8 +4,9 @@
 //! With `auth: passthrough` the broker authenticates the client and authorizes its requests as
 //! the client's own principal; the gateway only watches. Two rare requests are decoded, with
 //! `kafka-protocol`: SaslHandshake (the mechanism) and SaslAuthenticate (the client's token),
-//! plus the error code of SaslAuthenticate answers (read in `crate::rewrite`). Produce and Fetch
-//! are never among them. The principal comes from the token where the mechanism reveals it:
+//! plus the error code and session lifetime of SaslAuthenticate answers (read in
+//! `crate::rewrite`). Produce and Fetch are never among them. The principal comes from the
+//! token where the mechanism reveals it:
 //!
 //! - `PLAIN`: `authzid NUL user NUL password`: the user. The password is never kept.
 //! - `SCRAM-SHA-256`, `SCRAM-SHA-512`: the client-first message `n,,n=<user>,r=<nonce>`: the
@@ -90,14 +91,15 @@ impl Exchange {
         }
     }
 
-    /// Note the error code of the broker's answer to a SaslAuthenticate request.
-    pub fn answer(&mut self, error_code: i16) {
+    /// Note the error code of the broker's answer to a SaslAuthenticate request; whether it
+    /// accepted a whole exchange (for SCRAM, its final round).
+    pub fn answer(&mut self, error_code: i16) -> bool {
         if self.claimed.is_some() {
             self.summary.principal = self.claimed.clone();
         }
         if error_code != 0 {
             self.summary.authenticated = Some(false);
-            return;
+            return false;
         }
         // SCRAM succeeds on its second round (the server-first message answers the first).
         let final_round = match self.mechanism() {
@@ -108,6 +110,7 @@ impl Exchange {
             self.summary.authenticated = Some(true);
             self.summary.authentications += 1;
         }
+        final_round
     }
 
     pub fn summary(&self) -> SaslSummary {

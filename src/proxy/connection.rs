@@ -54,6 +54,7 @@ use crate::protocol::{
 };
 use crate::rewrite::{
     classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, ResponseBody, RewriteError,
+    SaslOutcome,
 };
 use crate::routing::{Effect, Passed, Route, Upstream};
 
@@ -96,6 +97,10 @@ pub enum CloseReason {
     FrameTimeout { received: usize },
     #[error("broker closed the connection")]
     UpstreamClosed,
+    /// The broker closed a connection after the client's own SASL session ended (broker
+    /// `connections.max.reauth.ms`): the client did not re-authenticate in time (KIP-368).
+    #[error("broker closed the connection after the client's SASL session ended (broker connections.max.reauth.ms): the client did not re-authenticate in time")]
+    ClientSessionEnded,
     #[error("broker disconnected in the middle of a response frame ({received} bytes of it received)")]
     UpstreamClosedMidFrame { received: usize },
     #[error("broker connection error: {0}")]
@@ -172,7 +177,8 @@ impl CloseReason {
             | CloseReason::RouteReset
             | CloseReason::RouteSwitched
             | CloseReason::MoveFailed(_)
-            | CloseReason::SaslRefused(_) => Severity::Notable,
+            | CloseReason::SaslRefused(_)
+            | CloseReason::ClientSessionEnded => Severity::Notable,
             _ => Severity::Problem,
         }
     }
@@ -191,6 +197,7 @@ impl CloseReason {
             CloseReason::IdleTimeout { .. } => "idle_timeout",
             CloseReason::FrameTimeout { .. } => "frame_timeout",
             CloseReason::UpstreamClosed => "broker_closed",
+            CloseReason::ClientSessionEnded => "client_session_ended",
             CloseReason::UpstreamClosedMidFrame { .. } => "broker_closed_mid_frame",
             CloseReason::UpstreamError(_) => "broker_error",
             CloseReason::BadResponseFrame(_) => "malformed_response_frame",
@@ -263,11 +270,31 @@ struct Traffic {
     /// The client's SASL exchanges: requests noted by one direction, answers by the other. Locked
     /// only for SaslHandshake and SaslAuthenticate, a few times per connection.
     sasl: Mutex<sasl::Exchange>,
+    /// When the client's SASL session with the broker ends (KIP-368), if the broker limits it.
+    session_ends: Mutex<Option<Instant>>,
 }
 
 impl Traffic {
     fn sasl(&self) -> std::sync::MutexGuard<'_, sasl::Exchange> {
         self.sasl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Note the broker's answer to a client's SaslAuthenticate.
+    fn sasl_answer(&self, outcome: SaslOutcome) {
+        if self.sasl().answer(outcome.error_code) {
+            let lifetime = u64::try_from(outcome.session_lifetime_ms).ok().filter(|ms| *ms > 0);
+            let ends = lifetime.map(|ms| Instant::now() + Duration::from_millis(ms));
+            *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner) = ends;
+        }
+    }
+
+    /// Why a connection the broker closed ended: the client's session had ended, or not.
+    fn broker_closed(&self) -> CloseReason {
+        let ends = *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner);
+        match ends {
+            Some(ends) if Instant::now() >= ends => CloseReason::ClientSessionEnded,
+            _ => CloseReason::UpstreamClosed,
+        }
     }
 }
 
@@ -401,7 +428,11 @@ pub async fn pump<C: Duplex, U: Duplex>(
         answers: &answers,
         client_id: &client_id,
     };
-    let reason = run(client, initial, upstream, shared, &mut owed).await;
+    let reason = match run(client, initial, upstream, shared, &mut owed).await {
+        // A passthrough client's own session (KIP-368) ended: the broker closed it for that.
+        CloseReason::UpstreamClosed => traffic.broker_closed(),
+        reason => reason,
+    };
     while let Some(unanswered) = owed.next_unanswered() {
         ctx.route.fence.leave(passed(&unanswered));
         if reason.severity() == Severity::Problem {
@@ -754,6 +785,9 @@ impl Requests<'_> {
     /// new broker connection where the connection can re-dial, else by closing (the client
     /// logs in again).
     fn renewal(&self) -> RequestsEnd {
+        if let Some(swap) = &self.ctx.swap {
+            swap.pause_for_renewal();
+        }
         if self.follows_moves {
             RequestsEnd::Renew
         } else {
@@ -875,6 +909,13 @@ impl Requests<'_> {
         let fence = &self.ctx.route.fence;
         let mut run = Run::default();
         loop {
+            // A swap route's broker session at its end is renewed before the next request, even
+            // when the client never pauses (its renewal timer in `read` is then never polled):
+            // what went before is answered first, the rest waits in `buf` for the new session.
+            if self.ctx.swap.as_ref().is_some_and(|swap| swap.broker_session_must_renew()) {
+                self.write_run(buf, &mut run, upstream, read_at).await?;
+                return Err(self.renewal());
+            }
             let len = match frame_at(&buf[run.end..], limits) {
                 Ok(FrameStatus::Complete(len)) => len,
                 Ok(FrameStatus::Incomplete { total }) => {
@@ -1353,8 +1394,7 @@ impl Responses<'_> {
             }
             if request.handling == ResponseHandling::ObserveSaslOutcome {
                 let body = &buf[run_end + SIZE_PREFIX..run_end + len];
-                let error_code = sasl_outcome(&request, body).map_err(CloseReason::BadResponse)?;
-                self.traffic.sasl().answer(error_code);
+                self.traffic.sasl_answer(sasl_outcome(&request, body).map_err(CloseReason::BadResponse)?);
                 run_end += len;
                 continue;
             }

@@ -30,11 +30,10 @@ use super::budget::MemoryBudget;
 use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
-use super::stream::{BrokerReader, BrokerStream, BrokerWriter, Duplex, Halves, Rewound};
-use super::swap::{self, Legs, SwapAuth, SwapOutcome, SwapSession};
+use super::stream::{BrokerStream, Duplex, Rewound};
+use super::swap::{self, SwapAuth};
 use super::upstream;
 use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
-use crate::protocol::SaslSummary;
 use crate::routing::{Route, Target, Upstream};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit, Metrics};
 use crate::tls::ServerTls;
@@ -264,10 +263,6 @@ fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, lim
     }
 }
 
-/// One accepted client connection, from accept to close.
-/// A swap route's broker connection on the cluster its connection moved to, logged in.
-type MovedBroker = Pin<Box<dyn Future<Output = Result<Halves<BrokerReader, BrokerWriter>, String>> + Send>>;
-
 /// Dial `target` on the cluster a connection moves to. A broker port whose node that cluster
 /// lacks is dialled to any of its brokers: they answer for what that node led with
 /// NOT_LEADER_OR_FOLLOWER (and the new leader), and the client moves on by its own retry path.
@@ -279,6 +274,7 @@ async fn redial(domain: &Upstream, target: Target, timeout: Duration) -> Result<
     connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
 }
 
+/// One accepted client connection, from accept to close.
 struct Connection {
     route: Arc<Route>,
     tls: Option<Arc<ServerTls>>,
@@ -412,7 +408,7 @@ impl Connection {
             };
         tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened{origin}");
         metrics.upstream_connections_active.inc();
-        let mut ctx = ConnectionContext {
+        let ctx = ConnectionContext {
             route: Arc::clone(&self.route),
             upstream: domain,
             settings: Arc::clone(&self.shared.settings),
@@ -420,58 +416,15 @@ impl Connection {
             swap: None,
         };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
+        let connect_timeout = self.shared.settings.connect_timeout;
+        let dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+            Box::pin(async move { redial(&domain, target, connect_timeout).await })
+        };
         let summary = match self.shared.swaps.get(&self.route.name) {
-            None => {
-                let target = self.target;
-                let connect_timeout = self.shared.settings.connect_timeout;
-                let redial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
-                    Box::pin(async move { redial(&domain, target, connect_timeout).await })
-                };
-                let redial: &Redial<_> = &redial;
-                pump(client, initial, upstream, &ctx, stop, Some(redial)).await
-            }
-            Some(auth) => {
-                let (mut client_read, mut client_write) = client.into_halves();
-                let (mut upstream_read, mut upstream_write) = upstream.into_halves();
-                let legs = Legs {
-                    client_read: &mut client_read,
-                    client_write: &mut client_write,
-                    upstream_read: &mut upstream_read,
-                    upstream_write: &mut upstream_write,
-                };
-                let max_frame = ctx.settings.max_frame_bytes;
-                match swap::login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame, certificate).await {
-                    SwapOutcome::Ended { reason, summary, bytes_to_client } => ConnectionSummary {
-                        reason,
-                        bytes_from_client: 0,
-                        bytes_to_client,
-                        sasl: summary,
-                        cluster_user: None,
-                    },
-                    SwapOutcome::LoggedIn { session: logged_in, leftover, summary: login, bytes_to_client } => {
-                        let logged_in = Arc::new(logged_in);
-                        ctx.swap = Some(Arc::clone(&logged_in));
-                        let client = Halves(client_read, client_write);
-                        let upstream = Halves(upstream_read, upstream_write);
-                        // The re-dial serves both a switchover's cut and the renewal of the
-                        // gateway's broker session (connections.max.reauth.ms).
-                        let redial = self.swap_redial(Arc::clone(&logged_in));
-                        let redial: &Redial<_> = &redial;
-                        let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(redial)).await;
-                        summary.bytes_to_client += bytes_to_client;
-                        // The login, then any re-authentications the pump answered.
-                        let reauth = summary.sasl.clone();
-                        summary.sasl = SaslSummary {
-                            authentications: login.authentications + reauth.authentications,
-                            authenticated: reauth.authenticated.or(login.authenticated),
-                            ..login
-                        };
-                        // The user of the last broker login: after a switchover, the destination's.
-                        summary.cluster_user = Some(logged_in.cluster_user());
-                        summary
-                    }
-                }
-            }
+            None => pump(client, initial, upstream, &ctx, stop, Some(&dial as &Redial<_>)).await,
+            // The re-dial serves both a switchover's cut and the renewal of the gateway's broker
+            // session (connections.max.reauth.ms); the swap logs in again on it.
+            Some(auth) => swap::serve(auth, (client, initial, certificate), upstream, ctx, stop, dial).await,
         };
         metrics.upstream_connections_active.dec();
         let reason = &summary.reason;
@@ -498,22 +451,6 @@ impl Connection {
             }
         }
         self.audit_close(proxied, Some(upstream), &reason.to_string(), started, Some(&summary));
-    }
-
-    /// How a swap route's connection follows its route to another cluster: a broker connection
-    /// there, and the gateway's login on it for the client's principal, with the credentials
-    /// that cluster's domain maps it to.
-    fn swap_redial(&self, session: Arc<SwapSession>) -> impl Fn(Arc<Upstream>) -> MovedBroker + Send + Sync {
-        let (target, timeout) = (self.target, self.shared.settings.connect_timeout);
-        let (max_frame, route) = (self.shared.settings.max_frame_bytes, self.route.name.clone());
-        move |domain: Arc<Upstream>| -> MovedBroker {
-            let (session, route) = (Arc::clone(&session), route.clone());
-            Box::pin(async move {
-                let (mut read, mut write) = redial(&domain, target, timeout).await?.into_halves();
-                swap::relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
-                Ok(Halves(read, write))
-            })
-        }
     }
 
     fn audit_open(&self, proxied: Option<ProxiedAddresses>) {

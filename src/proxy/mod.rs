@@ -19,4 +19,4 @@ pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, accept_sni_loop, bind_route, BoundPort, ListenerContext, SniRoute};
 pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};
 pub use stream::{Duplex, Halves};
-pub use swap::SwapAuth;
+pub use swap::{serve as serve_swap, SwapAuth};

@@ -30,12 +30,16 @@
 //! Re-authentication (KIP-368) on an open connection is answered by the pump through its own
 //! answers ([`SwapSession::reauthenticate`]), with the same exchange code as the login
 //! (`SwapAuth::step`): the password or SCRAM proof is checked again and the principal must not
-//! change; the broker session is not renewed (see docs/security.md).
+//! change. The gateway's own broker session, when the broker limits it, is renewed apart from
+//! the client's: the pump re-dials before it ends and [`serve`] logs in again there (see
+//! docs/security.md).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -45,9 +49,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::broker_login::BrokerSide;
-use super::connection::CloseReason;
+use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, StopSignals};
+use super::stream::{Duplex, Halves};
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
 use crate::protocol::scram::{constant_time_eq, Decoy, ScramHash, ScramServer, ScramServerError, ScramVerifier};
 use crate::protocol::{
@@ -462,6 +468,11 @@ pub struct SwapSession {
     /// When the client's session ends (`connectionsMaxReauthMs`), in milliseconds after
     /// `since`; 0: never.
     expires_at_ms: AtomicU64,
+    /// When the pump stopped reading the client to renew the broker session, in milliseconds
+    /// after `since`; 0: it reads.
+    paused_at_ms: AtomicU64,
+    /// On tokio's clock, the one the pump's renewal timer sleeps on: the two must agree, or the
+    /// timer wakes to a session that has not aged (and, with time paused, never does).
     since: Instant,
 }
 
@@ -475,6 +486,7 @@ impl SwapSession {
             broker_started_ms: AtomicU64::new(0),
             exchange: Mutex::new(ClientExchange::Idle),
             expires_at_ms: AtomicU64::new(0),
+            paused_at_ms: AtomicU64::new(0),
             since: Instant::now(),
         };
         session.renew();
@@ -490,7 +502,7 @@ impl SwapSession {
     /// A broker session of `lifetime` (if limited) began now.
     fn broker_session_started(&self, lifetime: Option<Duration>) {
         let lifetime_ms = lifetime.map_or(0, |l| (l.as_millis() as u64).max(1));
-        self.broker_started_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Release);
+        self.broker_started_ms.store(self.elapsed_ms(), Ordering::Release);
         self.broker_lifetime_ms.store(lifetime_ms, Ordering::Release);
     }
 
@@ -513,7 +525,30 @@ impl SwapSession {
             return None;
         }
         let at = self.broker_started_ms.load(Ordering::Acquire) + (lifetime as f64 * share) as u64;
-        Some(Duration::from_millis(at.saturating_sub(self.since.elapsed().as_millis() as u64)))
+        Some(Duration::from_millis(at.saturating_sub(self.elapsed_ms())))
+    }
+
+    /// The pump stops reading the client now, to renew the broker session.
+    pub fn pause_for_renewal(&self) {
+        self.paused_at_ms.store(self.elapsed_ms().max(1), Ordering::Release);
+    }
+
+    /// The pump reads the client again after a renewal. The client's session is lengthened by
+    /// the pause: its requests waited unread, and one it sent before its session ended must
+    /// not be judged late for the gateway's own delay.
+    fn resume_after_renewal(&self) {
+        let paused_at = self.paused_at_ms.swap(0, Ordering::AcqRel);
+        if paused_at == 0 {
+            return;
+        }
+        let pause = self.elapsed_ms().saturating_sub(paused_at);
+        let _ = self
+            .expires_at_ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |at| (at != 0).then(|| at.saturating_add(pause)));
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
     }
 
     /// Start a new client session (at login and at each accepted re-authentication).
@@ -528,7 +563,7 @@ impl SwapSession {
     /// gateway then takes nothing but SaslHandshake and SaslAuthenticate.
     pub fn expired(&self) -> bool {
         let at = self.expires_at_ms.load(Ordering::Acquire);
-        at != 0 && self.since.elapsed().as_millis() as u64 >= at
+        at != 0 && self.elapsed_ms() >= at
     }
 
     /// Answer a SaslHandshake or SaslAuthenticate request the client sends on an open
@@ -696,7 +731,71 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         session.auth.cluster_login(principal, domain, route, &mut broker).await.map_err(|refusal| refusal.message)?;
     session.broker_session_started(lifetime);
     *session.cluster_user.lock().unwrap_or_else(PoisonError::into_inner) = user.clone();
+    session.resume_after_renewal();
     Ok(user)
+}
+
+/// A swap route's connection from the client's first byte to its end: the login, then the
+/// pump. `dial` opens a broker connection to a domain, not logged in; the pump's re-dials (a
+/// switchover's cut, the renewal of the gateway's broker session) go through it and log in
+/// there again. The summary's SASL part counts the login and the re-authentications the pump
+/// answered. `certificate`: the subject of the client's TLS certificate, for mTLS routes.
+pub async fn serve<C, U, D>(
+    auth: &Arc<SwapAuth>,
+    (client, initial, certificate): (C, BytesMut, Option<String>),
+    upstream: U,
+    mut ctx: ConnectionContext,
+    stop: StopSignals<'_>,
+    dial: D,
+) -> ConnectionSummary
+where
+    C: Duplex,
+    U: Duplex,
+    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync + 'static,
+{
+    let (mut client_read, mut client_write) = client.into_halves();
+    let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let legs = Legs {
+        client_read: &mut client_read,
+        client_write: &mut client_write,
+        upstream_read: &mut upstream_read,
+        upstream_write: &mut upstream_write,
+    };
+    let max_frame = ctx.settings.max_frame_bytes;
+    let (session, leftover, login, bytes_to_client) =
+        match login(auth, legs, initial, &ctx.route, &ctx.upstream, max_frame, certificate).await {
+            SwapOutcome::Ended { reason, summary, bytes_to_client } => {
+                let sasl = summary;
+                return ConnectionSummary { reason, bytes_from_client: 0, bytes_to_client, sasl, cluster_user: None };
+            }
+            SwapOutcome::LoggedIn { session, leftover, summary, bytes_to_client } => {
+                (Arc::new(session), leftover, summary, bytes_to_client)
+            }
+        };
+    ctx.swap = Some(Arc::clone(&session));
+    let logged_in = Arc::clone(&session);
+    let route = ctx.route.name.clone();
+    let relogin_dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+        let (dialled, session, route) = (dial(Arc::clone(&domain)), Arc::clone(&session), route.clone());
+        Box::pin(async move {
+            let (mut read, mut write) = dialled.await?.into_halves();
+            relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
+            Ok(Halves(read, write))
+        })
+    };
+    let relogin_dial: &Redial<_> = &relogin_dial;
+    let (client, upstream) = (Halves(client_read, client_write), Halves(upstream_read, upstream_write));
+    let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(relogin_dial)).await;
+    summary.bytes_to_client += bytes_to_client;
+    let reauth = std::mem::take(&mut summary.sasl);
+    summary.sasl = SaslSummary {
+        authentications: login.authentications + reauth.authentications,
+        authenticated: reauth.authenticated.or(login.authenticated),
+        ..login
+    };
+    // The user of the last broker login: after a switchover, the destination's.
+    summary.cluster_user = Some(logged_in.cluster_user());
+    summary
 }
 
 struct Dialogue<'a, 'l, CR, CW, UR, UW> {
@@ -1055,7 +1154,7 @@ mod tests {
             api_version: version,
             handling: ResponseHandling::Opaque,
             expects_response: true,
-            sent_at: Instant::now(),
+            sent_at: std::time::Instant::now(),
             client: 0,
         }
     }

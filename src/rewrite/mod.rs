@@ -114,14 +114,24 @@ fn edit<R: Decodable + Encodable, B: ByteBuf>(
     encode_response(&header, &response, request.api_key, request.api_version).map(Some)
 }
 
-/// The error code of a SaslAuthenticate answer (`body`: the frame after its size prefix) to
-/// `request`: 0 when the broker accepted the client's credentials. Only the code is kept; the
-/// rest (a SCRAM server message, the session lifetime) is dropped with the decoded copy.
-pub fn sasl_outcome(request: &InFlight, mut body: &[u8]) -> Result<i16, RewriteError> {
+/// What the gateway keeps of a SaslAuthenticate answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaslOutcome {
+    /// 0 when the broker accepted the client's credentials.
+    pub error_code: i16,
+    /// The client's session lifetime (KIP-368), in milliseconds; 0: unlimited.
+    pub session_lifetime_ms: i64,
+}
+
+/// The outcome of a SaslAuthenticate answer (`body`: the frame after its size prefix) to
+/// `request`. Only the error code and the session lifetime are kept; the rest (a SCRAM server
+/// message) is dropped with the decoded copy.
+pub fn sasl_outcome(request: &InFlight, mut body: &[u8]) -> Result<SaslOutcome, RewriteError> {
     let body = &mut body;
-    let decode = |body: &mut &[u8]| -> anyhow::Result<i16> {
+    let decode = |body: &mut &[u8]| -> anyhow::Result<SaslOutcome> {
         ResponseHeader::decode(body, request.api_key.response_header_version(request.api_version))?;
-        Ok(SaslAuthenticateResponse::decode(body, request.api_version)?.error_code)
+        let answer = SaslAuthenticateResponse::decode(body, request.api_version)?;
+        Ok(SaslOutcome { error_code: answer.error_code, session_lifetime_ms: answer.session_lifetime_ms })
     };
     decode(body).map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
 }

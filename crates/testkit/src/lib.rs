@@ -12,6 +12,7 @@
 //! - [`clients`]: other client generations: any release of the Java client (its own jars, from
 //!   Maven Central) and franz-go, each running the same workout;
 //! - [`kcat`]: librdkafka clients through `kcat`;
+//! - [`confluent_kafka`]: a current librdkafka (2.16) through Python's confluent-kafka;
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process, and its config files;
 //! - [`drill`]: the client-switchover drill (two clusters, MirrorMaker 2, numbered clients);
@@ -27,6 +28,7 @@
 //! drop, or killed by the kernel if the test process dies.
 
 pub mod clients;
+pub mod confluent_kafka;
 pub mod drill;
 pub mod gateway;
 pub mod haproxy;
