@@ -10,6 +10,7 @@ mod poll_on_wake;
 mod proxy_protocol;
 mod stream;
 mod swap;
+mod transactions;
 mod upstream;
 
 pub use budget::MemoryBudget;

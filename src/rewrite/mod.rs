@@ -12,6 +12,7 @@ mod addresses;
 mod api_versions;
 mod configs;
 mod rules;
+mod transactions;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseHeader, SaslAuthenticateResponse};
@@ -23,6 +24,7 @@ use crate::routing::{Route, Upstream};
 
 pub use api_versions::{clamped_versions, unsupported_version_answer};
 pub use rules::{classify, handling, Classified};
+pub use transactions::{end_txn_after_cut, end_txn_answer, EndTxnAfterCut};
 
 /// A response the gateway had to decode but could not.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{BrokerSecurity, HostPort};
@@ -65,7 +66,16 @@ pub trait ClusterMetadata: Send + Sync + 'static {
     fn records(&self, _topic: &str, _timeout: Duration) -> anyhow::Result<Vec<KeyValue>> {
         anyhow::bail!("this cluster client cannot read topics")
     }
+    /// Have the cluster's transaction coordinator up, as the first transactional producer of a
+    /// cluster does: its transaction state log created and a coordinator elected.
+    fn start_transaction_coordinator(&self, _timeout: Duration) -> anyhow::Result<()> {
+        anyhow::bail!("this cluster client cannot start a transaction coordinator")
+    }
 }
+
+/// The transactional id the gateway initialises to start a cluster's transaction coordinator.
+/// It never begins a transaction.
+const WARM_UP_TRANSACTIONAL_ID: &str = "switchyard-warm-up";
 
 /// The gateway's own librdkafka client of one listener, and its settings for the short-lived
 /// clients that read or commit a group's offsets (librdkafka binds a client to one group id).
@@ -189,6 +199,14 @@ impl ClusterMetadata for Librdkafka {
             }
         }
         Ok(records)
+    }
+
+    fn start_transaction_coordinator(&self, timeout: Duration) -> anyhow::Result<()> {
+        let producer: BaseProducer =
+            self.settings.clone().set("transactional.id", WARM_UP_TRANSACTIONAL_ID).create()?;
+        // Retries FindCoordinator and InitProducerId until the coordinator answers, or `timeout`.
+        producer.init_transactions(timeout)?;
+        Ok(())
     }
 }
 

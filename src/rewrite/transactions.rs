@@ -1,0 +1,109 @@
+//! The answers that carry a transactional producer across a live switchover's cut.
+//!
+//! The destination cluster never saw a transaction that began on the source, nor the
+//! transactional id's producer id: its brokers answer `INVALID_PRODUCER_ID_MAPPING`, which the
+//! Java 4.x client treats as fatal everywhere. On a route that has moved to another cluster
+//! (and only there), that code is turned into what the client goes on from: on Produce and on
+//! an EndTxn that commits, `TRANSACTION_ABORTABLE`, so the client aborts and resends the
+//! transaction; an EndTxn that aborts is answered with success and a producer id of the
+//! destination's, which the proxy gets for the client (`proxy::transactions`). The records of a
+//! transaction aborted so were never acknowledged; the source aborts its half at
+//! `transaction.timeout.ms`.
+//!
+//! Older clients (Produce before v12, EndTxn before v5: Java 3.x, librdkafka) treat
+//! `INVALID_PRODUCER_ID_MAPPING` as abortable themselves and get a new producer id by their own
+//! InitProducerId: their answers pass unchanged.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::RewriteError;
+use crate::protocol::transaction::{
+    COORDINATOR_NOT_AVAILABLE, END_TXN_WITH_PRODUCER_ID, INVALID_PRODUCER_ID_MAPPING, TRANSACTION_ABORTABLE,
+};
+use crate::protocol::InFlight;
+use crate::routing::Route;
+
+/// Produce v12 and later come from clients (Java 4.0 and later) for which
+/// `INVALID_PRODUCER_ID_MAPPING` is fatal.
+const PRODUCE_FATAL_MAPPING_SINCE: i16 = 12;
+
+/// What the client reads beside the replaced code.
+const WHY: &str = "the transaction began on the cluster this gateway route used before a switchover: abort it and retry";
+
+/// On a route that has moved, make the partitions the destination answered
+/// `INVALID_PRODUCER_ID_MAPPING` abortable. Returns whether anything changed.
+pub(super) fn abortable_produce(route: &Route, version: i16, response: &mut ProduceResponse) -> bool {
+    if version < PRODUCE_FATAL_MAPPING_SINCE || route.moves() == 0 {
+        return false;
+    }
+    let mut changed = false;
+    for partition in response.responses.iter_mut().flat_map(|topic| topic.partition_responses.iter_mut()) {
+        if partition.error_code == INVALID_PRODUCER_ID_MAPPING {
+            partition.error_code = TRANSACTION_ABORTABLE;
+            partition.error_message = Some(StrBytes::from_static_str(WHY));
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// What becomes of an EndTxn answer on a route that has moved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EndTxnAfterCut {
+    /// The destination knew the transaction (or the client's version handles the error):
+    /// passed as it is.
+    Pass,
+    /// A commit the destination never saw: this frame, `TRANSACTION_ABORTABLE`, goes instead.
+    Abortable(Bytes),
+    /// An abort the destination never saw: the gateway answers it with a producer id of the
+    /// destination's ([`end_txn_answer`]).
+    NewProducerId,
+}
+
+/// Decide on the EndTxn answer `body` (the frame after its size prefix) to `request`, which
+/// asked to commit (`committed`) or abort.
+pub fn end_txn_after_cut(request: &InFlight, committed: bool, body: &[u8]) -> Result<EndTxnAfterCut, RewriteError> {
+    if request.api_version < END_TXN_WITH_PRODUCER_ID {
+        return Ok(EndTxnAfterCut::Pass);
+    }
+    let mut unknown = false;
+    let replaced = super::edit::<EndTxnResponse, _>(request, body, |response| {
+        unknown = response.error_code == INVALID_PRODUCER_ID_MAPPING;
+        if unknown && committed {
+            response.error_code = TRANSACTION_ABORTABLE;
+        }
+        unknown && committed
+    })
+    .map_err(|cause| rewrite_error(request, cause))?;
+    Ok(match replaced {
+        Some(frame) => EndTxnAfterCut::Abortable(frame),
+        None if unknown => EndTxnAfterCut::NewProducerId,
+        None => EndTxnAfterCut::Pass,
+    })
+}
+
+/// The answer to an abort the destination never saw, in place of `body`: success, going on
+/// with `producer` (id and epoch) the destination gave; or, when it could not give one yet
+/// (`Err`: its retriable error), `COORDINATOR_NOT_AVAILABLE`, so the client looks its
+/// coordinator up again and retries the abort.
+pub fn end_txn_answer(request: &InFlight, body: &[u8], producer: Result<(i64, i16), i16>) -> Result<Bytes, RewriteError> {
+    let answer = super::edit::<EndTxnResponse, _>(request, body, |response| {
+        match producer {
+            Ok((id, epoch)) => {
+                response.error_code = 0;
+                response.producer_id = id.into();
+                response.producer_epoch = epoch;
+            }
+            Err(_) => response.error_code = COORDINATOR_NOT_AVAILABLE,
+        }
+        true
+    })
+    .map_err(|cause| rewrite_error(request, cause))?;
+    answer.ok_or_else(|| rewrite_error(request, anyhow::anyhow!("the EndTxn answer was not re-encoded")))
+}
+
+fn rewrite_error(request: &InFlight, cause: anyhow::Error) -> RewriteError {
+    RewriteError { api_key: request.api_key, api_version: request.api_version, cause }
+}
