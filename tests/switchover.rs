@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::run_suite_with_known_failures;
+use common::run_suite;
 use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
 use serde_json::{json, Value};
 use switchyard_testkit::clients::JAVA_CLIENT_3;
@@ -27,15 +27,8 @@ struct Env {
     destination: KafkaCluster,
 }
 
-/// Tests that reproduce an open issue (run them with `--ignored`).
-const KNOWN_FAILING: &[&str] = &[
-    // Issue 15: a transactional producer does not survive the cut yet (docs/switchover.md).
-    "java_transactional_producer_keeps_committing_across_the_cut",
-    "java_3_transactional_producer_keeps_committing_across_the_cut",
-];
-
 fn main() {
-    run_suite_with_known_failures(
+    run_suite(
         &[
             ("dry_run_reports_without_changing_anything", dry_run_reports_without_changing_anything),
             ("bad_requests_are_refused_before_fencing", bad_requests_are_refused_before_fencing),
@@ -54,7 +47,6 @@ fn main() {
             ("drill_error_fence_answers_and_loses_nothing", drill_error_fence_answers_and_loses_nothing),
             ("drill_restart_procedure_loses_nothing", drill_restart_procedure_loses_nothing),
         ],
-        KNOWN_FAILING,
         || {
             let source = KafkaCluster::start(ClusterSpec::single())?;
             let destination = KafkaCluster::start(ClusterSpec { first_node_id: 2, ..ClusterSpec::single() })?;
@@ -400,16 +392,16 @@ fn stock_kcat_consumer_keeps_consuming_across_the_cut(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// The brokers' own 4.1 client, on a destination that never hosted a transaction. Known to
-/// fail (issue 15): the producer stalls until `commitTransaction` times out, or, when the cut
-/// catches its commit, fails fatally.
+/// The brokers' own 4.1 client (transaction version 2), on a destination that never hosted a
+/// transaction: pre-flight starts its coordinator, and the gateway answers for the transaction
+/// the destination never saw (issue 15).
 fn java_transactional_producer_4(env: &Env) -> Result<()> {
     java_transactional_producer_keeps_committing_across_the_cut(env, None, false)
 }
 
-/// kafka-clients 3.9, on a destination whose transaction coordinator is up. Known to fail
-/// (issue 15), depending on timing (5 of 7 runs): one abort and re-initialization succeed, the
-/// next abort is fatal.
+/// kafka-clients 3.9 (transaction version 1 requests), on a destination whose transaction
+/// coordinator is up: it re-initialises by its own epoch bump, and its abort of the
+/// transaction the destination never saw is answered as done (issue 15).
 fn java_transactional_producer_3(env: &Env) -> Result<()> {
     java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true)
 }

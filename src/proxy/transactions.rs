@@ -58,7 +58,9 @@ impl Transactions {
     /// Cheap for every API but InitProducerId and EndTxn.
     pub fn note(&self, route: &Route, request: &mut InFlight, body: &[u8]) -> Result<(), RequestError> {
         if request.api_key == ApiKey::InitProducerId {
-            if let Some(timeout) = transaction::transaction_timeout(request.api_version, body)? {
+            // Best effort, as the request is forwarded either way: one the codec cannot read (a
+            // client newer than the gateway) leaves the default timeout.
+            if let Ok(Some(timeout)) = transaction::transaction_timeout(request.api_version, body) {
                 self.timeout_ms.store(timeout, Ordering::Relaxed);
                 route.saw_transactional_producer();
             }
@@ -95,9 +97,10 @@ impl Transactions {
         }
         match end_txn_after_cut(request, end.committed, body).map_err(CloseReason::BadResponse)? {
             EndTxnAfterCut::Pass => Ok(None),
-            EndTxnAfterCut::Abortable(answer) => {
+            EndTxnAfterCut::Replace(answer) => {
+                let how = if end.committed { "a commit answered as abortable" } else { "an abort answered as done" };
                 tracing::info!(route = %route.name, transactional_id = %end.transactional_id,
-                    "a commit the new cluster never saw (begun before the switchover) answered as abortable");
+                    "{how}: the new cluster never saw the transaction (begun before the switchover)");
                 Ok(Some(answer))
             }
             EndTxnAfterCut::NewProducerId => {

@@ -105,9 +105,9 @@ static RULES: &[Rule] = &[
     rule(ApiKey::SaslAuthenticate, 0, ResponseHandling::ObserveSaslOutcome, None),
     // Only on a route that has moved to another cluster (the pump keeps it opaque elsewhere):
     // the destination never saw a transaction begun before the cut, and the answer that says
-    // so is fatal for a transaction-version-2 client (v5+); the proxy answers in its place
-    // (`transactions`, `proxy::transactions`).
-    rule(ApiKey::EndTxn, 5, ResponseHandling::EndTxnAfterCut, None),
+    // so stops the client; the proxy answers in its place (`transactions`,
+    // `proxy::transactions`).
+    rule(ApiKey::EndTxn, 0, ResponseHandling::EndTxnAfterCut, None),
 ];
 
 /// What to do to the answer of `request`; `None` when it passes unchanged.
