@@ -634,6 +634,7 @@ async fn answer_one<R: Encodable>(broker: &mut DuplexStream, api_key: ApiKey, ve
 
 /// Decode an answer (`body`: the frame after its size prefix) read by the client.
 fn decode_answer<R: kafka_protocol::protocol::Decodable>(api_key: ApiKey, version: i16, mut body: Bytes) -> R {
+    use kafka_protocol::protocol::Decodable;
     kafka_protocol::messages::ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
     R::decode(&mut body, version).unwrap()
 }
@@ -678,8 +679,10 @@ fn unknown_transaction() -> kafka_protocol::messages::EndTxnResponse {
 }
 
 /// Move the connection of `client` (whose old broker answers everything) to the route's next
-/// cluster, as a switchover's cut does.
-async fn cut_under(gateway: &Gateway) {
+/// cluster, as a switchover's cut does, once the connection is under way.
+async fn cut_under(gateway: &Gateway, client: &mut DuplexStream) {
+    client.write_all(&produce(0)).await.unwrap();
+    assert_eq!(answers(client, 1).await, vec![0]);
     gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
     gateway.ctx.route.fence.drained().await;
     gateway.cut();
@@ -712,7 +715,7 @@ async fn after_a_cut_a_transaction_the_new_cluster_never_saw_is_abortable() {
     let gateway = Gateway::new(settings());
     let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
     let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway).await;
+    cut_under(&gateway, &mut client).await;
     let mut destination = dialled.remove(0);
     let (produce, unknown) = transactional_produce(1);
     client.write_all(&produce).await.unwrap();
@@ -741,7 +744,7 @@ async fn after_a_cut_an_abort_the_new_cluster_never_saw_gets_its_new_producer_id
         .with_transaction_timeout_ms(30_000);
     client.write_all(&frame(ApiKey::InitProducerId, 5, 1, &init)).await.unwrap();
     assert_eq!(answers(&mut client, 1).await, vec![1]);
-    cut_under(&gateway).await;
+    cut_under(&gateway, &mut client).await;
     let (mut destination, mut own) = (dialled.remove(0), dialled.remove(0));
     client.write_all(&end_txn(5, 2, false)).await.unwrap();
     answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
@@ -767,7 +770,7 @@ async fn an_abort_is_retried_while_the_new_cluster_cannot_give_a_producer_id() {
     let gateway = Gateway::new(settings());
     let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(2);
     let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway).await;
+    cut_under(&gateway, &mut client).await;
     let (mut destination, mut own) = (dialled.remove(0), dialled.remove(0));
     client.write_all(&end_txn(5, 1, false)).await.unwrap();
     answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
@@ -786,7 +789,7 @@ async fn after_a_cut_an_older_client_s_abort_is_answered_as_done() {
     let gateway = Gateway::new(settings());
     let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
     let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway).await;
+    cut_under(&gateway, &mut client).await;
     let mut destination = dialled.remove(0);
     for (correlation_id, committed, expected) in [(1, true, INVALID_PRODUCER_ID_MAPPING), (2, false, 0)] {
         client.write_all(&end_txn(4, correlation_id, committed)).await.unwrap();

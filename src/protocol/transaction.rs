@@ -94,7 +94,7 @@ mod tests {
             .with_transaction_timeout_ms(30_000);
         let body = request_body(ApiKey::InitProducerId, 5, 1, &transactional);
         assert_eq!(transaction_timeout(5, &body), Ok(Some(30_000)));
-        let idempotent = InitProducerIdRequest::default().with_transaction_timeout_ms(-1);
+        let idempotent = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1);
         assert_eq!(transaction_timeout(4, &request_body(ApiKey::InitProducerId, 4, 1, &idempotent)), Ok(None));
         assert!(transaction_timeout(4, &body[..12]).is_err());
     }

@@ -842,6 +842,11 @@ impl Requests<'_> {
             if waits.frame_started.is_some() && waits.last_read >= waits.frame_deadline(settings.frame_timeout) {
                 return Err(RequestsEnd::Failed(CloseReason::FrameTimeout { received: buf.len() }));
             }
+            // Bytes and a stop signal ready together: the stop first. At a switchover's cut the
+            // fence is already open, and what was just read must not pass to the old cluster.
+            if matches!(read, Ok(read) if read > 0) && waits.stop_fired().await {
+                return Err(self.stopped());
+            }
             return match read {
                 Err(e) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
                 Ok(0) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
