@@ -106,7 +106,10 @@ impl Gateway {
     /// Pump one connection that can dial `dials` broker connections after its first (to follow
     /// its route, or for the gateway's own requests); their broker ends are returned in the
     /// order they are dialled.
-    fn connect_dialling(&self, dials: usize) -> (DuplexStream, DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
+    fn connect_dialling(
+        &self,
+        dials: usize,
+    ) -> (DuplexStream, DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
         let (client, client_side) = duplex(PIPE);
         let (broker, broker_side) = duplex(PIPE);
         let (dialled, sides): (Vec<_>, std::collections::VecDeque<_>) = (0..dials).map(|_| duplex(PIPE)).unzip();

@@ -402,7 +402,9 @@ pub async fn pump<C: Duplex, U: Duplex>(
         move |upstream: Arc<Upstream>, transactional_id, timeout_ms| -> Pin<Box<dyn Future<Output = _> + Send + '_>> {
             Box::pin(async move {
                 let (mut read, mut write) = redial(upstream).await?.into_halves();
-                BrokerSide::new(&mut read, &mut write, max_frame_bytes).init_producer_id(transactional_id, timeout_ms).await
+                BrokerSide::new(&mut read, &mut write, max_frame_bytes)
+                    .init_producer_id(transactional_id, timeout_ms)
+                    .await
             })
         }
     });

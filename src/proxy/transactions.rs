@@ -110,7 +110,8 @@ impl Transactions {
                     seen => seen,
                 };
                 let asked = producer_ids(Arc::clone(upstream), end.transactional_id.clone(), timeout);
-                let Some(producer) = producer_for_abort(route, &end, tokio::time::timeout(PRODUCER_ID_TIMEOUT, asked).await)
+                let Some(producer) =
+                    producer_for_abort(route, &end, tokio::time::timeout(PRODUCER_ID_TIMEOUT, asked).await)
                 else {
                     return Ok(None);
                 };

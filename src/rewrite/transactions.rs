@@ -33,7 +33,8 @@ use crate::routing::Route;
 const PRODUCE_FATAL_MAPPING_SINCE: i16 = 12;
 
 /// What the client reads beside the replaced code.
-const WHY: &str = "the transaction began on the cluster this gateway route used before a switchover: abort it and retry";
+const WHY: &str =
+    "the transaction began on the cluster this gateway route used before a switchover: abort it and retry";
 
 /// On a route that has moved, make the partitions the destination answered
 /// `INVALID_PRODUCER_ID_MAPPING` abortable. Returns whether anything changed.
@@ -97,7 +98,11 @@ pub fn end_txn_after_cut(request: &InFlight, committed: bool, body: &[u8]) -> Re
 /// with `producer` (id and epoch) the destination gave; or, when it could not give one yet
 /// (`Err`: its retriable error), `COORDINATOR_NOT_AVAILABLE`, so the client looks its
 /// coordinator up again and retries the abort.
-pub fn end_txn_answer(request: &InFlight, body: &[u8], producer: Result<(i64, i16), i16>) -> Result<Bytes, RewriteError> {
+pub fn end_txn_answer(
+    request: &InFlight,
+    body: &[u8],
+    producer: Result<(i64, i16), i16>,
+) -> Result<Bytes, RewriteError> {
     let answer = super::edit::<EndTxnResponse, _>(request, body, |response| {
         match producer {
             Ok((id, epoch)) => {
