@@ -10,7 +10,7 @@
 //! transaction aborted so were never acknowledged; the source aborts its half at
 //! `transaction.timeout.ms`.
 //!
-//! Older clients (Produce before v12, EndTxn before v5: Java 3.x, librdkafka) treat
+//! Older clients (Produce before v12, EndTxn before v5: Java 3.x) treat
 //! `INVALID_PRODUCER_ID_MAPPING` as abortable themselves and get a new producer id by their own
 //! InitProducerId (an epoch bump, KIP-360): their Produce and commit answers pass unchanged.
 //! Only their abort is answered with success: the Java 3.9 client that sees its abort fail
