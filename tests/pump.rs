@@ -4,7 +4,9 @@
 //! The real-Kafka suites prove the gateway works with real clients; these pin down what only
 //! shows as timing or order: answers in request order while a fence answers some requests
 //! itself, the drain a switchover waits on, the idle and frame deadlines, and that a full
-//! in-flight queue neither wedges a pipelined client nor keeps a stop signal out. With time
+//! in-flight queue neither wedges a pipelined client nor keeps a stop signal out, and what a
+//! transactional producer is answered after a cut when the new cluster never saw its
+//! transaction. With time
 //! paused, a ten-minute timeout takes no time at all, and nothing depends on the machine's load.
 
 mod frames;
@@ -16,8 +18,9 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use frames::{frame, produce, read_frame, response_frame};
-use kafka_protocol::messages::ApiKey;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard::cluster::Advertising;
 use switchyard::config::{FenceMode, ProxySettings};
@@ -99,20 +102,31 @@ impl Gateway {
     /// Pump one connection that can follow its route to another cluster, whose broker there is
     /// the second broker end returned.
     fn connect_following(&self) -> (DuplexStream, DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
+        let (client, broker, mut dialled, pumped) = self.connect_dialling(1);
+        (client, broker, dialled.remove(0), pumped)
+    }
+
+    /// Pump one connection that can dial `dials` broker connections after its first (to follow
+    /// its route, or for the gateway's own requests); their broker ends are returned in the
+    /// order they are dialled.
+    fn connect_dialling(
+        &self,
+        dials: usize,
+    ) -> (DuplexStream, DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
         let (client, client_side) = duplex(PIPE);
         let (broker, broker_side) = duplex(PIPE);
-        let (next_broker, next_broker_side) = duplex(PIPE);
-        let next = std::sync::Mutex::new(Some(next_broker_side));
+        let (dialled, sides): (Vec<_>, std::collections::VecDeque<_>) = (0..dials).map(|_| duplex(PIPE)).unzip();
+        let sides = std::sync::Mutex::new(sides);
         let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &shutdown, route: &session };
             let redial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
-                let stream = next.lock().unwrap().take().ok_or_else(|| "dialled twice".to_string());
+                let stream = sides.lock().unwrap().pop_front().ok_or_else(|| "dialled once too often".to_string());
                 Box::pin(std::future::ready(stream))
             };
             pump(client_side, BytesMut::new(), broker_side, &ctx, stop, Some(&redial)).await
         });
-        (client, broker, next_broker, pumped)
+        (client, broker, dialled, pumped)
     }
 
     /// Switch the route to another upstream as a switchover's cut does.
@@ -568,4 +582,180 @@ async fn a_configuration_fence_answers_with_its_error_code_until_removed() {
     let _broker = broker(broker_end, Duration::ZERO);
     client.write_all(&produce(2)).await.unwrap();
     assert_eq!(answers(&mut client, 1).await, vec![2], "the broker answers once the fence is gone");
+}
+
+/// A transactional producer's request with `correlation_id` read by a broker end, answered with
+/// `answer`; returns the request's body (the frame after its size prefix).
+async fn answer_one<R: Encodable>(broker: &mut DuplexStream, api_key: ApiKey, version: i16, answer: &R) -> Bytes {
+    let request = read_frame(broker).await.expect("a request");
+    let id = correlation_id(&request, 4);
+    broker.write_all(&response_frame(api_key, version, id, answer)).await.unwrap();
+    request
+}
+
+/// Decode an answer (`body`: the frame after its size prefix) read by the client.
+fn decode_answer<R: kafka_protocol::protocol::Decodable>(api_key: ApiKey, version: i16, mut body: Bytes) -> R {
+    use kafka_protocol::protocol::Decodable;
+    kafka_protocol::messages::ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
+    R::decode(&mut body, version).unwrap()
+}
+
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const TRANSACTION_ABORTABLE: i16 = 120;
+
+/// A transactional Produce (`version` 12: a Java 4.x client) and the destination's answer that
+/// it does not know the transactional id.
+fn transactional_produce(correlation_id: i32) -> (Bytes, kafka_protocol::messages::ProduceResponse) {
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+    use kafka_protocol::messages::{ProduceResponse, TransactionalId};
+    let partition = PartitionProduceData::default().with_index(0);
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_data(vec![partition]);
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("orders"))))
+        .with_acks(-1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![topic]);
+    let answer = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partition_responses(vec![PartitionProduceResponse::default()
+            .with_index(0)
+            .with_error_code(INVALID_PRODUCER_ID_MAPPING)])]);
+    (frame(ApiKey::Produce, 12, correlation_id, &request), answer)
+}
+
+/// An EndTxn of the transactional id `orders`, committing or aborting.
+fn end_txn(version: i16, correlation_id: i32, committed: bool) -> Bytes {
+    use kafka_protocol::messages::{EndTxnRequest, TransactionalId};
+    let request = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("orders")))
+        .with_producer_id(0.into())
+        .with_committed(committed);
+    frame(ApiKey::EndTxn, version, correlation_id, &request)
+}
+
+fn unknown_transaction() -> kafka_protocol::messages::EndTxnResponse {
+    kafka_protocol::messages::EndTxnResponse::default().with_error_code(INVALID_PRODUCER_ID_MAPPING)
+}
+
+/// Move the connection of `client` (whose old broker answers everything) to the route's next
+/// cluster, as a switchover's cut does, once the connection is under way.
+async fn cut_under(gateway: &Gateway, client: &mut DuplexStream) {
+    client.write_all(&produce(0)).await.unwrap();
+    assert_eq!(answers(client, 1).await, vec![0]);
+    gateway.ctx.route.set_fenced(Some(FenceMode::Hold));
+    gateway.ctx.route.fence.drained().await;
+    gateway.cut();
+}
+
+/// Before any cut, the brokers' answers about transactions pass unchanged: the gateway answers
+/// for a transaction only on a route that moved to another cluster.
+#[tokio::test(start_paused = true)]
+async fn transactional_errors_pass_unchanged_on_a_route_that_never_moved() {
+    use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
+    let gateway = Gateway::new(settings());
+    let (mut client, mut broker, _pumped) = gateway.connect();
+    let (produce, unknown) = transactional_produce(1);
+    client.write_all(&produce).await.unwrap();
+    answer_one(&mut broker, ApiKey::Produce, 12, &unknown).await;
+    let answer: ProduceResponse = decode_answer(ApiKey::Produce, 12, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.responses[0].partition_responses[0].error_code, INVALID_PRODUCER_ID_MAPPING);
+    client.write_all(&end_txn(5, 2, false)).await.unwrap();
+    answer_one(&mut broker, ApiKey::EndTxn, 5, &unknown_transaction()).await;
+    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.error_code, INVALID_PRODUCER_ID_MAPPING);
+}
+
+/// After a cut, a Java 4.x producer's transaction that the new cluster never saw is made
+/// abortable, on Produce and on the commit: the client aborts it and goes on, instead of
+/// failing fatally on INVALID_PRODUCER_ID_MAPPING.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_a_transaction_the_new_cluster_never_saw_is_abortable() {
+    use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let mut destination = dialled.remove(0);
+    let (produce, unknown) = transactional_produce(1);
+    client.write_all(&produce).await.unwrap();
+    answer_one(&mut destination, ApiKey::Produce, 12, &unknown).await;
+    let answer: ProduceResponse = decode_answer(ApiKey::Produce, 12, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.responses[0].partition_responses[0].error_code, TRANSACTION_ABORTABLE);
+    client.write_all(&end_txn(5, 2, true)).await.unwrap();
+    answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
+    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.error_code, TRANSACTION_ABORTABLE);
+}
+
+/// After a cut, the abort of a transaction the new cluster never saw is answered with success
+/// and a producer id the gateway asked the new cluster for, on a broker connection of its own,
+/// with the client's transactional id and the transaction timeout it initialised with; the
+/// client then carries on with that producer id.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_an_abort_the_new_cluster_never_saw_gets_its_new_producer_id() {
+    use kafka_protocol::messages::{EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, TransactionalId};
+    use kafka_protocol::protocol::Decodable;
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(2);
+    let _old = broker(old_end, Duration::ZERO);
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("orders"))))
+        .with_transaction_timeout_ms(30_000);
+    client.write_all(&frame(ApiKey::InitProducerId, 5, 1, &init)).await.unwrap();
+    assert_eq!(answers(&mut client, 1).await, vec![1]);
+    cut_under(&gateway, &mut client).await;
+    let (mut destination, mut own) = (dialled.remove(0), dialled.remove(0));
+    client.write_all(&end_txn(5, 2, false)).await.unwrap();
+    answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
+    let given = InitProducerIdResponse::default().with_producer_id(7.into()).with_producer_epoch(3);
+    let mut asked = answer_one(&mut own, ApiKey::InitProducerId, 4, &given).await;
+    kafka_protocol::messages::RequestHeader::decode(&mut asked, ApiKey::InitProducerId.request_header_version(4))
+        .unwrap();
+    let asked = InitProducerIdRequest::decode(&mut asked, 4).unwrap();
+    assert_eq!(asked.transactional_id.map(|id| id.0.to_string()), Some("orders".into()));
+    assert_eq!(asked.transaction_timeout_ms, 30_000);
+    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
+    assert_eq!((answer.error_code, answer.producer_id.0, answer.producer_epoch), (0, 7, 3));
+    client.write_all(&produce(3)).await.unwrap();
+    let _destination = broker(destination, Duration::ZERO);
+    assert_eq!(answers(&mut client, 1).await, vec![3], "the connection carries on");
+}
+
+/// When the new cluster cannot give a producer id yet (its coordinator is loading), the abort is
+/// answered COORDINATOR_NOT_AVAILABLE, which the client retries after looking its coordinator up.
+#[tokio::test(start_paused = true)]
+async fn an_abort_is_retried_while_the_new_cluster_cannot_give_a_producer_id() {
+    use kafka_protocol::messages::{EndTxnResponse, InitProducerIdResponse};
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(2);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let (mut destination, mut own) = (dialled.remove(0), dialled.remove(0));
+    client.write_all(&end_txn(5, 1, false)).await.unwrap();
+    answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
+    let loading = InitProducerIdResponse::default().with_error_code(14);
+    answer_one(&mut own, ApiKey::InitProducerId, 4, &loading).await;
+    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+}
+
+/// An older client (EndTxn before v5: Java 3.x) gets a new producer id by its own epoch bump;
+/// its commit's error passes (abortable for it), and its abort is answered as done, so it
+/// forgets the aborted transaction's partitions before its next one.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_an_older_client_s_abort_is_answered_as_done() {
+    use kafka_protocol::messages::EndTxnResponse;
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let mut destination = dialled.remove(0);
+    for (correlation_id, committed, expected) in [(1, true, INVALID_PRODUCER_ID_MAPPING), (2, false, 0)] {
+        client.write_all(&end_txn(4, correlation_id, committed)).await.unwrap();
+        answer_one(&mut destination, ApiKey::EndTxn, 4, &unknown_transaction()).await;
+        let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 4, read_frame(&mut client).await.unwrap());
+        assert_eq!(answer.error_code, expected, "committed: {committed}");
+    }
 }

@@ -44,6 +44,10 @@ pub enum ResponseHandling {
     /// Read the error code of a SaslAuthenticate answer (did the broker accept the client?);
     /// the answer itself is forwarded unchanged.
     ObserveSaslOutcome,
+    /// An EndTxn answer on a route that has moved to another cluster: where the destination
+    /// never saw the transaction, its error is replaced by one the client goes on from (see
+    /// `proxy::transactions`). On a route that never moved it is [`Self::Opaque`].
+    EndTxnAfterCut,
 }
 
 impl ResponseHandling {

@@ -10,6 +10,7 @@ pub mod internal;
 pub mod request;
 pub mod sasl;
 pub mod scram;
+pub mod transaction;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

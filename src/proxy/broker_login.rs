@@ -4,14 +4,17 @@
 //!
 //! Used by a client's first login ([`super::swap::login`]) and again when its connection follows
 //! the route to another cluster or domain, where the gateway logs in once more on the new broker
-//! connection while the client's connection stays open.
+//! connection while the client's connection stays open. After a switchover's cut it also asks
+//! the destination for a transactional producer's new producer id ([`super::transactions`]), on
+//! a broker connection of its own.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse, RequestHeader,
+    ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -96,6 +99,23 @@ impl<'l, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> BrokerSide<'l, R, W> {
                 Ok(lifetime)
             }
         }
+    }
+
+    /// The gateway's own InitProducerId for `transactional_id`, as a transactional producer
+    /// initialising from scratch sends it: the broker's error code, producer id and epoch.
+    /// Version 4 is answered by every broker since Kafka 2.7.
+    pub async fn init_producer_id(
+        &mut self,
+        transactional_id: StrBytes,
+        transaction_timeout_ms: i32,
+    ) -> Result<(i16, i64, i16), String> {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(transactional_id)))
+            .with_transaction_timeout_ms(transaction_timeout_ms)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let answer: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 4, &request).await?;
+        Ok((answer.error_code, answer.producer_id.0, answer.producer_epoch))
     }
 
     /// One SaslAuthenticate round with the broker: its token and session lifetime, or why it

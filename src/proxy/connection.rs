@@ -39,12 +39,14 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use super::broker_login::BrokerSide;
 use super::budget::{Held, MemoryBudget};
 use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
 use super::scram_admin::{self, ScramAdminRequest};
 use super::stream::{Duplex, ProgressWriter};
 use super::swap::{Reauth, SwapSession};
+use super::transactions::{ProducerIdCall, Transactions};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
 use crate::protocol::{
@@ -272,6 +274,8 @@ struct Traffic {
     sasl: Mutex<sasl::Exchange>,
     /// When the client's SASL session with the broker ends (KIP-368), if the broker limits it.
     session_ends: Mutex<Option<Instant>>,
+    /// What answers to a transactional producer after a switchover's cut need.
+    transactions: Transactions,
 }
 
 impl Traffic {
@@ -419,10 +423,24 @@ pub async fn pump<C: Duplex, U: Duplex>(
     let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None, streaming: None };
     let client_id = OnceLock::new();
+    let max_frame_bytes = ctx.settings.max_frame_bytes;
+    // A producer id from the destination, for a transactional producer's abort after a cut, on
+    // a broker connection of the gateway's own (dialled and logged in as a move re-dials).
+    let ask_producer_id = redial.map(|redial| {
+        move |upstream: Arc<Upstream>, transactional_id, timeout_ms| -> Pin<Box<dyn Future<Output = _> + Send + '_>> {
+            Box::pin(async move {
+                let (mut read, mut write) = redial(upstream).await?.into_halves();
+                BrokerSide::new(&mut read, &mut write, max_frame_bytes)
+                    .init_producer_id(transactional_id, timeout_ms)
+                    .await
+            })
+        }
+    });
     let shared = Shared {
         ctx,
         stop,
         redial,
+        producer_ids: ask_producer_id.as_ref().map(|ask| ask as &ProducerIdCall<'_>),
         in_flight: &in_flight,
         traffic: &traffic,
         answers: &answers,
@@ -454,6 +472,8 @@ struct Shared<'a, U> {
     ctx: &'a ConnectionContext,
     stop: StopSignals<'a>,
     redial: Option<&'a Redial<U>>,
+    /// Asks the route's cluster for a producer id (see `transactions`); with `redial` only.
+    producer_ids: Option<&'a ProducerIdCall<'a>>,
     in_flight: &'a mpsc::Sender<Owed>,
     traffic: &'a Traffic,
     answers: &'a GatewayAnswers,
@@ -500,7 +520,7 @@ async fn run<C: Duplex, U: Duplex>(
             follows_moves: shared.redial.is_some(),
         };
         let halves = (&mut client_read, &mut client_write, &mut upstream_read, &mut upstream_write);
-        let (buf, renewal) = match session(halves, pending, requests, owed).await {
+        let (buf, renewal) = match session(halves, pending, requests, shared.producer_ids, owed).await {
             SessionEnd::Closed { reason, shutdown_client } => {
                 if shutdown_client {
                     let _ = client_write.shutdown().await;
@@ -539,10 +559,11 @@ async fn run<C: Duplex, U: Duplex>(
 
 /// Pump both directions between the client and one broker connection until one ends, or until
 /// the route moves and every answer from this broker is in.
-async fn session<CR, CW, UR, UW>(
+async fn session<'p, CR, CW, UR, UW>(
     (client_read, client_write, upstream_read, upstream_write): (&mut CR, &mut CW, &mut UR, &mut UW),
     pending: BytesMut,
     requests: Requests<'_>,
+    producer_ids: Option<&'p ProducerIdCall<'p>>,
     owed: &mut OwedAnswers,
 ) -> SessionEnd
 where
@@ -555,7 +576,7 @@ where
     let (ctx, traffic, answers) = (requests.ctx, requests.traffic, requests.answers);
     let drain_timeout = ctx.settings.drain_timeout;
     let mut requests = pin!(requests.forward(client_read, upstream_write, pending));
-    let responses = Responses { ctx, traffic, answers, done: &requests_done };
+    let responses = Responses { ctx, traffic, answers, done: &requests_done, producer_ids };
     let mut responses = pin!(responses.forward(upstream_read, client_write, owed));
     let closed = |reason| SessionEnd::Closed { reason, shutdown_client: false };
     tokio::select! {
@@ -858,6 +879,11 @@ impl Requests<'_> {
             if waits.frame_started.is_some() && waits.last_read >= waits.frame_deadline(settings.frame_timeout) {
                 return Err(RequestsEnd::Failed(CloseReason::FrameTimeout { received: buf.len() }));
             }
+            // Bytes and a stop signal ready together: the stop first. At a switchover's cut the
+            // fence is already open, and what was just read must not pass to the old cluster.
+            if matches!(read, Ok(read) if read > 0) && waits.stop_fired().await {
+                return Err(self.stopped());
+            }
             return match read {
                 Err(e) => Err(RequestsEnd::Failed(CloseReason::ClientError(e))),
                 Ok(0) if buf.is_empty() => Err(RequestsEnd::Drain(CloseReason::ClientClosed)),
@@ -1011,6 +1037,7 @@ impl Requests<'_> {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
             self.traffic.sasl().request(request.api_key, request.api_version, body);
         }
+        self.traffic.transactions.note(&self.ctx.route, &mut request, body).map_err(bad_request)?;
         if internal::names_group(request.api_key) {
             // Group APIs only (never Produce or Fetch): a client posing as a gateway node.
             internal::refuse_internal_group(request.api_key, request.api_version, body).map_err(bad_request)?;
@@ -1198,15 +1225,17 @@ fn looks_like_tls_handshake(buf: &[u8]) -> bool {
 }
 
 /// The broker-to-client direction of one connection.
-struct Responses<'a> {
+struct Responses<'a, 'p> {
     ctx: &'a ConnectionContext,
     traffic: &'a Traffic,
     answers: &'a GatewayAnswers,
     /// Cancelled when the request direction has finished and is draining.
     done: &'a CancellationToken,
+    /// Asks the cluster for a transactional producer's producer id (`transactions`).
+    producer_ids: Option<&'p ProducerIdCall<'p>>,
 }
 
-impl Responses<'_> {
+impl Responses<'_, '_> {
     /// Forward responses until the broker side ends. Once the request direction has finished,
     /// returns `Ok(())` as soon as every outstanding request is answered.
     async fn forward<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -1399,6 +1428,20 @@ impl Responses<'_> {
                 continue;
             }
             let (route, upstream) = (&ctx.route, &ctx.upstream);
+            if request.handling == ResponseHandling::EndTxnAfterCut {
+                let body = &buf[run_end + SIZE_PREFIX..run_end + len];
+                let transactions = &self.traffic.transactions;
+                match transactions.answer(route, &request, body, upstream, self.producer_ids).await? {
+                    None => run_end += len,
+                    Some(out) => {
+                        write_run(buf, run_end, client).await?;
+                        run_end = 0;
+                        client.write_all(&out).await.map_err(client_write_error)?;
+                        buf.advance(len);
+                    }
+                }
+                continue;
+            }
             if request.response_carries_records() {
                 write_run(buf, run_end, client).await?;
                 run_end = 0;

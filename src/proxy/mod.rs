@@ -11,6 +11,7 @@ mod proxy_protocol;
 mod scram_admin;
 mod stream;
 mod swap;
+mod transactions;
 mod upstream;
 
 pub use budget::MemoryBudget;

@@ -2,7 +2,9 @@
 //!
 //! Only the responses listed in `rules.rs` are ever decoded: ApiVersions, clamped so no client
 //! negotiates a version this module cannot decode, and the responses that carry broker or
-//! controller addresses, whose addresses become the route's own or are hidden. A decoded
+//! controller addresses, whose addresses become the route's own or are hidden; and, on a route
+//! a live switchover moved, the answers about a transaction the new cluster never saw
+//! (`transactions.rs`). A decoded
 //! response that needs no change is forwarded from its original bytes; only a changed one is
 //! encoded again. The caller chooses what the body is decoded from: a borrowed slice of the read
 //! buffer for small responses, so an unchanged one stays in place, or shared `Bytes` for
@@ -12,6 +14,7 @@ mod addresses;
 mod api_versions;
 mod configs;
 mod rules;
+mod transactions;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseHeader, SaslAuthenticateResponse};
@@ -23,6 +26,7 @@ use crate::routing::{Route, Upstream};
 
 pub use api_versions::{clamped_versions, unsupported_version_answer};
 pub use rules::{classify, handling, Classified};
+pub use transactions::{end_txn_after_cut, end_txn_answer, EndTxnAfterCut};
 
 /// A response the gateway had to decode but could not.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
     MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 
-use super::{addresses, api_versions, edits, Edit};
+use super::{addresses, api_versions, edits, transactions, Edit};
 use crate::protocol::{internal, sasl, InFlight, RequestError, ResponseHandling};
 
 /// One API whose responses the gateway decodes.
@@ -60,12 +60,14 @@ static RULES: &[Rule] = &[
         edits!(FindCoordinatorResponse, |rw: &addresses::Rewriter<'_>, q: &InFlight, r| rw
             .find_coordinator(q.api_version, r)),
     ),
-    // Leader endpoints on NOT_LEADER errors (KIP-951).
+    // Leader endpoints on NOT_LEADER errors (KIP-951); on a route that has moved to another
+    // cluster, also a transaction the destination never saw made abortable (`transactions`).
     addresses(
         ApiKey::Produce,
         10,
-        edits!(ProduceResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut ProduceResponse| rw
-            .endpoints(&mut r.node_endpoints)),
+        edits!(ProduceResponse, |rw: &addresses::Rewriter<'_>, q: &InFlight, r: &mut ProduceResponse| rw
+            .endpoints(&mut r.node_endpoints)
+            | transactions::abortable_produce(rw.route, q.api_version, r)),
     ),
     addresses(
         ApiKey::Fetch,
@@ -101,6 +103,11 @@ static RULES: &[Rule] = &[
     // Not rewritten: its error code says whether the broker accepted the client's SASL
     // credentials, for the connection's audit event (`protocol::sasl`).
     rule(ApiKey::SaslAuthenticate, 0, ResponseHandling::ObserveSaslOutcome, None),
+    // Only on a route that has moved to another cluster (the pump keeps it opaque elsewhere):
+    // the destination never saw a transaction begun before the cut, and the answer that says
+    // so stops the client; the proxy answers in its place (`transactions`,
+    // `proxy::transactions`).
+    rule(ApiKey::EndTxn, 0, ResponseHandling::EndTxnAfterCut, None),
 ];
 
 /// What to do to the answer of `request`; `None` when it passes unchanged.

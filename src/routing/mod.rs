@@ -166,6 +166,9 @@ pub struct Route {
     session: Mutex<CancellationToken>,
     /// How many times [`Route::move_connections`] was called.
     moves: AtomicU64,
+    /// Whether a transactional producer initialised through the route (on this node): a
+    /// switchover then starts the destination's transaction coordinator before the cut.
+    transactional: AtomicBool,
     /// The gateway's shutdown token; every session is its child.
     shutdown: CancellationToken,
 }
@@ -194,6 +197,7 @@ impl Route {
             topics_seen: Mutex::new(TopicsSeen::default()),
             session: Mutex::new(shutdown.child_token()),
             moves: AtomicU64::new(0),
+            transactional: AtomicBool::new(false),
             shutdown: shutdown.clone(),
         };
         route.set_config_fence(config.config_fence.clone());
@@ -283,6 +287,16 @@ impl Route {
             return Vec::new();
         }
         seen.topics.iter().cloned().collect()
+    }
+
+    /// Note that a transactional producer initialised through the route.
+    pub fn saw_transactional_producer(&self) {
+        self.transactional.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a transactional producer ever initialised through the route on this node.
+    pub fn has_transactional_producers(&self) -> bool {
+        self.transactional.load(Ordering::Relaxed)
     }
 
     /// Claim the route for a switchover; `None` while another one runs.

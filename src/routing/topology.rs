@@ -19,6 +19,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{BrokerSecurity, HostPort};
@@ -117,6 +118,11 @@ pub trait ClusterMetadata: Send + Sync + 'static {
     }
     /// Close the clients [`Self::prepare_clients`] kept.
     fn release_clients(&self) {}
+    /// Have the cluster's transaction coordinator up, as the first transactional producer of a
+    /// cluster does: its transaction state log created and a coordinator elected.
+    fn start_transaction_coordinator(&self, _timeout: Duration) -> anyhow::Result<()> {
+        anyhow::bail!("this cluster client cannot start a transaction coordinator")
+    }
 }
 
 /// What [`StoredRecord`] keeps of a message read by the gateway.
@@ -138,6 +144,10 @@ const READER_GROUP: &str = "switchyard-reader";
 
 /// At most this many clients are kept ready at once; other groups get a client when asked.
 const MAX_KEPT_CLIENTS: usize = 16;
+
+/// The transactional id the gateway initialises to start a cluster's transaction coordinator.
+/// It never begins a transaction.
+const WARM_UP_TRANSACTIONAL_ID: &str = "switchyard-warm-up";
 
 /// The gateway's own librdkafka client of one listener, and its settings for the short-lived
 /// clients that read or commit a group's offsets (librdkafka binds a client to one group id),
@@ -317,6 +327,14 @@ impl ClusterMetadata for Librdkafka {
     fn release_clients(&self) {
         let kept = std::mem::take(&mut *self.kept.lock().unwrap_or_else(PoisonError::into_inner));
         drop(kept);
+    }
+
+    fn start_transaction_coordinator(&self, timeout: Duration) -> anyhow::Result<()> {
+        let producer: BaseProducer =
+            self.settings.clone().set("transactional.id", WARM_UP_TRANSACTIONAL_ID).create()?;
+        // Retries FindCoordinator and InitProducerId until the coordinator answers, or `timeout`.
+        producer.init_transactions(timeout)?;
+        Ok(())
     }
 }
 

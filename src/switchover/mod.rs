@@ -291,8 +291,9 @@ impl<'a> Run<'a> {
             })
             .collect();
         let lag: i64 = self.topics.iter().map(|t| t.record_lag).sum();
+        let coordinator = self.start_transaction_coordinator(&destination).await;
         let detail = format!(
-            "destination reachable; {} topics checked ({} not on the source: {}); replication lag {lag} records",
+            "destination reachable; {} topics checked ({} not on the source: {}); replication lag {lag} records{coordinator}",
             self.topics.len(),
             missing.len(),
             missing.join(", ")
@@ -307,6 +308,27 @@ impl<'a> Run<'a> {
             return Err(Refusal::NotReady(Box::new(self.report("refused", message))));
         }
         Ok(destination)
+    }
+
+    /// Where transactional producers use the route, start the destination's transaction
+    /// coordinator before anything is fenced: on a cluster that never hosted a transaction,
+    /// the first transactional Produce after the cut would otherwise be answered
+    /// `NOT_ENOUGH_REPLICAS` until the transaction state log exists, which no request of the
+    /// client's creates. Not in a dry run, which changes nothing. Reported in the phase's detail;
+    /// a coordinator that does not start does not refuse the switchover (producers then wait
+    /// for it after the cut).
+    async fn start_transaction_coordinator(&self, destination: &Arc<Upstream>) -> String {
+        if self.request.dry_run || !self.route.has_transactional_producers() {
+            return String::new();
+        }
+        let started = destination.topology.ask(|cluster| cluster.start_transaction_coordinator(PROBE_TIMEOUT)).await;
+        match started {
+            Ok(()) => "; transaction coordinator up".into(),
+            Err(e) => {
+                tracing::warn!(route = %self.route.name, "the destination's transaction coordinator did not start: {e:#}");
+                format!("; transaction coordinator not up ({e:#}): transactional producers wait for it after the cut")
+            }
+        }
     }
 
     fn topics_to_check(&self, source_topics: &BTreeMap<String, usize>) -> Vec<String> {
