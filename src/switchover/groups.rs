@@ -29,8 +29,8 @@
 //! destination at the same distance from its end. When both copies are found there (same
 //! timestamp, key, value and headers, at consecutive offsets), the position after the first copy
 //! is an exact translation, with no checkpoint and no re-read. Partitions where they are not
-//! (transaction markers or compaction in the tail, a destination written by others, a group at
-//! the very start of its partition) wait for checkpoints as above.
+//! (transaction markers or compaction in the tail, a destination written by others) wait for
+//! checkpoints as above.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -314,16 +314,19 @@ async fn place_by_records(
             return Vec::new();
         }
     };
-    // The same distance from the destination's end.
-    let lags: Vec<_> =
-        committed.iter().zip(&on_source).map(|((t, p, offset), w)| (t.clone(), *p, w.high - offset)).collect();
+    // The same distance from the destination's end: (topic, partition, lag, records before).
+    let lags: Vec<_> = committed
+        .iter()
+        .zip(&on_source)
+        .map(|((t, p, offset), w)| (t.clone(), *p, w.high - offset, i64::from(w.low < *offset)))
+        .collect();
     let read = destination
         .topology
         .ask(move |cluster| {
             let mut starts = Vec::with_capacity(lags.len());
-            for (topic, partition, lag) in lags {
+            for (topic, partition, lag, before) in lags {
                 let (_, high) = cluster.watermarks(&topic, partition, PROBE_TIMEOUT)?;
-                starts.push((topic, partition, high - lag - 1));
+                starts.push((topic, partition, high - lag - before));
             }
             cluster.records_from(&starts, 2, PROBE_TIMEOUT)
         })
@@ -351,19 +354,22 @@ async fn place_by_records(
 }
 
 /// Where a group at `offset` on the source resumes on the destination, if the records show it:
-/// `source` read from `offset - 1`, `destination` from the same distance before its end, two
-/// records each. Both must hold the same records at exactly those offsets, consecutive; at the
-/// source's end there is only the one before.
+/// `source` read from `offset - 1` (from `offset` when nothing precedes it), `destination` from
+/// the same distance before its end, two records each. Both must hold the same records at
+/// exactly those offsets, consecutive, at least one of them: the one before the group's
+/// position and the one at it, fewer at the partition's start or end.
 pub fn align(offset: i64, source: &PartitionWindow, destination: &PartitionWindow) -> Option<i64> {
     let lag = source.high - offset;
     let at = destination.high - lag;
-    let expected = if lag == 0 { 1 } else { 2 };
+    let before = i64::from(source.low < offset);
+    let expected = (lag + before).min(2);
     let placed = |window: &PartitionWindow, first: i64| {
-        window.records.len() == expected
+        window.records.len() as i64 == expected
             && window.records.iter().zip(first..).all(|(record, offset)| record.offset == offset)
     };
     let same = source.records.iter().zip(&destination.records).all(|(a, b)| a.same_content(b));
-    (lag >= 0 && placed(source, offset - 1) && placed(destination, at - 1) && same).then_some(at)
+    (lag >= 0 && expected > 0 && placed(source, offset - before) && placed(destination, at - before) && same)
+        .then_some(at)
 }
 
 /// Every wanted partition's translation, or the partitions whose latest checkpoint does not
@@ -495,6 +501,11 @@ mod tests {
         assert_eq!(align(50, &source, &destination), Some(20));
         let at_end = (window(0, 60, &[(59, "r59")]), window(0, 30, &[(29, "r59")]));
         assert_eq!(align(60, &at_end.0, &at_end.1), Some(30));
+        // At the start of a partition there is no record before: the first one and the next.
+        let at_start = (window(0, 60, &[(0, "r0"), (1, "r1")]), window(0, 60, &[(0, "r0"), (1, "r1")]));
+        assert_eq!(align(0, &at_start.0, &at_start.1), Some(0));
+        let one_record = (window(0, 1, &[(0, "r0")]), window(5, 9, &[(8, "r0")]));
+        assert_eq!(align(0, &one_record.0, &one_record.1), Some(8));
     }
 
     #[test]
@@ -507,8 +518,10 @@ mod tests {
             align(50, &window(0, 60, &[(50, "r50"), (51, "r51")]), &window(0, 30, &[(19, "r50"), (20, "r51")])),
             None
         );
-        // A group at the partition's start has no record before it.
-        assert_eq!(align(0, &window(0, 60, &[(0, "r0"), (1, "r1")]), &window(0, 60, &[(0, "r0"), (1, "r1")])), None);
+        // An empty partition shows nothing.
+        assert_eq!(align(0, &window(0, 0, &[]), &window(0, 0, &[])), None);
+        // A group at the partition's start whose first record is not where it should be.
+        assert_eq!(align(0, &window(0, 60, &[(0, "r0"), (1, "r1")]), &window(0, 61, &[(0, "x"), (1, "r0")])), None);
         // Same offsets, different content (another timestamp or value).
         assert_eq!(align(50, &source, &window(0, 30, &[(19, "r49"), (20, "x")])), None);
         // Fewer records than expected on either side.
