@@ -1,6 +1,6 @@
-// Reads the records of NumberedProducer.java in a consumer group and reports each one, for
-// switchyard_testkit::numbered::NumberedConsumer (client-switchover drills: which records a group
-// saw, how many twice, and how long it got nothing while the gateway switched clusters).
+// Reads the records of NumberedProducer.java in a consumer group (or without one) and reports
+// each one, for switchyard_testkit::numbered::NumberedConsumer (client-switchover drills: which
+// records a group saw, how many twice, and how long it got nothing while the gateway switched clusters).
 // Run with the Java source launcher:
 //   java -cp '<kafka jars>/*' NumberedConsumer.java <bootstrap> <topic> <group> <expectedCount> <timeoutMs> [key=value ...]
 //

@@ -6,8 +6,8 @@
 //! stalled, which records a consumer group saw (and how many twice), and how long it got nothing.
 //! `java/NumberedProducer.java` (idempotent, `acks=all`, retrying) sends `seq-<n>` values for
 //! n = 1..count at a fixed rate and prints a line per ack or error; `java/NumberedConsumer.java`
-//! reads them in a group and prints a line per record. Both run in the background with their
-//! stdout in a file, so a test can watch progress ([`NumberedProducer::progress`],
+//! reads them in a group (or without one) and prints a line per record. Both run in the
+//! background with their stdout in a file, so a test can watch progress ([`NumberedProducer::progress`],
 //! [`NumberedConsumer::progress`]) and act mid-run, then collect a report. Only lines starting
 //! with `ACK`, `ERR`, `ASSIGNED`, `REC` or `DONE` count; anything else on stdout is ignored. The
 //! franz-go workout's `numbered` mode prints the same lines for a producer and a group consumer
@@ -366,7 +366,7 @@ impl NumberedConsumer {
 /// The franz-go workout's `numbered` mode running in the background: an idempotent producer
 /// (`acks=all`) sending `seq-<n>` records at a fixed rate and a consumer group reading them, in
 /// one process, printing the lines of `NumberedProducer.java` and `NumberedConsumer.java` (see
-/// `crates/testkit/go/franz-workout/main.go`). An error either client surfaces to the
+/// `crates/testkit/go/franz-workout/numbered.go`). An error either client surfaces to the
 /// application is an `ERR` line, so it shows in the producer report's `errors`. Dropped before
 /// [`FranzNumbered::wait`], it gets SIGTERM and, 10 s later, SIGKILL.
 #[derive(Debug)]
@@ -548,6 +548,23 @@ DONE sent=3 acked=1 errors=1 maxAckGapMs=0 aborted=1
             report.fatal.as_deref(),
             Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state")
         );
+    }
+
+    #[test]
+    fn franz_go_output_parses_as_both_reports() {
+        let output = "\
+ASSIGNED franz-0,franz-1
+ACK 1 0 0 1700000000000
+REC seq-00000001 0 0 1700000000010
+ERR 2 UNKNOWN_TOPIC_ID: This server does not host this topic ID.
+ERR consumer franz-0: UNKNOWN_TOPIC_ID: This server does not host this topic ID.
+DONE sent=2 acked=1 errors=1 maxAckGapMs=0 records=1 distinct=1 maxPollGapMs=7
+";
+        let (produced, consumed) = (ProducerReport::parse(output), ConsumerReport::parse(output));
+        assert_eq!((produced.acked, produced.sent, produced.done), (BTreeSet::from([1]), 2, true));
+        assert_eq!(produced.errors.len(), 2, "the consumer's error counts as one the application saw");
+        assert_eq!((consumed.values, consumed.max_poll_gap_ms, consumed.done), (vec![1], 7, true));
+        assert_eq!(consumed.assignments, vec![vec!["franz-0".to_owned(), "franz-1".to_owned()]]);
     }
 
     #[test]
