@@ -1,17 +1,20 @@
-// Reads the records of NumberedProducer.java in a consumer group and reports each one, for
-// switchyard_testkit::numbered::NumberedConsumer (client-switchover drills: which records a group
-// saw, how many twice, and how long it got nothing while the gateway switched clusters).
+// Reads the records of NumberedProducer.java in a consumer group (or without one) and reports
+// each one, for switchyard_testkit::numbered::NumberedConsumer (client-switchover drills: which
+// records a group saw, how many twice, and how long it got nothing while the gateway switched clusters).
 // Run with the Java source launcher:
 //   java -cp '<kafka jars>/*' NumberedConsumer.java <bootstrap> <topic> <group> <expectedCount> <timeoutMs> [key=value ...]
 //
 // Subscribes to <topic> as <group> (auto.offset.reset=earliest, auto commit every second; key=value
-// arguments are consumer configs applied after those) and polls until every value seq-1 ..
+// arguments are consumer configs applied after those), or, with <group> "-", reads without a
+// group: assign() of every partition of <topic>, seekToBeginning, no commits. It polls until every value seq-1 ..
 // seq-<expectedCount> has been seen at least once, or until no record has arrived for <timeoutMs>
 // (counted from the start when none has come yet). Then it closes the consumer, which commits the
-// final position.
+// final position (in a group).
+//
+// Only APIs that kafka-clients 2.x already has are used, so any release can run it.
 //
 // Output (stdout, one line each, flushed as written; logging goes to stderr):
-//   ASSIGNED <topic-partition,...>           after each rebalance (possibly empty)
+//   ASSIGNED <topic-partition,...>           after each rebalance (possibly empty), or once without a group
 //   REC <value> <partition> <offset> <epochMillis>   per record, in arrival order (when polled)
 //   DONE records=<n> distinct=<n> maxPollGapMs=<ms>
 // distinct counts different seq- values in 1..expectedCount; maxPollGapMs is the longest time
@@ -33,7 +36,6 @@ import java.util.List;
 import java.util.Properties;
 import java.util.stream.Collectors;
 
-import org.apache.kafka.clients.consumer.CloseOptions;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -46,6 +48,8 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 public class NumberedConsumer {
     private static final Duration POLL = Duration.ofMillis(200);
     private static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(20);
+    /** The <group> argument that means: no group, assign every partition. */
+    private static final String NO_GROUP = "-";
     private static final long HOOK_WAIT_MS = CLOSE_TIMEOUT.toMillis() + 15_000;
 
     private static final Writer OUT =
@@ -98,10 +102,15 @@ public class NumberedConsumer {
 
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
-        props.put(ConsumerConfig.GROUP_ID_CONFIG, args[2]);
+        boolean grouped = !NO_GROUP.equals(args[2]);
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "true");
-        props.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
+        if (grouped) {
+            props.put(ConsumerConfig.GROUP_ID_CONFIG, args[2]);
+            props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "true");
+            props.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
+        } else {
+            props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        }
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         for (int i = 5; i < args.length; i++) {
@@ -131,17 +140,26 @@ public class NumberedConsumer {
         long maxPollGapMs = 0;
         long lastProgress = System.currentTimeMillis();
         try {
-            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
-                @Override
-                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
-
-                @Override
-                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
-                    String assigned = partitions.stream().map(TopicPartition::toString).sorted()
-                            .collect(Collectors.joining(","));
-                    emit("ASSIGNED " + assigned);
-                }
-            });
+            if (grouped) {
+                consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                    @Override
+                    public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
+    
+                    @Override
+                    public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                        String assigned = partitions.stream().map(TopicPartition::toString).sorted()
+                                .collect(Collectors.joining(","));
+                        emit("ASSIGNED " + assigned);
+                    }
+                });
+            } else {
+                List<TopicPartition> partitions = consumer.partitionsFor(topic).stream()
+                        .map(p -> new TopicPartition(p.topic(), p.partition())).collect(Collectors.toList());
+                consumer.assign(partitions);
+                consumer.seekToBeginning(partitions);
+                emit("ASSIGNED " + partitions.stream().map(TopicPartition::toString).sorted()
+                        .collect(Collectors.joining(",")));
+            }
             while (!stopping && seen.cardinality() < expected) {
                 ConsumerRecords<String, String> batch = consumer.poll(POLL);
                 long now = System.currentTimeMillis();
@@ -170,7 +188,8 @@ public class NumberedConsumer {
             // SIGTERM: fall through to close.
         } finally {
             try {
-                consumer.close(CloseOptions.timeout(CLOSE_TIMEOUT));
+                // close(Duration): deprecated in 4.x, but the one close with a timeout 2.x has.
+                consumer.close(CLOSE_TIMEOUT);
             } catch (Exception e) {
                 System.err.println("closing the consumer failed: " + e);
             }

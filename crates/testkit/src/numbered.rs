@@ -1,14 +1,17 @@
-//! Numbered records through the reference Java client, for client-switchover drills.
+//! Numbered records through the Java client (any release) and franz-go, for client-switchover
+//! drills.
 //!
 //! A switchover drill must show, record by record, what a real client experienced while the
 //! gateway moved it between clusters: which sends were acknowledged, which failed, how long acks
 //! stalled, which records a consumer group saw (and how many twice), and how long it got nothing.
 //! `java/NumberedProducer.java` (idempotent, `acks=all`, retrying) sends `seq-<n>` values for
 //! n = 1..count at a fixed rate and prints a line per ack or error; `java/NumberedConsumer.java`
-//! reads them in a group and prints a line per record. Both run in the background with their
-//! stdout in a file, so a test can watch progress ([`NumberedProducer::progress`],
+//! reads them in a group (or without one) and prints a line per record. Both run in the
+//! background with their stdout in a file, so a test can watch progress ([`NumberedProducer::progress`],
 //! [`NumberedConsumer::progress`]) and act mid-run, then collect a report. Only lines starting
-//! with `ACK`, `ERR`, `ASSIGNED`, `REC` or `DONE` count; anything else on stdout is ignored.
+//! with `ACK`, `ERR`, `ASSIGNED`, `REC` or `DONE` count; anything else on stdout is ignored. The
+//! franz-go workout's `numbered` mode prints the same lines for a producer and a group consumer
+//! in one process ([`FranzNumbered`]).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -19,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::clients::client_java_command;
+use crate::clients::{client_java_command, franz_workout_binary};
 use crate::java::java_programs_dir;
 use crate::kafka::{java_command, TOOL_JVM_OPTS};
 use crate::poll::try_poll_until;
@@ -27,6 +30,8 @@ use crate::process::{self, ChildGuard};
 
 const PRODUCER_PROGRAM: &str = "NumberedProducer.java";
 const CONSUMER_PROGRAM: &str = "NumberedConsumer.java";
+/// The group argument of `NumberedConsumer.java` that means: no group, assign every partition.
+const NO_GROUP: &str = "-";
 const OUTPUT_TAIL_LINES: usize = 40;
 
 /// One acknowledged send.
@@ -139,7 +144,7 @@ impl NumberedProducer {
     ) -> Result<Self> {
         let mut args = vec![bootstrap.to_owned(), topic.to_owned(), count.to_string(), rate.to_string()];
         args.extend(extra_props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start(java, PRODUCER_PROGRAM, &args)? })
+        Ok(Self { run: ProgramRun::start_java(java, PRODUCER_PROGRAM, &args)? })
     }
 
     pub fn pid(&self) -> u32 {
@@ -269,6 +274,44 @@ impl NumberedConsumer {
         idle_timeout: Duration,
         props: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, group, expected, idle_timeout, props)
+    }
+
+    /// [`NumberedConsumer::start`] with kafka-clients `version` (and only its jars) instead of
+    /// the brokers' own client.
+    pub fn start_client_version(
+        version: &str,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        expected: u64,
+        idle_timeout: Duration,
+        props: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_with(client_java_command(version)?, bootstrap, topic, group, expected, idle_timeout, props)
+    }
+
+    /// [`NumberedConsumer::start`] without a consumer group: `assign()` of every partition of
+    /// `topic` from its beginning, no commits.
+    pub fn start_without_group(
+        bootstrap: &str,
+        topic: &str,
+        expected: u64,
+        idle_timeout: Duration,
+        props: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, NO_GROUP, expected, idle_timeout, props)
+    }
+
+    fn start_with(
+        java: Command,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        expected: u64,
+        idle_timeout: Duration,
+        props: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut args = vec![
             bootstrap.to_owned(),
             topic.to_owned(),
@@ -277,7 +320,7 @@ impl NumberedConsumer {
             idle_timeout.as_millis().to_string(),
         ];
         args.extend(props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start(java_command(TOOL_JVM_OPTS)?, CONSUMER_PROGRAM, &args)? })
+        Ok(Self { run: ProgramRun::start_java(java, CONSUMER_PROGRAM, &args)? })
     }
 
     pub fn pid(&self) -> u32 {
@@ -320,7 +363,56 @@ impl NumberedConsumer {
     }
 }
 
-/// A single-file Java program with stdout and stderr in files of a temporary directory.
+/// The franz-go workout's `numbered` mode running in the background: an idempotent producer
+/// (`acks=all`) sending `seq-<n>` records at a fixed rate and a consumer group reading them, in
+/// one process, printing the lines of `NumberedProducer.java` and `NumberedConsumer.java` (see
+/// `crates/testkit/go/franz-workout/numbered.go`). An error either client surfaces to the
+/// application is an `ERR` line, so it shows in the producer report's `errors`. Dropped before
+/// [`FranzNumbered::wait`], it gets SIGTERM and, 10 s later, SIGKILL.
+#[derive(Debug)]
+pub struct FranzNumbered {
+    run: ProgramRun,
+}
+
+impl FranzNumbered {
+    /// Starts sending `count` records to `topic` at `rate` per second while group `group` reads
+    /// `topic` from its beginning (when it has no offsets); the consumer stops once the producer
+    /// is done and nothing arrived for `idle` (or every record was seen). `Ok(None)`: `go` is not
+    /// installed and nothing ran.
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        count: u64,
+        rate: u32,
+        idle: Duration,
+    ) -> Result<Option<Self>> {
+        let Some(binary) = franz_workout_binary()? else { return Ok(None) };
+        let mut cmd = Command::new(binary);
+        cmd.args(["numbered", bootstrap, topic, group, &count.to_string(), &rate.to_string()])
+            .arg(idle.as_millis().to_string());
+        Ok(Some(Self { run: ProgramRun::start(cmd, "franz-workout numbered")? }))
+    }
+
+    /// Waits until at least `acks` sends have been acknowledged and the consumer has received
+    /// at least `records` different numbered records.
+    pub fn wait_progress(&mut self, acks: usize, records: usize, timeout: Duration) -> Result<()> {
+        self.run.poll(timeout, &format!("{acks} acks and {records} records received"), |stdout| {
+            let (produced, consumed) = (ProducerReport::parse(stdout), ConsumerReport::parse(stdout));
+            (produced.acked.len() >= acks && consumed.distinct >= records).then_some(())
+        })
+    }
+
+    /// Waits up to `timeout` for the program to exit and returns what its producer and its
+    /// consumer reported, and what it logged on stderr.
+    pub fn wait(self, timeout: Duration) -> Result<(ProducerReport, ConsumerReport, String)> {
+        let (stdout, stderr) = self.run.wait(timeout)?;
+        Ok((ProducerReport::parse(&stdout), ConsumerReport::parse(&stdout), stderr))
+    }
+}
+
+/// A program (a single-file Java program or the franz-go workout) with stdout and stderr in
+/// files of a temporary directory.
 #[derive(Debug)]
 struct ProgramRun {
     child: ChildGuard,
@@ -331,16 +423,19 @@ struct ProgramRun {
 }
 
 impl ProgramRun {
-    /// Runs `program` with `cmd`, a `java` command with its options and classpath.
-    fn start(mut cmd: Command, program: &'static str, args: &[String]) -> Result<Self> {
+    /// Runs `crates/testkit/java/<program>` with `java`, a `java` command with its options and
+    /// classpath.
+    fn start_java(mut java: Command, program: &'static str, args: &[String]) -> Result<Self> {
+        java.arg(java_programs_dir().join(program)).args(args);
+        Self::start(java, program)
+    }
+
+    /// Runs `cmd`, a complete command line; `program` names it in reports.
+    fn start(mut cmd: Command, program: &'static str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("switchyard-numbered-").tempdir()?;
         let stdout_path = dir.path().join("stdout");
         let stderr_path = dir.path().join("stderr");
-        cmd.arg(java_programs_dir().join(program))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout_path)?)
-            .stderr(File::create(&stderr_path)?);
+        cmd.stdin(Stdio::null()).stdout(File::create(&stdout_path)?).stderr(File::create(&stderr_path)?);
         let child = ChildGuard::spawn(cmd).with_context(|| format!("starting {program}"))?;
         Ok(Self { child, program, stdout_path, stderr_path, _dir: dir })
     }
@@ -453,6 +548,23 @@ DONE sent=3 acked=1 errors=1 maxAckGapMs=0 aborted=1
             report.fatal.as_deref(),
             Some("org.apache.kafka.common.errors.InvalidTxnStateException: invalid state")
         );
+    }
+
+    #[test]
+    fn franz_go_output_parses_as_both_reports() {
+        let output = "\
+ASSIGNED franz-0,franz-1
+ACK 1 0 0 1700000000000
+REC seq-00000001 0 0 1700000000010
+ERR 2 UNKNOWN_TOPIC_ID: This server does not host this topic ID.
+ERR consumer franz-0: UNKNOWN_TOPIC_ID: This server does not host this topic ID.
+DONE sent=2 acked=1 errors=1 maxAckGapMs=0 records=1 distinct=1 maxPollGapMs=7
+";
+        let (produced, consumed) = (ProducerReport::parse(output), ConsumerReport::parse(output));
+        assert_eq!((produced.acked, produced.sent, produced.done), (BTreeSet::from([1]), 2, true));
+        assert_eq!(produced.errors.len(), 2, "the consumer's error counts as one the application saw");
+        assert_eq!((consumed.values, consumed.max_poll_gap_ms, consumed.done), (vec![1], 7, true));
+        assert_eq!(consumed.assignments, vec![vec!["franz-0".to_owned(), "franz-1".to_owned()]]);
     }
 
     #[test]

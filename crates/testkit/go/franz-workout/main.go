@@ -32,6 +32,11 @@
 //
 // A failure prints "workout failed in phase <phase>: <error>" to stderr and exits 1; the
 // deadline (default 150 s) exits 3 with "workout timed out in phase <phase>".
+//
+// The numbered mode (numbered.go) runs a paced producer and a group consumer together, for
+// client-switchover drills:
+//
+//	franz-workout numbered <bootstrap> <topic> <group> <count> <rate> <idle ms>
 package main
 
 import (
@@ -77,6 +82,9 @@ func currentPhase() string {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "numbered" {
+		os.Exit(numberedMain(os.Args[2:]))
+	}
 	if len(os.Args) < 4 || len(os.Args) > 5 {
 		fmt.Fprintln(os.Stderr, "usage: franz-workout <bootstrap> <name> <records> [deadline seconds]")
 		os.Exit(2)
