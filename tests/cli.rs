@@ -282,6 +282,73 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
+/// Secrets inline in the file (a broker password, the admin token, a Vault token, a SCRAM admin's
+/// password) never reach `check`'s output, whether the configuration loads or is refused for
+/// another field.
+#[test]
+fn check_shows_no_secret() {
+    const SECRETS: [&str; 4] = ["brokerPw-7fQ2", "adminTok-9xK1", "vaultTok-3mZ8", "scramAdm-5hR4"];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let template = dir.path().join("cluster.conf");
+    std::fs::write(
+        &template,
+        "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"%s\" password=\"%s\";\n",
+    )
+    .expect("template written");
+    let yaml = format!(
+        r#"
+secretStores:
+  - name: vault
+    provider:
+      type: VAULT
+      config: {{address: "http://127.0.0.1:1", authToken: {{value: {vault}}}, prefixPath: secret/}}
+streamingDomains:
+  - name: main
+    type: kafka
+    kafkaCluster:
+      name: main
+      bootstrapServers:
+        - id: sasl
+          endpoint: "SASL_PLAINTEXT://127.0.0.1:9092"
+          sasl: {{mechanism: SCRAM-SHA-512, username: gateway, password: {{value: {broker}}}}}
+routes:
+  - name: swapped
+    endpoint: "127.0.0.1:19092"
+    streamingDomain: {{name: main, bootstrapServerId: sasl}}
+    security:
+      auth: swap
+      swapConfig:
+        clientAuth:
+          sasl:
+            mechanism: SCRAM
+            scram: {{alterScramCredentials: true, admin: {{username: admin, password: {scram}}}}}
+        secretStore: vault
+        clusterAuth:
+          sasl:
+            mechanism: PLAIN
+            jaasConfig: {{file: "{template}"}}
+admin:
+  address: "127.0.0.1:{admin}"
+  token: {token}
+"#,
+        vault = SECRETS[2],
+        broker = SECRETS[0],
+        scram = SECRETS[3],
+        template = template.display(),
+        admin = free_port_block(1),
+        token = SECRETS[1],
+    );
+    let (_, loaded) = check_yaml(&yaml);
+    assert_eq!(loaded.code, Some(0), "{loaded}");
+    let (_, refused) = check_yaml(&yaml.replace("    endpoint: \"127.0.0.1:19092\"", "    endpoint: \"127.0.0.1\""));
+    assert_eq!(refused.code, Some(CONFIG_ERROR_STATUS), "{refused}");
+    for out in [&loaded, &refused] {
+        for secret in SECRETS {
+            assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "`{secret}` shown: {out}");
+        }
+    }
+}
+
 /// `VALID` with `from` (which must occur) replaced by `to`, once.
 fn with(from: &str, to: &str) -> String {
     assert!(VALID.contains(from), "`{from}` is not in VALID");
