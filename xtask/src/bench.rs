@@ -137,7 +137,7 @@ impl Plan {
                 closed_loop: latency::ClosedLoopPlan {
                     rounds: 10,
                     per_round: 1_000,
-                    e2e_per_round: 300,
+                    e2e_per_round: 1_000,
                     record_size: RECORD_SIZE,
                 },
             }
