@@ -321,6 +321,29 @@ async fn a_connection_that_cannot_follow_closes_at_the_cut() {
     assert!(matches!(summary.reason, CloseReason::RouteSwitched), "{}", summary.reason);
 }
 
+/// A client that pipelines more than the in-flight queue holds, to a slow broker, with a request
+/// cut in two across reads: the gateway stops reading while it waits for room, so that wait must
+/// not count against the cut request's `frameTimeoutMs`.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_room_in_flight_does_not_count_against_the_frame_deadline() {
+    let settings = ProxySettings { max_in_flight_requests: 1, frame_timeout: Duration::from_secs(1), ..settings() };
+    let gateway = Gateway::new(settings);
+    let (mut client, broker_end, pumped) = gateway.connect();
+    let _broker = broker(broker_end, Duration::from_millis(600));
+    let mut burst: Vec<u8> = (0..5).flat_map(|id| produce(id).to_vec()).collect();
+    let last = produce(5);
+    burst.extend_from_slice(&last[..last.len() / 2]);
+    client.write_all(&burst).await.unwrap();
+    // The rest of the cut request follows at once; the gateway reads it only after about 2.4 s
+    // of waiting for the broker's answers to the first five.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    client.write_all(&last[last.len() / 2..]).await.unwrap();
+    assert_eq!(answers(&mut client, 6).await, (0..6).collect::<Vec<_>>());
+    drop(client);
+    let reason = pumped.await.unwrap().reason;
+    assert!(matches!(reason, CloseReason::ClientClosed), "{reason}");
+}
+
 /// A connection waiting for room in a full in-flight queue whose broker never answers is idle:
 /// closed after `idleTimeoutMs`, not held forever.
 #[tokio::test(start_paused = true)]

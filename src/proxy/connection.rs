@@ -649,14 +649,17 @@ impl ReadWaits<'_, '_> {
         self.frame_started.unwrap_or_else(Instant::now) + frame_timeout
     }
 
-    /// Note what is left in the buffer after forwarding: `left` bytes, of `read` before.
+    /// Note what is left in the buffer after forwarding: `left` bytes, of `read` before. A frame
+    /// that begins here is timed from now, not from the read: forwarding what came before it may
+    /// have waited for room in the in-flight queue, and while it waits the gateway reads nothing,
+    /// so the client cannot finish the frame.
     fn partial_frame(&mut self, left: usize, read: usize) {
         self.frame_started = match self.frame_started {
             _ if left == 0 => None,
             // A frame completed and another began in the same read.
-            _ if left < read => Some(self.last_read),
+            _ if left < read => Some(Instant::now()),
             Some(started) => Some(started),
-            None => Some(self.last_read),
+            None => Some(Instant::now()),
         };
     }
 }
