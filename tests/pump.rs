@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use frames::{frame, produce, read_frame, response_frame};
+use frames::{frame, one_route_config, produce, read_frame, response_frame};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -31,24 +31,6 @@ use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-const CONFIG: &str = r#"
-streamingDomains:
-  - name: kafka
-    type: kafka
-    kafkaCluster:
-      name: kafka
-      bootstrapServers:
-        - id: plaintext
-          endpoint: "127.0.0.1:1"
-routes:
-  - name: main
-    endpoint: "127.0.0.1:19092"
-    brokerIdentificationStrategy:
-      type: port
-    streamingDomain:
-      name: kafka
-"#;
 
 /// A metadata refresh interval far away: the upstream's cluster is never asked anything.
 const FAR: Duration = Duration::from_secs(100_000);
@@ -68,7 +50,8 @@ struct Gateway {
 
 impl Gateway {
     fn new(settings: ProxySettings) -> Gateway {
-        let config = switchyard::config::parse("tests/pump.rs", CONFIG).expect("the test config is valid");
+        let config =
+            switchyard::config::parse("tests/pump.rs", &one_route_config("", "")).expect("the test config is valid");
         let shutdown = CancellationToken::new();
         let upstream = Upstream::start(&config.domains[0], None, FAR, Duration::from_millis(10), &shutdown)
             .expect("starting the upstream");
@@ -583,7 +566,7 @@ async fn a_configuration_fence_answers_with_its_error_code_until_removed() {
     let gateway = Gateway::new(settings());
     let fenced = switchyard::config::parse(
         "tests/pump.rs",
-        &CONFIG.replace(
+        &one_route_config("", "").replace(
             "    streamingDomain:",
             "    fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}\n    streamingDomain:",
         ),

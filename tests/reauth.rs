@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use frames::{frame, produce, read_frame, response_frame};
+use frames::{frame, one_route_config, produce, read_frame, response_frame};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
@@ -54,27 +54,7 @@ const APP: (&str, &str) = ("app", "app-pw");
 /// The broker's and the gateway's configuration; `route_security`: the route's `security`
 /// block, indented under it, or nothing.
 fn config(route_security: &str, stores: &str) -> switchyard::config::GatewayConfig {
-    let yaml = format!(
-        r#"
-{stores}
-streamingDomains:
-  - name: kafka
-    type: kafka
-    kafkaCluster:
-      name: kafka
-      bootstrapServers:
-        - id: plaintext
-          endpoint: "127.0.0.1:1"
-routes:
-  - name: main
-    endpoint: "127.0.0.1:19092"
-    brokerIdentificationStrategy:
-      type: port
-    streamingDomain:
-      name: kafka
-{route_security}
-"#
-    );
+    let yaml = one_route_config(stores, route_security);
     switchyard::config::parse("tests/reauth.rs", &yaml).expect("the test config is valid")
 }
 

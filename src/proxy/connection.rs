@@ -1436,12 +1436,7 @@ impl Responses<'_, '_> {
                 let transactions = &self.traffic.transactions;
                 match transactions.answer(route, &request, body, upstream, self.producer_ids).await? {
                     None => run_end += len,
-                    Some(out) => {
-                        write_run(buf, run_end, client).await?;
-                        run_end = 0;
-                        client.write_all(&out).await.map_err(client_write_error)?;
-                        buf.advance(len);
-                    }
+                    Some(out) => write_in_place_of(buf, &mut run_end, len, &out, client).await?,
                 }
                 continue;
             }
@@ -1461,12 +1456,7 @@ impl Responses<'_, '_> {
             {
                 // Unchanged: it stays in the run, written with its neighbours.
                 None => run_end += len,
-                Some(out) => {
-                    write_run(buf, run_end, client).await?;
-                    run_end = 0;
-                    client.write_all(&out).await.map_err(client_write_error)?;
-                    buf.advance(len);
-                }
+                Some(out) => write_in_place_of(buf, &mut run_end, len, &out, client).await?,
             }
         }
     }
@@ -1521,6 +1511,21 @@ async fn write_run<W: AsyncWrite + Unpin>(
         client.write_all(&buf[..len]).await.map_err(client_write_error)?;
         buf.advance(len);
     }
+    Ok(())
+}
+
+/// Write the run before the answer at `buf[*run_end..]` (`len` bytes), then `out`, the gateway's
+/// answer in its place.
+async fn write_in_place_of<W: AsyncWrite + Unpin>(
+    buf: &mut BytesMut,
+    run_end: &mut usize,
+    len: usize,
+    out: &[u8],
+    client: &mut ProgressWriter<'_, W>,
+) -> Result<(), CloseReason> {
+    write_run(buf, std::mem::take(run_end), client).await?;
+    client.write_all(out).await.map_err(client_write_error)?;
+    buf.advance(len);
     Ok(())
 }
 

@@ -1,12 +1,39 @@
 //! Kafka frames for the in-process tests (`tests/pump.rs`, `tests/reauth.rs`), which play the
 //! client and the broker themselves: requests and answers encoded with `kafka-protocol`, and
-//! frames read back off a stream.
+//! frames read back off a stream; and the one-route configuration both drive.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// A gateway configuration with one route, `main`, by port, in front of a cluster that is never
+/// dialled: `top` goes above `streamingDomains` (secret stores), `route` under the route (its
+/// `security` block, indented).
+pub fn one_route_config(top: &str, route: &str) -> String {
+    format!(
+        r#"
+{top}
+streamingDomains:
+  - name: kafka
+    type: kafka
+    kafkaCluster:
+      name: kafka
+      bootstrapServers:
+        - id: plaintext
+          endpoint: "127.0.0.1:1"
+routes:
+  - name: main
+    endpoint: "127.0.0.1:19092"
+    brokerIdentificationStrategy:
+      type: port
+    streamingDomain:
+      name: kafka
+{route}
+"#
+    )
+}
 
 /// A request frame (size prefix included) for `api_key` at `version`.
 pub fn frame<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
