@@ -27,7 +27,7 @@ use switchyard_testkit::{
     KafkaCluster, KafkaWire, ListenerSasl, ListenerTls, ProducerPerfOptions, TestPki,
 };
 
-use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_audit_close};
+use common::{binary, loopback, metric_sum, run_suite_with_known_failures, scrape_metrics, wait_for_audit_close};
 
 const ALICE: (&str, &str) = ("alice", "alice-Pw-7f3kQ");
 const BOB: (&str, &str) = ("bob", "bob-Pw-91xqZ");
@@ -49,8 +49,15 @@ struct Env {
     ssl: KafkaCluster,
 }
 
+/// Tests that reproduce an open issue (run them with `--ignored`).
+const KNOWN_FAILING: &[&str] = &[
+    // Issue 15: a passthrough SASL connection cannot follow the cut and is closed; kcat's only
+    // broker connection closing is "all brokers down", and kcat without `-E` exits.
+    "stock_kcat_plain_producer_survives_a_passthrough_cut",
+];
+
 fn main() {
-    run_suite(
+    run_suite_with_known_failures(
         &[
             ("plain_and_scram_over_a_plaintext_client_leg", plain_and_scram_over_a_plaintext_client_leg),
             ("oauthbearer_unsecured_token_passes_through", oauthbearer_unsecured_token_passes_through),
@@ -64,6 +71,10 @@ fn main() {
                 switchover_between_sasl_clusters_keeps_the_producer,
             ),
             (
+                "stock_kcat_plain_producer_survives_a_passthrough_cut",
+                stock_kcat_plain_producer_survives_a_passthrough_cut,
+            ),
+            (
                 "swap_connections_follow_a_switchover_with_each_domains_credentials",
                 swap_connections_follow_a_switchover_with_each_domains_credentials,
             ),
@@ -72,6 +83,7 @@ fn main() {
                 swap_route_to_a_sasl_ssl_listener_produces_and_consumes,
             ),
         ],
+        KNOWN_FAILING,
         setup,
     );
 }
@@ -585,9 +597,29 @@ fn produce_across_a_switchover(env: &Env, gateway: &Gateway, client: &[(String, 
         || end_offsets(&env.plain.internal_bootstrap(), TOPIC).map(|o| o.iter().map(|(_, o)| o).sum::<i64>());
     let plain_before = on_plain()?;
     let run = java::producer_perf_background(&perf)?;
-    // Switch once the producer is connected and producing (a JVM on a loaded machine may take
-    // seconds to start), so its connections are there to follow the cut.
-    poll::try_poll_until(Duration::from_secs(60), || Ok((on_plain()? >= plain_before + 50).then_some(())))?;
+    switch_to_ssl_once_producing(env, gateway, plain_before)?;
+    let (summary, output) = run.wait_with_output()?;
+    ensure!(
+        summary.records == records,
+        "{} of {records} records acknowledged:\n{}",
+        summary.records,
+        output.describe()
+    );
+    let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
+    ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    Ok(())
+}
+
+/// Records in `TOPIC` on `cluster`.
+fn records_on(cluster: &KafkaCluster) -> Result<i64> {
+    Ok(end_offsets(&cluster.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum())
+}
+
+/// Switch route `main` to `ssl` once 50 records more than `plain_before` have landed on `plain`
+/// (a client on a loaded machine may take seconds to start), so the producer's connections are
+/// there at the cut.
+fn switch_to_ssl_once_producing(env: &Env, gateway: &Gateway, plain_before: i64) -> Result<()> {
+    poll::try_poll_until(Duration::from_secs(60), || Ok((records_on(&env.plain)? >= plain_before + 50).then_some(())))?;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body = json!({"to": "ssl", "catchUp": {"policy": "none"}, "topics": [TOPIC]});
     let mut response = agent
@@ -598,15 +630,39 @@ fn produce_across_a_switchover(env: &Env, gateway: &Gateway, client: &[(String, 
     let status = response.status().as_u16();
     let report: Value = serde_json::from_str(&response.body_mut().read_to_string()?)?;
     ensure!(status == 200 && report["outcome"] == "completed", "switchover: {status} {report}");
-    let (summary, output) = run.wait_with_output()?;
+    Ok(())
+}
+
+/// A stock librdkafka producer (kcat 2.0.2, PLAIN passed through, no `-E`) across a switchover
+/// between two clusters that both know alice. Its connections cannot follow the cut (only the
+/// client can log in to the destination) and are closed; it must log in again there without
+/// exiting, and every record must land on one cluster or the other.
+fn stock_kcat_plain_producer_survives_a_passthrough_cut(env: &Env) -> Result<()> {
+    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
+    let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
+    let lines: Vec<String> = (0..300).map(|i| format!("sasl-kept-{i}")).collect();
+    let config = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, ALICE.1)));
+    let plain_before = records_on(&env.plain)?;
+    let interval = Duration::from_millis(20);
+    let producer = kcat::produce_paced_with(&gateway.bootstrap(), TOPIC, lines.clone(), interval, &config)?;
+    switch_to_ssl_once_producing(env, &gateway, plain_before)?;
+    let output = producer.wait(Duration::from_secs(60))?;
     ensure!(
-        summary.records == records,
-        "{} of {records} records acknowledged:\n{}",
-        summary.records,
+        output.status.success() && !output.stderr.contains("ERROR"),
+        "kcat reported failures:\n{}",
         output.describe()
     );
-    let ssl_after: i64 = end_offsets(&env.ssl.internal_bootstrap(), TOPIC)?.iter().map(|(_, o)| o).sum();
-    ensure!(ssl_after > ssl_before, "nothing reached the destination after the switchover");
+    let mut landed = Vec::new();
+    for cluster in [&env.plain, &env.ssl] {
+        landed.extend(kcat::consume(&cluster.internal_bootstrap(), TOPIC, 100_000, WAIT)?);
+    }
+    let missing: Vec<&String> = lines.iter().filter(|line| !landed.contains(line)).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} records on neither cluster, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     Ok(())
 }
 

@@ -106,8 +106,19 @@ pub fn produce_numbered(
 /// Starts producing one record per line with `acks=all`, a line every `interval`, while the
 /// caller does something else; wait on the returned child for kcat to deliver them all.
 pub fn produce_paced(bootstrap: &str, topic: &str, lines: Vec<String>, interval: Duration) -> Result<CapturedChild> {
+    produce_paced_with(bootstrap, topic, lines, interval, &[])
+}
+
+/// [`produce_paced`] with extra `-X` settings (see [`security_config`]).
+pub fn produce_paced_with(
+    bootstrap: &str,
+    topic: &str,
+    lines: Vec<String>,
+    interval: Duration,
+    config: &[(String, String)],
+) -> Result<CapturedChild> {
     let mut cmd = Command::new("kcat");
-    cmd.args(["-b", bootstrap, "-P", "-t", topic, "-X", "acks=all", "-X", "linger.ms=0"]);
+    cmd.arg("-b").arg(bootstrap).args(with_config(&["-P", "-t", topic, "-X", "acks=all", "-X", "linger.ms=0"], config));
     CapturedChild::spawn_fed(cmd, move |mut pipe| {
         for line in lines {
             // kcat reads lines as they come; a pipe error means kcat is gone, which the
