@@ -625,7 +625,7 @@ proptest! {
             ApiVersion::default().with_api_key(key as i16).with_min_version(range.min).with_max_version(range.max)
         };
         let api_versions = ApiVersionsResponse::default()
-            .with_api_keys(vec![api(ApiKey::Produce), api(ApiKey::Metadata), api(ApiKey::JoinGroup)]);
+            .with_api_keys(vec![api(ApiKey::Fetch), api(ApiKey::Metadata), api(ApiKey::JoinGroup)]);
         let frame = response_frame(ApiKey::ApiVersions, api_versions_version, &api_versions);
         prop_assert!(!rewrite(ApiKey::ApiVersions, api_versions_version, &frame).1);
     }

@@ -48,6 +48,10 @@ pub enum ResponseHandling {
     /// never saw the transaction, its error is replaced by one the client goes on from (see
     /// `proxy::transactions`). On a route that never moved it is [`Self::Opaque`].
     EndTxnAfterCut,
+    /// An answer that changes only on a route that has moved to another cluster: its topic
+    /// ids become those clients were first shown (`rewrite::topic_ids`). On a route that never
+    /// moved it is [`Self::Opaque`].
+    ChangedAfterCut,
 }
 
 impl ResponseHandling {

@@ -55,8 +55,8 @@ use crate::protocol::{
     MIN_RESPONSE_BODY, SIZE_PREFIX,
 };
 use crate::rewrite::{
-    classify, rewrite_response, sasl_outcome, unsupported_version_answer, Classified, ResponseBody, RewriteError,
-    SaslOutcome,
+    classify, handling_on_route, rewrite_records_response, rewrite_response, sasl_outcome, translate_request,
+    unsupported_version_answer, Classified, RecordsAnswer, ResponseBody, RewriteError, SaslOutcome,
 };
 use crate::routing::{Effect, Passed, Route, Upstream};
 
@@ -959,8 +959,8 @@ impl Requests<'_> {
                 self.write_run(buf, &mut run, upstream, read_at).await?;
                 return Ok(Forwarded::Fenced);
             };
-            let request = match self.note(&buf[run.end + SIZE_PREFIX..run.end + len], read_at) {
-                Ok(Noted::Forward(request)) => request,
+            let (request, translated) = match self.note(&buf[run.end + SIZE_PREFIX..run.end + len], read_at) {
+                Ok(Noted::Forward(request, translated)) => (request, translated),
                 Ok(Noted::UnsupportedApiVersions { correlation_id }) => {
                     fence.leave(passed);
                     // Answered here, not forwarded: the run ends before it.
@@ -1008,8 +1008,41 @@ impl Requests<'_> {
                 // No answer will come: counted until written.
                 run.unanswered += passed;
             }
+            match translated {
+                // Re-encoding a decoded request keeps its length unless the client's encoding
+                // was not the shortest: then it goes on its own.
+                Some(frame) if frame.len() != len => {
+                    self.write_run(buf, &mut run, upstream, read_at).await?;
+                    self.write_in_place_of(buf, len, &frame, upstream, read_at).await?;
+                    continue;
+                }
+                Some(frame) => buf[run.end..run.end + len].copy_from_slice(&frame),
+                None => {}
+            }
             run.end += len;
         }
+    }
+
+    /// Write `frame` upstream in place of the request of `len` bytes at the front of `buf`.
+    async fn write_in_place_of<W: AsyncWrite + Unpin>(
+        &self,
+        buf: &mut BytesMut,
+        len: usize,
+        frame: &[u8],
+        upstream: &mut W,
+        read_at: Instant,
+    ) -> Result<(), RequestsEnd> {
+        let written = match upstream.write_all(frame).await {
+            Ok(()) => upstream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| RequestsEnd::Failed(CloseReason::UpstreamError(e)))?;
+        buf.advance(len);
+        let metrics = &self.ctx.route.metrics;
+        self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+        metrics.bytes_from_client.inc_by(len as u64);
+        metrics.gateway_request_time.observe(read_at.elapsed());
+        Ok(())
     }
 
     /// Read and classify the request in `body`.
@@ -1045,10 +1078,19 @@ impl Requests<'_> {
             // Group APIs only (never Produce or Fetch): a client posing as a gateway node.
             internal::refuse_internal_group(request.api_key, request.api_version, body).map_err(bad_request)?;
         }
+        // On a route that has moved: topic ids in both directions (`rewrite::topic_ids`).
+        request.handling = handling_on_route(&self.ctx.route, &request);
+        let translated = translate_request(&self.ctx.route, &request, body).map_err(|e| {
+            bad_request(RequestError::Undecodable {
+                api_key: request.api_key,
+                version: request.api_version,
+                cause: format!("{e:#}"),
+            })
+        })?;
         if request.handling == ResponseHandling::RewriteAddresses {
             request.client = self.client_hash(body)?;
         }
-        Ok(Noted::Forward(request))
+        Ok(Noted::Forward(request, translated))
     }
 
     /// The gateway's answer to a request a swap route answers itself, and whether the
@@ -1176,8 +1218,8 @@ enum Forwarded {
 
 /// What the request direction does with one request.
 enum Noted {
-    /// Forward it.
-    Forward(InFlight),
+    /// Forward it, or the frame given in its place.
+    Forward(InFlight, Option<Bytes>),
     /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
     UnsupportedApiVersions { correlation_id: i32 },
     /// A request a swap route's gateway answers itself.
@@ -1444,10 +1486,14 @@ impl Responses<'_, '_> {
                 write_run(buf, run_end, client).await?;
                 run_end = 0;
                 let frame = buf.split_to(len).freeze();
-                let body = frame.slice(SIZE_PREFIX..);
-                let out = rewrite_response(route, upstream, &request, ResponseBody::Shared(body))
-                    .map_err(CloseReason::BadResponse)?;
-                client.write_all(out.as_ref().unwrap_or(&frame)).await.map_err(client_write_error)?;
+                let written = match rewrite_records_response(route, upstream, &request, &frame)
+                    .map_err(CloseReason::BadResponse)?
+                {
+                    RecordsAnswer::Unchanged => client.write_all(&frame).await,
+                    RecordsAnswer::Encoded(out) => client.write_all(&out).await,
+                    RecordsAnswer::Spliced(pieces) => client.write_all_pieces(&pieces).await,
+                };
+                written.map_err(client_write_error)?;
                 continue;
             }
             let body = &buf[run_end + SIZE_PREFIX..run_end + len];

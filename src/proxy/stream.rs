@@ -7,12 +7,12 @@
 //! in-memory pipes in the in-process tests, where time can be paused.
 
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{split, AsyncRead, AsyncWrite, DuplexStream, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -228,6 +228,21 @@ impl<'a, W: AsyncWrite + Unpin> ProgressWriter<'a, W> {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             buf = &buf[written..];
+        }
+        self.progress(|inner, cx| inner.poll_flush(cx)).await
+    }
+
+    /// Writes `pieces` in order as one stream of bytes (vectored where the stream can), then
+    /// flushes as [`Self::write_all`] does.
+    pub async fn write_all_pieces(&mut self, pieces: &[Bytes]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = pieces.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            let written = self.progress(|inner, cx| inner.poll_write_vectored(cx, left)).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut left, written);
         }
         self.progress(|inner, cx| inner.poll_flush(cx)).await
     }

@@ -81,12 +81,13 @@ impl Rewriter<'_> {
         let hidden = hide_internal_topics(response);
         let topics = response.topics.iter().filter(|t| !t.is_internal && t.error_code == 0);
         self.route.saw_topics(topics.filter_map(|t| t.name.as_ref()).map(|name| name.0.as_str()));
+        let ids_changed = super::topic_ids::metadata(self.route, response);
         let presented = response.cluster_id.as_ref().and_then(|actual| self.presented_cluster_id(actual));
         let cluster_id_changed = presented.is_some();
         if presented.is_some() {
             response.cluster_id = presented;
         }
-        self.endpoints(&mut response.brokers) || cluster_id_changed || hidden
+        self.endpoints(&mut response.brokers) || cluster_id_changed || hidden || ids_changed
     }
 
     pub fn describe_cluster(&self, response: &mut DescribeClusterResponse) -> bool {

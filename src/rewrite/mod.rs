@@ -14,18 +14,20 @@ mod addresses;
 mod api_versions;
 mod configs;
 mod rules;
+mod topic_ids;
 mod transactions;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ResponseHeader, SaslAuthenticateResponse};
+use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader, SaslAuthenticateResponse};
 use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::protocol::{encode_response, InFlight};
+use crate::protocol::{encode_response, InFlight, ResponseHandling, SIZE_PREFIX};
 use crate::routing::{Route, Upstream};
 
 pub use api_versions::{clamped_versions, unsupported_version_answer};
-pub use rules::{classify, handling, Classified};
+pub use rules::{classify, handling, handling_on_route, Classified};
+pub use topic_ids::translate_request;
 pub use transactions::{end_txn_after_cut, end_txn_answer, EndTxnAfterCut};
 
 /// A response the gateway had to decode but could not.
@@ -59,6 +61,63 @@ pub fn rewrite_response(
         ResponseBody::Shared(body) => (edit.shared)(&rewriter, request, body),
     };
     result.map_err(|cause| RewriteError { api_key: request.api_key, api_version: request.api_version, cause })
+}
+
+/// What to send the client in place of an answer that carries records.
+pub enum RecordsAnswer {
+    /// The frame as it came.
+    Unchanged,
+    /// A frame encoded anew.
+    Encoded(Bytes),
+    /// The frame's own bytes with a few replaced, as pieces to write in order.
+    Spliced(Vec<Bytes>),
+}
+
+/// [`rewrite_response`] for an answer that carries records (`frame`, size prefix included):
+/// where only topic ids change (a route that has moved), the records are not copied.
+pub fn rewrite_records_response(
+    route: &Route,
+    upstream: &Upstream,
+    request: &InFlight,
+    frame: &Bytes,
+) -> Result<RecordsAnswer, RewriteError> {
+    if request.api_key == ApiKey::Fetch && request.handling != ResponseHandling::Opaque {
+        let spliced = fetch_splices(route, upstream, request, frame).map_err(|cause| RewriteError {
+            api_key: request.api_key,
+            api_version: request.api_version,
+            cause,
+        })?;
+        if let Some(answer) = spliced {
+            return Ok(answer);
+        }
+    }
+    let rewritten = rewrite_response(route, upstream, request, ResponseBody::Shared(frame.slice(SIZE_PREFIX..)))?;
+    Ok(rewritten.map_or(RecordsAnswer::Unchanged, RecordsAnswer::Encoded))
+}
+
+/// A Fetch answer whose leader endpoints need no change: as it came, or with its topic ids
+/// spliced in; `None` when [`rewrite_response`] must decode it (endpoints to rewrite, or a
+/// frame whose layout did not line up, which is then encoded anew).
+fn fetch_splices(
+    route: &Route,
+    upstream: &Upstream,
+    request: &InFlight,
+    frame: &Bytes,
+) -> anyhow::Result<Option<RecordsAnswer>> {
+    let mut body = frame.slice(SIZE_PREFIX..);
+    ResponseHeader::decode(&mut body, request.api_key.response_header_version(request.api_version))?;
+    let response = FetchResponse::decode(&mut body, request.api_version)?;
+    if !response.node_endpoints.is_empty() {
+        return Ok(None);
+    }
+    match topic_ids::fetch_splices(request.api_version, frame, &response, |id| topic_ids::presented(route, id)) {
+        Ok(Some(pieces)) => Ok(Some(RecordsAnswer::Spliced(pieces))),
+        Ok(None) => Ok(Some(RecordsAnswer::Unchanged)),
+        Err(e) => {
+            tracing::debug!(route = %route.name, upstream = %upstream.domain, "Fetch answer encoded anew: {e:#}");
+            Ok(None)
+        }
+    }
 }
 
 /// A response body (the frame after its size prefix), as the caller holds it.

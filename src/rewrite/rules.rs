@@ -16,12 +16,14 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
 use kafka_protocol::messages::{
-    DescribeClusterResponse, DescribeConfigsResponse, DescribeQuorumResponse, FetchResponse, FindCoordinatorResponse,
-    MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    ConsumerGroupHeartbeatResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
+    DescribeQuorumResponse, DescribeTopicPartitionsResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 
-use super::{addresses, api_versions, edits, transactions, Edit};
+use super::{addresses, api_versions, edits, topic_ids, transactions, Edit};
 use crate::protocol::{internal, sasl, InFlight, RequestError, ResponseHandling};
+use crate::routing::Route;
 
 /// One API whose responses the gateway decodes.
 struct Rule {
@@ -73,7 +75,8 @@ static RULES: &[Rule] = &[
         ApiKey::Fetch,
         16,
         edits!(FetchResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut FetchResponse| rw
-            .endpoints(&mut r.node_endpoints)),
+            .endpoints(&mut r.node_endpoints)
+            | topic_ids::fetch(rw.route, r)),
     ),
     addresses(
         ApiKey::ShareFetch,
@@ -108,7 +111,48 @@ static RULES: &[Rule] = &[
     // so stops the client; the proxy answers in its place (`transactions`,
     // `proxy::transactions`).
     rule(ApiKey::EndTxn, 0, ResponseHandling::EndTxnAfterCut, None),
+    // Only on a route that has moved to another cluster: answers that carry topic ids, which
+    // become those clients were first shown (`topic_ids`; Metadata and Fetch, decoded for
+    // their addresses, are translated in their own rows).
+    after_cut(
+        ApiKey::ConsumerGroupHeartbeat,
+        0,
+        edits!(ConsumerGroupHeartbeatResponse, |rw: &addresses::Rewriter<'_>, _, r| {
+            topic_ids::consumer_group_heartbeat(rw.route, r)
+        }),
+    ),
+    after_cut(
+        ApiKey::DeleteTopics,
+        6,
+        edits!(DeleteTopicsResponse, |rw: &addresses::Rewriter<'_>, _, r| topic_ids::delete_topics(rw.route, r)),
+    ),
+    after_cut(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        edits!(DescribeTopicPartitionsResponse, |rw: &addresses::Rewriter<'_>, _, r| {
+            topic_ids::describe_topic_partitions(rw.route, r)
+        }),
+    ),
 ];
+
+/// An answer changed by `edit` on a route that has moved, and passed as bytes elsewhere.
+const fn after_cut(api_key: ApiKey, since: i16, edit: Edit) -> Rule {
+    rule(api_key, since, ResponseHandling::ChangedAfterCut, Some(edit))
+}
+
+/// How the answer to `request` is handled on `route`: as classified, but on a route that has
+/// moved an answer that carries topic ids is decoded, and on one that never moved an answer
+/// changed only after a cut passes as bytes.
+pub fn handling_on_route(route: &Route, request: &InFlight) -> ResponseHandling {
+    let moved = route.moves() > 0;
+    match request.handling {
+        ResponseHandling::ChangedAfterCut if !moved => ResponseHandling::Opaque,
+        ResponseHandling::Opaque if moved && topic_ids::in_response(request.api_key, request.api_version) => {
+            ResponseHandling::ChangedAfterCut
+        }
+        handling => handling,
+    }
+}
 
 /// What to do to the answer of `request`; `None` when it passes unchanged.
 pub(super) fn edit_for(request: &InFlight) -> Option<&'static Edit> {
@@ -175,7 +219,9 @@ pub fn handling(api_key: ApiKey, version: i16) -> ResponseHandling {
 pub fn gateway_versions(api_key: ApiKey) -> VersionRange {
     match rule_for(api_key) {
         // Versions before `since` pass as bytes, so only the top of the range is bounded.
-        Some(rule) if rule.since > 0 => VersionRange { min: 0, max: api_key.valid_versions().max },
+        Some(rule) if rule.since > 0 => {
+            VersionRange { min: 0, max: api_key.valid_versions().max.min(topic_ids::version_cap(api_key)) }
+        }
         Some(_) => api_key.valid_versions(),
         // Their requests are decoded to keep clients out of the gateway cluster's groups.
         None if internal::names_group(api_key) => api_key.valid_versions(),
@@ -199,8 +245,12 @@ mod tests {
     #[test]
     fn every_rule_that_changes_answers_names_its_edit() {
         for rule in RULES {
-            let changes =
-                matches!(rule.handling, ResponseHandling::RewriteAddresses | ResponseHandling::ClampApiVersions);
+            let changes = matches!(
+                rule.handling,
+                ResponseHandling::RewriteAddresses
+                    | ResponseHandling::ClampApiVersions
+                    | ResponseHandling::ChangedAfterCut
+            );
             assert_eq!(rule.edit.is_some(), changes, "{:?}", rule.api_key);
         }
     }
@@ -222,6 +272,13 @@ mod tests {
         assert_eq!(classify(ApiKey::SaslHandshake, 1), Classified::Forward(Opaque));
         assert_eq!(classify(ApiKey::SaslAuthenticate, 2), Classified::Forward(ObserveSaslOutcome));
         assert!(matches!(classify(ApiKey::SaslAuthenticate, 9), Classified::Refuse(_)));
+    }
+
+    #[test]
+    fn produce_is_offered_only_in_versions_that_name_topics() {
+        // v13 names topics by id, which differ between the clusters of a switchover.
+        assert_eq!(super::super::clamped_versions(ApiKey::Produce, 3, 13), Some((3, 12)));
+        assert_eq!(super::super::clamped_versions(ApiKey::Fetch, 4, 18), Some((4, 18)));
     }
 
     #[test]

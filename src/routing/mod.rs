@@ -8,6 +8,7 @@
 //! new connections and resets the old ones.
 
 mod fence;
+mod topic_ids;
 mod topology;
 
 use std::collections::BTreeSet;
@@ -35,6 +36,7 @@ use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPor
 use crate::protocol::fence_answer::FenceCodes;
 
 pub use fence::{Effect, Fence, Passed};
+pub use topic_ids::TopicIds;
 pub use topology::{Broker, ClusterMetadata, KeyValue, PartitionWindow, StoredRecord, Topology};
 
 /// Which upstream a client-facing port leads to.
@@ -162,6 +164,8 @@ pub struct Route {
     config_fence: Mutex<Option<RouteFence>>,
     /// Topics named in metadata answers to this route's clients: what a switchover must check.
     topics_seen: Mutex<TopicsSeen>,
+    /// The topic ids clients were shown, translated once the route moves to another cluster.
+    pub topic_ids: TopicIds,
     /// Cancelled to make the route's current connections drain and close, or move.
     session: Mutex<CancellationToken>,
     /// How many times [`Route::move_connections`] was called.
@@ -195,6 +199,7 @@ impl Route {
             switching: AtomicBool::new(false),
             config_fence: Mutex::new(None),
             topics_seen: Mutex::new(TopicsSeen::default()),
+            topic_ids: TopicIds::default(),
             session: Mutex::new(shutdown.child_token()),
             moves: AtomicU64::new(0),
             transactional: AtomicBool::new(false),

@@ -1,0 +1,177 @@
+//! The topic ids a route's clients know, and their translation after a switchover.
+//!
+//! Each cluster gives a topic an id of its own: the tool that created the destination's topics
+//! (MirrorMaker 2, say) made new ones. After a live switchover's cut, the same topic name comes
+//! back from the destination with another id, which franz-go takes for a topic deleted and
+//! recreated, and fails for good. So a route keeps the id its clients were first shown for each
+//! topic name (the *presented* id, as it keeps the cluster id), and once it has moved to another
+//! cluster it shows clients that id and translates it back in their requests.
+//!
+//! The translation is learned from the Metadata answers the route forwards: after a move, an
+//! answer naming a topic whose presented id differs from the cluster's maps the one to the
+//! other. Until a client's first Metadata after the cut, a request naming a presented id the
+//! map lacks passes unchanged, the new cluster answers `UNKNOWN_TOPIC_ID` as a broker does for a
+//! topic it does not know, and the client refreshes its metadata by its own retry path.
+//!
+//! A topic whose id changes while the route stays on one cluster was deleted and recreated for
+//! real: clients are shown the new id.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use uuid::Uuid;
+
+/// Topic names a route remembers ids for; past this, new names are shown their cluster's id
+/// and are not translated after a switchover.
+const MAX_TOPICS: usize = 10_000;
+
+/// The ids a route presents, and their translation to the cluster it is on now.
+#[derive(Default)]
+pub struct TopicIds {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The id clients were first shown, by topic name.
+    presented: HashMap<String, Uuid>,
+    /// The route's move count the translation below belongs to.
+    moves: u64,
+    /// The current cluster's id by topic name, as seen since that move.
+    current: HashMap<String, Uuid>,
+    /// Current cluster's id → presented id, for the topics that differ.
+    to_client: HashMap<Uuid, Uuid>,
+    /// Presented id → current cluster's id.
+    to_cluster: HashMap<Uuid, Uuid>,
+}
+
+impl TopicIds {
+    /// The id to show clients for topic `name`, which the cluster calls `actual`, on a route
+    /// that has moved `moves` times.
+    pub fn present(&self, moves: u64, name: &str, actual: Uuid) -> Uuid {
+        if actual.is_nil() {
+            return actual;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.follow(moves);
+        let Some(&presented) = inner.presented.get(name) else {
+            if inner.presented.len() < MAX_TOPICS {
+                inner.presented.insert(name.to_string(), actual);
+            }
+            return actual;
+        };
+        let recreated = if moves == 0 {
+            presented != actual
+        } else {
+            let before = inner.current.insert(name.to_string(), actual);
+            before.is_some_and(|before| before != actual)
+        };
+        if recreated {
+            // Deleted and created again on the cluster the route is on: clients must see it.
+            inner.forget(name);
+            inner.presented.insert(name.to_string(), actual);
+            return actual;
+        }
+        if presented != actual {
+            inner.to_client.insert(actual, presented);
+            inner.to_cluster.insert(presented, actual);
+        }
+        presented
+    }
+
+    /// The id clients know for the current cluster's `id`, where it differs.
+    pub fn to_client(&self, id: Uuid) -> Option<Uuid> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).to_client.get(&id).copied()
+    }
+
+    /// The current cluster's id for the `id` clients know, where it differs.
+    pub fn to_cluster(&self, id: Uuid) -> Option<Uuid> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).to_cluster.get(&id).copied()
+    }
+}
+
+impl Inner {
+    /// Start a new translation when the route has moved since the last one.
+    fn follow(&mut self, moves: u64) {
+        if moves != self.moves {
+            self.moves = moves;
+            self.current.clear();
+            self.to_client.clear();
+            self.to_cluster.clear();
+        }
+    }
+
+    /// Drop the translation of `name`, whose id on the current cluster changed.
+    fn forget(&mut self, name: &str) {
+        if let Some(presented) = self.presented.get(name) {
+            if let Some(old) = self.to_cluster.remove(presented) {
+                self.to_client.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_route_that_never_moved_shows_each_clusters_id() {
+        let ids = TopicIds::default();
+        assert_eq!(ids.present(0, "orders", id(1)), id(1));
+        // Deleted and recreated on the same cluster: the new id.
+        assert_eq!(ids.present(0, "orders", id(2)), id(2));
+        assert_eq!(ids.to_cluster(id(1)), None);
+    }
+
+    #[test]
+    fn after_a_move_the_first_id_is_shown_and_translated_both_ways() {
+        let ids = TopicIds::default();
+        assert_eq!(ids.present(0, "orders", id(1)), id(1));
+        assert_eq!(ids.present(1, "orders", id(7)), id(1));
+        assert_eq!(ids.to_cluster(id(1)), Some(id(7)));
+        assert_eq!(ids.to_client(id(7)), Some(id(1)));
+        // A topic first seen after the move keeps its id.
+        assert_eq!(ids.present(1, "new", id(9)), id(9));
+        assert_eq!(ids.to_client(id(9)), None);
+    }
+
+    #[test]
+    fn a_second_move_translates_to_the_newest_cluster() {
+        let ids = TopicIds::default();
+        ids.present(0, "orders", id(1));
+        ids.present(1, "orders", id(7));
+        assert_eq!(ids.present(2, "orders", id(8)), id(1));
+        assert_eq!(ids.to_cluster(id(1)), Some(id(8)));
+        assert_eq!(ids.to_client(id(7)), None);
+        // Back on the first cluster: nothing to translate.
+        assert_eq!(ids.present(3, "orders", id(1)), id(1));
+        assert_eq!(ids.to_cluster(id(1)), None);
+    }
+
+    #[test]
+    fn a_topic_recreated_after_the_move_shows_its_new_id() {
+        let ids = TopicIds::default();
+        ids.present(0, "orders", id(1));
+        assert_eq!(ids.present(1, "orders", id(7)), id(1));
+        assert_eq!(ids.present(1, "orders", id(8)), id(8));
+        assert_eq!(ids.to_cluster(id(1)), None);
+        assert_eq!(ids.to_client(id(7)), None);
+        assert_eq!(ids.present(1, "orders", id(8)), id(8));
+    }
+
+    #[test]
+    fn names_past_the_bound_are_not_remembered() {
+        let ids = TopicIds::default();
+        for n in 0..MAX_TOPICS as u128 + 5 {
+            ids.present(0, &format!("t{n}"), id(n + 1));
+        }
+        let late = format!("t{}", MAX_TOPICS + 2);
+        assert_eq!(ids.present(1, &late, id(999_999)), id(999_999));
+        assert_eq!(ids.present(1, "t0", id(999_998)), id(1));
+    }
+}
