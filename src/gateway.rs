@@ -25,8 +25,8 @@ use crate::cluster::group::ClusterGroup;
 use crate::cluster::{self, ClusterNode, Membership, Rejections};
 use crate::config::GatewayConfig;
 use crate::proxy::{
-    accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget, SniRoute,
-    SwapAuth,
+    accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget,
+    OwnConnection, SniRoute, SwapAuth,
 };
 use crate::routing::{Route, Upstream};
 use crate::secrets::SecretStores;
@@ -248,6 +248,10 @@ impl Gateway {
             audit: Arc::clone(&audit),
             shutdown: shutdown.clone(),
             cluster,
+            topic_ids: Arc::new(OwnConnection {
+                connect_timeout: config.proxy.connect_timeout,
+                max_frame_bytes: config.proxy.max_frame_bytes,
+            }),
         });
         if let Some(commands) = commands {
             background.spawn(apply_cluster_commands(commands, Arc::clone(&state)));
@@ -296,6 +300,7 @@ impl Gateway {
             routes: &state.routes,
             shutdown: &self.shutdown,
             destinations: &ThroughKafka,
+            topic_ids: &*state.topic_ids,
         };
         let (outcome, reports) = reload::apply(&board, edited).await;
         for report in &reports {
@@ -371,6 +376,7 @@ async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<Switchover
             routes: &state.routes,
             shutdown: &state.shutdown,
             destinations: &ThroughKafka,
+            topic_ids: &*state.topic_ids,
         };
         if let Err(refusal) = board.check(&command.route, &command.request) {
             if let Some(cluster) = &state.cluster {

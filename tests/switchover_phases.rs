@@ -3,7 +3,11 @@
 //! the timeouts are driven by virtual seconds, exactly and fast. The drills against real Kafka
 //! and MirrorMaker 2 are in `tests/switchover.rs`.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,12 +16,13 @@ use switchyard::cluster::Advertising;
 use switchyard::config::{
     parse_with_env, CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, HostPort, SwitchoverRequest,
 };
-use switchyard::routing::{ClusterMetadata, Effect, KeyValue, Route, Topology, Upstream};
+use switchyard::routing::{ClusterMetadata, Effect, IdsByName, KeyValue, Route, TopicIdLookup, Topology, Upstream};
 use switchyard::switchover::groups::Checkpoint;
 use switchyard::switchover::{Destinations, Refusal, Switchboard, SwitchoverReport};
 use switchyard::telemetry::Metrics;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 const TOPIC: &str = "orders";
 const DRAIN_TIMEOUT_MS: u64 = 3_000;
@@ -136,6 +141,24 @@ impl Destinations for FakeDestinations {
     }
 }
 
+/// Each fake cluster gives a topic an id of its own: its domain and name, hashed.
+impl TopicIdLookup for FakeDestinations {
+    fn topic_ids<'a>(
+        &'a self,
+        upstream: &'a Upstream,
+        topics: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<IdsByName, String>> + Send + 'a>> {
+        let ids = topics.iter().map(|t| (t.clone(), fake_topic_id(&upstream.domain, t))).collect();
+        Box::pin(async move { Ok(ids) })
+    }
+}
+
+fn fake_topic_id(domain: &str, topic: &str) -> Uuid {
+    let mut hasher = DefaultHasher::new();
+    (domain, topic).hash(&mut hasher);
+    Uuid::from_u64_pair(hasher.finish(), 1)
+}
+
 /// A route `r` on domain `blue`, which can be switched to `green`.
 struct Setup {
     config: GatewayConfig,
@@ -165,6 +188,7 @@ impl Setup {
             routes: &routes,
             shutdown: &self.shutdown,
             destinations: &self.clusters,
+            topic_ids: &self.clusters,
         };
         board.switch("r", request).await
     }
@@ -329,6 +353,23 @@ async fn a_parked_fetch_does_not_delay_the_cut() {
     setup.route.fence.leave(fetch);
 }
 
+/// Clients are shown the source's topic ids after the cut, and may name them in their very
+/// first request on a moved connection: the cut installs the translation before any connection
+/// moves, from both clusters' ids learned in pre-flight, whether or not a Metadata answer ever
+/// showed the clients an id through this gateway node.
+#[tokio::test(start_paused = true)]
+async fn the_cut_translates_topic_ids_before_any_connection_moves() {
+    let setup = Setup::new(FakeCluster::holding(100), FakeCluster::holding(100));
+    let (blue, green) = (fake_topic_id("blue", TOPIC), fake_topic_id("green", TOPIC));
+    assert_eq!(setup.route.topic_ids.to_cluster(blue), None);
+    let report = setup.switch(&to_green(CatchUpPolicy::None, Duration::from_secs(1))).await.expect("switchover");
+    assert_eq!(report.outcome, "completed");
+    assert!(report.phases[0].detail.contains("1 topic ids differ"), "{:?}", report.phases[0]);
+    assert_eq!(setup.route.topic_ids.to_cluster(blue), Some(green));
+    assert_eq!(setup.route.topic_ids.to_client(green), Some(blue));
+    assert_eq!(setup.route.topic_ids.present(setup.route.moves(), TOPIC, green), blue);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_second_switchover_of_a_route_is_refused_while_one_runs() {
     let setup = Arc::new(Setup::new(FakeCluster::holding(100), FakeCluster::holding(40)));
@@ -370,6 +411,7 @@ async fn a_reload_puts_the_configuration_fence_up_and_takes_it_down() {
         routes: &routes,
         shutdown: &setup.shutdown,
         destinations: &setup.clusters,
+        topic_ids: &setup.clusters,
     };
     let (outcome, _) = switchyard::switchover::reload::apply(&board, &fenced).await;
     assert_eq!(outcome.fenced, ["r: fenced by the configuration"]);

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::ClusterNode;
 use crate::config::{GatewayConfig, SwitchoverRequest, ENV_ADMIN_TOKEN};
-use crate::routing::Route;
+use crate::routing::{Route, TopicIdLookup};
 use crate::switchover::{Refusal, Switchboard, SwitchoverReport, ThroughKafka};
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 
@@ -40,6 +40,8 @@ pub struct AdminState {
     pub shutdown: CancellationToken,
     /// This node's gateway cluster, when it is in one.
     pub cluster: Option<Arc<ClusterNode>>,
+    /// Where a switchover's pre-flight learns topic ids.
+    pub topic_ids: Arc<dyn TopicIdLookup>,
 }
 
 impl AdminState {
@@ -49,6 +51,7 @@ impl AdminState {
             routes: &self.routes,
             shutdown: &self.shutdown,
             destinations: &ThroughKafka,
+            topic_ids: &*self.topic_ids,
         }
     }
 }

@@ -6,15 +6,17 @@
 //! the route to another cluster or domain, where the gateway logs in once more on the new broker
 //! connection while the client's connection stays open. After a switchover's cut it also asks
 //! the destination for a transactional producer's new producer id ([`super::transactions`]), on
-//! a broker connection of its own.
+//! a broker connection of its own, and a switchover's pre-flight asks each cluster for its topic
+//! ids ([`super::topic_id_lookup`]).
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse, RequestHeader,
-    ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-    TransactionalId,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
+    MetadataResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -23,6 +25,7 @@ use super::connection::CloseReason;
 use crate::config::{SaslMechanism, Secret};
 use crate::protocol::scram::{ScramClient, ScramHash};
 use crate::protocol::{encode_request, frame_at, FrameLimits, FrameStatus, InFlight, MIN_RESPONSE_BODY, SIZE_PREFIX};
+use crate::routing::IdsByName;
 
 /// Correlation ids of the gateway's own requests on the broker connection.
 const GATEWAY_CORRELATION: i32 = 0x5357_0000;
@@ -99,6 +102,19 @@ impl<'l, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> BrokerSide<'l, R, W> {
                 Ok(lifetime)
             }
         }
+    }
+
+    /// The ids this broker's cluster gives `topics` (Metadata v12, which every broker since
+    /// Kafka 3.1 answers); topics it does not have are left out.
+    pub async fn topic_ids(&mut self, topics: &[String]) -> Result<IdsByName, String> {
+        let wanted = topics
+            .iter()
+            .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))));
+        let request =
+            MetadataRequest::default().with_topics(Some(wanted.collect())).with_allow_auto_topic_creation(false);
+        let answer: MetadataResponse = self.call(ApiKey::Metadata, 12, &request).await?;
+        let found = answer.topics.into_iter().filter(|t| t.error_code == 0 && !t.topic_id.is_nil());
+        Ok(found.filter_map(|t| Some((t.name?.0.to_string(), t.topic_id))).collect())
     }
 
     /// The gateway's own InitProducerId for `transactional_id`, as a transactional producer

@@ -11,6 +11,7 @@ mod proxy_protocol;
 mod scram_admin;
 mod stream;
 mod swap;
+mod topic_id_lookup;
 mod transactions;
 mod upstream;
 
@@ -21,3 +22,4 @@ pub use listener::{accept_loop, accept_sni_loop, bind_route, BoundPort, Listener
 pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};
 pub use stream::{Duplex, Halves};
 pub use swap::{serve as serve_swap, SwapAuth};
+pub use topic_id_lookup::OwnConnection;

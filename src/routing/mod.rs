@@ -32,11 +32,13 @@ struct TopicsSeen {
     overflowed: bool,
 }
 use crate::cluster::Advertising;
-use crate::config::{DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig, RouteFence};
+use crate::config::{
+    DomainConfig, FenceMode, GatewayConfig, HostPattern, HostPort, PortMap, RouteConfig, RouteFence, SaslSettings,
+};
 use crate::protocol::fence_answer::FenceCodes;
 
 pub use fence::{Effect, Fence, Passed};
-pub use topic_ids::TopicIds;
+pub use topic_ids::{IdsByName, TopicIdLookup, TopicIds};
 pub use topology::{Broker, ClusterMetadata, KeyValue, PartitionWindow, StoredRecord, Topology};
 
 /// Which upstream a client-facing port leads to.
@@ -56,6 +58,8 @@ pub struct Upstream {
     pub bootstrap: Vec<HostPort>,
     /// The listener's TLS for data-path connections (built once per upstream), if it has TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The gateway's own login to the listener (its Kafka client's), for its own requests.
+    pub login: Option<SaslSettings>,
     pub topology: Arc<Topology>,
     stop: CancellationToken,
 }
@@ -119,6 +123,7 @@ impl Upstream {
             bootstrap_server_id: server.id.clone(),
             bootstrap: server.addresses.clone(),
             tls,
+            login: server.security.sasl.clone(),
             topology,
             stop,
         }))

@@ -7,19 +7,40 @@
 //! topic name (the *presented* id, as it keeps the cluster id), and once it has moved to another
 //! cluster it shows clients that id and translates it back in their requests.
 //!
-//! The translation is learned from the Metadata answers the route forwards: after a move, an
-//! answer naming a topic whose presented id differs from the cluster's maps the one to the
-//! other. Until a client's first Metadata after the cut, a request naming a presented id the
-//! map lacks passes unchanged, the new cluster answers `UNKNOWN_TOPIC_ID` as a broker does for a
-//! topic it does not know, and the client refreshes its metadata by its own retry path.
+//! A switchover's pre-flight asks both clusters for the ids of the topics it checks (the
+//! gateway's Kafka client for metadata does not expose them: [`TopicIdLookup`] asks on a broker
+//! connection of the gateway's own), and the cut installs the translation before any connection
+//! moves ([`TopicIds::prepare`]); a gateway node that never answered a client's Metadata learns
+//! the source's ids there. After the move, Metadata answers extend it: one naming a topic whose
+//! presented id differs from the cluster's maps the one to the other. A request naming a
+//! presented id the map lacks passes unchanged, and the new cluster answers `UNKNOWN_TOPIC_ID` as
+//! a broker does for a topic it does not know.
 //!
 //! A topic whose id changes while the route stays on one cluster was deleted and recreated for
 //! real: clients are shown the new id.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{PoisonError, RwLock};
 
 use uuid::Uuid;
+
+use super::Upstream;
+
+/// Topic ids by name, as a cluster gave them.
+pub type IdsByName = HashMap<String, Uuid>;
+
+/// Asks the cluster `upstream` reaches for the ids of `topics`, on a broker connection of the
+/// gateway's own (the gateway's Kafka client for metadata does not expose them). Topics the
+/// cluster does not have are left out.
+pub trait TopicIdLookup: Send + Sync {
+    fn topic_ids<'a>(
+        &'a self,
+        upstream: &'a Upstream,
+        topics: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<IdsByName, String>> + Send + 'a>>;
+}
 
 /// Topic names a route remembers ids for; past this, new names are shown their cluster's id
 /// and are not translated after a switchover.
@@ -53,6 +74,10 @@ impl TopicIds {
             return actual;
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if moves < inner.moves {
+            // An answer from the cluster the route is leaving, during the cut.
+            return inner.presented.get(name).copied().unwrap_or(actual);
+        }
         inner.follow(moves);
         let Some(&presented) = inner.presented.get(name) else {
             if inner.presented.len() < MAX_TOPICS {
@@ -79,6 +104,30 @@ impl TopicIds {
         presented
     }
 
+    /// Before the route's move number `moves`, from `source` to `destination`: translate each
+    /// topic both have between the id clients know (the source's, if none was presented yet)
+    /// and the destination's.
+    pub fn prepare(&self, moves: u64, source: &IdsByName, destination: &IdsByName) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.follow(moves);
+        for (name, &actual) in destination {
+            let Some(&on_source) = source.get(name) else { continue };
+            let presented = match inner.presented.get(name) {
+                Some(&presented) => presented,
+                None if inner.presented.len() < MAX_TOPICS => {
+                    inner.presented.insert(name.clone(), on_source);
+                    on_source
+                }
+                None => continue,
+            };
+            inner.current.insert(name.clone(), actual);
+            if presented != actual {
+                inner.to_client.insert(actual, presented);
+                inner.to_cluster.insert(presented, actual);
+            }
+        }
+    }
+
     /// The id clients know for the current cluster's `id`, where it differs.
     pub fn to_client(&self, id: Uuid) -> Option<Uuid> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner).to_client.get(&id).copied()
@@ -93,7 +142,7 @@ impl TopicIds {
 impl Inner {
     /// Start a new translation when the route has moved since the last one.
     fn follow(&mut self, moves: u64) {
-        if moves != self.moves {
+        if moves > self.moves {
             self.moves = moves;
             self.current.clear();
             self.to_client.clear();
@@ -162,6 +211,21 @@ mod tests {
         assert_eq!(ids.to_cluster(id(1)), None);
         assert_eq!(ids.to_client(id(7)), None);
         assert_eq!(ids.present(1, "orders", id(8)), id(8));
+    }
+
+    #[test]
+    fn a_prepared_translation_holds_before_any_metadata_answer() {
+        let ids = TopicIds::default();
+        ids.present(0, "orders", id(1));
+        let source = IdsByName::from([("orders".into(), id(1)), ("never-shown".into(), id(2))]);
+        let destination = IdsByName::from([("orders".into(), id(7)), ("never-shown".into(), id(8))]);
+        ids.prepare(1, &source, &destination);
+        // A Metadata answer from the source, still in flight during the cut, changes nothing.
+        assert_eq!(ids.present(0, "orders", id(1)), id(1));
+        assert_eq!(ids.to_cluster(id(1)), Some(id(7)));
+        assert_eq!(ids.to_cluster(id(2)), Some(id(8)));
+        assert_eq!(ids.present(1, "never-shown", id(8)), id(2));
+        assert_eq!(ids.present(1, "orders", id(7)), id(1));
     }
 
     #[test]

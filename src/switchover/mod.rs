@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CatchUpPolicy, FenceMode, GatewayConfig, GroupOffsets, RouteFence, SwitchoverRequest};
-use crate::routing::{Route, Upstream};
+use crate::routing::{IdsByName, Route, TopicIdLookup, Upstream};
 use crate::telemetry::SwitchoverEvent;
 
 /// How long pre-flight may wait for a cluster to answer.
@@ -132,6 +132,8 @@ pub struct Switchboard<'a> {
     pub routes: &'a [Arc<Route>],
     pub shutdown: &'a CancellationToken,
     pub destinations: &'a dyn Destinations,
+    /// Where pre-flight learns both clusters' topic ids, for clients to keep the source's.
+    pub topic_ids: &'a dyn TopicIdLookup,
 }
 
 impl Switchboard<'_> {
@@ -227,6 +229,8 @@ struct Run<'a> {
     /// Partition counts of the checked topics on the source.
     partitions: BTreeMap<String, usize>,
     groups: Vec<groups::GroupReport>,
+    /// The checked topics' ids on the source and on the destination, when both answered.
+    topic_ids: Option<(IdsByName, IdsByName)>,
 }
 
 impl<'a> Run<'a> {
@@ -239,6 +243,7 @@ impl<'a> Run<'a> {
             topics: Vec::new(),
             partitions: BTreeMap::new(),
             groups: Vec::new(),
+            topic_ids: None,
         }
     }
 
@@ -292,8 +297,9 @@ impl<'a> Run<'a> {
             .collect();
         let lag: i64 = self.topics.iter().map(|t| t.record_lag).sum();
         let coordinator = self.start_transaction_coordinator(&destination).await;
+        let ids = self.learn_topic_ids(board.topic_ids, &destination).await;
         let detail = format!(
-            "destination reachable; {} topics checked ({} not on the source: {}); replication lag {lag} records{coordinator}",
+            "destination reachable; {} topics checked ({} not on the source: {}); replication lag {lag} records{coordinator}{ids}",
             self.topics.len(),
             missing.len(),
             missing.join(", ")
@@ -327,6 +333,31 @@ impl<'a> Run<'a> {
             Err(e) => {
                 tracing::warn!(route = %self.route.name, "the destination's transaction coordinator did not start: {e:#}");
                 format!("; transaction coordinator not up ({e:#}): transactional producers wait for it after the cut")
+            }
+        }
+    }
+
+    /// Ask both clusters for the checked topics' ids, so that the cut can show clients the
+    /// source's ids from its first moment on (`routing::TopicIds`). Reported in the phase's
+    /// detail; clusters that do not answer do not refuse the switchover (clients are then shown
+    /// the source's ids as Metadata answers teach the route them).
+    async fn learn_topic_ids(&mut self, lookup: &dyn TopicIdLookup, destination: &Upstream) -> String {
+        let topics: Vec<String> = self.partitions.keys().cloned().collect();
+        if topics.is_empty() {
+            return String::new();
+        }
+        let (on_source, on_destination) =
+            tokio::join!(lookup.topic_ids(self.source, &topics), lookup.topic_ids(destination, &topics));
+        match (on_source, on_destination) {
+            (Ok(on_source), Ok(on_destination)) => {
+                let differ =
+                    on_source.iter().filter(|(t, id)| on_destination.get(*t).is_some_and(|d| d != *id)).count();
+                self.topic_ids = Some((on_source, on_destination));
+                format!("; {differ} topic ids differ on the destination, clients keep the source's")
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(route = %self.route.name, "topic ids not learned in pre-flight: {e}");
+                format!("; topic ids not learned ({e}): clients keep those Metadata answers showed them")
             }
         }
     }
@@ -409,6 +440,10 @@ impl<'a> Run<'a> {
     fn cut(&mut self, destination: Arc<Upstream>) {
         let started = Instant::now();
         let to = destination.domain.clone();
+        if let Some((on_source, on_destination)) = &self.topic_ids {
+            // Before any connection moves: its first request may name a topic by id.
+            self.route.topic_ids.prepare(self.route.moves() + 1, on_source, on_destination);
+        }
         let previous = self.route.replace_upstream(destination);
         // Before unfencing: a parked connection must see its session end, not the open gate.
         self.route.move_connections();
