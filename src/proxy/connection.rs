@@ -43,6 +43,7 @@ use super::broker_login::BrokerSide;
 use super::budget::{Held, MemoryBudget};
 use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
+use super::sasl_replay;
 use super::scram_admin::{self, ScramAdminRequest};
 use super::stream::{Duplex, ProgressWriter};
 use super::swap::{Reauth, SwapSession};
@@ -292,6 +293,22 @@ impl Traffic {
         }
     }
 
+    /// Repeat the client's kept login (if any) on a new broker connection after a move, and
+    /// take the new cluster's session lifetime for the client's.
+    async fn replay_login<R, W>(&self, read: &mut R, write: &mut W, max_frame_bytes: usize) -> Result<(), CloseReason>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Some(login) = self.sasl().login_to_replay() else { return Ok(()) };
+        let lifetime = sasl_replay::replay(&login, read, write, max_frame_bytes).await.map_err(|e| {
+            CloseReason::MoveFailed(format!("the client's {} login was refused there: {e}", login.mechanism()))
+        })?;
+        self.sasl().replayed(lifetime.is_some());
+        *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner) = lifetime.map(|l| Instant::now() + l);
+        Ok(())
+    }
+
     /// Why a connection the broker closed ended: the client's session had ended, or not.
     fn broker_closed(&self) -> CloseReason {
         let ends = *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner);
@@ -419,6 +436,10 @@ pub async fn pump<C: Duplex, U: Duplex>(
     redial: Option<&Redial<U>>,
 ) -> ConnectionSummary {
     let traffic = Traffic::default();
+    if ctx.swap.is_none() && redial.is_some() {
+        // Only a connection that can follow a switchover keeps a login to replay there.
+        traffic.sasl().keep_logins();
+    }
     let answers = GatewayAnswers::default();
     let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None, streaming: None };
@@ -537,6 +558,14 @@ async fn run<C: Duplex, U: Duplex>(
         match redial(Arc::clone(&destination)).await {
             Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
             Err(e) => return CloseReason::MoveFailed(e),
+        }
+        if shared.ctx.swap.is_none() {
+            // A passthrough client's own login, repeated before its requests reach the new cluster.
+            let max_frame_bytes = shared.ctx.settings.max_frame_bytes;
+            let replayed = shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, max_frame_bytes);
+            if let Err(reason) = replayed.await {
+                return reason;
+            }
         }
         if renewal {
             route.metrics.swap_login("renewed");
@@ -828,9 +857,10 @@ impl Requests<'_> {
         if self.ctx.route.moves() == self.moves_seen {
             return RequestsEnd::Drain(CloseReason::RouteReset);
         }
-        // The client's own SASL login was with the old cluster, and only the client can log in
-        // again (a swap route's gateway login is redone by its re-dial).
-        let own_login = self.ctx.swap.is_none() && self.traffic.sasl().summary().mechanism.is_some();
+        // The client's own SASL login was with the old cluster: only a kept PLAIN or OAUTHBEARER
+        // login can be repeated there, else only the client can log in again (a swap route's
+        // gateway login is redone by its re-dial).
+        let own_login = self.ctx.swap.is_none() && self.traffic.sasl().binds_to_its_cluster();
         if self.follows_moves && !own_login {
             RequestsEnd::Move
         } else {
@@ -1036,6 +1066,10 @@ impl Requests<'_> {
             // A `mechanism: SCRAM` route's SCRAM credentials: kept by the gateway, not the broker.
             return Ok(Noted::Swap(request, SwapAsked::ScramCredentials(asked)));
         }
+        if sasl::observed(request.api_key) && self.traffic.sasl().answered_here() {
+            // A re-authentication the cluster behind a replayed login would refuse.
+            return Ok(Noted::Swap(request, SwapAsked::ReplayedLogin));
+        }
         if sasl::observed(request.api_key) {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
             self.traffic.sasl().request(request.api_key, request.api_version, body);
@@ -1064,6 +1098,10 @@ impl Requests<'_> {
         let swap = match asked {
             SwapAsked::ScramCredentials(asked) => {
                 return Ok((asked.answer(request, body).await.map_err(bad_request)?, false))
+            }
+            SwapAsked::ReplayedLogin => {
+                let mut exchange = self.traffic.sasl();
+                return sasl_replay::answer_reauthentication(&mut exchange, request, body).map_err(bad_request);
             }
             SwapAsked::Reauthentication(swap) => swap,
         };
@@ -1180,17 +1218,21 @@ enum Noted {
     Forward(InFlight),
     /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
     UnsupportedApiVersions { correlation_id: i32 },
-    /// A request a swap route's gateway answers itself.
+    /// A request the gateway answers itself: on a swap route, or a re-authentication after a
+    /// replayed login.
     Swap(InFlight, SwapAsked),
 }
 
-/// What a swap route's client asked of the gateway.
+/// What a client asked of the gateway, which answers it itself.
 enum SwapAsked {
     /// A re-authentication step (KIP-368).
     Reauthentication(Arc<SwapSession>),
     /// `AlterUserScramCredentials` or `DescribeUserScramCredentials` on a `mechanism: SCRAM`
     /// route.
     ScramCredentials(ScramAdminRequest),
+    /// A passthrough client re-authenticating after the gateway replayed its login on a
+    /// cluster that does not limit sessions (`sasl_replay`).
+    ReplayedLogin,
 }
 
 fn bad_request(e: RequestError) -> RequestsEnd {
