@@ -729,7 +729,7 @@ async fn produce_for<R: AsyncReadExt + Unpin>(
     let started = Instant::now();
     while started.elapsed() < span {
         tokio::time::sleep(Duration::from_secs(20)).await;
-        write.write_all(&produce(id)).await.unwrap();
+        write.write_all(&produce(id)).await.expect("the connection is open");
         assert_eq!(answers.next().await.0, id, "a Produce's answer");
         id += 1;
     }

@@ -346,6 +346,59 @@ mod tests {
     }
 
     #[test]
+    fn only_an_accepted_plain_or_oauthbearer_login_is_kept_for_a_replay() {
+        let login = |exchange: &mut Exchange, mechanism, token, code| {
+            exchange.request(ApiKey::SaslHandshake, 1, &handshake(mechanism));
+            exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, token));
+            exchange.answer(code);
+        };
+        let mut unkept = Exchange::default();
+        login(&mut unkept, "PLAIN", b"\0alice\0s3cret", 0);
+        assert!(unkept.login_to_replay().is_none() && unkept.binds_to_its_cluster(), "kept without keep_logins");
+        let mut exchange = Exchange::default();
+        exchange.keep_logins();
+        assert!(!exchange.binds_to_its_cluster(), "no SASL at all");
+        login(&mut exchange, "PLAIN", b"\0alice\0s3cret", 0);
+        let kept = exchange.login_to_replay().expect("an accepted PLAIN login is kept");
+        assert!(kept.same_token(b"\0alice\0s3cret") && !exchange.binds_to_its_cluster());
+        // A re-authentication under way cannot be replayed halfway.
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        assert!(exchange.login_to_replay().is_none() && exchange.binds_to_its_cluster());
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"\0alice\0wrong"));
+        exchange.answer(58);
+        assert!(exchange.login_to_replay().is_none(), "a refused login keeps nothing");
+        login(&mut exchange, "SCRAM-SHA-512", b"n,,n=alice,r=abc", 0);
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"c=biws,r=abcdef,p=proof"));
+        exchange.answer(0);
+        assert!(exchange.binds_to_its_cluster(), "SCRAM cannot be replayed");
+        login(&mut exchange, "OAUTHBEARER", b"n,,\x01auth=Bearer t\x01\x01", 0);
+        assert_eq!(exchange.login_to_replay().map(|l| l.mechanism().to_owned()).as_deref(), Some("OAUTHBEARER"));
+        assert!(!format!("{exchange:?}").contains("Bearer"));
+    }
+
+    #[test]
+    fn a_reauthentication_answered_here_must_repeat_the_replayed_login() {
+        let mut exchange = Exchange::default();
+        exchange.keep_logins();
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"\0alice\0s3cret"));
+        exchange.answer(0);
+        exchange.replayed(false);
+        assert!(exchange.answered_here());
+        let summary = exchange.summary();
+        assert_eq!((summary.authentications, summary.replays), (2, 1));
+        assert!(!exchange.repeats_token(b"\0alice\0s3cret"), "a SaslAuthenticate without a SaslHandshake");
+        assert!(!exchange.repeats_mechanism("OAUTHBEARER"));
+        assert!(exchange.repeats_mechanism("PLAIN"));
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        assert!(!exchange.repeats_token(b"\0alice\0s3creT"));
+        assert!(!exchange.repeats_token(b"\0bob\0s3cret"));
+        assert!(exchange.repeats_token(b"\0alice\0s3cret"));
+        exchange.replayed(true);
+        assert!(!exchange.answered_here(), "a cluster that limits sessions answers them");
+    }
+
+    #[test]
     fn oauthbearer_names_the_subject_of_a_readable_jwt() {
         // {"alg":"none"} . {"sub":"alice","exp":1} . (unsigned)
         let token = b"n,,\x01auth=Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.\x01\x01";
