@@ -293,17 +293,25 @@ impl Traffic {
         }
     }
 
-    /// Repeat the client's kept login (if any) on a new broker connection after a move, and
-    /// take the new cluster's session lifetime for the client's.
-    async fn replay_login<R, W>(&self, read: &mut R, write: &mut W, max_frame_bytes: usize) -> Result<(), CloseReason>
+    /// Repeat the client's kept login (if any) on a new broker connection after a move, within
+    /// `connectTimeoutMs`, and take the new cluster's session lifetime for the client's.
+    async fn replay_login<R, W>(&self, read: &mut R, write: &mut W, settings: &ProxySettings) -> Result<(), CloseReason>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         let Some(login) = self.sasl().login_to_replay() else { return Ok(()) };
-        let lifetime = sasl_replay::replay(&login, read, write, max_frame_bytes).await.map_err(|e| {
-            CloseReason::MoveFailed(format!("the client's {} login was refused there: {e}", login.mechanism()))
-        })?;
+        let replay = sasl_replay::replay(&login, read, write, settings.max_frame_bytes);
+        let refused = |e| {
+            CloseReason::MoveFailed(format!(
+                "the destination did not accept the client's {} login: {e}",
+                login.mechanism()
+            ))
+        };
+        let lifetime = match tokio::time::timeout(settings.connect_timeout, replay).await {
+            Ok(replayed) => replayed.map_err(refused)?,
+            Err(_) => return Err(refused("no answer within proxy.connectTimeoutMs".into())),
+        };
         self.sasl().replayed(lifetime.is_some());
         *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner) = lifetime.map(|l| Instant::now() + l);
         Ok(())
@@ -561,8 +569,8 @@ async fn run<C: Duplex, U: Duplex>(
         }
         if shared.ctx.swap.is_none() {
             // A passthrough client's own login, repeated before its requests reach the new cluster.
-            let max_frame_bytes = shared.ctx.settings.max_frame_bytes;
-            let replayed = shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, max_frame_bytes);
+            let settings = &shared.ctx.settings;
+            let replayed = shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, settings);
             if let Err(reason) = replayed.await {
                 return reason;
             }
