@@ -212,7 +212,17 @@ impl Gateway {
 
     /// The route's `switchyard_swap_logins_total` of `outcome`.
     fn swap_logins(&self, outcome: &str) -> u64 {
-        let wanted = format!("switchyard_swap_logins_total{{route=\"main\",outcome=\"{outcome}\"}} ");
+        self.counter("switchyard_swap_logins_total", outcome)
+    }
+
+    /// The route's `switchyard_sasl_replays_total` of `outcome`.
+    fn sasl_replays(&self, outcome: &str) -> u64 {
+        self.counter("switchyard_sasl_replays_total", outcome)
+    }
+
+    /// The route's counter `name` of `outcome`.
+    fn counter(&self, name: &str, outcome: &str) -> u64 {
+        let wanted = format!("{name}{{route=\"main\",outcome=\"{outcome}\"}} ");
         self.metrics
             .render()
             .lines()
@@ -791,6 +801,7 @@ async fn passthrough_login_is_replayed_at_a_cut_and_reauthentication_answered_he
         (3, 1),
         "the login, the replay, the re-authentication"
     );
+    assert_eq!((gateway.sasl_replays("replayed"), gateway.sasl_replays("reauth_answered")), (1, 1));
     assert!(!format!("{:?}", summary.sasl).contains(ALICE.1));
 }
 
@@ -834,6 +845,7 @@ async fn passthrough_reauthentication_after_a_replay_goes_to_a_destination_that_
     produced_under_logins(&[&source, &destination]);
     assert_eq!(summary.sasl.authentications as usize, 2 + reauthentications);
     assert_eq!(summary.sasl.replays, 1);
+    assert_eq!((gateway.sasl_replays("replayed"), gateway.sasl_replays("reauth_answered")), (1, 0));
 }
 
 /// After a replay on a cluster that does not limit sessions, a re-authentication with another
@@ -861,6 +873,7 @@ async fn passthrough_reauthentication_with_another_password_after_a_replay_is_re
     assert_eq!(summary.sasl.authenticated, Some(false));
     let at_destination = destination.seen();
     assert_eq!((at_destination[0].logins.len(), at_destination[0].refused), (1, 0), "only the replay reached it");
+    assert_eq!(gateway.sasl_replays("reauth_refused"), 1);
     assert!(!format!("{:?} {}", summary.sasl, summary.reason).contains("-pw"));
 }
 
@@ -886,4 +899,5 @@ async fn passthrough_replay_refused_by_the_destination_closes_the_connection() {
     assert!(!summary.reason.to_string().contains(ALICE.1));
     let at_destination = destination.seen();
     assert_eq!((at_destination[0].refused, at_destination[0].produced.len()), (1, 0));
+    assert_eq!((gateway.sasl_replays("replay_refused"), gateway.sasl_replays("replayed")), (1, 0));
 }

@@ -294,13 +294,19 @@ impl Traffic {
     }
 
     /// Repeat the client's kept login (if any) on a new broker connection after a move, within
-    /// `connectTimeoutMs`, and take the new cluster's session lifetime for the client's.
-    async fn replay_login<R, W>(&self, read: &mut R, write: &mut W, settings: &ProxySettings) -> Result<(), CloseReason>
+    /// `connectTimeoutMs`, and take the new cluster's session lifetime for the client's; whether
+    /// there was a login to repeat.
+    async fn replay_login<R, W>(
+        &self,
+        read: &mut R,
+        write: &mut W,
+        settings: &ProxySettings,
+    ) -> Result<bool, CloseReason>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let Some(login) = self.sasl().login_to_replay() else { return Ok(()) };
+        let Some(login) = self.sasl().login_to_replay() else { return Ok(false) };
         let replay = sasl_replay::replay(&login, read, write, settings.max_frame_bytes);
         let refused = |e| {
             CloseReason::MoveFailed(format!(
@@ -314,7 +320,7 @@ impl Traffic {
         };
         self.sasl().replayed(lifetime.is_some());
         *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner) = lifetime.map(|l| Instant::now() + l);
-        Ok(())
+        Ok(true)
     }
 
     /// Why a connection the broker closed ended: the client's session had ended, or not.
@@ -570,9 +576,13 @@ async fn run<C: Duplex, U: Duplex>(
         if shared.ctx.swap.is_none() {
             // A passthrough client's own login, repeated before its requests reach the new cluster.
             let settings = &shared.ctx.settings;
-            let replayed = shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, settings);
-            if let Err(reason) = replayed.await {
-                return reason;
+            match shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, settings).await {
+                Ok(true) => route.metrics.sasl_replay("replayed"),
+                Ok(false) => {}
+                Err(reason) => {
+                    route.metrics.sasl_replay("replay_refused");
+                    return reason;
+                }
             }
         }
         if renewal {
@@ -1108,8 +1118,12 @@ impl Requests<'_> {
                 return Ok((asked.answer(request, body).await.map_err(bad_request)?, false))
             }
             SwapAsked::ReplayedLogin => {
-                let mut exchange = self.traffic.sasl();
-                return sasl_replay::answer_reauthentication(&mut exchange, request, body).map_err(bad_request);
+                let answer = sasl_replay::answer_reauthentication(&mut self.traffic.sasl(), request, body);
+                let (answer, refused) = answer.map_err(bad_request)?;
+                if refused || request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate {
+                    self.ctx.route.metrics.sasl_replay(if refused { "reauth_refused" } else { "reauth_answered" });
+                }
+                return Ok((answer, refused));
             }
             SwapAsked::Reauthentication(swap) => swap,
         };
