@@ -9,6 +9,9 @@
 //! re-authentications reach the broker in order with its other requests, and each is counted.
 //! Swap: the gateway answers the client's re-authentications itself and renews its own broker
 //! session under the open connection, when the client is idle or, if it never is, regardless.
+//! Passthrough across a switchover's cut: the gateway replays the client's PLAIN login on the
+//! destination, and reconciles the two clusters' session lifetimes (a destination that does not
+//! limit sessions refuses re-authentications, so the gateway answers them itself).
 
 mod frames;
 
@@ -50,6 +53,8 @@ const PIPE: usize = 1024 * 1024;
 const ALICE: (&str, &str) = ("alice", "alice-pw");
 /// What the swap route's store maps alice to: the broker's user.
 const APP: (&str, &str) = ("app", "app-pw");
+/// Kafka's answer to a SaslHandshake on an authenticated connection it does not re-authenticate.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// The broker's and the gateway's configuration; `route_security`: the route's `security`
 /// block, indented under it, or nothing.
@@ -153,6 +158,36 @@ impl Gateway {
         (client, pumped)
     }
 
+    /// A passthrough connection that follows its route: its first broker connection is to
+    /// `source`, the one after a cut (see [`Gateway::cut`]) to `destination`.
+    fn connect_following(
+        self: &Arc<Self>,
+        source: &Broker,
+        destination: Broker,
+    ) -> (DuplexStream, JoinHandle<ConnectionSummary>) {
+        let (client, client_side) = duplex(PIPE);
+        let first = source.connection();
+        let gateway = Arc::clone(self);
+        let pumped = tokio::spawn(async move {
+            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<DuplexStream, String>> + Send>> {
+                Box::pin(std::future::ready(Ok(destination.connection())))
+            };
+            let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
+            pump(client_side, BytesMut::new(), first, &gateway.ctx, stop, Some(&dial)).await
+        });
+        (client, pumped)
+    }
+
+    /// Switch the route to another cluster as a switchover's cut does.
+    fn cut(&self) {
+        let route = &self.ctx.route;
+        let destination =
+            Upstream::start(&self.config.domains[0], None, FAR, Duration::from_millis(10), &self.shutdown)
+                .expect("starting the destination");
+        route.replace_upstream(destination);
+        route.move_connections();
+    }
+
     /// A swap connection: each broker connection the gateway dials (its first, and one per
     /// renewal of its broker session) is a new connection to `broker`.
     fn connect_swap(self: &Arc<Self>, broker: Broker) -> (DuplexStream, JoinHandle<ConnectionSummary>) {
@@ -177,7 +212,17 @@ impl Gateway {
 
     /// The route's `switchyard_swap_logins_total` of `outcome`.
     fn swap_logins(&self, outcome: &str) -> u64 {
-        let wanted = format!("switchyard_swap_logins_total{{route=\"main\",outcome=\"{outcome}\"}} ");
+        self.counter("switchyard_swap_logins_total", outcome)
+    }
+
+    /// The route's `switchyard_sasl_replays_total` of `outcome`.
+    fn sasl_replays(&self, outcome: &str) -> u64 {
+        self.counter("switchyard_sasl_replays_total", outcome)
+    }
+
+    /// The route's counter `name` of `outcome`.
+    fn counter(&self, name: &str, outcome: &str) -> u64 {
+        let wanted = format!("{name}{{route=\"main\",outcome=\"{outcome}\"}} ");
         self.metrics
             .render()
             .lines()
@@ -205,11 +250,19 @@ struct Seen {
     oldest_session: Duration,
     /// The connection was closed because a request came after the session's end.
     expired: bool,
+    /// Produce requests that came before any login.
+    unauthenticated: usize,
+    /// SaslAuthenticate requests refused (a wrong token).
+    refused: usize,
+    /// SaslHandshake requests answered `ILLEGAL_SASL_STATE`: a re-authentication on a broker
+    /// that does not limit sessions.
+    illegal_handshakes: usize,
 }
 
-/// A broker whose SASL sessions last `lifetime`, answering Produce after `latency` (answers
-/// pipelined, in order), accepting `user` with its password after `login_delay`; each
-/// connection is scripted the same and records what it saw.
+/// A broker whose SASL sessions last `lifetime` (zero: no limit, and, as Kafka without
+/// `connections.max.reauth.ms`, a second SaslHandshake is answered `ILLEGAL_SASL_STATE`),
+/// answering Produce after `latency` (answers pipelined, in order), accepting `user` with its
+/// password after `login_delay`; each connection is scripted the same and records what it saw.
 #[derive(Clone)]
 struct Broker {
     lifetime: Duration,
@@ -250,7 +303,8 @@ impl Broker {
             let header = RequestHeader::decode(&mut body, api_key.request_header_version(version)).unwrap();
             let id = header.correlation_id;
             let now = Instant::now();
-            let expired = session_started.is_some_and(|started| now >= started + self.lifetime);
+            let limited = !self.lifetime.is_zero();
+            let expired = limited && session_started.is_some_and(|started| now >= started + self.lifetime);
             if expired && api_key != ApiKey::SaslHandshake {
                 // Kafka closes a connection whose session ended without a re-authentication.
                 seen.lock().unwrap().expired = true;
@@ -259,8 +313,12 @@ impl Broker {
             let answer = match api_key {
                 ApiKey::ApiVersions => response_frame(api_key, version, id, &api_versions()),
                 ApiKey::SaslHandshake => {
-                    let answer =
+                    let mut answer =
                         SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                    if !limited && session_started.is_some() {
+                        seen.lock().unwrap().illegal_handshakes += 1;
+                        answer = answer.with_error_code(ILLEGAL_SASL_STATE);
+                    }
                     response_frame(api_key, version, id, &answer)
                 }
                 ApiKey::SaslAuthenticate => {
@@ -272,6 +330,7 @@ impl Broker {
                         seen.lock().unwrap().logins.push(self.user.0.to_string());
                         SaslAuthenticateResponse::default().with_session_lifetime_ms(self.lifetime.as_millis() as i64)
                     } else {
+                        seen.lock().unwrap().refused += 1;
                         SaslAuthenticateResponse::default().with_error_code(58)
                     };
                     response_frame(api_key, version, id, &answer)
@@ -279,6 +338,7 @@ impl Broker {
                 ApiKey::Produce => {
                     let mut seen = seen.lock().unwrap();
                     seen.produced.push(id);
+                    seen.unauthenticated += usize::from(session_started.is_none());
                     let age = session_started.map_or(Duration::MAX, |started| now - started);
                     seen.oldest_session = seen.oldest_session.max(age);
                     // Opaque to the pump: the correlation id and a zero.
@@ -666,4 +726,178 @@ async fn swap_client_is_not_closed_for_the_gateways_renewal_pause() {
     assert!(!pumped.is_finished());
     assert_eq!(gateway.swap_logins("renewed"), 1);
     assert_eq!(broker.seen().len(), 2);
+}
+
+/// Produce every 20 s for `span`, from correlation id `id`, checking each answer comes; returns
+/// the next correlation id.
+async fn produce_for<R: AsyncReadExt + Unpin>(
+    write: &mut WriteHalf<DuplexStream>,
+    answers: &mut Answers<R>,
+    mut id: i32,
+    span: Duration,
+) -> i32 {
+    let started = Instant::now();
+    while started.elapsed() < span {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        write.write_all(&produce(id)).await.expect("the connection is open");
+        assert_eq!(answers.next().await.0, id, "a Produce's answer");
+        id += 1;
+    }
+    id
+}
+
+/// The Produce correlation ids every connection to `brokers` saw, in connection order; each
+/// must have come under a login.
+fn produced_under_logins(brokers: &[&Broker]) -> Vec<i32> {
+    let seen: Vec<Seen> = brokers.iter().flat_map(|broker| broker.seen()).collect();
+    assert!(seen.iter().all(|c| c.unauthenticated == 0), "a Produce came before the login: {seen:?}");
+    seen.iter().flat_map(|c| c.produced.iter().copied()).collect()
+}
+
+/// Passthrough across a cut, from a cluster with 5-minute sessions to one that does not limit
+/// them: the gateway logs the client in to the destination with its PLAIN login before any of
+/// its requests go there, and answers the client's re-authentication on the source's schedule
+/// (which the destination would refuse with ILLEGAL_SASL_STATE) itself, with no session
+/// lifetime. The client keeps one connection and produces for six hours, every request
+/// answered in order; its summary (audit event) names alice, counting the replay.
+#[tokio::test(start_paused = true)]
+async fn passthrough_login_is_replayed_at_a_cut_and_reauthentication_answered_here() {
+    let lifetime = 5 * MINUTE;
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let source = Broker::new(lifetime, Duration::from_millis(3), ALICE);
+    let destination = Broker::new(Duration::ZERO, Duration::from_millis(3), ALICE);
+    let (client, pumped) = gateway.connect_following(&source, destination.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    assert_eq!(answers.login(0).await.session_lifetime_ms, lifetime.as_millis() as i64);
+    let id = produce_for(&mut write, &mut answers, 2, 2 * MINUTE).await;
+    gateway.cut();
+    let id = produce_for(&mut write, &mut answers, id, 2 * MINUTE).await;
+    // At 4 minutes, within the source's session: the client re-authenticates as it was told.
+    let relogin = id;
+    write.write_all(&login(relogin, ALICE)).await.unwrap();
+    let answer = answers.login(relogin).await;
+    assert_eq!((answer.error_code, answer.session_lifetime_ms), (0, 0), "the gateway's answer");
+    let id = produce_for(&mut write, &mut answers, relogin + 2, SPAN).await;
+    assert!(!pumped.is_finished(), "the connection ended");
+    drop((answers, write));
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::ClientClosed), "{}", summary.reason);
+    let (at_source, at_destination) = (source.seen(), destination.seen());
+    assert_eq!(at_destination.len(), 1, "one broker connection after the cut");
+    assert_eq!(at_source[0].logins, [ALICE.0], "the client's login");
+    assert_eq!(at_destination[0].logins, [ALICE.0], "the replay, and no other login");
+    assert_eq!(at_destination[0].illegal_handshakes, 0, "the re-authentication reached the destination");
+    assert!(!at_destination[0].expired);
+    let produced = produced_under_logins(&[&source, &destination]);
+    let expected: Vec<i32> = (2..id).filter(|n| !(relogin..relogin + 2).contains(n)).collect();
+    assert_eq!(produced, expected, "Produce requests lost, repeated or reordered");
+    assert!(!at_destination[0].produced.is_empty() && !at_source[0].produced.is_empty());
+    assert_eq!(summary.sasl.principal.as_deref(), Some(ALICE.0));
+    assert_eq!(summary.sasl.authenticated, Some(true));
+    assert_eq!(
+        (summary.sasl.authentications, summary.sasl.replays),
+        (3, 1),
+        "the login, the replay, the re-authentication"
+    );
+    assert_eq!((gateway.sasl_replays("replayed"), gateway.sasl_replays("reauth_answered")), (1, 1));
+    assert!(!format!("{:?}", summary.sasl).contains(ALICE.1));
+}
+
+/// Passthrough across a cut to a cluster that limits sessions too (10 minutes): after the
+/// replay, the client's re-authentications go to the destination like its other requests, and
+/// the client learns the destination's session lifetime from the first of them.
+#[tokio::test(start_paused = true)]
+async fn passthrough_reauthentication_after_a_replay_goes_to_a_destination_that_limits_sessions() {
+    let (lifetime, destination_lifetime) = (5 * MINUTE, 10 * MINUTE);
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let source = Broker::new(lifetime, Duration::from_millis(3), ALICE);
+    let destination = Broker::new(destination_lifetime, Duration::from_millis(3), ALICE);
+    let (client, pumped) = gateway.connect_following(&source, destination.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    assert_eq!(answers.login(0).await.session_lifetime_ms, lifetime.as_millis() as i64);
+    let mut id = produce_for(&mut write, &mut answers, 2, 2 * MINUTE).await;
+    gateway.cut();
+    // The first at 4 minutes (the source's schedule), then every 8 (the destination's).
+    let mut wait = 2 * MINUTE;
+    let reauthentications = 8;
+    for _ in 0..reauthentications {
+        id = produce_for(&mut write, &mut answers, id, wait).await;
+        write.write_all(&login(id, ALICE)).await.unwrap();
+        let answer = answers.login(id).await;
+        assert_eq!((answer.error_code, answer.session_lifetime_ms), (0, destination_lifetime.as_millis() as i64));
+        id += 2;
+        wait = 8 * MINUTE;
+    }
+    produce_for(&mut write, &mut answers, id, MINUTE).await;
+    assert!(!pumped.is_finished(), "the connection ended");
+    drop((answers, write));
+    let summary = pumped.await.unwrap();
+    assert!(matches!(summary.reason, CloseReason::ClientClosed), "{}", summary.reason);
+    let at_destination = destination.seen();
+    assert_eq!(at_destination.len(), 1, "one broker connection after the cut");
+    assert_eq!(at_destination[0].logins.len(), 1 + reauthentications, "the replay and every re-authentication");
+    assert_eq!(at_destination[0].illegal_handshakes, 0);
+    assert!(!at_destination[0].expired && at_destination[0].oldest_session < destination_lifetime);
+    produced_under_logins(&[&source, &destination]);
+    assert_eq!(summary.sasl.authentications as usize, 2 + reauthentications);
+    assert_eq!(summary.sasl.replays, 1);
+    assert_eq!((gateway.sasl_replays("replayed"), gateway.sasl_replays("reauth_answered")), (1, 0));
+}
+
+/// After a replay on a cluster that does not limit sessions, a re-authentication with another
+/// password is refused by the gateway (SASL_AUTHENTICATION_FAILED) and the connection closed;
+/// the destination never sees it.
+#[tokio::test(start_paused = true)]
+async fn passthrough_reauthentication_with_another_password_after_a_replay_is_refused() {
+    const GUESSED: (&str, &str) = ("alice", "guessed-pw");
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let source = Broker::new(5 * MINUTE, Duration::ZERO, ALICE);
+    let destination = Broker::new(Duration::ZERO, Duration::ZERO, ALICE);
+    let (client, pumped) = gateway.connect_following(&source, destination.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    assert_eq!(answers.login(0).await.error_code, 0);
+    let id = produce_for(&mut write, &mut answers, 2, MINUTE).await;
+    gateway.cut();
+    let id = produce_for(&mut write, &mut answers, id, MINUTE).await;
+    write.write_all(&login(id, GUESSED)).await.unwrap();
+    assert_eq!(answers.login(id).await.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert_eq!(read_frame(&mut answers.read).await, None, "the client's connection was closed");
+    let summary = pumped.await.unwrap();
+    assert_eq!(summary.reason.label(), "sasl_refused", "{}", summary.reason);
+    assert_eq!(summary.sasl.authenticated, Some(false));
+    let at_destination = destination.seen();
+    assert_eq!((at_destination[0].logins.len(), at_destination[0].refused), (1, 0), "only the replay reached it");
+    assert_eq!(gateway.sasl_replays("reauth_refused"), 1);
+    assert!(!format!("{:?} {}", summary.sasl, summary.reason).contains("-pw"));
+}
+
+/// A destination that refuses the client's login (it does not know alice) ends the connection
+/// at the cut, saying so without the password; nothing of the client's reaches it.
+#[tokio::test(start_paused = true)]
+async fn passthrough_replay_refused_by_the_destination_closes_the_connection() {
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let source = Broker::new(5 * MINUTE, Duration::ZERO, ALICE);
+    let destination = Broker::new(Duration::ZERO, Duration::ZERO, APP);
+    let (client, pumped) = gateway.connect_following(&source, destination.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    assert_eq!(answers.login(0).await.error_code, 0);
+    let id = produce_for(&mut write, &mut answers, 2, MINUTE).await;
+    gateway.cut();
+    write.write_all(&produce(id)).await.unwrap();
+    assert_eq!(read_frame(&mut answers.read).await, None, "the client's connection was closed");
+    let summary = pumped.await.unwrap();
+    assert_eq!(summary.reason.label(), "move_failed", "{}", summary.reason);
+    assert!(summary.reason.to_string().contains("did not accept the client's PLAIN login"), "{}", summary.reason);
+    assert!(!summary.reason.to_string().contains(ALICE.1));
+    let at_destination = destination.seen();
+    assert_eq!((at_destination[0].refused, at_destination[0].produced.len()), (1, 0));
+    assert_eq!((gateway.sasl_replays("replay_refused"), gateway.sasl_replays("replayed")), (1, 0));
 }

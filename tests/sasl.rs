@@ -8,7 +8,7 @@
 //!
 //! - `plain`: SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER (unsecured JWS), and
 //!   `connections.max.reauth.ms` of 3 s, so every long connection re-authenticates (KIP-368);
-//! - `ssl`: SASL_SSL with PLAIN and SCRAM-SHA-256/512.
+//! - `ssl`: SASL_SSL with PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER, sessions not limited.
 //!
 //! Debian's kcat (librdkafka 2.0.2) cannot do SCRAM with Kafka 4 nor re-authenticate: it logs in
 //! with PLAIN, the Java clients with everything.
@@ -50,11 +50,7 @@ struct Env {
 }
 
 /// Tests that reproduce an open issue (run them with `--ignored`).
-const KNOWN_FAILING: &[&str] = &[
-    // Issue 15: a passthrough SASL connection cannot follow the cut and is closed; kcat's only
-    // broker connection closing is "all brokers down", and kcat without `-E` exits.
-    "stock_kcat_plain_producer_survives_a_passthrough_cut",
-];
+const KNOWN_FAILING: &[&str] = &[];
 
 fn main() {
     run_suite_with_known_failures(
@@ -73,6 +69,10 @@ fn main() {
             (
                 "stock_kcat_plain_producer_survives_a_passthrough_cut",
                 stock_kcat_plain_producer_survives_a_passthrough_cut,
+            ),
+            (
+                "stock_kcat_oauthbearer_producer_survives_a_passthrough_cut",
+                stock_kcat_oauthbearer_producer_survives_a_passthrough_cut,
             ),
             (
                 "swap_connections_follow_a_switchover_with_each_domains_credentials",
@@ -109,7 +109,7 @@ fn setup() -> Result<Env> {
         first_node_id: 2,
         ..ClusterSpec::single()
             .tls(ListenerTls { keystore: broker, client_truststore: None })
-            .sasl(ListenerSasl::all_mechanisms(&users))
+            .sasl(ListenerSasl::all_mechanisms(&users).with_oauthbearer())
     });
     let (plain, ssl) = std::thread::scope(|s| {
         let plain = s.spawn(|| KafkaCluster::start(plain_spec));
@@ -634,17 +634,34 @@ fn switch_to_ssl_once_producing(env: &Env, gateway: &Gateway, plain_before: i64)
 }
 
 /// A stock librdkafka producer (kcat 2.0.2, PLAIN passed through, no `-E`) across a switchover
-/// between two clusters that both know alice. Its connections cannot follow the cut (only the
-/// client can log in to the destination) and are closed; it must log in again there without
-/// exiting, and every record must land on one cluster or the other.
+/// between two clusters that both know alice. kcat keeps one broker connection at a time, so a
+/// cut closing it would be "all brokers down" and kcat would exit; instead the gateway replays
+/// alice's PLAIN login on the destination and the connections follow. The source limits
+/// sessions (3 s) and the destination does not, so kcat's re-authentications after the cut are
+/// the gateway's to answer. kcat must run to the end of its input without an error, every
+/// record must be on one cluster or the other, no connection may be closed at the cut, and the
+/// audit log names alice with the replayed login, never her password.
 fn stock_kcat_plain_producer_survives_a_passthrough_cut(env: &Env) -> Result<()> {
+    let config = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, ALICE.1)));
+    kcat_producer_survives_a_passthrough_cut(env, "PLAIN", &config)
+}
+
+/// [`stock_kcat_plain_producer_survives_a_passthrough_cut`] with OAUTHBEARER (an unsecured JWS
+/// naming alice): the bearer token is replayed.
+fn stock_kcat_oauthbearer_producer_survives_a_passthrough_cut(env: &Env) -> Result<()> {
+    kcat_producer_survives_a_passthrough_cut(env, "OAUTHBEARER", &rdkafka_oauthbearer(ALICE.0))
+}
+
+/// kcat producing as alice with `mechanism` (settings `config`) through a switchover from
+/// `plain` to `ssl` (see [`stock_kcat_plain_producer_survives_a_passthrough_cut`]).
+fn kcat_producer_survives_a_passthrough_cut(env: &Env, mechanism: &str, config: &[(String, String)]) -> Result<()> {
     let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
     let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
-    let lines: Vec<String> = (0..300).map(|i| format!("sasl-kept-{i}")).collect();
-    let config = kcat::security_config("SASL_PLAINTEXT", None, Some(("PLAIN", ALICE.0, ALICE.1)));
+    let lines: Vec<String> = (0..300).map(|i| format!("sasl-kept-{mechanism}-{i}")).collect();
     let plain_before = records_on(&env.plain)?;
+    let ssl_before = records_on(&env.ssl)?;
     let interval = Duration::from_millis(20);
-    let producer = kcat::produce_paced_with(&gateway.bootstrap(), TOPIC, lines.clone(), interval, &config)?;
+    let producer = kcat::produce_paced_with(&gateway.bootstrap(), TOPIC, lines.clone(), interval, config)?;
     switch_to_ssl_once_producing(env, &gateway, plain_before)?;
     let output = producer.wait(Duration::from_secs(60))?;
     ensure!(
@@ -663,7 +680,15 @@ fn stock_kcat_plain_producer_survives_a_passthrough_cut(env: &Env) -> Result<()>
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    Ok(())
+    ensure!(records_on(&env.ssl)? > ssl_before, "nothing reached the destination after the switchover");
+    let scrape = scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+    let switched =
+        metric_sum(&scrape, "switchyard_connections_closed_total", &[("route", "main"), ("reason", "route_switched")]);
+    ensure!(switched == 0.0, "{switched} connections were closed at the cut instead of following it");
+    gateway.wait_for_close("for alice's replayed login", |e| {
+        authenticated_as(ALICE.0, mechanism)(e) && e["saslReplays"].as_u64().is_some_and(|n| n >= 1)
+    })?;
+    gateway.ensure_no_secrets(&[ALICE.1])
 }
 
 /// Both clusters know alice: a switchover from `plain` to `ssl` while a SCRAM producer runs

@@ -9,6 +9,7 @@ pub mod inflight;
 pub mod internal;
 pub mod request;
 pub mod sasl;
+pub mod sasl_login;
 pub mod scram;
 pub mod transaction;
 

@@ -15,8 +15,11 @@
 //!   a readable JWT (its signature is the broker's business); otherwise unknown.
 //! - anything else (GSSAPI, ...): unknown.
 //!
-//! Nothing here ever keeps, logs or returns a password, a proof or a token: only the user
-//! name. A token that cannot be read leaves the principal unknown; the broker decides.
+//! Nothing here ever logs or returns a password, a proof or a token: only the user name. A
+//! token that cannot be read leaves the principal unknown; the broker decides. The one token
+//! kept is a PLAIN or OAUTHBEARER login the broker accepted, on connections that can follow a
+//! switchover ([`Exchange::keep_logins`]), so the gateway can repeat it on the destination
+//! ([`ReplayableLogin`]: redacted, zeroed when dropped).
 //!
 //! SaslHandshake v0 (a Kafka 0.10.0 client) is followed by raw SASL tokens without Kafka
 //! framing, which a Kafka-aware proxy cannot tell from requests; it is refused
@@ -25,6 +28,8 @@
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::Decodable;
+
+use super::sasl_login::ReplayableLogin;
 
 /// The first SaslHandshake version whose tokens travel in SaslAuthenticate requests (KIP-152).
 pub const MIN_HANDSHAKE_VERSION: i16 = 1;
@@ -49,7 +54,10 @@ pub struct SaslSummary {
     /// Whether the broker accepted the last exchange; `None` before any answer.
     pub authenticated: Option<bool>,
     /// Exchanges the broker accepted: more than one means the client re-authenticated (KIP-368).
+    /// A login the gateway replayed for the client counts too.
     pub authentications: u32,
+    /// Logins the gateway replayed for the client on the cluster a switchover moved it to.
+    pub replays: u32,
 }
 
 /// A connection's SASL exchanges as they happen: requests seen by the request direction,
@@ -62,6 +70,17 @@ pub struct Exchange {
     round: u32,
     /// The principal claimed in the current exchange, until the broker answers.
     claimed: Option<String>,
+    /// Whether replayable logins are kept ([`Exchange::keep_logins`]).
+    keeps_logins: bool,
+    /// Whether an exchange began (a SaslHandshake) and has no final answer yet.
+    under_way: bool,
+    /// The replayable login of the current exchange, until the broker answers.
+    offered: Option<ReplayableLogin>,
+    /// The last login accepted, if it can be replayed.
+    accepted: Option<ReplayableLogin>,
+    /// Set by a replay on a cluster that does not limit sessions: the gateway answers the
+    /// client's re-authentications (which that cluster would refuse) itself.
+    answered_here: bool,
 }
 
 impl Exchange {
@@ -79,12 +98,17 @@ impl Exchange {
                 self.summary.mechanism = Some(request.mechanism.to_string());
                 self.round = 0;
                 self.claimed = None;
+                self.under_way = true;
+                self.offered = None;
             }
             ApiKey::SaslAuthenticate => {
                 let Ok(request) = SaslAuthenticateRequest::decode(body, version) else { return };
                 self.round += 1;
                 if let Some(principal) = self.mechanism().and_then(|m| principal(m, &request.auth_bytes)) {
                     self.claimed = Some(principal);
+                }
+                if self.keeps_logins && self.round == 1 {
+                    self.offered = self.mechanism().and_then(|m| ReplayableLogin::new(m, &request.auth_bytes));
                 }
             }
             _ => {}
@@ -99,6 +123,9 @@ impl Exchange {
         }
         if error_code != 0 {
             self.summary.authenticated = Some(false);
+            self.under_way = false;
+            self.offered = None;
+            self.accepted = None;
             return false;
         }
         // SCRAM succeeds on its second round (the server-first message answers the first).
@@ -109,8 +136,57 @@ impl Exchange {
         if final_round {
             self.summary.authenticated = Some(true);
             self.summary.authentications += 1;
+            self.under_way = false;
+            // A login that cannot be replayed (SCRAM) replaces one that could.
+            self.accepted = self.offered.take();
         }
         final_round
+    }
+
+    /// Keep the PLAIN or OAUTHBEARER logins the broker accepts, for a replay: on passthrough
+    /// connections that can follow a switchover only.
+    pub fn keep_logins(&mut self) {
+        self.keeps_logins = true;
+    }
+
+    /// Whether the client logged in itself and only the client can log in again: a login
+    /// that was not kept, or an exchange under way.
+    pub fn binds_to_its_cluster(&self) -> bool {
+        self.summary.mechanism.is_some() && (self.under_way || self.accepted.is_none())
+    }
+
+    /// The login to repeat on another cluster, unless an exchange is under way.
+    pub fn login_to_replay(&self) -> Option<ReplayableLogin> {
+        self.accepted.clone().filter(|_| !self.under_way)
+    }
+
+    /// Note that the gateway replayed the login on another cluster; `limited`: whether that
+    /// cluster limits sessions (KIP-368). If not, the client's re-authentications are the
+    /// gateway's to answer ([`Exchange::answered_here`]).
+    pub fn replayed(&mut self, limited: bool) {
+        self.summary.authentications += 1;
+        self.summary.replays += 1;
+        self.summary.authenticated = Some(true);
+        self.answered_here = !limited;
+    }
+
+    /// Whether the client's re-authentications are answered by the gateway (see
+    /// [`Exchange::replayed`]).
+    pub fn answered_here(&self) -> bool {
+        self.answered_here
+    }
+
+    /// Whether a re-authentication answered here asks for the replayed login's mechanism (its
+    /// SaslHandshake, asked before it is noted with [`Exchange::request`]).
+    pub fn repeats_mechanism(&self, mechanism: &str) -> bool {
+        self.accepted.as_ref().is_some_and(|login| login.mechanism() == mechanism)
+    }
+
+    /// Whether a re-authentication answered here repeats the replayed login's very token, after
+    /// a SaslHandshake of its mechanism (asked before the SaslAuthenticate is noted).
+    pub fn repeats_token(&self, token: &[u8]) -> bool {
+        let Some(login) = &self.accepted else { return false };
+        self.under_way && self.round == 0 && self.mechanism() == Some(login.mechanism()) && login.same_token(token)
     }
 
     pub fn summary(&self) -> SaslSummary {
@@ -267,6 +343,59 @@ mod tests {
         exchange.answer(58);
         let summary = exchange.summary();
         assert_eq!((summary.authenticated, summary.authentications), (Some(false), 1));
+    }
+
+    #[test]
+    fn only_an_accepted_plain_or_oauthbearer_login_is_kept_for_a_replay() {
+        let login = |exchange: &mut Exchange, mechanism, token, code| {
+            exchange.request(ApiKey::SaslHandshake, 1, &handshake(mechanism));
+            exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, token));
+            exchange.answer(code);
+        };
+        let mut unkept = Exchange::default();
+        login(&mut unkept, "PLAIN", b"\0alice\0s3cret", 0);
+        assert!(unkept.login_to_replay().is_none() && unkept.binds_to_its_cluster(), "kept without keep_logins");
+        let mut exchange = Exchange::default();
+        exchange.keep_logins();
+        assert!(!exchange.binds_to_its_cluster(), "no SASL at all");
+        login(&mut exchange, "PLAIN", b"\0alice\0s3cret", 0);
+        let kept = exchange.login_to_replay().expect("an accepted PLAIN login is kept");
+        assert!(kept.same_token(b"\0alice\0s3cret") && !exchange.binds_to_its_cluster());
+        // A re-authentication under way cannot be replayed halfway.
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        assert!(exchange.login_to_replay().is_none() && exchange.binds_to_its_cluster());
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"\0alice\0wrong"));
+        exchange.answer(58);
+        assert!(exchange.login_to_replay().is_none(), "a refused login keeps nothing");
+        login(&mut exchange, "SCRAM-SHA-512", b"n,,n=alice,r=abc", 0);
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"c=biws,r=abcdef,p=proof"));
+        exchange.answer(0);
+        assert!(exchange.binds_to_its_cluster(), "SCRAM cannot be replayed");
+        login(&mut exchange, "OAUTHBEARER", b"n,,\x01auth=Bearer t\x01\x01", 0);
+        assert_eq!(exchange.login_to_replay().map(|l| l.mechanism().to_owned()).as_deref(), Some("OAUTHBEARER"));
+        assert!(!format!("{exchange:?}").contains("Bearer"));
+    }
+
+    #[test]
+    fn a_reauthentication_answered_here_must_repeat_the_replayed_login() {
+        let mut exchange = Exchange::default();
+        exchange.keep_logins();
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        exchange.request(ApiKey::SaslAuthenticate, 2, &authenticate(2, b"\0alice\0s3cret"));
+        exchange.answer(0);
+        exchange.replayed(false);
+        assert!(exchange.answered_here());
+        let summary = exchange.summary();
+        assert_eq!((summary.authentications, summary.replays), (2, 1));
+        assert!(!exchange.repeats_token(b"\0alice\0s3cret"), "a SaslAuthenticate without a SaslHandshake");
+        assert!(!exchange.repeats_mechanism("OAUTHBEARER"));
+        assert!(exchange.repeats_mechanism("PLAIN"));
+        exchange.request(ApiKey::SaslHandshake, 1, &handshake("PLAIN"));
+        assert!(!exchange.repeats_token(b"\0alice\0s3creT"));
+        assert!(!exchange.repeats_token(b"\0bob\0s3cret"));
+        assert!(exchange.repeats_token(b"\0alice\0s3cret"));
+        exchange.replayed(true);
+        assert!(!exchange.answered_here(), "a cluster that limits sessions answers them");
     }
 
     #[test]

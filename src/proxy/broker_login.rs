@@ -1,6 +1,7 @@
 //! The gateway's own requests on a broker connection of a swap route: its login as the
 //! cluster user the secret store maps a client to (SASL PLAIN or SCRAM), and the ApiVersions
-//! that tells which SaslAuthenticate version the broker speaks.
+//! that tells which SaslAuthenticate version the broker speaks. On a passthrough connection
+//! moved by a switchover's cut, the replay of the client's own PLAIN or OAUTHBEARER login.
 //!
 //! Used by a client's first login ([`super::swap::login`]) and again when its connection follows
 //! the route to another cluster or domain, where the gateway logs in once more on the new broker
@@ -71,18 +72,7 @@ impl<'l, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> BrokerSide<'l, R, W> {
         user: &str,
         password: &Secret,
     ) -> Result<Option<Duration>, String> {
-        let handshake =
-            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.kafka_name()));
-        let answer: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &handshake).await?;
-        if answer.error_code != 0 {
-            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(format!(
-                "SaslHandshake {}: error {} (the broker offers {offered:?})",
-                mechanism.kafka_name(),
-                answer.error_code
-            ));
-        }
-        let version = self.sasl_authenticate_max.clamp(0, 2);
+        let version = self.handshake(mechanism.kafka_name()).await?;
         match mechanism {
             SaslMechanism::Plain => {
                 let mut token = Vec::with_capacity(user.len() + password.expose().len() + 2);
@@ -115,6 +105,28 @@ impl<'l, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> BrokerSide<'l, R, W> {
         let answer: MetadataResponse = self.call(ApiKey::Metadata, 12, &request).await?;
         let found = answer.topics.into_iter().filter(|t| t.error_code == 0 && !t.topic_id.is_nil());
         Ok(found.filter_map(|t| Some((t.name?.0.to_string(), t.topic_id))).collect())
+    }
+
+    /// Repeat a passthrough client's single-message login (`crate::protocol::sasl_login`) on
+    /// this connection: the session's lifetime if the broker limits it. The token goes to the
+    /// broker and nowhere else; errors carry the broker's code and message only.
+    pub async fn replay(&mut self, mechanism: &str, token: &[u8]) -> Result<Option<Duration>, String> {
+        let version = self.handshake(mechanism).await?;
+        self.authenticate(version, token.to_vec()).await.map(|(_, lifetime)| lifetime)
+    }
+
+    /// The gateway's SaslHandshake for `mechanism`; the SaslAuthenticate version to use next.
+    async fn handshake(&mut self, mechanism: &str) -> Result<i16, String> {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_owned()));
+        let answer: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &handshake).await?;
+        if answer.error_code != 0 {
+            let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(format!(
+                "SaslHandshake {mechanism}: error {} (the broker offers {offered:?})",
+                answer.error_code
+            ));
+        }
+        Ok(self.sasl_authenticate_max.clamp(0, 2))
     }
 
     /// The gateway's own InitProducerId for `transactional_id`, as a transactional producer

@@ -43,6 +43,7 @@ use super::broker_login::BrokerSide;
 use super::budget::{Held, MemoryBudget};
 use super::poll_on_wake::PollOnWake;
 use super::proxy_protocol;
+use super::sasl_replay;
 use super::scram_admin::{self, ScramAdminRequest};
 use super::stream::{Duplex, ProgressWriter};
 use super::swap::{Reauth, SwapSession};
@@ -292,6 +293,36 @@ impl Traffic {
         }
     }
 
+    /// Repeat the client's kept login (if any) on a new broker connection after a move, within
+    /// `connectTimeoutMs`, and take the new cluster's session lifetime for the client's; whether
+    /// there was a login to repeat.
+    async fn replay_login<R, W>(
+        &self,
+        read: &mut R,
+        write: &mut W,
+        settings: &ProxySettings,
+    ) -> Result<bool, CloseReason>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Some(login) = self.sasl().login_to_replay() else { return Ok(false) };
+        let replay = sasl_replay::replay(&login, read, write, settings.max_frame_bytes);
+        let refused = |e| {
+            CloseReason::MoveFailed(format!(
+                "the destination did not accept the client's {} login: {e}",
+                login.mechanism()
+            ))
+        };
+        let lifetime = match tokio::time::timeout(settings.connect_timeout, replay).await {
+            Ok(replayed) => replayed.map_err(refused)?,
+            Err(_) => return Err(refused("no answer within proxy.connectTimeoutMs".into())),
+        };
+        self.sasl().replayed(lifetime.is_some());
+        *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner) = lifetime.map(|l| Instant::now() + l);
+        Ok(true)
+    }
+
     /// Why a connection the broker closed ended: the client's session had ended, or not.
     fn broker_closed(&self) -> CloseReason {
         let ends = *self.session_ends.lock().unwrap_or_else(PoisonError::into_inner);
@@ -419,6 +450,10 @@ pub async fn pump<C: Duplex, U: Duplex>(
     redial: Option<&Redial<U>>,
 ) -> ConnectionSummary {
     let traffic = Traffic::default();
+    if ctx.swap.is_none() && redial.is_some() {
+        // Only a connection that can follow a switchover keeps a login to replay there.
+        traffic.sasl().keep_logins();
+    }
     let answers = GatewayAnswers::default();
     let (in_flight, queue) = mpsc::channel(ctx.settings.max_in_flight_requests);
     let mut owed = OwedAnswers { queue, head: None, streaming: None };
@@ -537,6 +572,18 @@ async fn run<C: Duplex, U: Duplex>(
         match redial(Arc::clone(&destination)).await {
             Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
             Err(e) => return CloseReason::MoveFailed(e),
+        }
+        if shared.ctx.swap.is_none() {
+            // A passthrough client's own login, repeated before its requests reach the new cluster.
+            let settings = &shared.ctx.settings;
+            match shared.traffic.replay_login(&mut upstream_read, &mut upstream_write, settings).await {
+                Ok(true) => route.metrics.sasl_replay("replayed"),
+                Ok(false) => {}
+                Err(reason) => {
+                    route.metrics.sasl_replay("replay_refused");
+                    return reason;
+                }
+            }
         }
         if renewal {
             route.metrics.swap_login("renewed");
@@ -828,9 +875,10 @@ impl Requests<'_> {
         if self.ctx.route.moves() == self.moves_seen {
             return RequestsEnd::Drain(CloseReason::RouteReset);
         }
-        // The client's own SASL login was with the old cluster, and only the client can log in
-        // again (a swap route's gateway login is redone by its re-dial).
-        let own_login = self.ctx.swap.is_none() && self.traffic.sasl().summary().mechanism.is_some();
+        // The client's own SASL login was with the old cluster: only a kept PLAIN or OAUTHBEARER
+        // login can be repeated there, else only the client can log in again (a swap route's
+        // gateway login is redone by its re-dial).
+        let own_login = self.ctx.swap.is_none() && self.traffic.sasl().binds_to_its_cluster();
         if self.follows_moves && !own_login {
             RequestsEnd::Move
         } else {
@@ -1069,6 +1117,10 @@ impl Requests<'_> {
             // A `mechanism: SCRAM` route's SCRAM credentials: kept by the gateway, not the broker.
             return Ok(Noted::Swap(request, SwapAsked::ScramCredentials(asked)));
         }
+        if sasl::observed(request.api_key) && self.traffic.sasl().answered_here() {
+            // A re-authentication the cluster behind a replayed login would refuse.
+            return Ok(Noted::Swap(request, SwapAsked::ReplayedLogin));
+        }
         if sasl::observed(request.api_key) {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
             self.traffic.sasl().request(request.api_key, request.api_version, body);
@@ -1106,6 +1158,14 @@ impl Requests<'_> {
         let swap = match asked {
             SwapAsked::ScramCredentials(asked) => {
                 return Ok((asked.answer(request, body).await.map_err(bad_request)?, false))
+            }
+            SwapAsked::ReplayedLogin => {
+                let answer = sasl_replay::answer_reauthentication(&mut self.traffic.sasl(), request, body);
+                let (answer, refused) = answer.map_err(bad_request)?;
+                if refused || request.api_key == kafka_protocol::messages::ApiKey::SaslAuthenticate {
+                    self.ctx.route.metrics.sasl_replay(if refused { "reauth_refused" } else { "reauth_answered" });
+                }
+                return Ok((answer, refused));
             }
             SwapAsked::Reauthentication(swap) => swap,
         };
@@ -1222,17 +1282,21 @@ enum Noted {
     Forward(InFlight, Option<Bytes>),
     /// Answer it with `UNSUPPORTED_VERSION`, as a broker answers an ApiVersions it cannot read.
     UnsupportedApiVersions { correlation_id: i32 },
-    /// A request a swap route's gateway answers itself.
+    /// A request the gateway answers itself: on a swap route, or a re-authentication after a
+    /// replayed login.
     Swap(InFlight, SwapAsked),
 }
 
-/// What a swap route's client asked of the gateway.
+/// What a client asked of the gateway, which answers it itself.
 enum SwapAsked {
     /// A re-authentication step (KIP-368).
     Reauthentication(Arc<SwapSession>),
     /// `AlterUserScramCredentials` or `DescribeUserScramCredentials` on a `mechanism: SCRAM`
     /// route.
     ScramCredentials(ScramAdminRequest),
+    /// A passthrough client re-authenticating after the gateway replayed its login on a
+    /// cluster that does not limit sessions (`sasl_replay`).
+    ReplayedLogin,
 }
 
 fn bad_request(e: RequestError) -> RequestsEnd {

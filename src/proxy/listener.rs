@@ -476,6 +476,7 @@ impl Connection {
             principal: summary.and_then(|s| s.sasl.principal.clone()),
             authenticated: summary.and_then(|s| s.sasl.authenticated),
             sasl_authentications: summary.map(|s| s.sasl.authentications).filter(|n| *n > 0),
+            sasl_replays: summary.map(|s| s.sasl.replays).filter(|n| *n > 0),
             cluster_user: summary.and_then(|s| s.cluster_user.clone()),
             ..self.event(proxied)
         }));
@@ -498,6 +499,7 @@ impl Connection {
             principal: None,
             authenticated: None,
             sasl_authentications: None,
+            sasl_replays: None,
             cluster_user: None,
         }
     }

@@ -8,6 +8,7 @@ mod limits;
 mod listener;
 mod poll_on_wake;
 mod proxy_protocol;
+mod sasl_replay;
 mod scram_admin;
 mod stream;
 mod swap;

@@ -994,7 +994,7 @@ where
 }
 
 /// The mechanism of a SaslHandshake request (`body`: the frame after its size prefix).
-fn decode_handshake(request: &InFlight, mut body: &[u8]) -> Result<String, RequestError> {
+pub(super) fn decode_handshake(request: &InFlight, mut body: &[u8]) -> Result<String, RequestError> {
     let undecodable =
         |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
     let version = request.api_version;
@@ -1005,7 +1005,7 @@ fn decode_handshake(request: &InFlight, mut body: &[u8]) -> Result<String, Reque
 }
 
 /// The token of a SaslAuthenticate request.
-fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, RequestError> {
+pub(super) fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, RequestError> {
     let undecodable =
         |cause: String| RequestError::Undecodable { api_key: request.api_key, version: request.api_version, cause };
     let version = request.api_version;
@@ -1016,14 +1016,14 @@ fn decode_authenticate(request: &InFlight, mut body: &[u8]) -> Result<Bytes, Req
 }
 
 /// The gateway's SaslHandshake answer, listing the route's mechanisms (none on mTLS routes).
-fn handshake_answer(request: &InFlight, ok: bool, mechanisms: Vec<StrBytes>) -> Result<Bytes, RequestError> {
+pub(super) fn handshake_answer(request: &InFlight, ok: bool, mechanisms: Vec<StrBytes>) -> Result<Bytes, RequestError> {
     let code = if ok { 0 } else { ResponseError::UnsupportedSaslMechanism.code() };
     reply(request, &SaslHandshakeResponse::default().with_error_code(code).with_mechanisms(mechanisms))
 }
 
 /// The gateway's SaslAuthenticate answer: success with a token (empty for PLAIN), or
 /// `SASL_AUTHENTICATION_FAILED` with a message.
-fn authenticate_answer(
+pub(super) fn authenticate_answer(
     request: &InFlight,
     outcome: Result<Vec<u8>, String>,
     lifetime: Option<Duration>,

@@ -123,6 +123,11 @@ pub struct ConnectionEvent {
     /// re-authenticated (KIP-368).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl_authentications: Option<u32>,
+    /// Passthrough: logins the gateway replayed for the client (the same principal, the same
+    /// token) on the cluster a switchover moved the connection to. Counted in
+    /// `sasl_authentications` too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_replays: Option<u32>,
     /// On a swap route: the user the gateway logged in to the broker as for this client (the
     /// secret store's mapping of `principal`). Never a secret.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -203,6 +203,10 @@ metric_families! {
         "swap_logins",
         "SASL logins and re-authentications on swap routes, by outcome (ok, bad_credentials, unmapped, store_error, cluster_refused, reauthenticated, reauth_refused)",
     ),
+    sasl_replays: Family<OutcomeLabels, Counter> = (
+        "sasl_replays",
+        "Passthrough clients' PLAIN or OAUTHBEARER logins the gateway repeated on the cluster a switchover moved them to, and their re-authentications it then answered, by outcome (replayed, replay_refused, reauth_answered, reauth_refused)",
+    ),
     upstream_time: Family<RouteLabels, AtomicHistogram> = (
         "upstream_time_seconds",
         "Time from forwarding a request to receiving its response",
@@ -362,6 +366,12 @@ impl RouteMetrics {
     /// A swap route's login or re-authentication ended with `outcome`.
     pub fn swap_login(&self, outcome: &'static str) {
         self.all.swap_logins.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
+    }
+
+    /// A passthrough client's login replayed at a cut, or a re-authentication the gateway
+    /// answered after it, ended with `outcome` (rare: takes the family's lock).
+    pub fn sasl_replay(&self, outcome: &'static str) {
+        self.all.sasl_replays.get_or_create(&OutcomeLabels { route: self.route.clone(), outcome }).inc();
     }
 
     /// A client connection followed its route to another cluster (at a cut only: takes the
