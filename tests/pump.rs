@@ -114,13 +114,8 @@ impl Gateway {
 
     /// Switch the route to another upstream as a switchover's cut does.
     fn cut(&self) {
-        let route = &self.ctx.route;
-        let destination =
-            Upstream::start(&self.config.domains[0], None, FAR, Duration::from_millis(10), &self.shutdown)
-                .expect("starting the destination");
-        route.replace_upstream(destination);
-        route.move_connections();
-        route.set_fenced(None);
+        frames::cut(&self.ctx.route, &self.config.domains[0], &self.shutdown);
+        self.ctx.route.set_fenced(None);
     }
 }
 

@@ -180,12 +180,7 @@ impl Gateway {
 
     /// Switch the route to another cluster as a switchover's cut does.
     fn cut(&self) {
-        let route = &self.ctx.route;
-        let destination =
-            Upstream::start(&self.config.domains[0], None, FAR, Duration::from_millis(10), &self.shutdown)
-                .expect("starting the destination");
-        route.replace_upstream(destination);
-        route.move_connections();
+        frames::cut(&self.ctx.route, &self.config.domains[0], &self.shutdown);
     }
 
     /// A swap connection: each broker connection the gateway dials (its first, and one per

@@ -1080,17 +1080,18 @@ impl Requests<'_> {
         upstream: &mut W,
         read_at: Instant,
     ) -> Result<(), RequestsEnd> {
-        let written = match upstream.write_all(frame).await {
-            Ok(()) => upstream.flush().await,
-            Err(e) => Err(e),
-        };
-        written.map_err(|e| RequestsEnd::Failed(CloseReason::UpstreamError(e)))?;
+        write_flushed(upstream, frame).await.map_err(|e| RequestsEnd::Failed(CloseReason::UpstreamError(e)))?;
+        self.forwarded(buf, len, read_at);
+        Ok(())
+    }
+
+    /// Drop the `len` bytes at the front of `buf`, written upstream, and count them.
+    fn forwarded(&self, buf: &mut BytesMut, len: usize, read_at: Instant) {
         buf.advance(len);
         let metrics = &self.ctx.route.metrics;
         self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
         metrics.bytes_from_client.inc_by(len as u64);
         metrics.gateway_request_time.observe(read_at.elapsed());
-        Ok(())
     }
 
     /// Read and classify the request in `body`.
@@ -1217,19 +1218,12 @@ impl Requests<'_> {
         }
         // Flushed: a TLS session may hold back what the socket could not take yet (see
         // `ProgressWriter::write_all`); on TCP the flush does nothing.
-        let written = match upstream.write_all(&buf[..len]).await {
-            Ok(()) => upstream.flush().await,
-            Err(e) => Err(e),
-        };
+        let written = write_flushed(upstream, &buf[..len]).await;
         self.ctx.route.fence.leave(unanswered);
         if let Err(e) = written {
             return Err(RequestsEnd::Failed(CloseReason::UpstreamError(e)));
         }
-        buf.advance(len);
-        let metrics = &self.ctx.route.metrics;
-        self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
-        metrics.bytes_from_client.inc_by(len as u64);
-        metrics.gateway_request_time.observe(read_at.elapsed());
+        self.forwarded(buf, len, read_at);
         Ok(())
     }
 
@@ -1570,6 +1564,12 @@ impl Responses<'_, '_> {
             }
         }
     }
+}
+
+/// Write `bytes` upstream and flush.
+async fn write_flushed<W: AsyncWrite + Unpin>(upstream: &mut W, bytes: &[u8]) -> io::Result<()> {
+    upstream.write_all(bytes).await?;
+    upstream.flush().await
 }
 
 /// Why the broker's end of the stream came: between frames, or in the middle of the one in

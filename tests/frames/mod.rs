@@ -6,7 +6,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use std::time::Duration;
+
+use switchyard::config::DomainConfig;
+use switchyard::routing::{Route, Upstream};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
 
 /// A gateway configuration with one route, `main`, by port, in front of a cluster that is never
 /// dialled: `top` goes above `streamingDomains` (secret stores), `route` under the route (its
@@ -82,4 +87,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> Option<Bytes> {
     let mut body = vec![0; size as usize];
     stream.read_exact(&mut body).await.ok()?;
     Some(body.into())
+}
+
+/// Point `route` at a new upstream for `domain` and move its connections there, as a
+/// switchover's cut does (these tests' brokers are dialled by the test, not by the upstream).
+pub fn cut(route: &Route, domain: &DomainConfig, shutdown: &CancellationToken) {
+    let never = Duration::from_secs(1_000_000);
+    let destination =
+        Upstream::start(domain, None, never, Duration::from_millis(10), shutdown).expect("starting the destination");
+    route.replace_upstream(destination);
+    route.move_connections();
 }
