@@ -154,7 +154,10 @@ fn loadavg() -> String {
 
 /// The cost on each cluster size in turn; the profile (when asked) on the largest.
 pub fn per_request_cost(binary: &Path, record_size: usize, profile: bool) -> Result<Vec<CostReport>> {
-    BROKERS.iter().map(|&brokers| one_cluster(brokers, binary, record_size, profile && brokers == 3)).collect()
+    BROKERS
+        .iter()
+        .map(|&brokers| one_cluster(brokers, binary, record_size, profile && Some(&brokers) == BROKERS.last()))
+        .collect()
 }
 
 /// A cluster of `brokers`, the gateway (and the baseline), warm-up, the measured turns, and the
@@ -229,12 +232,9 @@ fn one_cluster(brokers: usize, binary: &Path, record_size: usize, profile: bool)
     let profile = if profile {
         step("profiling the gateway (perf) under the same produce run, unmeasured");
         let g = &gateways[0].1;
-        let (result, text) = super::profile_gateway(
-            g.process.pid(),
-            "profile-3-broker-per-request",
-            "produce acks=1, 3 brokers",
-            || produce(g, PROFILE_RECORDS),
-        )?;
+        let (name, label) =
+            (format!("profile-{brokers}-broker-per-request"), format!("produce acks=1, {brokers} broker(s)"));
+        let (result, text) = super::profile_gateway(g.process.pid(), &name, &label, || produce(g, PROFILE_RECORDS))?;
         result?;
         Some(text.display().to_string())
     } else {
