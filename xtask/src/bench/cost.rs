@@ -10,7 +10,7 @@
 //! gateway process's own CPU time (user + system) per request and per MB it proxied, from its
 //! `/proc` counters and its metrics, not wall-clock throughput. When `perf` is installed,
 //! `perf stat` counts the gateway's syscalls and context switches over each run too (per
-//! request in the report). `--profile` adds, at 3 brokers, an unmeasured run with `perf
+//! request in the report). `--profile` adds, on each cluster, an unmeasured run with `perf
 //! record` attached to the gateway.
 
 use std::collections::BTreeMap;
@@ -152,12 +152,9 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
 }
 
-/// The cost on each cluster size in turn; the profile (when asked) on the largest.
+/// The cost on each cluster size in turn, each with its profile when asked.
 pub fn per_request_cost(binary: &Path, record_size: usize, profile: bool) -> Result<Vec<CostReport>> {
-    BROKERS
-        .iter()
-        .map(|&brokers| one_cluster(brokers, binary, record_size, profile && Some(&brokers) == BROKERS.last()))
-        .collect()
+    BROKERS.iter().map(|&brokers| one_cluster(brokers, binary, record_size, profile)).collect()
 }
 
 /// A cluster of `brokers`, the gateway (and the baseline), warm-up, the measured turns, and the
