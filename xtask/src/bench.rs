@@ -24,12 +24,14 @@
 //!   sides, with the gateway's own time histograms and a chart (see [`latency`]).
 //!
 //! `--only main` runs everything but the TLS section, `--only tls` the TLS section alone,
-//! `--only latency` the closed-loop latency probe alone (1 broker, a few minutes).
+//! `--only latency` the closed-loop latency probe alone (1 broker, a few minutes), `--only
+//! cost` the gateway's CPU per request at 1 and 3 brokers alone (see [`cost`]; in no other run).
 //!
 //! It writes `target/bench/report.md` and `target/bench/report.json` and exits 0 whenever it
 //! ran: goals are reported as pass/fail, never enforced.
 
 mod connections;
+mod cost;
 mod latency;
 mod report;
 mod system;
@@ -146,7 +148,7 @@ impl Plan {
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency]";
+    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency|cost]";
     let (mut quick, mut wait_quiet, mut profile, mut only) = (false, false, false, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -158,7 +160,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
                 Some("main") => only = Some("main"),
                 Some("tls") => only = Some("tls"),
                 Some("latency") => only = Some("latency"),
-                other => bail!("`--only` takes `main`, `tls` or `latency`, not {other:?}: {USAGE}"),
+                Some("cost") => only = Some("cost"),
+                other => bail!("`--only` takes `main`, `tls`, `latency` or `cost`, not {other:?}: {USAGE}"),
             },
             other => bail!("unknown argument `{other}`: {USAGE}"),
         }
@@ -234,6 +237,11 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
         drop(cluster);
     }
     let tls_report = if run_tls { Some(tls::tls_cost(&plan, &binary)?) } else { None };
+    let per_request = if plan.sections.contains(&"cost") {
+        cost::per_request_cost(&binary, plan.record_size, plan.profile)?
+    } else {
+        Vec::new()
+    };
 
     let foreign = CpuSample::take().foreign_share_since(&cpu_at_start);
     if foreign > 0.10 {
@@ -251,6 +259,7 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     report.gateway_source = gateway_source;
     report.tls = tls_report;
     report.closed_loop = closed_loop;
+    report.per_request = per_request;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let (md, json) = (dir.join("report.md"), dir.join("report.json"));
@@ -361,53 +370,10 @@ impl Bench {
     /// writes `perf report` summaries next to the report.
     fn profile<T>(&mut self, label: &str, work: impl FnOnce(&str) -> Result<T>) -> Result<()> {
         let Some(prefix) = self.profile_prefix.clone() else { return Ok(()) };
-        let dir = target_dir().join("bench");
-        std::fs::create_dir_all(&dir)?;
         let name = format!("{prefix}-{}", label.replace([' ', '='], "-"));
-        let data = dir.join(format!("{name}.perf.data"));
-        // perf would keep the previous recording as `.old`; one is enough.
-        let _ = std::fs::remove_file(&data);
-        let mut perf = Command::new("perf");
-        perf.args(["record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384", "-p"])
-            .arg(self.gateway.process.pid().to_string())
-            .arg("-o")
-            .arg(&data);
-        let mut recorder = ChildGuard::spawn_logged(perf, &dir.join(format!("{name}.perf.log")))?;
-        std::thread::sleep(Duration::from_millis(500));
-        let cpu0 = cpu_seconds(self.gateway.process.pid())?;
-        let result = work(&self.gateway.bootstrap.to_string());
-        let cpu = cpu_seconds(self.gateway.process.pid())? - cpu0;
-        // SAFETY: signalling our own child, which has not been reaped yet.
-        unsafe { libc::kill(recorder.pid() as libc::pid_t, libc::SIGINT) };
-        recorder.wait_timeout(Duration::from_secs(120));
+        let bootstrap = self.gateway.bootstrap.to_string();
+        let (result, text) = profile_gateway(self.gateway.process.pid(), &name, label, || work(&bootstrap))?;
         result?;
-        let mut summary = format!("# gateway profile: {label} through the gateway ({cpu:.2} CPU s)\n");
-        for (title, sort) in [("by shared object", "dso"), ("by symbol", "dso,symbol")] {
-            let report = Command::new("perf")
-                .args([
-                    "report",
-                    "--stdio",
-                    "--no-children",
-                    "-g",
-                    "none",
-                    "--percent-limit",
-                    "0.5",
-                    "--sort",
-                    sort,
-                    "-i",
-                ])
-                .arg(&data)
-                .output()?;
-            summary.push_str(&format!("\n## {title}\n\n{}", String::from_utf8_lossy(&report.stdout)));
-        }
-        let callers = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "-G", "--percent-limit", "3", "--sort", "symbol", "-i"])
-            .arg(&data)
-            .output()?;
-        let text = dir.join(format!("{name}.txt"));
-        std::fs::write(&text, &summary)?;
-        std::fs::write(dir.join(format!("{name}.callgraph.txt")), &callers.stdout)?;
-        println!("    profiled: {} ({cpu:.2} gateway CPU s)", text.display());
         self.profiles.push(text.display().to_string());
         Ok(())
     }
@@ -501,6 +467,52 @@ impl Bench {
             Side::Gateway => c.gateway.push(value),
         }
     }
+}
+
+/// Runs `work` with `perf record` attached to the gateway process `pid`, then writes `perf
+/// report` summaries (`<name>.txt`: by shared object and by symbol; `<name>.callgraph.txt`:
+/// callers of the top symbols) to `target/bench`. Returns `work`'s result and the summary's path.
+pub(crate) fn profile_gateway<T>(
+    pid: u32,
+    name: &str,
+    label: &str,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<(Result<T>, std::path::PathBuf)> {
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join(format!("{name}.perf.data"));
+    // perf would keep the previous recording as `.old`; one is enough.
+    let _ = std::fs::remove_file(&data);
+    let mut perf = Command::new("perf");
+    perf.args(["record", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&data);
+    let mut recorder = ChildGuard::spawn_logged(perf, &dir.join(format!("{name}.perf.log")))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu0 = cpu_seconds(pid)?;
+    let result = work();
+    let cpu = cpu_seconds(pid)? - cpu0;
+    // SAFETY: signalling our own child, which has not been reaped yet.
+    unsafe { libc::kill(recorder.pid() as libc::pid_t, libc::SIGINT) };
+    recorder.wait_timeout(Duration::from_secs(120));
+    let mut summary = format!("# gateway profile: {label} through the gateway ({cpu:.2} CPU s)\n");
+    for (title, sort) in [("by shared object", "dso"), ("by symbol", "dso,symbol")] {
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5", "--sort", sort, "-i"])
+            .arg(&data)
+            .output()?;
+        summary.push_str(&format!("\n## {title}\n\n{}", String::from_utf8_lossy(&report.stdout)));
+    }
+    let callers = Command::new("perf")
+        .args(["report", "--stdio", "--no-children", "-G", "--percent-limit", "3", "--sort", "symbol", "-i"])
+        .arg(&data)
+        .output()?;
+    let text = dir.join(format!("{name}.txt"));
+    std::fs::write(&text, &summary)?;
+    std::fs::write(dir.join(format!("{name}.callgraph.txt")), &callers.stdout)?;
+    println!("    profiled: {} ({cpu:.2} gateway CPU s)", text.display());
+    Ok((result, text))
 }
 
 /// Compact one-line rendering of a run's figures for the console.

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask demo | cargo xtask test [--no-lint] [cargo test args] | cargo xtask lint \
-                 | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency] \
+                 | cargo xtask layers [src dir] | cargo xtask drill [args] | cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency|cost] \
                  | cargo xtask fuzz [--time SECONDS] [target...] | cargo xtask fuzz --capture-seeds"
             );
             return ExitCode::from(2);

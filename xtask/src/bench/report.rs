@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::connections::ConnectionReport;
+use super::cost::CostReport;
 use super::latency::ClosedLoopReport;
 use super::system::Machine;
 use super::tls::TlsReport;
@@ -41,6 +42,8 @@ pub struct Report {
     pub tls: Option<TlsReport>,
     /// The closed-loop latency probe (`--only main|tls` leaves it out).
     pub closed_loop: Option<ClosedLoopReport>,
+    /// The gateway's CPU per request at 1 and 3 brokers (`--only cost` alone).
+    pub per_request: Vec<CostReport>,
     pub notes: Vec<String>,
 }
 
@@ -342,6 +345,7 @@ impl Report {
             connections,
             tls: None,
             closed_loop: None,
+            per_request: Vec::new(),
             notes,
         }
     }
@@ -365,6 +369,9 @@ impl Report {
             out.push_str(&tls.summary());
         }
         if let Some(c) = &self.closed_loop {
+            out.push_str(&c.summary());
+        }
+        for c in &self.per_request {
             out.push_str(&c.summary());
         }
         out
@@ -490,6 +497,9 @@ impl Report {
             tls.markdown(&mut md, self.plan.throughput_reps);
         }
         if let Some(c) = &self.closed_loop {
+            c.markdown(&mut md);
+        }
+        for c in &self.per_request {
             c.markdown(&mut md);
         }
 
