@@ -279,6 +279,9 @@ mod tests {
         assert_eq!(classify(ApiKey::SaslHandshake, 0), Classified::Refuse(RequestError::LegacySaslHandshake));
         assert_eq!(classify(ApiKey::SaslHandshake, 1), Classified::Forward(Opaque));
         assert_eq!(classify(ApiKey::SaslAuthenticate, 2), Classified::Forward(ObserveSaslOutcome));
+        // Versions whose clients do not know TRANSACTION_ABORTABLE pass as bytes even after a cut.
+        assert_eq!(classify(ApiKey::TxnOffsetCommit, 3), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::TxnOffsetCommit, 4), Classified::Forward(ResponseHandling::ChangedAfterCut));
         assert!(matches!(classify(ApiKey::SaslAuthenticate, 9), Classified::Refuse(_)));
     }
 
