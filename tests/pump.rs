@@ -636,6 +636,41 @@ fn end_txn(version: i16, correlation_id: i32, committed: bool) -> Bytes {
     frame(ApiKey::EndTxn, version, correlation_id, &request)
 }
 
+/// A TxnOffsetCommit (`sendOffsetsToTransaction`) of group `g` for partition 0 of `t` by the
+/// transactional id `orders`, and the group coordinator's answer that it does not know the
+/// transactional id (what a 4.1 destination answers for a transaction begun on the source).
+fn txn_offset_commit(version: i16, correlation_id: i32) -> (Bytes, kafka_protocol::messages::TxnOffsetCommitResponse) {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    use kafka_protocol::messages::{GroupId, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("orders")))
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_committed_offset(10)])]);
+    let answer = TxnOffsetCommitResponse::default().with_topics(vec![TxnOffsetCommitResponseTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![
+            TxnOffsetCommitResponsePartition::default().with_error_code(INVALID_PRODUCER_ID_MAPPING)
+        ])]);
+    (frame(ApiKey::TxnOffsetCommit, version, correlation_id, &request), answer)
+}
+
+/// The error code of the one partition of a TxnOffsetCommit answer read by the client.
+async fn txn_offset_commit_error(client: &mut DuplexStream, version: i16) -> (i32, i16) {
+    use kafka_protocol::messages::{ResponseHeader, TxnOffsetCommitResponse};
+    use kafka_protocol::protocol::Decodable;
+    let mut body = read_frame(client).await.unwrap();
+    let header = ResponseHeader::decode(&mut body, ApiKey::TxnOffsetCommit.response_header_version(version)).unwrap();
+    let answer = TxnOffsetCommitResponse::decode(&mut body, version).unwrap();
+    (header.correlation_id, answer.topics[0].partitions[0].error_code)
+}
+
 fn unknown_transaction() -> kafka_protocol::messages::EndTxnResponse {
     kafka_protocol::messages::EndTxnResponse::default().with_error_code(INVALID_PRODUCER_ID_MAPPING)
 }
@@ -666,6 +701,34 @@ async fn transactional_errors_pass_unchanged_on_a_route_that_never_moved() {
     answer_one(&mut broker, ApiKey::EndTxn, 5, &unknown_transaction()).await;
     let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
     assert_eq!(answer.error_code, INVALID_PRODUCER_ID_MAPPING);
+    let (offsets, unknown) = txn_offset_commit(5, 3);
+    client.write_all(&offsets).await.unwrap();
+    answer_one(&mut broker, ApiKey::TxnOffsetCommit, 5, &unknown).await;
+    assert_eq!(txn_offset_commit_error(&mut client, 5).await, (3, INVALID_PRODUCER_ID_MAPPING));
+}
+
+/// After a cut, offsets committed in a transaction the new cluster never saw
+/// (`sendOffsetsToTransaction`), which its group coordinator refuses with
+/// INVALID_PRODUCER_ID_MAPPING (fatal for the Java client), are made abortable for clients that
+/// abort on TRANSACTION_ABORTABLE (v4 and later); earlier versions' answers pass unchanged. The
+/// answers of requests sent back to back come in their order.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_offsets_of_a_transaction_the_new_cluster_never_saw_are_abortable() {
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let mut destination = dialled.remove(0);
+    let sent = [(5, 1, TRANSACTION_ABORTABLE), (3, 2, INVALID_PRODUCER_ID_MAPPING), (4, 3, TRANSACTION_ABORTABLE)];
+    for (version, correlation_id, _) in sent {
+        client.write_all(&txn_offset_commit(version, correlation_id).0).await.unwrap();
+    }
+    for (version, _, _) in sent {
+        answer_one(&mut destination, ApiKey::TxnOffsetCommit, version, &txn_offset_commit(version, 0).1).await;
+    }
+    for (version, correlation_id, expected) in sent {
+        assert_eq!(txn_offset_commit_error(&mut client, version).await, (correlation_id, expected), "v{version}");
+    }
 }
 
 /// After a cut, a Java 4.x producer's transaction that the new cluster never saw is made

@@ -59,6 +59,8 @@ fn main() {
             ),
             ("java_transactional_producer_keeps_committing_across_the_cut", java_transactional_producer_4),
             ("java_3_transactional_producer_keeps_committing_across_the_cut", java_transactional_producer_3),
+            ("java_exactly_once_processor_keeps_committing_offsets_across_the_cut", java_transactional_offsets_4),
+            ("java_3_exactly_once_processor_keeps_committing_offsets_across_the_cut", java_transactional_offsets_3),
             ("sighup_applies_an_edited_route_live", sighup_applies_an_edited_route_live),
             ("watched_file_edits_apply_live_both_ways", watched_file_edits_apply_live_both_ways),
             ("cli_dry_run_prints_the_report", cli_dry_run_prints_the_report),
@@ -673,14 +675,27 @@ fn java_consumer_without_a_group_reads_on_across_the_cut(env: &Env) -> Result<()
 /// transaction: pre-flight starts its coordinator, and the gateway answers for the transaction
 /// the destination never saw (issue 15).
 fn java_transactional_producer_4(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, None, false)
+    java_transactional_producer_keeps_committing_across_the_cut(env, None, false, false)
+}
+
+/// A consume-transform-produce application (exactly once): each transaction of the 4.1
+/// client also commits a consumer group's offset (`sendOffsetsToTransaction`), which the
+/// destination never saw begin either; its offsets go on being committed there.
+fn java_transactional_offsets_4(env: &Env) -> Result<()> {
+    java_transactional_producer_keeps_committing_across_the_cut(env, None, false, true)
 }
 
 /// kafka-clients 3.9 (transaction version 1 requests), on a destination whose transaction
 /// coordinator is up: it re-initialises by its own epoch bump, and its abort of the
 /// transaction the destination never saw is answered as done (issue 15).
 fn java_transactional_producer_3(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true)
+    java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true, false)
+}
+
+/// The same with kafka-clients 3.9, which adds the group to its transaction (AddOffsetsToTxn)
+/// before committing its offsets.
+fn java_transactional_offsets_3(env: &Env) -> Result<()> {
+    java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true, true)
 }
 
 /// Makes `cluster` create its transaction state log and elect a transaction coordinator, as
@@ -705,23 +720,30 @@ fn start_transaction_coordinator(cluster: &KafkaCluster) -> Result<()> {
 /// committed transaction is visible to `read_committed` readers on one cluster or the other.
 /// The destination's transaction coordinator never saw its transactional id; `client` is the
 /// kafka-clients release (`None`: the brokers' own); with `warm_destination` the destination's
-/// transaction coordinator is up before the cut (it has hosted transactions before).
+/// transaction coordinator is up before the cut (it has hosted transactions before); with
+/// `offsets` each transaction commits group `<topic>-group`'s offset too, which must end on the
+/// destination at the last record.
 fn java_transactional_producer_keeps_committing_across_the_cut(
     env: &Env,
     client: Option<&str>,
     warm_destination: bool,
+    offsets: bool,
 ) -> Result<()> {
     let gateway = Gateway::start(env)?;
-    let name = format!("txn-{}", client.unwrap_or("broker").replace('.', "-"));
+    let name = format!("txn-{}{}", client.unwrap_or("broker").replace('.', "-"), if offsets { "-offsets" } else { "" });
+    let group = format!("{name}-group");
     topic_with_records(env, &gateway, &name, 1)?;
     // 12 s of records: the cut (pre-flight included) comes well before the last.
     let (records, rate) = (1200, 100);
-    let props = [
+    let mut props = vec![
         ("transactional.id", name.as_str()),
         ("txn.records", "10"),
         ("transaction.timeout.ms", "30000"),
         ("max.block.ms", "30000"),
     ];
+    if offsets {
+        props.push(("txn.offsets.group", group.as_str()));
+    }
     let mut producer = match client {
         Some(version) => {
             NumberedProducer::start_client_version(version, &gateway.bootstrap(), &name, records, rate, &props)?
@@ -774,6 +796,10 @@ fn java_transactional_producer_keeps_committing_across_the_cut(
         not_once.len(),
         &not_once[..not_once.len().min(5)]
     );
+    if offsets {
+        let on_destination = mirrormaker::committed_offsets(&env.destination.bootstrap(), &group, &name)?;
+        ensure!(on_destination == [(0, records as i64)], "the destination holds {group}'s offsets {on_destination:?}");
+    }
     Ok(())
 }
 

@@ -49,7 +49,8 @@ pub enum ResponseHandling {
     /// `proxy::transactions`). On a route that never moved it is [`Self::Opaque`].
     EndTxnAfterCut,
     /// An answer that changes only on a route that has moved to another cluster: its topic
-    /// ids become those clients were first shown (`rewrite::topic_ids`). On a route that never
+    /// ids become those clients were first shown (`rewrite::topic_ids`), or a transaction the
+    /// destination never saw becomes abortable (`rewrite::transactions`). On a route that never
     /// moved it is [`Self::Opaque`].
     ChangedAfterCut,
 }

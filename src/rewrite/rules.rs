@@ -18,7 +18,7 @@ use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
     DescribeQuorumResponse, DescribeTopicPartitionsResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse, TxnOffsetCommitResponse,
 };
 
 use super::{addresses, api_versions, edits, topic_ids, transactions, Edit};
@@ -111,6 +111,14 @@ static RULES: &[Rule] = &[
     // so stops the client; the proxy answers in its place (`transactions`,
     // `proxy::transactions`).
     rule(ApiKey::EndTxn, 0, ResponseHandling::EndTxnAfterCut, None),
+    // Only on a route that has moved to another cluster: offsets committed in a transaction the
+    // destination never saw, refused in a way that stops the client, are made abortable
+    // (`transactions`); from the first version whose clients abort on that.
+    after_cut(
+        ApiKey::TxnOffsetCommit,
+        transactions::TXN_OFFSET_COMMIT_ABORTABLE_SINCE,
+        edits!(TxnOffsetCommitResponse, |_, _, r| transactions::abortable_txn_offset_commit(r)),
+    ),
     // Only on a route that has moved to another cluster: answers that carry topic ids, which
     // become those clients were first shown (`topic_ids`; Metadata and Fetch, decoded for
     // their addresses, are translated in their own rows).
@@ -271,6 +279,9 @@ mod tests {
         assert_eq!(classify(ApiKey::SaslHandshake, 0), Classified::Refuse(RequestError::LegacySaslHandshake));
         assert_eq!(classify(ApiKey::SaslHandshake, 1), Classified::Forward(Opaque));
         assert_eq!(classify(ApiKey::SaslAuthenticate, 2), Classified::Forward(ObserveSaslOutcome));
+        // Versions whose clients do not know TRANSACTION_ABORTABLE pass as bytes even after a cut.
+        assert_eq!(classify(ApiKey::TxnOffsetCommit, 3), Classified::Forward(Opaque));
+        assert_eq!(classify(ApiKey::TxnOffsetCommit, 4), Classified::Forward(ResponseHandling::ChangedAfterCut));
         assert!(matches!(classify(ApiKey::SaslAuthenticate, 9), Classified::Refuse(_)));
     }
 

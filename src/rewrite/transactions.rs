@@ -8,7 +8,10 @@
 //! transaction; an EndTxn that aborts is answered with success and a producer id of the
 //! destination's, which the proxy gets for the client (`proxy::transactions`). The records of a
 //! transaction aborted so were never acknowledged; the source aborts its half at
-//! `transaction.timeout.ms`.
+//! `transaction.timeout.ms`. A TxnOffsetCommit (a consume-transform-produce application's
+//! `sendOffsetsToTransaction`) the destination's group coordinator refuses so is made
+//! abortable too: the Java client (3.9 and 4.x) treats its `INVALID_PRODUCER_ID_MAPPING` as an
+//! unexpected, fatal error; then it aborts, and its abort is answered as above.
 //!
 //! Older clients (Produce before v12, EndTxn before v5: Java 3.x) treat
 //! `INVALID_PRODUCER_ID_MAPPING` as abortable themselves and get a new producer id by their own
@@ -18,7 +21,7 @@
 //! transaction never adds them on the destination and fails for good (`INVALID_TXN_STATE`).
 
 use bytes::Bytes;
-use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
+use kafka_protocol::messages::{EndTxnResponse, ProduceResponse, TxnOffsetCommitResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RewriteError;
@@ -47,6 +50,24 @@ pub(super) fn abortable_produce(route: &Route, version: i16, response: &mut Prod
         if partition.error_code == INVALID_PRODUCER_ID_MAPPING {
             partition.error_code = TRANSACTION_ABORTABLE;
             partition.error_message = Some(StrBytes::from_static_str(WHY));
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// TxnOffsetCommit v4 and later come from clients (Java 3.8 and later) that abort on
+/// `TRANSACTION_ABORTABLE` (KIP-890); earlier ones pass unchanged.
+pub(super) const TXN_OFFSET_COMMIT_ABORTABLE_SINCE: i16 = 4;
+
+/// On a route that has moved (the only place this row's answers are decoded), make the
+/// partitions whose offsets the destination refused with `INVALID_PRODUCER_ID_MAPPING`
+/// abortable. Returns whether anything changed.
+pub(super) fn abortable_txn_offset_commit(response: &mut TxnOffsetCommitResponse) -> bool {
+    let mut changed = false;
+    for partition in response.topics.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
+        if partition.error_code == INVALID_PRODUCER_ID_MAPPING {
+            partition.error_code = TRANSACTION_ABORTABLE;
             changed = true;
         }
     }

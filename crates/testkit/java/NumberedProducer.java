@@ -22,7 +22,11 @@
 // records (default 10; a setting of this program, not a producer config): beginTransaction,
 // send K, commitTransaction. An abortable KafkaException aborts the transaction and sends the
 // same records again in a new one, with the same producer; only a fatal error (the producer is
-// fenced, unauthorized, or its state is unusable) ends the run. Lines differ:
+// fenced, unauthorized, or its state is unusable) ends the run. With txn.offsets.group=<group> (also a
+// setting of this program) each transaction also commits, as a consume-transform-produce application
+// does with sendOffsetsToTransaction, offset <last n of the transaction> of partition 0 of <topic>
+// for consumer group <group>: after a run, the group's committed offset is the last record
+// committed. Lines differ:
 //   ACK <n> <partition> <offset> <epochMillis>   per record of a COMMITTED transaction, after the commit
 //   ERR <first n> <exception class>: <message>   per failed transaction attempt (then aborted and resent)
 //   FATAL <exception class>: <message>           once, when the producer cannot go on (no DONE follows
@@ -40,16 +44,20 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicLong;
 
+import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.AuthenticationException;
 import org.apache.kafka.common.errors.AuthorizationException;
 import org.apache.kafka.common.errors.OutOfOrderSequenceException;
@@ -158,6 +166,9 @@ public class NumberedProducer {
         // A setting of this program, not of the producer, which would warn about it.
         Object txnRecordsSetting = props.remove("txn.records");
         int txnRecords = txnRecordsSetting == null ? 10 : Integer.parseInt(txnRecordsSetting.toString());
+        Object offsetsGroupSetting = props.remove("txn.offsets.group");
+        ConsumerGroupMetadata offsetsGroup =
+                offsetsGroupSetting == null ? null : new ConsumerGroupMetadata(offsetsGroupSetting.toString());
         boolean transactional = props.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
 
         long sent = 0;
@@ -165,7 +176,7 @@ public class NumberedProducer {
         try {
             long start = System.nanoTime();
             if (transactional) {
-                sent = sendTransactions(producer, topic, count, rate, txnRecords, start);
+                sent = sendTransactions(producer, topic, count, rate, txnRecords, offsetsGroup, start);
             } else {
                 sent = sendIdempotent(producer, topic, count, rate, start);
             }
@@ -222,11 +233,12 @@ public class NumberedProducer {
 
     /**
      * Transactions of txnRecords records; a failed one is aborted and its records sent again in
-     * the next. Records are ACKed only once their transaction committed. Returns records handed
-     * to send(), resends included.
+     * the next. Records are ACKed only once their transaction committed. With an offsetsGroup,
+     * each transaction also commits that group's offset of partition 0 of topic: its last record.
+     * Returns records handed to send(), resends included.
      */
     static long sendTransactions(KafkaProducer<String, String> producer, String topic, long count, double rate,
-            int txnRecords, long start) throws InterruptedException {
+            int txnRecords, ConsumerGroupMetadata offsetsGroup, long start) throws InterruptedException {
         long sent = 0;
         try {
             producer.initTransactions();
@@ -251,6 +263,10 @@ public class NumberedProducer {
                 if (stopping) {
                     producer.abortTransaction();
                     break;
+                }
+                if (offsetsGroup != null) {
+                    producer.sendOffsetsToTransaction(
+                            Map.of(new TopicPartition(topic, 0), new OffsetAndMetadata(last)), offsetsGroup);
                 }
                 producer.commitTransaction();
                 for (int i = 0; i < sends.size(); i++) {
