@@ -723,6 +723,31 @@ async fn swap_client_is_not_closed_for_the_gateways_renewal_pause() {
     assert_eq!(broker.seen().len(), 2);
 }
 
+/// Alice's passthrough connection on a route that moves: she logs in on `source` and is
+/// accepted, produces for `span`, and the route is cut over to `destination`.
+struct Moved {
+    gateway: Arc<Gateway>,
+    write: WriteHalf<DuplexStream>,
+    answers: Answers<ReadHalf<DuplexStream>>,
+    pumped: JoinHandle<ConnectionSummary>,
+    /// The next correlation id.
+    id: i32,
+}
+
+async fn alice_moved(source: &Broker, destination: &Broker, span: Duration) -> Moved {
+    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
+    let (client, pumped) = gateway.connect_following(source, destination.clone());
+    let (read, mut write) = split(client);
+    let mut answers = Answers { read };
+    write.write_all(&login(0, ALICE)).await.unwrap();
+    let accepted = answers.login(0).await;
+    assert_eq!(accepted.error_code, 0);
+    assert_eq!(accepted.session_lifetime_ms, source.lifetime.as_millis() as i64);
+    let id = produce_for(&mut write, &mut answers, 2, span).await;
+    gateway.cut();
+    Moved { gateway, write, answers, pumped, id }
+}
+
 /// Produce every 20 s for `span`, from correlation id `id`, checking each answer comes; returns
 /// the next correlation id.
 async fn produce_for<R: AsyncReadExt + Unpin>(
@@ -758,16 +783,9 @@ fn produced_under_logins(brokers: &[&Broker]) -> Vec<i32> {
 #[tokio::test(start_paused = true)]
 async fn passthrough_login_is_replayed_at_a_cut_and_reauthentication_answered_here() {
     let lifetime = 5 * MINUTE;
-    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
     let source = Broker::new(lifetime, Duration::from_millis(3), ALICE);
     let destination = Broker::new(Duration::ZERO, Duration::from_millis(3), ALICE);
-    let (client, pumped) = gateway.connect_following(&source, destination.clone());
-    let (read, mut write) = split(client);
-    let mut answers = Answers { read };
-    write.write_all(&login(0, ALICE)).await.unwrap();
-    assert_eq!(answers.login(0).await.session_lifetime_ms, lifetime.as_millis() as i64);
-    let id = produce_for(&mut write, &mut answers, 2, 2 * MINUTE).await;
-    gateway.cut();
+    let Moved { gateway, mut write, mut answers, pumped, id } = alice_moved(&source, &destination, 2 * MINUTE).await;
     let id = produce_for(&mut write, &mut answers, id, 2 * MINUTE).await;
     // At 4 minutes, within the source's session: the client re-authenticates as it was told.
     let relogin = id;
@@ -806,16 +824,10 @@ async fn passthrough_login_is_replayed_at_a_cut_and_reauthentication_answered_he
 #[tokio::test(start_paused = true)]
 async fn passthrough_reauthentication_after_a_replay_goes_to_a_destination_that_limits_sessions() {
     let (lifetime, destination_lifetime) = (5 * MINUTE, 10 * MINUTE);
-    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
     let source = Broker::new(lifetime, Duration::from_millis(3), ALICE);
     let destination = Broker::new(destination_lifetime, Duration::from_millis(3), ALICE);
-    let (client, pumped) = gateway.connect_following(&source, destination.clone());
-    let (read, mut write) = split(client);
-    let mut answers = Answers { read };
-    write.write_all(&login(0, ALICE)).await.unwrap();
-    assert_eq!(answers.login(0).await.session_lifetime_ms, lifetime.as_millis() as i64);
-    let mut id = produce_for(&mut write, &mut answers, 2, 2 * MINUTE).await;
-    gateway.cut();
+    let Moved { gateway, mut write, mut answers, pumped, mut id } =
+        alice_moved(&source, &destination, 2 * MINUTE).await;
     // The first at 4 minutes (the source's schedule), then every 8 (the destination's).
     let mut wait = 2 * MINUTE;
     let reauthentications = 8;
@@ -849,16 +861,9 @@ async fn passthrough_reauthentication_after_a_replay_goes_to_a_destination_that_
 #[tokio::test(start_paused = true)]
 async fn passthrough_reauthentication_with_another_password_after_a_replay_is_refused() {
     const GUESSED: (&str, &str) = ("alice", "guessed-pw");
-    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
     let source = Broker::new(5 * MINUTE, Duration::ZERO, ALICE);
     let destination = Broker::new(Duration::ZERO, Duration::ZERO, ALICE);
-    let (client, pumped) = gateway.connect_following(&source, destination.clone());
-    let (read, mut write) = split(client);
-    let mut answers = Answers { read };
-    write.write_all(&login(0, ALICE)).await.unwrap();
-    assert_eq!(answers.login(0).await.error_code, 0);
-    let id = produce_for(&mut write, &mut answers, 2, MINUTE).await;
-    gateway.cut();
+    let Moved { gateway, mut write, mut answers, pumped, id } = alice_moved(&source, &destination, MINUTE).await;
     let id = produce_for(&mut write, &mut answers, id, MINUTE).await;
     write.write_all(&login(id, GUESSED)).await.unwrap();
     assert_eq!(answers.login(id).await.error_code, 58, "SASL_AUTHENTICATION_FAILED");
@@ -876,16 +881,9 @@ async fn passthrough_reauthentication_with_another_password_after_a_replay_is_re
 /// at the cut, saying so without the password; nothing of the client's reaches it.
 #[tokio::test(start_paused = true)]
 async fn passthrough_replay_refused_by_the_destination_closes_the_connection() {
-    let gateway = Arc::new(Gateway::new(config("", ""), settings()));
     let source = Broker::new(5 * MINUTE, Duration::ZERO, ALICE);
     let destination = Broker::new(Duration::ZERO, Duration::ZERO, APP);
-    let (client, pumped) = gateway.connect_following(&source, destination.clone());
-    let (read, mut write) = split(client);
-    let mut answers = Answers { read };
-    write.write_all(&login(0, ALICE)).await.unwrap();
-    assert_eq!(answers.login(0).await.error_code, 0);
-    let id = produce_for(&mut write, &mut answers, 2, MINUTE).await;
-    gateway.cut();
+    let Moved { gateway, mut write, mut answers, pumped, id } = alice_moved(&source, &destination, MINUTE).await;
     write.write_all(&produce(id)).await.unwrap();
     assert_eq!(read_frame(&mut answers.read).await, None, "the client's connection was closed");
     let summary = pumped.await.unwrap();
