@@ -299,6 +299,70 @@ async fn a_connection_that_cannot_follow_closes_at_the_cut() {
     assert!(matches!(summary.reason, CloseReason::RouteSwitched), "{}", summary.reason);
 }
 
+/// After a cut, a client that keeps naming the topic by the id it was shown (the old cluster's)
+/// reaches the new cluster with that cluster's id, and every answer shows it the old id again:
+/// Metadata, and Fetch with its records unchanged.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_topic_ids_are_translated_both_ways() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, RequestHeader};
+    use kafka_protocol::protocol::Decodable;
+    let (shown, on_destination) = (uuid::Uuid::from_u128(0x5eed), uuid::Uuid::from_u128(0xd0d0));
+    let gateway = Gateway::new(settings());
+    // The clients were shown the old cluster's id, as a Metadata answer before the cut does.
+    gateway.ctx.route.topic_ids.present(0, "orders", shown);
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let mut destination = dialled.remove(0);
+
+    client.write_all(&frame(ApiKey::Metadata, 12, 1, &MetadataRequest::default())).await.unwrap();
+    let topic =
+        MetadataResponseTopic::default().with_name(Some(TopicName("orders".into()))).with_topic_id(on_destination);
+    answer_one(&mut destination, ApiKey::Metadata, 12, &MetadataResponse::default().with_topics(vec![topic])).await;
+    let answer: MetadataResponse = decode_answer(ApiKey::Metadata, 12, read_frame(&mut client).await.unwrap());
+    assert_eq!(answer.topics[0].topic_id, shown, "Metadata shows the id the client knows");
+
+    for (version, correlation_id) in [(13, 2), (17, 3)] {
+        let partition = FetchPartition::default().with_partition_max_bytes(1 << 20);
+        let wanted = FetchTopic::default().with_topic_id(shown).with_partitions(vec![partition]);
+        let fetch = FetchRequest::default().with_topics(vec![wanted]);
+        client.write_all(&frame(ApiKey::Fetch, version, correlation_id, &fetch)).await.unwrap();
+        let records = Bytes::from_static(b"records that stay as they are");
+        let data = PartitionData::default().with_records(Some(records.clone()));
+        let topic = FetchableTopicResponse::default().with_topic_id(on_destination).with_partitions(vec![data]);
+        let answered = FetchResponse::default().with_responses(vec![topic]);
+        let request = answer_one(&mut destination, ApiKey::Fetch, version, &answered).await;
+        let mut body = request.slice(..);
+        RequestHeader::decode(&mut body, ApiKey::Fetch.request_header_version(version)).unwrap();
+        let asked = FetchRequest::decode(&mut body, version).unwrap();
+        assert_eq!(asked.topics[0].topic_id, on_destination, "v{version}: the new cluster is asked by its id");
+        let answer: FetchResponse = decode_answer(ApiKey::Fetch, version, read_frame(&mut client).await.unwrap());
+        assert_eq!(answer.responses[0].topic_id, shown, "v{version}: the answer shows the id the client knows");
+        assert_eq!(answer.responses[0].partitions[0].records, Some(records));
+    }
+}
+
+/// After a cut, a Fetch naming topics by id is decoded to translate them: one that does not
+/// decode closes its connection, saying why, and never reaches the new cluster.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_an_undecodable_fetch_closes_its_connection() {
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, pumped) = gateway.connect_dialling(1);
+    let _old = broker(old_end, Duration::ZERO);
+    cut_under(&gateway, &mut client).await;
+    let destination = broker(dialled.remove(0), Duration::ZERO);
+    let not_a_fetch = frame(ApiKey::Fetch, 13, 7, &kafka_protocol::messages::MetadataRequest::default());
+    client.write_all(&not_a_fetch).await.unwrap();
+    let summary = pumped.await.unwrap();
+    assert_eq!(summary.reason.label(), "refused_request", "{}", summary.reason);
+    assert!(summary.reason.to_string().contains("Fetch v13"), "{}", summary.reason);
+    drop(client);
+    assert!(destination.await.unwrap().is_empty(), "the new cluster saw nothing of it");
+}
+
 /// A client that pipelines more than the in-flight queue holds, to a slow broker, with a request
 /// cut in two across reads: the gateway stops reading while it waits for room, so that wait must
 /// not count against the cut request's `frameTimeoutMs`.
