@@ -184,6 +184,9 @@ pub struct ClusterSpec {
     pub tls: Option<ListenerTls>,
     /// SASL on the client listener (`SASL_PLAINTEXT` or, with [`Self::tls`], `SASL_SSL`).
     pub sasl: Option<ListenerSasl>,
+    /// Feature levels the storage is formatted with (`name=level`, e.g. `transaction.version=1`),
+    /// in place of the release's defaults.
+    pub features: Vec<String>,
 }
 
 /// TLS on a cluster's client listener.
@@ -247,6 +250,7 @@ impl ClusterSpec {
             listener_ports: None,
             tls: None,
             sasl: None,
+            features: Vec::new(),
         }
     }
 
@@ -274,6 +278,13 @@ impl ClusterSpec {
 
     fn secured(&self) -> bool {
         self.tls.is_some() || self.sasl.is_some()
+    }
+
+    /// Formats the cluster with feature `name` at `level` (KIP-1022), e.g. an older
+    /// `transaction.version` than the release finalizes by default.
+    pub fn feature(mut self, name: &str, level: u16) -> Self {
+        self.features.push(format!("{name}={level}"));
+        self
     }
 
     /// Adds a `server.properties` entry for every node.
@@ -373,7 +384,7 @@ impl KafkaCluster {
         let dir = tempfile::Builder::new().prefix("switchyard-kafka-").tempdir()?;
         let nodes = configure_nodes(&spec, dir.path())?;
         let cluster_id = random_cluster_id()?;
-        format_storage(&cluster_id, &nodes, spec.sasl.as_ref())?;
+        format_storage(&cluster_id, &nodes, &spec)?;
         let mut cluster = Self { cluster_id, protocol: spec.protocol(), nodes, _dir: dir };
         for node in &mut cluster.nodes {
             node.spawn()?;
@@ -667,10 +678,12 @@ fn random_cluster_id() -> Result<String> {
 }
 
 /// Formats every node's log dir with the same cluster id, all nodes at once, with the SCRAM
-/// credentials of `sasl`'s users in the initial metadata (`--add-scram`).
-fn format_storage(cluster_id: &str, nodes: &[Node], sasl: Option<&ListenerSasl>) -> Result<()> {
-    let scram: Vec<String> = sasl
-        .into_iter()
+/// credentials of `spec`'s SASL users in the initial metadata (`--add-scram`) and its feature
+/// levels (`--feature`).
+fn format_storage(cluster_id: &str, nodes: &[Node], spec: &ClusterSpec) -> Result<()> {
+    let scram: Vec<String> = spec
+        .sasl
+        .iter()
         .flat_map(|sasl| {
             sasl.scram_mechanisms().flat_map(|mechanism| {
                 sasl.users
@@ -687,6 +700,9 @@ fn format_storage(cluster_id: &str, nodes: &[Node], sasl: Option<&ListenerSasl>)
                 .arg(node.config_path());
             for credential in &scram {
                 cmd.arg("--add-scram").arg(credential);
+            }
+            for feature in &spec.features {
+                cmd.arg("--feature").arg(feature);
             }
             CapturedChild::spawn(cmd, None)
         })
