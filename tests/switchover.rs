@@ -32,7 +32,7 @@ struct Env {
 }
 
 /// Tests that reproduce an open issue (run them with `--ignored`).
-const KNOWN_FAILING: &[&str] = &["java_transactional_producer_and_processor_on_transaction_version_1_clusters"];
+const KNOWN_FAILING: &[&str] = &[];
 
 fn main() {
     run_suite_with_known_failures(
@@ -679,43 +679,48 @@ fn java_consumer_without_a_group_reads_on_across_the_cut(env: &Env) -> Result<()
 /// transaction: pre-flight starts its coordinator, and the gateway answers for the transaction
 /// the destination never saw (issue 15).
 fn java_transactional_producer_4(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, None, false, false)
+    java_transactional_producer_keeps_committing_across_the_cut(env, TransactionalRun::default())
 }
 
 /// A consume-transform-produce application (exactly once): each transaction of the 4.1
 /// client also commits a consumer group's offset (`sendOffsetsToTransaction`), which the
 /// destination never saw begin either; its offsets go on being committed there.
 fn java_transactional_offsets_4(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, None, false, true)
+    java_transactional_producer_keeps_committing_across_the_cut(
+        env,
+        TransactionalRun { offsets: true, ..Default::default() },
+    )
 }
 
 /// kafka-clients 3.9 (transaction version 1 requests), on a destination whose transaction
 /// coordinator is up: it re-initialises by its own epoch bump, and its abort of the
 /// transaction the destination never saw is answered as done (issue 15).
 fn java_transactional_producer_3(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true, false)
+    java_transactional_producer_keeps_committing_across_the_cut(env, TransactionalRun::client_3(false))
 }
 
 /// The same with kafka-clients 3.9, which adds the group to its transaction (AddOffsetsToTxn)
 /// before committing its offsets.
 fn java_transactional_offsets_3(env: &Env) -> Result<()> {
-    java_transactional_producer_keeps_committing_across_the_cut(env, Some(JAVA_CLIENT_3), true, true)
+    java_transactional_producer_keeps_committing_across_the_cut(env, TransactionalRun::client_3(true))
 }
 
 /// The 4.1 client on a pair of clusters formatted with transaction version 1 (as clusters
 /// upgraded from Kafka 3.x keep running): it then sends AddPartitionsToTxn and AddOffsetsToTxn,
 /// and Produce v11, which the destination refuses for the transaction it never saw with
-/// `INVALID_PRODUCER_ID_MAPPING`, fatal for this client in all three (issue 15). Producer, then
-/// processor (offsets). Known failing: those answers pass unchanged (3.9 sends the same
-/// versions and takes that code for abortable; docs/switchover.md, "Not covered"), and the
-/// producer gives up at the cut on its next batch.
+/// `INVALID_PRODUCER_ID_MAPPING`. No answer of the gateway's makes this client take a new
+/// producer id on its own (docs/switchover.md, "Transaction version 1"); the 4.x client classes
+/// the error as application-recoverable, and the application starts a new producer, as
+/// Kafka Streams and Spring Kafka do (issue 15). Producer, then processor (offsets): every
+/// record is committed exactly once, and the application never exits.
 fn java_transactional_on_transaction_version_1(_env: &Env) -> Result<()> {
     let spec = ClusterSpec::single().feature("transaction.version", 1);
     let source = KafkaCluster::start(spec.clone())?;
     let destination = KafkaCluster::start(ClusterSpec { first_node_id: 2, ..spec })?;
     let tv1 = Env { source, destination };
-    java_transactional_producer_keeps_committing_across_the_cut(&tv1, None, false, false)?;
-    java_transactional_producer_keeps_committing_across_the_cut(&tv1, None, false, true)
+    let restarting = TransactionalRun { restart_recoverable: true, ..Default::default() };
+    java_transactional_producer_keeps_committing_across_the_cut(&tv1, restarting)?;
+    java_transactional_producer_keeps_committing_across_the_cut(&tv1, TransactionalRun { offsets: true, ..restarting })
 }
 
 /// Makes `cluster` create its transaction state log and elect a transaction coordinator, as
@@ -734,22 +739,37 @@ fn start_transaction_coordinator(cluster: &KafkaCluster) -> Result<()> {
     .context("the transaction coordinator never came up")
 }
 
+/// How [`java_transactional_producer_keeps_committing_across_the_cut`] runs its producer.
+#[derive(Clone, Copy, Default)]
+struct TransactionalRun {
+    /// The kafka-clients release (`None`: the brokers' own).
+    client: Option<&'static str>,
+    /// The destination's transaction coordinator is up before the cut (it has hosted
+    /// transactions before).
+    warm_destination: bool,
+    /// Each transaction commits group `<topic>-group`'s offset too, which must end on the
+    /// destination at the last record.
+    offsets: bool,
+    /// The application starts a new producer after an error the 4.x client classes as
+    /// application-recoverable (`txn.restart.recoverable`, see `NumberedProducer.java`).
+    restart_recoverable: bool,
+}
+
+impl TransactionalRun {
+    /// kafka-clients 3.9, whose destination's coordinator is up.
+    fn client_3(offsets: bool) -> Self {
+        Self { client: Some(JAVA_CLIENT_3), warm_destination: true, offsets, restart_recoverable: false }
+    }
+}
+
 /// A Java transactional producer written as applications are (`initTransactions` once, then
 /// begin / send / commit, and on an abortable error abort and resend the transaction) rides a
-/// live switchover with the same producer: it never hits a fatal error, and every record of a
-/// committed transaction is visible to `read_committed` readers on one cluster or the other.
-/// The destination's transaction coordinator never saw its transactional id; `client` is the
-/// kafka-clients release (`None`: the brokers' own); with `warm_destination` the destination's
-/// transaction coordinator is up before the cut (it has hosted transactions before); with
-/// `offsets` each transaction commits group `<topic>-group`'s offset too, which must end on the
-/// destination at the last record.
-fn java_transactional_producer_keeps_committing_across_the_cut(
-    env: &Env,
-    client: Option<&str>,
-    warm_destination: bool,
-    offsets: bool,
-) -> Result<()> {
+/// live switchover: it never hits a fatal error, and every record of a committed transaction
+/// is visible to `read_committed` readers on one cluster or the other. The destination's
+/// transaction coordinator never saw its transactional id.
+fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: TransactionalRun) -> Result<()> {
     let gateway = Gateway::start(env)?;
+    let TransactionalRun { client, warm_destination, offsets, restart_recoverable } = run;
     let name = format!("txn-{}{}", client.unwrap_or("broker").replace('.', "-"), if offsets { "-offsets" } else { "" });
     let group = format!("{name}-group");
     topic_with_records(env, &gateway, &name, 1)?;
@@ -763,6 +783,9 @@ fn java_transactional_producer_keeps_committing_across_the_cut(
     ];
     if offsets {
         props.push(("txn.offsets.group", group.as_str()));
+    }
+    if restart_recoverable {
+        props.push(("txn.restart.recoverable", "true"));
     }
     let mut producer = match client {
         Some(version) => {

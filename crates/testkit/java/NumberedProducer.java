@@ -26,12 +26,16 @@
 // setting of this program) each transaction also commits, as a consume-transform-produce application
 // does with sendOffsetsToTransaction, offset <last n of the transaction> of partition 0 of <topic>
 // for consumer group <group>: after a run, the group's committed offset is the last record
-// committed. Lines differ:
+// committed. With txn.restart.recoverable=true (a setting of this program), an error the 4.x client
+// classes as application-recoverable (KIP-1050: ApplicationRecoverableException, e.g.
+// InvalidPidMappingException; a fenced producer stays fatal) closes the producer and starts a new one
+// with the same configuration, as Kafka Streams and Spring Kafka do, which initialises its
+// transactions again and resends the transaction. Lines differ:
 //   ACK <n> <partition> <offset> <epochMillis>   per record of a COMMITTED transaction, after the commit
 //   ERR <first n> <exception class>: <message>   per failed transaction attempt (then aborted and resent)
 //   FATAL <exception class>: <message>           once, when the producer cannot go on (no DONE follows
 //                                                 until it is closed)
-//   DONE ... aborted=<n>                          aborted transactions
+//   DONE ... aborted=<n> restarted=<n>            aborted transactions, producers started anew
 // maxAckGapMs is then the longest time between two commits.
 
 import java.io.BufferedWriter;
@@ -76,6 +80,7 @@ public class NumberedProducer {
     private static final AtomicLong acked = new AtomicLong();
     private static final AtomicLong errors = new AtomicLong();
     private static final AtomicLong aborted = new AtomicLong();
+    private static final AtomicLong restarted = new AtomicLong();
     private static long lastAckMillis = -1;
     private static long maxAckGapMs = 0;
 
@@ -169,28 +174,29 @@ public class NumberedProducer {
         Object offsetsGroupSetting = props.remove("txn.offsets.group");
         ConsumerGroupMetadata offsetsGroup =
                 offsetsGroupSetting == null ? null : new ConsumerGroupMetadata(offsetsGroupSetting.toString());
+        boolean restartRecoverable = Boolean.parseBoolean(String.valueOf(props.remove("txn.restart.recoverable")));
         boolean transactional = props.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG);
 
         long sent = 0;
-        KafkaProducer<String, String> producer = new KafkaProducer<>(props);
+        ProducerSlot slot = new ProducerSlot(props);
         try {
             long start = System.nanoTime();
             if (transactional) {
-                sent = sendTransactions(producer, topic, count, rate, txnRecords, offsetsGroup, start);
+                sent = sendTransactions(slot, topic, count, rate, txnRecords, offsetsGroup, restartRecoverable, start);
             } else {
-                sent = sendIdempotent(producer, topic, count, rate, start);
+                sent = sendIdempotent(slot.producer, topic, count, rate, start);
             }
             if (!stopping) {
-                producer.flush();
+                slot.producer.flush();
             }
         } finally {
             // Waits for in-flight sends (their callbacks run first); past the timeout the rest are
             // failed, and their callbacks run too, before close returns.
-            producer.close(CLOSE_TIMEOUT);
+            slot.producer.close(CLOSE_TIMEOUT);
         }
         synchronized (NumberedProducer.class) {
             emit("DONE sent=" + sent + " acked=" + acked.get() + " errors=" + errors.get()
-                    + " maxAckGapMs=" + maxAckGapMs + " aborted=" + aborted.get());
+                    + " maxAckGapMs=" + maxAckGapMs + " aborted=" + aborted.get() + " restarted=" + restarted.get());
         }
     }
 
@@ -217,6 +223,40 @@ public class NumberedProducer {
         return sent;
     }
 
+    /** The application's producer, which a transactional application may replace. */
+    static final class ProducerSlot {
+        private final Properties props;
+        KafkaProducer<String, String> producer;
+
+        ProducerSlot(Properties props) {
+            this.props = props;
+            this.producer = new KafkaProducer<>(props);
+        }
+
+        /** Closes the producer (its open transaction is lost) and starts one with the same configuration. */
+        void restart() {
+            producer.close(Duration.ZERO);
+            producer = new KafkaProducer<>(props);
+            restarted.incrementAndGet();
+        }
+    }
+
+    /**
+     * Whether the 4.x client classes the error, or one it wraps, as application-recoverable:
+     * the producer is unusable, and the application is to start a new one (KIP-1050). Found by
+     * class name, so that this program also runs on clients from before that class.
+     */
+    static boolean applicationRecoverable(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            for (Class<?> c = t.getClass(); c != null; c = c.getSuperclass()) {
+                if (c.getName().equals("org.apache.kafka.common.errors.ApplicationRecoverableException")) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
     /**
      * Errors after which the producer cannot be used again, whatever the application does: the
      * Java client's documented fatal errors. Everything else that is a KafkaException is treated
@@ -237,17 +277,18 @@ public class NumberedProducer {
      * each transaction also commits that group's offset of partition 0 of topic: its last record.
      * Returns records handed to send(), resends included.
      */
-    static long sendTransactions(KafkaProducer<String, String> producer, String topic, long count, double rate,
-            int txnRecords, ConsumerGroupMetadata offsetsGroup, long start) throws InterruptedException {
+    static long sendTransactions(ProducerSlot slot, String topic, long count, double rate, int txnRecords,
+            ConsumerGroupMetadata offsetsGroup, boolean restartRecoverable, long start) throws InterruptedException {
         long sent = 0;
         try {
-            producer.initTransactions();
+            slot.producer.initTransactions();
         } catch (RuntimeException e) {
             emit("FATAL " + describe(e));
             return sent;
         }
         long first = 1;
         while (first <= count && !stopping) {
+            KafkaProducer<String, String> producer = slot.producer;
             long last = Math.min(count, first + txnRecords - 1);
             List<Future<RecordMetadata>> sends = new ArrayList<>();
             try {
@@ -280,6 +321,16 @@ public class NumberedProducer {
                 if (fatal(cause)) {
                     emit("FATAL " + describe(cause));
                     return sent;
+                }
+                if (restartRecoverable && applicationRecoverable(cause)) {
+                    try {
+                        slot.restart();
+                        slot.producer.initTransactions();
+                    } catch (RuntimeException restartFailed) {
+                        emit("FATAL a new producer could not start: " + describe(restartFailed));
+                        return sent;
+                    }
+                    continue;
                 }
                 try {
                     producer.abortTransaction();
