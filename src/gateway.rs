@@ -9,7 +9,7 @@
 //! does all three, shutting down when the future it is given resolves, as tokio's mini-redis
 //! server does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +28,8 @@ use crate::proxy::{
     accept_loop, accept_sni_loop, bind_route, BoundPort, ConnectionLimits, ListenerContext, MemoryBudget,
     OwnConnection, SniRoute, SwapAuth,
 };
-use crate::routing::{Route, Upstream};
+use crate::routing::memory::{MemoryDir, RouteMemory};
+use crate::routing::{Route, TopicIdLookup, Upstream};
 use crate::secrets::SecretStores;
 use crate::switchover::reload::{self, ReloadOutcome};
 use crate::switchover::{Switchboard, ThroughKafka};
@@ -240,6 +241,16 @@ impl Gateway {
             swaps: swap_routes(config)?,
         });
         let routes: Vec<Arc<Route>> = bound_routes.iter().map(|served| Arc::clone(&served.route)).collect();
+        let memory = match &config.state_dir {
+            Some(dir) => Some(MemoryDir::open(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot use the state directory {}: {e}. Check state.directory or GATEWAY_STATE_DIR",
+                    dir.display()
+                )
+            })?),
+            None => None,
+        };
+        let recalled = memory.as_ref().map(|dir| recall_routes(dir, &routes)).unwrap_or_default();
         spawn_listeners(bound_routes, &shared, &background, &metrics)?;
         let state = Arc::new(AdminState {
             config: config.clone(),
@@ -255,6 +266,12 @@ impl Gateway {
         });
         if let Some(commands) = commands {
             background.spawn(apply_cluster_commands(commands, Arc::clone(&state)));
+        }
+        for (route, memory) in recalled {
+            background.spawn(translate_recalled(route, memory, Arc::clone(&state.topic_ids)));
+        }
+        if let Some(dir) = memory {
+            background.spawn(keep_route_memories(dir, state.routes.clone(), shutdown.clone()));
         }
         background.spawn(admin::serve(admin_listener, Arc::clone(&state), shutdown.clone()));
         tracing::info!(address = %admin_addr, "admin API listening");
@@ -336,6 +353,89 @@ impl Gateway {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         self.audit.flush().await;
         drained
+    }
+}
+
+/// How often routes' memories are written when they changed.
+const MEMORY_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Take up what each route remembered before the restart; returns the routes that count as
+/// moved, with their memory.
+fn recall_routes(dir: &MemoryDir, routes: &[Arc<Route>]) -> Vec<(Arc<Route>, RouteMemory)> {
+    let mut moved = Vec::new();
+    for route in routes {
+        match dir.load(&route.name) {
+            Ok(Some(memory)) => {
+                if route.recall(&memory) {
+                    tracing::info!(
+                        route = %route.name,
+                        remembered_domain = %memory.domain,
+                        topic_ids = memory.topic_ids.len(),
+                        "the route moved before this start: clients keep the topic ids and cluster id they were shown"
+                    );
+                    moved.push((Arc::clone(route), memory));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(route = %route.name, "the route's memory is unusable, it starts afresh: {e}"),
+        }
+    }
+    moved
+}
+
+/// For a route that moved before this start: ask its cluster now for the ids of the topics
+/// its clients know, so that their first requests by id are translated, before any Metadata
+/// answer teaches the route.
+async fn translate_recalled(route: Arc<Route>, memory: RouteMemory, lookup: Arc<dyn TopicIdLookup>) {
+    let presented = memory.presented_ids();
+    let names: Vec<String> = presented.keys().cloned().collect();
+    if names.is_empty() {
+        return;
+    }
+    match lookup.topic_ids(&route.upstream(), &names).await {
+        Ok(current) => route.topic_ids.prepare(route.moves(), &presented, &current),
+        Err(e) => {
+            tracing::warn!(route = %route.name, "topic ids not looked up after the restart, Metadata answers will teach them: {e}")
+        }
+    }
+}
+
+/// Write each route's memory when it changed, and once more at shutdown. A failing write is
+/// logged when it starts failing, not every second.
+async fn keep_route_memories(dir: MemoryDir, routes: Vec<Arc<Route>>, shutdown: CancellationToken) {
+    let mut written: HashMap<String, RouteMemory> = HashMap::new();
+    let mut failing: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(MEMORY_WRITE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            () = shutdown.cancelled() => true,
+        };
+        for route in &routes {
+            let memory = route.memory();
+            let nothing_shown = memory.topic_ids.is_empty() && memory.cluster_id.is_none();
+            if nothing_shown || written.get(&route.name) == Some(&memory) {
+                continue;
+            }
+            let (dir, name, saved) = (dir.clone(), route.name.clone(), memory.clone());
+            let outcome = tokio::task::spawn_blocking(move || dir.save(&name, &saved).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match outcome {
+                Ok(()) => {
+                    failing.remove(&route.name);
+                    written.insert(route.name.clone(), memory);
+                }
+                Err(e) if failing.insert(route.name.clone()) => {
+                    tracing::warn!(route = %route.name, "the route's memory is not written, a restart would forget it: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

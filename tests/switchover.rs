@@ -43,6 +43,10 @@ fn main() {
             ("librdkafka_producer_rides_an_error_fence", librdkafka_producer_rides_an_error_fence),
             ("live_cut_keeps_client_connections_and_cluster_id", live_cut_keeps_client_connections_and_cluster_id),
             ("topic_ids_stay_those_of_the_source_across_the_cut", topic_ids_stay_those_of_the_source_across_the_cut),
+            (
+                "a_restart_onto_the_destination_keeps_the_ids_clients_were_shown",
+                a_restart_onto_the_destination_keeps_the_ids_clients_were_shown,
+            ),
             ("stock_kcat_producer_keeps_producing_across_the_cut", stock_kcat_producer_keeps_producing_across_the_cut),
             ("stock_kcat_consumer_keeps_consuming_across_the_cut", stock_kcat_consumer_keeps_consuming_across_the_cut),
             (
@@ -360,51 +364,106 @@ fn live_cut_keeps_client_connections_and_cluster_id(env: &Env) -> Result<()> {
 fn topic_ids_stay_those_of_the_source_across_the_cut(env: &Env) -> Result<()> {
     let gateway = Gateway::start(env)?;
     let topics = ["ids-a", "ids-b"];
-    for topic in topics {
-        topic_with_records(env, &gateway, topic, 3)?;
-    }
-    let ids = |wire: &mut KafkaWire| -> Result<Vec<Uuid>> {
-        let wanted = topics.map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(t.into()))));
-        let answer = wire.send(&MetadataRequest::default().with_topics(Some(wanted.to_vec())), 12)?;
-        topics
-            .iter()
-            .map(|t| {
-                let found = answer.topics.iter().find(|a| a.name.as_ref().is_some_and(|n| n.as_str() == *t));
-                found.map(|a| a.topic_id).with_context(|| format!("`{t}` not in the Metadata answer"))
-            })
-            .collect()
-    };
-    let on_source = ids(&mut KafkaWire::connect(env.source.bootstrap().parse()?, WAIT)?)?;
-    let on_destination = ids(&mut KafkaWire::connect(env.destination.bootstrap().parse()?, WAIT)?)?;
-    ensure!(on_source != on_destination, "both clusters gave the topics the same ids");
+    let on_source = topics_on_both_clusters(env, &gateway, &topics)?;
     let mut kept = KafkaWire::connect(addr(gateway.base), WAIT)?;
-    ensure!(ids(&mut kept)? == on_source, "before the cut clients must see the source's ids");
+    ensure!(presented_ids(&mut kept, &topics)? == on_source, "before the cut clients must see the source's ids");
 
     let (status, report) = gateway.switch(json!({"to": "destination"}))?;
     ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
-    ensure!(ids(&mut kept)? == on_source, "a kept connection was shown other topic ids after the cut");
+    ensure!(
+        presented_ids(&mut kept, &topics)? == on_source,
+        "a kept connection was shown other topic ids after the cut"
+    );
     let mut fresh = KafkaWire::connect(addr(gateway.base), WAIT)?;
-    ensure!(ids(&mut fresh)? == on_source, "a new connection was shown other topic ids after the cut");
+    ensure!(
+        presented_ids(&mut fresh, &topics)? == on_source,
+        "a new connection was shown other topic ids after the cut"
+    );
     for topic in topics {
         kcat::produce(&gateway.bootstrap(), topic, &[format!("{topic}-after-the-cut")])?;
     }
-    for (wire, version) in [(&mut kept, 13), (&mut fresh, 17)] {
-        let partitions = || {
-            (0..2)
-                .map(|p| FetchPartition::default().with_partition(p).with_partition_max_bytes(1 << 20))
-                .collect::<Vec<_>>()
-        };
-        let wanted = on_source.iter().map(|id| FetchTopic::default().with_topic_id(*id).with_partitions(partitions()));
-        let fetch = FetchRequest::default().with_max_wait_ms(100).with_max_bytes(1 << 20).with_topics(wanted.collect());
-        let answer = wire.send(&fetch, version)?;
-        let answered: Vec<Uuid> = answer.responses.iter().map(|t| t.topic_id).collect();
-        ensure!(answered == on_source, "Fetch v{version} answered for topic ids {answered:?}, not the source's");
-        for topic in &answer.responses {
-            let errors: Vec<i16> = topic.partitions.iter().map(|p| p.error_code).collect();
-            ensure!(errors == [0, 0], "Fetch v{version}: errors {errors:?} for a topic after the cut");
-            let records: usize = topic.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
-            ensure!(records > 0, "Fetch v{version}: no records for a topic the destination holds records of");
-        }
+    fetch_by_presented_ids(&mut kept, 13, &on_source)?;
+    fetch_by_presented_ids(&mut fresh, 17, &on_source)
+}
+
+/// Restarted onto the destination (Confluent's edit-and-restart procedure) with a
+/// `state.directory`, the gateway shows clients the topic ids and cluster id they were shown
+/// before, and serves Fetch by those ids from the destination: a client that stays up across
+/// the restart (franz-go fails a topic whose id changes) sees no change.
+fn a_restart_onto_the_destination_keeps_the_ids_clients_were_shown(env: &Env) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let remember = format!("state:\n  directory: \"{}\"\n", state.path().display());
+    let mut gateway = Gateway::start_with(env, &remember)?;
+    let topics = ["restart-ids"];
+    let on_source = topics_on_both_clusters(env, &gateway, &topics)?;
+    let mut before = KafkaWire::connect(addr(gateway.base), WAIT)?;
+    ensure!(presented_ids(&mut before, &topics)? == on_source, "before the restart clients must see the source's ids");
+    let cluster_id = |wire: &mut KafkaWire| -> Result<Option<String>> {
+        Ok(wire.send(&MetadataRequest::default().with_topics(Some(vec![])), 12)?.cluster_id.map(|id| id.to_string()))
+    };
+    let shown_cluster_id = cluster_id(&mut before)?;
+    drop(before);
+    poll::try_poll_until(WAIT, || Ok(std::fs::read_dir(state.path())?.next().is_some().then_some(())))
+        .context("the gateway never wrote the route's memory")?;
+    gateway.process.terminate(WAIT);
+
+    let edited = config(env, "destination", gateway.ports()) + &remember;
+    gateway.process =
+        GatewayProcess::start(&common::binary(), &edited, &[addr(gateway.base), addr(gateway.steady_base)])?;
+    let mut after = KafkaWire::connect(addr(gateway.base), WAIT)?;
+    ensure!(
+        presented_ids(&mut after, &topics)? == on_source,
+        "after the restart clients were shown the destination's ids"
+    );
+    ensure!(cluster_id(&mut after)? == shown_cluster_id, "after the restart clients were shown another cluster id");
+    kcat::produce(&gateway.bootstrap(), topics[0], &["after-the-restart".to_string()])?;
+    fetch_by_presented_ids(&mut after, 13, &on_source)
+}
+
+/// Creates `topics` with records on both clusters (each gives them ids of its own) and
+/// returns the source's ids.
+fn topics_on_both_clusters(env: &Env, gateway: &Gateway, topics: &[&str]) -> Result<Vec<Uuid>> {
+    for topic in topics {
+        topic_with_records(env, gateway, topic, 3)?;
+    }
+    let on_source = presented_ids(&mut KafkaWire::connect(env.source.bootstrap().parse()?, WAIT)?, topics)?;
+    let on_destination = presented_ids(&mut KafkaWire::connect(env.destination.bootstrap().parse()?, WAIT)?, topics)?;
+    ensure!(on_source != on_destination, "both clusters gave the topics the same ids");
+    Ok(on_source)
+}
+
+/// The ids a Metadata v12 answer on `wire` gives `topics`.
+fn presented_ids(wire: &mut KafkaWire, topics: &[&str]) -> Result<Vec<Uuid>> {
+    let wanted =
+        topics.iter().map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(t.to_string().into()))));
+    let answer = wire.send(&MetadataRequest::default().with_topics(Some(wanted.collect())), 12)?;
+    topics
+        .iter()
+        .map(|t| {
+            let found = answer.topics.iter().find(|a| a.name.as_ref().is_some_and(|n| n.as_str() == *t));
+            found.map(|a| a.topic_id).with_context(|| format!("`{t}` not in the Metadata answer"))
+        })
+        .collect()
+}
+
+/// A Fetch (`version`, by topic id) of partitions 0 and 1 of topics `ids` is answered under
+/// those ids, without errors, with records.
+fn fetch_by_presented_ids(wire: &mut KafkaWire, version: i16, ids: &[Uuid]) -> Result<()> {
+    let partitions = || {
+        (0..2)
+            .map(|p| FetchPartition::default().with_partition(p).with_partition_max_bytes(1 << 20))
+            .collect::<Vec<_>>()
+    };
+    let wanted = ids.iter().map(|id| FetchTopic::default().with_topic_id(*id).with_partitions(partitions()));
+    let fetch = FetchRequest::default().with_max_wait_ms(100).with_max_bytes(1 << 20).with_topics(wanted.collect());
+    let answer = wire.send(&fetch, version)?;
+    let answered: Vec<Uuid> = answer.responses.iter().map(|t| t.topic_id).collect();
+    ensure!(answered == ids, "Fetch v{version} answered for topic ids {answered:?}, not {ids:?}");
+    for topic in &answer.responses {
+        let errors: Vec<i16> = topic.partitions.iter().map(|p| p.error_code).collect();
+        ensure!(errors == [0, 0], "Fetch v{version}: errors {errors:?} for a topic");
+        let records: usize = topic.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        ensure!(records > 0, "Fetch v{version}: no records for a topic the cluster holds records of");
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub use operability::{
     AdminSettings, AuditSink, ClusterSecret, ClusterSettings, EnvLookup, ProxyProtocolSettings, ReloadSettings,
     DEFAULT_ADMIN_ADDRESS, ENV_ADMIN_ADDRESS, ENV_ADMIN_TOKEN, ENV_ADVERTISED_HOST, ENV_AUDIT_FILE, ENV_CLUSTER_ID,
     ENV_CLUSTER_SECRET, ENV_CLUSTER_SECRET_FILE, ENV_CONFIG_WATCH, ENV_HAPROXY_PROTOCOL, ENV_INTERNAL_LOAD_BALANCING,
-    ENV_NODE_ID, ENV_RACK_ID, ENV_TRUSTED_NETWORKS,
+    ENV_NODE_ID, ENV_RACK_ID, ENV_STATE_DIR, ENV_TRUSTED_NETWORKS,
 };
 pub use port_map::PortMap;
 pub use principal_rules::PrincipalRules;
@@ -60,6 +60,8 @@ pub struct GatewayConfig {
     pub audit: Option<AuditSink>,
     pub cluster: ClusterSettings,
     pub reload: ReloadSettings,
+    /// `state.directory`: where routes remember, across restarts, the ids clients were shown.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A backend Kafka cluster.

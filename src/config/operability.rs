@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::schema::{RawAdmin, RawAudit, RawCluster, RawProxyProtocol, RawReload};
+use super::schema::{RawAdmin, RawAudit, RawCluster, RawProxyProtocol, RawReload, RawState};
 use super::ConfigError;
 
 pub const ENV_ADMIN_ADDRESS: &str = "GATEWAY_ADMIN_ADDRESS";
 pub const ENV_ADMIN_TOKEN: &str = "GATEWAY_ADMIN_TOKEN";
 pub const ENV_AUDIT_FILE: &str = "GATEWAY_AUDIT_LOG";
+pub const ENV_STATE_DIR: &str = "GATEWAY_STATE_DIR";
 pub const ENV_HAPROXY_PROTOCOL: &str = "GATEWAY_FEATURE_FLAGS_HAPROXY_PROTOCOL";
 pub const ENV_TRUSTED_NETWORKS: &str = "GATEWAY_PROXY_PROTOCOL_TRUSTED_NETWORKS";
 pub const ENV_CLUSTER_ID: &str = "GATEWAY_CLUSTER_ID";
@@ -128,6 +129,13 @@ pub(crate) fn admin(source: &str, raw: RawAdmin, env: EnvLookup<'_>) -> Result<A
 pub(crate) fn audit(raw: RawAudit, env: EnvLookup<'_>) -> Option<AuditSink> {
     let (_, file) = overridden("audit.file", raw.file, ENV_AUDIT_FILE, env);
     file.filter(|f| !f.is_empty()).map(|f| if f == "stdout" { AuditSink::Stdout } else { AuditSink::File(f.into()) })
+}
+
+/// `state.directory`: where routes remember the ids their clients were shown; `None`: nowhere,
+/// and a restart forgets them.
+pub(crate) fn state_dir(raw: RawState, env: EnvLookup<'_>) -> Option<PathBuf> {
+    let (_, dir) = overridden("state.directory", raw.directory, ENV_STATE_DIR, env);
+    dir.filter(|d| !d.is_empty()).map(PathBuf::from)
 }
 
 pub(crate) fn proxy_protocol(
@@ -363,6 +371,15 @@ mod tests {
         assert!(settings.enabled);
         assert_eq!(settings.trusted_networks.len(), 2);
         assert!(settings.trusted_networks[1].contains(&"192.168.1.7".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn the_state_directory_comes_from_the_file_or_the_variable_and_empty_means_none() {
+        let raw = || RawState { directory: Some("/var/lib/switchyard".into()) };
+        assert_eq!(state_dir(raw(), &env_of(&[])), Some(PathBuf::from("/var/lib/switchyard")));
+        assert_eq!(state_dir(raw(), &env_of(&[(ENV_STATE_DIR, "/srv/state")])), Some(PathBuf::from("/srv/state")));
+        assert_eq!(state_dir(raw(), &env_of(&[(ENV_STATE_DIR, "")])), None);
+        assert_eq!(state_dir(RawState::default(), &env_of(&[])), None);
     }
 
     fn cluster_with(env: &dyn Fn(&str) -> Option<String>) -> Result<ClusterSettings, ConfigError> {

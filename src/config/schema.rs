@@ -32,6 +32,16 @@ pub(crate) struct RawConfig {
     pub cluster: RawCluster,
     #[serde(default)]
     pub reload: RawReload,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// Where the gateway keeps what must outlive a restart.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RawState {
+    /// A directory; routes keep their memory there.
+    pub directory: Option<String>,
 }
 
 /// Applying edits of the config file without a SIGHUP.

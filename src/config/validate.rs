@@ -99,6 +99,7 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Resul
     let proxy_protocol = operability::proxy_protocol(source, raw.proxy_protocol, env)?;
     let admin = operability::admin(source, raw.admin, env)?;
     let audit = operability::audit(raw.audit, env);
+    let state_dir = operability::state_dir(raw.state, env);
     let reload = operability::reload(source, raw.reload, env)?;
     let cluster_domain = raw.cluster.domain.clone();
     let cluster = operability::cluster(source, raw.cluster, &routes[0].endpoint.host, env)?;
@@ -120,6 +121,7 @@ pub(crate) fn resolve(source: &str, raw: RawConfig, env: EnvLookup<'_>) -> Resul
         audit,
         cluster,
         reload,
+        state_dir,
     })
 }
 

@@ -8,6 +8,7 @@
 //! new connections and resets the old ones.
 
 mod fence;
+pub mod memory;
 mod topic_ids;
 mod topology;
 
@@ -274,6 +275,35 @@ impl Route {
     /// The cluster id to show clients for a response that carries `actual`.
     pub fn presented_cluster_id(&self, actual: &StrBytes) -> StrBytes {
         self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| actual.clone()).clone()
+    }
+
+    /// What the route must remember across a restart (see [`memory`]).
+    pub fn memory(&self) -> memory::RouteMemory {
+        memory::RouteMemory {
+            domain: self.upstream().domain.clone(),
+            moved: self.moves() > 0,
+            cluster_id: self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|id| id.to_string()),
+            topic_ids: self.topic_ids.presented().into_iter().collect(),
+        }
+    }
+
+    /// Take up what the route remembered before a restart, before it serves: the cluster id
+    /// (unless the configuration sets one) and topic ids its clients were shown. When those
+    /// came from another cluster than the one the route is on now, it counts as moved, as after
+    /// a live switchover; returns whether it does.
+    pub fn recall(&self, memory: &memory::RouteMemory) -> bool {
+        if let Some(id) = &memory.cluster_id {
+            self.cluster_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| StrBytes::from_string(id.clone()));
+        }
+        self.topic_ids.recall(memory.presented_ids());
+        let moved = memory.moved || memory.domain != self.upstream().domain;
+        if moved {
+            self.moves.fetch_max(1, Ordering::AcqRel);
+        }
+        moved
     }
 
     /// Note topics a client of the route asked about.

@@ -128,6 +128,22 @@ impl TopicIds {
         }
     }
 
+    /// The ids clients were shown, by topic name.
+    pub fn presented(&self) -> IdsByName {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).presented.clone()
+    }
+
+    /// Take up ids clients were shown before a restart, for names not presented since.
+    pub fn recall(&self, presented: IdsByName) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        for (name, id) in presented {
+            if inner.presented.len() >= MAX_TOPICS {
+                break;
+            }
+            inner.presented.entry(name).or_insert(id);
+        }
+    }
+
     /// The id clients know for the current cluster's `id`, where it differs.
     pub fn to_client(&self, id: Uuid) -> Option<Uuid> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner).to_client.get(&id).copied()
@@ -226,6 +242,20 @@ mod tests {
         assert_eq!(ids.to_cluster(id(2)), Some(id(8)));
         assert_eq!(ids.present(1, "never-shown", id(8)), id(2));
         assert_eq!(ids.present(1, "orders", id(7)), id(1));
+    }
+
+    #[test]
+    fn ids_recalled_after_a_restart_are_shown_and_translated() {
+        let ids = TopicIds::default();
+        ids.recall(IdsByName::from([("orders".to_string(), id(1))]));
+        assert_eq!(ids.presented(), IdsByName::from([("orders".to_string(), id(1))]));
+        // The route restarted onto another cluster counts as moved once.
+        assert_eq!(ids.present(1, "orders", id(7)), id(1));
+        assert_eq!(ids.to_cluster(id(1)), Some(id(7)));
+        // A name presented since the start keeps the id it was shown.
+        ids.present(1, "new", id(9));
+        ids.recall(IdsByName::from([("new".to_string(), id(3))]));
+        assert_eq!(ids.present(1, "new", id(9)), id(9));
     }
 
     #[test]
