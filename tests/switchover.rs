@@ -54,6 +54,10 @@ fn main() {
                 franz_go_producer_and_group_keep_going_across_the_cut,
             ),
             (
+                "franz_go_producer_and_group_keep_going_across_a_restart",
+                franz_go_producer_and_group_keep_going_across_a_restart,
+            ),
+            (
                 "java_2_producer_and_group_keep_going_across_the_cut",
                 java_2_producer_and_group_keep_going_across_the_cut,
             ),
@@ -113,6 +117,15 @@ impl Gateway {
         let yaml = config(env, "source", [base, steady_base, admin, dead]) + extra;
         let process = GatewayProcess::start(&common::binary(), &yaml, &[addr(base), addr(steady_base)])?;
         Ok(Gateway { process, base, steady_base, admin, dead })
+    }
+
+    /// Stop the gateway and start it again with the route on `domain` (Confluent's
+    /// edit-and-restart procedure), on the same ports, with `extra` appended to its config.
+    fn restart_onto(&mut self, env: &Env, domain: &str, extra: &str) -> Result<()> {
+        self.process.terminate(WAIT);
+        let edited = config(env, domain, self.ports()) + extra;
+        self.process = GatewayProcess::start(&common::binary(), &edited, &[addr(self.base), addr(self.steady_base)])?;
+        Ok(())
     }
 
     fn ports(&self) -> [u16; 4] {
@@ -392,7 +405,7 @@ fn topic_ids_stay_those_of_the_source_across_the_cut(env: &Env) -> Result<()> {
 /// the restart (franz-go fails a topic whose id changes) sees no change.
 fn a_restart_onto_the_destination_keeps_the_ids_clients_were_shown(env: &Env) -> Result<()> {
     let state = tempfile::tempdir()?;
-    let remember = format!("state:\n  directory: \"{}\"\n", state.path().display());
+    let remember = state_directory(&state);
     let mut gateway = Gateway::start_with(env, &remember)?;
     let topics = ["restart-ids"];
     let on_source = topics_on_both_clusters(env, &gateway, &topics)?;
@@ -405,11 +418,7 @@ fn a_restart_onto_the_destination_keeps_the_ids_clients_were_shown(env: &Env) ->
     drop(before);
     poll::try_poll_until(WAIT, || Ok(std::fs::read_dir(state.path())?.next().is_some().then_some(())))
         .context("the gateway never wrote the route's memory")?;
-    gateway.process.terminate(WAIT);
-
-    let edited = config(env, "destination", gateway.ports()) + &remember;
-    gateway.process =
-        GatewayProcess::start(&common::binary(), &edited, &[addr(gateway.base), addr(gateway.steady_base)])?;
+    gateway.restart_onto(env, "destination", &remember)?;
     let mut after = KafkaWire::connect(addr(gateway.base), WAIT)?;
     ensure!(
         presented_ids(&mut after, &topics)? == on_source,
@@ -418,6 +427,11 @@ fn a_restart_onto_the_destination_keeps_the_ids_clients_were_shown(env: &Env) ->
     ensure!(cluster_id(&mut after)? == shown_cluster_id, "after the restart clients were shown another cluster id");
     kcat::produce(&gateway.bootstrap(), topics[0], &["after-the-restart".to_string()])?;
     fetch_by_presented_ids(&mut after, 13, &on_source)
+}
+
+/// The config section that makes the gateway keep routes' memory in `dir`.
+fn state_directory(dir: &tempfile::TempDir) -> String {
+    format!("state:\n  directory: \"{}\"\n", dir.path().display())
 }
 
 /// Creates `topics` with records on both clusters (each gives them ids of its own) and
@@ -657,6 +671,42 @@ fn franz_go_producer_and_group_keep_going_across_the_cut(env: &Env) -> Result<()
     let notices = produced.errors.iter().filter(|e| membership_lost(e)).count();
     println!("franz-go reported its lost group membership {notices} time(s)");
     ensure!(notices <= 1, "franz-go reported its lost group membership {notices} times");
+    produced.errors.retain(|e| !membership_lost(e));
+    ensure_both_survived(env, topic, (&produced, &consumed), &log)
+}
+
+/// franz-go across Confluent's edit-and-restart procedure, with `state.directory`: the gateway
+/// stops while franz-go's producer and group run, and starts again with the route on the
+/// destination, which MirrorMaker 2 fills. franz-go reconnects and never sees the destination's
+/// topic id (it would take it for a deleted and recreated topic and fail every later send and
+/// poll with `UNKNOWN_TOPIC_ID`): nothing reaches the application but its notice of the lost
+/// group membership, nothing acknowledged is lost, and the group reads every record the
+/// destination holds.
+fn franz_go_producer_and_group_keep_going_across_a_restart(env: &Env) -> Result<()> {
+    let state = tempfile::tempdir()?;
+    let remember = state_directory(&state);
+    let mut gateway = Gateway::start_with(env, &remember)?;
+    let (topic, group) = ("franz-restarted", "franz-restarted-group");
+    java::create_topic(&env.source.bootstrap(), topic, 2, 1)?;
+    let mut mirror = MirrorMaker::start(
+        &env.source.bootstrap(),
+        &env.destination.bootstrap(),
+        MirrorOptions::default().topics(topic).groups(group),
+    )?;
+    mirror.wait_for_topic(topic, 2, WAIT)?;
+    let idle = Duration::from_secs(5);
+    let started = FranzNumbered::start(&gateway.bootstrap(), topic, group, CUT_RECORDS, CUT_RATE, idle)?;
+    let Some(mut clients) = started else {
+        println!("SKIPPED franz_go_producer_and_group_keep_going_across_a_restart: `go` is not installed");
+        return Ok(());
+    };
+    clients.wait_progress(CUT_RECORDS as usize / 4, CUT_RECORDS as usize / 6, WAIT)?;
+    gateway.restart_onto(env, "destination", &remember)?;
+    let (mut produced, consumed, log) = clients.wait(Duration::from_secs(60))?;
+    mirror.stop()?;
+    let membership_lost = |e: &String| e.contains("unable to join group session");
+    let notices = produced.errors.iter().filter(|e| membership_lost(e)).count();
+    println!("franz-go reported its lost group membership {notices} time(s)");
     produced.errors.retain(|e| !membership_lost(e));
     ensure_both_survived(env, topic, (&produced, &consumed), &log)
 }
