@@ -622,10 +622,7 @@ async fn a_configuration_fence_answers_with_its_error_code_until_removed() {
     let gateway = Gateway::new(settings());
     let fenced = switchyard::config::parse(
         "tests/pump.rs",
-        &one_route_config("", "").replace(
-            "    streamingDomain:",
-            "    fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}\n    streamingDomain:",
-        ),
+        &one_route_config("", "fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}"),
     )
     .expect("a Confluent fence block is accepted");
     assert!(gateway.ctx.route.set_config_fence(fenced.routes[0].config_fence.clone()));
