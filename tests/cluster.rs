@@ -257,9 +257,10 @@ fn status_shows_members_and_mapping(env: &Env) -> Result<()> {
 fn under_load(env: &Env, topic: &str, records: u64, disrupt: impl FnOnce() -> Result<()>) -> Result<()> {
     java::create_topic(&env.kafka.bootstrap(), topic, 3, 3)?;
     let bootstrap = env.bootstrap();
-    let mut producer = NumberedProducer::start(&bootstrap, topic, records, 200, &[])?;
+    let mut producer = NumberedProducer::sending(&bootstrap, topic, records, 200).start()?;
     let consumer =
-        NumberedConsumer::start(&bootstrap, topic, &format!("{topic}-group"), records, Duration::from_secs(90), &[])?;
+        NumberedConsumer::reading(&bootstrap, topic, &format!("{topic}-group"), records, Duration::from_secs(90))
+            .start()?;
     producer.wait_acked((records / 4) as usize, Duration::from_secs(120))?;
     disrupt()?;
     let produced = producer.wait(Duration::from_secs(300))?;
@@ -277,14 +278,14 @@ fn under_load(env: &Env, topic: &str, records: u64, disrupt: impl FnOnce() -> Re
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let on_kafka = NumberedConsumer::start(
+    let on_kafka = NumberedConsumer::reading(
         &env.kafka.bootstrap(),
         topic,
         &format!("{topic}-audit"),
         records,
         Duration::from_secs(20),
-        &[],
-    )?
+    )
+    .start()?
     .wait(Duration::from_secs(120))?;
     ensure!(on_kafka.missing(records).is_empty(), "acknowledged records missing from Kafka");
     println!(

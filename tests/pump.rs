@@ -313,16 +313,15 @@ async fn after_a_cut_topic_ids_are_translated_both_ways() {
     let gateway = Gateway::new(settings());
     // The clients were shown the old cluster's id, as a Metadata answer before the cut does.
     gateway.ctx.route.topic_ids.present(0, "orders", shown);
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 1).await;
     let mut destination = dialled.remove(0);
 
-    client.write_all(&frame(ApiKey::Metadata, 12, 1, &MetadataRequest::default())).await.unwrap();
+    let request = frame(ApiKey::Metadata, 12, 1, &MetadataRequest::default());
     let topic =
         MetadataResponseTopic::default().with_name(Some(TopicName("orders".into()))).with_topic_id(on_destination);
-    answer_one(&mut destination, ApiKey::Metadata, 12, &MetadataResponse::default().with_topics(vec![topic])).await;
-    let answer: MetadataResponse = decode_answer(ApiKey::Metadata, 12, read_frame(&mut client).await.unwrap());
+    let answered = MetadataResponse::default().with_topics(vec![topic]);
+    let answer: MetadataResponse =
+        exchange(&mut client, &mut destination, &request, ApiKey::Metadata, 12, &answered).await;
     assert_eq!(answer.topics[0].topic_id, shown, "Metadata shows the id the client knows");
 
     for (version, correlation_id) in [(13, 2), (17, 3)] {
@@ -350,9 +349,7 @@ async fn after_a_cut_topic_ids_are_translated_both_ways() {
 #[tokio::test(start_paused = true)]
 async fn after_a_cut_an_undecodable_fetch_closes_its_connection() {
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, pumped) = gateway.connect_dialling(1);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
+    let (mut client, mut dialled, pumped) = moved(&gateway, 1).await;
     let destination = broker(dialled.remove(0), Duration::ZERO);
     let not_a_fetch = frame(ApiKey::Fetch, 13, 7, &kafka_protocol::messages::MetadataRequest::default());
     client.write_all(&not_a_fetch).await.unwrap();
@@ -625,10 +622,7 @@ async fn a_configuration_fence_answers_with_its_error_code_until_removed() {
     let gateway = Gateway::new(settings());
     let fenced = switchyard::config::parse(
         "tests/pump.rs",
-        &one_route_config("", "").replace(
-            "    streamingDomain:",
-            "    fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}\n    streamingDomain:",
-        ),
+        &one_route_config("", "fence: {scope: ALL, errorCode: BROKER_NOT_AVAILABLE}"),
     )
     .expect("a Confluent fence block is accepted");
     assert!(gateway.ctx.route.set_config_fence(fenced.routes[0].config_fence.clone()));
@@ -749,22 +743,61 @@ async fn cut_under(gateway: &Gateway, client: &mut DuplexStream) {
     gateway.cut();
 }
 
+/// A connection whose old broker answers everything and that can dial `dials` broker
+/// connections after its first; their broker ends are returned in the order they are dialled.
+fn under_way(gateway: &Gateway, dials: usize) -> (DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
+    let (client, old_end, dialled, pumped) = gateway.connect_dialling(dials);
+    drop(broker(old_end, Duration::ZERO));
+    (client, dialled, pumped)
+}
+
+/// A connection [`under_way`] moved to the route's next cluster by a cut: the first broker end
+/// returned is its broker there.
+async fn moved(gateway: &Gateway, dials: usize) -> (DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
+    let (mut client, dialled, pumped) = under_way(gateway, dials);
+    cut_under(gateway, &mut client).await;
+    (client, dialled, pumped)
+}
+
+/// `request` (a frame) sent by the client and answered by `broker` with `answer`: the answer
+/// the client reads, decoded.
+async fn exchange<A: Encodable, R: kafka_protocol::protocol::Decodable>(
+    client: &mut DuplexStream,
+    broker: &mut DuplexStream,
+    request: &[u8],
+    api_key: ApiKey,
+    version: i16,
+    answer: &A,
+) -> R {
+    client.write_all(request).await.unwrap();
+    answer_one(broker, api_key, version, answer).await;
+    decode_answer(api_key, version, read_frame(client).await.unwrap())
+}
+
+/// A Java 4.x producer's transactional Produce and the end of its transaction (`committed` or
+/// not), each answered by `broker` as a cluster that never saw the transaction answers: the
+/// error codes the client reads for them.
+async fn unknown_transaction_errors(
+    client: &mut DuplexStream,
+    broker: &mut DuplexStream,
+    committed: bool,
+) -> (i16, i16) {
+    use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
+    let (produce, unknown) = transactional_produce(1);
+    let produced: ProduceResponse = exchange(client, broker, &produce, ApiKey::Produce, 12, &unknown).await;
+    let end = end_txn(5, 2, committed);
+    let ended: EndTxnResponse = exchange(client, broker, &end, ApiKey::EndTxn, 5, &unknown_transaction()).await;
+    (produced.responses[0].partition_responses[0].error_code, ended.error_code)
+}
+
 /// Before any cut, the brokers' answers about transactions pass unchanged: the gateway answers
 /// for a transaction only on a route that moved to another cluster.
 #[tokio::test(start_paused = true)]
 async fn transactional_errors_pass_unchanged_on_a_route_that_never_moved() {
-    use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
     let gateway = Gateway::new(settings());
     let (mut client, mut broker, _pumped) = gateway.connect();
-    let (produce, unknown) = transactional_produce(1);
-    client.write_all(&produce).await.unwrap();
-    answer_one(&mut broker, ApiKey::Produce, 12, &unknown).await;
-    let answer: ProduceResponse = decode_answer(ApiKey::Produce, 12, read_frame(&mut client).await.unwrap());
-    assert_eq!(answer.responses[0].partition_responses[0].error_code, INVALID_PRODUCER_ID_MAPPING);
-    client.write_all(&end_txn(5, 2, false)).await.unwrap();
-    answer_one(&mut broker, ApiKey::EndTxn, 5, &unknown_transaction()).await;
-    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
-    assert_eq!(answer.error_code, INVALID_PRODUCER_ID_MAPPING);
+    let unchanged = (INVALID_PRODUCER_ID_MAPPING, INVALID_PRODUCER_ID_MAPPING);
+    assert_eq!(unknown_transaction_errors(&mut client, &mut broker, false).await, unchanged);
     let (offsets, unknown) = txn_offset_commit(5, 3);
     client.write_all(&offsets).await.unwrap();
     answer_one(&mut broker, ApiKey::TxnOffsetCommit, 5, &unknown).await;
@@ -779,9 +812,7 @@ async fn transactional_errors_pass_unchanged_on_a_route_that_never_moved() {
 #[tokio::test(start_paused = true)]
 async fn after_a_cut_offsets_of_a_transaction_the_new_cluster_never_saw_are_abortable() {
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 1).await;
     let mut destination = dialled.remove(0);
     let sent = [(5, 1, TRANSACTION_ABORTABLE), (3, 2, INVALID_PRODUCER_ID_MAPPING), (4, 3, TRANSACTION_ABORTABLE)];
     for (version, correlation_id, _) in sent {
@@ -800,21 +831,10 @@ async fn after_a_cut_offsets_of_a_transaction_the_new_cluster_never_saw_are_abor
 /// failing fatally on INVALID_PRODUCER_ID_MAPPING.
 #[tokio::test(start_paused = true)]
 async fn after_a_cut_a_transaction_the_new_cluster_never_saw_is_abortable() {
-    use kafka_protocol::messages::{EndTxnResponse, ProduceResponse};
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
-    let mut destination = dialled.remove(0);
-    let (produce, unknown) = transactional_produce(1);
-    client.write_all(&produce).await.unwrap();
-    answer_one(&mut destination, ApiKey::Produce, 12, &unknown).await;
-    let answer: ProduceResponse = decode_answer(ApiKey::Produce, 12, read_frame(&mut client).await.unwrap());
-    assert_eq!(answer.responses[0].partition_responses[0].error_code, TRANSACTION_ABORTABLE);
-    client.write_all(&end_txn(5, 2, true)).await.unwrap();
-    answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
-    let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 5, read_frame(&mut client).await.unwrap());
-    assert_eq!(answer.error_code, TRANSACTION_ABORTABLE);
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 1).await;
+    let abortable = (TRANSACTION_ABORTABLE, TRANSACTION_ABORTABLE);
+    assert_eq!(unknown_transaction_errors(&mut client, &mut dialled[0], true).await, abortable);
 }
 
 /// After a cut, the abort of a transaction the new cluster never saw is answered with success
@@ -826,8 +846,7 @@ async fn after_a_cut_an_abort_the_new_cluster_never_saw_gets_its_new_producer_id
     use kafka_protocol::messages::{EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, TransactionalId};
     use kafka_protocol::protocol::Decodable;
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(2);
-    let _old = broker(old_end, Duration::ZERO);
+    let (mut client, mut dialled, _pumped) = under_way(&gateway, 2);
     let init = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("orders"))))
         .with_transaction_timeout_ms(30_000);
@@ -857,9 +876,7 @@ async fn after_a_cut_an_abort_the_new_cluster_never_saw_gets_its_new_producer_id
 async fn an_abort_is_retried_while_the_new_cluster_cannot_give_a_producer_id() {
     use kafka_protocol::messages::{EndTxnResponse, InitProducerIdResponse};
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(2);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 2).await;
     let (mut destination, mut own) = (dialled.remove(0), dialled.remove(0));
     client.write_all(&end_txn(5, 1, false)).await.unwrap();
     answer_one(&mut destination, ApiKey::EndTxn, 5, &unknown_transaction()).await;
@@ -876,14 +893,12 @@ async fn an_abort_is_retried_while_the_new_cluster_cannot_give_a_producer_id() {
 async fn after_a_cut_an_older_client_s_abort_is_answered_as_done() {
     use kafka_protocol::messages::EndTxnResponse;
     let gateway = Gateway::new(settings());
-    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1);
-    let _old = broker(old_end, Duration::ZERO);
-    cut_under(&gateway, &mut client).await;
-    let mut destination = dialled.remove(0);
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 1).await;
+    let destination = &mut dialled[0];
     for (correlation_id, committed, expected) in [(1, true, INVALID_PRODUCER_ID_MAPPING), (2, false, 0)] {
-        client.write_all(&end_txn(4, correlation_id, committed)).await.unwrap();
-        answer_one(&mut destination, ApiKey::EndTxn, 4, &unknown_transaction()).await;
-        let answer: EndTxnResponse = decode_answer(ApiKey::EndTxn, 4, read_frame(&mut client).await.unwrap());
+        let end = end_txn(4, correlation_id, committed);
+        let answer: EndTxnResponse =
+            exchange(&mut client, destination, &end, ApiKey::EndTxn, 4, &unknown_transaction()).await;
         assert_eq!(answer.error_code, expected, "committed: {committed}");
     }
 }

@@ -57,7 +57,7 @@ const APP: (&str, &str) = ("app", "app-pw");
 const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// The broker's and the gateway's configuration; `route_security`: the route's `security`
-/// block, indented under it, or nothing.
+/// block, or nothing; `stores`: its `secretStores`, or nothing.
 fn config(route_security: &str, stores: &str) -> switchyard::config::GatewayConfig {
     let yaml = one_route_config(stores, route_security);
     switchyard::config::parse("tests/reauth.rs", &yaml).expect("the test config is valid")
@@ -82,19 +82,19 @@ fn swap_config(dir: &Path, client_session: Duration) -> switchyard::config::Gate
         secrets.display()
     );
     let security = format!(
-        r#"    security:
-      auth: swap
-      swapConfig:
-        clientAuth:
-          sasl:
-            mechanism: PLAIN
-            jaasConfig: {{file: "{}"}}
-            connectionsMaxReauthMs: {}
-        secretStore: files
-        clusterAuth:
-          sasl:
-            mechanism: PLAIN
-            jaasConfig: {{file: "{}"}}"#,
+        r#"security:
+  auth: swap
+  swapConfig:
+    clientAuth:
+      sasl:
+        mechanism: PLAIN
+        jaasConfig: {{file: "{}"}}
+        connectionsMaxReauthMs: {}
+    secretStore: files
+    clusterAuth:
+      sasl:
+        mechanism: PLAIN
+        jaasConfig: {{file: "{}"}}"#,
         users.display(),
         client_session.as_millis(),
         template.display()

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
+use switchyard_testkit::gateway::Route;
 use switchyard_testkit::{
-    confluent_kafka, end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, Identity, KafkaCluster,
-    ListenerSasl, ProducerPerfOptions, TestPki,
+    confluent_kafka, end_offsets, free_port_block, java, kcat, ClusterSpec, GatewayProcess, GatewayYaml, Identity,
+    KafkaCluster, KafkaDomain, ListenerSasl, ProducerPerfOptions, TestPki,
 };
 
 use common::{binary, loopback, metric_sum, run_suite, scrape_metrics, wait_for_audit_close};
@@ -190,18 +191,14 @@ impl Gateway {
     /// A gateway whose route `main` swaps to the cluster with `cluster_mechanism`, mapping
     /// through the FILE store.
     fn start(env: &Env, cluster_mechanism: &str) -> Result<Gateway> {
-        let store =
-            format!("type: FILE\n        config: {{directory: \"{}\", separator: \":\"}}", env.secrets().display());
+        let store = format!("{{type: FILE, config: {{directory: \"{}\", separator: \":\"}}}}", env.secrets().display());
         Gateway::start_with(env, cluster_mechanism, &store, None)
     }
 
     /// [`Gateway::start`] with a TLS client leg (the gateway's test certificate).
     fn start_tls(env: &Env, cluster_mechanism: &str) -> Result<Gateway> {
-        let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
-        let ssl = format!(
-            "\n        ssl:\n          keystore: {{type: PEM, location: \"{}\"}}",
-            env.gateway_identity.combined_pem.display()
-        );
+        let store = format!("{{type: FILE, config: {{directory: \"{}\"}}}}", env.secrets().display());
+        let ssl = format!("{{keystore: {{type: PEM, location: \"{}\"}}}}", env.gateway_identity.combined_pem.display());
         Gateway::start_full(env, cluster_mechanism, &store, &sasl_client("PLAIN", &env.client_jaas(), None), &ssl)
     }
 
@@ -212,7 +209,7 @@ impl Gateway {
         cluster_mechanism: &str,
         reauth: Option<Duration>,
     ) -> Result<Gateway> {
-        let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+        let store = format!("{{type: FILE, config: {{directory: \"{}\"}}}}", env.secrets().display());
         let client = sasl_client(client_mechanism, &env.scram_jaas(client_mechanism), reauth);
         Gateway::start_full(env, cluster_mechanism, &store, &client, "")
     }
@@ -220,15 +217,13 @@ impl Gateway {
     /// A gateway whose clients log in with their TLS certificate (route TLS with
     /// `clientAuth: required`), its subject mapped by `rules`.
     fn start_mtls(env: &Env, cluster_mechanism: &str, rules: &str) -> Result<Gateway> {
-        let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+        let store = format!("{{type: FILE, config: {{directory: \"{}\"}}}}", env.secrets().display());
         let ssl = format!(
-            "\n        ssl:\n          keystore: {{type: PEM, location: \"{}\"}}\n          truststore: {{type: PEM, location: \"{}\"}}\n          clientAuth: required",
+            "{{keystore: {{type: PEM, location: \"{}\"}}, truststore: {{type: PEM, location: \"{}\"}}, clientAuth: required}}",
             env.gateway_identity.combined_pem.display(),
             env.pki.ca_pem().display()
         );
-        let client = format!(
-            "            mtls:\n              ssl:\n                principalMappingRules: [\"{rules}\", DEFAULT]"
-        );
+        let client = format!("{{mtls: {{ssl: {{principalMappingRules: [\"{rules}\", DEFAULT]}}}}}}");
         Gateway::start_full(env, cluster_mechanism, &store, &client, &ssl)
     }
 
@@ -236,69 +231,62 @@ impl Gateway {
     /// there by [`SCRAM_ADMIN`] (`alterScramCredentials: true`).
     fn start_stored_scram(env: &Env, store: &str) -> Result<Gateway> {
         let client = format!(
-            "            sasl:\n              mechanism: SCRAM\n              scram:\n                alterScramCredentials: true\n                admin: {{username: {}, password: {{value: {}}}}}",
+            "{{sasl: {{mechanism: SCRAM, scram: {{alterScramCredentials: true, admin: {{username: {}, password: {{value: {}}}}}}}}}}}",
             SCRAM_ADMIN.0, SCRAM_ADMIN.1
         );
         Gateway::start_full(env, "PLAIN", store, &client, "")
     }
 
-    /// [`Gateway::start`] with the store's provider given (`type` and `config`, indented).
+    /// [`Gateway::start`] with the store's provider given (`type` and `config`, a flow mapping).
     /// `reauth`: the clients' session lifetime (`connectionsMaxReauthMs`).
     fn start_with(env: &Env, cluster_mechanism: &str, store: &str, reauth: Option<Duration>) -> Result<Gateway> {
         Gateway::start_full(env, cluster_mechanism, store, &sasl_client("PLAIN", &env.client_jaas(), reauth), "")
     }
 
-    /// `client_auth`: the lines under `clientAuth:`, indented; `ssl`: the route's
-    /// `security.ssl` block, indented, or nothing.
+    /// `store`: the store's `provider`, `client_auth`: the route's `clientAuth`, `ssl`: its
+    /// `security.ssl` or nothing, each a YAML flow mapping.
     fn start_full(env: &Env, cluster_mechanism: &str, store: &str, client_auth: &str, ssl: &str) -> Result<Gateway> {
         let base = free_port_block(2);
         let admin = free_port_block(1);
         let dir = tempfile::tempdir()?;
         let audit = dir.path().join("audit.jsonl");
-        let yaml = format!(
-            r#"gateway:
-  secretStores:
-    - name: files
-      provider:
-        {store}
-  streamingDomains:
-    - name: kafka
-      type: kafka
-      kafkaCluster:
-        name: kafka
-        bootstrapServers:
-          - id: listener
-            endpoint: "SASL_PLAINTEXT://{bootstrap}"
-            sasl: {{mechanism: SCRAM-SHA-512, username: {gw_user}, password: {{value: {gw_pw}}}}}
-        nodeIdRanges: [{{name: brokers, start: 1, end: 1}}]
-  routes:
-    - name: main
-      endpoint: "127.0.0.1:{base}"
-      streamingDomain: {{name: kafka, bootstrapServerId: listener}}
-      security:{ssl}
-        auth: swap
-        swapConfig:
-          clientAuth:
-{client_auth}
-          secretStore: files
-          clusterAuth:
-            sasl:
-              mechanism: {cluster_mechanism}
-              jaasConfig: {{file: "{template}"}}
-  proxy:
-    connectTimeoutMs: 3000
-  admin:
-    address: "127.0.0.1:{admin}"
-  audit:
-    file: "{audit}"
-"#,
-            bootstrap = env.cluster.bootstrap(),
-            gw_user = GATEWAY.0,
-            gw_pw = GATEWAY.1,
+        let bootstrap = format!("SASL_PLAINTEXT://{}", env.cluster.bootstrap());
+        let gateway_login =
+            format!("sasl: {{mechanism: SCRAM-SHA-512, username: {}, password: {{value: {}}}}}", GATEWAY.0, GATEWAY.1);
+        let domain = KafkaDomain {
+            name: "kafka",
+            cluster_name: "kafka",
+            bootstrap_id: "listener",
+            bootstrap_keys: &gateway_login,
+            ..KafkaDomain::new(&bootstrap, (1, 1))
+        };
+        let ssl = if ssl.is_empty() { String::new() } else { format!("\n  ssl: {ssl}") };
+        let security = format!(
+            r#"security:{ssl}
+  auth: swap
+  swapConfig:
+    clientAuth: {client_auth}
+    secretStore: files
+    clusterAuth:
+      sasl:
+        mechanism: {cluster_mechanism}
+        jaasConfig: {{file: "{template}"}}"#,
             template = env.cluster_template(cluster_mechanism).display(),
-            audit = audit.display(),
         );
-        let process = GatewayProcess::start(&binary(), &yaml, &[loopback(base), loopback(admin)])?;
+        let route = Route { keys: &security, ..Route::new(loopback(base), &domain) };
+        let sections = format!(
+            "secretStores:\n  - name: files\n    provider: {store}\nproxy:\n  connectTimeoutMs: 3000\naudit:\n  file: \"{}\"\n",
+            audit.display()
+        );
+        let yaml = GatewayYaml {
+            domains: vec![domain],
+            routes: vec![route],
+            admin: Some(loopback(admin)),
+            sections,
+            gateway_wrapper: true,
+            ..GatewayYaml::default()
+        };
+        let process = GatewayProcess::start(&binary(), &yaml.to_string(), &[loopback(base), loopback(admin)])?;
         Ok(Gateway { process, base, admin, audit, _dir: dir })
     }
 
@@ -347,13 +335,10 @@ fn scram_verifier(mechanism: &str, user: (&str, &str)) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-/// A route's `clientAuth.sasl` lines: `mechanism` with users from `jaas`.
+/// A route's `clientAuth` with `sasl`: `mechanism` with users from `jaas`.
 fn sasl_client(mechanism: &str, jaas: &Path, reauth: Option<Duration>) -> String {
-    let reauth = reauth.map_or(String::new(), |r| format!("\n              connectionsMaxReauthMs: {}", r.as_millis()));
-    format!(
-        "            sasl:\n              mechanism: {mechanism}\n              jaasConfig: {{file: \"{}\"}}{reauth}",
-        jaas.display()
-    )
+    let reauth = reauth.map_or(String::new(), |r| format!(", connectionsMaxReauthMs: {}", r.as_millis()));
+    format!("{{sasl: {{mechanism: {mechanism}, jaasConfig: {{file: \"{}\"}}{reauth}}}}}", jaas.display())
 }
 
 /// A close event of alice logged in and swapped to `cluster_user`.
@@ -609,7 +594,7 @@ fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()
     bao.put("gateway", serde_json::json!({ ALICE.0: format!("{}/{}", APP.0, APP.1) }))?;
     bao.put(&format!("per-principal/{}", ALICE.0), serde_json::json!({ "value": format!("{}:{}", APP2.0, APP2.1) }))?;
     let keyed = format!(
-        "type: VAULT\n        config: {{address: \"{}\", authToken: {BAO_TOKEN}, path: secret/gateway, separator: /}}",
+        "{{type: VAULT, config: {{address: \"{}\", authToken: {BAO_TOKEN}, path: secret/gateway, separator: /}}}}",
         bao.address
     );
     let gateway = Gateway::start_with(env, "PLAIN", &keyed, None)?;
@@ -620,7 +605,7 @@ fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()
     gateway.ensure_no_secrets()?;
     drop(gateway);
     let prefixed = format!(
-        "type: VAULT\n        config: {{address: \"{}\", authToken: {{value: {BAO_TOKEN}}}, prefixPath: secret/per-principal/}}",
+        "{{type: VAULT, config: {{address: \"{}\", authToken: {{value: {BAO_TOKEN}}}, prefixPath: secret/per-principal/}}}}",
         bao.address
     );
     let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &prefixed, None)?;
@@ -640,7 +625,7 @@ fn vault_store_maps_principals_with_path_and_prefix_path(env: &Env) -> Result<()
 /// an idle moment before it ends, under the open client connection). Every record is
 /// acknowledged and on the broker exactly once, and the producer sees no error at all.
 fn long_producer_survives_client_and_broker_session_ends(env: &Env) -> Result<()> {
-    let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", env.secrets().display());
+    let store = format!("{{type: FILE, config: {{directory: \"{}\"}}}}", env.secrets().display());
     let gateway = Gateway::start_with(env, "SCRAM-SHA-512", &store, Some(CLIENT_REAUTH))?;
     let records = 1_000;
     let mut perf = ProducerPerfOptions::new(gateway.bootstrap(), LONG_TOPIC, records);
@@ -942,7 +927,7 @@ fn scram_admin_registers_users_in_the_file_store_through_the_gateway(env: &Env) 
     for (principal, user) in [(ALICE.0, APP), (BOB.0, APP2), (SCRAM_ADMIN.0, APP), ("mallory", APP)] {
         std::fs::write(store_dir.path().join(principal), format!("{}:{}\n", user.0, user.1))?;
     }
-    let store = format!("type: FILE\n        config: {{directory: \"{}\"}}", store_dir.path().display());
+    let store = format!("{{type: FILE, config: {{directory: \"{}\"}}}}", store_dir.path().display());
     let gateway = Gateway::start_stored_scram(env, &store)?;
     let bootstrap = gateway.bootstrap();
     let ops = [upsert(ALICE, "SCRAM-SHA-256", 8192), upsert(BOB, "SCRAM-SHA-512", 4096), "describe:alice".to_owned()];
@@ -1011,7 +996,7 @@ fn scram_admin_registers_users_in_vault_through_the_gateway(env: &Env) -> Result
         bao.put(&format!("stored/{principal}"), serde_json::json!({ "value": format!("{}:{}", user.0, user.1) }))?;
     }
     let store = format!(
-        "type: VAULT\n        config: {{address: \"{}\", authToken: {BAO_TOKEN}, prefixPath: secret/stored/}}",
+        "{{type: VAULT, config: {{address: \"{}\", authToken: {BAO_TOKEN}, prefixPath: secret/stored/}}}}",
         bao.address
     );
     let gateway = Gateway::start_stored_scram(env, &store)?;

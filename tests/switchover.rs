@@ -719,18 +719,14 @@ fn java_2_producer_and_group_keep_going_across_the_cut(env: &Env) -> Result<()> 
     topic_with_records(env, &gateway, topic, 1)?;
     let bootstrap = gateway.bootstrap();
     let release_default = [("enable.idempotence", "false")];
-    let mut producer = NumberedProducer::start_client_version(
-        JAVA_CLIENT_2,
-        &bootstrap,
-        topic,
-        CUT_RECORDS,
-        CUT_RATE,
-        &release_default,
-    )?;
+    let mut producer = NumberedProducer::sending(&bootstrap, topic, CUT_RECORDS, CUT_RATE)
+        .client(Some(JAVA_CLIENT_2))
+        .props(&release_default)
+        .start()?;
     let group = "java-2-kept-group";
     let idle = Duration::from_secs(60);
     let mut consumer =
-        NumberedConsumer::start_client_version(JAVA_CLIENT_2, &bootstrap, topic, group, CUT_RECORDS, idle, &[])?;
+        NumberedConsumer::reading(&bootstrap, topic, group, CUT_RECORDS, idle).client(Some(JAVA_CLIENT_2)).start()?;
     producer.wait_acked(CUT_RECORDS as usize / 4, Duration::from_secs(60))?;
     consumer.wait_seen(CUT_RECORDS as usize / 6, Duration::from_secs(60))?;
     switch_live(&gateway)?;
@@ -763,7 +759,8 @@ fn java_consumer_without_a_group_reads_on_across_the_cut(env: &Env) -> Result<()
     }
     let after: Vec<String> = (41..=60).map(|n| format!("seq-{n}")).collect();
     let reset = [("auto.offset.reset", "none")];
-    let mut consumer = NumberedConsumer::start_without_group(&gateway.bootstrap(), topic, 60, WAIT, &reset)?;
+    let mut consumer =
+        NumberedConsumer::reading_without_group(&gateway.bootstrap(), topic, 60, WAIT).props(&reset).start()?;
     consumer.wait_seen(before.len(), Duration::from_secs(60))?;
     let switched_at = switch_live(&gateway)?;
     kcat::produce(&gateway.bootstrap(), topic, &after)?;
@@ -884,24 +881,18 @@ fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: T
     topic_with_records(env, &gateway, &name, 1)?;
     // 12 s of records: the cut (pre-flight included) comes well before the last.
     let (records, rate) = (1200, 100);
-    let mut props = vec![
-        ("transactional.id", name.as_str()),
-        ("txn.records", "10"),
-        ("transaction.timeout.ms", "30000"),
-        ("max.block.ms", "30000"),
-    ];
+    let timeouts = [("transaction.timeout.ms", "30000"), ("max.block.ms", "30000")];
+    let mut start = NumberedProducer::sending(&gateway.bootstrap(), &name, records, rate)
+        .client(client)
+        .transactional(&name, 10)
+        .props(&timeouts);
     if offsets {
-        props.push(("txn.offsets.group", group.as_str()));
+        start = start.offsets_group(&group);
     }
     if restart_recoverable {
-        props.push(("txn.restart.recoverable", "true"));
+        start = start.restart_when_recoverable();
     }
-    let mut producer = match client {
-        Some(version) => {
-            NumberedProducer::start_client_version(version, &gateway.bootstrap(), &name, records, rate, &props)?
-        }
-        None => NumberedProducer::start(&gateway.bootstrap(), &name, records, rate, &props)?,
-    };
+    let mut producer = start.start()?;
     producer.wait_acked(100, Duration::from_secs(90))?;
     if warm_destination {
         start_transaction_coordinator(&env.destination)?;

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeTopicPartitionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use uuid::Uuid;
@@ -65,24 +66,29 @@ pub fn translate_request(route: &Route, request: &InFlight, body: &[u8]) -> anyh
     if route.moves() == 0 || !in_request(request.api_key, request.api_version) {
         return Ok(None);
     }
-    let to_cluster = |id: &mut Uuid| replace(id, route.topic_ids.to_cluster(*id));
+    let to_cluster = |id: Uuid| route.topic_ids.to_cluster(id);
     match request.api_key {
         ApiKey::Fetch => edit_request(request, body, |r: &mut FetchRequest| {
             let topics = r.topics.iter_mut().map(|t| &mut t.topic_id);
             let forgotten = r.forgotten_topics_data.iter_mut().map(|t| &mut t.topic_id);
-            topics.chain(forgotten).fold(false, |changed, id| to_cluster(id) | changed)
+            translate(topics.chain(forgotten), to_cluster)
         }),
         ApiKey::Metadata => edit_request(request, body, |r: &mut MetadataRequest| {
-            r.topics.iter_mut().flatten().fold(false, |changed, t| to_cluster(&mut t.topic_id) | changed)
+            translate(r.topics.iter_mut().flatten().map(|t| &mut t.topic_id), to_cluster)
         }),
         ApiKey::DeleteTopics => edit_request(request, body, |r: &mut DeleteTopicsRequest| {
-            r.topics.iter_mut().fold(false, |changed, t| to_cluster(&mut t.topic_id) | changed)
+            translate(r.topics.iter_mut().map(|t| &mut t.topic_id), to_cluster)
         }),
         ApiKey::ConsumerGroupHeartbeat => edit_request(request, body, |r: &mut ConsumerGroupHeartbeatRequest| {
-            r.topic_partitions.iter_mut().flatten().fold(false, |changed, t| to_cluster(&mut t.topic_id) | changed)
+            translate(r.topic_partitions.iter_mut().flatten().map(|t| &mut t.topic_id), to_cluster)
         }),
         _ => Ok(None),
     }
+}
+
+/// Replace each of `ids` by what `to` gives for it, where it gives one; whether any changed.
+fn translate<'a>(ids: impl IntoIterator<Item = &'a mut Uuid>, to: impl Fn(Uuid) -> Option<Uuid>) -> bool {
+    ids.into_iter().fold(false, |changed, id| replace(id, to(*id)) | changed)
 }
 
 /// Set `id` to `to` if there is one; whether it changed.
@@ -115,41 +121,43 @@ fn edit_request<R: Decodable + Encodable>(
 
 /// The ids clients know for the topics of a Metadata answer. Whether any changed.
 pub(super) fn metadata(route: &Route, response: &mut MetadataResponse) -> bool {
-    let moves = route.moves();
-    response.topics.iter_mut().fold(false, |changed, topic| {
-        let Some(name) = &topic.name else { return changed };
-        let presented = route.topic_ids.present(moves, name.0.as_str(), topic.topic_id);
-        replace(&mut topic.topic_id, Some(presented)) | changed
-    })
+    present(route, response.topics.iter_mut().map(|t| (t.name.as_ref(), &mut t.topic_id)))
 }
 
 /// The same for a DescribeTopicPartitions answer.
 pub(super) fn describe_topic_partitions(route: &Route, response: &mut DescribeTopicPartitionsResponse) -> bool {
+    present(route, response.topics.iter_mut().map(|t| (t.name.as_ref(), &mut t.topic_id)))
+}
+
+/// Replace the id of each named topic of an answer by the one the route presents for it, which
+/// it learns from them; whether any changed.
+fn present<'a>(route: &Route, topics: impl IntoIterator<Item = (Option<&'a TopicName>, &'a mut Uuid)>) -> bool {
     let moves = route.moves();
-    response.topics.iter_mut().fold(false, |changed, topic| {
-        let Some(name) = &topic.name else { return changed };
-        let presented = route.topic_ids.present(moves, name.0.as_str(), topic.topic_id);
-        replace(&mut topic.topic_id, Some(presented)) | changed
+    let named = topics.into_iter().filter_map(|(name, id)| Some((name?, id)));
+    named.fold(false, |changed, (name, id)| {
+        let presented = route.topic_ids.present(moves, name.0.as_str(), *id);
+        replace(id, Some(presented)) | changed
     })
 }
 
 /// The ids clients know in a Fetch answer decoded as a whole (one that is encoded again
 /// anyway, for its leader endpoints).
 pub(super) fn fetch(route: &Route, response: &mut FetchResponse) -> bool {
-    response.responses.iter_mut().fold(false, |changed, t| to_client(route, &mut t.topic_id) | changed)
+    to_client(route, response.responses.iter_mut().map(|t| &mut t.topic_id))
 }
 
 pub(super) fn delete_topics(route: &Route, response: &mut DeleteTopicsResponse) -> bool {
-    response.responses.iter_mut().fold(false, |changed, t| to_client(route, &mut t.topic_id) | changed)
+    to_client(route, response.responses.iter_mut().map(|t| &mut t.topic_id))
 }
 
 pub(super) fn consumer_group_heartbeat(route: &Route, response: &mut ConsumerGroupHeartbeatResponse) -> bool {
     let topics = response.assignment.iter_mut().flat_map(|a| a.topic_partitions.iter_mut());
-    topics.fold(false, |changed, t| to_client(route, &mut t.topic_id) | changed)
+    to_client(route, topics.map(|t| &mut t.topic_id))
 }
 
-fn to_client(route: &Route, id: &mut Uuid) -> bool {
-    route.moves() > 0 && replace(id, route.topic_ids.to_client(*id))
+/// Replace each of `ids`, the current cluster's, by the one clients know, on a route that moved.
+fn to_client<'a>(route: &Route, ids: impl IntoIterator<Item = &'a mut Uuid>) -> bool {
+    route.moves() > 0 && translate(ids, |id| route.topic_ids.to_client(id))
 }
 
 /// The id clients know for the current cluster's `id` on `route`, where it differs.

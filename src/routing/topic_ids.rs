@@ -73,10 +73,15 @@ impl TopicIds {
         if actual.is_nil() {
             return actual;
         }
+        // Most answers name topics the route already knows as they are: a read lock answers
+        // them, and Metadata answers on many connections do not queue behind each other.
+        if let Some(known) = self.inner.read().unwrap_or_else(PoisonError::into_inner).known(moves, name, actual) {
+            return known;
+        }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if moves < inner.moves {
-            // An answer from the cluster the route is leaving, during the cut.
-            return inner.presented.get(name).copied().unwrap_or(actual);
+        // Another answer may have taught it meanwhile.
+        if let Some(known) = inner.known(moves, name, actual) {
+            return known;
         }
         inner.follow(moves);
         let Some(&presented) = inner.presented.get(name) else {
@@ -156,6 +161,29 @@ impl TopicIds {
 }
 
 impl Inner {
+    /// What [`TopicIds::present`] answers when it would learn nothing: `None` when it must
+    /// record the name, follow a move, or change a translation (under the write lock).
+    fn known(&self, moves: u64, name: &str, actual: Uuid) -> Option<Uuid> {
+        if moves < self.moves {
+            // An answer from the cluster the route is leaving, during the cut.
+            return Some(self.presented.get(name).copied().unwrap_or(actual));
+        }
+        if moves > self.moves {
+            return None;
+        }
+        let Some(&presented) = self.presented.get(name) else {
+            // Past the bound a new name is shown as it is and never remembered.
+            return (self.presented.len() >= MAX_TOPICS).then_some(actual);
+        };
+        if moves == 0 {
+            return (presented == actual).then_some(presented);
+        }
+        let same = self.current.get(name) == Some(&actual);
+        let translated = presented == actual
+            || (self.to_cluster.get(&presented) == Some(&actual) && self.to_client.get(&actual) == Some(&presented));
+        (same && translated).then_some(presented)
+    }
+
     /// Start a new translation when the route has moved since the last one.
     fn follow(&mut self, moves: u64) {
         if moves > self.moves {
@@ -178,6 +206,8 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn id(n: u128) -> Uuid {
@@ -242,6 +272,36 @@ mod tests {
         assert_eq!(ids.to_cluster(id(2)), Some(id(8)));
         assert_eq!(ids.present(1, "never-shown", id(8)), id(2));
         assert_eq!(ids.present(1, "orders", id(7)), id(1));
+    }
+
+    /// What `present` answers within `wait` while another reader holds the lock.
+    fn present_while_read_locked(ids: &TopicIds, moves: u64, name: &str, actual: Uuid, wait: Duration) -> Option<Uuid> {
+        let (sent, answered) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let reader = ids.inner.read().unwrap();
+            scope.spawn(move || sent.send(ids.present(moves, name, actual)));
+            let answer = answered.recv_timeout(wait).ok();
+            drop(reader);
+            answer
+        })
+    }
+
+    #[test]
+    fn ids_already_known_are_answered_under_a_read_lock() {
+        let ids = TopicIds::default();
+        let answers = Duration::from_secs(10);
+        ids.present(0, "orders", id(1));
+        assert_eq!(present_while_read_locked(&ids, 0, "orders", id(1), answers), Some(id(1)));
+        ids.present(1, "orders", id(7));
+        assert_eq!(present_while_read_locked(&ids, 1, "orders", id(7), answers), Some(id(1)));
+        assert_eq!(present_while_read_locked(&ids, 0, "orders", id(1), answers), Some(id(1)), "from the old cluster");
+        // A name to learn waits for the write lock; once learned, it is known.
+        assert_eq!(present_while_read_locked(&ids, 1, "new", id(9), Duration::from_millis(100)), None);
+        assert_eq!(ids.present(1, "new", id(9)), id(9));
+        assert_eq!(present_while_read_locked(&ids, 1, "new", id(9), answers), Some(id(9)));
+        // A topic recreated on the cluster the route is on is never answered from the read.
+        assert_eq!(present_while_read_locked(&ids, 1, "orders", id(8), Duration::from_millis(100)), None);
+        assert_eq!(ids.to_cluster(id(1)), None);
     }
 
     #[test]

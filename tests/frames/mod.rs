@@ -10,34 +10,19 @@ use std::time::Duration;
 
 use switchyard::config::DomainConfig;
 use switchyard::routing::{Route, Upstream};
+use switchyard_testkit::gateway::{self, GatewayYaml, KafkaDomain};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 /// A gateway configuration with one route, `main`, by port, in front of a cluster that is never
-/// dialled: `top` goes above `streamingDomains` (secret stores), `route` under the route (its
-/// `security` block, indented).
+/// dialled (the default node ids, 0 to 31): `top`, further top-level sections (secret stores);
+/// `route`, further keys of the route (`security`, `fence`), each as YAML written as if at the
+/// top level.
 pub fn one_route_config(top: &str, route: &str) -> String {
-    format!(
-        r#"
-{top}
-streamingDomains:
-  - name: kafka
-    type: kafka
-    kafkaCluster:
-      name: kafka
-      bootstrapServers:
-        - id: plaintext
-          endpoint: "127.0.0.1:1"
-routes:
-  - name: main
-    endpoint: "127.0.0.1:19092"
-    brokerIdentificationStrategy:
-      type: port
-    streamingDomain:
-      name: kafka
-{route}
-"#
-    )
+    let domain = KafkaDomain::new("127.0.0.1:1", (0, 31));
+    let main = gateway::Route { keys: route, ..gateway::Route::new(([127, 0, 0, 1], 19092).into(), &domain) };
+    GatewayYaml { domains: vec![domain], routes: vec![main], sections: format!("{top}\n"), ..GatewayYaml::default() }
+        .to_string()
 }
 
 /// A request frame (size prefix included) for `api_key` at `version`.

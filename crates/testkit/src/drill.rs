@@ -171,9 +171,9 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     let mut gateway = GatewayProcess::start(&options.gateway_binary, &config("source"), &[ports.bootstrap()])?;
 
     let bootstrap = ports.bootstrap().to_string();
-    let mut producer = NumberedProducer::start(&bootstrap, TOPIC, options.records, options.rate, &[])?;
+    let mut producer = NumberedProducer::sending(&bootstrap, TOPIC, options.records, options.rate).start()?;
     let consumer_idle = Duration::from_secs(60);
-    let mut consumer = NumberedConsumer::start(&bootstrap, TOPIC, GROUP, options.records, consumer_idle, &[])?;
+    let mut consumer = NumberedConsumer::reading(&bootstrap, TOPIC, GROUP, options.records, consumer_idle).start()?;
     let run_time = Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 180);
     let half = (options.records / 2) as usize;
     producer.wait_acked(half, run_time)?;
@@ -211,14 +211,14 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
 
     let produced = producer.wait(run_time)?;
     let consumed = consumer.wait(run_time + consumer_idle)?;
-    let on_destination = NumberedConsumer::start(
+    let on_destination = NumberedConsumer::reading(
         &destination.bootstrap(),
         TOPIC,
         "drill-audit",
         options.records,
         Duration::from_secs(30),
-        &[],
-    )?
+    )
+    .start()?
     .wait(Duration::from_secs(240))?;
     let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
     let seen_on_destination: std::collections::HashSet<u64> = on_destination.values.iter().copied().collect();

@@ -132,7 +132,8 @@ impl fmt::Display for GatewayYaml<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut yaml = String::from("streamingDomains:\n");
         for domain in &self.domains {
-            let KafkaDomain { name, cluster_name, bootstrap_id, bootstrap, node_range_name, node_ids } = domain;
+            let KafkaDomain { name, cluster_name, bootstrap_id, bootstrap, bootstrap_keys, node_range_name, node_ids } =
+                domain;
             write!(
                 yaml,
                 r#"  - name: {name}
@@ -142,11 +143,12 @@ impl fmt::Display for GatewayYaml<'_> {
       bootstrapServers:
         - id: {bootstrap_id}
           endpoint: "{bootstrap}"
-      nodeIdRanges:
+{bootstrap_keys}      nodeIdRanges:
         - name: {node_range_name}
           start: {first}
           end: {last}
 "#,
+                bootstrap_keys = Indented(bootstrap_keys, "          "),
                 first = node_ids.0,
                 last = node_ids.1,
             )?;
@@ -164,6 +166,7 @@ impl fmt::Display for GatewayYaml<'_> {
             if let Some(id) = route.bootstrap_id {
                 writeln!(yaml, "      bootstrapServerId: {id}")?;
             }
+            write!(yaml, "{}", Indented(route.keys, "    "))?;
         }
         if let Some(address) = self.admin {
             writeln!(yaml, "admin:\n  address: {address}")?;
@@ -175,8 +178,17 @@ impl fmt::Display for GatewayYaml<'_> {
         if !self.gateway_wrapper {
             return f.write_str(&yaml);
         }
-        f.write_str("gateway:\n")?;
-        yaml.lines().try_for_each(|line| writeln!(f, "  {line}"))
+        write!(f, "gateway:\n{}", Indented(&yaml, "  "))
+    }
+}
+
+/// YAML lines written at the top level (`.0`) moved under a key: each line after `.1`, and
+/// ending in a newline.
+struct Indented<'a>(&'a str, &'a str);
+
+impl fmt::Display for Indented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.lines().try_for_each(|line| writeln!(f, "{}{line}", self.1))
     }
 }
 
@@ -192,6 +204,9 @@ pub struct KafkaDomain<'a> {
     pub bootstrap_id: &'a str,
     /// That entry's `endpoint`: the cluster's bootstrap address.
     pub bootstrap: &'a str,
+    /// Further keys of that entry (the gateway's own `sasl:` login, say) as YAML written as if at
+    /// the top level; empty for none.
+    pub bootstrap_keys: &'a str,
     /// The `name` of the `nodeIdRanges` entry.
     pub node_range_name: &'a str,
     /// Its first and last node id: the brokers the gateway gives a port each.
@@ -207,6 +222,7 @@ impl<'a> KafkaDomain<'a> {
             cluster_name: "test-cluster",
             bootstrap_id: "plaintext",
             bootstrap,
+            bootstrap_keys: "",
             node_range_name: "brokers",
             node_ids,
         }
@@ -228,6 +244,9 @@ pub struct Route<'a> {
     pub domain: &'a str,
     /// `streamingDomain.bootstrapServerId`; left out when `None`.
     pub bootstrap_id: Option<&'a str>,
+    /// Further keys of the route (`security:`, `fence:` …) as YAML written as if at the top
+    /// level; empty for none.
+    pub keys: &'a str,
 }
 
 impl<'a> Route<'a> {
@@ -241,6 +260,7 @@ impl<'a> Route<'a> {
             broker_id_by_port: true,
             domain: domain.name,
             bootstrap_id: Some(domain.bootstrap_id),
+            keys: "",
         }
     }
 }

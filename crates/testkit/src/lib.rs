@@ -55,7 +55,7 @@ pub use haproxy::{HaproxyProcess, HaproxySpec, ProxyHeader};
 pub use java::{ConsumeOptions, ConsumerPerfSummary, DescribedCluster, ProducerPerfOptions, ProducerPerfSummary};
 pub use kafka::{ClusterSpec, KafkaCluster, KafkaJars, ListenerSasl, ListenerTls};
 pub use mirrormaker::{committed_offsets, end_offsets, MirrorMaker, MirrorOptions};
-pub use numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
+pub use numbered::{ConsumerReport, JavaStart, NumberedConsumer, NumberedProducer, ProducerReport};
 pub use pki::{Identity, TestPki};
 pub use ports::{free_port, free_port_block};
 pub use process::{ChildGuard, CommandOutput, ServerProcess};

@@ -108,43 +108,14 @@ pub struct NumberedProducer {
 }
 
 impl NumberedProducer {
-    /// Starts sending `count` records (`seq-1` … `seq-<count>`, keyed by their number) to
-    /// `topic` at `rate` records per second (0: as fast as possible). `extra_props` are producer
-    /// configs applied after the program's defaults (idempotence, `acks=all`, unlimited retries,
-    /// 120 s delivery timeout, 10 s request timeout, `linger.ms=5`).
-    ///
-    /// With a `transactional.id` among them the program runs transactions of `txn.records`
-    /// records (default 10): an ack then means the record's transaction committed, an error is
-    /// a failed transaction that was aborted and resent, and a fatal error ends the run (see the
-    /// program's header).
-    pub fn start(bootstrap: &str, topic: &str, count: u64, rate: u32, extra_props: &[(&str, &str)]) -> Result<Self> {
-        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, count, rate, extra_props)
-    }
-
-    /// [`NumberedProducer::start`] with kafka-clients `version` (and only its jars) instead of
-    /// the brokers' own client.
-    pub fn start_client_version(
-        version: &str,
-        bootstrap: &str,
-        topic: &str,
-        count: u64,
-        rate: u32,
-        extra_props: &[(&str, &str)],
-    ) -> Result<Self> {
-        Self::start_with(client_java_command(version)?, bootstrap, topic, count, rate, extra_props)
-    }
-
-    fn start_with(
-        java: Command,
-        bootstrap: &str,
-        topic: &str,
-        count: u64,
-        rate: u32,
-        extra_props: &[(&str, &str)],
-    ) -> Result<Self> {
-        let mut args = vec![bootstrap.to_owned(), topic.to_owned(), count.to_string(), rate.to_string()];
-        args.extend(extra_props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start_java(java, PRODUCER_PROGRAM, &args)? })
+    /// Sends `count` records (`seq-1` … `seq-<count>`, keyed by their number) to `topic` at
+    /// `rate` records per second (0: as fast as possible), once [`JavaStart::start`]ed. Configs
+    /// given with [`JavaStart::props`] apply after the program's defaults (idempotence,
+    /// `acks=all`, unlimited retries, 120 s delivery timeout, 10 s request timeout,
+    /// `linger.ms=5`).
+    pub fn sending(bootstrap: &str, topic: &str, count: u64, rate: u32) -> JavaStart<Self> {
+        let args = vec![bootstrap.to_owned(), topic.to_owned(), count.to_string(), rate.to_string()];
+        JavaStart::new(PRODUCER_PROGRAM, args, |run| Self { run })
     }
 
     pub fn pid(&self) -> u32 {
@@ -262,65 +233,36 @@ pub struct NumberedConsumer {
 }
 
 impl NumberedConsumer {
-    /// Starts reading `topic` as `group` (from the earliest offset when the group has none, auto
-    /// commit every second) until all of `seq-1` … `seq-<expected>` have been seen, or until no
-    /// record arrives for `idle_timeout` (counted from the start until the first record, so allow
-    /// for JVM startup and the group join). `props` are consumer configs.
-    pub fn start(
+    /// Reads `topic` as `group` (from the earliest offset when the group has none, auto commit
+    /// every second), once [`JavaStart::start`]ed, until all of `seq-1` … `seq-<expected>` have
+    /// been seen, or until no record arrives for `idle_timeout` (counted from the start until the
+    /// first record, so allow for JVM startup and the group join).
+    pub fn reading(
         bootstrap: &str,
         topic: &str,
         group: &str,
         expected: u64,
         idle_timeout: Duration,
-        props: &[(&str, &str)],
-    ) -> Result<Self> {
-        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, group, expected, idle_timeout, props)
-    }
-
-    /// [`NumberedConsumer::start`] with kafka-clients `version` (and only its jars) instead of
-    /// the brokers' own client.
-    pub fn start_client_version(
-        version: &str,
-        bootstrap: &str,
-        topic: &str,
-        group: &str,
-        expected: u64,
-        idle_timeout: Duration,
-        props: &[(&str, &str)],
-    ) -> Result<Self> {
-        Self::start_with(client_java_command(version)?, bootstrap, topic, group, expected, idle_timeout, props)
-    }
-
-    /// [`NumberedConsumer::start`] without a consumer group: `assign()` of every partition of
-    /// `topic` from its beginning, no commits.
-    pub fn start_without_group(
-        bootstrap: &str,
-        topic: &str,
-        expected: u64,
-        idle_timeout: Duration,
-        props: &[(&str, &str)],
-    ) -> Result<Self> {
-        Self::start_with(java_command(TOOL_JVM_OPTS)?, bootstrap, topic, NO_GROUP, expected, idle_timeout, props)
-    }
-
-    fn start_with(
-        java: Command,
-        bootstrap: &str,
-        topic: &str,
-        group: &str,
-        expected: u64,
-        idle_timeout: Duration,
-        props: &[(&str, &str)],
-    ) -> Result<Self> {
-        let mut args = vec![
+    ) -> JavaStart<Self> {
+        let args = vec![
             bootstrap.to_owned(),
             topic.to_owned(),
             group.to_owned(),
             expected.to_string(),
             idle_timeout.as_millis().to_string(),
         ];
-        args.extend(props.iter().map(|(k, v)| format!("{k}={v}")));
-        Ok(Self { run: ProgramRun::start_java(java, CONSUMER_PROGRAM, &args)? })
+        JavaStart::new(CONSUMER_PROGRAM, args, |run| Self { run })
+    }
+
+    /// [`NumberedConsumer::reading`] without a consumer group: `assign()` of every partition of
+    /// `topic` from its beginning, no commits.
+    pub fn reading_without_group(
+        bootstrap: &str,
+        topic: &str,
+        expected: u64,
+        idle_timeout: Duration,
+    ) -> JavaStart<Self> {
+        Self::reading(bootstrap, topic, NO_GROUP, expected, idle_timeout)
     }
 
     pub fn pid(&self) -> u32 {
@@ -360,6 +302,73 @@ impl NumberedConsumer {
     pub fn wait(self, timeout: Duration) -> Result<ConsumerReport> {
         let (stdout, _) = self.run.wait(timeout)?;
         Ok(ConsumerReport::parse(&stdout))
+    }
+}
+
+/// A numbered Java program ([`NumberedProducer::sending`], [`NumberedConsumer::reading`]) to
+/// start: the client it runs on and the configs it is given are set here, then
+/// [`JavaStart::start`] runs it.
+#[must_use]
+#[derive(Debug)]
+pub struct JavaStart<P> {
+    program: &'static str,
+    /// The program's own arguments, before the configs.
+    args: Vec<String>,
+    /// A kafka-clients release (only its jars); `None`: the brokers' own client.
+    client: Option<String>,
+    /// `key=value` configs.
+    props: Vec<String>,
+    running: fn(ProgramRun) -> P,
+}
+
+impl<P> JavaStart<P> {
+    fn new(program: &'static str, args: Vec<String>, running: fn(ProgramRun) -> P) -> Self {
+        Self { program, args, client: None, props: Vec::new(), running }
+    }
+
+    /// Runs on kafka-clients `version` (and only its jars) instead of the brokers' own client
+    /// when there is one.
+    pub fn client(mut self, version: Option<&str>) -> Self {
+        self.client = version.map(str::to_owned);
+        self
+    }
+
+    /// Adds client configs (the program's own settings too, as the Java files describe).
+    pub fn props(mut self, props: &[(&str, &str)]) -> Self {
+        self.props.extend(props.iter().map(|(k, v)| format!("{k}={v}")));
+        self
+    }
+
+    /// Starts the program in the background.
+    pub fn start(self) -> Result<P> {
+        let java = match &self.client {
+            Some(version) => client_java_command(version)?,
+            None => java_command(TOOL_JVM_OPTS)?,
+        };
+        let args: Vec<String> = self.args.into_iter().chain(self.props).collect();
+        Ok((self.running)(ProgramRun::start_java(java, self.program, &args)?))
+    }
+}
+
+impl JavaStart<NumberedProducer> {
+    /// Transactional mode: transactions of `records` records as `transactional_id`. An ack then
+    /// means the record's transaction committed, an error is a failed transaction that was
+    /// aborted and resent, and a fatal error ends the run (see the program's header).
+    pub fn transactional(self, transactional_id: &str, records: u32) -> Self {
+        self.props(&[("transactional.id", transactional_id), ("txn.records", &records.to_string())])
+    }
+
+    /// In transactional mode, each transaction also commits `group`'s offset of partition 0
+    /// (`sendOffsetsToTransaction`), as a consume-transform-produce application does.
+    pub fn offsets_group(self, group: &str) -> Self {
+        self.props(&[("txn.offsets.group", group)])
+    }
+
+    /// In transactional mode, after an error the 4.x client classes as application-recoverable
+    /// (KIP-1050), the application closes the producer and starts a new one, as Kafka Streams
+    /// and Spring Kafka do.
+    pub fn restart_when_recoverable(self) -> Self {
+        self.props(&[("txn.restart.recoverable", "true")])
     }
 }
 

@@ -50,13 +50,13 @@ fn mirrormaker_replicates_records_and_group_offsets() {
     eprintln!("[mirror] MM2 spawn to topic on destination: {:.1?}", mm.started_at().elapsed());
 
     // The consumer joins first, as in a drill, so it commits offsets while records flow.
-    let mut consumer = NumberedConsumer::start(&src, TOPIC, GROUP, RECORDS, Duration::from_secs(30), &[]).unwrap();
+    let mut consumer = NumberedConsumer::reading(&src, TOPIC, GROUP, RECORDS, Duration::from_secs(30)).start().unwrap();
     timed("source consumer assigned (JVM start, source-launcher compile, join)", || {
         consumer.wait_assigned(Duration::from_secs(60))
     })
     .unwrap();
     let assigned = Instant::now();
-    let mut producer = NumberedProducer::start(&src, TOPIC, RECORDS, RATE, &[]).unwrap();
+    let mut producer = NumberedProducer::sending(&src, TOPIC, RECORDS, RATE).start().unwrap();
     timed("first producer ack (JVM start, source-launcher compile)", || {
         producer.wait_acked(1, Duration::from_secs(60))
     })
@@ -122,14 +122,16 @@ fn mirrormaker_replicates_records_and_group_offsets() {
 
     // The synced group resumes at the end on the destination: nothing left to read.
     let resumed = timed("synced group on the destination (expects nothing)", || {
-        NumberedConsumer::start(&dst, TOPIC, GROUP, RECORDS, Duration::from_secs(8), &[])
+        NumberedConsumer::reading(&dst, TOPIC, GROUP, RECORDS, Duration::from_secs(8))
+            .start()
             .and_then(|c| c.wait(Duration::from_secs(90)))
     })
     .unwrap();
     assert_eq!(resumed.values.len(), 0, "synced group re-read {} records", resumed.values.len());
 
     let fresh = timed("new group reads everything on the destination", || {
-        NumberedConsumer::start(&dst, TOPIC, "drill-dst-fresh", RECORDS, Duration::from_secs(30), &[])
+        NumberedConsumer::reading(&dst, TOPIC, "drill-dst-fresh", RECORDS, Duration::from_secs(30))
+            .start()
             .and_then(|c| c.wait(Duration::from_secs(90)))
     })
     .unwrap();
@@ -165,9 +167,10 @@ fn mirrormaker_replicates_records_and_group_offsets() {
 fn check_sigterm(bootstrap: &str) {
     java::create_topic(bootstrap, "sigterm", 1, 1).unwrap();
     let mut consumer =
-        NumberedConsumer::start(bootstrap, "sigterm", "sigterm-group", 1_000_000, Duration::from_secs(600), &[])
+        NumberedConsumer::reading(bootstrap, "sigterm", "sigterm-group", 1_000_000, Duration::from_secs(600))
+            .start()
             .unwrap();
-    let mut producer = NumberedProducer::start(bootstrap, "sigterm", 1_000_000, 1000, &[]).unwrap();
+    let mut producer = NumberedProducer::sending(bootstrap, "sigterm", 1_000_000, 1000).start().unwrap();
     producer.wait_acked(500, Duration::from_secs(60)).unwrap();
     consumer.wait_assigned(Duration::from_secs(60)).unwrap();
     producer.stop();
