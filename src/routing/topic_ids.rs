@@ -87,6 +87,10 @@ impl TopicIds {
         let Some(&presented) = inner.presented.get(name) else {
             if inner.presented.len() < MAX_TOPICS {
                 inner.presented.insert(name.to_string(), actual);
+                if moves > 0 {
+                    // So that the topic, deleted and created again later, shows its new id.
+                    inner.current.insert(name.to_string(), actual);
+                }
             }
             return actual;
         };
@@ -316,6 +320,15 @@ mod tests {
         ids.present(1, "new", id(9));
         ids.recall(IdsByName::from([("new".to_string(), id(3))]));
         assert_eq!(ids.present(1, "new", id(9)), id(9));
+    }
+
+    #[test]
+    fn a_topic_first_seen_after_a_move_then_recreated_shows_its_new_id() {
+        let ids = TopicIds::default();
+        assert_eq!(ids.present(1, "late", id(9)), id(9));
+        assert_eq!(ids.present(1, "late", id(10)), id(10));
+        assert_eq!(ids.to_client(id(10)), None);
+        assert_eq!(ids.to_cluster(id(9)), None);
     }
 
     #[test]
