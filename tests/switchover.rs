@@ -67,6 +67,10 @@ fn main() {
             ),
             ("java_transactional_producer_keeps_committing_across_the_cut", java_transactional_producer_4),
             ("java_3_transactional_producer_keeps_committing_across_the_cut", java_transactional_producer_3),
+            (
+                "java_transactional_producer_keeps_committing_across_a_restart",
+                java_transactional_producer_across_a_restart,
+            ),
             ("java_exactly_once_processor_keeps_committing_offsets_across_the_cut", java_transactional_offsets_4),
             ("java_3_exactly_once_processor_keeps_committing_offsets_across_the_cut", java_transactional_offsets_3),
             (
@@ -817,6 +821,16 @@ fn java_transactional_offsets_4(env: &Env) -> Result<()> {
     )
 }
 
+/// The brokers' own 4.1 client across the edit-and-restart procedure with `state.directory`:
+/// the restarted gateway remembers that the route moved, and answers for the transaction the
+/// destination never saw as after a live cut.
+fn java_transactional_producer_across_a_restart(env: &Env) -> Result<()> {
+    java_transactional_producer_keeps_committing_across_the_cut(
+        env,
+        TransactionalRun { by_restart: true, ..Default::default() },
+    )
+}
+
 /// kafka-clients 3.9 (transaction version 1 requests), on a destination whose transaction
 /// coordinator is up: it re-initialises by its own epoch bump, and its abort of the
 /// transaction the destination never saw is answered as done (issue 15).
@@ -878,12 +892,14 @@ struct TransactionalRun {
     /// The application starts a new producer after an error the 4.x client classes as
     /// application-recoverable (`txn.restart.recoverable`, see `NumberedProducer.java`).
     restart_recoverable: bool,
+    /// Move by the edit-and-restart procedure (with `state.directory`), not a live switchover.
+    by_restart: bool,
 }
 
 impl TransactionalRun {
     /// kafka-clients 3.9, whose destination's coordinator is up.
     fn client_3(offsets: bool) -> Self {
-        Self { client: Some(JAVA_CLIENT_3), warm_destination: true, offsets, restart_recoverable: false }
+        Self { client: Some(JAVA_CLIENT_3), warm_destination: true, offsets, ..Self::default() }
     }
 }
 
@@ -893,9 +909,16 @@ impl TransactionalRun {
 /// is visible to `read_committed` readers on one cluster or the other. The destination's
 /// transaction coordinator never saw its transactional id.
 fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: TransactionalRun) -> Result<()> {
-    let gateway = Gateway::start(env)?;
-    let TransactionalRun { client, warm_destination, offsets, restart_recoverable } = run;
-    let name = format!("txn-{}{}", client.unwrap_or("broker").replace('.', "-"), if offsets { "-offsets" } else { "" });
+    let TransactionalRun { client, warm_destination, offsets, restart_recoverable, by_restart } = run;
+    let state = tempfile::tempdir()?;
+    let remember = if by_restart { state_directory(&state) } else { String::new() };
+    let mut gateway = Gateway::start_with(env, &remember)?;
+    let name = format!(
+        "txn-{}{}{}",
+        client.unwrap_or("broker").replace('.', "-"),
+        if offsets { "-offsets" } else { "" },
+        if by_restart { "-restarted" } else { "" }
+    );
     let group = format!("{name}-group");
     topic_with_records(env, &gateway, &name, 1)?;
     // 12 s of records: the cut (pre-flight included) comes well before the last.
@@ -916,8 +939,12 @@ fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: T
     if warm_destination {
         start_transaction_coordinator(&env.destination)?;
     }
-    let (status, report) = gateway.switch(json!({"to": "destination"}))?;
-    ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
+    if by_restart {
+        gateway.restart_onto(env, "destination", &remember)?;
+    } else {
+        let (status, report) = gateway.switch(json!({"to": "destination"}))?;
+        ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");
+    }
     let at_cut = producer.progress();
     ensure!(!at_cut.done && at_cut.fatal.is_none(), "the producer had stopped before the cut: {:?}", at_cut.fatal);
     let (produced, client_log) = producer.wait_with_log(Duration::from_secs(180))?;
