@@ -14,7 +14,7 @@
 //! reported and ignored: the route starts afresh.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,10 @@ impl MemoryDir {
     pub fn save(&self, route: &str, memory: &RouteMemory) -> io::Result<()> {
         let path = self.file(route);
         let aside = path.with_extension("json.next");
-        std::fs::write(&aside, serde_json::to_vec(memory)?)?;
+        let mut file = std::fs::File::create(&aside)?;
+        file.write_all(&serde_json::to_vec(memory)?)?;
+        // On disk before it replaces the old file, so that a crash cannot leave an empty one.
+        file.sync_all()?;
         std::fs::rename(&aside, &path)
     }
 
