@@ -16,7 +16,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
 use serde_json::{json, Value};
-use switchyard_testkit::clients::{JAVA_CLIENT_2, JAVA_CLIENT_3};
+use switchyard_testkit::clients::{JAVA_CLIENT_2, JAVA_CLIENT_3, JAVA_CLIENT_4};
 use switchyard_testkit::drill::{self, DrillMode, DrillOptions};
 use switchyard_testkit::mirrormaker::{self, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use switchyard_testkit::numbered::{ConsumerReport, FranzNumbered, NumberedConsumer, NumberedProducer, ProducerReport};
@@ -60,6 +60,10 @@ fn main() {
             (
                 "java_2_producer_and_group_keep_going_across_the_cut",
                 java_2_producer_and_group_keep_going_across_the_cut,
+            ),
+            (
+                "java_4_4_producer_and_consumer_protocol_group_keep_going_across_the_cut",
+                java_4_4_producer_and_consumer_protocol_group_keep_going_across_the_cut,
             ),
             (
                 "java_consumer_without_a_group_reads_on_across_the_cut",
@@ -737,19 +741,57 @@ fn ensure_franz_go_survived(
 /// The oldest Java client supported, kafka-clients 2.8: a producer with `acks=all` and that
 /// release's default of no idempotence, and a consumer group, ride a live switchover.
 fn java_2_producer_and_group_keep_going_across_the_cut(env: &Env) -> Result<()> {
+    let release_default = [("enable.idempotence", "false")];
+    java_producer_and_group_keep_going_across_the_cut(env, "java-2-kept", JAVA_CLIENT_2, &release_default, &[])
+        .map(drop)
+}
+
+/// The newest Java client, kafka-clients 4.4: an idempotent producer, and a consumer group on
+/// the consumer group protocol of KIP-848 (`group.protocol=consumer`: ConsumerGroupHeartbeat,
+/// assignments named by topic id, which the destination gives ids of its own), ride a live
+/// switchover.
+fn java_4_4_producer_and_consumer_protocol_group_keep_going_across_the_cut(env: &Env) -> Result<()> {
+    let consumer_protocol = [("group.protocol", "consumer")];
+    let gateway = java_producer_and_group_keep_going_across_the_cut(
+        env,
+        "java-4-4-kept",
+        JAVA_CLIENT_4,
+        &[],
+        &consumer_protocol,
+    )?;
+    let scrape = common::scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
+    let heartbeats = common::metric_sum(
+        &scrape,
+        "switchyard_requests_total",
+        &[("route", "main"), ("api", "ConsumerGroupHeartbeat")],
+    );
+    ensure!(heartbeats > 0.0, "the group did not use the consumer group protocol");
+    Ok(())
+}
+
+/// A Java producer and consumer group of kafka-clients `client` (with settings
+/// `producer_props` and `consumer_props`) on `topic` ride a live switchover; returns the
+/// gateway, still running.
+fn java_producer_and_group_keep_going_across_the_cut(
+    env: &Env,
+    topic: &str,
+    client: &str,
+    producer_props: &[(&str, &str)],
+    consumer_props: &[(&str, &str)],
+) -> Result<Gateway> {
     let gateway = Gateway::start(env)?;
-    let topic = "java-2-kept";
     topic_with_records(env, &gateway, topic, 1)?;
     let bootstrap = gateway.bootstrap();
-    let release_default = [("enable.idempotence", "false")];
     let mut producer = NumberedProducer::sending(&bootstrap, topic, CUT_RECORDS, CUT_RATE)
-        .client(Some(JAVA_CLIENT_2))
-        .props(&release_default)
+        .client(Some(client))
+        .props(producer_props)
         .start()?;
-    let group = "java-2-kept-group";
+    let group = format!("{topic}-group");
     let idle = Duration::from_secs(60);
-    let mut consumer =
-        NumberedConsumer::reading(&bootstrap, topic, group, CUT_RECORDS, idle).client(Some(JAVA_CLIENT_2)).start()?;
+    let mut consumer = NumberedConsumer::reading(&bootstrap, topic, &group, CUT_RECORDS, idle)
+        .client(Some(client))
+        .props(consumer_props)
+        .start()?;
     producer.wait_acked(CUT_RECORDS as usize / 4, Duration::from_secs(60))?;
     consumer.wait_seen(CUT_RECORDS as usize / 6, Duration::from_secs(60))?;
     switch_live(&gateway)?;
@@ -764,7 +806,8 @@ fn java_2_producer_and_group_keep_going_across_the_cut(env: &Env) -> Result<()> 
     });
     consumer.stop();
     let consumed = consumer.wait(WAIT)?;
-    ensure_both_survived(env, topic, (&produced, &consumed), &log)
+    ensure_both_survived(env, topic, (&produced, &consumed), &log)?;
+    Ok(gateway)
 }
 
 /// A Java 4.x consumer without a group (`assign()` of every partition, `seekToBeginning`, no
