@@ -32,7 +32,6 @@ use crate::routing::memory::{MemoryDir, RouteMemory};
 use crate::routing::{Route, TopicIdLookup, Upstream};
 use crate::secrets::SecretStores;
 use crate::switchover::reload::{self, ReloadOutcome};
-use crate::switchover::{Switchboard, ThroughKafka};
 use crate::telemetry::{AuditEvent, AuditLog, Metrics};
 use crate::tls::ServerTls;
 
@@ -312,14 +311,7 @@ impl Gateway {
     /// and report what would need a restart.
     pub async fn reload(&self, edited: &GatewayConfig) -> ReloadOutcome {
         let state = &self.state;
-        let board = Switchboard {
-            config: &state.config,
-            routes: &state.routes,
-            shutdown: &self.shutdown,
-            destinations: &ThroughKafka,
-            topic_ids: &*state.topic_ids,
-        };
-        let (outcome, reports) = reload::apply(&board, edited).await;
+        let (outcome, reports) = reload::apply(&state.switchboard(), edited).await;
         for report in &reports {
             admin::record_switchover(&state.audit, report);
         }
@@ -471,13 +463,7 @@ async fn join_cluster(
 /// API is refused as a cluster command.
 async fn apply_cluster_commands(mut commands: mpsc::UnboundedReceiver<SwitchoverCommand>, state: Arc<AdminState>) {
     while let Some(command) = commands.recv().await {
-        let board = Switchboard {
-            config: &state.config,
-            routes: &state.routes,
-            shutdown: &state.shutdown,
-            destinations: &ThroughKafka,
-            topic_ids: &*state.topic_ids,
-        };
+        let board = state.switchboard();
         if let Err(refusal) = board.check(&command.route, &command.request) {
             if let Some(cluster) = &state.cluster {
                 let detail = format!("command `{}` from node {}: {refusal}", command.id, command.origin);

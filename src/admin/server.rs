@@ -45,7 +45,8 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    fn switchboard(&self) -> Switchboard<'_> {
+    /// What a switchover on this node works with.
+    pub fn switchboard(&self) -> Switchboard<'_> {
         Switchboard {
             config: &self.config,
             routes: &self.routes,
