@@ -75,6 +75,10 @@ fn main() {
                 stock_kcat_oauthbearer_producer_survives_a_passthrough_cut,
             ),
             (
+                "librdkafka_scram_producer_logs_in_again_across_a_passthrough_cut",
+                librdkafka_scram_producer_logs_in_again_across_a_passthrough_cut,
+            ),
+            (
                 "swap_connections_follow_a_switchover_with_each_domains_credentials",
                 swap_connections_follow_a_switchover_with_each_domains_credentials,
             ),
@@ -687,6 +691,49 @@ fn kcat_producer_survives_a_passthrough_cut(env: &Env, mechanism: &str, config: 
     ensure!(switched == 0.0, "{switched} connections were closed at the cut instead of following it");
     gateway.wait_for_close("for alice's replayed login", |e| {
         authenticated_as(ALICE.0, mechanism)(e) && e["saslReplays"].as_u64().is_some_and(|n| n >= 1)
+    })?;
+    gateway.ensure_no_secrets(&[ALICE.1])
+}
+
+/// A current librdkafka (2.16, Python's confluent-kafka) logging in with SCRAM itself through a
+/// passthrough route, across a live switchover between two clusters that both know alice. A
+/// SCRAM login cannot be replayed (its proof is bound to the broker's nonce), so its
+/// connections close at the cut and it logs in again on the destination: every record is
+/// delivered, on one cluster or the other, and nothing fails. What librdkafka reports on the
+/// way (connections closed, perhaps all brokers down for a moment) is printed, not failed: it
+/// is informational for librdkafka, which reconnects by itself.
+fn librdkafka_scram_producer_logs_in_again_across_a_passthrough_cut(env: &Env) -> Result<()> {
+    let domains = domain(env, "plain", 1, &env.plain) + &domain(env, "ssl", 2, &env.ssl);
+    let gateway = Gateway::start(env, &domains, "plain", (1, 2), false)?;
+    let lines: Vec<String> = (0..300).map(|i| format!("scram-cut-{i}")).collect();
+    let (plain_before, ssl_before) = (records_on(&env.plain)?, records_on(&env.ssl)?);
+    let (bootstrap, sent) = (gateway.bootstrap(), lines.clone());
+    let producer = std::thread::spawn(move || {
+        let config = [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", ALICE.0),
+            ("sasl.password", ALICE.1),
+        ];
+        confluent_kafka::produce(&bootstrap, TOPIC, &config, &sent, Duration::from_millis(20))
+    });
+    switch_to_ssl_once_producing(env, &gateway, plain_before)?;
+    let reported = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    println!("librdkafka reported across the cut: {reported:?}");
+    let mut landed = Vec::new();
+    for cluster in [&env.plain, &env.ssl] {
+        landed.extend(kcat::consume(&cluster.internal_bootstrap(), TOPIC, 100_000, WAIT)?);
+    }
+    let missing: Vec<&String> = lines.iter().filter(|line| !landed.contains(line)).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} records on neither cluster, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    ensure!(records_on(&env.ssl)? > ssl_before, "nothing reached the destination after the switchover");
+    gateway.wait_for_close("for alice's SCRAM connection closed at the cut", |e| {
+        authenticated_as(ALICE.0, "SCRAM-SHA-512")(e) && e["upstreamAddress"] == env.plain.first_bootstrap().to_string()
     })?;
     gateway.ensure_no_secrets(&[ALICE.1])
 }

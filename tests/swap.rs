@@ -725,6 +725,7 @@ fn swap_scram_clients_to_plain_and_scram_with_java(env: &Env) -> Result<()> {
     ];
     let records = lines("swap-scram-client-librdkafka", 3);
     confluent_kafka::produce(&gateway.bootstrap(), TOPIC, &librdkafka, &records, Duration::ZERO)?;
+
     let read = on_broker(env)?;
     for wanted in ["swap-scram-client-256-1", "swap-scram-client-512-1", "swap-scram-client-librdkafka-2"] {
         ensure!(read.iter().any(|r| r == wanted), "{wanted} is missing from {read:?}");

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-/// Produces each line, `pace` apart, and waits for every delivery; exits 3 when confluent-kafka
-/// is missing, 1 with the errors when a record was not delivered.
+/// Produces each line, `pace` apart, and waits for every delivery; prints each error librdkafka
+/// reports outside a delivery (a closed connection, all brokers down) as `TRANSIENT <error>`;
+/// exits 3 when confluent-kafka is missing, 1 with the errors when a record was not delivered.
 const PRODUCE: &str = r#"
 import json, sys, time
 try:
@@ -20,7 +21,7 @@ except ImportError:
     print("MISSING: Python's confluent-kafka; install it with `python3 -m pip install confluent-kafka==2.16.1` (.ci/run does)")
     sys.exit(3)
 job = json.load(sys.stdin)
-producer = Producer(job["config"])
+producer = Producer({**job["config"], "error_cb": lambda err: print(f"TRANSIENT {err}", flush=True)})
 errors = []
 for line in job["lines"]:
     producer.produce(job["topic"], line.encode(), callback=lambda err, msg: err and errors.append(str(err)))
@@ -34,8 +35,15 @@ if errors or left:
 
 /// Produce `lines` to `topic` through `bootstrap` with librdkafka `config` (e.g.
 /// `security.protocol`, `sasl.mechanism`, credentials), one every `pace`. Fails, with
-/// librdkafka's errors, unless every record is acknowledged.
-pub fn produce(bootstrap: &str, topic: &str, config: &[(&str, &str)], lines: &[String], pace: Duration) -> Result<()> {
+/// librdkafka's errors, unless every record is acknowledged; returns the errors librdkafka
+/// reported on the way without failing a delivery (its error callback's).
+pub fn produce(
+    bootstrap: &str,
+    topic: &str,
+    config: &[(&str, &str)],
+    lines: &[String],
+    pace: Duration,
+) -> Result<Vec<String>> {
     let mut settings: serde_json::Map<String, serde_json::Value> =
         config.iter().map(|(k, v)| (k.to_string(), v.to_string().into())).collect();
     settings.insert("bootstrap.servers".into(), bootstrap.into());
@@ -56,5 +64,6 @@ pub fn produce(bootstrap: &str, topic: &str, config: &[(&str, &str)], lines: &[S
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(())
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout.lines().filter_map(|line| line.strip_prefix("TRANSIENT ")).map(str::to_owned).collect())
 }
