@@ -168,7 +168,9 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
                     cost_workload = name.strip_prefix("cost:").and_then(cost::Workload::parse);
                     only = Some("cost");
                 }
-                other => bail!("`--only` takes `main`, `tls`, `latency` or `cost[:produce|:consume]`, not {other:?}: {USAGE}"),
+                other => bail!(
+                    "`--only` takes `main`, `tls`, `latency` or `cost[:produce|:consume]`, not {other:?}: {USAGE}"
+                ),
             },
             other => bail!("unknown argument `{other}`: {USAGE}"),
         }

@@ -272,8 +272,7 @@ impl Bench {
             }
             Workload::Consume => {
                 let group = format!("bench-cost-consume-{}-{run}", std::process::id());
-                super::tools::consumer_perf(&bootstrap, THROUGHPUT_TOPIC, records, &group)
-                    .map(|r| r.fetch_mib_per_sec)
+                super::tools::consumer_perf(&bootstrap, THROUGHPUT_TOPIC, records, &group).map(|r| r.fetch_mib_per_sec)
             }
         };
         match target {
@@ -343,9 +342,11 @@ impl Bench {
                 .map(Target::Gateway)
                 .collect(),
             Workload::Consume => {
-                let sides: Vec<Target> =
-                    std::iter::once(Target::Direct).chain((0..n).map(Target::Gateway)).collect();
-                (0..CONSUME_ROUNDS).flat_map(|r| (0..sides.len()).map(move |k| (r, k))).map(|(r, k)| sides[(r + k) % sides.len()]).collect()
+                let sides: Vec<Target> = std::iter::once(Target::Direct).chain((0..n).map(Target::Gateway)).collect();
+                (0..CONSUME_ROUNDS)
+                    .flat_map(|r| (0..sides.len()).map(move |k| (r, k)))
+                    .map(|(r, k)| sides[(r + k) % sides.len()])
+                    .collect()
             }
         }
     }
@@ -356,7 +357,9 @@ impl Bench {
         step(&format!("warm-up: {WARMUP_RECORDS} records, {}, through each side", workload.label()));
         let warm: Vec<Target> = match workload {
             Workload::Produce => (0..self.gateways.len()).map(Target::Gateway).collect(),
-            Workload::Consume => std::iter::once(Target::Direct).chain((0..self.gateways.len()).map(Target::Gateway)).collect(),
+            Workload::Consume => {
+                std::iter::once(Target::Direct).chain((0..self.gateways.len()).map(Target::Gateway)).collect()
+            }
         };
         for (i, target) in warm.into_iter().enumerate() {
             self.run(workload, target, WARMUP_RECORDS, 1000 + i)?;
