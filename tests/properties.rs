@@ -2,8 +2,9 @@
 //! suite: no Kafka (the route's upstream is never asked for anything), about 2 s in debug.
 //!
 //! - framing does not depend on how the bytes of a request stream are split into reads;
-//! - Metadata, DescribeCluster and FindCoordinator answers, with any brokers, reach the client
-//!   with only the route's host and port-map ports, at every version the gateway decodes;
+//! - Metadata, DescribeCluster and FindCoordinator answers, and Fetch answers' leader
+//!   endpoints, with any brokers, reach the client with only the route's host and port-map
+//!   ports, at every version the gateway decodes;
 //! - answers that need no change are forwarded as they came (`None`);
 //! - DescribeConfigs answers never carry a known broker's real `host:port` once rewritten.
 //!
@@ -42,7 +43,7 @@ use switchyard::config::HostPort;
 use switchyard::protocol::{
     frame_at, peek_request, FrameLimits, FrameStatus, InFlight, RequestError, MIN_REQUEST_BODY, SIZE_PREFIX,
 };
-use switchyard::rewrite::{handling, rewrite_response, ResponseBody};
+use switchyard::rewrite::{handling, rewrite_records_response, rewrite_response, RecordsAnswer, ResponseBody};
 use switchyard::routing::{Broker, Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -152,8 +153,8 @@ fn response_frame<R: Encodable>(api_key: ApiKey, version: i16, message: &R) -> B
     out.freeze()
 }
 
-/// Rewrite a response frame as the proxy does (from a slice of its buffer, or from `Bytes` for
-/// answers with records) for the shared route; returns what the client is sent and whether it
+/// Rewrite a response frame as the proxy does (from a slice of its buffer, or as a whole frame
+/// for answers with records) for the shared route; returns what the client is sent and whether it
 /// was re-encoded.
 fn rewrite(api_key: ApiKey, version: i16, frame: &Bytes) -> (Bytes, bool) {
     rewrite_for(fixture(), api_key, version, frame)
@@ -162,11 +163,15 @@ fn rewrite(api_key: ApiKey, version: i16, frame: &Bytes) -> (Bytes, bool) {
 fn rewrite_for(fixture: &Fixture, api_key: ApiKey, version: i16, frame: &Bytes) -> (Bytes, bool) {
     let request = in_flight(api_key, version);
     assert!(request.handling.decodes_response(), "{api_key:?} v{version} is decoded");
-    let out = if request.response_carries_records() {
-        rewrite_response(&fixture.route, &fixture.upstream, &request, ResponseBody::Shared(frame.slice(SIZE_PREFIX..)))
-    } else {
-        rewrite_response(&fixture.route, &fixture.upstream, &request, ResponseBody::Slice(&frame[SIZE_PREFIX..]))
-    };
+    if request.response_carries_records() {
+        let out = rewrite_records_response(&fixture.route, &fixture.upstream, &request, frame);
+        return match out.unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}")) {
+            RecordsAnswer::Unchanged => (frame.clone(), false),
+            RecordsAnswer::Encoded(rewritten) => (rewritten, true),
+            RecordsAnswer::Spliced(pieces) => (pieces.concat().into(), true),
+        };
+    }
+    let out = rewrite_response(&fixture.route, &fixture.upstream, &request, ResponseBody::Slice(&frame[SIZE_PREFIX..]));
     match out.unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}")) {
         Some(rewritten) => (rewritten, true),
         None => (frame.clone(), false),
@@ -500,6 +505,47 @@ proptest! {
                 prop_assert!(!contains(&sent, real_host), "{} reached the client", real_host);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// (b) Fetch answers with leader endpoints (KIP-951), decoded once as the pump does
+    /// (`rewrite_records_response`): only gateway addresses reach the client, and the records
+    /// beside them are the broker's, byte for byte.
+    #[test]
+    fn fetch_leader_endpoints_show_only_gateway_addresses(
+        version in versions(ApiKey::Fetch).prop_filter("decoded", |v| *v >= 16),
+        brokers in proptest::collection::vec((broker(), rack()), 1..5),
+        records in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        use kafka_protocol::messages::fetch_response::NodeEndpoint;
+        let records = Bytes::from(records);
+        let response = FetchResponse::default()
+            .with_responses(vec![FetchableTopicResponse::default().with_partitions(vec![
+                PartitionData::default().with_records(Some(records.clone())),
+                PartitionData::default().with_partition_index(1).with_error_code(6),
+            ])])
+            .with_node_endpoints(
+                brokers
+                    .iter()
+                    .map(|((id, host, port), rack)| {
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(*id))
+                            .with_host(s(host))
+                            .with_port(*port)
+                            .with_rack(rack.as_deref().map(s))
+                    })
+                    .collect(),
+            );
+        let frame = response_frame(ApiKey::Fetch, version, &response);
+        let (sent, _) = rewrite(ApiKey::Fetch, version, &frame);
+        let sent_response: FetchResponse = decode(ApiKey::Fetch, version, &sent);
+        prop_assert_eq!(sent_response.responses[0].partitions[0].records.as_ref(), Some(&records));
+        let told = sent_response.node_endpoints.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+        let brokers: Vec<_> = brokers.into_iter().map(|(broker, _)| broker).collect();
+        assert_only_gateway_addresses(&sent, &brokers, told)?;
     }
 }
 

@@ -473,6 +473,35 @@ async fn a_large_opaque_answer_streams_through_without_being_held() {
     drop(answering);
 }
 
+/// A consumer's large Fetch answers (v16+, held whole to check their leader endpoints) reuse the
+/// room the first one took from the buffer budget, and the room is given back once no large
+/// answer has come for a second. Taking it anew for every answer made the allocator fault in
+/// fresh pages each time.
+#[tokio::test(start_paused = true)]
+async fn large_fetch_answers_reuse_their_room_and_give_it_back_when_idle() {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    let gateway = Gateway::new(settings());
+    let (mut client, mut broker_end, _pumped) = gateway.connect();
+    let records = Bytes::from(vec![7; 512 * 1024]);
+    let data = PartitionData::default().with_records(Some(records.clone()));
+    let topic = FetchableTopicResponse::default().with_topic_id(uuid::Uuid::from_u128(1)).with_partitions(vec![data]);
+    let answered = FetchResponse::default().with_responses(vec![topic]);
+    let mut held_after = Vec::new();
+    for correlation_id in [1, 2] {
+        client.write_all(&frame(ApiKey::Fetch, 17, correlation_id, &FetchRequest::default())).await.unwrap();
+        answer_one(&mut broker_end, ApiKey::Fetch, 17, &answered).await;
+        let answer: FetchResponse = decode_answer(ApiKey::Fetch, 17, read_frame(&mut client).await.unwrap());
+        assert_eq!(answer.responses[0].partitions[0].records, Some(records.clone()));
+        held_after.push(gateway.budget_in_use.get());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(held_after[0] > 0, "the first answer's room was given back at once");
+    assert_eq!(held_after[1], held_after[0], "the second answer did not reuse the first one's room");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gateway.budget_in_use.get(), 0, "the room was kept after the answers stopped");
+}
+
 /// Answers large and small, written by the broker in pieces of any size: the client reads
 /// exactly the bytes the broker sent, whether an answer streamed or was held whole.
 #[tokio::test(start_paused = true)]

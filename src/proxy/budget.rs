@@ -6,7 +6,8 @@
 //! (see `reserve_for_next` in the pump). When the budget is spent, a connection that needs more
 //! waits, reading nothing: backpressure, rather than memory that grows with the number of
 //! connections sending large frames at once. The room is given back when the frame has been
-//! forwarded and the buffer shrinks to its free size again.
+//! forwarded and the buffer shrinks to its free size again; a response buffer that held a
+//! large answer keeps it a moment longer, for the next answer (`KeptRoom` in the pump).
 //!
 //! A connection waits at most `frameTimeoutMs` for room (then it is closed), so budget held by
 //! unfinished frames is always released in bounded time.
@@ -62,6 +63,11 @@ impl Held {
             Some(permit) => permit.merge(extra),
             None => self.permit = Some(extra),
         }
+    }
+
+    /// Whether any room is held.
+    pub fn holds_any(&self) -> bool {
+        self.permit.is_some()
     }
 
     /// Give everything held back.

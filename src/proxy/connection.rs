@@ -13,7 +13,9 @@
 //! is not held whole: once its header shows whose answer it is, its bytes go to the client as
 //! they arrive, so a 50 MiB Fetch answer costs a connection one read chunk, not 50 MiB of the
 //! buffer budget, and its first bytes reach the client without waiting for its last. Answers
-//! that must be decoded are held whole, within the budget.
+//! that must be decoded are held whole, within the budget: among them every Fetch answer from
+//! v16 on (what current clients use), whose leader endpoints come after its records. The room
+//! such an answer took is kept for the connection's next answer (`KeptRoom`).
 //!
 //! While a switchover fences the route, nothing new is forwarded. In fence mode `hold` the
 //! proxy stops reading from the client; in mode `error` it answers what it can itself with a
@@ -767,7 +769,7 @@ impl Requests<'_> {
                 // First: it is ready at once unless it must wait for budget, and then the stop
                 // signal is not polled at all.
                 biased;
-                room = make_room(buf, next_total, &mut held, deadline) => room,
+                room = make_room(buf, next_total, &mut held, deadline, false) => room,
                 _ = &mut waits.stopped => return self.stopped(),
             };
             if room.is_err() {
@@ -1353,6 +1355,8 @@ impl Responses<'_, '_> {
         let client = &mut ProgressWriter::new(client, write_timeout, write_timer);
         let mut buf = BytesMut::new();
         let mut held = Held::new(&self.ctx.budget);
+        let kept_room = pin!(tokio::time::sleep(ROOM_KEPT_FOR));
+        let mut kept_room = KeptRoom { timer: kept_room, kept: false };
         let mut requests_finished = false;
         // Polled only once fired, not at every pending read (see `PollOnWake`).
         let requests_done = pin!(self.done.cancelled());
@@ -1373,6 +1377,13 @@ impl Responses<'_, '_> {
                     requests_finished = true;
                     continue;
                 }
+                () = &mut kept_room.timer, if kept_room.kept => {
+                    kept_room.kept = false;
+                    if buf.is_empty() {
+                        give_back(&mut buf, &mut held);
+                    }
+                    continue;
+                }
             };
             match read {
                 Err(e) => return Err(CloseReason::UpstreamError(e)),
@@ -1388,9 +1399,11 @@ impl Responses<'_, '_> {
                     send_gateway_answers(owed, client, self.answers).await?;
                 }
             }
-            self.account(before - buf.len(), read_at);
+            let forwarded = before - buf.len();
+            self.account(forwarded, read_at);
+            kept_room.after_forwarding(forwarded, &held);
             let deadline = Instant::now() + self.ctx.settings.frame_timeout;
-            if make_room(&mut buf, next_total, &mut held, deadline).await.is_err() {
+            if make_room(&mut buf, next_total, &mut held, deadline, kept_room.kept).await.is_err() {
                 return Err(CloseReason::NoBufferRoom { direction: "response" });
             }
         }
@@ -1642,21 +1655,58 @@ async fn write_in_place_of<W: AsyncWrite + Unpin>(
 /// A buffer up to this capacity costs no budget: every connection has one read chunk anyway.
 const FREE_CAPACITY: usize = 2 * READ_CHUNK;
 
+/// How long a response buffer that has just passed a large answer it had to hold whole keeps
+/// its room for the next one. A consumer's next Fetch answer on the connection follows within
+/// a round trip; giving the room back and taking it again for every answer made the allocator
+/// return the pages to the kernel and fault them in afresh for each answer (a quarter of the
+/// gateway's CPU under consume at 3 brokers; `docs/performance.md`).
+const ROOM_KEPT_FOR: Duration = Duration::from_secs(1);
+
+/// A response buffer's room kept after a large answer, until its timer fires.
+struct KeptRoom<'t> {
+    timer: Pin<&'t mut Sleep>,
+    kept: bool,
+}
+
+impl KeptRoom<'_> {
+    /// After `forwarded` bytes went to the client from one read: a large answer that took room
+    /// from the budget (`held`) keeps it for [`ROOM_KEPT_FOR`] more. Small answers do not
+    /// extend it, so a consumer at the end of its topic gives the room back.
+    fn after_forwarding(&mut self, forwarded: usize, held: &Held) {
+        if forwarded > FREE_CAPACITY && held.holds_any() {
+            self.timer.as_mut().reset(Instant::now() + ROOM_KEPT_FOR);
+            self.kept = true;
+        }
+    }
+}
+
+/// Give an emptied buffer's room back: the buffer shrinks to one read chunk.
+fn give_back(buf: &mut BytesMut, held: &mut Held) {
+    *buf = BytesMut::with_capacity(READ_CHUNK);
+    held.release();
+}
+
 /// Make room for the rest of a partial frame, and for a large next read. Memory follows the
 /// bytes received, never the size a peer claims: a partial frame gets room for at most as much
 /// again as has arrived of it (at least one read chunk), so a buffer at most doubles per read
 /// and a size prefix alone reserves one chunk. Room beyond [`FREE_CAPACITY`] comes from the
 /// gateway's budget, waiting until `deadline` for it (`Err` if it does not come); a buffer
-/// that has been emptied gives its room back.
+/// that has been emptied gives its room back, unless `keep_room` (see [`KeptRoom`]).
 async fn make_room(
     buf: &mut BytesMut,
     next_total: Option<usize>,
     held: &mut Held,
     deadline: Instant,
+    keep_room: bool,
 ) -> Result<(), ()> {
-    if buf.is_empty() && buf.capacity() > FREE_CAPACITY {
-        *buf = BytesMut::new();
-        held.release();
+    if buf.is_empty() && keep_room {
+        // Back to the start of its allocation (nothing to copy: it is empty). Left where the
+        // last answer ended, the next one would be moved to the front, records and all, once
+        // it outgrew the space behind. `false`: already at the start, or still shared (then
+        // it stays as it is).
+        let _moved = buf.try_reclaim(buf.capacity() + 1);
+    } else if buf.is_empty() && (buf.capacity() > FREE_CAPACITY || held.holds_any()) {
+        give_back(buf, held);
     }
     let missing = next_total.map_or(0, |total| total.saturating_sub(buf.len()));
     let additional = missing.min(buf.len()).max(READ_CHUNK);

@@ -17,7 +17,7 @@ mod rules;
 mod topic_ids;
 mod transactions;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader, SaslAuthenticateResponse};
 use kafka_protocol::protocol::buf::ByteBuf;
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -82,42 +82,45 @@ pub fn rewrite_records_response(
     frame: &Bytes,
 ) -> Result<RecordsAnswer, RewriteError> {
     if request.api_key == ApiKey::Fetch && request.handling != ResponseHandling::Opaque {
-        let spliced = fetch_splices(route, upstream, request, frame).map_err(|cause| RewriteError {
+        return fetch_answer(route, upstream, request, frame).map_err(|cause| RewriteError {
             api_key: request.api_key,
             api_version: request.api_version,
             cause,
-        })?;
-        if let Some(answer) = spliced {
-            return Ok(answer);
-        }
+        });
     }
     let rewritten = rewrite_response(route, upstream, request, ResponseBody::Shared(frame.slice(SIZE_PREFIX..)))?;
     Ok(rewritten.map_or(RecordsAnswer::Unchanged, RecordsAnswer::Encoded))
 }
 
-/// A Fetch answer whose leader endpoints need no change: as it came, or with its topic ids
-/// spliced in; `None` when [`rewrite_response`] must decode it (endpoints to rewrite, or a
-/// frame whose layout did not line up, which is then encoded anew).
-fn fetch_splices(
+/// A Fetch answer, decoded once: as it came, or with its topic ids spliced in, when its leader
+/// endpoints need no change; otherwise (endpoints to rewrite, or a frame whose layout did not
+/// line up) edited as the rewrite table says and encoded anew.
+fn fetch_answer(
     route: &Route,
     upstream: &Upstream,
     request: &InFlight,
     frame: &Bytes,
-) -> anyhow::Result<Option<RecordsAnswer>> {
+) -> anyhow::Result<RecordsAnswer> {
     let mut body = frame.slice(SIZE_PREFIX..);
-    ResponseHeader::decode(&mut body, request.api_key.response_header_version(request.api_version))?;
-    let response = FetchResponse::decode(&mut body, request.api_version)?;
-    if !response.node_endpoints.is_empty() {
-        return Ok(None);
+    let header = ResponseHeader::decode(&mut body, request.api_key.response_header_version(request.api_version))?;
+    let mut response = FetchResponse::decode(&mut body, request.api_version)?;
+    if body.has_remaining() {
+        anyhow::bail!("{} bytes left over after the message", body.remaining());
     }
-    match topic_ids::fetch_splices(request.api_version, frame, &response, |id| topic_ids::presented(route, id)) {
-        Ok(Some(pieces)) => Ok(Some(RecordsAnswer::Spliced(pieces))),
-        Ok(None) => Ok(Some(RecordsAnswer::Unchanged)),
-        Err(e) => {
-            tracing::debug!(route = %route.name, upstream = %upstream.domain, "Fetch answer encoded anew: {e:#}");
-            Ok(None)
+    if response.node_endpoints.is_empty() {
+        match topic_ids::fetch_splices(request.api_version, frame, &response, |id| topic_ids::presented(route, id)) {
+            Ok(Some(pieces)) => return Ok(RecordsAnswer::Spliced(pieces)),
+            Ok(None) => return Ok(RecordsAnswer::Unchanged),
+            Err(e) => {
+                tracing::debug!(route = %route.name, upstream = %upstream.domain, "Fetch answer encoded anew: {e:#}");
+            }
         }
     }
+    let rewriter = addresses::Rewriter { route, upstream, client: request.client };
+    if !rules::fetch(&rewriter, &mut response) {
+        return Ok(RecordsAnswer::Unchanged);
+    }
+    encode_response(&header, &response, request.api_key, request.api_version).map(RecordsAnswer::Encoded)
 }
 
 /// A response body (the frame after its size prefix), as the caller holds it.

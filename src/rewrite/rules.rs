@@ -71,13 +71,8 @@ static RULES: &[Rule] = &[
             .endpoints(&mut r.node_endpoints)
             | transactions::abortable_produce(rw.route, q.api_version, r)),
     ),
-    addresses(
-        ApiKey::Fetch,
-        16,
-        edits!(FetchResponse, |rw: &addresses::Rewriter<'_>, _, r: &mut FetchResponse| rw
-            .endpoints(&mut r.node_endpoints)
-            | topic_ids::fetch(rw.route, r)),
-    ),
+    // (Fetch answers are decoded once, in `rewrite_records_response`, which applies `fetch`.)
+    addresses(ApiKey::Fetch, 16, edits!(FetchResponse, |rw: &addresses::Rewriter<'_>, _, r| fetch(rw, r))),
     addresses(
         ApiKey::ShareFetch,
         0,
@@ -142,6 +137,12 @@ static RULES: &[Rule] = &[
         }),
     ),
 ];
+
+/// A Fetch answer's change: its leader endpoints (KIP-951), and on a route that has moved the
+/// topic ids clients know. Returns whether it changed.
+pub(super) fn fetch(rewriter: &addresses::Rewriter<'_>, response: &mut FetchResponse) -> bool {
+    rewriter.endpoints(&mut response.node_endpoints) | topic_ids::fetch(rewriter.route, response)
+}
 
 /// An answer changed by `edit` on a route that has moved, and passed as bytes elsewhere.
 const fn after_cut(api_key: ApiKey, since: i16, edit: Edit) -> Rule {

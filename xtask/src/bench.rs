@@ -25,7 +25,8 @@
 //!
 //! `--only main` runs everything but the TLS section, `--only tls` the TLS section alone,
 //! `--only latency` the closed-loop latency probe alone (1 broker, a few minutes), `--only
-//! cost` the gateway's CPU per request at 1 and 3 brokers alone (see [`cost`]; in no other run).
+//! cost` the gateway's CPU per request at 1 and 3 brokers alone, under produce and consume
+//! (`--only cost:produce`, `--only cost:consume`: one of them; see [`cost`]; in no other run).
 //!
 //! It writes `target/bench/report.md` and `target/bench/report.json` and exits 0 whenever it
 //! ran: goals are reported as pass/fail, never enforced.
@@ -148,8 +149,10 @@ impl Plan {
 }
 
 pub fn bench(args: &[String]) -> Result<ExitCode> {
-    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency|cost]";
+    const USAGE: &str = "usage: cargo xtask bench [--quick] [--wait-quiet] [--profile] [--only main|tls|latency|cost|cost:produce|cost:consume]";
     let (mut quick, mut wait_quiet, mut profile, mut only) = (false, false, false, None);
+    // `--only cost:<workload>`: that workload alone; both otherwise.
+    let mut cost_workload = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -161,7 +164,13 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
                 Some("tls") => only = Some("tls"),
                 Some("latency") => only = Some("latency"),
                 Some("cost") => only = Some("cost"),
-                other => bail!("`--only` takes `main`, `tls`, `latency` or `cost`, not {other:?}: {USAGE}"),
+                Some(name) if name.strip_prefix("cost:").and_then(cost::Workload::parse).is_some() => {
+                    cost_workload = name.strip_prefix("cost:").and_then(cost::Workload::parse);
+                    only = Some("cost");
+                }
+                other => bail!(
+                    "`--only` takes `main`, `tls`, `latency` or `cost[:produce|:consume]`, not {other:?}: {USAGE}"
+                ),
             },
             other => bail!("unknown argument `{other}`: {USAGE}"),
         }
@@ -238,7 +247,8 @@ pub fn bench(args: &[String]) -> Result<ExitCode> {
     }
     let tls_report = if run_tls { Some(tls::tls_cost(&plan, &binary)?) } else { None };
     let per_request = if plan.sections.contains(&"cost") {
-        cost::per_request_cost(&binary, plan.record_size, plan.profile)?
+        let workloads = cost_workload.map_or(cost::Workload::ALL.to_vec(), |w| vec![w]);
+        cost::per_request_cost(&binary, plan.record_size, plan.profile, &workloads)?
     } else {
         Vec::new()
     };
