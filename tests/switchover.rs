@@ -1083,6 +1083,9 @@ fn carry_a_group(env: &Env, (topic, group): (&str, &str), extra: bool) -> Result
     Ok(report)
 }
 
+/// Runs the drill in `mode` and checks what its users see: nothing acknowledged lost, every
+/// record acknowledged, and every client (in the live modes also the kcat producer and consumer
+/// and the transactional producer) still running after the cut and losing nothing.
 fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
     let report = drill::run(&DrillOptions {
         gateway_binary: common::binary(),
@@ -1101,6 +1104,12 @@ fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
         report.records,
         report.producer_errors
     );
+    let expected = if mode == DrillMode::Restart { 2 } else { 5 };
+    ensure!(report.clients.len() == expected, "{} clients ran, not {expected}: {report}", report.clients.len());
+    let failed: Vec<_> = report.clients.iter().filter(|client| !client.kept_everything()).collect();
+    ensure!(failed.is_empty(), "clients that stopped or lost acknowledged records: {failed:?}");
+    let idle: Vec<_> = report.clients.iter().filter(|client| client.after_cut == 0).map(|c| c.client).collect();
+    ensure!(idle.is_empty(), "clients that did nothing after the cut: {idle:?}");
     Ok(report)
 }
 

@@ -1,0 +1,295 @@
+//! The drill's other clients: a stock kcat producer and a kcat consumer (librdkafka, no `-E`)
+//! and a Java transactional producer, run through the same route and across the same cut as the
+//! drill's Java producer and group, each on its own topic that MirrorMaker 2 replicates.
+//!
+//! Each client is judged as its user would: did it keep running (no exit, no fatal error), how
+//! many records it got acknowledged (committed, for the transactional producer) or received,
+//! how many of those came after the cut, whether every acknowledged record is on the
+//! destination afterwards, the longest pause between two acknowledgements (or two received
+//! records), and what a consumer read twice. Everything is bounded in count and time, and every
+//! process started here is stopped before [`SideClients::finish`] returns (or on drop).
+//!
+//! They run in the live modes only: a restart closes every connection, which ends a stock kcat
+//! by design, and a gateway restarted onto the destination without a state directory does not
+//! know the route moved, so it cannot steer a transactional producer there.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::kcat;
+use crate::numbered::NumberedProducer;
+use crate::poll::{poll_until, try_poll_until};
+use crate::process::{TimedChild, TimedOutput};
+use crate::{java, KafkaCluster};
+
+/// The kcat producer's topic, which the kcat consumer reads.
+pub const KCAT_TOPIC: &str = "drill-kcat";
+/// The transactional producer's topic.
+pub const TXN_TOPIC: &str = "drill-txn";
+/// Records per transaction.
+const TXN_RECORDS: u32 = 10;
+/// How long the destination may take to show every acknowledged record (MM2 copies what was
+/// written before the cut, not waited for on the transactional topic).
+const AUDIT_PATIENCE: Duration = Duration::from_secs(30);
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the kcat consumer may take to read what is left once the producers are done.
+const CONSUMER_GRACE: Duration = Duration::from_secs(30);
+
+/// What one client experienced across the cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOutcome {
+    pub client: &'static str,
+    /// It kept running: no exit before its end, no fatal error.
+    pub survived: bool,
+    /// Records acknowledged (committed, for a transactional producer) or, for a consumer,
+    /// different records received.
+    pub records: usize,
+    /// Of those, acknowledged or received after the cut.
+    pub after_cut: usize,
+    /// Producers: acknowledged records absent from the destination afterwards.
+    pub missing: Option<usize>,
+    /// Longest time between two acknowledgements, or two received records.
+    pub longest_pause_ms: u64,
+    /// Consumers: records received more than once.
+    pub reread: Option<usize>,
+    /// What else the user would notice: errors, aborted transactions, skipped records.
+    pub notes: Vec<String>,
+}
+
+impl ClientOutcome {
+    /// The table's header, in the columns [`ClientOutcome`]'s `Display` writes.
+    pub const HEADER: &'static str = "| client                         | survived | records | after cut | missing | pause (ms) | re-read |";
+
+    /// Whether it kept running and lost no acknowledged record.
+    pub fn kept_everything(&self) -> bool {
+        self.survived && self.missing.unwrap_or(0) == 0
+    }
+}
+
+impl fmt::Display for ClientOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let optional = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+        write!(
+            f,
+            "| {:<30} | {:>8} | {:>7} | {:>9} | {:>7} | {:>10} | {:>7} |",
+            self.client,
+            if self.survived { "yes" } else { "NO" },
+            self.records,
+            self.after_cut,
+            optional(self.missing),
+            self.longest_pause_ms,
+            optional(self.reread)
+        )
+    }
+}
+
+/// The longest gap between consecutive `times` (Unix ms, in order).
+pub fn longest_gap(times: &[u64]) -> u64 {
+    times.windows(2).map(|pair| pair[1].saturating_sub(pair[0])).max().unwrap_or(0)
+}
+
+/// The `n` of `seq-<n>` values.
+fn numbered<'a>(values: impl IntoIterator<Item = &'a String>) -> Vec<u64> {
+    values.into_iter().filter_map(|value| value.strip_prefix("seq-")?.parse().ok()).collect()
+}
+
+/// The kcat producer, the kcat consumer and the Java transactional producer, running.
+pub struct SideClients {
+    kcat_producer: TimedChild,
+    kcat_consumer: TimedChild,
+    transactional: NumberedProducer,
+    /// Records each producer sends.
+    records: u64,
+}
+
+impl SideClients {
+    /// Creates their topics on the source (one partition each, so kcat's deliveries come in
+    /// order); MirrorMaker 2 must replicate [`KCAT_TOPIC`] and [`TXN_TOPIC`].
+    pub fn create_topics(source: &KafkaCluster) -> Result<()> {
+        for topic in [KCAT_TOPIC, TXN_TOPIC] {
+            java::create_topic(&source.bootstrap(), topic, 1, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the three clients through `bootstrap`: each producer sends `records` records over
+    /// `duration`, and the kcat consumer reads the kcat producer's topic.
+    pub fn start(bootstrap: &str, records: u64, duration: Duration) -> Result<Self> {
+        let rate = ((records as f64 / duration.as_secs_f64()).ceil() as u32).max(1);
+        let lines: Vec<String> = (1..=records).map(|n| format!("seq-{n}")).collect();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let kcat_producer = kcat::produce_reported(bootstrap, KCAT_TOPIC, lines, interval)?;
+        let kcat_consumer = kcat::consume_stamped(bootstrap, KCAT_TOPIC, records as usize)?;
+        let timeouts = [("transaction.timeout.ms", "30000"), ("max.block.ms", "30000")];
+        let transactional = NumberedProducer::sending(bootstrap, TXN_TOPIC, records, rate)
+            .transactional(TXN_TOPIC, TXN_RECORDS)
+            .props(&timeouts)
+            .start()?;
+        Ok(Self { kcat_producer, kcat_consumer, transactional, records })
+    }
+
+    /// Waits until every client has made a tenth of its way, so the cut meets them running.
+    pub fn wait_running(&mut self, timeout: Duration) -> Result<()> {
+        let tenth = (self.records / 10).max(1) as usize;
+        try_poll_until(timeout, || {
+            let delivered = kcat::delivery_times(&self.kcat_producer.stderr()).len();
+            let received = self.kcat_consumer.stdout().len();
+            Ok((delivered >= tenth && received >= tenth).then_some(()))
+        })
+        .context("the kcat producer and consumer did not get going")?;
+        self.transactional.wait_acked(tenth, timeout).context("the transactional producer did not get going")?;
+        Ok(())
+    }
+
+    /// Waits for the producers to end (up to `timeout`) and the consumer to read what is left
+    /// (up to 30 s more), stops whatever still runs, and judges each against the destination.
+    pub fn finish(self, destination: &KafkaCluster, cut_ms: u64, timeout: Duration) -> Vec<ClientOutcome> {
+        let produced = self.kcat_producer.finish(timeout);
+        let consumed = self.kcat_consumer.finish(CONSUMER_GRACE);
+        let transactional = self.transactional.wait(timeout);
+        let kcat_producer = kcat_producer_outcome(&produced, destination, cut_ms);
+        let acked: HashSet<u64> = (1..=kcat_producer.records as u64).collect();
+        vec![
+            kcat_producer,
+            kcat_consumer_outcome(&consumed, &acked, cut_ms),
+            transactional_outcome(transactional, destination, cut_ms),
+        ]
+    }
+}
+
+/// A kcat producer survived if it exited by itself, successfully, reporting no error. With one
+/// partition and idempotence, deliveries come in send order: the first `n` records are acked.
+fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut_ms: u64) -> ClientOutcome {
+    let delivered = kcat::delivery_times(&output.stderr);
+    let errors = kcat::reported_errors(&output.stderr);
+    let acked: HashSet<u64> = (1..=delivered.len() as u64).collect();
+    let missing = missing_on(destination, KCAT_TOPIC, &acked, &[]);
+    let mut notes: Vec<String> = errors.iter().take(3).cloned().collect();
+    notes.extend(exit_note(output));
+    ClientOutcome {
+        client: "kcat producer (idempotent)",
+        survived: output.exited.is_some_and(|status| status.success()) && errors.is_empty(),
+        records: delivered.len(),
+        after_cut: delivered.iter().filter(|&&at| at >= cut_ms).count(),
+        missing: Some(missing),
+        longest_pause_ms: longest_gap(&delivered),
+        reread: None,
+        notes,
+    }
+}
+
+/// A kcat consumer survived if it read everything and exited successfully, or was still reading
+/// when stopped, and reported no error.
+fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64) -> ClientOutcome {
+    let errors = kcat::reported_errors(&output.stderr);
+    let values = numbered(output.stdout.iter().map(|line| &line.text));
+    let distinct: HashSet<u64> = values.iter().copied().collect();
+    let times: Vec<u64> = output.stdout.iter().map(|line| line.epoch_millis).collect();
+    let mut notes: Vec<String> = errors.iter().take(3).cloned().collect();
+    notes.extend(exit_note(output));
+    let skipped = acked.difference(&distinct).count();
+    if skipped > 0 {
+        notes.push(format!("{skipped} acknowledged records never received"));
+    }
+    ClientOutcome {
+        client: "kcat consumer (no group)",
+        survived: output.exited.is_none_or(|status| status.success()) && errors.is_empty(),
+        records: distinct.len(),
+        after_cut: times.iter().filter(|&&at| at >= cut_ms).count(),
+        missing: None,
+        longest_pause_ms: longest_gap(&times),
+        reread: Some(values.len() - distinct.len()),
+        notes,
+    }
+}
+
+/// A transactional producer survived if it printed its final line and gave up on nothing.
+fn transactional_outcome(
+    report: Result<crate::ProducerReport>,
+    destination: &KafkaCluster,
+    cut_ms: u64,
+) -> ClientOutcome {
+    let client = "Java transactional producer";
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            let note = format!("{e:#}").lines().next().unwrap_or_default().to_string();
+            return ClientOutcome {
+                client,
+                survived: false,
+                records: 0,
+                after_cut: 0,
+                missing: None,
+                longest_pause_ms: 0,
+                reread: None,
+                notes: vec![note],
+            };
+        }
+    };
+    let read_committed = [("isolation.level".to_owned(), "read_committed".to_owned())];
+    let acked: HashSet<u64> = report.acked.iter().copied().collect();
+    let missing = missing_on(destination, TXN_TOPIC, &acked, &read_committed);
+    let mut notes: Vec<String> = report.fatal.iter().cloned().collect();
+    if report.aborted > 0 {
+        notes.push(format!("{} transactions aborted and sent again", report.aborted));
+    }
+    ClientOutcome {
+        client,
+        survived: report.fatal.is_none() && report.done,
+        records: report.acked.len(),
+        after_cut: report.acks.iter().filter(|ack| ack.epoch_millis >= cut_ms).count(),
+        missing: Some(missing),
+        longest_pause_ms: report.max_ack_gap_ms,
+        reread: None,
+        notes,
+    }
+}
+
+/// How a client that did not end by itself was ended.
+fn exit_note(output: &TimedOutput) -> Option<String> {
+    match output.exited {
+        None => Some("still running at the end: stopped".to_string()),
+        Some(status) if !status.success() => Some(format!("exited: {status}")),
+        Some(_) => None,
+    }
+}
+
+/// How many of `acked` are not among `topic`'s records on `destination`, read with `config`;
+/// reads again for up to 30 s while some are missing (MirrorMaker 2 may still be copying).
+fn missing_on(
+    destination: &KafkaCluster,
+    topic: &str,
+    acked: &HashSet<u64>,
+    config: &[(String, String)],
+) -> usize {
+    let most = 10 * acked.len().max(1000);
+    let mut missing = acked.len();
+    let _ = poll_until(AUDIT_PATIENCE, || {
+        let read = kcat::consume_with(&destination.bootstrap(), topic, most, AUDIT_TIMEOUT, config).ok()?;
+        let landed: HashSet<u64> = numbered(&read).into_iter().collect();
+        missing = acked.difference(&landed).count();
+        (missing == 0).then_some(())
+    });
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_gap_is_between_neighbours() {
+        assert_eq!(longest_gap(&[]), 0);
+        assert_eq!(longest_gap(&[5]), 0);
+        assert_eq!(longest_gap(&[10, 20, 400, 410]), 380);
+    }
+
+    #[test]
+    fn numbered_values_parse_amid_noise() {
+        let values = ["seq-1".to_string(), "other".to_string(), "seq-00000012".to_string()];
+        assert_eq!(numbered(&values), vec![1, 12]);
+    }
+}
