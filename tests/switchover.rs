@@ -14,13 +14,13 @@ use anyhow::{ensure, Context, Result};
 use common::run_suite_with_known_failures;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{FetchRequest, MetadataRequest, TopicName};
 use serde_json::{json, Value};
 use switchyard_testkit::clients::{JAVA_CLIENT_2, JAVA_CLIENT_3};
 use switchyard_testkit::drill::{self, DrillMode, DrillOptions};
 use switchyard_testkit::mirrormaker::{self, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use switchyard_testkit::numbered::{ConsumerReport, FranzNumbered, NumberedConsumer, NumberedProducer, ProducerReport};
-use switchyard_testkit::{free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+use switchyard_testkit::{free_port_block, java, kcat, poll, wire, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
 use uuid::Uuid;
 
 const TOKEN: &str = "switch-token";
@@ -829,22 +829,6 @@ fn java_transactional_on_transaction_version_1(_env: &Env) -> Result<()> {
     java_transactional_producer_keeps_committing_across_the_cut(&tv1, TransactionalRun { offsets: true, ..restarting })
 }
 
-/// Makes `cluster` create its transaction state log and elect a transaction coordinator, as
-/// the first transactional client of a cluster does: a FindCoordinator of type TRANSACTION,
-/// asked until it is answered without an error.
-fn start_transaction_coordinator(cluster: &KafkaCluster) -> Result<()> {
-    let mut wire = KafkaWire::connect(cluster.bootstrap().parse()?, WAIT)?;
-    let key_type_transaction = 1;
-    let request = FindCoordinatorRequest::default()
-        .with_key_type(key_type_transaction)
-        .with_coordinator_keys(vec!["switchover-test".to_string().into()]);
-    poll::try_poll_until(WAIT, || {
-        let response = wire.send(&request, 4)?;
-        Ok((response.coordinators.first().map(|c| c.error_code) == Some(0)).then_some(()))
-    })
-    .context("the transaction coordinator never came up")
-}
-
 /// How [`java_transactional_producer_keeps_committing_across_the_cut`] runs its producer.
 #[derive(Clone, Copy, Default)]
 struct TransactionalRun {
@@ -895,7 +879,7 @@ fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: T
     let mut producer = start.start()?;
     producer.wait_acked(100, Duration::from_secs(90))?;
     if warm_destination {
-        start_transaction_coordinator(&env.destination)?;
+        wire::start_transaction_coordinator(env.destination.bootstrap().parse()?, WAIT)?;
     }
     let (status, report) = gateway.switch(json!({"to": "destination"}))?;
     ensure!(status == 200 && report["outcome"] == "completed", "{status} {report}");

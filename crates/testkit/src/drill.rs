@@ -182,7 +182,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     java::create_topic(&source.bootstrap(), TOPIC, options.partitions, 1)?;
     let live = options.mode != DrillMode::Restart;
     if live {
-        SideClients::create_topics(&source)?;
+        SideClients::prepare(&source, &destination)?;
     }
     let topics = format!("{TOPIC},{KCAT_TOPIC},{TXN_TOPIC}");
     let mut mirror =
@@ -200,10 +200,17 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
 
     let bootstrap = ports.bootstrap().to_string();
     let run_time = Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 180);
-    let mut side = live.then(|| SideClients::start(&bootstrap, side_records(options), side_duration(options))).transpose()?;
-    let mut producer = NumberedProducer::sending(&bootstrap, TOPIC, options.records, options.rate).start()?;
+    // The group and the other clients get going before the Java producer starts: their start
+    // (JVMs, a group join, kcat's connections) takes seconds on a loaded machine, and must not
+    // hold the cut until after the producer's halfway point.
     let consumer_idle = Duration::from_secs(60);
     let mut consumer = NumberedConsumer::reading(&bootstrap, TOPIC, GROUP, options.records, consumer_idle).start()?;
+    let mut side = live.then(|| SideClients::start(&bootstrap, side_rate(options), run_time)).transpose()?;
+    if let Some(side) = &mut side {
+        side.wait_running(run_time)?;
+    }
+    consumer.wait_assigned(run_time)?;
+    let mut producer = NumberedProducer::sending(&bootstrap, TOPIC, options.records, options.rate).start()?;
     let half = (options.records / 2) as usize;
     producer.wait_acked(half, run_time)?;
     // Switch a group in its steady state (within a second of the producer, committing every
@@ -215,9 +222,6 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         Ok(committed_offsets(&source.bootstrap(), GROUP, TOPIC).ok().filter(|offsets| !offsets.is_empty()))
     })
     .context("the drill's consumer group never committed on the source")?;
-    if let Some(side) = &mut side {
-        side.wait_running(run_time)?;
-    }
 
     let switch_started = Instant::now();
     let switch_started_ms = unix_millis();
@@ -241,7 +245,9 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     };
     let fence_answers = fence_answers(&ports)?;
 
+    let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
     let produced = producer.wait(run_time)?;
+    let side_outcomes = side.map(|side| side.finish(&destination, cut_ms, run_time)).unwrap_or_default();
     let consumed = consumer.wait(run_time + consumer_idle)?;
     let on_destination = NumberedConsumer::reading(
         &destination.bootstrap(),
@@ -252,8 +258,6 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     )
     .start()?
     .wait(Duration::from_secs(240))?;
-    let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
-    let side_outcomes = side.map(|side| side.finish(&destination, cut_ms, run_time)).unwrap_or_default();
     let seen_on_destination: std::collections::HashSet<u64> = on_destination.values.iter().copied().collect();
     let acked_missing: Vec<u64> =
         produced.acked.iter().copied().filter(|n| !seen_on_destination.contains(n)).collect();
@@ -291,15 +295,10 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     Ok(report)
 }
 
-/// Records each of the other clients sends: a fifth of the drill's.
-fn side_records(options: &DrillOptions) -> u64 {
-    (options.records / 5).max(10)
-}
-
-/// The other clients send for 6 s longer than the drill's producer, so that the cut, which waits
-/// for the Java producer and group to be halfway and steady, meets them still running.
-fn side_duration(options: &DrillOptions) -> Duration {
-    Duration::from_secs(options.records / u64::from(options.rate.max(1)) + 6)
+/// Records per second each of the other producers sends: a fifth of the drill's rate. They
+/// send from before the Java producer starts until it is done.
+fn side_rate(options: &DrillOptions) -> u32 {
+    (options.rate / 5).max(1)
 }
 
 /// The drill's Java producer as a row of the client table: it survived if no error reached it.

@@ -15,6 +15,8 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -23,7 +25,7 @@ use crate::kcat;
 use crate::numbered::NumberedProducer;
 use crate::poll::{poll_until, try_poll_until};
 use crate::process::{TimedChild, TimedOutput};
-use crate::{java, KafkaCluster};
+use crate::{java, wire, KafkaCluster};
 
 /// The kcat producer's topic, which the kcat consumer reads.
 pub const KCAT_TOPIC: &str = "drill-kcat";
@@ -35,7 +37,7 @@ const TXN_RECORDS: u32 = 10;
 /// written before the cut, not waited for on the transactional topic).
 const AUDIT_PATIENCE: Duration = Duration::from_secs(30);
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the kcat consumer may take to read what is left once the producers are done.
+/// How long the kcat consumer may take to read what is left once the kcat producer is done.
 const CONSUMER_GRACE: Duration = Duration::from_secs(30);
 
 /// What one client experienced across the cut.
@@ -86,9 +88,14 @@ impl fmt::Display for ClientOutcome {
     }
 }
 
-/// The longest gap between consecutive `times` (Unix ms, in order).
-pub fn longest_gap(times: &[u64]) -> u64 {
-    times.windows(2).map(|pair| pair[1].saturating_sub(pair[0])).max().unwrap_or(0)
+/// The longest gap between consecutive `times` (Unix ms, in order), and when it began.
+pub fn longest_gap(times: &[u64]) -> (u64, u64) {
+    times.windows(2).map(|pair| (pair[1].saturating_sub(pair[0]), pair[0])).max().unwrap_or((0, 0))
+}
+
+/// A note saying where the longest pause (`gap`, from `start`) fell relative to the cut.
+fn pause_note((gap, start): (u64, u64), cut_ms: u64) -> String {
+    format!("longest pause {gap} ms, from {} ms after the cut", start as i64 - cut_ms as i64)
 }
 
 /// The `n` of `seq-<n>` values.
@@ -99,56 +106,77 @@ fn numbered<'a>(values: impl IntoIterator<Item = &'a String>) -> Vec<u64> {
 /// The kcat producer, the kcat consumer and the Java transactional producer, running.
 pub struct SideClients {
     kcat_producer: TimedChild,
+    /// Set to make the kcat producer's stdin close: it delivers what it read, then exits.
+    kcat_stop: Arc<AtomicBool>,
     kcat_consumer: TimedChild,
     transactional: NumberedProducer,
-    /// Records each producer sends.
-    records: u64,
+    /// Records per second each producer sends.
+    rate: u32,
 }
 
 impl SideClients {
     /// Creates their topics on the source (one partition each, so kcat's deliveries come in
-    /// order); MirrorMaker 2 must replicate [`KCAT_TOPIC`] and [`TXN_TOPIC`].
-    pub fn create_topics(source: &KafkaCluster) -> Result<()> {
+    /// order) and starts both clusters' transaction coordinators, which production clusters
+    /// hosting transactional clients have long had: creating one stalls a single test broker for
+    /// seconds, and the switchover's pre-flight would start the destination's itself, seconds in
+    /// which the drill's Java producer would finish before the cut. MirrorMaker 2 must replicate
+    /// [`KCAT_TOPIC`] and [`TXN_TOPIC`].
+    pub fn prepare(source: &KafkaCluster, destination: &KafkaCluster) -> Result<()> {
         for topic in [KCAT_TOPIC, TXN_TOPIC] {
             java::create_topic(&source.bootstrap(), topic, 1, 1)?;
+        }
+        for cluster in [source, destination] {
+            wire::start_transaction_coordinator(cluster.bootstrap().parse()?, Duration::from_secs(120))?;
         }
         Ok(())
     }
 
-    /// Starts the three clients through `bootstrap`: each producer sends `records` records over
-    /// `duration`, and the kcat consumer reads the kcat producer's topic.
-    pub fn start(bootstrap: &str, records: u64, duration: Duration) -> Result<Self> {
-        let rate = ((records as f64 / duration.as_secs_f64()).ceil() as u32).max(1);
-        let lines: Vec<String> = (1..=records).map(|n| format!("seq-{n}")).collect();
+    /// Starts the three clients through `bootstrap`: each producer sends `rate` records per
+    /// second until [`SideClients::finish`] stops it, for at most `longest`; the kcat consumer
+    /// reads the kcat producer's topic.
+    pub fn start(bootstrap: &str, rate: u32, longest: Duration) -> Result<Self> {
+        let rate = rate.max(1);
+        let most = u64::from(rate) * longest.as_secs().max(1);
+        let lines = (1..=most).map(|n| format!("seq-{n}"));
         let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-        let kcat_producer = kcat::produce_reported(bootstrap, KCAT_TOPIC, lines, interval)?;
-        let kcat_consumer = kcat::consume_stamped(bootstrap, KCAT_TOPIC, records as usize)?;
+        let kcat_stop = Arc::new(AtomicBool::new(false));
+        let kcat_producer = kcat::produce_reported(bootstrap, KCAT_TOPIC, lines, interval, Arc::clone(&kcat_stop))?;
+        let kcat_consumer = kcat::consume_stamped(bootstrap, KCAT_TOPIC, most as usize)?;
         let timeouts = [("transaction.timeout.ms", "30000"), ("max.block.ms", "30000")];
-        let transactional = NumberedProducer::sending(bootstrap, TXN_TOPIC, records, rate)
+        let transactional = NumberedProducer::sending(bootstrap, TXN_TOPIC, most, rate)
             .transactional(TXN_TOPIC, TXN_RECORDS)
             .props(&timeouts)
             .start()?;
-        Ok(Self { kcat_producer, kcat_consumer, transactional, records })
+        Ok(Self { kcat_producer, kcat_stop, kcat_consumer, transactional, rate })
     }
 
-    /// Waits until every client has made a tenth of its way, so the cut meets them running.
+    /// Waits until every client has a second's worth of records behind it, so the cut meets
+    /// them running.
     pub fn wait_running(&mut self, timeout: Duration) -> Result<()> {
-        let tenth = (self.records / 10).max(1) as usize;
+        let second = self.rate as usize;
         try_poll_until(timeout, || {
             let delivered = kcat::delivery_times(&self.kcat_producer.stderr()).len();
             let received = self.kcat_consumer.stdout().len();
-            Ok((delivered >= tenth && received >= tenth).then_some(()))
+            Ok((delivered >= second && received >= second).then_some(()))
         })
         .context("the kcat producer and consumer did not get going")?;
-        self.transactional.wait_acked(tenth, timeout).context("the transactional producer did not get going")?;
+        self.transactional.wait_acked(second, timeout).context("the transactional producer did not get going")?;
         Ok(())
     }
 
-    /// Waits for the producers to end (up to `timeout`) and the consumer to read what is left
-    /// (up to 30 s more), stops whatever still runs, and judges each against the destination.
-    pub fn finish(self, destination: &KafkaCluster, cut_ms: u64, timeout: Duration) -> Vec<ClientOutcome> {
+    /// Stops the producers (each delivers or commits what it has, up to `timeout`), lets the
+    /// consumer read what was delivered (up to 30 s) and stops it, and judges each client
+    /// against the destination.
+    pub fn finish(mut self, destination: &KafkaCluster, cut_ms: u64, timeout: Duration) -> Vec<ClientOutcome> {
+        self.kcat_stop.store(true, Ordering::Relaxed);
+        self.transactional.stop();
         let produced = self.kcat_producer.finish(timeout);
-        let consumed = self.kcat_consumer.finish(CONSUMER_GRACE);
+        let delivered = kcat::delivery_times(&produced.stderr).len();
+        let _ = poll_until(CONSUMER_GRACE, || {
+            let received: HashSet<u64> = numbered(self.kcat_consumer.stdout().iter().map(|l| &l.text)).into_iter().collect();
+            (received.len() >= delivered || self.kcat_consumer.has_exited()).then_some(())
+        });
+        let consumed = self.kcat_consumer.finish(Duration::ZERO);
         let transactional = self.transactional.wait(timeout);
         let kcat_producer = kcat_producer_outcome(&produced, destination, cut_ms);
         let acked: HashSet<u64> = (1..=kcat_producer.records as u64).collect();
@@ -160,14 +188,17 @@ impl SideClients {
     }
 }
 
-/// A kcat producer survived if it exited by itself, successfully, reporting no error. With one
+/// A kcat producer survived if, once its input ended, it exited by itself, successfully,
+/// reporting no error. With one
 /// partition and idempotence, deliveries come in send order: the first `n` records are acked.
 fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut_ms: u64) -> ClientOutcome {
     let delivered = kcat::delivery_times(&output.stderr);
     let errors = kcat::reported_errors(&output.stderr);
     let acked: HashSet<u64> = (1..=delivered.len() as u64).collect();
     let missing = missing_on(destination, KCAT_TOPIC, &acked, &[]);
-    let mut notes: Vec<String> = errors.iter().take(3).cloned().collect();
+    let pause = longest_gap(&delivered);
+    let mut notes = vec![pause_note(pause, cut_ms)];
+    notes.extend(errors.iter().take(3).cloned());
     notes.extend(exit_note(output));
     ClientOutcome {
         client: "kcat producer (idempotent)",
@@ -175,21 +206,23 @@ fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut_m
         records: delivered.len(),
         after_cut: delivered.iter().filter(|&&at| at >= cut_ms).count(),
         missing: Some(missing),
-        longest_pause_ms: longest_gap(&delivered),
+        longest_pause_ms: pause.0,
         reread: None,
         notes,
     }
 }
 
-/// A kcat consumer survived if it read everything and exited successfully, or was still reading
-/// when stopped, and reported no error.
+/// A kcat consumer survived if it was still reading when stopped (or had read everything and
+/// exited successfully) and reported no error.
 fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64) -> ClientOutcome {
     let errors = kcat::reported_errors(&output.stderr);
     let values = numbered(output.stdout.iter().map(|line| &line.text));
     let distinct: HashSet<u64> = values.iter().copied().collect();
     let times: Vec<u64> = output.stdout.iter().map(|line| line.epoch_millis).collect();
-    let mut notes: Vec<String> = errors.iter().take(3).cloned().collect();
-    notes.extend(exit_note(output));
+    let pause = longest_gap(&times);
+    let mut notes = vec![pause_note(pause, cut_ms)];
+    notes.extend(errors.iter().take(3).cloned());
+    notes.extend(output.exited.filter(|status| !status.success()).map(|status| format!("exited: {status}")));
     let skipped = acked.difference(&distinct).count();
     if skipped > 0 {
         notes.push(format!("{skipped} acknowledged records never received"));
@@ -200,7 +233,7 @@ fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64
         records: distinct.len(),
         after_cut: times.iter().filter(|&&at| at >= cut_ms).count(),
         missing: None,
-        longest_pause_ms: longest_gap(&times),
+        longest_pause_ms: pause.0,
         reread: Some(values.len() - distinct.len()),
         notes,
     }
@@ -232,7 +265,9 @@ fn transactional_outcome(
     let read_committed = [("isolation.level".to_owned(), "read_committed".to_owned())];
     let acked: HashSet<u64> = report.acked.iter().copied().collect();
     let missing = missing_on(destination, TXN_TOPIC, &acked, &read_committed);
-    let mut notes: Vec<String> = report.fatal.iter().cloned().collect();
+    let commits: Vec<u64> = report.acks.iter().map(|ack| ack.epoch_millis).collect();
+    let mut notes = vec![pause_note(longest_gap(&commits), cut_ms)];
+    notes.extend(report.fatal.iter().cloned());
     if report.aborted > 0 {
         notes.push(format!("{} transactions aborted and sent again", report.aborted));
     }
@@ -248,10 +283,10 @@ fn transactional_outcome(
     }
 }
 
-/// How a client that did not end by itself was ended.
+/// How a producer that did not end by itself was ended.
 fn exit_note(output: &TimedOutput) -> Option<String> {
     match output.exited {
-        None => Some("still running at the end: stopped".to_string()),
+        None => Some("still delivering at the end: stopped".to_string()),
         Some(status) if !status.success() => Some(format!("exited: {status}")),
         Some(_) => None,
     }
@@ -282,9 +317,9 @@ mod tests {
 
     #[test]
     fn longest_gap_is_between_neighbours() {
-        assert_eq!(longest_gap(&[]), 0);
-        assert_eq!(longest_gap(&[5]), 0);
-        assert_eq!(longest_gap(&[10, 20, 400, 410]), 380);
+        assert_eq!(longest_gap(&[]), (0, 0));
+        assert_eq!(longest_gap(&[5]), (0, 0));
+        assert_eq!(longest_gap(&[10, 20, 400, 410]), (380, 20));
     }
 
     #[test]

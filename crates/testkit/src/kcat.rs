@@ -6,6 +6,8 @@
 
 use std::io::Write;
 use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -126,13 +128,21 @@ pub fn produce_paced_with(
 ) -> Result<CapturedChild> {
     let mut cmd = Command::new("kcat");
     cmd.arg("-b").arg(bootstrap).args(with_config(&["-P", "-t", topic, "-X", "acks=all", "-X", "linger.ms=0"], config));
-    CapturedChild::spawn_fed(cmd, feed_paced(lines, interval))
+    CapturedChild::spawn_fed(cmd, feed_paced(lines, interval, Arc::default()))
 }
 
-/// Writes `lines` to kcat's stdin, one every `interval`; kcat reads them as they come.
-fn feed_paced(lines: Vec<String>, interval: Duration) -> impl FnOnce(ChildStdin) + Send + 'static {
+/// Writes `lines` to kcat's stdin, one every `interval`, until `stop` is set; kcat reads them as
+/// they come, and delivers what it has read and exits once the pipe closes.
+fn feed_paced(
+    lines: impl IntoIterator<Item = String> + Send + 'static,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> impl FnOnce(ChildStdin) + Send + 'static {
     move |mut pipe| {
         for line in lines {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             // A pipe error means kcat is gone, which the caller sees when it waits.
             if writeln!(pipe, "{line}").and_then(|()| pipe.flush()).is_err() {
                 return;
@@ -143,14 +153,20 @@ fn feed_paced(lines: Vec<String>, interval: Duration) -> impl FnOnce(ChildStdin)
 }
 
 /// A stock kcat producer (no `-E`: it exits on the first error librdkafka reports, such as all
-/// its broker connections down) sending one of `lines` every `interval` to `topic`, idempotent
-/// with `acks=all` and `linger.ms=0`, printing a line per delivery report (`-v -v`), each
-/// stamped as it is read: see [`delivery_times`] and [`reported_errors`].
-pub fn produce_reported(bootstrap: &str, topic: &str, lines: Vec<String>, interval: Duration) -> Result<TimedChild> {
+/// its broker connections down) sending `lines` to `topic`, one every `interval` until `stop` is
+/// set, idempotent with `acks=all` and `linger.ms=0`, printing a line per delivery report
+/// (`-v -v`), each stamped as it is read: see [`delivery_times`] and [`reported_errors`].
+pub fn produce_reported(
+    bootstrap: &str,
+    topic: &str,
+    lines: impl IntoIterator<Item = String> + Send + 'static,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<TimedChild> {
     let mut cmd = kcat_command(bootstrap);
     cmd.args(["-P", "-t", topic, "-v", "-v"]);
     cmd.args(["-X", "acks=all", "-X", "enable.idempotence=true", "-X", "linger.ms=0"]);
-    TimedChild::spawn(cmd, Some(Box::new(feed_paced(lines, interval))))
+    TimedChild::spawn(cmd, Some(Box::new(feed_paced(lines, interval, stop))))
 }
 
 /// When each delivery a [`produce_reported`] kcat reported was read, in order (one per record).
@@ -165,7 +181,7 @@ pub fn reported_errors(stderr: &[TimedLine]) -> Vec<String> {
     stderr.iter().filter(|line| is_error(&line.text)).map(|line| line.text.clone()).collect()
 }
 
-/// A stock kcat consumer (no group, no `-E`) reading `count` records from the beginning of
+/// A stock kcat consumer (no group, no `-E`) reading up to `count` records from the beginning of
 /// `topic`, then exiting; each value is printed unbuffered (`-u`) and stamped as it is read.
 pub fn consume_stamped(bootstrap: &str, topic: &str, count: usize) -> Result<TimedChild> {
     let mut cmd = kcat_command(bootstrap);
