@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::drill_clients::{ClientOutcome, SideClients, KCAT_TOPIC, TXN_TOPIC};
+use crate::drill_clients::{ClientOutcome, CutWindow, SideClients, KCAT_TOPIC, TXN_TOPIC};
 use crate::mirrormaker::{committed_offsets, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use crate::numbered::{ConsumerReport, NumberedConsumer, NumberedProducer, ProducerReport};
 use crate::poll::try_poll_until;
@@ -247,7 +247,8 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
 
     let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
     let produced = producer.wait(run_time)?;
-    let side_outcomes = side.map(|side| side.finish(&destination, cut_ms, run_time)).unwrap_or_default();
+    let cut = CutWindow { requested_ms: switch_started_ms, cut_ms };
+    let side_outcomes = side.map(|side| side.finish(&destination, cut, run_time)).unwrap_or_default();
     let consumed = consumer.wait(run_time + consumer_idle)?;
     let on_destination = NumberedConsumer::reading(
         &destination.bootstrap(),

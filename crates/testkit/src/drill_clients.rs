@@ -6,7 +6,7 @@
 //! many records it got acknowledged (committed, for the transactional producer) or received,
 //! how many of those came after the cut, whether every acknowledged record is on the
 //! destination afterwards, the longest pause between two acknowledgements (or two received
-//! records), and what a consumer read twice. Everything is bounded in count and time, and every
+//! records) across the cut, and what a consumer read twice. Everything is bounded in count and time, and every
 //! process started here is stopped before [`SideClients::finish`] returns (or on drop).
 //!
 //! They run in the live modes only: a restart closes every connection, which ends a stock kcat
@@ -53,7 +53,9 @@ pub struct ClientOutcome {
     pub after_cut: usize,
     /// Producers: acknowledged records absent from the destination afterwards.
     pub missing: Option<usize>,
-    /// Longest time between two acknowledgements, or two received records.
+    /// Longest time between two acknowledgements, or two received records: for the Java
+    /// producer and group over the whole run (as the drill always reported them), for the
+    /// others across the cut ([`CutWindow`]), with the whole run's in a note.
     pub longest_pause_ms: u64,
     /// Consumers: records received more than once.
     pub reread: Option<usize>,
@@ -88,14 +90,39 @@ impl fmt::Display for ClientOutcome {
     }
 }
 
-/// The longest gap between consecutive `times` (Unix ms, in order), and when it began.
-pub fn longest_gap(times: &[u64]) -> (u64, u64) {
-    times.windows(2).map(|pair| (pair[1].saturating_sub(pair[0]), pair[0])).max().unwrap_or((0, 0))
+/// How long after the cut a pause still counts as the cut's.
+const AFTER_CUT: u64 = 5_000;
+
+/// When the switch was asked for and when its cut came (Unix ms).
+#[derive(Debug, Clone, Copy)]
+pub struct CutWindow {
+    pub requested_ms: u64,
+    pub cut_ms: u64,
 }
 
-/// A note saying where the longest pause (`gap`, from `start`) fell relative to the cut.
-fn pause_note((gap, start): (u64, u64), cut_ms: u64) -> String {
-    format!("longest pause {gap} ms, from {} ms after the cut", start as i64 - cut_ms as i64)
+impl CutWindow {
+    /// The longest gap between consecutive `times` (Unix ms, in order) that overlaps the switch,
+    /// from its request to 5 s after the cut: the pause the move caused, not one a loaded
+    /// machine caused elsewhere.
+    fn pause(&self, times: &[u64]) -> u64 {
+        let overlaps = |start: u64, end: u64| end >= self.requested_ms && start <= self.cut_ms + AFTER_CUT;
+        times.windows(2).filter(|pair| overlaps(pair[0], pair[1])).map(|pair| pair[1] - pair[0]).max().unwrap_or(0)
+    }
+
+    /// A note on the run's longest gap overall, with where it began relative to the cut.
+    fn overall_note(&self, times: &[u64]) -> String {
+        let (gap, start) = longest_gap(times);
+        format!("longest pause of the whole run {gap} ms, from {} ms after the cut", start as i64 - self.cut_ms as i64)
+    }
+
+    fn after_cut(&self, times: &[u64]) -> usize {
+        times.iter().filter(|&&at| at >= self.cut_ms).count()
+    }
+}
+
+/// The longest gap between consecutive `times` (Unix ms, in order), and when it began.
+fn longest_gap(times: &[u64]) -> (u64, u64) {
+    times.windows(2).map(|pair| (pair[1].saturating_sub(pair[0]), pair[0])).max().unwrap_or((0, 0))
 }
 
 /// The `n` of `seq-<n>` values.
@@ -167,7 +194,7 @@ impl SideClients {
     /// Stops the producers (each delivers or commits what it has, up to `timeout`), lets the
     /// consumer read what was delivered (up to 30 s) and stops it, and judges each client
     /// against the destination.
-    pub fn finish(mut self, destination: &KafkaCluster, cut_ms: u64, timeout: Duration) -> Vec<ClientOutcome> {
+    pub fn finish(mut self, destination: &KafkaCluster, cut: CutWindow, timeout: Duration) -> Vec<ClientOutcome> {
         self.kcat_stop.store(true, Ordering::Relaxed);
         self.transactional.stop();
         let produced = self.kcat_producer.finish(timeout);
@@ -178,12 +205,12 @@ impl SideClients {
         });
         let consumed = self.kcat_consumer.finish(Duration::ZERO);
         let transactional = self.transactional.wait(timeout);
-        let kcat_producer = kcat_producer_outcome(&produced, destination, cut_ms);
+        let kcat_producer = kcat_producer_outcome(&produced, destination, cut);
         let acked: HashSet<u64> = (1..=kcat_producer.records as u64).collect();
         vec![
             kcat_producer,
-            kcat_consumer_outcome(&consumed, &acked, cut_ms),
-            transactional_outcome(transactional, destination, cut_ms),
+            kcat_consumer_outcome(&consumed, &acked, cut),
+            transactional_outcome(transactional, destination, cut),
         ]
     }
 }
@@ -191,22 +218,21 @@ impl SideClients {
 /// A kcat producer survived if, once its input ended, it exited by itself, successfully,
 /// reporting no error. With one
 /// partition and idempotence, deliveries come in send order: the first `n` records are acked.
-fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut_ms: u64) -> ClientOutcome {
+fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut: CutWindow) -> ClientOutcome {
     let delivered = kcat::delivery_times(&output.stderr);
     let errors = kcat::reported_errors(&output.stderr);
     let acked: HashSet<u64> = (1..=delivered.len() as u64).collect();
     let missing = missing_on(destination, KCAT_TOPIC, &acked, &[]);
-    let pause = longest_gap(&delivered);
-    let mut notes = vec![pause_note(pause, cut_ms)];
+    let mut notes = vec![cut.overall_note(&delivered)];
     notes.extend(errors.iter().take(3).cloned());
     notes.extend(exit_note(output));
     ClientOutcome {
         client: "kcat producer (idempotent)",
         survived: output.exited.is_some_and(|status| status.success()) && errors.is_empty(),
         records: delivered.len(),
-        after_cut: delivered.iter().filter(|&&at| at >= cut_ms).count(),
+        after_cut: cut.after_cut(&delivered),
         missing: Some(missing),
-        longest_pause_ms: pause.0,
+        longest_pause_ms: cut.pause(&delivered),
         reread: None,
         notes,
     }
@@ -214,13 +240,12 @@ fn kcat_producer_outcome(output: &TimedOutput, destination: &KafkaCluster, cut_m
 
 /// A kcat consumer survived if it was still reading when stopped (or had read everything and
 /// exited successfully) and reported no error.
-fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64) -> ClientOutcome {
+fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut: CutWindow) -> ClientOutcome {
     let errors = kcat::reported_errors(&output.stderr);
     let values = numbered(output.stdout.iter().map(|line| &line.text));
     let distinct: HashSet<u64> = values.iter().copied().collect();
     let times: Vec<u64> = output.stdout.iter().map(|line| line.epoch_millis).collect();
-    let pause = longest_gap(&times);
-    let mut notes = vec![pause_note(pause, cut_ms)];
+    let mut notes = vec![cut.overall_note(&times)];
     notes.extend(errors.iter().take(3).cloned());
     notes.extend(output.exited.filter(|status| !status.success()).map(|status| format!("exited: {status}")));
     let skipped = acked.difference(&distinct).count();
@@ -231,9 +256,9 @@ fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64
         client: "kcat consumer (no group)",
         survived: output.exited.is_none_or(|status| status.success()) && errors.is_empty(),
         records: distinct.len(),
-        after_cut: times.iter().filter(|&&at| at >= cut_ms).count(),
+        after_cut: cut.after_cut(&times),
         missing: None,
-        longest_pause_ms: pause.0,
+        longest_pause_ms: cut.pause(&times),
         reread: Some(values.len() - distinct.len()),
         notes,
     }
@@ -243,7 +268,7 @@ fn kcat_consumer_outcome(output: &TimedOutput, acked: &HashSet<u64>, cut_ms: u64
 fn transactional_outcome(
     report: Result<crate::ProducerReport>,
     destination: &KafkaCluster,
-    cut_ms: u64,
+    cut: CutWindow,
 ) -> ClientOutcome {
     let client = "Java transactional producer";
     let report = match report {
@@ -266,7 +291,7 @@ fn transactional_outcome(
     let acked: HashSet<u64> = report.acked.iter().copied().collect();
     let missing = missing_on(destination, TXN_TOPIC, &acked, &read_committed);
     let commits: Vec<u64> = report.acks.iter().map(|ack| ack.epoch_millis).collect();
-    let mut notes = vec![pause_note(longest_gap(&commits), cut_ms)];
+    let mut notes = vec![cut.overall_note(&commits)];
     notes.extend(report.fatal.iter().cloned());
     if report.aborted > 0 {
         notes.push(format!("{} transactions aborted and sent again", report.aborted));
@@ -275,9 +300,9 @@ fn transactional_outcome(
         client,
         survived: report.fatal.is_none() && report.done,
         records: report.acked.len(),
-        after_cut: report.acks.iter().filter(|ack| ack.epoch_millis >= cut_ms).count(),
+        after_cut: cut.after_cut(&commits),
         missing: Some(missing),
-        longest_pause_ms: report.max_ack_gap_ms,
+        longest_pause_ms: cut.pause(&commits),
         reread: None,
         notes,
     }
@@ -314,6 +339,16 @@ fn missing_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cut_pause_is_the_longest_gap_overlapping_the_switch() {
+        let cut = CutWindow { requested_ms: 1_000, cut_ms: 1_200 };
+        // 0-900 ends before the request; 7_000-9_000 begins after the cut's 5 s.
+        let times = [0, 900, 950, 1_500, 1_510, 7_000, 9_000];
+        assert_eq!(cut.pause(&times), 5_490);
+        assert_eq!(cut.pause(&[0, 900]), 0);
+        assert_eq!(cut.after_cut(&times), 4);
+    }
 
     #[test]
     fn longest_gap_is_between_neighbours() {
