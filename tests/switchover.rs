@@ -20,7 +20,9 @@ use switchyard_testkit::clients::{JAVA_CLIENT_2, JAVA_CLIENT_3};
 use switchyard_testkit::drill::{self, DrillMode, DrillOptions};
 use switchyard_testkit::mirrormaker::{self, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use switchyard_testkit::numbered::{ConsumerReport, FranzNumbered, NumberedConsumer, NumberedProducer, ProducerReport};
-use switchyard_testkit::{free_port_block, java, kcat, poll, wire, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+use switchyard_testkit::{
+    free_port_block, java, kcat, poll, wire, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire,
+};
 use uuid::Uuid;
 
 const TOKEN: &str = "switch-token";

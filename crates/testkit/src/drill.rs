@@ -260,12 +260,9 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     .start()?
     .wait(Duration::from_secs(240))?;
     let seen_on_destination: std::collections::HashSet<u64> = on_destination.values.iter().copied().collect();
-    let acked_missing: Vec<u64> =
-        produced.acked.iter().copied().filter(|n| !seen_on_destination.contains(n)).collect();
-    let mut clients = vec![
-        java_producer_outcome(&produced, acked_missing.len(), cut_ms),
-        java_group_outcome(&consumed, cut_ms),
-    ];
+    let acked_missing: Vec<u64> = produced.acked.iter().copied().filter(|n| !seen_on_destination.contains(n)).collect();
+    let mut clients =
+        vec![java_producer_outcome(&produced, acked_missing.len(), cut_ms), java_group_outcome(&consumed, cut_ms)];
     clients.extend(side_outcomes);
     let report = DrillReport {
         mode: options.mode,

@@ -65,7 +65,8 @@ pub struct ClientOutcome {
 
 impl ClientOutcome {
     /// The table's header, in the columns [`ClientOutcome`]'s `Display` writes.
-    pub const HEADER: &'static str = "| client                         | survived | records | after cut | missing | pause (ms) | re-read |";
+    pub const HEADER: &'static str =
+        "| client                         | survived | records | after cut | missing | pause (ms) | re-read |";
 
     /// Whether it kept running and lost no acknowledged record.
     pub fn kept_everything(&self) -> bool {
@@ -200,7 +201,8 @@ impl SideClients {
         let produced = self.kcat_producer.finish(timeout);
         let delivered = kcat::delivery_times(&produced.stderr).len();
         let _ = poll_until(CONSUMER_GRACE, || {
-            let received: HashSet<u64> = numbered(self.kcat_consumer.stdout().iter().map(|l| &l.text)).into_iter().collect();
+            let received: HashSet<u64> =
+                numbered(self.kcat_consumer.stdout().iter().map(|l| &l.text)).into_iter().collect();
             (received.len() >= delivered || self.kcat_consumer.has_exited()).then_some(())
         });
         let consumed = self.kcat_consumer.finish(Duration::ZERO);
@@ -319,12 +321,7 @@ fn exit_note(output: &TimedOutput) -> Option<String> {
 
 /// How many of `acked` are not among `topic`'s records on `destination`, read with `config`;
 /// reads again for up to 30 s while some are missing (MirrorMaker 2 may still be copying).
-fn missing_on(
-    destination: &KafkaCluster,
-    topic: &str,
-    acked: &HashSet<u64>,
-    config: &[(String, String)],
-) -> usize {
+fn missing_on(destination: &KafkaCluster, topic: &str, acked: &HashSet<u64>, config: &[(String, String)]) -> usize {
     let most = 10 * acked.len().max(1000);
     let mut missing = acked.len();
     let _ = poll_until(AUDIT_PATIENCE, || {
