@@ -149,14 +149,20 @@ impl SideClients {
     /// seconds, and the switchover's pre-flight would start the destination's itself, seconds in
     /// which the drill's Java producer would finish before the cut. MirrorMaker 2 must replicate
     /// [`KCAT_TOPIC`] and [`TXN_TOPIC`].
+    /// The four steps run side by side: each waits on a JVM or a broker, not on the others.
     pub fn prepare(source: &KafkaCluster, destination: &KafkaCluster) -> Result<()> {
-        for topic in [KCAT_TOPIC, TXN_TOPIC] {
-            java::create_topic(&source.bootstrap(), topic, 1, 1)?;
-        }
-        for cluster in [source, destination] {
-            wire::start_transaction_coordinator(cluster.bootstrap().parse()?, Duration::from_secs(120))?;
-        }
-        Ok(())
+        let coordinator = |cluster: &KafkaCluster| -> Result<()> {
+            wire::start_transaction_coordinator(cluster.bootstrap().parse()?, Duration::from_secs(120))
+        };
+        std::thread::scope(|scope| {
+            let steps = [
+                scope.spawn(|| java::create_topic(&source.bootstrap(), KCAT_TOPIC, 1, 1)),
+                scope.spawn(|| java::create_topic(&source.bootstrap(), TXN_TOPIC, 1, 1)),
+                scope.spawn(|| coordinator(source)),
+                scope.spawn(|| coordinator(destination)),
+            ];
+            steps.into_iter().try_for_each(|step| step.join().map_err(|_| anyhow::anyhow!("a drill step panicked"))?)
+        })
     }
 
     /// Starts the three clients through `bootstrap`: each producer sends `rate` records per
