@@ -14,13 +14,15 @@ use anyhow::{ensure, Context, Result};
 use common::run_suite_with_known_failures;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{FetchRequest, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{FetchRequest, MetadataRequest, TopicName};
 use serde_json::{json, Value};
 use switchyard_testkit::clients::{JAVA_CLIENT_2, JAVA_CLIENT_3, JAVA_CLIENT_4};
 use switchyard_testkit::drill::{self, DrillMode, DrillOptions};
 use switchyard_testkit::mirrormaker::{self, MirrorMaker, MirrorOptions, SOURCE_ALIAS};
 use switchyard_testkit::numbered::{ConsumerReport, FranzNumbered, NumberedConsumer, NumberedProducer, ProducerReport};
-use switchyard_testkit::{free_port_block, java, kcat, poll, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire};
+use switchyard_testkit::{
+    free_port_block, java, kcat, poll, wire, ClusterSpec, GatewayProcess, KafkaCluster, KafkaWire,
+};
 use uuid::Uuid;
 
 const TOKEN: &str = "switch-token";
@@ -909,22 +911,6 @@ fn java_transactional_on_transaction_version_1(_env: &Env) -> Result<()> {
     java_transactional_producer_keeps_committing_across_the_cut(&tv1, TransactionalRun { offsets: true, ..restarting })
 }
 
-/// Makes `cluster` create its transaction state log and elect a transaction coordinator, as
-/// the first transactional client of a cluster does: a FindCoordinator of type TRANSACTION,
-/// asked until it is answered without an error.
-fn start_transaction_coordinator(cluster: &KafkaCluster) -> Result<()> {
-    let mut wire = KafkaWire::connect(cluster.bootstrap().parse()?, WAIT)?;
-    let key_type_transaction = 1;
-    let request = FindCoordinatorRequest::default()
-        .with_key_type(key_type_transaction)
-        .with_coordinator_keys(vec!["switchover-test".to_string().into()]);
-    poll::try_poll_until(WAIT, || {
-        let response = wire.send(&request, 4)?;
-        Ok((response.coordinators.first().map(|c| c.error_code) == Some(0)).then_some(()))
-    })
-    .context("the transaction coordinator never came up")
-}
-
 /// How [`java_transactional_producer_keeps_committing_across_the_cut`] runs its producer.
 #[derive(Clone, Copy, Default)]
 struct TransactionalRun {
@@ -984,7 +970,7 @@ fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: T
     let mut producer = start.start()?;
     producer.wait_acked(100, Duration::from_secs(90))?;
     if warm_destination {
-        start_transaction_coordinator(&env.destination)?;
+        wire::start_transaction_coordinator(env.destination.bootstrap().parse()?, WAIT)?;
     }
     if by_restart {
         gateway.restart_onto(env, "destination", &remember)?;
@@ -1176,6 +1162,9 @@ fn carry_a_group(env: &Env, (topic, group): (&str, &str), extra: bool) -> Result
     Ok(report)
 }
 
+/// Runs the drill in `mode` and checks what its users see: nothing acknowledged lost, every
+/// record acknowledged, and every client (in the live modes also the kcat producer and consumer
+/// and the transactional producer) still running after the cut and losing nothing.
 fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
     let report = drill::run(&DrillOptions {
         gateway_binary: common::binary(),
@@ -1194,6 +1183,12 @@ fn drill(mode: DrillMode) -> Result<drill::DrillReport> {
         report.records,
         report.producer_errors
     );
+    let expected = if mode == DrillMode::Restart { 2 } else { 5 };
+    ensure!(report.clients.len() == expected, "{} clients ran, not {expected}: {report}", report.clients.len());
+    let failed: Vec<_> = report.clients.iter().filter(|client| !client.kept_everything()).collect();
+    ensure!(failed.is_empty(), "clients that stopped or lost acknowledged records: {failed:?}");
+    let idle: Vec<_> = report.clients.iter().filter(|client| client.after_cut == 0).map(|c| c.client).collect();
+    ensure!(idle.is_empty(), "clients that did nothing after the cut: {idle:?}");
     Ok(report)
 }
 

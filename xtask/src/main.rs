@@ -284,7 +284,8 @@ fn step(text: &str) {
 /// `cargo xtask drill [--mode live|live-error|restart|all] [--records N] [--rate R]
 /// [--group-offsets on|off] [--gateway PATH]`: the switchover drill (see docs/switchover.md),
 /// with a table and a timeline chart (`target/drill/<mode>.png`) per mode. `--gateway` runs an
-/// already built gateway binary instead of building the release one.
+/// already built gateway binary instead of building the release one. Exits with failure if an
+/// acknowledged record was lost or a client (the live modes run five) stopped.
 fn drill(args: &[String]) -> Result<ExitCode> {
     let all = [DrillMode::Live, DrillMode::LiveErrorFence, DrillMode::Restart];
     let mut modes = all.to_vec();
@@ -331,6 +332,7 @@ fn drill(args: &[String]) -> Result<ExitCode> {
     KafkaJars::ensure()?;
     let charts = target_dir().join("drill");
     std::fs::create_dir_all(&charts).with_context(|| format!("creating {}", charts.display()))?;
+    // Fails if an acknowledged record was lost or a client stopped.
     let mut lost = false;
     for mode in modes {
         step(&format!("drill: {mode}, {records} records at {rate}/s"));
@@ -343,7 +345,7 @@ fn drill(args: &[String]) -> Result<ExitCode> {
             Err(e) => eprintln!("the timeline chart was not drawn: {e:#}"),
         }
         println!("{report}");
-        lost |= !report.acked_missing.is_empty();
+        lost |= !report.acked_missing.is_empty() || report.clients.iter().any(|client| !client.kept_everything());
     }
     Ok(if lost { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

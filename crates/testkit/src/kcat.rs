@@ -5,12 +5,14 @@
 //! gateway is checked against it too. Every call has a hard timeout; failures carry kcat's output.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::process::{self, CapturedChild, CommandOutput};
+use crate::process::{self, CapturedChild, CommandOutput, TimedChild, TimedLine};
 
 const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -31,12 +33,19 @@ fn kcat(
     timeout: Duration,
     what: &str,
 ) -> Result<CommandOutput> {
+    let mut cmd = kcat_command(bootstrap);
+    cmd.args(args);
+    process::run(cmd, stdin, timeout)?.ensure_success(&format!("kcat {what}"))
+}
+
+/// `kcat -b <bootstrap>`, loading the system's librdkafka.
+fn kcat_command(bootstrap: &str) -> Command {
     let mut cmd = Command::new("kcat");
     // `cargo test` puts the build's own librdkafka (built without OpenSSL unless the gateway
     // needs it) on the library path; kcat must load the system's, which has TLS and SASL.
     cmd.env_remove("LD_LIBRARY_PATH");
-    cmd.args(["-b", bootstrap]).args(args);
-    process::run(cmd, stdin, timeout)?.ensure_success(&format!("kcat {what}"))
+    cmd.args(["-b", bootstrap]);
+    cmd
 }
 
 /// `kcat -L`: brokers, topics and partitions as text.
@@ -119,16 +128,65 @@ pub fn produce_paced_with(
 ) -> Result<CapturedChild> {
     let mut cmd = Command::new("kcat");
     cmd.arg("-b").arg(bootstrap).args(with_config(&["-P", "-t", topic, "-X", "acks=all", "-X", "linger.ms=0"], config));
-    CapturedChild::spawn_fed(cmd, move |mut pipe| {
+    CapturedChild::spawn_fed(cmd, feed_paced(lines, interval, Arc::default()))
+}
+
+/// Writes `lines` to kcat's stdin, one every `interval`, until `stop` is set; kcat reads them as
+/// they come, and delivers what it has read and exits once the pipe closes.
+fn feed_paced(
+    lines: impl IntoIterator<Item = String> + Send + 'static,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> impl FnOnce(ChildStdin) + Send + 'static {
+    move |mut pipe| {
         for line in lines {
-            // kcat reads lines as they come; a pipe error means kcat is gone, which the
-            // caller sees when it waits.
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            // A pipe error means kcat is gone, which the caller sees when it waits.
             if writeln!(pipe, "{line}").and_then(|()| pipe.flush()).is_err() {
                 return;
             }
             std::thread::sleep(interval);
         }
-    })
+    }
+}
+
+/// A stock kcat producer (no `-E`: it exits on the first error librdkafka reports, such as all
+/// its broker connections down) sending `lines` to `topic`, one every `interval` until `stop` is
+/// set, idempotent with `acks=all` and `linger.ms=0`, printing a line per delivery report
+/// (`-v -v`), each stamped as it is read: see [`delivery_times`] and [`reported_errors`].
+pub fn produce_reported(
+    bootstrap: &str,
+    topic: &str,
+    lines: impl IntoIterator<Item = String> + Send + 'static,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<TimedChild> {
+    let mut cmd = kcat_command(bootstrap);
+    cmd.args(["-P", "-t", topic, "-v", "-v"]);
+    cmd.args(["-X", "acks=all", "-X", "enable.idempotence=true", "-X", "linger.ms=0"]);
+    TimedChild::spawn(cmd, Some(Box::new(feed_paced(lines, interval, stop))))
+}
+
+/// When each delivery a [`produce_reported`] kcat reported was read, in order (one per record).
+pub fn delivery_times(stderr: &[TimedLine]) -> Vec<u64> {
+    stderr.iter().filter(|line| line.text.contains("Message delivered to partition")).map(|l| l.epoch_millis).collect()
+}
+
+/// The errors kcat reported (`% ERROR: …`, which end a kcat without `-E`) and the records it
+/// failed to deliver.
+pub fn reported_errors(stderr: &[TimedLine]) -> Vec<String> {
+    let is_error = |text: &str| text.contains("ERROR") || text.contains("Delivery failed");
+    stderr.iter().filter(|line| is_error(&line.text)).map(|line| line.text.clone()).collect()
+}
+
+/// A stock kcat consumer (no group, no `-E`) reading up to `count` records from the beginning of
+/// `topic`, then exiting; each value is printed unbuffered (`-u`) and stamped as it is read.
+pub fn consume_stamped(bootstrap: &str, topic: &str, count: usize) -> Result<TimedChild> {
+    let mut cmd = kcat_command(bootstrap);
+    cmd.args(["-C", "-t", topic, "-o", "beginning", "-c", &count.to_string(), "-u"]);
+    TimedChild::spawn(cmd, None)
 }
 
 /// `(key, value)` librdkafka settings (`-X`) that reach a secured listener: `security.protocol`,

@@ -16,6 +16,7 @@
 //! - [`wire`]: a minimal blocking protocol client for readiness checks and raw frames;
 //! - [`gateway`]: the Switchyard binary as a child process, and its config files;
 //! - [`drill`]: the client-switchover drill (two clusters, MirrorMaker 2, numbered clients);
+//! - [`drill_clients`]: the drill's kcat producer and consumer and Java transactional producer;
 //! - [`haproxy`]: HAProxy in front of gateway nodes, optionally sending PROXY protocol headers;
 //! - [`mirrormaker`]: MirrorMaker 2 replicating one cluster into another, and end/committed
 //!   offset checks on both sides;
@@ -30,6 +31,7 @@
 pub mod clients;
 pub mod confluent_kafka;
 pub mod drill;
+pub mod drill_clients;
 pub mod gateway;
 pub mod haproxy;
 pub mod java;

@@ -11,12 +11,12 @@
 //! thread that created it, so all children are forked from one long-lived spawner thread.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -317,10 +317,109 @@ impl CapturedChild {
     }
 }
 
+/// One line a [`TimedChild`] printed, stamped when the test read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedLine {
+    /// When the line was read (Unix milliseconds).
+    pub epoch_millis: u64,
+    pub text: String,
+}
+
+/// What a [`TimedChild`] printed, and how it ended.
+#[derive(Debug)]
+pub struct TimedOutput {
+    /// The exit status if it exited by itself within the wait; `None`: it was still running
+    /// and was stopped.
+    pub exited: Option<ExitStatus>,
+    pub stdout: Vec<TimedLine>,
+    pub stderr: Vec<TimedLine>,
+}
+
+type Lines = Arc<Mutex<Vec<TimedLine>>>;
+
+/// A child whose stdout and stderr lines are read as they come and stamped with the time, so a
+/// drill can tell when a client reported each delivery or record (a client that flushes each
+/// line). Stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct TimedChild {
+    guard: ChildGuard,
+    stdout: Lines,
+    stderr: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl TimedChild {
+    /// Spawns `cmd`; `feed` (if any) writes its stdin on a helper thread, at its own pace, and
+    /// the pipe closes when it returns. Without `feed`, stdin is closed.
+    pub fn spawn(mut cmd: Command, feed: Option<Box<dyn FnOnce(ChildStdin) + Send>>) -> Result<Self> {
+        let stdin = if feed.is_some() { Stdio::piped() } else { Stdio::null() };
+        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut guard = ChildGuard::spawn(cmd)?;
+        if let (Some(feed), Some(pipe)) = (feed, guard.child.stdin.take()) {
+            std::thread::spawn(move || feed(pipe));
+        }
+        let (stdout, stderr) = (Lines::default(), Lines::default());
+        let mut readers = Vec::new();
+        if let Some(pipe) = guard.child.stdout.take() {
+            readers.push(stamp_lines(pipe, Arc::clone(&stdout)));
+        }
+        if let Some(pipe) = guard.child.stderr.take() {
+            readers.push(stamp_lines(pipe, Arc::clone(&stderr)));
+        }
+        Ok(Self { guard, stdout, stderr, readers })
+    }
+
+    /// The stdout lines read so far.
+    pub fn stdout(&self) -> Vec<TimedLine> {
+        self.stdout.lock().map(|lines| lines.clone()).unwrap_or_default()
+    }
+
+    /// The stderr lines read so far.
+    pub fn stderr(&self) -> Vec<TimedLine> {
+        self.stderr.lock().map(|lines| lines.clone()).unwrap_or_default()
+    }
+
+    /// Whether the child has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.guard.try_status().is_some()
+    }
+
+    /// Waits up to `timeout` for the child to exit by itself; past it, stops it (SIGTERM, 10 s
+    /// later SIGKILL). Returns everything it printed.
+    pub fn finish(mut self, timeout: Duration) -> TimedOutput {
+        let exited = self.guard.wait_timeout(timeout);
+        if exited.is_none() && self.guard.terminate(DROP_GRACE).is_none() {
+            self.guard.kill();
+        }
+        // The pipes close with the process group; the readers then reach the end.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        TimedOutput { exited, stdout: self.stdout(), stderr: self.stderr() }
+    }
+}
+
+/// Reads `pipe` line by line on a helper thread into `lines`, each stamped when it was read.
+fn stamp_lines(pipe: impl Read + Send + 'static, lines: Lines) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for text in io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let epoch_millis = unix_millis();
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(TimedLine { epoch_millis, text });
+            }
+        }
+    })
+}
+
 /// Runs `cmd` to completion with an optional stdin and a hard timeout. A non-zero exit is not an
 /// error here; see [`CommandOutput::ensure_success`].
 pub fn run(cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Result<CommandOutput> {
     CapturedChild::spawn(cmd, stdin)?.wait(timeout)
+}
+
+/// Now, as Unix milliseconds (the clock the Java clients stamp their lines with).
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The last `lines` lines of `text`.

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 /// Responses larger than this are treated as garbage rather than allocated.
@@ -106,4 +108,20 @@ impl KafkaWire {
 pub fn fetch_metadata(addr: SocketAddr, timeout: Duration) -> Result<MetadataResponse> {
     let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
     KafkaWire::connect(addr, timeout)?.send(&request, 12)
+}
+
+/// Makes the cluster at `addr` create its transaction state log and elect a transaction
+/// coordinator, as the first transactional client of a cluster does: a FindCoordinator of type
+/// TRANSACTION, asked until it is answered without an error (for up to `timeout`).
+pub fn start_transaction_coordinator(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let mut wire = KafkaWire::connect(addr, timeout)?;
+    let key_type_transaction = 1;
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(key_type_transaction)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("switchyard-testkit")]);
+    crate::poll::try_poll_until(timeout, || {
+        let response = wire.send(&request, 4)?;
+        Ok((response.coordinators.first().map(|c| c.error_code) == Some(0)).then_some(()))
+    })
+    .context("the transaction coordinator never came up")
 }
