@@ -11,8 +11,9 @@
 //!
 //! A large answer that passes unchanged (anything but the few APIs whose answers are decoded)
 //! is not held whole: once its header shows whose answer it is, its bytes go to the client as
-//! they arrive, so a 50 MiB Fetch answer costs a connection one read chunk, not 50 MiB of the
-//! buffer budget, and its first bytes reach the client without waiting for its last. Answers
+//! they arrive, read in pieces of up to two read chunks, so a 50 MiB Fetch answer costs a
+//! connection 128 KiB and nothing of the buffer budget, not 50 MiB of it, and its first bytes
+//! reach the client without waiting for its last. Answers
 //! that must be decoded are held whole, within the budget: among them every Fetch answer from
 //! v16 on (what current clients use), whose leader endpoints come after its records. The room
 //! such an answer took is kept for the connection's next answer (`KeptRoom`).
@@ -769,7 +770,7 @@ impl Requests<'_> {
                 // First: it is ready at once unless it must wait for budget, and then the stop
                 // signal is not polled at all.
                 biased;
-                room = make_room(buf, next_total, &mut held, deadline, false) => room,
+                room = make_room(buf, Wanted { next_total, streaming: 0 }, &mut held, deadline, false) => room,
                 _ = &mut waits.stopped => return self.stopped(),
             };
             if room.is_err() {
@@ -1403,7 +1404,8 @@ impl Responses<'_, '_> {
             self.account(forwarded, read_at);
             kept_room.after_forwarding(forwarded, &held);
             let deadline = Instant::now() + self.ctx.settings.frame_timeout;
-            if make_room(&mut buf, next_total, &mut held, deadline, kept_room.kept).await.is_err() {
+            let wanted = Wanted { next_total, streaming: owed.streaming.as_ref().map_or(0, |s| s.left) };
+            if make_room(&mut buf, wanted, &mut held, deadline, kept_room.kept).await.is_err() {
                 return Err(CloseReason::NoBufferRoom { direction: "response" });
             }
         }
@@ -1686,15 +1688,26 @@ fn give_back(buf: &mut BytesMut, held: &mut Held) {
     held.release();
 }
 
+/// What the next read is for.
+#[derive(Clone, Copy)]
+struct Wanted {
+    /// The size of the partial frame in the buffer, if there is one.
+    next_total: Option<usize>,
+    /// Bytes still to come of an answer streaming to the client (0: none).
+    streaming: usize,
+}
+
 /// Make room for the rest of a partial frame, and for a large next read. Memory follows the
 /// bytes received, never the size a peer claims: a partial frame gets room for at most as much
 /// again as has arrived of it (at least one read chunk), so a buffer at most doubles per read
-/// and a size prefix alone reserves one chunk. Room beyond [`FREE_CAPACITY`] comes from the
+/// and a size prefix alone reserves one chunk. While an answer streams, the buffer takes the
+/// room that costs no budget ([`FREE_CAPACITY`]), so the answer passes in reads and writes
+/// of up to that much rather than one chunk each. Room beyond [`FREE_CAPACITY`] comes from the
 /// gateway's budget, waiting until `deadline` for it (`Err` if it does not come); a buffer
 /// that has been emptied gives its room back, unless `keep_room` (see [`KeptRoom`]).
 async fn make_room(
     buf: &mut BytesMut,
-    next_total: Option<usize>,
+    wanted: Wanted,
     held: &mut Held,
     deadline: Instant,
     keep_room: bool,
@@ -1708,8 +1721,9 @@ async fn make_room(
     } else if buf.is_empty() && (buf.capacity() > FREE_CAPACITY || held.holds_any()) {
         give_back(buf, held);
     }
-    let missing = next_total.map_or(0, |total| total.saturating_sub(buf.len()));
-    let additional = missing.min(buf.len()).max(READ_CHUNK);
+    let missing = wanted.next_total.map_or(0, |total| total.saturating_sub(buf.len()));
+    let streamed = wanted.streaming.min(FREE_CAPACITY.saturating_sub(buf.len()));
+    let additional = missing.min(buf.len()).max(streamed).max(READ_CHUNK);
     let wanted = buf.len() + additional;
     if wanted > FREE_CAPACITY {
         tokio::time::timeout_at(deadline, held.grow_to(wanted - FREE_CAPACITY)).await.map_err(drop)?;
