@@ -855,6 +855,27 @@ async fn after_a_cut_offsets_of_a_transaction_the_new_cluster_never_saw_are_abor
     }
 }
 
+/// After a cut, a KIP-848 group member's heartbeat (with its member epoch) to a new cluster that
+/// never saw its group, answered GROUP_ID_NOT_FOUND (fatal for the Java 4.x consumer), reaches
+/// the client as UNKNOWN_MEMBER_ID, on which it joins again.
+#[tokio::test(start_paused = true)]
+async fn after_a_cut_a_heartbeat_for_a_group_the_new_cluster_never_saw_makes_the_member_rejoin() {
+    use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId};
+    let (group_id_not_found, unknown_member_id) = (69, 25);
+    let heartbeat = |correlation_id| {
+        let request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("orders-app")))
+            .with_member_epoch(3);
+        frame(ApiKey::ConsumerGroupHeartbeat, 0, correlation_id, &request)
+    };
+    let not_found = ConsumerGroupHeartbeatResponse::default().with_error_code(group_id_not_found);
+    let gateway = Gateway::new(settings());
+    let (mut client, mut dialled, _pumped) = moved(&gateway, 1).await;
+    let answer: ConsumerGroupHeartbeatResponse =
+        exchange(&mut client, &mut dialled[0], &heartbeat(1), ApiKey::ConsumerGroupHeartbeat, 0, &not_found).await;
+    assert_eq!(answer.error_code, unknown_member_id);
+}
+
 /// After a cut, a Java 4.x producer's transaction that the new cluster never saw is made
 /// abortable, on Produce and on the commit: the client aborts it and goes on, instead of
 /// failing fatally on INVALID_PRODUCER_ID_MAPPING.

@@ -13,6 +13,7 @@
 mod addresses;
 mod api_versions;
 mod configs;
+mod groups;
 mod rules;
 mod topic_ids;
 mod transactions;

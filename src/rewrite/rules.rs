@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse, TxnOffsetCommitResponse,
 };
 
-use super::{addresses, api_versions, edits, topic_ids, transactions, Edit};
+use super::{addresses, api_versions, edits, groups, topic_ids, transactions, Edit};
 use crate::protocol::{internal, sasl, InFlight, RequestError, ResponseHandling};
 use crate::routing::Route;
 
@@ -116,13 +116,18 @@ static RULES: &[Rule] = &[
     ),
     // Only on a route that has moved to another cluster: answers that carry topic ids, which
     // become those clients were first shown (`topic_ids`; Metadata and Fetch, decoded for
-    // their addresses, are translated in their own rows).
+    // their addresses, are translated in their own rows). A heartbeat for a group the
+    // destination never saw is made one its member joins again after (`groups`).
     after_cut(
         ApiKey::ConsumerGroupHeartbeat,
         0,
-        edits!(ConsumerGroupHeartbeatResponse, |rw: &addresses::Rewriter<'_>, _, r| {
-            topic_ids::consumer_group_heartbeat(rw.route, r)
-        }),
+        edits!(
+            ConsumerGroupHeartbeatResponse,
+            |rw: &addresses::Rewriter<'_>, _, r: &mut ConsumerGroupHeartbeatResponse| {
+                let rejoins = groups::rejoin_unknown_group(&mut *r);
+                topic_ids::consumer_group_heartbeat(rw.route, r) | rejoins
+            }
+        ),
     ),
     after_cut(
         ApiKey::DeleteTopics,
