@@ -637,6 +637,24 @@ fn switch_to_ssl_once_producing(env: &Env, gateway: &Gateway, plain_before: i64)
     Ok(())
 }
 
+/// Every one of `lines` is on `plain` or `ssl`, and `ssl` holds more than the `ssl_before`
+/// records it had before the switchover.
+fn ensure_landed_across_the_switchover(env: &Env, lines: &[String], ssl_before: i64) -> Result<()> {
+    let mut landed = Vec::new();
+    for cluster in [&env.plain, &env.ssl] {
+        landed.extend(kcat::consume(&cluster.internal_bootstrap(), TOPIC, 100_000, WAIT)?);
+    }
+    let missing: Vec<&String> = lines.iter().filter(|line| !landed.contains(line)).collect();
+    ensure!(
+        missing.is_empty(),
+        "{} records on neither cluster, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    ensure!(records_on(&env.ssl)? > ssl_before, "nothing reached the destination after the switchover");
+    Ok(())
+}
+
 /// A stock librdkafka producer (kcat 2.0.2, PLAIN passed through, no `-E`) across a switchover
 /// between two clusters that both know alice. kcat keeps one broker connection at a time, so a
 /// cut closing it would be "all brokers down" and kcat would exit; instead the gateway replays
@@ -673,18 +691,7 @@ fn kcat_producer_survives_a_passthrough_cut(env: &Env, mechanism: &str, config: 
         "kcat reported failures:\n{}",
         output.describe()
     );
-    let mut landed = Vec::new();
-    for cluster in [&env.plain, &env.ssl] {
-        landed.extend(kcat::consume(&cluster.internal_bootstrap(), TOPIC, 100_000, WAIT)?);
-    }
-    let missing: Vec<&String> = lines.iter().filter(|line| !landed.contains(line)).collect();
-    ensure!(
-        missing.is_empty(),
-        "{} records on neither cluster, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    ensure!(records_on(&env.ssl)? > ssl_before, "nothing reached the destination after the switchover");
+    ensure_landed_across_the_switchover(env, &lines, ssl_before)?;
     let scrape = scrape_metrics(&format!("127.0.0.1:{}", gateway.admin))?;
     let switched =
         metric_sum(&scrape, "switchyard_connections_closed_total", &[("route", "main"), ("reason", "route_switched")]);
@@ -720,18 +727,7 @@ fn librdkafka_scram_producer_logs_in_again_across_a_passthrough_cut(env: &Env) -
     switch_to_ssl_once_producing(env, &gateway, plain_before)?;
     let reported = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
     println!("librdkafka reported across the cut: {reported:?}");
-    let mut landed = Vec::new();
-    for cluster in [&env.plain, &env.ssl] {
-        landed.extend(kcat::consume(&cluster.internal_bootstrap(), TOPIC, 100_000, WAIT)?);
-    }
-    let missing: Vec<&String> = lines.iter().filter(|line| !landed.contains(line)).collect();
-    ensure!(
-        missing.is_empty(),
-        "{} records on neither cluster, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    ensure!(records_on(&env.ssl)? > ssl_before, "nothing reached the destination after the switchover");
+    ensure_landed_across_the_switchover(env, &lines, ssl_before)?;
     gateway.wait_for_close("for alice's SCRAM connection closed at the cut", |e| {
         authenticated_as(ALICE.0, "SCRAM-SHA-512")(e) && e["upstreamAddress"] == env.plain.first_bootstrap().to_string()
     })?;
