@@ -1122,11 +1122,15 @@ fn carry_a_group(env: &Env, (topic, group): (&str, &str), extra: bool) -> Result
     let mut mirror = MirrorMaker::start(&env.source.bootstrap(), &env.destination.bootstrap(), options)?;
     mirror.wait_for_topic(topic, 2, WAIT)?;
     let before: Vec<String> = (0..200).map(|i| format!("before-{i}")).collect();
-    kcat::produce(&gateway.bootstrap(), topic, &before)?;
+    // A partition per record, at random: librdkafka's sticky partitioner would put all 200 on
+    // one partition when they come within its 10 ms, leaving the other with nothing to carry.
+    let spread = [("sticky.partitioning.linger.ms".to_string(), "0".to_string())];
+    kcat::produce_with(&gateway.bootstrap(), topic, &before, &spread)?;
     let read = kcat::consume_group(&gateway.bootstrap(), group, topic, before.len(), WAIT)?;
     ensure!(read.len() == before.len(), "the group read {} of {} records", read.len(), before.len());
     let stopped = mirrormaker::committed_offsets(&env.source.bootstrap(), group, topic)?;
-    ensure!(stopped == mirrormaker::end_offsets(&env.source.bootstrap(), topic)?, "committed {stopped:?}");
+    let ends = mirrormaker::end_offsets(&env.source.bootstrap(), topic)?;
+    ensure!(stopped == ends, "committed {stopped:?}, the partitions end at {ends:?}");
     if extra {
         poll::poll_until(WAIT, || {
             let copied = mirrormaker::end_offsets(&env.destination.bootstrap(), topic).ok()?;

@@ -34,6 +34,7 @@
 mod connections;
 mod cost;
 mod latency;
+mod peers;
 mod report;
 mod system;
 mod tls;

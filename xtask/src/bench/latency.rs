@@ -15,6 +15,7 @@
 //! a gateway built from other code (the previous commit, say), measured in the same rounds, for
 //! before/after figures taken in one run; `SWITCHYARD_BENCH_BASELINE_ENV=K=V,...` sets
 //! environment variables for it alone (`TOKIO_WORKER_THREADS=1`, say).
+//! `SWITCHYARD_BENCH_PEERS` adds other proxies as sides of their own (see [`super::peers`]).
 
 use std::path::Path;
 
@@ -42,14 +43,23 @@ pub struct ClosedLoopPlan {
 pub struct SideFigures {
     pub direct: ProbeResult,
     pub gateway: ProbeResult,
-    /// The gateway built from `SWITCHYARD_BENCH_BASELINE`, when given.
-    pub baseline: Option<ProbeResult>,
+    /// The gateway built from `SWITCHYARD_BENCH_BASELINE` (`baseline`) and the peers, by name.
+    pub others: Vec<(String, ProbeResult)>,
 }
 
-/// A gateway's threads over the probe, from `/proc/<pid>/task/*`.
+/// A side the probe measures besides `direct`: a gateway (with its admin API) or a peer.
+struct Side<'a> {
+    name: &'a str,
+    bootstrap: std::net::SocketAddr,
+    pid: u32,
+    admin: Option<std::net::SocketAddr>,
+}
+
+/// A proxy's threads over the probe, from `/proc/<pid>/task/*`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ThreadStats {
     pub gateway: String,
+    /// Requests the proxy forwarded; a peer's are the gateway's count (the same workload).
     pub requests: f64,
     pub voluntary_switches: f64,
     pub involuntary_switches: f64,
@@ -109,7 +119,7 @@ pub struct ClosedLoopReport {
     pub e2e: Option<SideFigures>,
     pub gateway_histograms: Vec<GatewayHistogram>,
     pub gateway_cpu_s: f64,
-    /// Per gateway (`gateway`, and `baseline` when given).
+    /// Per proxy (`gateway`, then `baseline` and the peers when given).
     pub threads: Vec<ThreadStats>,
     /// With a baseline only: gateway CPU ms per MB proxied under unthrottled produce (`acks=1`),
     /// the two gateways taking turns (G B B G).
@@ -146,23 +156,33 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         }
         None => None,
     };
-    step(&format!(
-        "{brokers} broker(s): closed-loop latency, acks=1, linger.ms=0: {} rounds of {} records per side, then {} round trips per side per round{}",
-        plan.rounds,
-        plan.per_round,
-        plan.e2e_per_round,
-        if baseline.is_some() { " (a baseline gateway too: SWITCHYARD_BENCH_BASELINE)" } else { "" }
-    ));
     let out = target_dir().join("bench/latency");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
+    let mut peers = super::peers::start_from_env(&direct, &out)?;
     let gateways: Vec<(&str, &super::Gateway)> = [("gateway", Some(&gateway)), ("baseline", baseline.as_ref())]
         .into_iter()
         .filter_map(|(n, g)| Some((n, g?)))
         .collect();
-    let before: Vec<(String, f64, ThreadStats)> = gateways
+    let sides: Vec<Side<'_>> = gateways
         .iter()
-        .map(|(_, g)| Ok((scrape_metrics(g.admin)?, cpu_seconds(g.process.pid())?, ThreadStats::take(g.process.pid()))))
+        .map(|(name, g)| Side { name, bootstrap: g.bootstrap, pid: g.process.pid(), admin: Some(g.admin) })
+        .chain(peers.iter().map(|p| Side { name: &p.name, bootstrap: p.bootstrap, pid: p.process.pid(), admin: None }))
+        .collect();
+    let names: Vec<&str> = sides.iter().map(|s| s.name).collect();
+    step(&format!(
+        "{brokers} broker(s): closed-loop latency, acks=1, linger.ms=0: {} rounds of {} records per side, then {} round trips per side per round; sides: direct, {}",
+        plan.rounds,
+        plan.per_round,
+        plan.e2e_per_round,
+        names.join(", ")
+    ));
+    let before: Vec<(String, f64, ThreadStats)> = sides
+        .iter()
+        .map(|s| {
+            let page = s.admin.map(scrape_metrics).transpose()?.unwrap_or_default();
+            Ok((page, cpu_seconds(s.pid)?, ThreadStats::take(s.pid)))
+        })
         .collect::<Result<_>>()?;
     let (machine_before, loadavg_before) = (CpuSample::take(), loadavg());
     let mut cmd = java_command(&["-Xmx512m"])?;
@@ -176,8 +196,8 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         &plan.record_size.to_string(),
     ]);
     cmd.arg(&out).arg(format!("direct={direct}"));
-    for (name, g) in &gateways {
-        cmd.arg(format!("{name}={}", g.bootstrap));
+    for side in &sides {
+        cmd.arg(format!("{}={}", side.name, side.bootstrap));
     }
     let output = process::run(cmd, None, std::time::Duration::from_secs(1800))?
         .ensure_success("LatencyProbe.java closed")
@@ -187,14 +207,18 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
     let mut gateway_cpu_s = 0.0;
     let mut gateway_histograms = Vec::new();
     let mut threads = Vec::new();
-    for ((name, g), (page_before, cpu_before, threads_before)) in gateways.iter().zip(&before) {
-        let stats = ThreadStats::take(g.process.pid());
-        let cpu = cpu_seconds(g.process.pid())? - cpu_before;
-        let page_after = scrape_metrics(g.admin)?;
-        let requests = super::system::metric_sum(&page_after, "switchyard_requests_total")
-            - super::system::metric_sum(page_before, "switchyard_requests_total");
-        threads.push(stats.since(threads_before, name, requests));
-        if *name == "gateway" {
+    // The gateway's count stands for the peers' too: every side runs the same workload.
+    let mut requests = f64::NAN;
+    for (side, (page_before, cpu_before, threads_before)) in sides.iter().zip(&before) {
+        let stats = ThreadStats::take(side.pid);
+        let cpu = cpu_seconds(side.pid)? - cpu_before;
+        let page_after = side.admin.map(scrape_metrics).transpose()?.unwrap_or_default();
+        if side.admin.is_some() {
+            requests = super::system::metric_sum(&page_after, "switchyard_requests_total")
+                - super::system::metric_sum(page_before, "switchyard_requests_total");
+        }
+        threads.push(stats.since(threads_before, side.name, requests));
+        if side.name == "gateway" {
             gateway_cpu_s = cpu;
             gateway_histograms = [
                 ("switchyard_gateway_time_seconds", Some("client_to_broker")),
@@ -240,12 +264,15 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         Some(SideFigures {
             direct: parse(&format!("{kind}-direct"))?,
             gateway: parse(&format!("{kind}-gateway"))?,
-            baseline: parse(&format!("{kind}-baseline")),
+            others: names[1..]
+                .iter()
+                .filter_map(|name| Some((name.to_string(), parse(&format!("{kind}-{name}"))?)))
+                .collect(),
         })
     };
     let produce = side("closed").with_context(|| format!("no closed-loop RESULT lines:\n{}", output.describe()))?;
     let e2e = side("e2e");
-    let chart = match draw_cdf(&out, &target_dir().join("bench/latency-cdf.png")) {
+    let chart = match draw_cdf(&out, &names, &target_dir().join("bench/latency-cdf.png")) {
         Ok(()) => Some("latency-cdf.png".to_owned()),
         Err(e) => {
             println!("    no chart: {e:#}");
@@ -274,8 +301,12 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         report.loadavg_after,
         foreign_cpu_share * 100.0
     );
+    drop(sides);
     for mut g in [Some(gateway), baseline].into_iter().flatten() {
         g.process.terminate(std::time::Duration::from_secs(30));
+    }
+    for peer in &mut peers {
+        peer.process.terminate(std::time::Duration::from_secs(30));
     }
     Ok(report)
 }
@@ -340,9 +371,10 @@ fn samples(path: &Path) -> Result<Vec<f64>> {
     Ok(v)
 }
 
-/// The complementary CDF (share of samples slower than x) of both sides, log scale, so the tail
-/// is as visible as the median; closed loop left, round trips right.
-fn draw_cdf(dir: &Path, png: &Path) -> Result<()> {
+/// The complementary CDF (share of samples slower than x) of every side, log scale, so the tail
+/// is as visible as the median; closed loop left, round trips right. `names`: the sides after
+/// `direct`, the gateway first.
+fn draw_cdf(dir: &Path, names: &[&str], png: &Path) -> Result<()> {
     use plotters::prelude::*;
     crate::chart::use_font()?;
     let root = BitMapBackend::new(png, (1400, 600)).into_drawing_area();
@@ -352,8 +384,10 @@ fn draw_cdf(dir: &Path, png: &Path) -> Result<()> {
         (&panels[0], "closed", "produce, closed loop (acks=1, linger.ms=0)"),
         (&panels[1], "e2e", "produce -> consume round trip"),
     ] {
+        let palette = [RED, RGBColor(120, 120, 120), RGBColor(0, 150, 0), RGBColor(230, 140, 0), MAGENTA, CYAN];
         let mut sides = Vec::new();
-        for (name, color) in [("direct", BLUE), ("gateway", RED), ("baseline", RGBColor(120, 120, 120))] {
+        let named = names.iter().zip(palette.iter().cycle()).map(|(n, c)| (*n, *c));
+        for (name, color) in std::iter::once(("direct", BLUE)).chain(named) {
             let path = dir.join(format!("{kind}-{name}.txt"));
             if path.exists() {
                 sides.push((name, samples(&path)?, color));
@@ -407,10 +441,7 @@ impl ClosedLoopReport {
     fn table_rows(&self) -> Vec<String> {
         let mut rows = Vec::new();
         for (name, f) in self.pairs() {
-            for (side, r) in
-                [("direct", Some(&f.direct)), ("gateway", Some(&f.gateway)), ("baseline", f.baseline.as_ref())]
-            {
-                let Some(r) = r else { continue };
+            for (side, r) in f.sides() {
                 rows.push(format!(
                     "{name:<21} {side:<8} n={} p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms",
                     r.n, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms
@@ -430,7 +461,7 @@ impl ClosedLoopReport {
                     f.gateway.p99_ms - f.direct.p99_ms,
                     f.direct.p99_ms,
                     f.gateway.p99_ms,
-                    f.baseline.as_ref().map(|b| format!(", baseline {:.3}", b.p99_ms)).unwrap_or_default(),
+                    f.others.iter().map(|(n, r)| format!(", {n} {:.3}", r.p99_ms)).collect::<String>(),
                     f.gateway.p50_ms - f.direct.p50_ms
                 ),
             );
@@ -462,18 +493,15 @@ impl ClosedLoopReport {
             "| measurement | side | samples | p50 ms | p99 ms | p99.9 ms | max ms | avg ms |\n|---|---|---:|---:|---:|---:|---:|---:|"
         );
         for (name, f) in self.pairs() {
-            for (side, r) in
-                [("direct", Some(&f.direct)), ("gateway", Some(&f.gateway)), ("baseline gateway", f.baseline.as_ref())]
-            {
-                let Some(r) = r else { continue };
+            for (side, r) in f.sides() {
                 let _ = writeln!(
                     md,
                     "| {name} | {side} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                     r.n, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms, r.avg_ms
                 );
             }
-            for (label, r) in [("added (gateway)", Some(&f.gateway)), ("added (baseline)", f.baseline.as_ref())] {
-                let Some(r) = r else { continue };
+            for (side, r) in f.sides().skip(1) {
+                let label = format!("added ({side})");
                 let _ = writeln!(
                     md,
                     "| {name} | **{label}** | | {:+.3} | **{:+.3}** | {:+.3} | {:+.3} | {:+.3} |",
@@ -488,7 +516,7 @@ impl ClosedLoopReport {
         if let Some(chart) = &self.chart {
             let _ = writeln!(
                 md,
-                "\n![latency distributions, direct and gateway]({chart})\n\n[{chart}]({chart}): share of samples slower than x, log-log."
+                "\n![latency distributions of every side]({chart})\n\n[{chart}]({chart}): share of samples slower than x, log-log."
             );
         }
         let _ = writeln!(
@@ -509,8 +537,9 @@ impl ClosedLoopReport {
         }
         let _ = writeln!(
             md,
-            "\nThe gateway's threads over the probe (`/proc/<pid>/task/*/status`, `schedstat`):\n\n\
-             | gateway | threads | requests | voluntary switches / request | involuntary / request | on-CPU µs / request | runnable, waiting for a CPU, µs / request |\n\
+            "\nEach proxy's threads over the probe (`/proc/<pid>/task/*/status`, `schedstat`; a peer's requests are \
+             the gateway's count, the workload being the same):\n\n\
+             | proxy | threads | requests | voluntary switches / request | involuntary / request | on-CPU µs / request | runnable, waiting for a CPU, µs / request |\n\
              |---|---:|---:|---:|---:|---:|---:|"
         );
         for t in &self.threads {
@@ -536,5 +565,14 @@ impl ClosedLoopReport {
                 figures.join(", ")
             );
         }
+    }
+}
+
+impl SideFigures {
+    /// `direct`, `gateway`, then the others, with their names.
+    fn sides(&self) -> impl Iterator<Item = (&str, &ProbeResult)> {
+        [("direct", &self.direct), ("gateway", &self.gateway)]
+            .into_iter()
+            .chain(self.others.iter().map(|(n, r)| (n.as_str(), r)))
     }
 }
