@@ -90,6 +90,14 @@ impl ThreadStats {
         t
     }
 
+    /// Whether the proxy did the work of forwarding the probe's requests. Forwarding one takes
+    /// two reads and two writes, tens of µs on a CPU; a proxy far below that was bypassed,
+    /// most likely because an answer it could not decode passed on the broker's own address
+    /// and the client went straight there. Its latency rows are then direct's.
+    pub fn carried_the_traffic(&self) -> bool {
+        self.on_cpu_ms * 1000.0 / self.requests.max(1.0) >= BYPASSED_BELOW_US
+    }
+
     fn since(self, earlier: &ThreadStats, gateway: &str, requests: f64) -> ThreadStats {
         ThreadStats {
             gateway: gateway.to_owned(),
@@ -102,6 +110,9 @@ impl ThreadStats {
         }
     }
 }
+
+/// On-CPU µs per request under which a proxy cannot have forwarded the requests itself.
+const BYPASSED_BELOW_US: f64 = 2.0;
 
 /// Counts of one gateway histogram over the run, per bucket (upper bound in µs; `inf` last).
 #[derive(Debug, Clone, Serialize)]
@@ -294,6 +305,12 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
     };
     for line in report.table_rows() {
         println!("    {line}");
+    }
+    for t in report.threads.iter().filter(|t| !t.carried_the_traffic()) {
+        println!(
+            "    {}: BYPASSED, it carried almost none of the traffic (see target/bench/latency/peer-{}.log)",
+            t.gateway, t.gateway
+        );
     }
     println!(
         "    load {} -> {}; other processes {:.0}% CPU",
@@ -554,6 +571,17 @@ impl ClosedLoopReport {
                 per(t.involuntary_switches),
                 per(t.on_cpu_ms * 1000.0),
                 per(t.runqueue_wait_ms * 1000.0)
+            );
+        }
+        for t in self.threads.iter().filter(|t| !t.carried_the_traffic()) {
+            let _ = writeln!(
+                md,
+                "\n**{} was bypassed**: {:.1} µs on a CPU per request, where forwarding one takes tens. An answer it \
+                 did not rewrite most likely gave the client the broker's own address (its log: \
+                 `latency/peer-{}.log`), so its latency rows above are direct's, not a proxy's.",
+                t.gateway,
+                t.on_cpu_ms * 1000.0 / t.requests.max(1.0),
+                t.gateway
             );
         }
         if !self.produce_cpu_ms_per_mb.is_empty() {

@@ -10,7 +10,7 @@
 //! port, on which the proxy must listen and which it must advertise as the broker's address
 //! (the probe uses one broker). The bench builds none of them: a peer is whatever binary the
 //! command names, so none of its code comes into this repository. Its output goes to
-//! `target/bench/peer-<name>.log`.
+//! `target/bench/latency/peer-<name>.log`.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
