@@ -36,6 +36,7 @@ mod cost;
 mod latency;
 mod peers;
 mod report;
+mod side_throughput;
 mod system;
 mod tls;
 mod tools;

@@ -24,6 +24,7 @@ use serde::Serialize;
 use switchyard_testkit::kafka::java_command;
 use switchyard_testkit::{java, process, KafkaCluster};
 
+use super::side_throughput;
 use super::system::{cpu_seconds, scrape_metrics, CpuSample};
 use super::tools::ProbeResult;
 use super::{start_gateway, E2E_TOPIC, LATENCY_TOPIC, PARTITIONS};
@@ -132,9 +133,8 @@ pub struct ClosedLoopReport {
     pub gateway_cpu_s: f64,
     /// Per proxy (`gateway`, then `baseline` and the peers when given).
     pub threads: Vec<ThreadStats>,
-    /// With a baseline only: gateway CPU ms per MB proxied under unthrottled produce (`acks=1`),
-    /// the two gateways taking turns (G B B G).
-    pub produce_cpu_ms_per_mb: Vec<(String, f64)>,
+    /// With a baseline or peers only: every side's throughput and CPU per MB.
+    pub throughput: Vec<side_throughput::SideThroughput>,
     /// `/proc/loadavg` before and after the run.
     pub loadavg_before: String,
     pub loadavg_after: String,
@@ -241,35 +241,17 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
             .collect();
         }
     }
-    let mut produce_cpu_ms_per_mb = Vec::new();
-    if gateways.len() > 1 {
-        step("gateway CPU per MB, produce acks=1, unthrottled, gateway and baseline taking turns (G B B G)");
-        let mut totals = vec![(0.0, 0.0); gateways.len()];
-        for i in [0, 1, 1, 0] {
-            let (name, g) = gateways[i];
-            let pid = g.process.pid();
-            let (cpu0, bytes0) =
-                (cpu_seconds(pid)?, super::system::metric_sum(&scrape_metrics(g.admin)?, "switchyard_bytes_total"));
-            super::tools::producer_perf(
-                &g.bootstrap.to_string(),
-                super::THROUGHPUT_TOPIC,
-                super::PROFILE_RECORDS,
-                plan.record_size,
-                -1,
-                "1",
-            )?;
-            let cpu = cpu_seconds(pid)? - cpu0;
-            let bytes = super::system::metric_sum(&scrape_metrics(g.admin)?, "switchyard_bytes_total") - bytes0;
-            println!("    {name:<8} {:.3} CPU s, {:.1} MB: {:.3} ms/MB", cpu, bytes / 1e6, cpu * 1e3 / (bytes / 1e6));
-            totals[i].0 += cpu;
-            totals[i].1 += bytes;
-        }
-        produce_cpu_ms_per_mb = gateways
-            .iter()
-            .zip(&totals)
-            .map(|((name, _), (cpu, bytes))| (name.to_string(), cpu * 1e3 / (bytes / 1e6)))
-            .collect();
-    }
+    let throughput = if sides.len() > 1 {
+        let direct = side_throughput::Target { name: "direct", bootstrap: direct.clone(), pid: None };
+        let proxies = sides.iter().map(|s| side_throughput::Target {
+            name: s.name,
+            bootstrap: s.bootstrap.to_string(),
+            pid: Some(s.pid),
+        });
+        side_throughput::measure(&std::iter::once(direct).chain(proxies).collect::<Vec<_>>(), plan.record_size)?
+    } else {
+        Vec::new()
+    };
     let parse = |what: &str| ProbeResult::parse(&output.stdout, what);
     let side = |kind: &str| -> Option<SideFigures> {
         Some(SideFigures {
@@ -297,7 +279,7 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
         gateway_histograms,
         gateway_cpu_s,
         threads,
-        produce_cpu_ms_per_mb,
+        throughput,
         loadavg_before,
         loadavg_after,
         foreign_cpu_share,
@@ -584,15 +566,7 @@ impl ClosedLoopReport {
                 t.gateway
             );
         }
-        if !self.produce_cpu_ms_per_mb.is_empty() {
-            let figures: Vec<String> =
-                self.produce_cpu_ms_per_mb.iter().map(|(name, v)| format!("{name} {v:.3}")).collect();
-            let _ = writeln!(
-                md,
-                "\nGateway CPU ms per MB, produce `acks=1` unthrottled (400,000 records per run, G B B G): {}",
-                figures.join(", ")
-            );
-        }
+        side_throughput::markdown(&self.throughput, md);
     }
 }
 
