@@ -17,8 +17,9 @@ use super::tools::{consumer_perf, producer_perf};
 use super::{PROFILE_RECORDS, THROUGHPUT_TOPIC};
 use crate::step;
 
-/// Rounds of one produce and one consume run per side.
-const ROUNDS: usize = 2;
+/// Rounds of one produce and one consume run per side, at least. There are as many as there
+/// are sides, so that each side goes first once and follows each of the others equally often.
+const MIN_ROUNDS: usize = 2;
 
 /// A side to measure: direct (no process of its own) or a proxy.
 pub struct Target<'a> {
@@ -38,11 +39,12 @@ pub struct SideThroughput {
     pub consume_cpu_ms_per_mb: Option<f64>,
 }
 
-/// Each target's produce, then each target's consume, `ROUNDS` times, the order rotating.
+/// Each target's produce, then each target's consume, round after round, the order rotating.
 /// `targets[0]` is direct, the reference of the ratios.
 pub fn measure(targets: &[Target<'_>], record_size: usize) -> Result<Vec<SideThroughput>> {
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
-    step(&format!("throughput and CPU per MB, every side, {ROUNDS} rounds, the order rotating: {}", names.join(", ")));
+    let rounds = targets.len().max(MIN_ROUNDS);
+    step(&format!("throughput and CPU per MB, every side, {rounds} rounds, the order rotating: {}", names.join(", ")));
     let mb = PROFILE_RECORDS as f64 * record_size as f64 / 1e6;
     let mut rows: Vec<SideThroughput> = targets
         .iter()
@@ -55,7 +57,7 @@ pub fn measure(targets: &[Target<'_>], record_size: usize) -> Result<Vec<SideThr
         })
         .collect();
     let mut cpu = vec![(0.0, 0.0); targets.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let order: Vec<usize> = (0..targets.len()).map(|k| (round + k) % targets.len()).collect();
         for &i in &order {
             let t = &targets[i];
@@ -79,7 +81,7 @@ pub fn measure(targets: &[Target<'_>], record_size: usize) -> Result<Vec<SideThr
     }
     for (row, (t, (produce, consume))) in rows.iter_mut().zip(targets.iter().zip(&cpu)) {
         if t.pid.is_some() {
-            let total_mb = mb * ROUNDS as f64;
+            let total_mb = mb * rounds as f64;
             row.produce_cpu_ms_per_mb = Some(produce * 1e3 / total_mb);
             row.consume_cpu_ms_per_mb = Some(consume * 1e3 / total_mb);
         }
@@ -112,11 +114,12 @@ pub fn markdown(rows: &[SideThroughput], md: &mut String) {
     let (direct_produce, direct_consume) = (median(&direct.produce_mib_per_sec), median(&direct.consume_mib_per_sec));
     let _ = writeln!(
         md,
-        "\nThroughput and CPU per MB of every side ({ROUNDS} rounds of unthrottled `ProducerPerformance`, `acks=1`, \
+        "\nThroughput and CPU per MB of every side ({} rounds of unthrottled `ProducerPerformance`, `acks=1`, \
          {PROFILE_RECORDS} records, then `ConsumerPerformance` from the topic's start, the order rotating; medians; \
          CPU is the proxy process's own per MB of records):\n\n\
          | side | produce MiB/s | vs direct | CPU ms/MB | consume MiB/s | vs direct | CPU ms/MB |\n\
-         |---|---:|---:|---:|---:|---:|---:|"
+         |---|---:|---:|---:|---:|---:|---:|",
+        direct.produce_mib_per_sec.len()
     );
     let cpu = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     for row in rows {
