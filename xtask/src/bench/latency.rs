@@ -59,7 +59,7 @@ struct Side<'a> {
 /// A proxy's threads over the probe, from `/proc/<pid>/task/*`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ThreadStats {
-    pub gateway: String,
+    pub proxy: String,
     /// Requests the proxy forwarded; a peer's are the gateway's count (the same workload).
     pub requests: f64,
     pub voluntary_switches: f64,
@@ -99,9 +99,9 @@ impl ThreadStats {
         self.on_cpu_ms * 1000.0 / self.requests.max(1.0) >= BYPASSED_BELOW_US
     }
 
-    fn since(self, earlier: &ThreadStats, gateway: &str, requests: f64) -> ThreadStats {
+    fn since(self, earlier: &ThreadStats, proxy: &str, requests: f64) -> ThreadStats {
         ThreadStats {
-            gateway: gateway.to_owned(),
+            proxy: proxy.to_owned(),
             requests,
             voluntary_switches: self.voluntary_switches - earlier.voluntary_switches,
             involuntary_switches: self.involuntary_switches - earlier.involuntary_switches,
@@ -291,7 +291,7 @@ pub fn closed_loop(cluster: &KafkaCluster, binary: &Path, plan: ClosedLoopPlan) 
     for t in report.threads.iter().filter(|t| !t.carried_the_traffic()) {
         println!(
             "    {}: BYPASSED, it carried almost none of the traffic (see target/bench/latency/peer-{}.log)",
-            t.gateway, t.gateway
+            t.proxy, t.proxy
         );
     }
     println!(
@@ -546,7 +546,7 @@ impl ClosedLoopReport {
             let _ = writeln!(
                 md,
                 "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
-                t.gateway,
+                t.proxy,
                 t.threads,
                 t.requests,
                 per(t.voluntary_switches),
@@ -561,9 +561,9 @@ impl ClosedLoopReport {
                 "\n**{} was bypassed**: {:.1} µs on a CPU per request, where forwarding one takes tens. An answer it \
                  did not rewrite most likely gave the client the broker's own address (its log: \
                  `latency/peer-{}.log`), so its latency rows above are direct's, not a proxy's.",
-                t.gateway,
+                t.proxy,
                 t.on_cpu_ms * 1000.0 / t.requests.max(1.0),
-                t.gateway
+                t.proxy
             );
         }
         side_throughput::markdown(&self.throughput, md);
