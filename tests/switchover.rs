@@ -989,7 +989,13 @@ fn java_transactional_producer_keeps_committing_across_the_cut(env: &Env, run: T
         produced.errors
     );
     let tail = || switchyard_testkit::process::tail(&client_log, 60);
-    ensure!(produced.fatal.is_none(), "the producer gave up: {:?}\n{}", produced.fatal, tail());
+    ensure!(
+        produced.fatal.is_none(),
+        "the producer gave up: {:?}\n{}\ngateway log:\n{}",
+        produced.fatal,
+        tail(),
+        gateway.process.log_tail()
+    );
     let missing = produced.missing(records);
     ensure!(
         missing.is_empty(),
