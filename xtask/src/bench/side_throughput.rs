@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::system::cpu_seconds;
 use super::tools::{consumer_perf, producer_perf};
-use super::{PROFILE_RECORDS, THROUGHPUT_TOPIC};
+use super::{median, PROFILE_RECORDS, THROUGHPUT_TOPIC};
 use crate::step;
 
 /// Rounds of one produce and one consume run per side, at least. There are as many as there
@@ -95,16 +95,6 @@ fn spent(pid: Option<u32>, before: Option<f64>) -> Result<f64> {
         (Some(pid), Some(before)) => cpu_seconds(pid)? - before,
         _ => 0.0,
     })
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// The table of every side, ratios to the first row (direct).
