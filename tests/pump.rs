@@ -24,7 +24,9 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard::cluster::Advertising;
 use switchyard::config::{FenceMode, ProxySettings};
-use switchyard::proxy::{pump, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, StopSignals};
+use switchyard::proxy::{
+    pump, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, Redialled, StopSignals,
+};
 use switchyard::routing::{Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -85,16 +87,17 @@ impl Gateway {
     /// Pump one connection that can follow its route to another cluster, whose broker there is
     /// the second broker end returned.
     fn connect_following(&self) -> (DuplexStream, DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
-        let (client, broker, mut dialled, pumped) = self.connect_dialling(1);
+        let (client, broker, mut dialled, pumped) = self.connect_dialling(1, false);
         (client, broker, dialled.remove(0), pumped)
     }
 
     /// Pump one connection that can dial `dials` broker connections after its first (to follow
     /// its route, or for the gateway's own requests); their broker ends are returned in the
-    /// order they are dialled.
+    /// order they are dialled. With `stands_in`, each stands in for a broker its cluster lacks.
     fn connect_dialling(
         &self,
         dials: usize,
+        stands_in: bool,
     ) -> (DuplexStream, DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
         let (client, client_side) = duplex(PIPE);
         let (broker, broker_side) = duplex(PIPE);
@@ -105,7 +108,7 @@ impl Gateway {
             let stop = StopSignals { gateway: &shutdown, route: &session };
             let redial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
                 let stream = sides.lock().unwrap().pop_front().ok_or_else(|| "dialled once too often".to_string());
-                Box::pin(std::future::ready(stream))
+                Box::pin(std::future::ready(stream.map(|stream| Redialled { stream, stands_in })))
             };
             pump(client_side, BytesMut::new(), broker_side, &ctx, stop, Some(&redial)).await
         });
@@ -282,6 +285,40 @@ async fn a_connection_follows_its_route_to_another_cluster() {
     drop(client);
     assert!(matches!(pumped.await.unwrap().reason, CloseReason::ClientClosed));
     assert_eq!(new.await.unwrap(), vec![2, 3]);
+}
+
+/// After a cut onto a cluster that lacks the connection's broker, another of its brokers stands
+/// in. It may lead the partitions the client's Produce requests are for, and the client, once it
+/// has read the new metadata, also sends them through that leader's own port: taken on both
+/// connections, one partition's batches would reach it out of order. So the gateway answers each
+/// Produce NOT_LEADER_OR_FOLLOWER, in request order, and passes everything else.
+#[tokio::test(start_paused = true)]
+async fn a_broker_standing_in_after_a_cut_is_sent_no_produce() {
+    use kafka_protocol::messages::{ListOffsetsRequest, ProduceResponse};
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let gateway = Gateway::new(settings());
+    let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1, true);
+    drop(broker(old_end, Duration::ZERO));
+    cut_under(&gateway, &mut client).await;
+    let stand_in = broker(dialled.remove(0), Duration::from_secs(1));
+    client.write_all(&produce(1)).await.unwrap();
+    client.write_all(&frame(ApiKey::ListOffsets, 7, 2, &ListOffsetsRequest::default())).await.unwrap();
+    client.write_all(&produce(3)).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let body = read_frame(&mut client).await.expect("an answer");
+        let id = correlation_id(&body, 0);
+        if id != 2 {
+            let answer: ProduceResponse = decode_answer(ApiKey::Produce, 9, body);
+            let codes: Vec<i16> =
+                answer.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)).collect();
+            assert_eq!(codes, vec![NOT_LEADER_OR_FOLLOWER], "Produce {id} was answered {answer:?}");
+        }
+        ids.push(id);
+    }
+    assert_eq!(ids, vec![1, 2, 3], "the answers came out of order");
+    drop(client);
+    assert_eq!(stand_in.await.unwrap(), vec![2], "a Produce reached the broker standing in");
 }
 
 /// A connection that cannot follow (no way to re-dial, as on a swap route) drains and closes at
@@ -775,7 +812,7 @@ async fn cut_under(gateway: &Gateway, client: &mut DuplexStream) {
 /// A connection whose old broker answers everything and that can dial `dials` broker
 /// connections after its first; their broker ends are returned in the order they are dialled.
 fn under_way(gateway: &Gateway, dials: usize) -> (DuplexStream, Vec<DuplexStream>, JoinHandle<ConnectionSummary>) {
-    let (client, old_end, dialled, pumped) = gateway.connect_dialling(dials);
+    let (client, old_end, dialled, pumped) = gateway.connect_dialling(dials, false);
     drop(broker(old_end, Duration::ZERO));
     (client, dialled, pumped)
 }

@@ -32,7 +32,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use switchyard::cluster::Advertising;
 use switchyard::config::ProxySettings;
 use switchyard::proxy::{
-    pump, serve_swap, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, StopSignals,
+    pump, serve_swap, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, Redialled, StopSignals,
 };
 use switchyard::routing::{Route, Upstream};
 use switchyard::secrets::SecretStores;
@@ -169,8 +169,8 @@ impl Gateway {
         let first = source.connection();
         let gateway = Arc::clone(self);
         let pumped = tokio::spawn(async move {
-            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<DuplexStream, String>> + Send>> {
-                Box::pin(std::future::ready(Ok(destination.connection())))
+            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Redialled<DuplexStream>, String>> + Send>> {
+                Box::pin(std::future::ready(Ok(Redialled { stream: destination.connection(), stands_in: false })))
             };
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
             pump(client_side, BytesMut::new(), first, &gateway.ctx, stop, Some(&dial)).await
@@ -196,8 +196,8 @@ impl Gateway {
             )
             .map(Arc::new)
             .expect("the swap route's users");
-            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<DuplexStream, String>> + Send>> {
-                Box::pin(std::future::ready(Ok(broker.connection())))
+            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Redialled<DuplexStream>, String>> + Send>> {
+                Box::pin(std::future::ready(Ok(Redialled { stream: broker.connection(), stands_in: false })))
             };
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
             serve_swap(&auth, (client_side, BytesMut::new(), None), first, gateway.context(), stop, dial).await

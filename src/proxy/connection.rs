@@ -53,6 +53,7 @@ use super::swap::{Reauth, SwapSession};
 use super::transactions::{ProducerIdCall, Transactions};
 use crate::config::FenceMode;
 use crate::config::ProxySettings;
+use crate::protocol::fence_answer::FenceCodes;
 use crate::protocol::{
     client_id_hash, fence_answer, frame_at, internal, peek_request, response_correlation_id, sasl, FrameError,
     FrameLimits, FrameStatus, InFlight, RequestError, ResponseHandling, SaslSummary, MIN_REQUEST_BODY,
@@ -437,7 +438,21 @@ enum RequestsEnd {
 
 /// Opens a broker connection to the cluster a route moved to (given as the route's upstream
 /// now), for a connection that follows the route across a switchover.
-pub type Redial<U> = dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync;
+pub type Redial<U> =
+    dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Redialled<U>, String>> + Send>> + Send + Sync;
+
+/// A broker connection on the cluster a route moved to.
+pub struct Redialled<U> {
+    pub stream: U,
+    /// That cluster lacks the broker the client opened its connection for, and another of its
+    /// brokers stands in for it. The stand-in may lead partitions the client also reaches
+    /// through that broker's own port: were it to take the client's Produce requests, one
+    /// partition's batches would arrive on two connections, out of order, which an idempotent
+    /// producer sees as a sequence gap (`OUT_OF_ORDER_SEQUENCE_NUMBER`). So the gateway answers
+    /// them `NOT_LEADER_OR_FOLLOWER` there, as the missing broker would, and the client sends
+    /// them to the leader it finds in metadata.
+    pub stands_in: bool,
+}
 
 /// Pump both directions until one ends. `initial` holds client bytes already read (after a
 /// PROXY header). With `redial`, a connection whose route moves to another cluster (a live
@@ -467,7 +482,7 @@ pub async fn pump<C: Duplex, U: Duplex>(
     let ask_producer_id = redial.map(|redial| {
         move |upstream: Arc<Upstream>, transactional_id, timeout_ms| -> Pin<Box<dyn Future<Output = _> + Send + '_>> {
             Box::pin(async move {
-                let (mut read, mut write) = redial(upstream).await?.into_halves();
+                let (mut read, mut write) = redial(upstream).await?.stream.into_halves();
                 BrokerSide::new(&mut read, &mut write, max_frame_bytes)
                     .init_producer_id(transactional_id, timeout_ms)
                     .await
@@ -545,6 +560,7 @@ async fn run<C: Duplex, U: Duplex>(
     // After a move: the connection's context and route session on the new cluster.
     let mut moved: Option<(ConnectionContext, CancellationToken)> = None;
     let mut moves_seen = route.moves();
+    let mut stands_in = false;
     loop {
         let (ctx, route_stop) = moved.as_ref().map_or((shared.ctx, shared.stop.route), |(ctx, stop)| (ctx, stop));
         let requests = Requests {
@@ -556,6 +572,7 @@ async fn run<C: Duplex, U: Duplex>(
             client: shared.client_id,
             moves_seen,
             follows_moves: shared.redial.is_some(),
+            stands_in,
         };
         let halves = (&mut client_read, &mut client_write, &mut upstream_read, &mut upstream_write);
         let (buf, renewal) = match session(halves, pending, requests, shared.producer_ids, owed).await {
@@ -573,7 +590,10 @@ async fn run<C: Duplex, U: Duplex>(
         let destination = route.upstream();
         let Some(redial) = shared.redial else { return CloseReason::RouteSwitched };
         match redial(Arc::clone(&destination)).await {
-            Ok(stream) => (upstream_read, upstream_write) = stream.into_halves(),
+            Ok(redialled) => {
+                (upstream_read, upstream_write) = redialled.stream.into_halves();
+                stands_in = redialled.stands_in;
+            }
             Err(e) => return CloseReason::MoveFailed(e),
         }
         if shared.ctx.swap.is_none() {
@@ -664,6 +684,9 @@ struct Requests<'a> {
     moves_seen: u64,
     /// Whether the connection can follow its route to another cluster (it can re-dial).
     follows_moves: bool,
+    /// The broker connection stands in for a broker its cluster lacks ([`Redialled::stands_in`]):
+    /// Produce requests are answered `NOT_LEADER_OR_FOLLOWER` here.
+    stands_in: bool,
 }
 
 /// What a read from the client waits on besides the client. Made once per connection: a timer
@@ -824,14 +847,7 @@ impl Requests<'_> {
             if !fence_answer::answerable(&request) {
                 return Ok(Fenced::MustHold);
             }
-            let codes = self.ctx.route.fence.codes();
-            let answer = fence_answer::fence_answer(&request, buf.split_to(len).freeze(), codes).map_err(|cause| {
-                RequestsEnd::Failed(CloseReason::BadRequest(RequestError::Undecodable {
-                    api_key: request.api_key,
-                    version: request.api_version,
-                    cause: format!("{cause:#}"),
-                }))
-            })?;
+            let answer = gateway_answer(&request, buf.split_to(len).freeze(), self.ctx.route.fence.codes())?;
             metrics.request(request.api_key);
             metrics.fence_answered(request.api_key);
             self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
@@ -1021,6 +1037,17 @@ impl Requests<'_> {
                     self.owe_gateway_answer(unsupported_version_answer(correlation_id), waits).await?;
                     continue;
                 }
+                Ok(Noted::StandIn(request)) => {
+                    fence.leave(passed);
+                    // Answered here, not forwarded: the run ends before it.
+                    self.write_run(buf, &mut run, upstream, read_at).await?;
+                    let frame = buf.split_to(len).freeze();
+                    self.traffic.from_client.fetch_add(len as u64, Ordering::Relaxed);
+                    let answer = gateway_answer(&request, frame, FenceCodes::RETRIABLE)?;
+                    self.ctx.route.metrics.stand_in_answered(request.api_key);
+                    self.owe_gateway_answer(answer, waits).await?;
+                    continue;
+                }
                 Ok(Noted::Swap(request, asked)) => {
                     fence.leave(passed);
                     // Answered here, not forwarded: the run ends before it.
@@ -1128,6 +1155,9 @@ impl Requests<'_> {
         if sasl::observed(request.api_key) {
             // SaslHandshake and SaslAuthenticate only: who the client says it is.
             self.traffic.sasl().request(request.api_key, request.api_version, body);
+        }
+        if self.stands_in && request.api_key == kafka_protocol::messages::ApiKey::Produce && request.expects_response {
+            return Ok(Noted::StandIn(request));
         }
         self.traffic.transactions.note(&self.ctx.route, &mut request, body).map_err(bad_request)?;
         if internal::names_group(request.api_key) {
@@ -1282,6 +1312,9 @@ enum Noted {
     /// A request the gateway answers itself: on a swap route, or a re-authentication after a
     /// replayed login.
     Swap(InFlight, SwapAsked),
+    /// A Produce on a broker connection that stands in for a broker its cluster lacks
+    /// ([`Redialled::stands_in`]): answer it `NOT_LEADER_OR_FOLLOWER`, as that broker would.
+    StandIn(InFlight),
 }
 
 /// What a client asked of the gateway, which answers it itself.
@@ -1294,6 +1327,18 @@ enum SwapAsked {
     /// A passthrough client re-authenticating after the gateway replayed its login on a
     /// cluster that does not limit sessions (`sasl_replay`).
     ReplayedLogin,
+}
+
+/// The gateway's own answer to `request` (its whole `frame`), with the error `codes`: see
+/// [`fence_answer::fence_answer`].
+fn gateway_answer(request: &InFlight, frame: Bytes, codes: FenceCodes) -> Result<Bytes, RequestsEnd> {
+    fence_answer::fence_answer(request, frame, codes).map_err(|cause| {
+        bad_request(RequestError::Undecodable {
+            api_key: request.api_key,
+            version: request.api_version,
+            cause: format!("{cause:#}"),
+        })
+    })
 }
 
 fn bad_request(e: RequestError) -> RequestsEnd {

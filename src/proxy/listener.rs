@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::MemoryBudget;
-use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Severity, StopSignals};
+use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Redialled, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
 use super::stream::{BrokerStream, Duplex, Rewound};
@@ -264,14 +264,18 @@ fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, lim
 }
 
 /// Dial `target` on the cluster a connection moves to. A broker port whose node that cluster
-/// lacks is dialled to any of its brokers: they answer for what that node led with
-/// NOT_LEADER_OR_FOLLOWER (and the new leader), and the client moves on by its own retry path.
-async fn redial(domain: &Upstream, target: Target, timeout: Duration) -> Result<BrokerStream, String> {
-    let connected = match upstream::connect(domain, target, timeout).await {
-        Err(upstream::UpstreamError::UnknownNode(_)) => upstream::connect(domain, Target::Bootstrap, timeout).await,
-        connected => connected,
+/// lacks is dialled to any of its brokers, which stands in for it: the client's Produce
+/// requests there are answered NOT_LEADER_OR_FOLLOWER ([`Redialled::stands_in`]), the rest
+/// go to that broker, and the client moves on to the leaders it finds in metadata by its own
+/// retry path.
+async fn redial(domain: &Upstream, target: Target, timeout: Duration) -> Result<Redialled<BrokerStream>, String> {
+    let (connected, stands_in) = match upstream::connect(domain, target, timeout).await {
+        Err(upstream::UpstreamError::UnknownNode(_)) => {
+            (upstream::connect(domain, Target::Bootstrap, timeout).await, true)
+        }
+        connected => (connected, false),
     };
-    connected.map(|(stream, _)| stream).map_err(|e| e.to_string())
+    connected.map(|(stream, _)| Redialled { stream, stands_in }).map_err(|e| e.to_string())
 }
 
 /// One accepted client connection, from accept to close.

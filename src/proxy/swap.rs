@@ -52,7 +52,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::broker_login::BrokerSide;
-use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, StopSignals};
+use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, Redialled, StopSignals};
 use super::stream::{Duplex, Halves};
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
 use crate::protocol::scram::{constant_time_eq, Decoy, ScramHash, ScramServer, ScramServerError, ScramVerifier};
@@ -751,7 +751,7 @@ pub async fn serve<C, U, D>(
 where
     C: Duplex,
     U: Duplex,
-    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<U, String>> + Send>> + Send + Sync + 'static,
+    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Redialled<U>, String>> + Send>> + Send + Sync + 'static,
 {
     let (mut client_read, mut client_write) = client.into_halves();
     let (mut upstream_read, mut upstream_write) = upstream.into_halves();
@@ -778,9 +778,10 @@ where
     let relogin_dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
         let (dialled, session, route) = (dial(Arc::clone(&domain)), Arc::clone(&session), route.clone());
         Box::pin(async move {
-            let (mut read, mut write) = dialled.await?.into_halves();
+            let Redialled { stream, stands_in } = dialled.await?;
+            let (mut read, mut write) = stream.into_halves();
             relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
-            Ok(Halves(read, write))
+            Ok(Redialled { stream: Halves(read, write), stands_in })
         })
     };
     let relogin_dial: &Redial<_> = &relogin_dial;

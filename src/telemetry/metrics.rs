@@ -152,6 +152,10 @@ metric_families! {
         "connections_moved",
         "Client connections that followed their route to another cluster at a switchover, kept open",
     ),
+    stand_in_answers: Family<ApiLabels, Counter> = (
+        "stand_in_answers",
+        "Produce requests answered NOT_LEADER_OR_FOLLOWER on a connection that followed a switchover to a cluster lacking its broker, by API",
+    ),
     requests: Family<ApiLabels, Counter> = ("requests", "Requests forwarded, by API"),
     requests_in_flight: Family<RouteLabels, Gauge> = ("requests_in_flight", "Requests forwarded and not yet answered"),
     request_failures: Family<ApiLabels, Counter> = (
@@ -333,6 +337,13 @@ impl RouteMetrics {
     pub fn fence_answered(&self, api_key: ApiKey) {
         self.all
             .fence_answers
+            .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
+            .inc();
+    }
+
+    pub fn stand_in_answered(&self, api_key: ApiKey) {
+        self.all
+            .stand_in_answers
             .get_or_create(&ApiLabels { route: self.route.clone(), api: format!("{api_key:?}") })
             .inc();
     }

@@ -107,6 +107,10 @@ pub struct DrillReport {
     /// Records present more than once on the destination.
     pub duplicates: usize,
     pub producer_errors: Vec<String>,
+    /// The Java producer's logged retries of batches the cluster refused for their sequence
+    /// number (`OUT_OF_ORDER_SEQUENCE_NUMBER`, `UNKNOWN_PRODUCER_ID`): a partition's batches
+    /// reached it out of order, or the client has to bump its epoch. Must be empty.
+    pub sequence_refusals: Vec<String>,
     pub longest_producer_pause_ms: u64,
     pub longest_consumer_pause_ms: u64,
     /// Acknowledged records the consumer group never saw.
@@ -119,6 +123,9 @@ pub struct DrillReport {
     pub switchover: Option<String>,
     /// Requests the fence answered with a retriable error (live modes).
     pub fence_answers: u64,
+    /// Produce requests answered `NOT_LEADER_OR_FOLLOWER` on connections whose broker the
+    /// destination lacks (live modes; the drill's clusters number their brokers differently).
+    pub stand_in_answers: u64,
     /// Whether the switchover carried the group's offsets (`groupOffsets`).
     pub group_offsets: bool,
     /// With `groupOffsets`: records between the group's source offsets and their translations
@@ -141,12 +148,14 @@ impl fmt::Display for DrillReport {
             ("acknowledged records missing on the destination", self.acked_missing.len().to_string()),
             ("duplicates on the destination", self.duplicates.to_string()),
             ("producer errors", self.producer_errors.len().to_string()),
+            ("batches refused for their sequence number", self.sequence_refusals.len().to_string()),
             ("longest producer pause (ms)", self.longest_producer_pause_ms.to_string()),
             ("longest consumer pause (ms)", self.longest_consumer_pause_ms.to_string()),
             ("records the consumer skipped", self.consumer_skipped.to_string()),
             ("records the consumer re-read", self.consumer_reread.to_string()),
             ("switch duration as the operator saw it (ms)", self.switch_ms.to_string()),
             ("requests the fence answered with an error", self.fence_answers.to_string()),
+            ("Produce answered in place of a missing broker", self.stand_in_answers.to_string()),
             ("group offsets carried by the gateway", if self.group_offsets { "yes" } else { "no" }.to_string()),
             (
                 "of the re-reads, from MM2's offset translation",
@@ -243,10 +252,11 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         Some(report) => phase_spans(report, switch_started_ms)?,
         None => vec![("restart".to_string(), switch_started_ms, switch_started_ms + switch_ms)],
     };
-    let fence_answers = fence_answers(&ports)?;
+    let fence_answers = counter_total(&ports, "switchyard_fence_answers_total")?;
 
     let cut_ms = phases.last().map_or(switch_started_ms, |(_, _, end)| *end);
-    let produced = producer.wait(run_time)?;
+    let (produced, producer_log) = producer.wait_with_log(run_time)?;
+    let stand_in_answers = counter_total(&ports, "switchyard_stand_in_answers_total")?;
     let cut = CutWindow { requested_ms: switch_started_ms, cut_ms };
     let side_outcomes = side.map(|side| side.finish(&destination, cut, run_time)).unwrap_or_default();
     let consumed = consumer.wait(run_time + consumer_idle)?;
@@ -271,6 +281,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         acked_missing,
         duplicates: on_destination.duplicates(),
         producer_errors: produced.errors.clone(),
+        sequence_refusals: sequence_refusals(&producer_log),
         longest_producer_pause_ms: produced.max_ack_gap_ms,
         longest_consumer_pause_ms: consumed.max_poll_gap_ms,
         consumer_skipped: produced.acked.iter().filter(|n| !consumed.values.contains(n)).count(),
@@ -278,6 +289,7 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
         switch_ms,
         switchover,
         fence_answers,
+        stand_in_answers,
         group_offsets,
         translation_gap,
         timeline: Timeline {
@@ -291,6 +303,13 @@ pub fn run(options: &DrillOptions) -> Result<DrillReport> {
     drop(gateway);
     drop(mirror);
     Ok(report)
+}
+
+/// The lines of the Java producer's log (warnings and up) that retry a batch the cluster
+/// refused for its sequence number.
+fn sequence_refusals(log: &str) -> Vec<String> {
+    const REFUSALS: [&str; 2] = ["Error: OUT_OF_ORDER_SEQUENCE_NUMBER", "Error: UNKNOWN_PRODUCER_ID"];
+    log.lines().filter(|line| REFUSALS.iter().any(|refusal| line.contains(refusal))).map(str::to_string).collect()
 }
 
 /// Records per second each of the other producers sends: a fifth of the drill's rate. They
@@ -424,12 +443,14 @@ fn live_switch_request(fence: &str, group_offsets: bool) -> serde_json::Value {
 }
 
 /// The sum of `switchyard_fence_answers_total` over every API, from the gateway's metrics.
-fn fence_answers(ports: &DrillPorts) -> Result<u64> {
+/// The sum of the gateway's counter `name` (e.g. `switchyard_fence_answers_total`) over its labels.
+fn counter_total(ports: &DrillPorts, name: &str) -> Result<u64> {
     let url = format!("http://127.0.0.1:{}/metrics", ports.admin);
     let text = ureq::get(&url).call()?.body_mut().read_to_string()?;
+    let labelled = format!("{name}{{");
     Ok(text
         .lines()
-        .filter(|line| line.starts_with("switchyard_fence_answers_total{"))
+        .filter(|line| line.starts_with(&labelled))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum())
 }
