@@ -6,11 +6,15 @@
 //! covered by the other suites; this pins the life cycle: serve while running, then drain a
 //! request in flight when the shutdown future resolves, and return.
 
+mod frames;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use frames::{decode_answer, produce, read_frame};
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use switchyard::gateway::{Gateway, Listeners};
 use switchyard_testkit::free_port_block;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,24 +80,6 @@ proxy:
     switchyard::config::parse("tests/in_process_gateway.rs", &yaml).expect("a valid config")
 }
 
-/// A Produce v9 request frame, `acks=1`, with no body beyond what the pump reads.
-fn produce(correlation_id: i32) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&0i16.to_be_bytes()); // Produce
-    body.extend_from_slice(&9i16.to_be_bytes());
-    body.extend_from_slice(&correlation_id.to_be_bytes());
-    body.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
-    body.push(0); // header tags
-    body.push(0); // no transactional id
-    body.extend_from_slice(&1i16.to_be_bytes()); // acks
-    body.extend_from_slice(&1000i32.to_be_bytes()); // timeout
-    body.push(1); // no topics
-    body.push(0); // body tags
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
-
 #[tokio::test]
 async fn serves_until_the_shutdown_future_resolves_and_drains_what_is_in_flight() {
     let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,7 +116,9 @@ async fn serves_until_the_shutdown_future_resolves_and_drains_what_is_in_flight(
 }
 
 /// Clients flooding the port of a node the cluster does not (yet) list: the gateway asks the
-/// cluster once for the burst, not once per connection, and refuses them all.
+/// cluster once for the burst, not once per connection, and serves them all through a broker
+/// standing in for the missing one, which is sent no Produce: the gateway answers each
+/// NOT_LEADER_OR_FOLLOWER, as the missing broker would.
 #[tokio::test]
 async fn a_burst_for_an_unknown_node_asks_the_cluster_once() {
     const CLIENTS: usize = 50;
@@ -149,9 +137,15 @@ async fn a_burst_for_an_unknown_node_asks_the_cluster_once() {
         // Node 1's port: the stand-in's metadata never names it.
         clients.push(TcpStream::connect(("127.0.0.1", port + 1)).await.unwrap());
     }
-    for mut client in clients {
-        let closed = tokio::time::timeout(Duration::from_secs(30), client.read(&mut [0u8; 1])).await;
-        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "a client of an unknown node was kept: {closed:?}");
+    for (n, mut client) in clients.into_iter().enumerate() {
+        let id = n as i32;
+        client.write_all(&produce(id)).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), read_frame(&mut client)).await;
+        let body = answer.expect("an answer in time").expect("an answer, not a closed connection");
+        let answer: ProduceResponse = decode_answer(ApiKey::Produce, 9, body);
+        let codes: Vec<i16> =
+            answer.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)).collect();
+        assert_eq!(codes, vec![6], "client {id} was not answered NOT_LEADER_OR_FOLLOWER: {answer:?}");
     }
     let asks = metadata_asks.load(Ordering::Relaxed) - before;
     assert!(asks < CLIENTS / 2, "{CLIENTS} connections to an unknown node made {asks} metadata connections");

@@ -17,16 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use frames::{frame, one_route_config, produce, read_frame, response_frame};
+use frames::{decode_answer, frame, one_route_config, produce, read_frame, response_frame};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard::cluster::Advertising;
 use switchyard::config::{FenceMode, ProxySettings};
-use switchyard::proxy::{
-    pump, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, Redialled, StopSignals,
-};
+use switchyard::proxy::{pump, CloseReason, ConnectionContext, ConnectionSummary, Dialled, MemoryBudget, StopSignals};
 use switchyard::routing::{Route, Upstream};
 use switchyard::telemetry::Metrics;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -74,12 +72,18 @@ impl Gateway {
 
     /// Pump one connection; returns the client's end, the broker's end and the pump's task.
     fn connect(&self) -> (DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
+        self.connect_to_broker(false)
+    }
+
+    /// [`Gateway::connect`]; with `stands_in`, the broker stands in for one its cluster lacks.
+    fn connect_to_broker(&self, stands_in: bool) -> (DuplexStream, DuplexStream, JoinHandle<ConnectionSummary>) {
         let (client, client_side) = duplex(PIPE);
         let (broker, broker_side) = duplex(PIPE);
         let (ctx, shutdown, session) = (Arc::clone(&self.ctx), self.shutdown.clone(), self.route_session.clone());
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &shutdown, route: &session };
-            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, None).await
+            let upstream = Dialled { stream: broker_side, stands_in };
+            pump(client_side, BytesMut::new(), upstream, &ctx, stop, None).await
         });
         (client, broker, pumped)
     }
@@ -108,9 +112,10 @@ impl Gateway {
             let stop = StopSignals { gateway: &shutdown, route: &session };
             let redial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
                 let stream = sides.lock().unwrap().pop_front().ok_or_else(|| "dialled once too often".to_string());
-                Box::pin(std::future::ready(stream.map(|stream| Redialled { stream, stands_in })))
+                Box::pin(std::future::ready(stream.map(|stream| Dialled { stream, stands_in })))
             };
-            pump(client_side, BytesMut::new(), broker_side, &ctx, stop, Some(&redial)).await
+            let upstream = Dialled { stream: broker_side, stands_in: false };
+            pump(client_side, BytesMut::new(), upstream, &ctx, stop, Some(&redial)).await
         });
         (client, broker, dialled, pumped)
     }
@@ -294,13 +299,31 @@ async fn a_connection_follows_its_route_to_another_cluster() {
 /// Produce NOT_LEADER_OR_FOLLOWER, in request order, and passes everything else.
 #[tokio::test(start_paused = true)]
 async fn a_broker_standing_in_after_a_cut_is_sent_no_produce() {
-    use kafka_protocol::messages::{ListOffsetsRequest, ProduceResponse};
-    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     let gateway = Gateway::new(settings());
     let (mut client, old_end, mut dialled, _pumped) = gateway.connect_dialling(1, true);
     drop(broker(old_end, Duration::ZERO));
     cut_under(&gateway, &mut client).await;
     let stand_in = broker(dialled.remove(0), Duration::from_secs(1));
+    only_produce_is_turned_away(client, stand_in).await;
+}
+
+/// A new connection to the port of a broker the cluster lacks (it left, or the route was moved
+/// by a restart onto a cluster that numbers its brokers differently) is served the same way,
+/// rather than closed: to franz-go, a connection closed before its first answer looks like a
+/// TLS mismatch, and its producer fails the records instead of retrying them.
+#[tokio::test(start_paused = true)]
+async fn a_broker_standing_in_from_the_start_is_sent_no_produce() {
+    let gateway = Gateway::new(settings());
+    let (client, broker_end, _pumped) = gateway.connect_to_broker(true);
+    only_produce_is_turned_away(client, broker(broker_end, Duration::from_secs(1))).await;
+}
+
+/// Sends Produce, ListOffsets, Produce; checks both Produce requests are answered
+/// NOT_LEADER_OR_FOLLOWER by the gateway, all three in order, and only ListOffsets reached the
+/// broker standing in.
+async fn only_produce_is_turned_away(mut client: DuplexStream, stand_in: JoinHandle<Vec<i32>>) {
+    use kafka_protocol::messages::{ListOffsetsRequest, ProduceResponse};
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     client.write_all(&produce(1)).await.unwrap();
     client.write_all(&frame(ApiKey::ListOffsets, 7, 2, &ListOffsetsRequest::default())).await.unwrap();
     client.write_all(&produce(3)).await.unwrap();
@@ -716,13 +739,6 @@ async fn answer_one<R: Encodable>(broker: &mut DuplexStream, api_key: ApiKey, ve
     let id = correlation_id(&request, 4);
     broker.write_all(&response_frame(api_key, version, id, answer)).await.unwrap();
     request
-}
-
-/// Decode an answer (`body`: the frame after its size prefix) read by the client.
-fn decode_answer<R: kafka_protocol::protocol::Decodable>(api_key: ApiKey, version: i16, mut body: Bytes) -> R {
-    use kafka_protocol::protocol::Decodable;
-    kafka_protocol::messages::ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
-    R::decode(&mut body, version).unwrap()
 }
 
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;

@@ -32,7 +32,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use switchyard::cluster::Advertising;
 use switchyard::config::ProxySettings;
 use switchyard::proxy::{
-    pump, serve_swap, CloseReason, ConnectionContext, ConnectionSummary, MemoryBudget, Redialled, StopSignals,
+    pump, serve_swap, CloseReason, ConnectionContext, ConnectionSummary, Dialled, MemoryBudget, StopSignals,
 };
 use switchyard::routing::{Route, Upstream};
 use switchyard::secrets::SecretStores;
@@ -153,7 +153,8 @@ impl Gateway {
         let gateway = Arc::clone(self);
         let pumped = tokio::spawn(async move {
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
-            pump(client_side, BytesMut::new(), broker_side, &gateway.ctx, stop, None).await
+            let upstream = Dialled { stream: broker_side, stands_in: false };
+            pump(client_side, BytesMut::new(), upstream, &gateway.ctx, stop, None).await
         });
         (client, pumped)
     }
@@ -169,10 +170,12 @@ impl Gateway {
         let first = source.connection();
         let gateway = Arc::clone(self);
         let pumped = tokio::spawn(async move {
-            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Redialled<DuplexStream>, String>> + Send>> {
-                Box::pin(std::future::ready(Ok(Redialled { stream: destination.connection(), stands_in: false })))
-            };
+            let dial =
+                move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Dialled<DuplexStream>, String>> + Send>> {
+                    Box::pin(std::future::ready(Ok(Dialled { stream: destination.connection(), stands_in: false })))
+                };
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
+            let first = Dialled { stream: first, stands_in: false };
             pump(client_side, BytesMut::new(), first, &gateway.ctx, stop, Some(&dial)).await
         });
         (client, pumped)
@@ -196,10 +199,12 @@ impl Gateway {
             )
             .map(Arc::new)
             .expect("the swap route's users");
-            let dial = move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Redialled<DuplexStream>, String>> + Send>> {
-                Box::pin(std::future::ready(Ok(Redialled { stream: broker.connection(), stands_in: false })))
-            };
+            let dial =
+                move |_: Arc<Upstream>| -> Pin<Box<dyn Future<Output = Result<Dialled<DuplexStream>, String>> + Send>> {
+                    Box::pin(std::future::ready(Ok(Dialled { stream: broker.connection(), stands_in: false })))
+                };
             let stop = StopSignals { gateway: &gateway.shutdown, route: &gateway.route_session };
+            let first = Dialled { stream: first, stands_in: false };
             serve_swap(&auth, (client_side, BytesMut::new(), None), first, gateway.context(), stop, dial).await
         });
         (client, pumped)

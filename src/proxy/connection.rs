@@ -439,12 +439,14 @@ enum RequestsEnd {
 /// Opens a broker connection to the cluster a route moved to (given as the route's upstream
 /// now), for a connection that follows the route across a switchover.
 pub type Redial<U> =
-    dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Redialled<U>, String>> + Send>> + Send + Sync;
+    dyn Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Dialled<U>, String>> + Send>> + Send + Sync;
 
-/// A broker connection on the cluster a route moved to.
-pub struct Redialled<U> {
+/// A broker connection the gateway dialled for a client's connection, at its start or on the
+/// cluster its route moved to.
+pub struct Dialled<U> {
     pub stream: U,
-    /// That cluster lacks the broker the client opened its connection for, and another of its
+    /// The cluster lacks the broker the client opened its connection for (a switchover's
+    /// destination numbers its brokers differently, or the broker left), and another of its
     /// brokers stands in for it. The stand-in may lead partitions the client also reaches
     /// through that broker's own port: were it to take the client's Produce requests, one
     /// partition's batches would arrive on two connections, out of order, which an idempotent
@@ -455,14 +457,14 @@ pub struct Redialled<U> {
 }
 
 /// Pump both directions until one ends. `initial` holds client bytes already read (after a
-/// PROXY header). With `redial`, a connection whose route moves to another cluster (a live
+/// PROXY header); `upstream` is the broker connection dialled for it. With `redial`, a connection whose route moves to another cluster (a live
 /// switchover's cut) stays open: once its outstanding answers are in, it continues on a new
 /// broker connection. Without it, or when the client logged in with SASL (which only the
 /// client can repeat), the connection drains and closes instead.
 pub async fn pump<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
-    upstream: U,
+    upstream: Dialled<U>,
     ctx: &ConnectionContext,
     stop: StopSignals<'_>,
     redial: Option<&Redial<U>>,
@@ -547,20 +549,20 @@ enum SessionEnd {
 async fn run<C: Duplex, U: Duplex>(
     client: C,
     initial: BytesMut,
-    upstream: U,
+    upstream: Dialled<U>,
     shared: Shared<'_, U>,
     owed: &mut OwedAnswers,
 ) -> CloseReason {
     // The halves live here, not in the two directions: dropping a write half sends FIN, and a
     // broker that sees FIN drops the answers a draining connection is still waiting for.
     let (mut client_read, mut client_write) = client.into_halves();
-    let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let mut stands_in = upstream.stands_in;
+    let (mut upstream_read, mut upstream_write) = upstream.stream.into_halves();
     let route = &shared.ctx.route;
     let mut pending = initial;
     // After a move: the connection's context and route session on the new cluster.
     let mut moved: Option<(ConnectionContext, CancellationToken)> = None;
     let mut moves_seen = route.moves();
-    let mut stands_in = false;
     loop {
         let (ctx, route_stop) = moved.as_ref().map_or((shared.ctx, shared.stop.route), |(ctx, stop)| (ctx, stop));
         let requests = Requests {
@@ -590,9 +592,9 @@ async fn run<C: Duplex, U: Duplex>(
         let destination = route.upstream();
         let Some(redial) = shared.redial else { return CloseReason::RouteSwitched };
         match redial(Arc::clone(&destination)).await {
-            Ok(redialled) => {
-                (upstream_read, upstream_write) = redialled.stream.into_halves();
-                stands_in = redialled.stands_in;
+            Ok(dialled) => {
+                (upstream_read, upstream_write) = dialled.stream.into_halves();
+                stands_in = dialled.stands_in;
             }
             Err(e) => return CloseReason::MoveFailed(e),
         }
@@ -684,7 +686,7 @@ struct Requests<'a> {
     moves_seen: u64,
     /// Whether the connection can follow its route to another cluster (it can re-dial).
     follows_moves: bool,
-    /// The broker connection stands in for a broker its cluster lacks ([`Redialled::stands_in`]):
+    /// The broker connection stands in for a broker its cluster lacks ([`Dialled::stands_in`]):
     /// Produce requests are answered `NOT_LEADER_OR_FOLLOWER` here.
     stands_in: bool,
 }
@@ -1313,7 +1315,7 @@ enum Noted {
     /// replayed login.
     Swap(InFlight, SwapAsked),
     /// A Produce on a broker connection that stands in for a broker its cluster lacks
-    /// ([`Redialled::stands_in`]): answer it `NOT_LEADER_OR_FOLLOWER`, as that broker would.
+    /// ([`Dialled::stands_in`]): answer it `NOT_LEADER_OR_FOLLOWER`, as that broker would.
     StandIn(InFlight),
 }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::MemoryBudget;
-use super::connection::{pump, ConnectionContext, ConnectionSummary, Redial, Redialled, Severity, StopSignals};
+use super::connection::{pump, ConnectionContext, ConnectionSummary, Dialled, Redial, Severity, StopSignals};
 use super::limits::{Admitted, ConnectionLimits, Limit};
 use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
 use super::stream::{BrokerStream, Duplex, Rewound};
@@ -263,19 +263,25 @@ fn refuse(limits: &ConnectionLimits, route: &Route, client_addr: SocketAddr, lim
     }
 }
 
-/// Dial `target` on the cluster a connection moves to. A broker port whose node that cluster
-/// lacks is dialled to any of its brokers, which stands in for it: the client's Produce
-/// requests there are answered NOT_LEADER_OR_FOLLOWER ([`Redialled::stands_in`]), the rest
-/// go to that broker, and the client moves on to the leaders it finds in metadata by its own
-/// retry path.
-async fn redial(domain: &Upstream, target: Target, timeout: Duration) -> Result<Redialled<BrokerStream>, String> {
+/// Dial `target` for a client's connection, at its start or on the cluster its route moved to.
+/// A broker port whose node the cluster lacks (a switchover's destination numbers its brokers
+/// differently, or the broker left) is dialled to any of its brokers, which stands in for it:
+/// the client's Produce requests there are answered NOT_LEADER_OR_FOLLOWER
+/// ([`Dialled::stands_in`]), the rest go to that broker, and the client moves on to the leaders
+/// it finds in metadata by its own retry path. Closing the connection instead would look to
+/// some clients like a TLS or SASL mismatch, which franz-go's producer does not retry.
+async fn dial(
+    domain: &Upstream,
+    target: Target,
+    timeout: Duration,
+) -> Result<(Dialled<BrokerStream>, crate::config::HostPort), upstream::UpstreamError> {
     let (connected, stands_in) = match upstream::connect(domain, target, timeout).await {
         Err(upstream::UpstreamError::UnknownNode(_)) => {
             (upstream::connect(domain, Target::Bootstrap, timeout).await, true)
         }
         connected => (connected, false),
     };
-    connected.map(|(stream, _)| Redialled { stream, stands_in }).map_err(|e| e.to_string())
+    connected.map(|(stream, addr)| (Dialled { stream, stands_in }, addr))
 }
 
 /// One accepted client connection, from accept to close.
@@ -397,20 +403,20 @@ impl Connection {
         let (client_addr, target) = (self.client_addr, self.target);
         let origin = proxied.map(|p| format!(" {p}")).unwrap_or_default();
         let domain = self.route.upstream();
-        let (upstream, upstream_addr) =
-            match upstream::connect(&domain, target, self.shared.settings.connect_timeout).await {
-                Ok(connected) => connected,
-                Err(e) => {
-                    tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}{origin}");
-                    metrics.upstream_connect_failures.inc();
-                    if let upstream::UpstreamError::Handshake { label, .. } = &e {
-                        metrics.broker_tls_handshake_failed(label);
-                    }
-                    self.audit_close(proxied, None, &e.to_string(), started, None);
-                    return;
+        let (upstream, upstream_addr) = match dial(&domain, target, self.shared.settings.connect_timeout).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                tracing::warn!(%client_addr, route, ?target, "closing client connection: {e}{origin}");
+                metrics.upstream_connect_failures.inc();
+                if let upstream::UpstreamError::Handshake { label, .. } = &e {
+                    metrics.broker_tls_handshake_failed(label);
                 }
-            };
-        tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, "connection opened{origin}");
+                self.audit_close(proxied, None, &e.to_string(), started, None);
+                return;
+            }
+        };
+        let stands_in = upstream.stands_in;
+        tracing::debug!(%client_addr, route, ?target, upstream = %upstream_addr, stands_in, "connection opened{origin}");
         metrics.upstream_connections_active.inc();
         let ctx = ConnectionContext {
             route: Arc::clone(&self.route),
@@ -422,7 +428,10 @@ impl Connection {
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
         let connect_timeout = self.shared.settings.connect_timeout;
         let dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
-            Box::pin(async move { redial(&domain, target, connect_timeout).await })
+            Box::pin(async move {
+                let dialled = dial(&domain, target, connect_timeout).await;
+                dialled.map(|(dialled, _)| dialled).map_err(|e| e.to_string())
+            })
         };
         let summary = match self.shared.swaps.get(&self.route.name) {
             None => pump(client, initial, upstream, &ctx, stop, Some(&dial as &Redial<_>)).await,

@@ -17,7 +17,7 @@ mod transactions;
 mod upstream;
 
 pub use budget::MemoryBudget;
-pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, Redialled, StopSignals};
+pub use connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Dialled, Redial, StopSignals};
 pub use limits::ConnectionLimits;
 pub use listener::{accept_loop, accept_sni_loop, bind_route, BoundPort, ListenerContext, SniRoute};
 pub use proxy_protocol::{parse as parse_header, ProxiedAddresses, ProxyHeaderError};

@@ -52,7 +52,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::broker_login::BrokerSide;
-use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Redial, Redialled, StopSignals};
+use super::connection::{pump, CloseReason, ConnectionContext, ConnectionSummary, Dialled, Redial, StopSignals};
 use super::stream::{Duplex, Halves};
 use crate::config::{client_users, ClientAuthSettings, PrincipalRules, SaslMechanism, Secret, SwapSettings};
 use crate::protocol::scram::{constant_time_eq, Decoy, ScramHash, ScramServer, ScramServerError, ScramVerifier};
@@ -743,7 +743,7 @@ pub async fn relogin<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 pub async fn serve<C, U, D>(
     auth: &Arc<SwapAuth>,
     (client, initial, certificate): (C, BytesMut, Option<String>),
-    upstream: U,
+    upstream: Dialled<U>,
     mut ctx: ConnectionContext,
     stop: StopSignals<'_>,
     dial: D,
@@ -751,10 +751,11 @@ pub async fn serve<C, U, D>(
 where
     C: Duplex,
     U: Duplex,
-    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Redialled<U>, String>> + Send>> + Send + Sync + 'static,
+    D: Fn(Arc<Upstream>) -> Pin<Box<dyn Future<Output = Result<Dialled<U>, String>> + Send>> + Send + Sync + 'static,
 {
     let (mut client_read, mut client_write) = client.into_halves();
-    let (mut upstream_read, mut upstream_write) = upstream.into_halves();
+    let stands_in = upstream.stands_in;
+    let (mut upstream_read, mut upstream_write) = upstream.stream.into_halves();
     let legs = Legs {
         client_read: &mut client_read,
         client_write: &mut client_write,
@@ -778,14 +779,15 @@ where
     let relogin_dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
         let (dialled, session, route) = (dial(Arc::clone(&domain)), Arc::clone(&session), route.clone());
         Box::pin(async move {
-            let Redialled { stream, stands_in } = dialled.await?;
+            let Dialled { stream, stands_in } = dialled.await?;
             let (mut read, mut write) = stream.into_halves();
             relogin(&session, &domain.domain, &route, (&mut read, &mut write), max_frame).await?;
-            Ok(Redialled { stream: Halves(read, write), stands_in })
+            Ok(Dialled { stream: Halves(read, write), stands_in })
         })
     };
     let relogin_dial: &Redial<_> = &relogin_dial;
-    let (client, upstream) = (Halves(client_read, client_write), Halves(upstream_read, upstream_write));
+    let client = Halves(client_read, client_write);
+    let upstream = Dialled { stream: Halves(upstream_read, upstream_write), stands_in };
     let mut summary = pump(client, leftover, upstream, &ctx, stop, Some(relogin_dial)).await;
     summary.bytes_to_client += bytes_to_client;
     let reauth = std::mem::take(&mut summary.sasl);

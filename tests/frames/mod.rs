@@ -1,6 +1,10 @@
-//! Kafka frames for the in-process tests (`tests/pump.rs`, `tests/reauth.rs`), which play the
+//! Kafka frames for the in-process tests (`tests/pump.rs`, `tests/reauth.rs`,
+//! `tests/in_process_gateway.rs`), which play the
 //! client and the broker themselves: requests and answers encoded with `kafka-protocol`, and
 //! frames read back off a stream; and the one-route configuration both drive.
+
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -64,6 +68,13 @@ pub fn produce(correlation_id: i32) -> Bytes {
         .with_partition_data(vec![partition]);
     let body = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![topic]);
     frame(ApiKey::Produce, 9, correlation_id, &body)
+}
+
+/// Decode an answer (`body`: the frame after its size prefix) read by the client.
+pub fn decode_answer<R: kafka_protocol::protocol::Decodable>(api_key: ApiKey, version: i16, mut body: Bytes) -> R {
+    use kafka_protocol::protocol::Decodable;
+    ResponseHeader::decode(&mut body, api_key.response_header_version(version)).unwrap();
+    R::decode(&mut body, version).unwrap()
 }
 
 /// Read one frame's body (after its size prefix); `None` at end of stream.

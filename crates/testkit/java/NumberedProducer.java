@@ -30,7 +30,8 @@
 // classes as application-recoverable (KIP-1050: ApplicationRecoverableException, e.g.
 // InvalidPidMappingException; a fenced producer stays fatal) closes the producer and starts a new one
 // with the same configuration, as Kafka Streams and Spring Kafka do, which initialises its
-// transactions again and resends the transaction. Lines differ:
+// transactions again and resends the transaction; also when that error reaches the program only as
+// the cause of a later call's "error state" exception (Kafka Streams looks at the cause too). Lines differ:
 //   ACK <n> <partition> <offset> <epochMillis>   per record of a COMMITTED transaction, after the commit
 //   ERR <first n> <exception class>: <message>   per failed transaction attempt (then aborted and resent)
 //   FATAL <exception class>: <message>           once, when the producer cannot go on (no DONE follows
@@ -242,6 +243,21 @@ public class NumberedProducer {
     }
 
     /**
+     * Closes the slot's producer and starts a new one with the same configuration, as an
+     * application does after an application-recoverable error; whether it could.
+     */
+    static boolean restart(ProducerSlot slot) {
+        try {
+            slot.restart();
+            slot.producer.initTransactions();
+            return true;
+        } catch (RuntimeException restartFailed) {
+            emit("FATAL a new producer could not start: " + describe(restartFailed));
+            return false;
+        }
+    }
+
+    /**
      * Whether the 4.x client classes the error, or one it wraps, as application-recoverable:
      * the producer is unusable, and the application is to start a new one (KIP-1050). Found by
      * class name, so that this program also runs on clients from before that class.
@@ -323,11 +339,7 @@ public class NumberedProducer {
                     return sent;
                 }
                 if (restartRecoverable && applicationRecoverable(cause)) {
-                    try {
-                        slot.restart();
-                        slot.producer.initTransactions();
-                    } catch (RuntimeException restartFailed) {
-                        emit("FATAL a new producer could not start: " + describe(restartFailed));
+                    if (!restart(slot)) {
                         return sent;
                     }
                     continue;
@@ -336,6 +348,15 @@ public class NumberedProducer {
                     producer.abortTransaction();
                     aborted.incrementAndGet();
                 } catch (RuntimeException abortFailed) {
+                    // The error that made the producer unusable can reach the application first
+                    // here, wrapped ("... in an error state"): the 4.1 client does not fail a
+                    // transactional call that was waiting when it came, which then times out.
+                    if (restartRecoverable && applicationRecoverable(abortFailed)) {
+                        if (!restart(slot)) {
+                            return sent;
+                        }
+                        continue;
+                    }
                     emit("FATAL abortTransaction failed: " + describe(abortFailed));
                     return sent;
                 }
