@@ -427,17 +427,17 @@ impl Connection {
         };
         let stop = StopSignals { gateway: &self.shared.shutdown, route: &session };
         let connect_timeout = self.shared.settings.connect_timeout;
-        let dial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
+        let redial = move |domain: Arc<Upstream>| -> Pin<Box<dyn Future<Output = _> + Send>> {
             Box::pin(async move {
                 let dialled = dial(&domain, target, connect_timeout).await;
                 dialled.map(|(dialled, _)| dialled).map_err(|e| e.to_string())
             })
         };
         let summary = match self.shared.swaps.get(&self.route.name) {
-            None => pump(client, initial, upstream, &ctx, stop, Some(&dial as &Redial<_>)).await,
+            None => pump(client, initial, upstream, &ctx, stop, Some(&redial as &Redial<_>)).await,
             // The re-dial serves both a switchover's cut and the renewal of the gateway's broker
             // session (connections.max.reauth.ms); the swap logs in again on it.
-            Some(auth) => swap::serve(auth, (client, initial, certificate), upstream, ctx, stop, dial).await,
+            Some(auth) => swap::serve(auth, (client, initial, certificate), upstream, ctx, stop, redial).await,
         };
         metrics.upstream_connections_active.dec();
         let reason = &summary.reason;
