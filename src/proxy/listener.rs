@@ -33,7 +33,7 @@ use super::proxy_protocol::{self, ProxiedAddresses, ProxyHeaderError};
 use super::stream::{BrokerStream, Duplex, Rewound};
 use super::swap::{self, SwapAuth};
 use super::upstream;
-use crate::config::{ProxyProtocolSettings, ProxySettings, RouteConfig};
+use crate::config::{HostPort, ProxyProtocolSettings, ProxySettings, RouteConfig};
 use crate::routing::{Route, Target, Upstream};
 use crate::telemetry::{AuditEvent, AuditLog, ConnectionEvent, KeyedRateLimit, Metrics};
 use crate::tls::ServerTls;
@@ -274,7 +274,7 @@ async fn dial(
     domain: &Upstream,
     target: Target,
     timeout: Duration,
-) -> Result<(Dialled<BrokerStream>, crate::config::HostPort), upstream::UpstreamError> {
+) -> Result<(Dialled<BrokerStream>, HostPort), upstream::UpstreamError> {
     let (connected, stands_in) = match upstream::connect(domain, target, timeout).await {
         Err(upstream::UpstreamError::UnknownNode(_)) => {
             (upstream::connect(domain, Target::Bootstrap, timeout).await, true)
