@@ -20,7 +20,11 @@
 // Transactional mode, when a transactional.id=<id> config is given, runs the loop a real
 // transactional application runs: initTransactions() once, then transactions of txn.records=<K>
 // records (default 10; a setting of this program, not a producer config): beginTransaction,
-// send K, commitTransaction. An abortable KafkaException aborts the transaction and sends the
+// send K, flush, commitTransaction. The flush is what Kafka Streams does before it commits, and
+// for the same reason: the Java client's sender thread checks for unfinished batches before it
+// takes the EndTxn from its queue, without a lock held across both, so a record sent just before
+// commitTransaction can miss its transaction (the commit goes ahead without it, and its batch,
+// whose partition is no longer in a transaction, waits out delivery.timeout.ms). An abortable KafkaException aborts the transaction and sends the
 // same records again in a new one, with the same producer; only a fatal error (the producer is
 // fenced, unauthorized, or its state is unusable) ends the run. With txn.offsets.group=<group> (also a
 // setting of this program) each transaction also commits, as a consume-transform-produce application
@@ -321,6 +325,7 @@ public class NumberedProducer {
                     producer.abortTransaction();
                     break;
                 }
+                producer.flush();
                 if (offsetsGroup != null) {
                     producer.sendOffsetsToTransaction(
                             Map.of(new TopicPartition(topic, 0), new OffsetAndMetadata(last)), offsetsGroup);
