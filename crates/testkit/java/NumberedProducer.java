@@ -24,9 +24,10 @@
 // for the same reason: the Java client's sender thread checks for unfinished batches before it
 // takes the EndTxn from its queue, without a lock held across both, so a record sent just before
 // commitTransaction can miss its transaction (the commit goes ahead without it, and its batch,
-// whose partition is no longer in a transaction, waits out delivery.timeout.ms). An abortable KafkaException aborts the transaction and sends the
-// same records again in a new one, with the same producer; only a fatal error (the producer is
-// fenced, unauthorized, or its state is unusable) ends the run. With txn.offsets.group=<group> (also a
+// whose partition is no longer in a transaction, waits out delivery.timeout.ms). An abortable
+// KafkaException aborts the transaction and sends the same records again in a new one, with the
+// same producer; only a fatal error (the producer is fenced, unauthorized, or its state is
+// unusable) ends the run. With txn.offsets.group=<group> (also a
 // setting of this program) each transaction also commits, as a consume-transform-produce application
 // does with sendOffsetsToTransaction, offset <last n of the transaction> of partition 0 of <topic>
 // for consumer group <group>: after a run, the group's committed offset is the last record
